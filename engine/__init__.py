@@ -1,0 +1,86 @@
+"""engine: one LLM turn — providers, stream parsing, the tool-call loop, retries, usage.
+
+It knows nothing of the Runtime, gRPC or storage.
+"""
+
+from __future__ import annotations
+
+from engine._accumulate import Accumulator
+from engine._echo import EchoProvider
+from engine._errors import (
+    ConfigurationError,
+    EngineError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderProtocolError,
+)
+from engine._provider import Provider
+from engine._tools import Tool, ToolFunction, ToolRegistry
+from engine._turn import CANCELLED_RESULT, Emit, TurnConfig, TurnResult, run_turn
+from engine._types import (
+    Message,
+    MessageCompleted,
+    ModelRequest,
+    Notice,
+    PartialDiscarded,
+    ReasoningDelta,
+    Role,
+    StopReason,
+    StreamEvent,
+    StreamStop,
+    TextDelta,
+    ToolCall,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallFinished,
+    ToolCallStart,
+    ToolCallStarted,
+    ToolSpec,
+    TurnEvent,
+    Usage,
+    UsageReported,
+    UsageUpdate,
+)
+
+__all__ = [
+    "CANCELLED_RESULT",
+    "Accumulator",
+    "ConfigurationError",
+    "EchoProvider",
+    "Emit",
+    "EngineError",
+    "Message",
+    "MessageCompleted",
+    "ModelRequest",
+    "Notice",
+    "PartialDiscarded",
+    "Provider",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderProtocolError",
+    "ReasoningDelta",
+    "Role",
+    "StopReason",
+    "StreamEvent",
+    "StreamStop",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolCallArgsDelta",
+    "ToolCallEnd",
+    "ToolCallFinished",
+    "ToolCallStart",
+    "ToolCallStarted",
+    "ToolFunction",
+    "ToolRegistry",
+    "ToolSpec",
+    "TurnConfig",
+    "TurnEvent",
+    "TurnResult",
+    "Usage",
+    "UsageReported",
+    "UsageUpdate",
+    "run_turn",
+]

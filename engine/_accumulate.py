@@ -1,0 +1,84 @@
+"""Pure accumulator: folds one provider stream's events into the final assistant message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine._types import (
+    Message,
+    Notice,
+    ReasoningDelta,
+    Role,
+    StopReason,
+    StreamEvent,
+    StreamStop,
+    TextDelta,
+    ToolCall,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+)
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    call_id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+class Accumulator:
+    """Collects text, reasoning, tool calls (keyed by index: they may interleave), usage and the
+    stop reason. ``message()`` builds the final :class:`Message`."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._signature = ""
+        self._calls: dict[int, _PendingCall] = {}
+        self.usage = Usage()
+        self.stop_reason: StopReason | None = None
+        self.notices: list[Notice] = []
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            self._reasoning.append(event.text)
+            if event.signature:
+                self._signature = event.signature
+        elif isinstance(event, ToolCallStart):
+            self._calls[event.index] = _PendingCall(event.call_id, event.name)
+        elif isinstance(event, ToolCallArgsDelta):
+            call = self._calls.get(event.index)
+            if call is None:  # a delta before its start: keep it rather than drop it
+                call = self._calls[event.index] = _PendingCall("", "")
+            call.arguments.append(event.delta)
+        elif isinstance(event, ToolCallEnd):
+            pass
+        elif isinstance(event, UsageUpdate):
+            self.usage = event.usage
+        elif isinstance(event, StreamStop):
+            self.stop_reason = event.reason
+        else:
+            self.notices.append(event)
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self._text or self._reasoning or self._calls)
+
+    def message(self) -> Message:
+        calls = tuple(
+            ToolCall(c.call_id, c.name, "".join(c.arguments))
+            for _, c in sorted(self._calls.items())
+        )
+        return Message(
+            role=Role.ASSISTANT,
+            text="".join(self._text),
+            reasoning="".join(self._reasoning),
+            reasoning_signature=self._signature,
+            tool_calls=calls,
+            stop_reason=self.stop_reason,
+        )

@@ -1,0 +1,64 @@
+"""Engine errors.
+
+::
+
+    EngineError                      base of everything the engine raises
+    ├── ProviderError                the provider failed (HTTP status, protocol, stream)
+    │   ├── ProviderHTTPError        a non-2xx answer (status, provider message)
+    │   ├── ProviderConnectionError  connect/read failure, reset, idle timeout
+    │   └── ProviderProtocolError    a stream we cannot parse (malformed JSON, mid-stream error)
+    └── ConfigurationError           a profile or request the engine cannot run
+
+Messages never contain secrets: providers pass the provider's own error text, never headers.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of all engine errors. ``code`` is a stable machine-readable reason."""
+
+    code = "ENGINE_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProviderError(EngineError):
+    code = "PROVIDER_ERROR"
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ProviderHTTPError(ProviderError):
+    code = "PROVIDER_HTTP_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ProviderConnectionError(ProviderError):
+    code = "PROVIDER_CONNECTION_ERROR"
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message, retryable=retryable)
+
+
+class ProviderProtocolError(ProviderError):
+    code = "PROVIDER_PROTOCOL_ERROR"
+
+
+class ConfigurationError(EngineError):
+    code = "CONFIGURATION_ERROR"

@@ -1,0 +1,194 @@
+"""The turn loop: stream → commit the assistant message → run its tool calls → loop until done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine._accumulate import Accumulator
+from engine._provider import Provider
+from engine._tools import ToolRegistry
+from engine._types import (
+    Message,
+    MessageCompleted,
+    ModelRequest,
+    Notice,
+    ReasoningDelta,
+    Role,
+    StopReason,
+    TextDelta,
+    ToolCall,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnEvent,
+    Usage,
+    UsageReported,
+)
+
+CANCELLED_RESULT = "cancelled: the run was cancelled before this tool call finished"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    model: str
+    system: str = ""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    max_tool_rounds: int = 8
+    tool_timeout_s: float = 30.0
+    tool_output_max_chars: int = 16_000
+    # How many times to ask the model to go on when it stops for length (0 = never).
+    max_length_continuations: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    messages: tuple[Message, ...]
+    usage: Usage
+    stop_reason: StopReason
+
+
+Emit = Callable[[TurnEvent], None]
+
+
+async def run_turn(
+    provider: Provider,
+    config: TurnConfig,
+    history: Sequence[Message],
+    *,
+    emit: Emit,
+    tools: ToolRegistry | None = None,
+) -> TurnResult:
+    """Run one user turn on ``history`` (which ends with the user's input).
+
+    Every delta and every completed message goes to ``emit`` as it happens (synchronously: keep it
+    cheap). On cancellation, tool calls the model asked for but that have no result yet are closed
+    with a synthetic error result (emitted as :class:`MessageCompleted`) so the history stays valid,
+    then the :class:`asyncio.CancelledError` propagates.
+    """
+    registry = tools or ToolRegistry()
+    messages: list[Message] = list(history)
+    produced: list[Message] = []
+    usage = Usage()
+    tool_rounds = 0
+    continuations = 0
+
+    def commit(message: Message) -> None:
+        messages.append(message)
+        produced.append(message)
+        emit(MessageCompleted(message))
+
+    while True:
+        request = ModelRequest(
+            model=config.model,
+            messages=tuple(messages),
+            system=config.system,
+            tools=registry.specs(),
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            options=config.options,
+        )
+        acc = Accumulator()
+        stream = provider.stream(request)
+        try:
+            async for event in stream:
+                acc.add(event)
+                if isinstance(event, (TextDelta, ReasoningDelta, Notice)):
+                    emit(event)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        usage = usage + acc.usage
+        emit(UsageReported(acc.usage))
+        assistant = acc.message()
+        commit(assistant)
+        stop = acc.stop_reason or StopReason.UNKNOWN
+
+        if assistant.tool_calls:
+            if tool_rounds >= config.max_tool_rounds:
+                for call in assistant.tool_calls:
+                    _close_call(call, "not run: the turn reached its tool-round limit", commit, emit)
+                return TurnResult(tuple(produced), usage, StopReason.LIMIT_REACHED)
+            tool_rounds += 1
+            await _run_tools(assistant.tool_calls, registry, config, commit, emit)
+            continue
+        if (
+            stop is StopReason.LENGTH
+            and continuations < config.max_length_continuations
+        ):
+            continuations += 1
+            continue
+        return TurnResult(tuple(produced), usage, stop)
+
+
+def _close_call(call: ToolCall, result: str, commit: Callable[[Message], None], emit: Emit) -> None:
+    emit(ToolCallFinished(call.call_id, call.name, result, True))
+    commit(
+        Message(
+            role=Role.TOOL,
+            text=result,
+            tool_call_id=call.call_id,
+            tool_name=call.name,
+            is_error=True,
+        )
+    )
+
+
+async def _run_tools(
+    calls: Sequence[ToolCall],
+    registry: ToolRegistry,
+    config: TurnConfig,
+    commit: Callable[[Message], None],
+    emit: Emit,
+) -> None:
+    """Run the calls in parallel; commit results in the order the model asked for them."""
+    for call in calls:
+        emit(ToolCallStarted(call.call_id, call.name, call.arguments))
+    tasks = [asyncio.ensure_future(_run_one(call, registry, config)) for call in calls]
+    try:
+        results = await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for call in calls:
+            _close_call(call, CANCELLED_RESULT, commit, emit)
+        raise
+    for call, (text, is_error) in zip(calls, results, strict=True):
+        emit(ToolCallFinished(call.call_id, call.name, text, is_error))
+        commit(
+            Message(
+                role=Role.TOOL,
+                text=text,
+                tool_call_id=call.call_id,
+                tool_name=call.name,
+                is_error=is_error,
+            )
+        )
+
+
+async def _run_one(call: ToolCall, registry: ToolRegistry, config: TurnConfig) -> tuple[str, bool]:
+    tool = registry.get(call.name)
+    if tool is None:
+        return f"error: unknown tool {call.name!r}", True
+    try:
+        args = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return f"error: arguments are not valid JSON ({exc.msg} at {exc.pos})", True
+    if not isinstance(args, dict):
+        return "error: arguments must be a JSON object", True
+    try:
+        output = await asyncio.wait_for(tool.function(args), config.tool_timeout_s)
+    except TimeoutError:
+        return f"error: tool timed out after {config.tool_timeout_s:g}s", True
+    except Exception as exc:  # a failing tool is a result the model sees, not a crashed run
+        return f"error: {type(exc).__name__}: {exc}", True
+    cap = config.tool_output_max_chars
+    if len(output) > cap:
+        output = output[:cap] + f"\n[truncated: {len(output) - cap} more characters]"
+    return output, False

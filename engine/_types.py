@@ -1,0 +1,220 @@
+"""The engine's data model: messages, tool calls, usage, and the events of a stream and of a turn.
+
+Everything here is a frozen value; providers produce :data:`StreamEvent`s, the turn loop turns them
+into :data:`TurnEvent`s for its caller and into committed :class:`Message`s for the history.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Role(enum.Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class StopReason(enum.Enum):
+    """Why a model stopped (normalised across providers), or why the turn loop did."""
+
+    END_TURN = "end_turn"  # OpenAI "stop", Anthropic "end_turn"/"stop_sequence"
+    LENGTH = "length"  # OpenAI "length", Anthropic "max_tokens"
+    TOOL_USE = "tool_use"  # OpenAI "tool_calls", Anthropic "tool_use"
+    CONTENT_FILTER = "content_filter"
+    REFUSAL = "refusal"
+    PAUSE = "pause"  # Anthropic "pause_turn"
+    LIMIT_REACHED = "limit_reached"  # the turn loop hit max_tool_rounds
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model asked for. ``arguments`` is the raw JSON text the model produced."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One committed history entry: a user input, an assistant message, or a tool result."""
+
+    role: Role
+    text: str = ""
+    reasoning: str = ""
+    # Anthropic thinking signature: kept so the thinking block can be sent back verbatim.
+    reasoning_signature: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    # For role TOOL: which call this answers, and whether the result is an error.
+    tool_call_id: str = ""
+    tool_name: str = ""
+    is_error: bool = False
+    stop_reason: StopReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What the model is told about a tool."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One request to a provider: the whole history, rendered by the provider for its wire format."""
+
+    model: str
+    messages: tuple[Message, ...]
+    system: str = ""
+    tools: tuple[ToolSpec, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    # Provider-specific extra body fields (seed, top_p, ...), passed through as given.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- events of one provider stream (provider -> accumulator) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    index: int
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArgsDelta:
+    index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEnd:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    """Usage so far for this stream (providers report cumulative figures; the last one wins)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStop:
+    reason: StopReason
+    raw_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a caller should know but that does not end the stream (unknown block type, ...)."""
+
+    code: str
+    message: str
+
+
+StreamEvent = (
+    TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallArgsDelta
+    | ToolCallEnd
+    | UsageUpdate
+    | StreamStop
+    | Notice
+)
+
+
+# --- events of one turn (turn loop -> caller) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    call_id: str
+    name: str
+    result: str
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCompleted:
+    """A message is final and belongs in the history (assistant message or tool result)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReported:
+    """Usage of one model request, reported once it is known."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class PartialDiscarded:
+    """A stream failed midway and is being retried: observers drop the deltas since the last
+    :class:`MessageCompleted` (the partial assistant message) and expect them again."""
+
+    attempt: int
+    reason: str
+
+
+TurnEvent = (
+    TextDelta
+    | ReasoningDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | MessageCompleted
+    | UsageReported
+    | PartialDiscarded
+    | Notice
+)
