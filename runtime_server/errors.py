@@ -1,0 +1,197 @@
+"""Errors of the Runtime core. The gRPC edge maps each class to a status code and ErrorInfo reason
+(runtime_server.grpc._errors); the client maps reasons back to the same classes.
+
+::
+
+    RuntimeError_                     base; ``reason`` is the ErrorInfo reason
+    ├── InvalidArgument               INVALID_ARGUMENT  (names the field)
+    ├── NotFound                      NOT_FOUND
+    │   ├── WorkerNotFound            WORKER_NOT_FOUND
+    │   ├── RunNotFound               RUN_NOT_FOUND
+    │   └── ProfileNotFound           PROFILE_NOT_FOUND
+    ├── AlreadyExists                 ALREADY_EXISTS
+    │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS
+    │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED (same request_id, different request)
+    ├── FailedPrecondition            FAILED_PRECONDITION
+    │   ├── WorkerBusy                WORKER_BUSY (carries active_run_id)
+    │   ├── WorkerStopped             WORKER_STOPPED
+    │   └── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE)
+    ├── ResourceExhausted             RESOURCE_EXHAUSTED
+    │   ├── QueueFull                 QUEUE_FULL
+    │   ├── TooManyWorkers            TOO_MANY_WORKERS
+    │   └── SubscriberLagging         SUBSCRIBER_LAGGING (carries last_seq)
+    ├── OutOfRange                    OUT_OF_RANGE
+    │   ├── CursorExpired             CURSOR_EXPIRED (carries oldest_seq)
+    │   └── CursorAhead               CURSOR_AHEAD (carries last_seq)
+    ├── Unauthenticated               UNAUTHENTICATED
+    └── StoreFailure                  STORE_FAILURE (INTERNAL: never the caller's fault)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class RuntimeError_(Exception):  # noqa: N801 - trailing underscore avoids the builtin's name
+    """Base of Runtime errors: a stable ``reason`` plus string ``metadata`` for ErrorInfo."""
+
+    reason = "RUNTIME_ERROR"
+
+    def __init__(self, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: Mapping[str, str] = metadata
+
+
+class InvalidArgument(RuntimeError_):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str, **metadata: str) -> None:
+        super().__init__(f"{field}: {message}", field=field, **metadata)
+        self.field = field
+
+
+class NotFound(RuntimeError_):
+    reason = "NOT_FOUND"
+
+
+class WorkerNotFound(NotFound):
+    reason = "WORKER_NOT_FOUND"
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id!r} not found", worker_id=worker_id)
+
+
+class RunNotFound(NotFound):
+    reason = "RUN_NOT_FOUND"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} not found", run_id=run_id)
+
+
+class ProfileNotFound(NotFound):
+    reason = "PROFILE_NOT_FOUND"
+
+    def __init__(self, profile: str) -> None:
+        super().__init__(f"profile {profile!r} not found", profile=profile)
+
+
+class AlreadyExists(RuntimeError_):
+    reason = "ALREADY_EXISTS"
+
+
+class WorkerAlreadyExists(AlreadyExists):
+    reason = "WORKER_ALREADY_EXISTS"
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id!r} already exists", worker_id=worker_id)
+
+
+class IdempotencyConflict(AlreadyExists):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request",
+            request_id=request_id,
+        )
+
+
+class FailedPrecondition(RuntimeError_):
+    reason = "FAILED_PRECONDITION"
+
+
+class WorkerBusy(FailedPrecondition):
+    reason = "WORKER_BUSY"
+
+    def __init__(self, worker_id: str, active_run_id: str) -> None:
+        super().__init__(
+            f"worker {worker_id!r} is busy with run {active_run_id!r}",
+            worker_id=worker_id,
+            active_run_id=active_run_id,
+        )
+        self.active_run_id = active_run_id
+
+
+class WorkerStopped(FailedPrecondition):
+    reason = "WORKER_STOPPED"
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id!r} is stopped", worker_id=worker_id)
+
+
+class RuntimeDraining(FailedPrecondition):
+    reason = "RUNTIME_DRAINING"
+
+    def __init__(self) -> None:
+        super().__init__("the runtime is shutting down and takes no new work")
+
+
+class ResourceExhausted(RuntimeError_):
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class QueueFull(ResourceExhausted):
+    reason = "QUEUE_FULL"
+
+    def __init__(self, worker_id: str, limit: int) -> None:
+        super().__init__(
+            f"worker {worker_id!r} input queue is full ({limit})",
+            worker_id=worker_id,
+            limit=str(limit),
+        )
+
+
+class TooManyWorkers(ResourceExhausted):
+    reason = "TOO_MANY_WORKERS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the runtime holds its maximum of {limit} workers", limit=str(limit))
+
+
+class SubscriberLagging(ResourceExhausted):
+    reason = "SUBSCRIBER_LAGGING"
+
+    def __init__(self, last_seq: int, buffer: int) -> None:
+        super().__init__(
+            f"subscriber fell {buffer} events behind; resume with after_seq={last_seq}",
+            last_seq=str(last_seq),
+            buffer=str(buffer),
+        )
+        self.last_seq = last_seq
+
+
+class OutOfRange(RuntimeError_):
+    reason = "OUT_OF_RANGE"
+
+
+class CursorExpired(OutOfRange):
+    reason = "CURSOR_EXPIRED"
+
+    def __init__(self, after_seq: int, oldest_seq: int) -> None:
+        super().__init__(
+            f"after_seq {after_seq} is older than retention; oldest available seq is {oldest_seq}",
+            after_seq=str(after_seq),
+            oldest_seq=str(oldest_seq),
+        )
+        self.oldest_seq = oldest_seq
+
+
+class CursorAhead(OutOfRange):
+    reason = "CURSOR_AHEAD"
+
+    def __init__(self, after_seq: int, last_seq: int) -> None:
+        super().__init__(
+            f"after_seq {after_seq} is ahead of the log (last seq {last_seq})",
+            after_seq=str(after_seq),
+            last_seq=str(last_seq),
+        )
+        self.last_seq = last_seq
+
+
+class Unauthenticated(RuntimeError_):
+    reason = "UNAUTHENTICATED"
+
+
+class StoreFailure(RuntimeError_):
+    reason = "STORE_FAILURE"

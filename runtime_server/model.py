@@ -1,0 +1,279 @@
+"""The Runtime's domain model: frozen values and enums. Protobuf never appears here; the gRPC edge
+converts (runtime_server.grpc._convert)."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from engine import Message, Usage
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch (every timestamp in the model uses it)."""
+    return time.time()
+
+
+class WorkerState(enum.Enum):
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+
+
+class RunState(enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunState.QUEUED, RunState.RUNNING)
+
+
+class BusyPolicy(enum.Enum):
+    REJECT = "REJECT"
+    ENQUEUE = "ENQUEUE"
+    INTERRUPT = "INTERRUPT"
+
+
+class MountMode(enum.Enum):
+    READ_ONLY = "READ_ONLY"
+    READ_WRITE = "READ_WRITE"
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    path: str
+    mode: MountMode = MountMode.READ_ONLY
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    root: str
+    mounts: tuple[Mount, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigBundleRef:
+    id: str
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    worker_id: str
+    runtime_id: str
+    state: WorkerState
+    profile: str
+    display_name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    active_run_id: str = ""
+    created_at: float = 0.0
+    usage: Usage = Usage()
+    workspace: Workspace | None = None
+    config_bundle: ConfigBundleRef | None = None
+    queued_runs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: str
+    worker_id: str
+    state: RunState
+    created_at: float
+    input_text: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    usage: Usage = Usage()
+    error: RunError | None = None
+    stop_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    """One committed history entry of a worker, with its position and the run that produced it."""
+
+    worker_id: str
+    index: int
+    run_id: str
+    message: Message
+    created_at: float
+
+
+# --- event payloads -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCreated:
+    worker: Worker
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStateChanged:
+    previous: WorkerState
+    state: WorkerState
+
+
+@dataclass(frozen=True, slots=True)
+class RunQueued:
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class InputCommitted:
+    entry: TranscriptEntry
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    call_id: str
+    tool_name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    call_id: str
+    tool_name: str
+    result: str
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCommitted:
+    entry: TranscriptEntry
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReported:
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class PartialDiscarded:
+    """The provider stream failed midway and is retried: drop this run's deltas since the last
+    MessageCommitted."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStopped:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDeleted:
+    pass
+
+
+class DiagnosticLevel(enum.Enum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    level: DiagnosticLevel
+    code: str
+    message: str
+    time: float = 0.0
+    worker_id: str = ""
+    run_id: str = ""
+
+
+Payload = (
+    WorkerCreated
+    | WorkerStateChanged
+    | RunQueued
+    | RunStarted
+    | InputCommitted
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | MessageCommitted
+    | UsageReported
+    | PartialDiscarded
+    | RunFinished
+    | WorkerStopped
+    | WorkerDeleted
+    | Diagnostic
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    time: float
+    worker_id: str
+    run_id: str
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every bound the Runtime enforces; reported by GetRuntime."""
+
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    max_input_chars: int = 1_000_000
+    max_display_name_chars: int = 200
+    max_labels: int = 64
+    max_label_chars: int = 256
+    max_request_id_chars: int = 128
+    max_queue_per_worker: int = 16
+    max_workers: int = 100_000
+    subscriber_buffer_events: int = 10_000
+    event_batch_max: int = 1000
+    transcript_page_max: int = 1000
+    diagnostics_capacity: int = 1000
+    idempotency_keys_per_worker: int = 1024
+    idempotency_keys_create: int = 100_000
+    event_retention_events: int = 1_000_000
+    event_retention_seconds: float = 0.0  # 0 = no age limit
+    heartbeat_interval_s: float = 10.0
+    max_message_bytes: int = 4 * 1024 * 1024
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    next_page_token: str = ""
+    total: int = 0

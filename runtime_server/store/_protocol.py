@@ -1,0 +1,103 @@
+"""The Store protocol: what the Runtime needs from persistence.
+
+The Runtime keeps its working state (workers, runs, transcripts) in memory and hands every change
+to the store as a *batch*: the events it produced plus the state mutations they record. A store
+commits batches atomically and in order, then reports the highest committed seq through the
+commit listener. The Runtime publishes an event (to subscribers, ListEvents, acknowledgements) only
+after that report — so a seq a client has seen is never lost or reused.
+
+A synchronous store (memory) reports inside ``write``; a durable one (SQLite) commits on a writer
+thread, grouping every batch queued meanwhile into one transaction (group commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from runtime_server.model import Event, Run, TranscriptEntry, Worker
+
+
+@dataclass(frozen=True, slots=True)
+class PutWorker:
+    worker: Worker
+
+
+@dataclass(frozen=True, slots=True)
+class PutRun:
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class AppendTranscript:
+    entry: TranscriptEntry
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteWorkerData:
+    """Remove the worker, its runs, transcript and idempotency keys (its events age out)."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutRequestKey:
+    """An idempotency key: ``scope`` is ``"create"`` or a worker id; ``result`` the id it produced
+    (worker id or run id), ``seq`` the seq that acknowledged it."""
+
+    scope: str
+    request_id: str
+    fingerprint: str
+    result: str
+    seq: int
+
+
+Mutation = PutWorker | PutRun | AppendTranscript | DeleteWorkerData | PutRequestKey
+
+
+@dataclass(slots=True)
+class StoredState:
+    """Everything a store hands back when it opens."""
+
+    runtime_id: str
+    last_seq: int = 0
+    workers: list[Worker] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    transcripts: dict[str, list[TranscriptEntry]] = field(default_factory=dict)
+    request_keys: list[PutRequestKey] = field(default_factory=list)
+
+
+CommitListener = Callable[[int], None]
+
+
+class Store(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    async def open(self, new_runtime_id: str) -> StoredState:
+        """Open (or create) the store; ``new_runtime_id`` is used only for a new store."""
+        ...
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        """``listener(seq)`` is called on the event loop once every event with a seq up to ``seq``
+        (and every mutation written with them) is committed."""
+        ...
+
+    def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
+        """Queue one batch (events in seq order). Never blocks; commits in order, atomically."""
+        ...
+
+    async def flush(self) -> None:
+        """Return once everything written so far is committed."""
+        ...
+
+    async def read_events(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        """Committed events with seq > after_seq, oldest first, at most ``limit``."""
+        ...
+
+    def oldest_seq(self) -> int:
+        """The oldest retained seq (0 when the log is empty)."""
+        ...
+
+    async def close(self) -> None: ...
