@@ -1,0 +1,52 @@
+"""The Runtime core: pure asyncio — no grpc, no protobuf."""
+
+from __future__ import annotations
+
+from runtime_server.runtime._eventlog import EventLog, Subscription
+from runtime_server.runtime._profiles import (
+    PROVIDER_KINDS,
+    Config,
+    ConfigError,
+    Profile,
+    ProviderConfig,
+    default_config,
+    load_config,
+    parse_config,
+)
+from runtime_server.runtime._runtime import (
+    FEATURES,
+    VERSION,
+    Accepted,
+    Created,
+    EventsPage,
+    ProviderFactory,
+    Runtime,
+    RuntimeInfo,
+    RuntimeState,
+    ToolsFactory,
+    limits_from,
+)
+
+__all__ = [
+    "FEATURES",
+    "PROVIDER_KINDS",
+    "VERSION",
+    "Accepted",
+    "Config",
+    "ConfigError",
+    "Created",
+    "EventLog",
+    "EventsPage",
+    "Profile",
+    "ProviderConfig",
+    "ProviderFactory",
+    "Runtime",
+    "RuntimeInfo",
+    "RuntimeState",
+    "Subscription",
+    "ToolsFactory",
+    "default_config",
+    "limits_from",
+    "load_config",
+    "parse_config",
+]

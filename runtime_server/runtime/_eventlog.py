@@ -1,0 +1,261 @@
+"""The Runtime-wide event log and its subscribers.
+
+``append`` assigns the next seq and hands the event to the store; the store reports commits and
+only then are events *published*: to subscribers, to ListEvents (which reads the store) and to
+acknowledgement waiters. With the memory store this all happens inside ``append``.
+
+Subscribers get bounded buffers. Publishing never waits for a subscriber: one whose buffer is
+full is cut (it sees :class:`SubscriberLagging` carrying its last delivered seq, and resumes from
+there). A subscription first replays from the store and joins the live fan-out in the same event
+loop step in which it has caught up with the committed seq — so there is no gap and no duplicate
+between replay and tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+
+from runtime_server.errors import CursorAhead, CursorExpired, SubscriberLagging
+from runtime_server.model import Event, Payload, now
+from runtime_server.store import Mutation, Store
+
+
+class EventLog:
+    def __init__(self, store: Store, *, last_seq: int, buffer_limit: int) -> None:
+        self._store = store
+        self._next_seq = last_seq + 1
+        self._committed = last_seq
+        self._pending: deque[Event] = deque()  # appended, not yet committed
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._buffer_limit = buffer_limit
+        self._all: set[Subscription] = set()  # whole-runtime subscribers
+        self._by_worker: dict[str, set[Subscription]] = {}
+        store.set_commit_listener(self._on_commit)
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed
+
+    @property
+    def last_assigned_seq(self) -> int:
+        return self._next_seq - 1
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._all) + sum(len(s) for s in self._by_worker.values())
+
+    def append(
+        self,
+        worker_id: str,
+        run_id: str,
+        payloads: Sequence[Payload],
+        mutations: Sequence[Mutation] = (),
+    ) -> list[Event]:
+        """Assign seqs to ``payloads`` and write them (with ``mutations``) as one batch."""
+        t = now()
+        seq = self._next_seq
+        events = [Event(seq + i, t, worker_id, run_id, p) for i, p in enumerate(payloads)]
+        self._next_seq = seq + len(events)
+        self._pending.extend(events)
+        self._store.write(events, mutations)
+        return events
+
+    def append_one(self, worker_id: str, run_id: str, payload: Payload) -> Event:
+        """The hot path: one event, no mutations."""
+        event = Event(self._next_seq, now(), worker_id, run_id, payload)
+        self._next_seq += 1
+        self._pending.append(event)
+        self._store.write((event,))
+        return event
+
+    async def wait_committed(self, seq: int) -> None:
+        if seq <= self._committed:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, fut))
+        await fut
+
+    def _on_commit(self, seq: int) -> None:
+        pending = self._pending
+        while pending and pending[0].seq <= seq:
+            self._publish(pending.popleft())
+        self._committed = max(self._committed, seq)
+        if self._waiters:
+            keep: list[tuple[int, asyncio.Future[None]]] = []
+            for want, fut in self._waiters:
+                if want <= seq:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((want, fut))
+            self._waiters = keep
+
+    def _publish(self, event: Event) -> None:
+        for sub in self._all:
+            sub._offer(event)
+        subs = self._by_worker.get(event.worker_id)
+        if subs:
+            for sub in subs:
+                sub._offer(event)
+
+    def check_cursor(self, after_seq: int) -> None:
+        """Raise if ``after_seq`` is ahead of the log or older than retention (0 is always ok)."""
+        if after_seq > self._committed:
+            raise CursorAhead(after_seq, self._committed)
+        oldest = self._store.oldest_seq()
+        if after_seq and oldest and after_seq < oldest - 1:
+            raise CursorExpired(after_seq, oldest)
+        if after_seq and not oldest and after_seq < self._committed:
+            # everything up to committed_seq was trimmed
+            raise CursorExpired(after_seq, self._committed + 1)
+
+    async def read(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        self.check_cursor(after_seq)
+        events = await self._store.read_events(after_seq, limit, worker_id)
+        # A durable store may already hold events whose commit report has not reached us yet;
+        # never show those before they are published.
+        committed = self._committed
+        if events and events[-1].seq > committed:
+            events = [e for e in events if e.seq <= committed]
+        return events
+
+    def subscribe(
+        self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
+    ) -> Subscription:
+        if not from_now:
+            self.check_cursor(after_seq)
+        start = self._committed if from_now else after_seq
+        sub = Subscription(self, start, worker_id, self._buffer_limit)
+        if start >= self._committed:
+            sub._go_live()  # nothing to replay: join now, synchronously, so nothing is missed
+        return sub
+
+    def _join(self, sub: Subscription) -> None:
+        if sub.worker_id:
+            self._by_worker.setdefault(sub.worker_id, set()).add(sub)
+        else:
+            self._all.add(sub)
+
+    def _leave(self, sub: Subscription) -> None:
+        if sub.worker_id:
+            subs = self._by_worker.get(sub.worker_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_worker[sub.worker_id]
+        else:
+            self._all.discard(sub)
+
+    def close_all(self) -> None:
+        """End every subscription (shutdown): their iterators finish after draining."""
+        for sub in [*self._all, *(s for subs in self._by_worker.values() for s in subs)]:
+            sub.close()
+
+
+class Subscription:
+    """Events with seq > the cursor, replayed then live. Iterate with ``next(timeout)`` or
+    ``async for``. Ends (StopAsyncIteration / None) when closed; raises
+    :class:`SubscriberLagging` if it fell more than its buffer behind."""
+
+    _REPLAY_PAGE = 512
+
+    def __init__(self, log: EventLog, after_seq: int, worker_id: str, limit: int) -> None:
+        self._log = log
+        self.worker_id = worker_id
+        self.last_seq = after_seq
+        self._scanned = after_seq
+        self._limit = limit
+        self._buffer: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._live = False
+        self._closed = False
+        self._lagging = False
+
+    # called by the log, synchronously, for every published event that matches
+    def _offer(self, event: Event) -> None:
+        if len(self._buffer) >= self._limit:
+            self._lagging = True
+            self._log._leave(self)
+        else:
+            self._buffer.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _go_live(self) -> None:
+        self._log._join(self)
+        self._live = True
+
+    async def _replay(self) -> None:
+        """Read one page from the store; join the live fan-out once caught up.
+
+        ``_scanned`` is how far the store has been read (for a worker filter, further than the last
+        event delivered). Events committed before a read starts are in its result, so after a short
+        page the scan covers everything up to the committed seq taken *before* the read. If nothing
+        was committed while the read ran, joining now — in this loop step — leaves no gap; anything
+        already delivered that arrives again live is dropped by seq.
+        """
+        log = self._log
+        horizon = log.committed_seq
+        page = min(self._REPLAY_PAGE, self._limit)
+        events = await log.read(self._scanned, page, self.worker_id)
+        if events:
+            self._buffer.extend(e for e in events if e.seq > self.last_seq)
+        if len(events) >= page:
+            self._scanned = events[-1].seq
+            return
+        self._scanned = max(horizon, events[-1].seq if events else 0, self._scanned)
+        if log.committed_seq <= self._scanned:
+            self._go_live()
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event; ``None`` on timeout or when closed and drained."""
+        while True:
+            buffer = self._buffer
+            while buffer:
+                event = buffer.popleft()
+                if event.seq > self.last_seq:
+                    self.last_seq = event.seq
+                    return event
+            if self._lagging:
+                self.close()
+                raise SubscriberLagging(self.last_seq, self._limit)
+            if self._closed:
+                return None
+            if not self._live:
+                await self._replay()
+                continue
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    try:
+                        await asyncio.wait_for(waiter, timeout)
+                    except TimeoutError:
+                        return None
+            finally:
+                self._waiter = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._log._leave(self)
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.next()
+        if event is None:
+            raise StopAsyncIteration
+        return event

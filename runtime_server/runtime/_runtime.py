@@ -1,0 +1,999 @@
+"""The Runtime: hosts Workers, runs their Runs, and records everything in the event log.
+
+Concurrency model: one asyncio loop. Every decision that must be atomic (the single-flight gate,
+idempotency lookups, queue bounds) is taken synchronously — with no ``await`` between the check
+and the state change — so N concurrent callers cannot both win. Each Run executes in its own
+task; idle Workers own no task at all (10,000 idle workers cost only their records).
+
+Lifecycle: ``start()`` opens the store and recovers (runs that were active become INTERRUPTED);
+``close(grace_s)`` drains: no new work, active runs get ``grace_s`` to finish and are then
+interrupted, subscriptions end, the store is flushed and closed. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import engine
+from runtime_server import errors
+from runtime_server.model import (
+    BusyPolicy,
+    ConfigBundleRef,
+    Diagnostic,
+    DiagnosticLevel,
+    Event,
+    InputCommitted,
+    Limits,
+    MessageCommitted,
+    Page,
+    PartialDiscarded,
+    Payload,
+    ReasoningDelta,
+    Run,
+    RunError,
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    RunState,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TranscriptEntry,
+    UsageReported,
+    Worker,
+    WorkerCreated,
+    WorkerDeleted,
+    WorkerState,
+    WorkerStateChanged,
+    WorkerStopped,
+    Workspace,
+    now,
+)
+from runtime_server.runtime._eventlog import EventLog, Subscription
+from runtime_server.runtime._ids import fingerprint, uuid7, valid_uuid
+from runtime_server.runtime._profiles import Config, Profile, default_config
+from runtime_server.store import (
+    AppendTranscript,
+    DeleteWorkerData,
+    MemoryStore,
+    Mutation,
+    PutRequestKey,
+    PutRun,
+    PutWorker,
+    Store,
+)
+
+log = logging.getLogger("runtime_server")
+
+try:
+    VERSION = version("worker-runtime")
+except PackageNotFoundError:  # running from a source tree without an install
+    VERSION = "0.0.0+source"
+
+FEATURES = (
+    "single_flight",
+    "busy_policy_enqueue",
+    "busy_policy_interrupt",
+    "idempotent_requests",
+    "event_replay",
+    "event_subscription",
+    "heartbeats",
+    "cancellation",
+    "usage",
+    "diagnostics",
+)
+
+ProviderFactory = Callable[[Profile], engine.Provider]
+ToolsFactory = Callable[[Profile, Worker], engine.ToolRegistry]
+
+
+class RuntimeState(enum.Enum):
+    STARTING = "STARTING"
+    SERVING = "SERVING"
+    DRAINING = "DRAINING"
+    STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeInfo:
+    runtime_id: str
+    state: RuntimeState
+    version: str
+    store_kind: str
+    started_at: float
+    workers_by_state: Mapping[WorkerState, int]
+    active_runs: int
+    queued_runs: int
+    last_seq: int
+    oldest_seq: int
+    subscribers: int
+    limits: Limits
+    provider_kinds: tuple[str, ...]
+    profiles: tuple[str, ...]
+    features: tuple[str, ...]
+    usage: engine.Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """SendInput's answer: the run as accepted, and the seq of the event that accepted it."""
+
+    run: Run
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    worker: Worker
+    seq: int
+    initial_run: Run | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    events: tuple[Event, ...]
+    last_seq: int  # the committed head of the log when read
+    oldest_seq: int
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A worker's mutable state inside the Runtime."""
+
+    worker: Worker
+    transcript: list[TranscriptEntry] = field(default_factory=list)
+    active: Run | None = None
+    task: asyncio.Task[None] | None = None
+    run_usage: engine.Usage = engine.Usage()
+    cancel_state: RunState | None = None
+    cancel_reason: str = ""
+    queue: deque[Run] = field(default_factory=deque)
+    request_keys: OrderedDict[str, PutRequestKey] = field(default_factory=OrderedDict)
+    stopping: bool = False
+
+
+def _default_provider_factory(profile: Profile) -> engine.Provider:
+    if profile.provider.kind == "echo":
+        delay_ms = profile.options.get("delay_ms", 0)
+        return engine.EchoProvider(delay_s=float(delay_ms) / 1000.0)
+    raise engine.ConfigurationError(
+        f"profile {profile.name!r}: provider kind {profile.provider.kind!r} is not available"
+    )
+
+
+def limits_from(overrides: Mapping[str, Any]) -> Limits:
+    """Build :class:`Limits` from config overrides, rejecting unknown keys and bad values."""
+    known = {f.name: f for f in fields(Limits)}
+    defaults = Limits()
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"limits.{key}: unknown limit")
+        want = type(getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"limits.{key}: must be a non-negative number")
+        values[key] = want(value)
+    return replace(defaults, **values)
+
+
+class Runtime:
+    """An embeddable Runtime. Use as ``async with Runtime() as rt: ...`` or start()/close()."""
+
+    def __init__(
+        self,
+        *,
+        store: Store | None = None,
+        config: Config | None = None,
+        limits: Limits | None = None,
+        provider_factory: ProviderFactory | None = None,
+        tools_factory: ToolsFactory | None = None,
+    ) -> None:
+        self._config = config or default_config()
+        self._limits = limits or limits_from(self._config.limits)
+        self._store: Store = store or MemoryStore(
+            retention_events=self._limits.event_retention_events,
+            retention_seconds=self._limits.event_retention_seconds,
+        )
+        self._provider_factory = provider_factory or _default_provider_factory
+        self._tools_factory = tools_factory
+        self._providers: dict[str, engine.Provider] = {}
+        self._state = RuntimeState.STARTING
+        self._runtime_id = ""
+        self._started_at = 0.0
+        self._slots: dict[str, _Slot] = {}
+        self._runs: dict[str, Run] = {}
+        self._create_keys: OrderedDict[str, PutRequestKey] = OrderedDict()
+        self._diagnostics: deque[tuple[int, Diagnostic]] = deque(
+            maxlen=max(1, self._limits.diagnostics_capacity)
+        )
+        self._diag_counter = 0
+        self._usage = engine.Usage()
+        self._log: EventLog | None = None
+        self._closed = asyncio.Event()
+        self._close_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._state is not RuntimeState.STARTING or self._log is not None:
+            return
+        stored = await self._store.open(uuid7())
+        self._runtime_id = stored.runtime_id
+        self._log = EventLog(
+            self._store,
+            last_seq=stored.last_seq,
+            buffer_limit=max(1, self._limits.subscriber_buffer_events),
+        )
+        for worker in stored.workers:
+            self._slots[worker.worker_id] = _Slot(worker=worker)
+        for wid, entries in stored.transcripts.items():
+            if wid in self._slots:
+                self._slots[wid].transcript = list(entries)
+        for key in stored.request_keys:
+            if key.scope == "create":
+                self._create_keys[key.request_id] = key
+            elif key.scope in self._slots:
+                self._slots[key.scope].request_keys[key.request_id] = key
+        for run in stored.runs:
+            self._runs[run.run_id] = run
+        for slot in self._slots.values():
+            self._usage = self._usage + slot.worker.usage
+        self._recover()
+        self._started_at = now()
+        self._state = RuntimeState.SERVING
+
+    def _recover(self) -> None:
+        """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; their workers IDLE."""
+        log_ = self._require_log()
+        interrupted = 0
+        for run in list(self._runs.values()):
+            if run.state.terminal:
+                continue
+            interrupted += 1
+            done = replace(
+                run,
+                state=RunState.INTERRUPTED,
+                finished_at=now(),
+                error=RunError("INTERRUPTED", "the runtime stopped while this run was active"),
+            )
+            self._runs[run.run_id] = done
+            log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
+        for slot in self._slots.values():
+            w = slot.worker
+            if w.state is WorkerState.RUNNING or w.active_run_id:
+                idle = replace(w, state=WorkerState.IDLE, active_run_id="")
+                slot.worker = idle
+                log_.append(
+                    w.worker_id,
+                    "",
+                    [WorkerStateChanged(w.state, WorkerState.IDLE)],
+                    [PutWorker(idle)],
+                )
+        if self._slots or interrupted:
+            self._diagnose(
+                DiagnosticLevel.INFO,
+                "RECOVERED",
+                f"recovered {len(self._slots)} workers; {interrupted} runs marked INTERRUPTED; "
+                f"event log continues after seq {log_.last_assigned_seq}",
+            )
+
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Drain and stop. Safe to call more than once (later calls wait for the first)."""
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._close(grace_s))
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, grace_s: float) -> None:
+        if self._log is None:
+            self._state = RuntimeState.STOPPED
+            return
+        self._state = RuntimeState.DRAINING
+        tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
+        if tasks and grace_s > 0:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for slot in self._slots.values():
+            self._drop_queue(slot, RunState.INTERRUPTED, "the runtime shut down")
+            self._cancel_active(slot, RunState.INTERRUPTED, "the runtime shut down")
+        tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+        self._log.close_all()
+        errors_: list[BaseException] = []
+        for step in (self._store.flush, self._store.close):
+            try:
+                await step()
+            except Exception as exc:  # keep unwinding; report below
+                errors_.append(exc)
+        for provider in self._providers.values():
+            try:
+                await provider.aclose()
+            except Exception as exc:
+                errors_.append(exc)
+        self._state = RuntimeState.STOPPED
+        for exc in errors_:
+            log.error("error during shutdown: %s", exc)
+
+    @property
+    def state(self) -> RuntimeState:
+        return self._state
+
+    @property
+    def runtime_id(self) -> str:
+        return self._runtime_id
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def _require_log(self) -> EventLog:
+        if self._log is None:
+            raise errors.FailedPrecondition("the runtime is not started")
+        return self._log
+
+    def _check_serving(self) -> EventLog:
+        log_ = self._require_log()
+        if self._state is not RuntimeState.SERVING:
+            raise errors.RuntimeDraining()
+        return log_
+
+    # --- management ----------------------------------------------------------------------------------
+
+    def info(self) -> RuntimeInfo:
+        log_ = self._require_log()
+        by_state = dict.fromkeys(WorkerState, 0)
+        active = queued = 0
+        for slot in self._slots.values():
+            by_state[slot.worker.state] += 1
+            active += slot.active is not None
+            queued += len(slot.queue)
+        return RuntimeInfo(
+            runtime_id=self._runtime_id,
+            state=self._state,
+            version=VERSION,
+            store_kind=self._store.kind,
+            started_at=self._started_at,
+            workers_by_state=by_state,
+            active_runs=active,
+            queued_runs=queued,
+            last_seq=log_.committed_seq,
+            oldest_seq=self._store.oldest_seq(),
+            subscribers=log_.subscriber_count,
+            limits=self._limits,
+            provider_kinds=tuple(sorted({p.kind for p in self._config.providers.values()})),
+            profiles=tuple(sorted(self._config.profiles)),
+            features=FEATURES,
+            usage=self._usage,
+        )
+
+    def list_profiles(self) -> list[Profile]:
+        return [self._config.profiles[name] for name in sorted(self._config.profiles)]
+
+    def list_diagnostics(self, page_size: int = 0, page_token: str = "") -> Page[Diagnostic]:
+        size = self._page_size(page_size)
+        newest_first = list(reversed(self._diagnostics))
+        start = 0
+        if page_token:
+            before = _decode_token(page_token, "d")
+            start = next((i for i, (n, _) in enumerate(newest_first) if n < before), len(newest_first))
+        chunk = newest_first[start : start + size]
+        more = start + size < len(newest_first)
+        token = _encode_token("d", chunk[-1][0]) if more and chunk else ""
+        return Page(tuple(d for _, d in chunk), token, len(newest_first))
+
+    def _diagnose(
+        self, level: DiagnosticLevel, code: str, message: str, worker_id: str = "", run_id: str = ""
+    ) -> None:
+        diag = Diagnostic(level, code, message, now(), worker_id, run_id)
+        self._diag_counter += 1
+        self._diagnostics.append((self._diag_counter, diag))
+        if self._log is not None:
+            self._log.append(worker_id, run_id, [diag])
+        log.log(
+            {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(level.value, logging.ERROR),
+            "%s: %s",
+            code,
+            message,
+        )
+
+    # --- catalog ----------------------------------------------------------------------------------
+
+    async def create_worker(
+        self,
+        *,
+        worker_id: str = "",
+        profile: str = "echo",
+        display_name: str = "",
+        labels: Mapping[str, str] | None = None,
+        request_id: str = "",
+        workspace: Workspace | None = None,
+        config_bundle: ConfigBundleRef | None = None,
+        initial_input: str = "",
+    ) -> Created:
+        log_ = self._check_serving()
+        lim = self._limits
+        labels = dict(labels or {})
+        if worker_id and not valid_uuid(worker_id):
+            raise errors.InvalidArgument("worker_id", "must be a UUID")
+        worker_id = worker_id.lower()
+        profile = profile or "echo"
+        if profile not in self._config.profiles:
+            raise errors.ProfileNotFound(profile)
+        _check_len("display_name", display_name, lim.max_display_name_chars)
+        _check_request_id(request_id, lim)
+        _check_labels(labels, lim)
+        _check_workspace(workspace)
+        if config_bundle is not None and not config_bundle.id:
+            raise errors.InvalidArgument("config_bundle.id", "must not be empty")
+        if initial_input:
+            _check_len("initial_input", initial_input, lim.max_input_chars)
+        fp = fingerprint(
+            worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
+            initial_input,
+        )  # fmt: skip
+        if request_id:
+            prior = self._create_keys.get(request_id)
+            if prior is not None:
+                if prior.fingerprint != fp:
+                    raise errors.IdempotencyConflict(request_id)
+                await log_.wait_committed(prior.seq)
+                slot = self._slots.get(prior.result)
+                if slot is None:
+                    raise errors.WorkerNotFound(prior.result)
+                run = None
+                if initial_input:
+                    key = slot.request_keys.get(_initial_key(request_id))
+                    run = self._runs.get(key.result) if key else None
+                return Created(self._snapshot(slot), prior.seq, run)
+        if worker_id and worker_id in self._slots:
+            raise errors.WorkerAlreadyExists(worker_id)
+        if len(self._slots) >= lim.max_workers:
+            raise errors.TooManyWorkers(lim.max_workers)
+        worker = Worker(
+            worker_id=worker_id or uuid7(),
+            runtime_id=self._runtime_id,
+            state=WorkerState.IDLE,
+            profile=profile,
+            display_name=display_name,
+            labels=labels,
+            created_at=now(),
+            workspace=workspace,
+            config_bundle=config_bundle,
+        )
+        slot = _Slot(worker=worker)
+        self._slots[worker.worker_id] = slot
+        mutations: list[Mutation] = [PutWorker(worker)]
+        seq = log_.last_assigned_seq + 1
+        if request_id:
+            key = PutRequestKey("create", request_id, fp, worker.worker_id, seq)
+            mutations.append(key)
+            self._remember(self._create_keys, key, lim.idempotency_keys_create)
+        log_.append(worker.worker_id, "", [WorkerCreated(worker)], mutations)
+        await log_.wait_committed(seq)
+        run = None
+        if initial_input:
+            accepted = await self.send_input(
+                worker.worker_id,
+                initial_input,
+                request_id=_initial_key(request_id) if request_id else "",
+            )
+            run = accepted.run
+        return Created(self._snapshot(slot), seq, run)
+
+    def get_worker(self, worker_id: str) -> Worker:
+        return self._snapshot(self._slot(worker_id))
+
+    def list_workers(
+        self,
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        state: WorkerState | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Page[Worker]:
+        size = self._page_size(page_size)
+        after = _decode_token(page_token, "w") if page_token else ""
+        selector = dict(labels or {})
+
+        def keep(slot: _Slot) -> bool:
+            w = slot.worker
+            if state is not None and w.state is not state:
+                return False
+            return all(w.labels.get(k) == v for k, v in selector.items())
+
+        ids = sorted(wid for wid, s in self._slots.items() if wid > after and keep(s))
+        chunk = ids[:size]
+        token = _encode_token("w", chunk[-1]) if len(ids) > size else ""
+        return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(ids))
+
+    async def stop_worker(self, worker_id: str, reason: str = "stopped by request") -> Worker:
+        log_ = self._require_log()
+        slot = self._slot(worker_id)
+        if slot.worker.state is WorkerState.STOPPED or slot.stopping:
+            await self._wait_task(slot)
+            return self._snapshot(slot)
+        slot.stopping = True
+        self._drop_queue(slot, RunState.CANCELLED, "the worker was stopped")
+        self._cancel_active(slot, RunState.CANCELLED, "the worker was stopped")
+        await self._wait_task(slot)
+        previous = slot.worker.state
+        stopped = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
+        slot.worker = stopped
+        events = log_.append(
+            worker_id,
+            "",
+            [WorkerStateChanged(previous, WorkerState.STOPPED), WorkerStopped(reason)],
+            [PutWorker(stopped)],
+        )
+        await log_.wait_committed(events[-1].seq)
+        return self._snapshot(slot)
+
+    async def delete_worker(self, worker_id: str) -> None:
+        log_ = self._require_log()
+        slot = self._slot(worker_id)
+        await self.stop_worker(worker_id, "deleted")
+        if self._slots.get(worker_id) is not slot:
+            return  # a concurrent delete won
+        del self._slots[worker_id]
+        for run_id in [r.run_id for r in self._runs.values() if r.worker_id == worker_id]:
+            del self._runs[run_id]
+        events = log_.append(worker_id, "", [WorkerDeleted()], [DeleteWorkerData(worker_id)])
+        await log_.wait_committed(events[-1].seq)
+
+    def _slot(self, worker_id: str) -> _Slot:
+        if not worker_id:
+            raise errors.InvalidArgument("worker_id", "is required")
+        slot = self._slots.get(worker_id) or self._slots.get(worker_id.lower())
+        if slot is None:
+            raise errors.WorkerNotFound(worker_id)
+        return slot
+
+    def _snapshot(self, slot: _Slot) -> Worker:
+        w = slot.worker
+        if w.queued_runs != len(slot.queue):
+            w = replace(w, queued_runs=len(slot.queue))
+        return w
+
+    # --- interaction ------------------------------------------------------------------------------
+
+    async def send_input(
+        self,
+        worker_id: str,
+        text: str,
+        *,
+        request_id: str = "",
+        busy_policy: BusyPolicy = BusyPolicy.REJECT,
+    ) -> Accepted:
+        log_ = self._check_serving()
+        lim = self._limits
+        slot = self._slot(worker_id)
+        if not text.strip():
+            raise errors.InvalidArgument("text", "must not be empty")
+        _check_len("text", text, lim.max_input_chars)
+        _check_request_id(request_id, lim)
+        fp = fingerprint(text, busy_policy.value)
+        if request_id:
+            prior = slot.request_keys.get(request_id)
+            if prior is not None:
+                if prior.fingerprint != fp:
+                    raise errors.IdempotencyConflict(request_id)
+                await log_.wait_committed(prior.seq)
+                return Accepted(self._runs.get(prior.result) or _gone(prior), prior.seq)
+        if slot.worker.state is WorkerState.STOPPED or slot.stopping:
+            raise errors.WorkerStopped(slot.worker.worker_id)
+        worker_id = slot.worker.worker_id
+        run = Run(uuid7(), worker_id, RunState.QUEUED, now(), input_text=text)
+        payloads: list[Payload] = [RunQueued(run)]
+        mutations: list[Mutation] = [PutRun(run)]
+        start = slot.active is None
+        if not start:
+            if busy_policy is BusyPolicy.REJECT:
+                assert slot.active is not None
+                raise errors.WorkerBusy(worker_id, slot.active.run_id)
+            if len(slot.queue) >= lim.max_queue_per_worker:
+                raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
+        seq = log_.last_assigned_seq + 1
+        if request_id:
+            key = PutRequestKey(worker_id, request_id, fp, run.run_id, seq)
+            mutations.append(key)
+            self._remember(slot.request_keys, key, lim.idempotency_keys_per_worker)
+        self._runs[run.run_id] = run
+        accepted = run
+        if start:
+            accepted = self._begin(slot, run, payloads, mutations)
+        elif busy_policy is BusyPolicy.INTERRUPT:
+            slot.queue.appendleft(run)
+        else:
+            slot.queue.append(run)
+        events = log_.append(worker_id, run.run_id, payloads, mutations)
+        if start:
+            self._spawn(slot, accepted)
+        elif busy_policy is BusyPolicy.INTERRUPT:
+            self._cancel_active(slot, RunState.CANCELLED, "interrupted by a new input")
+        await log_.wait_committed(events[-1].seq)
+        return Accepted(accepted, seq)
+
+    def _begin(
+        self, slot: _Slot, run: Run, payloads: list[Payload], mutations: list[Mutation]
+    ) -> Run:
+        """Make ``run`` the active run: adds its start events/mutations to the batch."""
+        started = replace(run, state=RunState.RUNNING, started_at=now())
+        self._runs[run.run_id] = started
+        entry = TranscriptEntry(
+            slot.worker.worker_id,
+            len(slot.transcript),
+            run.run_id,
+            engine.Message(engine.Role.USER, text=run.input_text),
+            now(),
+        )
+        slot.transcript.append(entry)
+        slot.active = started
+        slot.run_usage = engine.Usage()
+        slot.cancel_state = None
+        slot.cancel_reason = ""
+        previous = slot.worker.state
+        slot.worker = replace(slot.worker, state=WorkerState.RUNNING, active_run_id=run.run_id)
+        payloads += [RunStarted(started), InputCommitted(entry)]
+        mutations += [PutRun(started), AppendTranscript(entry), PutWorker(slot.worker)]
+        if previous is not WorkerState.RUNNING:
+            payloads.append(WorkerStateChanged(previous, WorkerState.RUNNING))
+        return started
+
+    def _spawn(self, slot: _Slot, run: Run) -> None:
+        task = asyncio.create_task(self._execute(slot, run), name=f"run-{run.run_id}")
+        slot.task = task
+        # If the task is cancelled before it ever runs, its body (and its finally) never executes:
+        # the done-callback still finishes the run, exactly once.
+        task.add_done_callback(lambda _t: self._finish(slot, run.run_id))
+
+    async def _execute(self, slot: _Slot, run: Run) -> None:
+        worker = slot.worker
+        profile = self._config.profiles.get(worker.profile)
+        state, error, stop_reason = RunState.COMPLETED, None, ""
+        try:
+            if profile is None:
+                raise engine.ConfigurationError(f"profile {worker.profile!r} no longer exists")
+            provider = self._provider(profile)
+            tools = self._tools_factory(profile, worker) if self._tools_factory else None
+            turn = engine.TurnConfig(
+                model=profile.model,
+                system=profile.system_prompt,
+                max_tokens=profile.max_tokens,
+                temperature=profile.temperature,
+                options={k: v for k, v in profile.options.items() if k != "delay_ms"},
+                max_tool_rounds=profile.max_tool_rounds,
+                tool_timeout_s=profile.tool_timeout_s,
+                max_length_continuations=profile.max_length_continuations,
+            )
+            history = [e.message for e in slot.transcript]
+            result = await engine.run_turn(
+                provider, turn, history, emit=self._emitter(slot, run.run_id), tools=tools
+            )
+            stop_reason = result.stop_reason.value
+            if result.stop_reason is engine.StopReason.LIMIT_REACHED:
+                state = RunState.FAILED
+                error = RunError(
+                    "LIMIT_REACHED", f"the run reached its limit of {profile.max_tool_rounds} tool rounds"
+                )
+        except asyncio.CancelledError:
+            if slot.cancel_state is None:  # not ours (loop shutdown): record, then let it through
+                self._finish(slot, run.run_id, RunState.INTERRUPTED, "cancelled from outside")
+                raise
+            state, error = slot.cancel_state, None
+        except engine.EngineError as exc:
+            state, error = RunState.FAILED, RunError(exc.code, exc.message)
+        except Exception as exc:  # a bug must fail the run, never leave it RUNNING
+            log.exception("run %s failed unexpectedly", run.run_id)
+            state, error = RunState.FAILED, RunError("INTERNAL", f"{type(exc).__name__}: {exc}")
+            self._diagnose(DiagnosticLevel.ERROR, "RUN_CRASHED", error.message, run.worker_id, run.run_id)
+        self._finish(slot, run.run_id, state, "", error, stop_reason)
+
+    def _emitter(self, slot: _Slot, run_id: str) -> engine.Emit:
+        log_ = self._require_log()
+        append_one = log_.append_one
+        worker_id = slot.worker.worker_id
+
+        def on_text(ev: Any) -> None:
+            append_one(worker_id, run_id, TextDelta(ev.text))
+
+        def on_reasoning(ev: Any) -> None:
+            append_one(worker_id, run_id, ReasoningDelta(ev.text))
+
+        def on_tool_start(ev: Any) -> None:
+            append_one(worker_id, run_id, ToolCallStarted(ev.call_id, ev.name, ev.arguments))
+
+        def on_tool_end(ev: Any) -> None:
+            append_one(
+                worker_id, run_id, ToolCallFinished(ev.call_id, ev.name, ev.result, ev.is_error)
+            )
+
+        def on_message(ev: Any) -> None:
+            entry = TranscriptEntry(worker_id, len(slot.transcript), run_id, ev.message, now())
+            slot.transcript.append(entry)
+            log_.append(worker_id, run_id, [MessageCommitted(entry)], [AppendTranscript(entry)])
+
+        def on_usage(ev: Any) -> None:
+            slot.run_usage = slot.run_usage + ev.usage
+            append_one(worker_id, run_id, UsageReported(ev.usage))
+
+        def on_discard(ev: Any) -> None:
+            append_one(worker_id, run_id, PartialDiscarded(ev.reason))
+
+        def on_notice(ev: Any) -> None:
+            self._diagnose(DiagnosticLevel.WARNING, ev.code, ev.message, worker_id, run_id)
+
+        handlers: dict[type, Callable[[Any], None]] = {
+            engine.TextDelta: on_text,
+            engine.ReasoningDelta: on_reasoning,
+            engine.ToolCallStarted: on_tool_start,
+            engine.ToolCallFinished: on_tool_end,
+            engine.MessageCompleted: on_message,
+            engine.UsageReported: on_usage,
+            engine.PartialDiscarded: on_discard,
+            engine.Notice: on_notice,
+        }
+
+        def emit(event: engine.TurnEvent) -> None:
+            handlers[type(event)](event)
+
+        return emit
+
+    def _finish(
+        self,
+        slot: _Slot,
+        run_id: str,
+        state: RunState | None = None,
+        reason: str = "",
+        error: RunError | None = None,
+        stop_reason: str = "",
+    ) -> None:
+        """End the active run ``run_id`` (exactly once) and start the next queued input, if any."""
+        active = slot.active
+        if active is None or active.run_id != run_id or self._log is None:
+            return
+        if state is None:  # from the done-callback: the body never ran to its end
+            state = slot.cancel_state or RunState.INTERRUPTED
+        if error is None and state in (RunState.CANCELLED, RunState.INTERRUPTED):
+            error = RunError(state.value, slot.cancel_reason or reason or state.value.lower())
+        done = replace(
+            active,
+            state=state,
+            finished_at=now(),
+            usage=slot.run_usage,
+            error=error,
+            stop_reason=stop_reason,
+        )
+        self._runs[run_id] = done
+        self._usage = self._usage + slot.run_usage
+        slot.active = None
+        slot.task = None
+        worker = replace(slot.worker, usage=slot.worker.usage + slot.run_usage, active_run_id="")
+        slot.worker = worker
+        payloads: list[Payload] = [RunFinished(done)]
+        mutations: list[Mutation] = [PutRun(done)]
+        nxt = None
+        if slot.queue and not slot.stopping and self._state is RuntimeState.SERVING:
+            nxt = slot.queue.popleft()
+            nxt = self._begin(slot, nxt, payloads, mutations)
+        elif not slot.stopping:
+            slot.worker = replace(worker, state=WorkerState.IDLE)
+            payloads.append(WorkerStateChanged(WorkerState.RUNNING, WorkerState.IDLE))
+            mutations.append(PutWorker(slot.worker))
+        else:
+            mutations.append(PutWorker(worker))
+        self._log.append(worker.worker_id, run_id, payloads, mutations)
+        if nxt is not None:
+            self._spawn(slot, nxt)
+
+    def _cancel_active(self, slot: _Slot, state: RunState, reason: str) -> None:
+        task = slot.task
+        if task is not None and not task.done() and slot.cancel_state is None:
+            slot.cancel_state = state  # record why before cancelling
+            slot.cancel_reason = reason
+            task.cancel()
+
+    def _drop_queue(self, slot: _Slot, state: RunState, reason: str) -> None:
+        log_ = self._require_log()
+        while slot.queue:
+            run = slot.queue.popleft()
+            done = replace(run, state=state, finished_at=now(), error=RunError(state.value, reason))
+            self._runs[run.run_id] = done
+            log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
+
+    async def _wait_task(self, slot: _Slot) -> None:
+        task = slot.task
+        if task is not None and not task.done():
+            await asyncio.wait([task])
+
+    async def cancel_run(self, run_id: str) -> Run:
+        log_ = self._require_log()
+        run = self._get_run(run_id)
+        if run.state.terminal:
+            return run
+        slot = self._slot(run.worker_id)
+        if run.state is RunState.QUEUED:
+            with contextlib.suppress(ValueError):
+                slot.queue.remove(run)
+            done = replace(
+                run,
+                state=RunState.CANCELLED,
+                finished_at=now(),
+                error=RunError("CANCELLED", "cancelled by request"),
+            )
+            self._runs[run_id] = done
+            events = log_.append(run.worker_id, run_id, [RunFinished(done)], [PutRun(done)])
+            await log_.wait_committed(events[-1].seq)
+            return done
+        self._cancel_active(slot, RunState.CANCELLED, "cancelled by request")
+        await self._wait_task(slot)
+        await log_.wait_committed(log_.last_assigned_seq)
+        return self._runs.get(run_id, run)
+
+    def get_run(self, run_id: str) -> Run:
+        return self._get_run(run_id)
+
+    def _get_run(self, run_id: str) -> Run:
+        if not run_id:
+            raise errors.InvalidArgument("run_id", "is required")
+        run = self._runs.get(run_id)
+        if run is None:
+            raise errors.RunNotFound(run_id)
+        return run
+
+    # --- observation ------------------------------------------------------------------------------
+
+    def get_transcript(
+        self, worker_id: str, page_size: int = 0, page_token: str = ""
+    ) -> Page[TranscriptEntry]:
+        slot = self._slot(worker_id)
+        size = min(self._page_size(page_size), self._limits.transcript_page_max)
+        start = int(_decode_token(page_token, "t")) if page_token else 0
+        entries = slot.transcript
+        chunk = entries[start : start + size]
+        more = start + size < len(entries)
+        token = _encode_token("t", str(start + size)) if more else ""
+        return Page(tuple(chunk), token, len(entries))
+
+    async def list_events(
+        self, *, after_seq: int = 0, worker_id: str = "", page_size: int = 0
+    ) -> EventsPage:
+        log_ = self._require_log()
+        if after_seq < 0:
+            raise errors.InvalidArgument("after_seq", "must be >= 0")
+        if worker_id:
+            self._slot_or_known(worker_id)
+        size = min(self._page_size(page_size), self._limits.event_batch_max)
+        events = await log_.read(after_seq, size, worker_id)
+        return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
+
+    def subscribe(
+        self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
+    ) -> Subscription:
+        log_ = self._require_log()
+        if after_seq < 0:
+            raise errors.InvalidArgument("after_seq", "must be >= 0")
+        if worker_id:
+            self._slot_or_known(worker_id)
+        return log_.subscribe(after_seq=after_seq, worker_id=worker_id, from_now=from_now)
+
+    def _slot_or_known(self, worker_id: str) -> None:
+        # Events outlive a deleted worker (until retention), so a filter on any well-formed id is
+        # fine; a malformed one is a caller mistake.
+        if not valid_uuid(worker_id):
+            raise errors.InvalidArgument("worker_id", "must be a UUID")
+
+    def get_usage(self, worker_id: str = "") -> tuple[engine.Usage, int]:
+        """Usage of one worker (or of the whole runtime) and the number of runs it covers."""
+        if worker_id:
+            slot = self._slot(worker_id)
+            runs = sum(1 for r in self._runs.values() if r.worker_id == slot.worker.worker_id)
+            usage = slot.worker.usage
+            if slot.active is not None:
+                usage = usage + slot.run_usage
+            return usage, runs
+        usage = self._usage
+        for slot in self._slots.values():
+            if slot.active is not None:
+                usage = usage + slot.run_usage
+        return usage, len(self._runs)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _provider(self, profile: Profile) -> engine.Provider:
+        provider = self._providers.get(profile.name)
+        if provider is None:
+            provider = self._providers[profile.name] = self._provider_factory(profile)
+        return provider
+
+    def _page_size(self, page_size: int) -> int:
+        if page_size < 0:
+            raise errors.InvalidArgument("page_size", "must be >= 0")
+        if page_size == 0:
+            return self._limits.default_page_size
+        return min(page_size, self._limits.max_page_size)
+
+    @staticmethod
+    def _remember(
+        keys: OrderedDict[str, PutRequestKey], key: PutRequestKey, capacity: int
+    ) -> None:
+        keys[key.request_id] = key
+        while len(keys) > max(1, capacity):
+            keys.popitem(last=False)
+
+
+def _initial_key(request_id: str) -> str:
+    return f"create:{request_id}"
+
+
+def _gone(key: PutRequestKey) -> Run:
+    raise errors.RunNotFound(key.result)
+
+
+def _encode_token(kind: str, value: object) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, kind: str) -> Any:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        got, _, value = raw.partition(":")
+        if got != kind or not value:
+            raise ValueError
+        if kind in ("d", "t"):
+            number = int(value)
+            if number < 0:
+                raise ValueError
+            return number
+        return value
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidArgument("page_token", "is not a token this call issued") from None
+
+
+def _check_len(field_: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise errors.InvalidArgument(field_, f"is longer than {limit} characters", limit=str(limit))
+
+
+def _check_request_id(request_id: str, lim: Limits) -> None:
+    _check_len("request_id", request_id, lim.max_request_id_chars)
+    if request_id and not request_id.isprintable():
+        raise errors.InvalidArgument("request_id", "must be printable")
+
+
+def _check_labels(labels: Mapping[str, str], lim: Limits) -> None:
+    if len(labels) > lim.max_labels:
+        raise errors.InvalidArgument("labels", f"more than {lim.max_labels} labels")
+    for key, value in labels.items():
+        if not key or len(key) > lim.max_label_chars or not key.isprintable():
+            raise errors.InvalidArgument("labels", f"bad label key {key[:40]!r}")
+        if len(value) > lim.max_label_chars or not value.isprintable():
+            raise errors.InvalidArgument(f"labels[{key}]", "bad label value")
+
+
+def _check_workspace(workspace: Workspace | None) -> None:
+    if workspace is None:
+        return
+    if not workspace.root.startswith("/"):
+        raise errors.InvalidArgument("workspace.root", "must be an absolute path")
+    for i, mount in enumerate(workspace.mounts):
+        if not mount.path.startswith("/"):
+            raise errors.InvalidArgument(f"workspace.mounts[{i}].path", "must be an absolute path")
