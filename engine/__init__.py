@@ -6,6 +6,7 @@ It knows nothing of the Runtime, gRPC or storage.
 from __future__ import annotations
 
 from engine._accumulate import Accumulator
+from engine._anthropic import AnthropicProvider
 from engine._echo import EchoProvider
 from engine._errors import (
     ConfigurationError,
@@ -14,8 +15,14 @@ from engine._errors import (
     ProviderError,
     ProviderHTTPError,
     ProviderProtocolError,
+    ProviderStreamError,
 )
+from engine._factory import PROVIDER_KINDS, make_provider
+from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
+from engine._retry import RetryPolicy
+from engine._scripted import Pause, ScriptedProvider
+from engine._sse import SSEDecoder, SSEEvent
 from engine._tools import Tool, ToolFunction, ToolRegistry
 from engine._turn import CANCELLED_RESULT, Emit, TurnConfig, TurnResult, run_turn
 from engine._types import (
@@ -45,7 +52,9 @@ from engine._types import (
 
 __all__ = [
     "CANCELLED_RESULT",
+    "PROVIDER_KINDS",
     "Accumulator",
+    "AnthropicProvider",
     "ConfigurationError",
     "EchoProvider",
     "Emit",
@@ -54,14 +63,21 @@ __all__ = [
     "MessageCompleted",
     "ModelRequest",
     "Notice",
+    "OpenAIChatProvider",
     "PartialDiscarded",
+    "Pause",
     "Provider",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderHTTPError",
     "ProviderProtocolError",
+    "ProviderStreamError",
     "ReasoningDelta",
+    "RetryPolicy",
     "Role",
+    "SSEDecoder",
+    "SSEEvent",
+    "ScriptedProvider",
     "StopReason",
     "StreamEvent",
     "StreamStop",
@@ -82,5 +98,6 @@ __all__ = [
     "Usage",
     "UsageReported",
     "UsageUpdate",
+    "make_provider",
     "run_turn",
 ]

@@ -50,7 +50,12 @@ class Accumulator:
             if event.signature:
                 self._signature = event.signature
         elif isinstance(event, ToolCallStart):
-            self._calls[event.index] = _PendingCall(event.call_id, event.name)
+            call = self._calls.get(event.index)
+            if call is None:
+                self._calls[event.index] = _PendingCall(event.call_id, event.name)
+            else:  # deltas came first (or a repeated start): keep the arguments collected so far
+                call.call_id = call.call_id or event.call_id
+                call.name = call.name or event.name
         elif isinstance(event, ToolCallArgsDelta):
             call = self._calls.get(event.index)
             if call is None:  # a delta before its start: keep it rather than drop it

@@ -5,11 +5,14 @@
     EngineError                      base of everything the engine raises
     ├── ProviderError                the provider failed (HTTP status, protocol, stream)
     │   ├── ProviderHTTPError        a non-2xx answer (status, provider message)
-    │   ├── ProviderConnectionError  connect/read failure, reset, idle timeout
-    │   └── ProviderProtocolError    a stream we cannot parse (malformed JSON, mid-stream error)
+    │   ├── ProviderConnectionError  connect/read failure, reset, stream cut short, idle timeout
+    │   ├── ProviderProtocolError    a stream we cannot parse (malformed JSON, not an event stream)
+    │   └── ProviderStreamError      the provider reported an error inside a 200 stream
+    │                                (Anthropic ``event: error``, OpenAI ``{"error": ...}`` chunk)
     └── ConfigurationError           a profile or request the engine cannot run
 
 Messages never contain secrets: providers pass the provider's own error text, never headers.
+``retryable`` tells the retry policy (:mod:`engine._retry`) whether asking again may help.
 """
 
 from __future__ import annotations
@@ -62,3 +65,14 @@ class ProviderProtocolError(ProviderError):
 
 class ConfigurationError(EngineError):
     code = "CONFIGURATION_ERROR"
+
+
+class ProviderStreamError(ProviderError):
+    """An error event inside a stream. ``error_type`` is the provider's own type string
+    (``overloaded_error``, ``api_error``, ...); overloads and server errors are retryable."""
+
+    code = "PROVIDER_STREAM_ERROR"
+
+    def __init__(self, message: str, *, error_type: str = "", retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable)
+        self.error_type = error_type

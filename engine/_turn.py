@@ -1,4 +1,21 @@
-"""The turn loop: stream → commit the assistant message → run its tool calls → loop until done."""
+"""The turn loop: stream → commit the assistant message → run its tool calls → loop until done.
+
+- Provider failures are retried by :func:`engine._retry.stream_with_retry` under
+  ``TurnConfig.retry``; a mid-stream restart arrives as :class:`PartialDiscarded`, which is passed
+  on to ``emit`` and resets the message being accumulated.
+- Tool calls of one assistant message run in parallel, each bounded by ``tool_timeout_s``; output
+  beyond ``tool_output_max_chars`` is cut with a marker. An unknown tool, arguments that are not a
+  JSON object, a timeout or an exception become an error *result* the model sees — never a failed
+  turn. Results are committed in the order the model asked for the calls.
+- After ``max_tool_rounds`` rounds of tools, further calls are answered with an error result and
+  the turn ends with :attr:`StopReason.LIMIT_REACHED`.
+- With ``max_length_continuations`` > 0, a message cut by ``LENGTH`` is followed by another request
+  whose history ends with that partial assistant message: Anthropic and llama.cpp treat a trailing
+  assistant message as a prefill and continue it. Each part is committed as its own message.
+- Cancellation: the HTTP stream is closed (``finally``), running tools are cancelled, every tool
+  call without a result gets a synthetic error result (:data:`CANCELLED_RESULT`) so the history
+  stays valid for the next turn, then the :class:`asyncio.CancelledError` propagates.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +27,14 @@ from typing import Any
 
 from engine._accumulate import Accumulator
 from engine._provider import Provider
+from engine._retry import RetryPolicy, stream_with_retry
 from engine._tools import ToolRegistry
 from engine._types import (
     Message,
     MessageCompleted,
     ModelRequest,
     Notice,
+    PartialDiscarded,
     ReasoningDelta,
     Role,
     StopReason,
@@ -43,6 +62,9 @@ class TurnConfig:
     tool_output_max_chars: int = 16_000
     # How many times to ask the model to go on when it stops for length (0 = never).
     max_length_continuations: int = 0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long cancelled tools get to finish unwinding before the turn stops waiting for them.
+    tool_cancel_grace_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +115,18 @@ async def run_turn(
             options=config.options,
         )
         acc = Accumulator()
-        stream = provider.stream(request)
+        stream = stream_with_retry(provider, request, config.retry)
         try:
             async for event in stream:
+                if isinstance(event, PartialDiscarded):
+                    acc = Accumulator()  # the retry streams the whole message again
+                    emit(event)
+                    continue
                 acc.add(event)
                 if isinstance(event, (TextDelta, ReasoningDelta, Notice)):
                     emit(event)
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await stream.aclose()
         usage = usage + acc.usage
         emit(UsageReported(acc.usage))
         assistant = acc.message()
@@ -112,31 +136,21 @@ async def run_turn(
         if assistant.tool_calls:
             if tool_rounds >= config.max_tool_rounds:
                 for call in assistant.tool_calls:
-                    _close_call(call, "not run: the turn reached its tool-round limit", commit, emit)
+                    _close_call(
+                        call, "not run: the turn reached its tool-round limit", commit, emit
+                    )
                 return TurnResult(tuple(produced), usage, StopReason.LIMIT_REACHED)
             tool_rounds += 1
             await _run_tools(assistant.tool_calls, registry, config, commit, emit)
             continue
-        if (
-            stop is StopReason.LENGTH
-            and continuations < config.max_length_continuations
-        ):
+        if stop is StopReason.LENGTH and continuations < config.max_length_continuations:
             continuations += 1
             continue
         return TurnResult(tuple(produced), usage, stop)
 
 
 def _close_call(call: ToolCall, result: str, commit: Callable[[Message], None], emit: Emit) -> None:
-    emit(ToolCallFinished(call.call_id, call.name, result, True))
-    commit(
-        Message(
-            role=Role.TOOL,
-            text=result,
-            tool_call_id=call.call_id,
-            tool_name=call.name,
-            is_error=True,
-        )
-    )
+    _commit_result(call, result, True, commit, emit)
 
 
 async def _run_tools(
@@ -149,33 +163,50 @@ async def _run_tools(
     """Run the calls in parallel; commit results in the order the model asked for them."""
     for call in calls:
         emit(ToolCallStarted(call.call_id, call.name, call.arguments))
-    tasks = [asyncio.ensure_future(_run_one(call, registry, config)) for call in calls]
+    tasks = [
+        asyncio.create_task(_run_one(call, registry, config), name=f"tool {call.name}")
+        for call in calls
+    ]
     try:
-        results = await asyncio.gather(*tasks)
+        # Each task bounds itself with the tool timeout, so this wait is bounded too.
+        await asyncio.wait(tasks)
     except asyncio.CancelledError:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for call in calls:
-            _close_call(call, CANCELLED_RESULT, commit, emit)
+        # A tool that ignores cancellation must not hold the cancelled turn forever.
+        await asyncio.wait(tasks, timeout=config.tool_cancel_grace_s)
+        for call, task in zip(calls, tasks, strict=True):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                text, is_error = task.result()  # finished before the cancel: keep the real result
+                _commit_result(call, text, is_error, commit, emit)
+            else:
+                _close_call(call, CANCELLED_RESULT, commit, emit)
         raise
-    for call, (text, is_error) in zip(calls, results, strict=True):
-        emit(ToolCallFinished(call.call_id, call.name, text, is_error))
-        commit(
-            Message(
-                role=Role.TOOL,
-                text=text,
-                tool_call_id=call.call_id,
-                tool_name=call.name,
-                is_error=is_error,
-            )
+    for call, task in zip(calls, tasks, strict=True):
+        text, is_error = task.result()
+        _commit_result(call, text, is_error, commit, emit)
+
+
+def _commit_result(
+    call: ToolCall, text: str, is_error: bool, commit: Callable[[Message], None], emit: Emit
+) -> None:
+    emit(ToolCallFinished(call.call_id, call.name, text, is_error))
+    commit(
+        Message(
+            role=Role.TOOL,
+            text=text,
+            tool_call_id=call.call_id,
+            tool_name=call.name,
+            is_error=is_error,
         )
+    )
 
 
 async def _run_one(call: ToolCall, registry: ToolRegistry, config: TurnConfig) -> tuple[str, bool]:
     tool = registry.get(call.name)
     if tool is None:
-        return f"error: unknown tool {call.name!r}", True
+        known = ", ".join(spec.name for spec in registry.specs()) or "none"
+        return f"error: unknown tool {call.name!r} (available: {known})", True
     try:
         args = json.loads(call.arguments or "{}")
     except json.JSONDecodeError as exc:
@@ -187,8 +218,13 @@ async def _run_one(call: ToolCall, registry: ToolRegistry, config: TurnConfig) -
     except TimeoutError:
         return f"error: tool timed out after {config.tool_timeout_s:g}s", True
     except Exception as exc:  # a failing tool is a result the model sees, not a crashed run
-        return f"error: {type(exc).__name__}: {exc}", True
-    cap = config.tool_output_max_chars
+        return _cap(f"error: {type(exc).__name__}: {exc}", config.tool_output_max_chars), True
+    if not isinstance(output, str):
+        return f"error: tool returned {type(output).__name__}, not text", True
+    return _cap(output, config.tool_output_max_chars), False
+
+
+def _cap(output: str, cap: int) -> str:
     if len(output) > cap:
         output = output[:cap] + f"\n[truncated: {len(output) - cap} more characters]"
-    return output, False
+    return output

@@ -59,6 +59,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts, normalised across providers (see :mod:`engine._usage`).
+
+    ``input_tokens`` is the whole prompt, cached parts included; ``cache_read_tokens`` and
+    ``cache_write_tokens`` are the parts of it served from / written to a prompt cache.
+    ``output_tokens`` is everything generated; ``reasoning_tokens`` the reasoning part of it.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -90,7 +97,8 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
-    """One request to a provider: the whole history, rendered by the provider for its wire format."""
+    """One request to a provider: the whole history, rendered by the provider for its wire
+    format."""
 
     model: str
     messages: tuple[Message, ...]

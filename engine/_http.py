@@ -1,0 +1,207 @@
+"""The httpx seam: the only module that touches httpx exceptions and raw HTTP responses.
+
+Providers call :func:`post_sse`; it yields :class:`SSEEvent` s and raises only engine errors:
+
+- a non-2xx answer becomes :class:`ProviderHTTPError` with the provider's own message (parsed from
+  ``{"error": {"message": ...}}`` and similar bodies), the status, whether it is worth retrying
+  (408, 409, 425, 429, 5xx — Anthropic's 529 included) and the ``Retry-After`` delay;
+- httpx exceptions are translated in :func:`map_httpx_errors`, most specific first;
+- a stream that sends nothing for ``idle_timeout_s`` fails with :class:`ProviderConnectionError`.
+
+Secrets: error messages carry the provider's body text and never request headers; the API key is
+read from the environment at request time by :func:`api_key_from_env` and only put in headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import os
+import time
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from engine._errors import (
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderProtocolError,
+)
+from engine._sse import SSEDecoder, SSEEvent
+
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+_MAX_ERROR_BODY = 64 * 1024  # bytes of an error body we read; the rest is not worth waiting for
+_MAX_ERROR_TEXT = 500  # characters of a non-JSON error body we quote
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or 500 <= status <= 599
+
+
+@contextlib.contextmanager
+def map_httpx_errors(provider: str) -> Iterator[None]:
+    """Translate httpx exceptions into engine errors (most specific first, cause kept)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:  # connect/read/write/pool timeouts
+        raise ProviderConnectionError(f"{provider}: timed out ({type(exc).__name__})") from exc
+    except httpx.RemoteProtocolError as exc:  # peer closed mid-body, malformed HTTP from server
+        raise ProviderConnectionError(f"{provider}: connection broken: {exc}") from exc
+    except httpx.NetworkError as exc:  # connect/read/write/close errors: refused, reset, ...
+        raise ProviderConnectionError(f"{provider}: network error: {exc}") from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise ConfigurationError(f"{provider}: unsupported URL scheme: {exc}") from exc
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"{provider}: invalid URL: {exc}") from exc
+    except httpx.DecodingError as exc:
+        raise ProviderProtocolError(f"{provider}: cannot decode the response: {exc}") from exc
+    except httpx.HTTPError as exc:  # anything else httpx raises (local protocol errors, ...)
+        raise ProviderError(f"{provider}: HTTP failure: {type(exc).__name__}: {exc}") from exc
+
+
+def api_key_from_env(env_var: str | None) -> str | None:
+    """The API key named by ``env_var``, read now (keys can rotate). ``None`` means no auth."""
+    if env_var is None:
+        return None
+    key = os.environ.get(env_var, "")
+    if not key:
+        # The variable's name is configuration, not a secret: it is safe to show.
+        raise ConfigurationError(f"environment variable {env_var} (the API key) is not set")
+    return key
+
+
+def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_message_from_body(body: bytes) -> str:
+    """The provider's own error text from an error body, in any of the usual shapes."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        return text[:_MAX_ERROR_TEXT] or "(empty body)"
+    return error_message_from_json(parsed) or text[:_MAX_ERROR_TEXT]
+
+
+def error_message_from_json(parsed: Any) -> str:
+    """``{"error": {"message", "type"}}`` (OpenAI, Anthropic, llama.cpp), ``{"error": "..."}``,
+    ``{"message": ...}`` or ``{"detail": ...}``; empty string when none applies."""
+    if not isinstance(parsed, dict):
+        return ""
+    error = parsed.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        kind = error.get("type")
+        if isinstance(message, str) and message:
+            return f"{kind}: {message}" if isinstance(kind, str) and kind else message
+    if isinstance(error, str) and error:
+        return error
+    for key in ("message", "detail"):
+        value = parsed.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def error_type_from_json(parsed: Any) -> str:
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            return str(error["type"])
+    return ""
+
+
+async def _read_bounded(response: httpx.Response, idle_timeout_s: float) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    chunks = response.aiter_bytes()
+    while size < _MAX_ERROR_BODY:
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                chunk = await anext(chunks)
+        except (StopAsyncIteration, TimeoutError):
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:_MAX_ERROR_BODY]
+
+
+async def post_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    idle_timeout_s: float,
+    connect_timeout_s: float,
+) -> AsyncGenerator[SSEEvent, None]:
+    """POST ``body`` as JSON and yield the answer's server-sent events.
+
+    The response is closed when the iterator finishes, fails, is closed or is cancelled (the
+    ``async with`` below unwinds in every case), which closes the connection of a cut stream.
+    """
+    timeout = httpx.Timeout(idle_timeout_s, connect=connect_timeout_s)
+    with map_httpx_errors(provider):
+        async with client.stream(
+            "POST", url, headers=dict(headers), json=dict(body), timeout=timeout
+        ) as response:
+            if not 200 <= response.status_code < 300:
+                raw = await _read_bounded(response, idle_timeout_s)
+                status = response.status_code
+                raise ProviderHTTPError(
+                    f"{provider}: HTTP {status}: {error_message_from_body(raw)}",
+                    status=status,
+                    retryable=is_retryable_status(status),
+                    retry_after=parse_retry_after(response.headers),
+                )
+            content_type = response.headers.get("content-type", "")
+            if "json" in content_type:
+                # Some servers answer a streaming request with a plain JSON error and status 200.
+                raw = await _read_bounded(response, idle_timeout_s)
+                message = error_message_from_body(raw)
+                raise ProviderProtocolError(
+                    f"{provider}: expected an event stream, got JSON: {message}"
+                )
+            decoder = SSEDecoder()
+            chunks = response.aiter_bytes()
+            while True:
+                try:
+                    # Idle timeout at the asyncio level, so it holds for any transport.
+                    async with asyncio.timeout(idle_timeout_s):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise ProviderConnectionError(
+                        f"{provider}: the stream sent nothing for {idle_timeout_s:g}s"
+                    ) from exc
+                for event in decoder.feed(chunk):
+                    yield event
+            for event in decoder.flush():
+                yield event

@@ -1,0 +1,72 @@
+"""Usage normalisation: each wire format's token counts mapped onto one :class:`Usage`.
+
+Normalised meaning (documented on :class:`Usage`): ``input_tokens`` is the whole prompt, cached
+parts included; ``cache_read_tokens``/``cache_write_tokens`` are the parts of it read from or
+written to a prompt cache; ``output_tokens`` is everything generated, reasoning included;
+``reasoning_tokens`` is the reasoning part of it, when the provider says.
+
+- OpenAI: ``prompt_tokens`` already includes ``prompt_tokens_details.cached_tokens``, and
+  ``completion_tokens`` includes ``completion_tokens_details.reasoning_tokens``.
+- Anthropic: ``input_tokens`` excludes the cache, so the prompt is ``input_tokens +
+  cache_read_input_tokens + cache_creation_input_tokens``; no separate reasoning count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine._types import Usage
+
+
+def _int(value: Any) -> int:
+    # bool is an int subclass; a count is never a bool
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _sub(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = mapping.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
+    return Usage(
+        input_tokens=_int(raw.get("prompt_tokens")),
+        output_tokens=_int(raw.get("completion_tokens")),
+        cache_read_tokens=_int(_sub(raw, "prompt_tokens_details").get("cached_tokens")),
+        reasoning_tokens=_int(_sub(raw, "completion_tokens_details").get("reasoning_tokens")),
+    )
+
+
+class AnthropicUsage:
+    """Anthropic reports usage twice: ``message_start`` (input, cache, first output count) and
+    ``message_delta`` (cumulative output; newer servers repeat the input fields). Later values
+    of a field replace earlier ones."""
+
+    _FIELDS = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    )
+
+    def __init__(self) -> None:
+        self._raw: dict[str, int] = {}
+
+    def update(self, raw: Mapping[str, Any]) -> Usage:
+        for name in self._FIELDS:
+            value = raw.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                self._raw[name] = value
+        return self.usage
+
+    @property
+    def usage(self) -> Usage:
+        cache_read = _int(self._raw.get("cache_read_input_tokens"))
+        cache_write = _int(self._raw.get("cache_creation_input_tokens"))
+        return Usage(
+            input_tokens=_int(self._raw.get("input_tokens")) + cache_read + cache_write,
+            output_tokens=_int(self._raw.get("output_tokens")),
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+        )
