@@ -1,0 +1,376 @@
+"""Errors raised by the client: one tree, mirroring the server's (``runtime_server.errors``) class
+names and ErrorInfo reasons, plus three transport-level classes for failures that carry no
+ErrorInfo. Every class has ``message``, ``reason`` (the ErrorInfo reason), ``code`` (the gRPC
+status as a :class:`StatusCode` string enum, so callers never import grpc) and ``metadata``
+(ErrorInfo metadata, strings). Structured attributes are read from the metadata.
+
+::
+
+    RuntimeClientError                base; any status not listed below keeps its own code
+    ├── InvalidArgument               INVALID_ARGUMENT    (.field)
+    ├── NotFound                      NOT_FOUND
+    │   ├── WorkerNotFound            WORKER_NOT_FOUND
+    │   ├── RunNotFound               RUN_NOT_FOUND
+    │   └── ProfileNotFound           PROFILE_NOT_FOUND
+    ├── AlreadyExists                 ALREADY_EXISTS
+    │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS
+    │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED
+    ├── FailedPrecondition            FAILED_PRECONDITION
+    │   ├── WorkerBusy                WORKER_BUSY         (.active_run_id)
+    │   ├── WorkerStopped             WORKER_STOPPED
+    │   └── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE)
+    ├── ResourceExhausted             RESOURCE_EXHAUSTED
+    │   ├── QueueFull                 QUEUE_FULL
+    │   ├── TooManyWorkers            TOO_MANY_WORKERS
+    │   └── SubscriberLagging         SUBSCRIBER_LAGGING  (.last_seq)
+    ├── OutOfRange                    OUT_OF_RANGE
+    │   ├── CursorExpired             CURSOR_EXPIRED      (.oldest_seq)
+    │   └── CursorAhead               CURSOR_AHEAD        (.last_seq)
+    ├── Unauthenticated               UNAUTHENTICATED
+    ├── StoreFailure                  STORE_FAILURE       (status INTERNAL)
+    ├── Unavailable                   UNAVAILABLE         transport: server down, connection cut
+    ├── DeadlineExceeded              DEADLINE_EXCEEDED   transport: the call's timeout passed
+    └── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS /
+                                                          UNIMPLEMENTED without a known reason
+
+:func:`from_rpc_error` is the one seam where grpc errors become these: by the ErrorInfo reason
+(domain ``worker-runtime``) in the ``grpc-status-details-bin`` trailer when there is one, else by
+status code. The client always raises the result ``from`` the grpc error.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+
+__all__ = [
+    "ERROR_DOMAIN",
+    "AlreadyExists",
+    "CursorAhead",
+    "CursorExpired",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "IdempotencyConflict",
+    "InternalError",
+    "InvalidArgument",
+    "NotFound",
+    "OutOfRange",
+    "ProfileNotFound",
+    "QueueFull",
+    "ResourceExhausted",
+    "RunNotFound",
+    "RuntimeClientError",
+    "RuntimeDraining",
+    "StatusCode",
+    "StoreFailure",
+    "SubscriberLagging",
+    "TooManyWorkers",
+    "Unauthenticated",
+    "Unavailable",
+    "WorkerAlreadyExists",
+    "WorkerBusy",
+    "WorkerNotFound",
+    "WorkerStopped",
+    "from_rpc_error",
+]
+
+ERROR_DOMAIN = "worker-runtime"
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class StatusCode(enum.StrEnum):
+    """gRPC status codes by name (``grpc.StatusCode`` without importing grpc)."""
+
+    OK = "OK"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+    DATA_LOSS = "DATA_LOSS"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+
+
+class RuntimeClientError(Exception):
+    """Base of every error the client raises.
+
+    The class attributes ``reason`` and ``code`` are each class's defaults; an instance built from
+    a server error carries what the server actually sent (a reason newer than this client keeps
+    its string and falls back to the class of its status code).
+    """
+
+    reason: str = "RUNTIME_ERROR"
+    code: StatusCode = StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        code: StatusCode | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        if code is not None:
+            self.code = code
+        self.metadata: Mapping[str, str] = dict(metadata or {})
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, reason={self.reason!r}, code={self.code!s})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only state would be lost by Exception's default pickling (args only)
+        return (_rebuild, (type(self), self.message, self.reason, self.code, dict(self.metadata)))
+
+    def _int(self, key: str) -> int:
+        try:
+            return int(self.metadata.get(key, "0"))
+        except ValueError:
+            return 0
+
+
+def _rebuild(
+    cls: type[RuntimeClientError],
+    message: str,
+    reason: str,
+    code: StatusCode,
+    metadata: dict[str, str],
+) -> RuntimeClientError:
+    return cls(message, reason=reason, code=code, metadata=metadata)
+
+
+class InvalidArgument(RuntimeClientError):
+    reason = "INVALID_ARGUMENT"
+    code = StatusCode.INVALID_ARGUMENT
+
+    @property
+    def field(self) -> str:
+        """The request field that was rejected."""
+        return self.metadata.get("field", "")
+
+
+class NotFound(RuntimeClientError):
+    reason = "NOT_FOUND"
+    code = StatusCode.NOT_FOUND
+
+
+class WorkerNotFound(NotFound):
+    reason = "WORKER_NOT_FOUND"
+
+
+class RunNotFound(NotFound):
+    reason = "RUN_NOT_FOUND"
+
+
+class ProfileNotFound(NotFound):
+    reason = "PROFILE_NOT_FOUND"
+
+
+class AlreadyExists(RuntimeClientError):
+    reason = "ALREADY_EXISTS"
+    code = StatusCode.ALREADY_EXISTS
+
+
+class WorkerAlreadyExists(AlreadyExists):
+    reason = "WORKER_ALREADY_EXISTS"
+
+
+class IdempotencyConflict(AlreadyExists):
+    """The same ``request_id`` was already used for a different request."""
+
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+
+class FailedPrecondition(RuntimeClientError):
+    reason = "FAILED_PRECONDITION"
+    code = StatusCode.FAILED_PRECONDITION
+
+
+class WorkerBusy(FailedPrecondition):
+    reason = "WORKER_BUSY"
+
+    @property
+    def active_run_id(self) -> str:
+        return self.metadata.get("active_run_id", "")
+
+
+class WorkerStopped(FailedPrecondition):
+    reason = "WORKER_STOPPED"
+
+
+class RuntimeDraining(FailedPrecondition):
+    """The Runtime is shutting down and takes no new work (sent with status UNAVAILABLE)."""
+
+    reason = "RUNTIME_DRAINING"
+    code = StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(RuntimeClientError):
+    reason = "RESOURCE_EXHAUSTED"
+    code = StatusCode.RESOURCE_EXHAUSTED
+
+
+class QueueFull(ResourceExhausted):
+    reason = "QUEUE_FULL"
+
+
+class TooManyWorkers(ResourceExhausted):
+    reason = "TOO_MANY_WORKERS"
+
+
+class SubscriberLagging(ResourceExhausted):
+    """A subscription fell too far behind and was cut; resume after ``last_seq``."""
+
+    reason = "SUBSCRIBER_LAGGING"
+
+    @property
+    def last_seq(self) -> int:
+        return self._int("last_seq")
+
+
+class OutOfRange(RuntimeClientError):
+    reason = "OUT_OF_RANGE"
+    code = StatusCode.OUT_OF_RANGE
+
+
+class CursorExpired(OutOfRange):
+    """The cursor is older than retention; ``oldest_seq`` is the oldest event still available."""
+
+    reason = "CURSOR_EXPIRED"
+
+    @property
+    def oldest_seq(self) -> int:
+        return self._int("oldest_seq")
+
+
+class CursorAhead(OutOfRange):
+    """The cursor is ahead of the log (e.g. a Runtime restarted with a memory store)."""
+
+    reason = "CURSOR_AHEAD"
+
+    @property
+    def last_seq(self) -> int:
+        return self._int("last_seq")
+
+
+class Unauthenticated(RuntimeClientError):
+    reason = "UNAUTHENTICATED"
+    code = StatusCode.UNAUTHENTICATED
+
+
+class StoreFailure(RuntimeClientError):
+    """The Runtime's storage failed: never the caller's fault."""
+
+    reason = "STORE_FAILURE"
+    code = StatusCode.INTERNAL
+
+
+class Unavailable(RuntimeClientError):
+    """The Runtime could not be reached or the connection was cut."""
+
+    reason = "UNAVAILABLE"
+    code = StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(RuntimeClientError):
+    reason = "DEADLINE_EXCEEDED"
+    code = StatusCode.DEADLINE_EXCEEDED
+
+
+class InternalError(RuntimeClientError):
+    """A server or protocol failure without a reason this client knows."""
+
+    reason = "INTERNAL"
+    code = StatusCode.INTERNAL
+
+
+def _subclasses(cls: type[RuntimeClientError]) -> Iterable[type[RuntimeClientError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+_BY_REASON: dict[str, type[RuntimeClientError]] = {
+    c.reason: c for c in _subclasses(RuntimeClientError)
+}
+
+# Used when a status carries no ErrorInfo of our domain, or a reason this client does not know.
+_BY_CODE: dict[StatusCode, type[RuntimeClientError]] = {
+    StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    StatusCode.NOT_FOUND: NotFound,
+    StatusCode.ALREADY_EXISTS: AlreadyExists,
+    StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    StatusCode.OUT_OF_RANGE: OutOfRange,
+    StatusCode.UNAUTHENTICATED: Unauthenticated,
+    StatusCode.UNAVAILABLE: Unavailable,
+    StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    StatusCode.UNKNOWN: InternalError,
+    StatusCode.INTERNAL: InternalError,
+    StatusCode.DATA_LOSS: InternalError,
+    StatusCode.UNIMPLEMENTED: InternalError,
+}
+
+
+def _status_details(trailing: Iterable[tuple[str, str | bytes]] | None) -> status_pb2.Status | None:
+    for key, value in trailing or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status()
+            try:
+                status.ParseFromString(value)
+            except DecodeError:
+                return None
+            return status
+    return None
+
+
+def from_rpc_error(exc: Any) -> RuntimeClientError:
+    """Map a grpc error (``grpc.aio.AioRpcError`` or a sync ``grpc.RpcError`` call) to the client
+    error class: by ErrorInfo reason first, then by status code. Callers ``raise ... from exc``."""
+    code_obj = exc.code()
+    try:
+        code = StatusCode(getattr(code_obj, "name", str(code_obj)))
+    except ValueError:
+        code = StatusCode.UNKNOWN
+    message: str = exc.details() or ""
+    reason: str | None = None
+    metadata: Mapping[str, str] = {}
+    status = _status_details(exc.trailing_metadata())
+    if status is not None:
+        message = status.message or message
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.domain == ERROR_DOMAIN:
+                    reason = info.reason
+                    metadata = dict(info.metadata)
+                    break
+    cls = _BY_REASON.get(reason) if reason else None
+    if cls is None:
+        cls = _BY_CODE.get(code, RuntimeClientError)
+    if not reason:
+        # the base class has no reason of its own: the status code is the most precise name
+        reason = code.value if cls is RuntimeClientError else cls.reason
+    return cls(message or code.value, reason=reason, code=code, metadata=metadata)
