@@ -1,8 +1,9 @@
-"""Persistence behind one protocol: ``MemoryStore`` (embedded default) and, for ``serve``, a
-durable SQLite store. Both pass one contract test suite."""
+"""Persistence behind one protocol: ``MemoryStore`` (embedded default) and, for ``serve``, the
+durable ``SqliteStore``. Both pass one contract test suite (tests/store)."""
 
 from __future__ import annotations
 
+from runtime_server.store._errors import StoreOpenError
 from runtime_server.store._memory import MemoryStore
 from runtime_server.store._protocol import (
     AppendTranscript,
@@ -15,16 +16,22 @@ from runtime_server.store._protocol import (
     Store,
     StoredState,
 )
+from runtime_server.store._sqlite import SCHEMA_VERSION, Durability, SqliteStore, StoreStats
 
 __all__ = [
+    "SCHEMA_VERSION",
     "AppendTranscript",
     "CommitListener",
     "DeleteWorkerData",
+    "Durability",
     "MemoryStore",
     "Mutation",
     "PutRequestKey",
     "PutRun",
     "PutWorker",
+    "SqliteStore",
     "Store",
+    "StoreOpenError",
+    "StoreStats",
     "StoredState",
 ]

@@ -1,0 +1,645 @@
+"""The durable store: one SQLite file in WAL mode, written by one thread with group commit.
+
+Threads and who owns what::
+
+    event loop ── write() ──► SimpleQueue ──► writer thread (the only write connection)
+        ▲                                        │ BEGIN; every queued batch; COMMIT
+        └──── call_soon_threadsafe(_on_commit) ◄─┘ then retention, now and then
+    event loop ── read_events() ──► read pool (2 threads, one read-only connection each)
+
+``write()`` only validates and enqueues, so the loop never waits for the disk. The writer takes
+everything queued meanwhile and commits it in one transaction (group commit: one WAL sync serves
+many batches), then reports the highest committed seq on the loop. WAL lets readers see the last
+committed snapshot without ever blocking the writer.
+
+Durability: ``"process"`` is ``synchronous=NORMAL`` — a commit is in the WAL (the OS page cache)
+before it is reported, so it survives ``kill -9`` of the process but maybe not a power cut.
+``"power"`` is ``synchronous=FULL`` (+ ``fullfsync`` where the OS has it): the WAL is fsynced
+before every report.
+
+Writer failure (disk full, I/O error, a bug): the failing transaction is rolled back, nothing in it
+is reported, the error is logged, and the store is *failed*: pending and later ``flush()`` calls,
+``write()`` and ``close()`` raise :class:`StoreFailure`. There is no retry — the Runtime must not
+acknowledge anything more, and an operator must look at the disk.
+
+Retention runs on the writer every ``retention_interval`` seconds, in its own transaction; it trims
+by count (exact: the count is kept in ``meta``) and by age, and never deletes the newest event.
+
+``open()`` never scans the events table: ``last_seq`` and the event count live in ``meta``, the
+oldest seq is one primary-key lookup; only workers, runs, transcripts and idempotency keys are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime_server.model import Event, Run, TranscriptEntry, Worker, now
+from runtime_server.store import _codec as codec
+from runtime_server.store._errors import StoreFailure, StoreOpenError
+from runtime_server.store._protocol import (
+    AppendTranscript,
+    CommitListener,
+    DeleteWorkerData,
+    Mutation,
+    PutRequestKey,
+    PutRun,
+    PutWorker,
+    StoredState,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Bump on any change to the tables; add a migration from every older version (never a reset)."""
+
+Durability = Literal["process", "power"]
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+# One transaction holds at most this many events, so the first batch of a large backlog is
+# reported after one chunk rather than after the whole backlog.
+_MAX_EVENTS_PER_TRANSACTION = 20_000
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY, time REAL NOT NULL, worker_id TEXT NOT NULL,"
+    " run_id TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL)",
+    "CREATE INDEX events_by_worker ON events (worker_id, seq)",
+    "CREATE TABLE workers (worker_id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE runs (run_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL, body BLOB NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE INDEX runs_by_worker ON runs (worker_id)",
+    "CREATE TABLE transcript (worker_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL,"
+    " created_at REAL NOT NULL, body BLOB NOT NULL, PRIMARY KEY (worker_id, idx)) WITHOUT ROWID",
+    "CREATE TABLE request_keys (scope TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL, result TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY (scope, request_id)) WITHOUT ROWID",
+)
+
+_Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
+_STOP = object()  # queued by close(): commit what precedes it, then exit
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counters of the writer, for diagnostics and tests (``batches / transactions`` is the
+    group-commit factor)."""
+
+    transactions: int = 0
+    batches: int = 0
+    events: int = 0
+    retention_runs: int = 0
+    events_deleted: int = 0
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file (created with its parent directory if absent)."""
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        durability: Durability = "process",
+        retention_events: int = 1_000_000,
+        retention_seconds: float = 0.0,
+        retention_interval: float = 1.0,
+    ) -> None:
+        if durability not in ("process", "power"):
+            raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
+        if retention_events < 1:
+            raise ValueError("retention_events must be >= 1")
+        if retention_seconds < 0 or retention_interval < 0:
+            raise ValueError("retention_seconds and retention_interval must be >= 0")
+        self.path = Path(path)
+        self.durability: Durability = durability
+        self._retention_events = retention_events
+        self._retention_seconds = retention_seconds
+        # 0 = after every transaction (tests); the default keeps DELETEs off the hot path.
+        self._retention_interval = retention_interval
+
+        self._listener: CommitListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None  # the writer's
+        self._writer: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
+        self._closed = False
+
+        # Loop-side bookkeeping (touched only on the event loop).
+        self._queued_seq = 0  # highest seq handed to write(); seqs must increase
+        self._batches_written = 0
+        self._batches_committed = 0
+        self._reported_seq = 0
+        self._flush_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+        # Writer-side state (written only by the writer thread once open; plain int reads and
+        # writes are atomic under the GIL, so oldest_seq() can read without a lock).
+        self._last_seq = 0
+        self._event_count = 0
+        self._oldest = 0
+        self._stats = StoreStats()
+        self._failure: BaseException | None = None
+
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._read_local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+
+    # --- protocol -------------------------------------------------------------------------------
+
+    async def open(self, new_runtime_id: str) -> StoredState:
+        if self._conn is not None or self._closed:
+            raise RuntimeError("SqliteStore.open() may be called once")
+        loop = asyncio.get_running_loop()
+        state = await asyncio.to_thread(self._open_sync, new_runtime_id)
+        self._loop = loop
+        self._queued_seq = self._reported_seq = state.last_seq
+        self._read_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-read")
+        self._writer = threading.Thread(
+            target=self._writer_main, name=f"sqlite-writer:{self.path.name}", daemon=True
+        )
+        self._writer.start()
+        return state
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        self._listener = listener
+
+    def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
+        self._check_usable()
+        if not events and not mutations:
+            return
+        seq = self._queued_seq
+        for event in events:
+            if event.seq <= seq:
+                raise ValueError(f"event seq {event.seq} is not above the last written seq {seq}")
+            seq = event.seq
+        self._queued_seq = seq
+        self._batches_written += 1
+        # Events and mutations are frozen values: a tuple of them is a complete copy.
+        self._queue.put((self._batches_written, tuple(events), tuple(mutations)))
+
+    async def flush(self) -> None:
+        self._check_usable()
+        target = self._batches_written
+        if self._batches_committed >= target:
+            return
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._flush_waiters.append((target, future))
+        await future
+
+    async def read_events(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        if self._read_pool is None or self._closed:
+            raise RuntimeError("SqliteStore is not open")
+        if limit <= 0:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._read_pool, self._read_events_sync, after_seq, limit, worker_id
+        )
+
+    def oldest_seq(self) -> int:
+        return self._oldest
+
+    async def close(self) -> None:
+        """Commit everything written, stop the writer, close every connection. Idempotent.
+        Raises :class:`StoreFailure` (after releasing everything) if the writer had failed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+        if self._read_pool is not None:
+            await asyncio.to_thread(self._read_pool.shutdown, wait=True)
+        with self._read_conns_lock:
+            conns, self._read_conns = self._read_conns, []
+        for conn in conns:
+            conn.close()
+        if self._conn is not None:
+            # Last connection out: SQLite checkpoints the WAL into the main file.
+            await asyncio.to_thread(self._conn.close)
+        for _, future in self._flush_waiters:
+            if not future.done():
+                future.set_exception(self._failure_error() if self._failure else _closed_error())
+        self._flush_waiters.clear()
+        if self._failure is not None:
+            raise self._failure_error()
+
+    # --- diagnostics ----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> StoreStats:
+        return self._stats
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    # --- open -----------------------------------------------------------------------------------
+
+    def _open_sync(self, new_runtime_id: str) -> StoredState:
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists:
+            self._check_existing()  # read-only: refuses before anything is written
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreOpenError(self.path, f"cannot create or open the file: {exc}") from exc
+        try:
+            state = self._init_and_load(conn, new_runtime_id)
+        except StoreOpenError:
+            conn.close()
+            raise
+        except (sqlite3.Error, codec.CodecError) as exc:
+            conn.close()
+            raise StoreOpenError(self.path, f"{type(exc).__name__}: {exc}") from exc
+        self._conn = conn
+        return state
+
+    def _check_existing(self) -> None:
+        """Refuse a file that is not ours or too new, without writing to it (no WAL recovery,
+        no schema creation, no checkpoint)."""
+        try:
+            with self.path.open("rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreOpenError(self.path, f"cannot read the file: {exc}") from exc
+        if header != _SQLITE_HEADER:
+            raise StoreOpenError(self.path, "not an SQLite database (bad file header)")
+        # immutable=1 touches nothing on disk but ignores a WAL, so it is used only when there is
+        # no WAL to read; with one (an unclean stop), mode=ro reads it without checkpointing.
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "mode=ro" if wal.exists() else "immutable=1"
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True)
+        except sqlite3.Error as exc:
+            raise StoreOpenError(self.path, f"cannot open read-only: {exc}") from exc
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if not tables:
+                return  # an empty database: initialised like a new file
+            if "meta" not in tables:
+                raise StoreOpenError(self.path, "not a worker-runtime store (no meta table)")
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise StoreOpenError(self.path, f"not a readable SQLite database: {exc}") from exc
+        finally:
+            conn.close()
+        _check_versions(self.path, meta)
+
+    def _init_and_load(self, conn: sqlite3.Connection, new_runtime_id: str) -> StoredState:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreOpenError(self.path, f"cannot enable WAL (journal_mode is {mode})")
+        if self.durability == "power":
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA fullfsync=ON")  # macOS: F_FULLFSYNC; a no-op elsewhere
+            conn.execute("PRAGMA checkpoint_fullfsync=ON")
+        else:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        with _transaction(conn):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", SCHEMA_VERSION),
+                        ("codec_version", codec.CODEC_VERSION),
+                        ("runtime_id", new_runtime_id),
+                        ("last_seq", 0),
+                        ("event_count", 0),
+                    ],
+                )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        _check_versions(self.path, meta)
+        self._last_seq = int(meta["last_seq"])
+        self._event_count = int(meta["event_count"])
+        self._oldest = int(conn.execute("SELECT min(seq) FROM events").fetchone()[0] or 0)
+
+        workers = [codec.decode_worker(b) for (b,) in conn.execute("SELECT body FROM workers")]
+        workers.sort(key=lambda w: (w.created_at, w.worker_id))
+        runs = [codec.decode_run(b) for (b,) in conn.execute("SELECT body FROM runs")]
+        runs.sort(key=lambda r: (r.created_at, r.run_id))
+        transcripts: dict[str, list[TranscriptEntry]] = {}
+        for worker_id, idx, run_id, created_at, body in conn.execute(
+            "SELECT worker_id, idx, run_id, created_at, body FROM transcript"
+            " ORDER BY worker_id, idx"
+        ):
+            transcripts.setdefault(worker_id, []).append(
+                TranscriptEntry(worker_id, idx, run_id, codec.decode_message(body), created_at)
+            )
+        keys = [
+            PutRequestKey(*row)
+            for row in conn.execute(
+                "SELECT scope, request_id, fingerprint, result, seq FROM request_keys ORDER BY seq"
+            )
+        ]
+        return StoredState(
+            runtime_id=str(meta["runtime_id"]),
+            last_seq=self._last_seq,
+            workers=workers,
+            runs=runs,
+            transcripts=transcripts,
+            request_keys=keys,
+        )
+
+    # --- writer thread --------------------------------------------------------------------------
+
+    def _writer_main(self) -> None:
+        # Age retention needs a clock even when nothing is written; count retention only grows
+        # with commits, so without an age limit the writer sleeps until there is work.
+        idle = max(self._retention_interval, 0.05) if self._retention_seconds > 0 else None
+        last_retention = time.monotonic()
+        stop = False
+        while not stop:
+            batches: list[_Batch] = []
+            try:
+                item = self._queue.get(timeout=idle)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                if item is _STOP:
+                    stop = True  # still commit everything queued before it
+                else:
+                    batches.append(item)  # type: ignore[arg-type]
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            try:
+                for chunk in _chunks(batches):
+                    self._commit(chunk)
+                if time.monotonic() - last_retention >= self._retention_interval:
+                    last_retention = time.monotonic()
+                    self._apply_retention()
+            except BaseException as exc:
+                self._fail(exc)
+                return
+            if batches:
+                # flush() returns after retention, so a flushed store is a settled one.
+                self._post(self._on_settled, batches[-1][0])
+
+    def _commit(self, batches: list[_Batch]) -> None:
+        conn = self._conn
+        assert conn is not None
+        rows: list[tuple[int, float, str, str, str, bytes]] = []
+        for _, events, _ in batches:
+            for e in events:
+                kind, body = codec.encode_payload(e.payload)
+                rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
+        with _transaction(conn):
+            for _, _, mutations in batches:
+                for mutation in mutations:
+                    _apply(conn, mutation)
+            if rows:
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+                last_seq = rows[-1][0]
+                count = self._event_count + len(rows)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+        if rows:
+            self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
+            if not self._oldest:
+                self._oldest = rows[0][0]
+        s = self._stats
+        self._stats = replace(
+            s,
+            transactions=s.transactions + 1,
+            batches=s.batches + len(batches),
+            events=s.events + len(rows),
+        )
+        if rows:
+            self._post(self._on_commit, rows[-1][0])
+
+    def _apply_retention(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        if not self._event_count:
+            return
+        cutoff = self._oldest  # the new oldest seq; everything below it goes
+        excess = self._event_count - self._retention_events
+        if excess > 0:
+            row = conn.execute(
+                "SELECT seq FROM events WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
+                (self._oldest, excess),
+            ).fetchone()
+            cutoff = max(cutoff, row[0] if row else self._last_seq)
+        if self._retention_seconds > 0:
+            # seq order is time order (give or take clock steps), so the scan stops at the first
+            # young event: its cost is the number of expired events, not the log size.
+            row = conn.execute(
+                "SELECT seq FROM events WHERE seq >= ? AND time >= ? ORDER BY seq LIMIT 1",
+                (cutoff, now() - self._retention_seconds),
+            ).fetchone()
+            cutoff = max(cutoff, row[0] if row else self._last_seq)  # never the newest
+        if cutoff <= self._oldest:
+            return
+        # Raise the visible bound first: a reader that checked oldest_seq() may then find a few
+        # more events than promised, never fewer.
+        self._oldest = cutoff
+        with _transaction(conn):
+            deleted = conn.execute("DELETE FROM events WHERE seq < ?", (cutoff,)).rowcount
+            count = self._event_count - deleted
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+        self._event_count = count
+        s = self._stats
+        self._stats = replace(
+            s, retention_runs=s.retention_runs + 1, events_deleted=s.events_deleted + deleted
+        )
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error(
+            "SQLite store %s: the writer failed; nothing more is committed or reported",
+            self.path,
+            exc_info=exc,
+        )
+        self._failure = exc
+        self._post(self._on_failure)
+
+    def _post(self, callback: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        # The loop may already be closed if the owner never closed the store; the data is
+        # committed either way, there is just nobody left to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback, *args)
+
+    # --- loop-side callbacks --------------------------------------------------------------------
+
+    def _on_commit(self, seq: int) -> None:
+        if seq > self._reported_seq:
+            self._reported_seq = seq
+            if self._listener is not None:
+                self._listener(seq)
+
+    def _on_settled(self, batch_no: int) -> None:
+        self._batches_committed = batch_no
+        waiters = self._flush_waiters
+        while waiters and waiters[0][0] <= batch_no:
+            _, future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+
+    def _on_failure(self) -> None:
+        while self._flush_waiters:
+            _, future = self._flush_waiters.popleft()
+            if not future.done():
+                future.set_exception(self._failure_error())
+
+    def _failure_error(self) -> StoreFailure:
+        err = StoreFailure(
+            f"SQLite store {str(self.path)!r} failed: {self._failure!r}; writes after seq "
+            f"{self._reported_seq} were not committed",
+            path=str(self.path),
+        )
+        err.__cause__ = self._failure
+        return err
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise self._failure_error()
+        if self._closed:
+            raise _closed_error()
+        if self._conn is None:
+            raise RuntimeError("SqliteStore is not open")
+
+    # --- readers --------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._read_local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+            self._read_local.conn = conn
+            with self._read_conns_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    def _read_events_sync(self, after_seq: int, limit: int, worker_id: str) -> list[Event]:
+        if worker_id:
+            cursor = self._reader().execute(
+                "SELECT seq, time, worker_id, run_id, kind, body FROM events"
+                " WHERE worker_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (worker_id, after_seq, limit),
+            )
+        else:
+            cursor = self._reader().execute(
+                "SELECT seq, time, worker_id, run_id, kind, body FROM events"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+        return [
+            Event(seq, t, wid, rid, codec.decode_payload(kind, body))
+            for seq, t, wid, rid, kind, body in cursor
+        ]
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _check_versions(path: Path, meta: dict[str, Any]) -> None:
+    for key, supported in (
+        ("schema_version", SCHEMA_VERSION),
+        ("codec_version", codec.CODEC_VERSION),
+    ):
+        raw = meta.get(key)
+        try:
+            version = int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise StoreOpenError(path, f"meta.{key} is missing or invalid ({raw!r})") from None
+        if version > supported:
+            raise StoreOpenError(
+                path,
+                f"{key} {version} is newer than this build supports ({supported}); "
+                "upgrade worker-runtime to open it",
+            )
+        if version < 1:
+            raise StoreOpenError(path, f"meta.{key} {version} is invalid")
+    if not meta.get("runtime_id"):
+        raise StoreOpenError(path, "meta.runtime_id is missing")
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
+    if isinstance(mutation, PutWorker):
+        w: Worker = mutation.worker
+        conn.execute(
+            "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)",
+            (w.worker_id, codec.encode_worker(w)),
+        )
+    elif isinstance(mutation, PutRun):
+        r: Run = mutation.run
+        conn.execute(
+            "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
+            (r.run_id, r.worker_id, codec.encode_run(r)),
+        )
+    elif isinstance(mutation, AppendTranscript):
+        e = mutation.entry
+        # REPLACE, not INSERT: writing the entry at an index again states the same fact.
+        conn.execute(
+            "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
+        )
+    elif isinstance(mutation, DeleteWorkerData):
+        wid = mutation.worker_id
+        conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
+        conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
+        conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
+        # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
+        conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))
+    elif isinstance(mutation, PutRequestKey):
+        k = mutation
+        conn.execute(
+            "INSERT OR REPLACE INTO request_keys (scope, request_id, fingerprint, result, seq)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
+        )
+    else:  # pragma: no cover - the Mutation union is closed
+        raise TypeError(f"unknown mutation {mutation!r}")
+
+
+def _chunks(batches: list[_Batch]) -> Iterator[list[_Batch]]:
+    chunk: list[_Batch] = []
+    size = 0
+    for batch in batches:
+        chunk.append(batch)
+        size += len(batch[1])
+        if size >= _MAX_EVENTS_PER_TRANSACTION:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _closed_error() -> RuntimeError:
+    return RuntimeError("SqliteStore is closed")
