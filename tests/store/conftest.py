@@ -1,0 +1,49 @@
+"""Fixtures of the store tests: ``make_store`` is parametrized over every backend, so each test that
+takes it is a contract test both backends must pass."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from store_samples import RUNTIME_ID
+
+from runtime_server.store import MemoryStore, SqliteStore, Store
+
+
+class StoreFactory(Protocol):
+    def __call__(
+        self, *, retention_events: int = ..., retention_seconds: float = ...
+    ) -> Awaitable[Store]: ...
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    opened: list[Store] = []
+
+    async def factory(
+        *, retention_events: int = 1_000_000, retention_seconds: float = 0.0
+    ) -> Store:
+        store: Store
+        if request.param == "memory":
+            store = MemoryStore(
+                retention_events=retention_events, retention_seconds=retention_seconds
+            )
+        else:
+            # retention_interval=0: retention after every transaction, so both backends agree
+            # exactly once flush() returns.
+            store = SqliteStore(
+                tmp_path / f"store{len(opened)}" / "runtime.db",
+                retention_events=retention_events,
+                retention_seconds=retention_seconds,
+                retention_interval=0.0,
+            )
+        await store.open(RUNTIME_ID)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()
