@@ -16,7 +16,9 @@ from runtime_server.store._protocol import CommitListener, Mutation, StoredState
 class MemoryStore:
     kind = "memory"
 
-    def __init__(self, *, retention_events: int = 1_000_000, retention_seconds: float = 0.0) -> None:
+    def __init__(
+        self, *, retention_events: int = 1_000_000, retention_seconds: float = 0.0
+    ) -> None:
         if retention_events < 1:
             raise ValueError("retention_events must be >= 1")
         # Lists with a moving head (not deques): bisect needs O(1) indexing.
