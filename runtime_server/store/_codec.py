@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from engine import Message, Role, StopReason, ToolCall, Usage
 from runtime_server.model import (
@@ -53,10 +53,18 @@ from runtime_server.model import (
 CODEC_VERSION = 1
 
 Obj = dict[str, Any]
+_T = TypeVar("_T")
 
 
 class CodecError(ValueError):
     """Stored bytes that this codec cannot decode (unknown kind, missing field, bad JSON)."""
+
+
+_decode_json = json.JSONDecoder().decode  # skips json.loads' per-call argument handling
+# Enum(value) goes through EnumMeta.__call__; a dict is several times faster, and open() decodes
+# every transcript entry.
+_ROLES = {r.value: r for r in Role}
+_STOP_REASONS = {r.value: r for r in StopReason}
 
 
 def dumps(obj: Obj) -> bytes:
@@ -66,7 +74,7 @@ def dumps(obj: Obj) -> bytes:
 
 
 def loads(body: bytes) -> Obj:
-    value = json.loads(body.decode("utf-8", "surrogatepass"))
+    value = _decode_json(body.decode("utf-8", "surrogatepass"))
     if not isinstance(value, dict):
         raise CodecError(f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -124,7 +132,7 @@ def message_to_obj(message: Message) -> Obj:
 def message_from_obj(obj: Mapping[str, Any]) -> Message:
     stop = obj.get("stop_reason")
     return Message(
-        role=Role(obj["role"]),
+        role=_ROLES[obj["role"]],
         text=obj.get("text", ""),
         reasoning=obj.get("reasoning", ""),
         reasoning_signature=obj.get("reasoning_signature", ""),
@@ -134,7 +142,7 @@ def message_from_obj(obj: Mapping[str, Any]) -> Message:
         tool_call_id=obj.get("tool_call_id", ""),
         tool_name=obj.get("tool_name", ""),
         is_error=bool(obj.get("is_error", False)),
-        stop_reason=None if stop is None else StopReason(stop),
+        stop_reason=None if stop is None else _STOP_REASONS[stop],
     )
 
 
@@ -370,10 +378,14 @@ def decode_payload(kind: str, body: bytes) -> Payload:
         decode = _PAYLOADS[kind][2]
     except KeyError:
         raise CodecError(f"unknown event kind {kind!r}") from None
+    return _decode(kind, decode, body)
+
+
+def _decode(what: str, decode: Callable[[Mapping[str, Any]], _T], body: bytes) -> _T:
     try:
         return decode(loads(body))
     except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise CodecError(f"cannot decode {kind} body: {exc!r}") from exc
+        raise CodecError(f"cannot decode {what} body: {exc!r}") from exc
 
 
 def encode_worker(worker: Worker) -> bytes:
@@ -381,7 +393,7 @@ def encode_worker(worker: Worker) -> bytes:
 
 
 def decode_worker(body: bytes) -> Worker:
-    return worker_from_obj(loads(body))
+    return _decode("worker", worker_from_obj, body)
 
 
 def encode_run(run: Run) -> bytes:
@@ -389,7 +401,7 @@ def encode_run(run: Run) -> bytes:
 
 
 def decode_run(body: bytes) -> Run:
-    return run_from_obj(loads(body))
+    return _decode("run", run_from_obj, body)
 
 
 def encode_message(message: Message) -> bytes:
@@ -397,4 +409,4 @@ def encode_message(message: Message) -> bytes:
 
 
 def decode_message(body: bytes) -> Message:
-    return message_from_obj(loads(body))
+    return _decode("message", message_from_obj, body)

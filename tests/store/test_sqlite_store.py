@@ -298,3 +298,16 @@ async def test_kill_9_loses_no_reported_seq(tmp_path: Path) -> None:
         assert survived == set(range(1, state.last_seq + 1))  # no holes either
     finally:
         await store.close()
+
+
+async def test_undecodable_row_fails_open_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "runtime.db"
+    store, _ = await opened(path)
+    store.write([event(1)], [PutWorker(worker("w1"))])
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE workers SET body = ?", (b'{"worker_id": "w1"}',))
+    conn.close()
+    with pytest.raises(StoreOpenError, match="cannot decode worker body") as info:
+        await SqliteStore(path).open("rt-x")
+    assert str(path) in str(info.value)

@@ -4,6 +4,7 @@ disk), bad bytes fail loudly, and the package's public surface does not drift.""
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 
 import pytest
 from store_samples import FULL_MESSAGE, all_payloads, entry, run, worker
@@ -77,6 +78,17 @@ def test_kind_names_are_pinned() -> None:
 def test_bad_bodies_raise_codec_error(kind: str, body: bytes) -> None:
     with pytest.raises(codec.CodecError):
         codec.decode_payload(kind, body)
+
+
+@pytest.mark.parametrize(
+    "decode",
+    [codec.decode_worker, codec.decode_run, codec.decode_message],
+    ids=lambda f: f.__name__,
+)
+@pytest.mark.parametrize("body", [b"{}", b'{"role":"robot"}', b"\xff", b"null"])
+def test_bad_value_bodies_raise_codec_error(decode: Callable[[bytes], object], body: bytes) -> None:
+    with pytest.raises(codec.CodecError):
+        decode(body)
 
 
 def test_unknown_payload_type_raises_codec_error() -> None:
