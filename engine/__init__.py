@@ -1,6 +1,11 @@
 """engine: one LLM turn — providers, stream parsing, the tool-call loop, retries, usage.
 
-It knows nothing of the Runtime, gRPC or storage.
+It knows nothing of the Runtime, gRPC or storage. Entry points:
+
+- :func:`make_provider` builds a provider from a profile (kinds in :data:`PROVIDER_KINDS`);
+- :func:`run_turn` runs one turn (streaming, tools, retries under ``TurnConfig.retry``);
+- :class:`ScriptedProvider` is the fake beside the provider seam; :mod:`engine.testing` has a
+  loopback HTTP server and a llama.cpp launcher for tests.
 """
 
 from __future__ import annotations

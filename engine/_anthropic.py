@@ -36,6 +36,7 @@ from engine._errors import (
     ProviderStreamError,
 )
 from engine._http import api_key_from_env, error_message_from_json, error_type_from_json, post_sse
+from engine._openai import new_call_id
 from engine._sse import SSEEvent
 from engine._types import (
     Message,
@@ -168,7 +169,7 @@ class AnthropicStreamParser:
             out.append(
                 ToolCallStart(
                     index,
-                    call_id if isinstance(call_id, str) else "",
+                    call_id if isinstance(call_id, str) and call_id else new_call_id(),
                     name if isinstance(name, str) else "",
                 )
             )

@@ -176,7 +176,7 @@ class OpenAIStreamParser:
                 ToolCallStart(
                     index,
                     # a few servers omit ids; the history needs one to pair results with calls
-                    call_id if isinstance(call_id, str) and call_id else _new_call_id(),
+                    call_id if isinstance(call_id, str) and call_id else new_call_id(),
                     name if isinstance(name, str) else "",
                 )
             )
@@ -190,7 +190,8 @@ class OpenAIStreamParser:
             out.append(Notice(key.split(":")[0], message))
 
 
-def _new_call_id() -> str:
+def new_call_id() -> str:
+    """An id for a call the provider sent without one (the history pairs results by id)."""
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
