@@ -67,10 +67,12 @@ _ROLES = {r.value: r for r in Role}
 _STOP_REASONS = {r.value: r for r in StopReason}
 
 
+# json.dumps() with options builds a new encoder per call; the writer encodes every event.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def dumps(obj: Obj) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass"
-    )
+    return _encode_json(obj).encode("utf-8", "surrogatepass")
 
 
 def loads(body: bytes) -> Obj:

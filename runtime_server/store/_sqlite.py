@@ -6,6 +6,7 @@ Threads and who owns what::
         ▲                                        │ BEGIN; every queued batch; COMMIT
         └──── call_soon_threadsafe(_on_commit) ◄─┘ then retention, now and then
     event loop ── read_events() ──► read pool (2 threads, one read-only connection each)
+    checkpointer thread: PASSIVE WAL checkpoints after commits, off the writer's path
 
 ``write()`` only validates and enqueues, so the loop never waits for the disk. The writer takes
 everything queued meanwhile and commits it in one transaction (group commit: one WAL sync serves
@@ -72,6 +73,11 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 # reported after one chunk rather than after the whole backlog.
 _MAX_EVENTS_PER_TRANSACTION = 20_000
 
+# Checkpoint at most this often; the WAL meanwhile grows by one interval's worth of commits.
+_CHECKPOINT_PAUSE = 0.25
+# After a checkpoint resets the WAL, truncate its file to this size (the disk space it keeps).
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     "CREATE TABLE events (seq INTEGER PRIMARY KEY, time REAL NOT NULL, worker_id TEXT NOT NULL,"
@@ -135,6 +141,9 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None  # the writer's
         self._writer: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_wanted = threading.Event()
+        self._stopping = threading.Event()
         self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
         self._closed = False
 
@@ -172,6 +181,10 @@ class SqliteStore:
             target=self._writer_main, name=f"sqlite-writer:{self.path.name}", daemon=True
         )
         self._writer.start()
+        self._checkpointer = threading.Thread(
+            target=self._checkpointer_main, name=f"sqlite-ckpt:{self.path.name}", daemon=True
+        )
+        self._checkpointer.start()
         return state
 
     def set_commit_listener(self, listener: CommitListener) -> None:
@@ -223,6 +236,10 @@ class SqliteStore:
         if self._writer is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._writer.join)
+        self._stopping.set()
+        self._checkpoint_wanted.set()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join)
         if self._read_pool is not None:
             await asyncio.to_thread(self._read_pool.shutdown, wait=True)
         with self._read_conns_lock:
@@ -271,6 +288,14 @@ class SqliteStore:
         self._conn = conn
         return state
 
+    def _set_sync(self, conn: sqlite3.Connection) -> None:
+        if self.durability == "power":
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA fullfsync=ON")  # macOS: F_FULLFSYNC; a no-op elsewhere
+            conn.execute("PRAGMA checkpoint_fullfsync=ON")
+        else:
+            conn.execute("PRAGMA synchronous=NORMAL")
+
     def _check_existing(self) -> None:
         """Refuse a file that is not ours or too new, without writing to it (no WAL recovery,
         no schema creation, no checkpoint)."""
@@ -306,12 +331,12 @@ class SqliteStore:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreOpenError(self.path, f"cannot enable WAL (journal_mode is {mode})")
-        if self.durability == "power":
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA fullfsync=ON")  # macOS: F_FULLFSYNC; a no-op elsewhere
-            conn.execute("PRAGMA checkpoint_fullfsync=ON")
-        else:
-            conn.execute("PRAGMA synchronous=NORMAL")
+        self._set_sync(conn)
+        # Checkpoints copy the WAL into the main file and fsync it: tens of milliseconds. Left
+        # automatic, they run inside a commit on the writer and stall every publish behind it;
+        # the checkpointer thread does them instead.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=OFF")
         with _transaction(conn):
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
@@ -427,6 +452,7 @@ class SqliteStore:
         )
         if rows:
             self._post(self._on_commit, rows[-1][0])
+        self._checkpoint_wanted.set()
 
     def _apply_retention(self) -> None:
         conn = self._conn
@@ -463,6 +489,31 @@ class SqliteStore:
         self._stats = replace(
             s, retention_runs=s.retention_runs + 1, events_deleted=s.events_deleted + deleted
         )
+
+    def _checkpointer_main(self) -> None:
+        """PASSIVE checkpoints beside the writer: they never block it (or readers); the WAL
+        restarts from its beginning once a checkpoint has caught up."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._set_sync(conn)
+        except sqlite3.Error:
+            log.exception("SQLite store %s: no checkpointer; the WAL will grow", self.path)
+            return
+        try:
+            while not self._stopping.is_set():
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                if self._stopping.is_set():
+                    break
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    # Not fatal by itself (the data is in the WAL); a full disk also fails the
+                    # writer, which is what callers see.
+                    log.exception("SQLite store %s: checkpoint failed", self.path)
+                self._stopping.wait(_CHECKPOINT_PAUSE)  # batch the WAL into fewer checkpoints
+        finally:
+            conn.close()
 
     def _fail(self, exc: BaseException) -> None:
         log.error(
