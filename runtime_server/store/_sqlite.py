@@ -26,6 +26,9 @@ acknowledge anything more, and an operator must look at the disk.
 Retention runs on the writer every ``retention_interval`` seconds, in its own transaction; it trims
 by count (exact: the count is kept in ``meta``) and by age, and never deletes the newest event.
 
+One store per file: ``open()`` takes an exclusive ``flock`` on ``<file>.lock`` (released by
+``close()`` or the death of the process).
+
 ``open()`` never scans the events table: ``last_seq`` and the event count live in ``meta``, the
 oldest seq is one primary-key lookup; only workers, runs, transcripts and idempotency keys are read.
 """
@@ -34,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -142,6 +147,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None  # the writer's
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
+        self._lock_fd: int | None = None
         self._checkpoint_wanted = threading.Event()
         self._stopping = threading.Event()
         self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
@@ -249,6 +255,7 @@ class SqliteStore:
         if self._conn is not None:
             # Last connection out: SQLite checkpoints the WAL into the main file.
             await asyncio.to_thread(self._conn.close)
+        self._unlock()
         for _, future in self._flush_waiters:
             if not future.done():
                 future.set_exception(self._failure_error() if self._failure else _closed_error())
@@ -274,19 +281,46 @@ class SqliteStore:
             self._check_existing()  # read-only: refuses before anything is written
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreOpenError(self.path, f"cannot create the directory: {exc}") from exc
+        self._lock()
+        try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            self._unlock()
             raise StoreOpenError(self.path, f"cannot create or open the file: {exc}") from exc
         try:
             state = self._init_and_load(conn, new_runtime_id)
-        except StoreOpenError:
+        except BaseException as exc:
             conn.close()
+            self._unlock()
+            if isinstance(exc, sqlite3.Error | codec.CodecError):
+                raise StoreOpenError(self.path, f"{type(exc).__name__}: {exc}") from exc
             raise
-        except (sqlite3.Error, codec.CodecError) as exc:
-            conn.close()
-            raise StoreOpenError(self.path, f"{type(exc).__name__}: {exc}") from exc
         self._conn = conn
         return state
+
+    def _lock(self) -> None:
+        """One store per file: two writers would hand out the same seqs. ``flock`` dies with its
+        process, so a kill -9 leaves no stale lock."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreOpenError(self.path, f"cannot create {lock_path.name}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreOpenError(
+                self.path, f"in use by another store or process (lock {lock_path.name} is held)"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     def _set_sync(self, conn: sqlite3.Connection) -> None:
         if self.durability == "power":

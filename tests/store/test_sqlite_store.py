@@ -135,6 +135,18 @@ async def test_delete_worker_data_removes_worker_runs_transcript_and_keys(tmp_pa
     assert {(k.scope, k.request_id) for k in state.request_keys} == {("create", "c1"), ("w2", "k2")}
 
 
+async def test_second_store_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runtime.db"
+    store, _ = await opened(path)
+    try:
+        with pytest.raises(StoreOpenError, match="in use by another store"):
+            await SqliteStore(path).open("rt-x")
+    finally:
+        await store.close()
+    store, _ = await opened(path)  # released by close()
+    await store.close()
+
+
 async def test_listener_reports_only_committed_seqs(tmp_path: Path) -> None:
     path = tmp_path / "runtime.db"
     store, _ = await opened(path)
