@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import httpx
+
 import engine
 from runtime_server import errors
 from runtime_server.model import (
@@ -61,6 +63,7 @@ from runtime_server.model import (
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._profiles import Config, Profile, default_config
+from runtime_server.runtime._tools import builtin_tools
 from runtime_server.store import (
     AppendTranscript,
     DeleteWorkerData,
@@ -161,13 +164,22 @@ class _Slot:
     stopping: bool = False
 
 
-def _default_provider_factory(profile: Profile) -> engine.Provider:
-    if profile.provider.kind == "echo":
-        delay_ms = profile.options.get("delay_ms", 0)
-        return engine.EchoProvider(delay_s=float(delay_ms) / 1000.0)
-    raise engine.ConfigurationError(
-        f"profile {profile.name!r}: provider kind {profile.provider.kind!r} is not available"
-    )
+def _provider_factory(client: httpx.AsyncClient) -> ProviderFactory:
+    """Providers from profiles; every HTTP provider shares the Runtime's one httpx client."""
+
+    def build(profile: Profile) -> engine.Provider:
+        p = profile.provider
+        return engine.make_provider(
+            p.kind,
+            client=client,
+            base_url=p.base_url,
+            api_key_env=p.api_key_env or None,
+            extra_headers=p.headers,
+            idle_timeout_s=p.timeout_s,
+            echo_delay_s=float(profile.options.get("delay_ms", 0)) / 1000.0,
+        )
+
+    return build
 
 
 def limits_from(overrides: Mapping[str, Any]) -> Limits:
@@ -203,8 +215,10 @@ class Runtime:
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
         )
-        self._provider_factory = provider_factory or _default_provider_factory
-        self._tools_factory = tools_factory
+        # One pooled HTTP client for every provider; created lazily, closed by close().
+        self._http: httpx.AsyncClient | None = None
+        self._provider_factory = provider_factory
+        self._tools_factory: ToolsFactory = tools_factory or builtin_tools
         self._providers: dict[str, engine.Provider] = {}
         self._state = RuntimeState.STARTING
         self._runtime_id = ""
@@ -325,6 +339,8 @@ class Runtime:
                 await provider.aclose()
             except Exception as exc:
                 errors_.append(exc)
+        if self._http is not None:
+            await self._http.aclose()
         self._state = RuntimeState.STOPPED
         for exc in errors_:
             log.error("error during shutdown: %s", exc)
@@ -673,7 +689,7 @@ class Runtime:
             if profile is None:
                 raise engine.ConfigurationError(f"profile {worker.profile!r} no longer exists")
             provider = self._provider(profile)
-            tools = self._tools_factory(profile, worker) if self._tools_factory else None
+            tools = self._tools_factory(profile, worker)
             turn = engine.TurnConfig(
                 model=profile.model,
                 system=profile.system_prompt,
@@ -683,6 +699,7 @@ class Runtime:
                 max_tool_rounds=profile.max_tool_rounds,
                 tool_timeout_s=profile.tool_timeout_s,
                 max_length_continuations=profile.max_length_continuations,
+                retry=engine.RetryPolicy(max_attempts=max(1, profile.provider.max_retries + 1)),
             )
             history = [e.message for e in slot.transcript]
             result = await engine.run_turn(
@@ -921,7 +938,12 @@ class Runtime:
     def _provider(self, profile: Profile) -> engine.Provider:
         provider = self._providers.get(profile.name)
         if provider is None:
-            provider = self._providers[profile.name] = self._provider_factory(profile)
+            factory = self._provider_factory
+            if factory is None:
+                # Provider timeouts are per stream (idle timeout); the client's own are generous.
+                self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
+                factory = self._provider_factory = _provider_factory(self._http)
+            provider = self._providers[profile.name] = factory(profile)
         return provider
 
     def _page_size(self, page_size: int) -> int:

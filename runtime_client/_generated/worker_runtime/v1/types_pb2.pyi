@@ -768,8 +768,9 @@ global___WorkerDeleted = WorkerDeleted
 
 @typing.final
 class Heartbeat(google.protobuf.message.Message):
-    """Sent on live subscriptions when nothing else happened for a while. Carries no seq (seq = 0);
-    last_seq is the newest committed seq, so a client can tell "quiet" from "cut".
+    """Sent on live subscriptions when nothing else happened for a while, so a client can tell
+    "quiet" from "cut". Carries no seq (Event.seq = 0); last_seq is the last seq this stream
+    delivered, the cursor to resume from.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor

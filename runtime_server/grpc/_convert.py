@@ -1,0 +1,307 @@
+"""The one place where server domain objects become protobuf messages, and requests become
+domain values. Event conversion is on the hot path: one small function per payload type,
+dispatched by type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+import engine
+from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_server import errors
+from runtime_server import model as m
+from runtime_server.runtime import Profile, RuntimeInfo, RuntimeState
+
+WORKER_STATE = {
+    m.WorkerState.IDLE: pb.WORKER_STATE_IDLE,
+    m.WorkerState.RUNNING: pb.WORKER_STATE_RUNNING,
+    m.WorkerState.STOPPED: pb.WORKER_STATE_STOPPED,
+}
+WORKER_STATE_IN = {v: k for k, v in WORKER_STATE.items()}
+RUN_STATE = {
+    m.RunState.QUEUED: pb.RUN_STATE_QUEUED,
+    m.RunState.RUNNING: pb.RUN_STATE_RUNNING,
+    m.RunState.COMPLETED: pb.RUN_STATE_COMPLETED,
+    m.RunState.FAILED: pb.RUN_STATE_FAILED,
+    m.RunState.CANCELLED: pb.RUN_STATE_CANCELLED,
+    m.RunState.INTERRUPTED: pb.RUN_STATE_INTERRUPTED,
+}
+BUSY_POLICY_IN = {
+    pb.BUSY_POLICY_UNSPECIFIED: m.BusyPolicy.REJECT,
+    pb.BUSY_POLICY_REJECT: m.BusyPolicy.REJECT,
+    pb.BUSY_POLICY_ENQUEUE: m.BusyPolicy.ENQUEUE,
+    pb.BUSY_POLICY_INTERRUPT: m.BusyPolicy.INTERRUPT,
+}
+MOUNT_MODE = {m.MountMode.READ_ONLY: pb.MOUNT_MODE_READ_ONLY, m.MountMode.READ_WRITE: pb.MOUNT_MODE_READ_WRITE}
+MOUNT_MODE_IN = {
+    pb.MOUNT_MODE_UNSPECIFIED: m.MountMode.READ_ONLY,
+    pb.MOUNT_MODE_READ_ONLY: m.MountMode.READ_ONLY,
+    pb.MOUNT_MODE_READ_WRITE: m.MountMode.READ_WRITE,
+}
+ROLE = {
+    engine.Role.USER: pb.ROLE_USER,
+    engine.Role.ASSISTANT: pb.ROLE_ASSISTANT,
+    engine.Role.TOOL: pb.ROLE_TOOL,
+}
+LEVEL = {
+    m.DiagnosticLevel.INFO: pb.DIAGNOSTIC_LEVEL_INFO,
+    m.DiagnosticLevel.WARNING: pb.DIAGNOSTIC_LEVEL_WARNING,
+    m.DiagnosticLevel.ERROR: pb.DIAGNOSTIC_LEVEL_ERROR,
+}
+RUNTIME_STATE = {
+    RuntimeState.STARTING: mpb.RUNTIME_STATE_STARTING,
+    RuntimeState.SERVING: mpb.RUNTIME_STATE_SERVING,
+    RuntimeState.DRAINING: mpb.RUNTIME_STATE_DRAINING,
+    RuntimeState.STOPPED: mpb.RUNTIME_STATE_STOPPED,
+}
+
+
+def ts(t: float) -> Timestamp | None:
+    if not t:
+        return None
+    seconds = int(t)
+    return Timestamp(seconds=seconds, nanos=int((t - seconds) * 1e9))
+
+
+def usage(u: engine.Usage) -> pb.Usage:
+    return pb.Usage(
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+        reasoning_tokens=u.reasoning_tokens,
+        total_tokens=u.total_tokens,
+    )
+
+
+def worker(w: m.Worker) -> pb.Worker:
+    out = pb.Worker(
+        worker_id=w.worker_id,
+        runtime_id=w.runtime_id,
+        state=WORKER_STATE[w.state],
+        profile=w.profile,
+        display_name=w.display_name,
+        labels=dict(w.labels),
+        active_run_id=w.active_run_id,
+        created_at=ts(w.created_at),
+        usage=usage(w.usage),
+        queued_runs=w.queued_runs,
+    )
+    if w.workspace is not None:
+        out.workspace.CopyFrom(
+            pb.Workspace(
+                root=w.workspace.root,
+                mounts=[pb.Mount(path=x.path, mode=MOUNT_MODE[x.mode]) for x in w.workspace.mounts],
+            )
+        )
+    if w.config_bundle is not None:
+        out.config_bundle.CopyFrom(pb.ConfigBundleRef(id=w.config_bundle.id, digest=w.config_bundle.digest))
+    return out
+
+
+def run(r: m.Run) -> pb.Run:
+    return pb.Run(
+        run_id=r.run_id,
+        worker_id=r.worker_id,
+        state=RUN_STATE[r.state],
+        created_at=ts(r.created_at),
+        started_at=ts(r.started_at),
+        finished_at=ts(r.finished_at),
+        usage=usage(r.usage),
+        error=pb.RunError(code=r.error.code, message=r.error.message) if r.error else None,
+        stop_reason=r.stop_reason,
+    )
+
+
+def message(msg: engine.Message) -> pb.Message:
+    return pb.Message(
+        role=ROLE[msg.role],
+        text=msg.text,
+        reasoning=msg.reasoning,
+        tool_calls=[
+            pb.ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments) for c in msg.tool_calls
+        ],
+        tool_call_id=msg.tool_call_id,
+        tool_name=msg.tool_name,
+        is_error=msg.is_error,
+        stop_reason=msg.stop_reason.value if msg.stop_reason else "",
+    )
+
+
+def entry(e: m.TranscriptEntry) -> pb.TranscriptEntry:
+    return pb.TranscriptEntry(
+        worker_id=e.worker_id,
+        index=e.index,
+        run_id=e.run_id,
+        created_at=ts(e.created_at),
+        message=message(e.message),
+    )
+
+
+def diagnostic(d: m.Diagnostic) -> pb.Diagnostic:
+    return pb.Diagnostic(
+        level=LEVEL[d.level],
+        code=d.code,
+        message=d.message,
+        time=ts(d.time),
+        worker_id=d.worker_id,
+        run_id=d.run_id,
+    )
+
+
+_PAYLOAD: dict[type, Callable[[Any], dict[str, Any]]] = {
+    m.TextDelta: lambda p: {"text_delta": pb.TextDelta(text=p.text)},
+    m.ReasoningDelta: lambda p: {"reasoning_delta": pb.ReasoningDelta(text=p.text)},
+    m.WorkerCreated: lambda p: {"worker_created": pb.WorkerCreated(worker=worker(p.worker))},
+    m.WorkerStateChanged: lambda p: {
+        "worker_state_changed": pb.WorkerStateChanged(
+            previous=WORKER_STATE[p.previous], state=WORKER_STATE[p.state]
+        )
+    },
+    m.RunQueued: lambda p: {"run_queued": pb.RunQueued(run=run(p.run))},
+    m.RunStarted: lambda p: {"run_started": pb.RunStarted(run=run(p.run))},
+    m.InputCommitted: lambda p: {"input_committed": pb.InputCommitted(entry=entry(p.entry))},
+    m.ToolCallStarted: lambda p: {
+        "tool_call_started": pb.ToolCallStarted(
+            call_id=p.call_id, tool_name=p.tool_name, arguments=p.arguments
+        )
+    },
+    m.ToolCallFinished: lambda p: {
+        "tool_call_finished": pb.ToolCallFinished(
+            call_id=p.call_id, tool_name=p.tool_name, result=p.result, is_error=p.is_error
+        )
+    },
+    m.MessageCommitted: lambda p: {"message_committed": pb.MessageCommitted(entry=entry(p.entry))},
+    m.UsageReported: lambda p: {"usage_reported": pb.UsageReported(usage=usage(p.usage))},
+    m.PartialDiscarded: lambda p: {"partial_discarded": pb.PartialDiscarded(reason=p.reason)},
+    m.RunFinished: lambda p: {"run_finished": pb.RunFinished(run=run(p.run))},
+    m.WorkerStopped: lambda p: {"worker_stopped": pb.WorkerStopped(reason=p.reason)},
+    m.WorkerDeleted: lambda p: {"worker_deleted": pb.WorkerDeleted()},
+    m.Diagnostic: lambda p: {"diagnostic": diagnostic(p)},
+}
+
+
+def event(e: m.Event) -> pb.Event:
+    seconds = int(e.time)
+    return pb.Event(
+        seq=e.seq,
+        worker_id=e.worker_id,
+        run_id=e.run_id,
+        time=Timestamp(seconds=seconds, nanos=int((e.time - seconds) * 1e9)),
+        **_PAYLOAD[type(e.payload)](e.payload),
+    )
+
+
+def heartbeat(last_seq: int, t: float) -> pb.Event:
+    seconds = int(t)
+    return pb.Event(
+        time=Timestamp(seconds=seconds, nanos=int((t - seconds) * 1e9)),
+        heartbeat=pb.Heartbeat(last_seq=last_seq),
+    )
+
+
+def limits(lim: m.Limits) -> mpb.Limits:
+    return mpb.Limits(
+        max_page_size=lim.max_page_size,
+        default_page_size=lim.default_page_size,
+        max_input_chars=lim.max_input_chars,
+        max_display_name_chars=lim.max_display_name_chars,
+        max_labels=lim.max_labels,
+        max_label_chars=lim.max_label_chars,
+        max_request_id_chars=lim.max_request_id_chars,
+        max_queue_per_worker=lim.max_queue_per_worker,
+        max_workers=lim.max_workers,
+        subscriber_buffer_events=lim.subscriber_buffer_events,
+        event_batch_max=lim.event_batch_max,
+        transcript_page_max=lim.transcript_page_max,
+        diagnostics_capacity=lim.diagnostics_capacity,
+        idempotency_keys_per_worker=lim.idempotency_keys_per_worker,
+        idempotency_keys_create=lim.idempotency_keys_create,
+        event_retention_events=lim.event_retention_events,
+        event_retention_seconds=lim.event_retention_seconds,
+        heartbeat_interval_seconds=lim.heartbeat_interval_s,
+        max_message_bytes=lim.max_message_bytes,
+    )
+
+
+def runtime_info(info: RuntimeInfo, *, auth_required: bool) -> mpb.RuntimeInfo:
+    by = info.workers_by_state
+    return mpb.RuntimeInfo(
+        runtime_id=info.runtime_id,
+        state=RUNTIME_STATE[info.state],
+        version=info.version,
+        store_kind=info.store_kind,
+        started_at=ts(info.started_at),
+        workers=mpb.WorkerCounts(
+            idle=by[m.WorkerState.IDLE],
+            running=by[m.WorkerState.RUNNING],
+            stopped=by[m.WorkerState.STOPPED],
+            total=sum(by.values()),
+        ),
+        active_runs=info.active_runs,
+        queued_runs=info.queued_runs,
+        last_seq=info.last_seq,
+        oldest_seq=info.oldest_seq,
+        subscribers=info.subscribers,
+        limits=limits(info.limits),
+        capabilities=mpb.Capabilities(
+            provider_kinds=info.provider_kinds, profiles=info.profiles, features=info.features
+        ),
+        usage=usage(info.usage),
+        auth_required=auth_required,
+    )
+
+
+def profile(p: Profile) -> mpb.Profile:
+    return mpb.Profile(
+        name=p.name,
+        provider=p.provider.name,
+        provider_kind=p.provider.kind,
+        model=p.model,
+        description=p.description,
+        tools=p.tools,
+        builtin=p.builtin,
+        max_tokens=p.max_tokens or 0,
+        max_tool_rounds=p.max_tool_rounds,
+    )
+
+
+# --- requests -> domain -----------------------------------------------------------------------------
+
+
+def busy_policy(value: int) -> m.BusyPolicy:
+    try:
+        return BUSY_POLICY_IN[value]
+    except KeyError:
+        raise errors.InvalidArgument("busy_policy", f"unknown value {value}") from None
+
+
+def worker_state_filter(value: int) -> m.WorkerState | None:
+    if value == pb.WORKER_STATE_UNSPECIFIED:
+        return None
+    try:
+        return WORKER_STATE_IN[value]
+    except KeyError:
+        raise errors.InvalidArgument("state", f"unknown value {value}") from None
+
+
+def workspace(msg: pb.Workspace, present: bool) -> m.Workspace | None:
+    if not present:
+        return None
+    mounts = []
+    for i, mount in enumerate(msg.mounts):
+        mode = MOUNT_MODE_IN.get(mount.mode)
+        if mode is None:
+            raise errors.InvalidArgument(f"workspace.mounts[{i}].mode", f"unknown value {mount.mode}")
+        mounts.append(m.Mount(mount.path, mode))
+    if not msg.root:
+        raise errors.InvalidArgument("workspace.root", "is required when workspace is set")
+    return m.Workspace(msg.root, tuple(mounts))
+
+
+def config_bundle(msg: pb.ConfigBundleRef, present: bool) -> m.ConfigBundleRef | None:
+    return m.ConfigBundleRef(msg.id, msg.digest) if present else None

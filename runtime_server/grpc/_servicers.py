@@ -1,0 +1,233 @@
+"""Thin servicers: validate the request's wire-level shape, call the Runtime, convert the answer.
+All domain rules live in the Runtime; all conversions in _convert; all error mapping in _errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
+from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2_grpc as cgrpc
+from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2 as ipb
+from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2_grpc as igrpc
+from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
+from runtime_client._generated.worker_runtime.v1 import management_service_pb2_grpc as mgrpc
+from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
+from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_server import errors
+from runtime_server.grpc import _convert as cv
+from runtime_server.grpc._errors import abort, status_details
+from runtime_server.model import DiagnosticLevel, now
+from runtime_server.runtime import Runtime
+
+log = logging.getLogger("runtime_server.grpc")
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+async def _internal(context: Ctx, runtime: Runtime, exc: Exception) -> None:
+    # A bug, not the caller's mistake: log it with its traceback, record a diagnostic, answer
+    # INTERNAL without leaking internals.
+    log.exception("unexpected error in RPC")
+    runtime._diagnose(DiagnosticLevel.ERROR, "RPC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+    message = "internal error (recorded in the runtime's diagnostics)"
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        message,
+        trailing_metadata=status_details(grpc.StatusCode.INTERNAL, message, "INTERNAL", {}),
+    )
+
+
+def unary(
+    fn: Callable[[Any, Req, Ctx], Awaitable[Resp]],
+) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except errors.RuntimeError_ as exc:
+            await abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _internal(context, self._runtime, exc)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    return wrapper
+
+
+class _Base:
+    def __init__(self, runtime: Runtime, *, auth_required: bool = False) -> None:
+        self._runtime = runtime
+        self._auth_required = auth_required
+
+
+class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
+    @unary
+    async def GetRuntime(self, request: mpb.GetRuntimeRequest, context: Ctx) -> mpb.GetRuntimeResponse:
+        info = self._runtime.info()
+        return mpb.GetRuntimeResponse(runtime=cv.runtime_info(info, auth_required=self._auth_required))
+
+    @unary
+    async def ListDiagnostics(
+        self, request: mpb.ListDiagnosticsRequest, context: Ctx
+    ) -> mpb.ListDiagnosticsResponse:
+        page = self._runtime.list_diagnostics(request.page_size, request.page_token)
+        return mpb.ListDiagnosticsResponse(
+            diagnostics=[cv.diagnostic(d) for d in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total,
+        )
+
+    @unary
+    async def ListProfiles(
+        self, request: mpb.ListProfilesRequest, context: Ctx
+    ) -> mpb.ListProfilesResponse:
+        return mpb.ListProfilesResponse(profiles=[cv.profile(p) for p in self._runtime.list_profiles()])
+
+
+class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
+    @unary
+    async def CreateWorker(
+        self, request: cpb.CreateWorkerRequest, context: Ctx
+    ) -> cpb.CreateWorkerResponse:
+        created = await self._runtime.create_worker(
+            worker_id=request.worker_id,
+            profile=request.profile,
+            display_name=request.display_name,
+            labels=dict(request.labels),
+            request_id=request.request_id,
+            workspace=cv.workspace(request.workspace, request.HasField("workspace")),
+            config_bundle=cv.config_bundle(request.config_bundle, request.HasField("config_bundle")),
+            initial_input=request.initial_input,
+        )
+        return cpb.CreateWorkerResponse(
+            worker=cv.worker(created.worker),
+            seq=created.seq,
+            initial_run=cv.run(created.initial_run) if created.initial_run else None,
+        )
+
+    @unary
+    async def GetWorker(self, request: cpb.GetWorkerRequest, context: Ctx) -> cpb.GetWorkerResponse:
+        return cpb.GetWorkerResponse(worker=cv.worker(self._runtime.get_worker(request.worker_id)))
+
+    @unary
+    async def ListWorkers(
+        self, request: cpb.ListWorkersRequest, context: Ctx
+    ) -> cpb.ListWorkersResponse:
+        page = self._runtime.list_workers(
+            request.page_size,
+            request.page_token,
+            state=cv.worker_state_filter(request.state),
+            labels=dict(request.labels),
+        )
+        return cpb.ListWorkersResponse(
+            workers=[cv.worker(w) for w in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total,
+        )
+
+    @unary
+    async def StopWorker(self, request: cpb.StopWorkerRequest, context: Ctx) -> cpb.StopWorkerResponse:
+        if len(request.reason) > 1000:
+            raise errors.InvalidArgument("reason", "is longer than 1000 characters")
+        worker = await self._runtime.stop_worker(
+            request.worker_id, request.reason or "stopped by request"
+        )
+        return cpb.StopWorkerResponse(worker=cv.worker(worker))
+
+    @unary
+    async def DeleteWorker(
+        self, request: cpb.DeleteWorkerRequest, context: Ctx
+    ) -> cpb.DeleteWorkerResponse:
+        await self._runtime.delete_worker(request.worker_id)
+        return cpb.DeleteWorkerResponse()
+
+
+class InteractionServicer(_Base, igrpc.InteractionServiceServicer):
+    @unary
+    async def SendInput(self, request: ipb.SendInputRequest, context: Ctx) -> ipb.SendInputResponse:
+        accepted = await self._runtime.send_input(
+            request.worker_id,
+            request.text,
+            request_id=request.request_id,
+            busy_policy=cv.busy_policy(request.busy_policy),
+        )
+        return ipb.SendInputResponse(run=cv.run(accepted.run), seq=accepted.seq)
+
+    @unary
+    async def CancelRun(self, request: ipb.CancelRunRequest, context: Ctx) -> ipb.CancelRunResponse:
+        return ipb.CancelRunResponse(run=cv.run(await self._runtime.cancel_run(request.run_id)))
+
+    @unary
+    async def GetRun(self, request: ipb.GetRunRequest, context: Ctx) -> ipb.GetRunResponse:
+        return ipb.GetRunResponse(run=cv.run(self._runtime.get_run(request.run_id)))
+
+
+class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
+    @unary
+    async def GetTranscript(
+        self, request: opb.GetTranscriptRequest, context: Ctx
+    ) -> opb.GetTranscriptResponse:
+        page = self._runtime.get_transcript(request.worker_id, request.page_size, request.page_token)
+        return opb.GetTranscriptResponse(
+            entries=[cv.entry(e) for e in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total,
+        )
+
+    @unary
+    async def ListEvents(self, request: opb.ListEventsRequest, context: Ctx) -> opb.ListEventsResponse:
+        page = await self._runtime.list_events(
+            after_seq=request.after_seq, worker_id=request.worker_id, page_size=request.page_size
+        )
+        return opb.ListEventsResponse(
+            events=[cv.event(e) for e in page.events],
+            last_seq=page.last_seq,
+            oldest_seq=page.oldest_seq,
+            next_after_seq=page.events[-1].seq if page.events else request.after_seq,
+        )
+
+    async def SubscribeEvents(
+        self, request: opb.SubscribeEventsRequest, context: Ctx
+    ) -> AsyncIterator[pb.Event]:
+        runtime = self._runtime
+        try:
+            sub = runtime.subscribe(
+                after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
+            )
+        except errors.RuntimeError_ as exc:
+            await abort(context, exc)
+            return
+        interval = runtime.limits.heartbeat_interval_s or None
+        convert = cv.event
+        try:
+            while True:
+                try:
+                    event = await sub.next(interval)
+                except errors.SubscriberLagging as exc:
+                    await abort(context, exc)
+                    return
+                except errors.RuntimeError_ as exc:  # e.g. the cursor expired during replay
+                    await abort(context, exc)
+                    return
+                if event is not None:
+                    yield convert(event)
+                elif sub.closed:
+                    return  # the runtime is shutting down: end the stream cleanly
+                else:
+                    yield cv.heartbeat(sub.last_seq, now())
+        finally:
+            sub.close()
+
+    @unary
+    async def GetUsage(self, request: opb.GetUsageRequest, context: Ctx) -> opb.GetUsageResponse:
+        usage, runs = self._runtime.get_usage(request.worker_id)
+        return opb.GetUsageResponse(usage=cv.usage(usage), runs=runs)
