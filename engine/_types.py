@@ -110,7 +110,7 @@ class ModelRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-# --- events of one provider stream (provider -> accumulator) -------------------------------------
+# --- events of one provider stream (provider -> accumulator) ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +175,7 @@ StreamEvent = (
 )
 
 
-# --- events of one turn (turn loop -> caller) -----------------------------------------------------
+# --- events of one turn (turn loop -> caller) ---
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ def chunked(data: bytes, sizes: Sequence[int] = ODD_SIZES) -> Iterator[bytes]:
         turn += 1
 
 
-# --- loopback HTTP server -------------------------------------------------------------------------
+# --- loopback HTTP server ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +208,7 @@ async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:
     return RecordedRequest(method, path, headers, body)
 
 
-# --- llama.cpp with SmolLM2 -----------------------------------------------------------------------
+# --- llama.cpp with SmolLM2 ---
 
 # ChatML (SmolLM2's own format) extended, Hermes/Qwen2.5 style, to render the tools list, the
 # assistant's <tool_call> blocks, tool results and <think> reasoning — the model's own template

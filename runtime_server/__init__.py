@@ -1,5 +1,5 @@
-"""runtime_server: the embeddable Runtime core, its stores, and (in ``runtime_server.grpc``, imported
-only on demand) the grpc.aio server around it.
+"""runtime_server: the embeddable Runtime core, its stores, and (in ``runtime_server.grpc``,
+imported only on demand) the grpc.aio server around it.
 
 Importing this package never imports grpc: embedding must not drag the network in.
 """

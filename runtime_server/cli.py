@@ -50,7 +50,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def _token(args: argparse.Namespace) -> str | None:
     if args.auth_token_env:
-        token = os.environ.get(args.auth_token_env, "")
+        token: str = os.environ.get(args.auth_token_env, "")
         if not token:
             raise SystemExit(f"error: --auth-token-env: ${args.auth_token_env} is empty or unset")
         return token
@@ -58,7 +58,9 @@ def _token(args: argparse.Namespace) -> str | None:
         try:
             token = args.auth_token_file.read_text().strip()
         except OSError as exc:
-            raise SystemExit(f"error: --auth-token-file: {exc.strerror}: {args.auth_token_file}") from None
+            raise SystemExit(
+                f"error: --auth-token-file: {exc.strerror}: {args.auth_token_file}"
+            ) from None
         if not token:
             raise SystemExit(f"error: --auth-token-file: {args.auth_token_file} is empty")
         return token

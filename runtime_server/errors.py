@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-class RuntimeError_(Exception):  # noqa: N801 - trailing underscore avoids the builtin's name
+class RuntimeError_(Exception):
     """Base of Runtime errors: a stable ``reason`` plus string ``metadata`` for ErrorInfo."""
 
     reason = "RUNTIME_ERROR"

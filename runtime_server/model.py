@@ -81,7 +81,7 @@ class Worker:
     labels: Mapping[str, str] = field(default_factory=dict)
     active_run_id: str = ""
     created_at: float = 0.0
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     workspace: Workspace | None = None
     config_bundle: ConfigBundleRef | None = None
     queued_runs: int = 0
@@ -96,7 +96,7 @@ class Run:
     input_text: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     error: RunError | None = None
     stop_reason: str = ""
 
@@ -112,7 +112,7 @@ class TranscriptEntry:
     created_at: float
 
 
-# --- event payloads -------------------------------------------------------------------------------
+# --- event payloads ---
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,9 @@ def generate(dest: Path) -> None:
             (path / "__init__.py").write_text(HEADER)
         elif path.suffix in (".py", ".pyi"):
             text = path.read_text()
-            text = text.replace("from worker_runtime.v1 import", f"from {PACKAGE}.worker_runtime.v1 import")
+            text = text.replace(
+                "from worker_runtime.v1 import", f"from {PACKAGE}.worker_runtime.v1 import"
+            )
             text = text.replace("import worker_runtime.v1.", f"import {PACKAGE}.worker_runtime.v1.")
             text = text.replace(" worker_runtime.v1.", f" {PACKAGE}.worker_runtime.v1.")
             path.write_text(HEADER + text)
@@ -56,8 +58,12 @@ def generate(dest: Path) -> None:
 
 def same_tree(a: Path, b: Path) -> list[str]:
     diffs: list[str] = []
-    names_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    names_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    names_a = {
+        p.relative_to(a) for p in a.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+    names_b = {
+        p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
     for name in sorted(names_a ^ names_b):
         diffs.append(f"only in one tree: {name}")
     for name in sorted(names_a & names_b):

@@ -17,7 +17,7 @@ from runtime_server.grpc._errors import status_details
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
+class BearerAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("auth token must not be empty")

@@ -36,7 +36,10 @@ BUSY_POLICY_IN = {
     pb.BUSY_POLICY_ENQUEUE: m.BusyPolicy.ENQUEUE,
     pb.BUSY_POLICY_INTERRUPT: m.BusyPolicy.INTERRUPT,
 }
-MOUNT_MODE = {m.MountMode.READ_ONLY: pb.MOUNT_MODE_READ_ONLY, m.MountMode.READ_WRITE: pb.MOUNT_MODE_READ_WRITE}
+MOUNT_MODE = {
+    m.MountMode.READ_ONLY: pb.MOUNT_MODE_READ_ONLY,
+    m.MountMode.READ_WRITE: pb.MOUNT_MODE_READ_WRITE,
+}
 MOUNT_MODE_IN = {
     pb.MOUNT_MODE_UNSPECIFIED: m.MountMode.READ_ONLY,
     pb.MOUNT_MODE_READ_ONLY: m.MountMode.READ_ONLY,
@@ -99,7 +102,9 @@ def worker(w: m.Worker) -> pb.Worker:
             )
         )
     if w.config_bundle is not None:
-        out.config_bundle.CopyFrom(pb.ConfigBundleRef(id=w.config_bundle.id, digest=w.config_bundle.digest))
+        out.config_bundle.CopyFrom(
+            pb.ConfigBundleRef(id=w.config_bundle.id, digest=w.config_bundle.digest)
+        )
     return out
 
 
@@ -123,7 +128,8 @@ def message(msg: engine.Message) -> pb.Message:
         text=msg.text,
         reasoning=msg.reasoning,
         tool_calls=[
-            pb.ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments) for c in msg.tool_calls
+            pb.ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments)
+            for c in msg.tool_calls
         ],
         tool_call_id=msg.tool_call_id,
         tool_name=msg.tool_name,
@@ -270,12 +276,12 @@ def profile(p: Profile) -> mpb.Profile:
     )
 
 
-# --- requests -> domain -----------------------------------------------------------------------------
+# --- requests -> domain ---
 
 
 def busy_policy(value: int) -> m.BusyPolicy:
     try:
-        return BUSY_POLICY_IN[value]
+        return BUSY_POLICY_IN[value]  # type: ignore[index]  # proto enums are open: any int
     except KeyError:
         raise errors.InvalidArgument("busy_policy", f"unknown value {value}") from None
 
@@ -284,7 +290,7 @@ def worker_state_filter(value: int) -> m.WorkerState | None:
     if value == pb.WORKER_STATE_UNSPECIFIED:
         return None
     try:
-        return WORKER_STATE_IN[value]
+        return WORKER_STATE_IN[value]  # type: ignore[index]  # proto enums are open: any int
     except KeyError:
         raise errors.InvalidArgument("state", f"unknown value {value}") from None
 
@@ -296,7 +302,9 @@ def workspace(msg: pb.Workspace, present: bool) -> m.Workspace | None:
     for i, mount in enumerate(msg.mounts):
         mode = MOUNT_MODE_IN.get(mount.mode)
         if mode is None:
-            raise errors.InvalidArgument(f"workspace.mounts[{i}].mode", f"unknown value {mount.mode}")
+            raise errors.InvalidArgument(
+                f"workspace.mounts[{i}].mode", f"unknown value {mount.mode}"
+            )
         mounts.append(m.Mount(mount.path, mode))
     if not msg.root:
         raise errors.InvalidArgument("workspace.root", "is required when workspace is set")

@@ -28,7 +28,7 @@ STATUS: dict[type[errors.RuntimeError_], grpc.StatusCode] = {
 
 def status_code(exc: errors.RuntimeError_) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
-        code = STATUS.get(cls)  # type: ignore[call-overload]
+        code = STATUS.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
@@ -46,7 +46,9 @@ def status_details(
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
-async def abort(context: grpc.aio.ServicerContext[object, object], exc: errors.RuntimeError_) -> None:
+async def abort(
+    context: grpc.aio.ServicerContext[object, object], exc: errors.RuntimeError_
+) -> None:
     code = status_code(exc)
     await context.abort(
         code,

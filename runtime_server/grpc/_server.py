@@ -104,7 +104,7 @@ class RuntimeServer:
 
     async def start(self, listen: str = "127.0.0.1:0") -> int:
         if self._tls is not None:
-            port = self._server.add_secure_port(listen, self._tls.credentials())
+            port: int = self._server.add_secure_port(listen, self._tls.credentials())
         else:
             port = self._server.add_insecure_port(listen)
         if port == 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -27,7 +27,7 @@ from runtime_server.runtime import Runtime
 
 log = logging.getLogger("runtime_server.grpc")
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+Ctx: TypeAlias = Any  # grpc ships no type hints: grpc.aio.ServicerContext
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -71,9 +71,13 @@ class _Base:
 
 class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
     @unary
-    async def GetRuntime(self, request: mpb.GetRuntimeRequest, context: Ctx) -> mpb.GetRuntimeResponse:
+    async def GetRuntime(
+        self, request: mpb.GetRuntimeRequest, context: Ctx
+    ) -> mpb.GetRuntimeResponse:
         info = self._runtime.info()
-        return mpb.GetRuntimeResponse(runtime=cv.runtime_info(info, auth_required=self._auth_required))
+        return mpb.GetRuntimeResponse(
+            runtime=cv.runtime_info(info, auth_required=self._auth_required)
+        )
 
     @unary
     async def ListDiagnostics(
@@ -90,7 +94,9 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
     async def ListProfiles(
         self, request: mpb.ListProfilesRequest, context: Ctx
     ) -> mpb.ListProfilesResponse:
-        return mpb.ListProfilesResponse(profiles=[cv.profile(p) for p in self._runtime.list_profiles()])
+        return mpb.ListProfilesResponse(
+            profiles=[cv.profile(p) for p in self._runtime.list_profiles()]
+        )
 
 
 class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
@@ -105,7 +111,9 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
             labels=dict(request.labels),
             request_id=request.request_id,
             workspace=cv.workspace(request.workspace, request.HasField("workspace")),
-            config_bundle=cv.config_bundle(request.config_bundle, request.HasField("config_bundle")),
+            config_bundle=cv.config_bundle(
+                request.config_bundle, request.HasField("config_bundle")
+            ),
             initial_input=request.initial_input,
         )
         return cpb.CreateWorkerResponse(
@@ -135,7 +143,9 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
         )
 
     @unary
-    async def StopWorker(self, request: cpb.StopWorkerRequest, context: Ctx) -> cpb.StopWorkerResponse:
+    async def StopWorker(
+        self, request: cpb.StopWorkerRequest, context: Ctx
+    ) -> cpb.StopWorkerResponse:
         if len(request.reason) > 1000:
             raise errors.InvalidArgument("reason", "is longer than 1000 characters")
         worker = await self._runtime.stop_worker(
@@ -176,7 +186,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def GetTranscript(
         self, request: opb.GetTranscriptRequest, context: Ctx
     ) -> opb.GetTranscriptResponse:
-        page = self._runtime.get_transcript(request.worker_id, request.page_size, request.page_token)
+        page = self._runtime.get_transcript(
+            request.worker_id, request.page_size, request.page_token
+        )
         return opb.GetTranscriptResponse(
             entries=[cv.entry(e) for e in page.items],
             next_page_token=page.next_page_token,
@@ -184,7 +196,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         )
 
     @unary
-    async def ListEvents(self, request: opb.ListEventsRequest, context: Ctx) -> opb.ListEventsResponse:
+    async def ListEvents(
+        self, request: opb.ListEventsRequest, context: Ctx
+    ) -> opb.ListEventsResponse:
         page = await self._runtime.list_events(
             after_seq=request.after_seq, worker_id=request.worker_id, page_size=request.page_size
         )

@@ -210,7 +210,9 @@ class Subscription:
         if log.committed_seq <= self._scanned:
             self._go_live()
 
-    async def next(self, timeout: float | None = None) -> Event | None:
+    async def next(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
+        # (a timeout parameter, not asyncio.timeout(): on timeout the waiter is dropped cleanly
+        # and None is returned, which the gRPC layer turns into a heartbeat)
         """The next event; ``None`` on timeout or when closed and drained."""
         while True:
             buffer = self._buffer

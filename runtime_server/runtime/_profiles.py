@@ -109,7 +109,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             raise fail(key, "name is reserved")
         if not isinstance(raw, Mapping):
             raise fail(key, "must be a table")
-        _only(raw, key, fail, {"kind", "base_url", "api_key_env", "headers", "timeout_s", "max_retries"})
+        _only(
+            raw,
+            key,
+            fail,
+            {"kind", "base_url", "api_key_env", "headers", "timeout_s", "max_retries"},
+        )
         kind = _get(raw, "kind", str, key, fail, required=True)
         if kind not in PROVIDER_KINDS:
             raise fail(f"{key}.kind", f"must be one of {', '.join(PROVIDER_KINDS)}")

@@ -156,7 +156,7 @@ class _Slot:
     transcript: list[TranscriptEntry] = field(default_factory=list)
     active: Run | None = None
     task: asyncio.Task[None] | None = None
-    run_usage: engine.Usage = engine.Usage()
+    run_usage: engine.Usage = field(default_factory=engine.Usage)
     cancel_state: RunState | None = None
     cancel_reason: str = ""
     queue: deque[Run] = field(default_factory=deque)
@@ -235,7 +235,7 @@ class Runtime:
         self._closed = asyncio.Event()
         self._close_task: asyncio.Task[None] | None = None
 
-    # --- lifecycle --------------------------------------------------------------------------------
+    # --- lifecycle ---
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -273,7 +273,7 @@ class Runtime:
         self._state = RuntimeState.SERVING
 
     def _recover(self) -> None:
-        """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; their workers IDLE."""
+        """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE."""
         log_ = self._require_log()
         interrupted = 0
         for run in list(self._runs.values()):
@@ -342,8 +342,8 @@ class Runtime:
         if self._http is not None:
             await self._http.aclose()
         self._state = RuntimeState.STOPPED
-        for exc in errors_:
-            log.error("error during shutdown: %s", exc)
+        for failure in errors_:
+            log.error("error during shutdown: %s", failure)
 
     @property
     def state(self) -> RuntimeState:
@@ -372,7 +372,7 @@ class Runtime:
             raise errors.RuntimeDraining()
         return log_
 
-    # --- management ----------------------------------------------------------------------------------
+    # --- management ---
 
     def info(self) -> RuntimeInfo:
         log_ = self._require_log()
@@ -410,7 +410,9 @@ class Runtime:
         start = 0
         if page_token:
             before = _decode_token(page_token, "d")
-            start = next((i for i, (n, _) in enumerate(newest_first) if n < before), len(newest_first))
+            start = next(
+                (i for i, (n, _) in enumerate(newest_first) if n < before), len(newest_first)
+            )
         chunk = newest_first[start : start + size]
         more = start + size < len(newest_first)
         token = _encode_token("d", chunk[-1][0]) if more and chunk else ""
@@ -431,7 +433,7 @@ class Runtime:
             message,
         )
 
-    # --- catalog ----------------------------------------------------------------------------------
+    # --- catalog ---
 
     async def create_worker(
         self,
@@ -589,7 +591,7 @@ class Runtime:
             w = replace(w, queued_runs=len(slot.queue))
         return w
 
-    # --- interaction ------------------------------------------------------------------------------
+    # --- interaction ---
 
     async def send_input(
         self,
@@ -709,7 +711,8 @@ class Runtime:
             if result.stop_reason is engine.StopReason.LIMIT_REACHED:
                 state = RunState.FAILED
                 error = RunError(
-                    "LIMIT_REACHED", f"the run reached its limit of {profile.max_tool_rounds} tool rounds"
+                    "LIMIT_REACHED",
+                    f"the run reached its limit of {profile.max_tool_rounds} tool rounds",
                 )
         except asyncio.CancelledError:
             if slot.cancel_state is None:  # not ours (loop shutdown): record, then let it through
@@ -721,7 +724,9 @@ class Runtime:
         except Exception as exc:  # a bug must fail the run, never leave it RUNNING
             log.exception("run %s failed unexpectedly", run.run_id)
             state, error = RunState.FAILED, RunError("INTERNAL", f"{type(exc).__name__}: {exc}")
-            self._diagnose(DiagnosticLevel.ERROR, "RUN_CRASHED", error.message, run.worker_id, run.run_id)
+            self._diagnose(
+                DiagnosticLevel.ERROR, "RUN_CRASHED", error.message, run.worker_id, run.run_id
+            )
         self._finish(slot, run.run_id, state, "", error, stop_reason)
 
     def _emitter(self, slot: _Slot, run_id: str) -> engine.Emit:
@@ -876,7 +881,7 @@ class Runtime:
             raise errors.RunNotFound(run_id)
         return run
 
-    # --- observation ------------------------------------------------------------------------------
+    # --- observation ---
 
     def get_transcript(
         self, worker_id: str, page_size: int = 0, page_token: str = ""
@@ -933,7 +938,7 @@ class Runtime:
                 usage = usage + slot.run_usage
         return usage, len(self._runs)
 
-    # --- helpers ----------------------------------------------------------------------------------
+    # --- helpers ---
 
     def _provider(self, profile: Profile) -> engine.Provider:
         provider = self._providers.get(profile.name)
@@ -954,9 +959,7 @@ class Runtime:
         return min(page_size, self._limits.max_page_size)
 
     @staticmethod
-    def _remember(
-        keys: OrderedDict[str, PutRequestKey], key: PutRequestKey, capacity: int
-    ) -> None:
+    def _remember(keys: OrderedDict[str, PutRequestKey], key: PutRequestKey, capacity: int) -> None:
         keys[key.request_id] = key
         while len(keys) > max(1, capacity):
             keys.popitem(last=False)

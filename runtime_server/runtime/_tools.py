@@ -67,7 +67,9 @@ def _file_tools(ws: Workspace) -> list[engine.Tool]:
         "required": ["path"],
     }
     return [
-        engine.Tool("read_file", "Read a UTF-8 text file from the workspace.", read_file, path_schema),
+        engine.Tool(
+            "read_file", "Read a UTF-8 text file from the workspace.", read_file, path_schema
+        ),
         engine.Tool("list_files", "List a directory of the workspace.", list_files, path_schema),
     ]
 
