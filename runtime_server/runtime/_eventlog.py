@@ -114,6 +114,9 @@ class EventLog:
     async def read(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
         self.check_cursor(after_seq)
         events = await self._store.read_events(after_seq, limit, worker_id)
+        # Retention may have trimmed past the cursor while the read ran: then the result could
+        # silently start later than after_seq + 1. Check again; never skip without an error.
+        self.check_cursor(after_seq)
         # A durable store may already hold events whose commit report has not reached us yet;
         # never show those before they are published.
         committed = self._committed

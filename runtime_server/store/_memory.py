@@ -61,6 +61,8 @@ class MemoryStore:
         return None
 
     async def read_events(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        if limit <= 0:
+            return []
         if self._retention_seconds > 0:
             self._trim()
         start = bisect.bisect_right(self._seqs, after_seq, lo=self._head)
