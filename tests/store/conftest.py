@@ -3,20 +3,13 @@ takes it is a contract test both backends must pass."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
-from store_samples import RUNTIME_ID
+from store_samples import RUNTIME_ID, StoreFactory
 
 from runtime_server.store import MemoryStore, SqliteStore, Store
-
-
-class StoreFactory(Protocol):
-    def __call__(
-        self, *, retention_events: int = ..., retention_seconds: float = ...
-    ) -> Awaitable[Store]: ...
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -3,7 +3,8 @@ defaults), plus small builders. Shared by the contract, SQLite and codec tests."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from engine import Message, Role, StopReason, ToolCall, Usage
 from runtime_server.model import (
@@ -37,6 +38,7 @@ from runtime_server.model import (
     WorkerStopped,
     Workspace,
 )
+from runtime_server.store import Store
 
 RUNTIME_ID = "rt-0001"
 FULL_USAGE = Usage(11, 22, 3, 4, 5)
@@ -137,3 +139,9 @@ def event(seq: int, worker_id: str = "w1", payload: Payload | None = None, **kw:
 
 def seqs(events: Sequence[Event]) -> list[int]:
     return [e.seq for e in events]
+
+
+class StoreFactory(Protocol):
+    def __call__(
+        self, *, retention_events: int = ..., retention_seconds: float = ...
+    ) -> Awaitable[Store]: ...

@@ -6,8 +6,7 @@ import asyncio
 import random
 import time
 
-from conftest import StoreFactory
-from store_samples import all_payloads, event, seqs, worker
+from store_samples import StoreFactory, all_payloads, event, seqs, worker
 
 from runtime_server.model import Event, WorkerDeleted
 from runtime_server.store import DeleteWorkerData, PutWorker
