@@ -31,3 +31,8 @@ def valid_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def canonical_uuid(value: str) -> str:
+    """The canonical spelling (lower-case, hyphenated) of a UUID ``valid_uuid`` accepted."""
+    return str(uuid.UUID(value))

@@ -61,7 +61,7 @@ from runtime_server.model import (
     now,
 )
 from runtime_server.runtime._eventlog import EventLog, Subscription
-from runtime_server.runtime._ids import fingerprint, uuid7, valid_uuid
+from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.store import (
@@ -452,7 +452,9 @@ class Runtime:
         labels = dict(labels or {})
         if worker_id and not valid_uuid(worker_id):
             raise errors.InvalidArgument("worker_id", "must be a UUID")
-        worker_id = worker_id.lower()
+        # One spelling per UUID ("{...}", "urn:uuid:...", bare hex and upper case all parse):
+        # otherwise two spellings of one id would make two workers.
+        worker_id = canonical_uuid(worker_id) if worker_id else ""
         profile = profile or "echo"
         if profile not in self._config.profiles:
             raise errors.ProfileNotFound(profile)
@@ -538,10 +540,12 @@ class Runtime:
                 return False
             return all(w.labels.get(k) == v for k, v in selector.items())
 
-        ids = sorted(wid for wid, s in self._slots.items() if wid > after and keep(s))
+        matching = sorted(wid for wid, s in self._slots.items() if keep(s))
+        ids = [wid for wid in matching if wid > after]
         chunk = ids[:size]
         token = _encode_token("w", chunk[-1]) if len(ids) > size else ""
-        return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(ids))
+        # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
+        return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(matching))
 
     async def stop_worker(self, worker_id: str, reason: str = "stopped by request") -> Worker:
         log_ = self._require_log()
