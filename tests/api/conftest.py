@@ -84,7 +84,7 @@ def client(served: Served) -> RuntimeClient:
     return served.client
 
 
-async def eventually(
+async def eventually(  # noqa: ASYNC109 - a polling helper, not a cancellable wait
     check: Callable[[], Awaitable[bool]] | Callable[[], bool],
     *,
     timeout: float = 10.0,
