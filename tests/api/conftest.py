@@ -84,10 +84,10 @@ def client(served: Served) -> RuntimeClient:
     return served.client
 
 
-async def eventually(  # noqa: ASYNC109 - a polling helper, not a cancellable wait
+async def eventually(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool],
     *,
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling helper, not a cancellable wait
     interval: float = 0.01,
 ) -> None:
     """Wait until ``check()`` is true (instead of sleeping a fixed time)."""
