@@ -102,3 +102,10 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def until() -> Callable[..., Awaitable[None]]:
+    """:func:`eventually` as a fixture: a bare ``from conftest import`` picks up whichever
+    conftest.py pytest loaded last (e.g. ``pytest tests/api tests/engine`` breaks it)."""
+    return eventually

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -33,7 +35,11 @@ from runtime_client import (
 from runtime_server.model import DiagnosticLevel as ServerLevel
 from runtime_server.model import Limits
 
-from conftest import Served, ServeFactory, eventually
+if TYPE_CHECKING:
+    from conftest import Served, ServeFactory
+
+Until = Callable[..., Awaitable[None]]
+
 
 LONG = " ".join(f"w{i}" for i in range(200))  # on "very-slow" this runs for minutes: cancel it
 
@@ -57,7 +63,8 @@ async def test_get_runtime_reports_state_counts_limits_and_capabilities(
     info = await client.get_runtime()
 
     assert info.state is RuntimeState.SERVING
-    assert info.runtime_id and info.runtime_id == idle.runtime_id == served.runtime.runtime_id
+    assert info.runtime_id
+    assert info.runtime_id == idle.runtime_id == served.runtime.runtime_id
     assert info.version
     assert info.store_kind == "memory"
     assert info.started_at > 0
@@ -326,7 +333,9 @@ async def test_delete_worker_removes_it_and_its_runs(client: RuntimeClient) -> N
         await client.delete_worker(w.worker_id)
 
 
-async def test_delete_a_running_worker_cancels_its_run_first(client: RuntimeClient) -> None:
+async def test_delete_a_running_worker_cancels_its_run_first(
+    client: RuntimeClient, until: Until
+) -> None:
     w = (await client.create_worker(profile="very-slow")).worker
     accepted = await client.send_input(w.worker_id, LONG)
 
@@ -338,7 +347,7 @@ async def test_delete_a_running_worker_cancels_its_run_first(client: RuntimeClie
     assert isinstance(events[-1].payload, WorkerDeleted)
     info = await client.get_runtime()
     assert (info.workers.total, info.active_runs) == (0, 0)
-    await eventually(lambda: not _run_tasks())
+    await until(lambda: not _run_tasks())
 
 
 def _run_tasks() -> list[asyncio.Task[object]]:
