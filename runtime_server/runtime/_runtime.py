@@ -818,8 +818,12 @@ class Runtime:
         mutations: list[Mutation] = [PutRun(done)]
         nxt = None
         if slot.queue and not slot.stopping and self._state is RuntimeState.SERVING:
-            nxt = slot.queue.popleft()
-            nxt = self._begin(slot, nxt, payloads, mutations)
+            # The next run's start events carry its own run_id, so they are a batch of their own
+            # (the first one also records the worker's new usage with the run that produced it).
+            self._log.append(worker.worker_id, run_id, payloads, [*mutations, PutWorker(worker)])
+            payloads, mutations = [], []
+            nxt = self._begin(slot, slot.queue.popleft(), payloads, mutations)
+            run_id = nxt.run_id
         elif not slot.stopping:
             slot.worker = replace(worker, state=WorkerState.IDLE)
             payloads.append(WorkerStateChanged(WorkerState.RUNNING, WorkerState.IDLE))
