@@ -93,12 +93,19 @@ class EventLog:
             self._waiters = keep
 
     def _publish(self, event: Event) -> None:
+        # A subscriber cut for lagging must leave its set only after the loop over that set.
+        cut: list[Subscription] | None = None
         for sub in self._all:
-            sub._offer(event)
+            if not sub._offer(event):
+                cut = [sub] if cut is None else [*cut, sub]
         subs = self._by_worker.get(event.worker_id)
         if subs:
             for sub in subs:
-                sub._offer(event)
+                if not sub._offer(event):
+                    cut = [sub] if cut is None else [*cut, sub]
+        if cut is not None:
+            for sub in cut:
+                self._leave(sub)
 
     def check_cursor(self, after_seq: int) -> None:
         """Raise if ``after_seq`` is ahead of the log or older than retention (0 is always ok)."""
@@ -176,16 +183,18 @@ class Subscription:
         self._closed = False
         self._lagging = False
 
-    # called by the log, synchronously, for every published event that matches
-    def _offer(self, event: Event) -> None:
-        if len(self._buffer) >= self._limit:
-            self._lagging = True
-            self._log._leave(self)
-        else:
+    # called by the log, synchronously, for every published event that matches; False = cut
+    # (the log removes it from the fan-out after its loop: never while iterating the set)
+    def _offer(self, event: Event) -> bool:
+        kept = len(self._buffer) < self._limit
+        if kept:
             self._buffer.append(event)
+        else:
+            self._lagging = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        return kept
 
     def _go_live(self) -> None:
         self._log._join(self)
