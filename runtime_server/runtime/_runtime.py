@@ -162,6 +162,7 @@ class _Slot:
     queue: deque[Run] = field(default_factory=deque)
     request_keys: OrderedDict[str, PutRequestKey] = field(default_factory=OrderedDict)
     stopping: bool = False
+    stop_task: asyncio.Future[None] | None = None  # shared by concurrent StopWorkers
 
 
 def _provider_factory(client: httpx.AsyncClient) -> ProviderFactory:
@@ -548,30 +549,38 @@ class Runtime:
         return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(matching))
 
     async def stop_worker(self, worker_id: str, reason: str = "stopped by request") -> Worker:
-        log_ = self._require_log()
+        self._require_log()
         slot = self._slot(worker_id)
-        if slot.worker.state is WorkerState.STOPPED or slot.stopping:
-            await self._wait_task(slot)
-            return self._snapshot(slot)
-        slot.stopping = True
-        self._drop_queue(slot, RunState.CANCELLED, "the worker was stopped")
-        self._cancel_active(slot, RunState.CANCELLED, "the worker was stopped")
+        if slot.stop_task is None:
+            if slot.worker.state is WorkerState.STOPPED:  # stopped before a restart
+                return self._snapshot(slot)
+            slot.stopping = True
+            self._drop_queue(slot, RunState.CANCELLED, "the worker was stopped")
+            self._cancel_active(slot, RunState.CANCELLED, "the worker was stopped")
+            slot.stop_task = asyncio.ensure_future(self._stop(slot, reason))
+        # Every caller, the first or a concurrent one, answers once the stop is done and
+        # committed; the shield lets the stop finish even if its caller goes away.
+        await asyncio.shield(slot.stop_task)
+        return self._snapshot(slot)
+
+    async def _stop(self, slot: _Slot, reason: str) -> None:
+        log_ = self._require_log()
         await self._wait_task(slot)
         previous = slot.worker.state
         stopped = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
         slot.worker = stopped
         events = log_.append(
-            worker_id,
+            stopped.worker_id,
             "",
             [WorkerStateChanged(previous, WorkerState.STOPPED), WorkerStopped(reason)],
             [PutWorker(stopped)],
         )
         await log_.wait_committed(events[-1].seq)
-        return self._snapshot(slot)
 
     async def delete_worker(self, worker_id: str) -> None:
         log_ = self._require_log()
         slot = self._slot(worker_id)
+        worker_id = slot.worker.worker_id  # the caller may spell it differently (upper case)
         await self.stop_worker(worker_id, "deleted")
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
