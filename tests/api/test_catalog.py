@@ -352,3 +352,20 @@ async def test_delete_a_running_worker_cancels_its_run_first(
 
 def _run_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("run-") and not t.done()]
+
+
+async def test_stop_and_delete_accept_any_spelling_of_the_id(client: RuntimeClient) -> None:
+    w = (await client.create_worker()).worker
+    upper = w.worker_id.upper()
+
+    stopped = await client.stop_worker(upper)
+    assert stopped.state is WorkerState.STOPPED
+    # the events carry the worker's own id, so a worker-filtered reader sees them
+    events = (await client.list_events(worker_id=w.worker_id)).events
+    assert any(isinstance(e.payload, WorkerStopped) for e in events)
+
+    await client.delete_worker(upper)
+    with pytest.raises(WorkerNotFound):
+        await client.get_worker(w.worker_id)
+    events = (await client.list_events(worker_id=w.worker_id)).events
+    assert isinstance(events[-1].payload, WorkerDeleted)
