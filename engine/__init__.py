@@ -5,7 +5,8 @@ It knows nothing of the Runtime, gRPC or storage. Entry points:
 - :func:`make_provider` builds a provider from a profile (kinds in :data:`PROVIDER_KINDS`);
 - :func:`run_turn` runs one turn (streaming, tools, retries under ``TurnConfig.retry``);
 - :class:`ScriptedProvider` is the fake beside the provider seam; :mod:`engine.testing` has a
-  loopback HTTP server and a llama.cpp launcher for tests.
+  loopback HTTP server for tests;
+- :class:`LocalModelServer` starts the bundled offline model (llama.cpp + SmolLM2-135M).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from engine._errors import (
     ProviderStreamError,
 )
 from engine._factory import PROVIDER_KINDS, make_provider
+from engine._local import (
+    LOCAL_MODELS,
+    LocalModelError,
+    LocalModelServer,
+    local_model_unavailable,
+)
 from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
 from engine._retry import RetryPolicy
@@ -57,6 +64,7 @@ from engine._types import (
 
 __all__ = [
     "CANCELLED_RESULT",
+    "LOCAL_MODELS",
     "PROVIDER_KINDS",
     "Accumulator",
     "AnthropicProvider",
@@ -64,6 +72,8 @@ __all__ = [
     "EchoProvider",
     "Emit",
     "EngineError",
+    "LocalModelError",
+    "LocalModelServer",
     "Message",
     "MessageCompleted",
     "ModelRequest",
@@ -103,6 +113,7 @@ __all__ = [
     "Usage",
     "UsageReported",
     "UsageUpdate",
+    "local_model_unavailable",
     "make_provider",
     "run_turn",
 ]

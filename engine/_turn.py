@@ -12,6 +12,12 @@
 - With ``max_length_continuations`` > 0, a message cut by ``LENGTH`` is followed by another request
   whose history ends with that partial assistant message: Anthropic and llama.cpp treat a trailing
   assistant message as a prefill and continue it. Each part is committed as its own message.
+- What the model sees beyond ``history``: ``system``, then ``examples`` (few-shot messages placed
+  before the history in every request, never emitted or returned), then the history. The first
+  request of the turn may also end with an assistant ``prefill`` (the opening of the answer, which
+  Anthropic and llama.cpp continue) and carry ``prefill_options`` over ``options``; the prefill is
+  not committed — the model's answer is (for a tool-call prefill, the parsed call renders back to
+  the same text).
 - Cancellation: the HTTP stream is closed (``finally``), running tools are cancelled, every tool
   call without a result gets a synthetic error result (:data:`CANCELLED_RESULT`) so the history
   stays valid for the next turn, then the :class:`asyncio.CancelledError` propagates.
@@ -65,6 +71,12 @@ class TurnConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # How long cancelled tools get to finish unwinding before the turn stops waiting for them.
     tool_cancel_grace_s: float = 5.0
+    # Few-shot messages sent before the history in every request; never committed.
+    examples: tuple[Message, ...] = ()
+    # Opening of the assistant's answer on the turn's first request (e.g. "<tool_call>\n" for a
+    # small local model), with extra options for that request only (e.g. tool_choice).
+    prefill: str = ""
+    prefill_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +116,22 @@ async def run_turn(
         produced.append(message)
         emit(MessageCompleted(message))
 
+    first = True
     while True:
+        sent = (*config.examples, *messages)
+        options = config.options
+        if first and config.prefill:
+            sent += (Message(Role.ASSISTANT, config.prefill),)
+            options = {**options, **config.prefill_options}
+        first = False
         request = ModelRequest(
             model=config.model,
-            messages=tuple(messages),
+            messages=sent,
             system=config.system,
             tools=registry.specs(),
             max_tokens=config.max_tokens,
             temperature=config.temperature,
-            options=config.options,
+            options=options,
         )
         acc = Accumulator()
         stream = stream_with_retry(provider, request, config.retry)

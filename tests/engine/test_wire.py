@@ -178,6 +178,7 @@ def test_public_surface_is_pinned() -> None:
         "ToolCall", "ToolCallArgsDelta", "ToolCallEnd", "ToolCallFinished", "ToolCallStart",
         "ToolCallStarted", "ToolFunction", "ToolRegistry", "ToolSpec", "TurnConfig", "TurnEvent",
         "TurnResult", "Usage", "UsageReported", "UsageUpdate", "make_provider", "run_turn",
+        "LOCAL_MODELS", "LocalModelError", "LocalModelServer", "local_model_unavailable",
     }  # fmt: skip
     for name in engine.__all__:
         assert hasattr(engine, name), name
