@@ -260,52 +260,84 @@ class Runtime:
         for wid, entries in stored.transcripts.items():
             if wid in self._slots:
                 self._slots[wid].transcript = list(entries)
-        for key in stored.request_keys:
+        lim = self._limits
+        for key in stored.request_keys:  # oldest first: the same bounded LRU as before the stop
             if key.scope == "create":
-                self._create_keys[key.request_id] = key
+                self._remember(self._create_keys, key, lim.idempotency_keys_create)
             elif key.scope in self._slots:
-                self._slots[key.scope].request_keys[key.request_id] = key
+                slot_keys = self._slots[key.scope].request_keys
+                self._remember(slot_keys, key, lim.idempotency_keys_per_worker)
         for run in stored.runs:
             self._runs[run.run_id] = run
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
         self._recover()
+        # Serve only once the recovery is committed (flush raises if the store cannot commit).
+        await self._store.flush()
         self._started_at = now()
         self._state = RuntimeState.SERVING
 
     def _recover(self) -> None:
-        """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE."""
+        """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE;
+        tool calls the crash left without a result get a synthetic one (as a cancelled run's do),
+        so the transcript is valid for the next turn."""
         log_ = self._require_log()
+        last_seq = log_.last_assigned_seq
+        for slot in self._slots.values():
+            self._close_dangling_calls(slot)
         interrupted = 0
         for run in list(self._runs.values()):
             if run.state.terminal:
                 continue
             interrupted += 1
+            where = "queued" if run.state is RunState.QUEUED else "active"
             done = replace(
                 run,
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
-                error=RunError("INTERRUPTED", "the runtime stopped while this run was active"),
+                error=RunError("INTERRUPTED", f"the runtime stopped while this run was {where}"),
             )
             self._runs[run.run_id] = done
             log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
         for slot in self._slots.values():
             w = slot.worker
             if w.state is WorkerState.RUNNING or w.active_run_id:
-                idle = replace(w, state=WorkerState.IDLE, active_run_id="")
+                state = WorkerState.STOPPED if w.state is WorkerState.STOPPED else WorkerState.IDLE
+                idle = replace(w, state=state, active_run_id="")
                 slot.worker = idle
-                log_.append(
-                    w.worker_id,
-                    "",
-                    [WorkerStateChanged(w.state, WorkerState.IDLE)],
-                    [PutWorker(idle)],
-                )
+                changed = [WorkerStateChanged(w.state, state)] if state is not w.state else []
+                log_.append(w.worker_id, "", changed, [PutWorker(idle)])
         if self._slots or interrupted:
             self._diagnose(
                 DiagnosticLevel.INFO,
                 "RECOVERED",
                 f"recovered {len(self._slots)} workers; {interrupted} runs marked INTERRUPTED; "
-                f"event log continues after seq {log_.last_assigned_seq}",
+                f"event log continues after seq {last_seq}",
+            )
+
+    def _close_dangling_calls(self, slot: _Slot) -> None:
+        log_ = self._require_log()
+        calls: list[tuple[TranscriptEntry, engine.ToolCall]] = []
+        for entry in slot.transcript:
+            message = entry.message  # only the tail can be open: what follows a call closes it
+            if message.role is not engine.Role.TOOL:
+                calls = [(entry, call) for call in message.tool_calls]
+            else:
+                calls = [(e, c) for e, c in calls if c.call_id != message.tool_call_id]
+        wid = slot.worker.worker_id
+        for entry, call in calls:
+            text = "interrupted: the runtime stopped before this tool call finished"
+            result = engine.Message(
+                engine.Role.TOOL, text=text, tool_call_id=call.call_id, tool_name=call.name,
+                is_error=True,
+            )  # fmt: skip
+            closing = TranscriptEntry(wid, len(slot.transcript), entry.run_id, result, now())
+            slot.transcript.append(closing)
+            log_.append(
+                wid,
+                entry.run_id,
+                [ToolCallFinished(call.call_id, call.name, text, True), MessageCommitted(closing)],
+                [AppendTranscript(closing)],
             )
 
     async def close(self, grace_s: float = 0.0) -> None:
