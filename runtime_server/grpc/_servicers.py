@@ -220,6 +220,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         except errors.RuntimeError_ as exc:
             await abort(context, exc)
             return
+        except Exception as exc:  # a bug: INTERNAL without leaking it, as in the unary RPCs
+            await _internal(context, runtime, exc)
+            return
         interval = runtime.limits.heartbeat_interval_s or None
         convert = cv.event
         try:
@@ -231,6 +234,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                     return
                 except errors.RuntimeError_ as exc:  # e.g. the cursor expired during replay
                     await abort(context, exc)
+                    return
+                except Exception as exc:
+                    await _internal(context, runtime, exc)
                     return
                 if event is not None:
                     yield convert(event)
