@@ -4,8 +4,13 @@ port 0, driven by the real RuntimeClient."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,3 +114,79 @@ def until() -> Callable[..., Awaitable[None]]:
     """:func:`eventually` as a fixture: a bare ``from conftest import`` picks up whichever
     conftest.py pytest loaded last (e.g. ``pytest tests/api tests/engine`` breaks it)."""
     return eventually
+
+
+# --- `worker-runtime serve` in a subprocess -----------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE_BANNER = re.compile(r"^worker-runtime serving on (\S+):(\d+)$")
+
+
+@dataclass
+class ServerProcess:
+    """A ``python -m runtime_server.cli serve`` child; stdout/stderr go to files (a pipe nobody
+    reads could fill up and stall the server)."""
+
+    proc: asyncio.subprocess.Process
+    stdout_path: Path
+    stderr_path: Path
+    target: str = ""
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    async def terminate(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109 - a safety bound
+        """SIGTERM, then wait for the exit code (killing it if it overruns ``timeout``)."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(f"server did not exit within {timeout}s after SIGTERM") from None
+
+
+SpawnServer = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def spawn_server(tmp_path: Path) -> AsyncIterator[SpawnServer]:
+    """``await spawn_server("--auth-token-env", "X", env={...})``: ``serve --listen
+    127.0.0.1:0 --store memory`` plus the given arguments, once its banner names the port."""
+    started: list[ServerProcess] = []
+
+    async def factory(*args: str, env: Mapping[str, str] | None = None) -> ServerProcess:
+        n = len(started)
+        out, err = tmp_path / f"serve-{n}.out", tmp_path / f"serve-{n}.err"
+        with out.open("wb") as o, err.open("wb") as e:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runtime_server.cli", "serve",
+                "--listen", "127.0.0.1:0", "--store", "memory", *args,
+                stdout=o, stderr=e, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
+            )  # fmt: skip
+        server = ServerProcess(proc, out, err)
+        started.append(server)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30.0
+        while True:
+            first = server.stdout().partition("\n")
+            match = SERVE_BANNER.match(first[0]) if first[1] else None
+            if match:
+                server.target = f"{match[1]}:{match[2]}"
+                return server
+            if proc.returncode is not None or loop.time() > deadline:
+                raise AssertionError(
+                    f"serve did not start (rc {proc.returncode}):\n{server.stdout()}"
+                    f"\n{server.stderr()}"
+                )
+            await asyncio.sleep(0.02)
+
+    yield factory
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
