@@ -498,6 +498,9 @@ class Runtime:
         if config_bundle is not None and not config_bundle.id:
             raise errors.InvalidArgument("config_bundle.id", "must not be empty")
         if initial_input:
+            # checked here, before the worker exists: SendInput's own check would come too late
+            if not initial_input.strip():
+                raise errors.InvalidArgument("initial_input", "must not be blank")
             _check_len("initial_input", initial_input, lim.max_input_chars)
         fp = fingerprint(
             worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
@@ -544,10 +547,12 @@ class Runtime:
         await log_.wait_committed(seq)
         run = None
         if initial_input:
-            accepted = await self.send_input(
+            # the derived key is longer than request_id: it must not meet the callers' limit
+            accepted = await self._send_input(
                 worker.worker_id,
                 initial_input,
-                request_id=_initial_key(request_id) if request_id else "",
+                _initial_key(request_id) if request_id else "",
+                BusyPolicy.REJECT,
             )
             run = accepted.run
         return Created(self._snapshot(slot), seq, run)
@@ -646,13 +651,18 @@ class Runtime:
         request_id: str = "",
         busy_policy: BusyPolicy = BusyPolicy.REJECT,
     ) -> Accepted:
+        _check_request_id(request_id, self._limits)
+        return await self._send_input(worker_id, text, request_id, busy_policy)
+
+    async def _send_input(
+        self, worker_id: str, text: str, request_id: str, busy_policy: BusyPolicy
+    ) -> Accepted:
         log_ = self._check_serving()
         lim = self._limits
         slot = self._slot(worker_id)
         if not text.strip():
             raise errors.InvalidArgument("text", "must not be empty")
         _check_len("text", text, lim.max_input_chars)
-        _check_request_id(request_id, lim)
         fp = fingerprint(text, busy_policy.value)
         if request_id:
             prior = slot.request_keys.get(request_id)
