@@ -8,8 +8,9 @@ Providers call :func:`post_sse`; it yields :class:`SSEEvent` s and raises only e
 - httpx exceptions are translated in :func:`map_httpx_errors`, most specific first;
 - a stream that sends nothing for ``idle_timeout_s`` fails with :class:`ProviderConnectionError`.
 
-Secrets: error messages carry the provider's body text and never request headers; the API key is
-read from the environment at request time by :func:`api_key_from_env` and only put in headers.
+Secrets: error messages carry the provider's body text (with any credential the request sent
+redacted from it) and never request headers; the API key is read from the environment at request
+time by :func:`api_key_from_env` and only put in headers.
 """
 
 from __future__ import annotations
@@ -151,6 +152,20 @@ async def _read_bounded(response: httpx.Response, idle_timeout_s: float) -> byte
     return b"".join(parts)[:_MAX_ERROR_BODY]
 
 
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization"})
+
+
+def _redact(text: str, headers: Mapping[str, str]) -> str:
+    """Remove the request's credentials from provider-supplied text: some servers and proxies
+    echo the key they rejected, and that text ends up in run errors, events and logs."""
+    for name, value in headers.items():
+        if name.lower() in _SECRET_HEADERS:
+            for secret in {value, value.partition(" ")[2]}:
+                if len(secret) >= 4:
+                    text = text.replace(secret, "[redacted]")
+    return text
+
+
 async def post_sse(
     client: httpx.AsyncClient,
     url: str,
@@ -174,8 +189,9 @@ async def post_sse(
             if not 200 <= response.status_code < 300:
                 raw = await _read_bounded(response, idle_timeout_s)
                 status = response.status_code
+                message = _redact(error_message_from_body(raw), headers)
                 raise ProviderHTTPError(
-                    f"{provider}: HTTP {status}: {error_message_from_body(raw)}",
+                    f"{provider}: HTTP {status}: {message}",
                     status=status,
                     retryable=is_retryable_status(status),
                     retry_after=parse_retry_after(response.headers),
@@ -184,7 +200,7 @@ async def post_sse(
             if "json" in content_type:
                 # Some servers answer a streaming request with a plain JSON error and status 200.
                 raw = await _read_bounded(response, idle_timeout_s)
-                message = error_message_from_body(raw)
+                message = _redact(error_message_from_body(raw), headers)
                 raise ProviderProtocolError(
                     f"{provider}: expected an event stream, got JSON: {message}"
                 )
