@@ -1,0 +1,131 @@
+"""The ``worker-runtime`` console script in real subprocesses: the client commands against a real
+server, and ``serve`` itself shutting down cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from runtime_client import RunFinished, RunState, RuntimeClient, TextDelta
+
+if TYPE_CHECKING:
+    from conftest import Served, SpawnServer
+
+CLI = Path(sys.executable).parent / "worker-runtime"
+BOUND = 30.0
+UNKNOWN = "0190a0a0-0000-7000-8000-000000000000"
+
+pytestmark = pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")
+
+
+async def cli(target: str, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI),
+        "--target",
+        target,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), BOUND)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_workers_create_and_list(served: Served) -> None:
+    rc, out, err = await cli(
+        served.target, "workers", "create", "--name", "cli-w", "--label", "k=v"
+    )
+    assert rc == 0, err
+    worker_id = out.strip()
+    assert len(out.splitlines()) == 1  # the id alone, for W=$(worker-runtime workers create)
+    worker = await served.client.get_worker(worker_id)
+    assert worker.display_name == "cli-w"
+    assert dict(worker.labels) == {"k": "v"}
+
+    rc, out, err = await cli(served.target, "workers", "list")
+    assert rc == 0, err
+    assert worker_id in out
+    rc, out, err = await cli(served.target, "--json", "workers", "list", "--label", "k=v")
+    assert rc == 0, err
+    assert [w["worker_id"] for w in json.loads(out)] == [worker_id]
+
+
+async def test_send_follow_prints_the_answer_then_events_and_transcript(served: Served) -> None:
+    worker_id = (await served.client.create_worker()).worker.worker_id
+    rc, out, err = await cli(served.target, "send", worker_id, "hello from the cli", "--follow")
+    assert rc == 0, err
+    assert out == "hello from the cli\n"
+    assert "COMPLETED" in err
+
+    rc, out, err = await cli(served.target, "events", "--worker", worker_id)
+    assert rc == 0, err
+    lines = out.splitlines()
+    logged = (await served.client.list_events(worker_id=worker_id)).events
+    assert len(lines) == len(logged)
+    assert "hello" in out
+    rc, out, err = await cli(served.target, "--json", "events", "--worker", worker_id)
+    assert rc == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["seq"] for e in events] == [e.seq for e in logged]
+    assert {e["worker_id"] for e in events} == {worker_id}
+    assert events[-1]["kind"] in ("run_finished", "worker_state_changed")
+    assert any(e["kind"] == "run_finished" for e in events)
+
+    rc, out, err = await cli(served.target, "transcript", worker_id)
+    assert rc == 0, err
+    assert out.count("hello from the cli") == 2
+
+
+async def test_runtime_summary(served: Served) -> None:
+    rc, out, err = await cli(served.target, "runtime")
+    assert rc == 0, err
+    assert served.runtime.runtime_id in out
+    rc, out, err = await cli(served.target, "--json", "runtime")
+    assert rc == 0, err
+    assert json.loads(out)["runtime_id"] == served.runtime.runtime_id
+
+
+async def test_errors_exit_non_zero_with_the_reason(served: Served) -> None:
+    rc, out, err = await cli(served.target, "workers", "get", UNKNOWN)
+    assert rc == 1
+    assert out == ""
+    assert err.startswith("error: WORKER_NOT_FOUND")
+    rc, _, err = await cli(served.target, "send", UNKNOWN, "hi")
+    assert rc == 1
+    assert "error: WORKER_NOT_FOUND" in err
+
+
+async def test_serve_stops_cleanly_on_sigterm_interrupting_the_active_run(
+    spawn_server: SpawnServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "runtime.toml"
+    config.write_text('[profiles.slow]\nprovider = "builtin"\noptions = { delay_ms = 200 }\n')
+    server = await spawn_server("--config", str(config), "--grace", "0.3")
+    async with RuntimeClient(server.target) as client:
+        worker_id = (await client.create_worker(profile="slow")).worker.worker_id
+        accepted = await client.send_input(worker_id, " ".join(f"w{i}" for i in range(500)))
+        stream = client.subscribe(worker_id, after_seq=accepted.seq, resume=False)
+        finished: list[RunFinished] = []
+        async with contextlib.aclosing(stream):
+            async with asyncio.timeout(BOUND):
+                async for ev in stream:  # the run is under way
+                    if isinstance(ev.payload, TextDelta):
+                        break
+            server.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(BOUND):
+                async for ev in stream:  # ends cleanly (no error) after the interruption
+                    if isinstance(ev.payload, RunFinished):
+                        finished.append(ev.payload)
+    assert [f.run.state for f in finished] == [RunState.INTERRUPTED]
+    assert await server.terminate(timeout=BOUND) == 0
+    out = server.stdout()
+    assert "shutting down: draining" in out
+    assert out.rstrip().endswith("stopped")
