@@ -1,0 +1,117 @@
+"""The layering rules of ARCHITECTURE.md, checked: embedding the Runtime must not drag the network
+stack in, the client never depends on the server or the engine, and the generated protobuf code is
+imported only at the two gRPC edges."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = "runtime_client._generated"
+
+
+def loaded_after_import(*modules: str) -> set[str]:
+    """``sys.modules`` of a fresh interpreter after importing ``modules``."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(modules)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout))
+
+
+def under(loaded: set[str], *prefixes: str) -> list[str]:
+    return sorted(m for m in loaded if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ("runtime_server", "runtime_server.runtime", "runtime_server.store", "engine"),
+        ("runtime_server.cli",),  # `serve` imports grpc only when it runs
+    ],
+    ids=["core", "cli"],
+)
+def test_the_runtime_core_imports_no_grpc_and_no_protobuf(modules: tuple[str, ...]) -> None:
+    loaded = loaded_after_import(*modules)
+    assert set(modules) <= loaded
+    assert under(loaded, "grpc", "google.protobuf", "google.rpc", GENERATED) == []
+
+
+def test_runtime_client_never_imports_the_server_or_the_engine() -> None:
+    loaded = loaded_after_import("runtime_client", "runtime_client.errors")
+    assert "grpc" in loaded  # it is the gRPC client, so this check has teeth
+    assert under(loaded, "runtime_server", "engine") == []
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import in ``path``, relative ones resolved."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.append((node.lineno, base))
+            found.extend((node.lineno, f"{base}.{alias.name}") for alias in node.names)
+    return found
+
+
+def _sources(*packages: str) -> list[Path]:
+    files = [p for pkg in packages for p in sorted((ROOT / pkg).rglob("*.py"))]
+    return [p for p in files if "_generated" not in p.relative_to(ROOT).parts]
+
+
+def test_generated_code_is_imported_only_at_the_grpc_edges() -> None:
+    allowed = ("runtime_client/", "runtime_server/grpc/")
+    users: set[str] = set()
+    offenders: list[str] = []
+    for path in _sources("engine", "runtime_server", "runtime_client"):
+        rel = path.relative_to(ROOT).as_posix()
+        for line, module in _imports(path):
+            if module == GENERATED or module.startswith(GENERATED + "."):
+                users.add(rel)
+                if not rel.startswith(allowed):
+                    offenders.append(f"{rel}:{line} imports {module}")
+    assert offenders == []
+    assert any(u.startswith("runtime_server/grpc/") for u in users)  # the check sees real imports
+    assert any(u.startswith("runtime_client/") for u in users)
+
+
+def test_static_imports_respect_the_layers() -> None:
+    """The same rules read from the source, so a lazy import inside a function is caught too."""
+    offenders: list[str] = []
+    rules = {
+        "engine": ("grpc", "google.protobuf", "google.rpc", "runtime_server", "runtime_client"),
+        "runtime_server/runtime": ("grpc", "google.protobuf", "google.rpc", "runtime_client"),
+        "runtime_server/store": ("grpc", "google.protobuf", "google.rpc", "runtime_client"),
+        "runtime_client": ("runtime_server", "engine"),
+    }
+    for package, banned in rules.items():
+        for path in _sources(package):
+            rel = path.relative_to(ROOT).as_posix()
+            for line, module in _imports(path):
+                if any(module == b or module.startswith(b + ".") for b in banned):
+                    offenders.append(f"{rel}:{line} imports {module}")
+    assert offenders == []
