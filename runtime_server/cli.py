@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+import engine
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
@@ -119,6 +120,10 @@ async def serve(args: argparse.Namespace) -> int:
         f"  auth       {'bearer token' if token else 'none'}; tls {'on' if tls else 'off'}",
         flush=True,
     )
+    for name in sorted({p.local_model for p in config.providers.values() if p.local_model}):
+        why = engine.local_model_unavailable(name)
+        state = "starts on first use" if why is None else f"UNAVAILABLE: {why}"
+        print(f"  local      {name} ({state})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

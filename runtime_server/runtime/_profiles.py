@@ -8,6 +8,10 @@
     api_key_env = "OPENAI_API_KEY"     # the *name* of an env var; the key itself is never stored
     headers = { "OpenAI-Organization" = "org-1" }
 
+    [providers.local]                  # the bundled offline model (llama.cpp + SmolLM2-135M):
+    kind = "openai_chat"               # started on 127.0.0.1 at first use, stopped at shutdown;
+    local_model = "smollm2"            # it sets base_url (do not give one)
+
     [profiles.assistant]
     provider = "openai"
     model = "gpt-4o-mini"
@@ -16,17 +20,32 @@
     temperature = 0.2
     options = { seed = 7 }             # passed through to the provider request
     tools = ["clock"]                  # built-in tools this profile may call
+    # Profile-level preamble, for small models (see engine.TurnConfig): few-shot messages sent
+    # before the worker's history in every request but never stored in its transcript, and the
+    # opening of the answer on each run's first request, with options for that request only.
+    examples = [
+      { role = "user", text = "What time is it?" },
+      { role = "assistant", tool_calls = [{ id = "ex1", name = "clock", arguments = {} }] },
+      { role = "tool", tool_call_id = "ex1", text = "2025-01-01T09:30:00+00:00" },
+      { role = "assistant", text = "It is 09:30 UTC." },
+    ]
+    prefill = "<tool_call>\n"
+    prefill_options = { tool_choice = "required" }
 
-A built-in provider ``builtin`` (kind ``echo``) and profile ``echo`` always exist.
+A built-in provider ``builtin`` (kind ``echo``) and profile ``echo`` always exist. The transcript
+holds exactly what the model saw apart from this preamble (system prompt, examples, prefill).
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import engine
 
 PROVIDER_KINDS = ("echo", "openai_chat", "anthropic")
 
@@ -44,6 +63,8 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 120.0
     max_retries: int = 3
+    # A bundled model (engine.LOCAL_MODELS) the Runtime starts on first use; it sets base_url.
+    local_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +82,9 @@ class Profile:
     tool_timeout_s: float = 30.0
     max_length_continuations: int = 0
     builtin: bool = False
+    examples: tuple[engine.Message, ...] = ()
+    prefill: str = ""
+    prefill_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 BUILTIN_PROVIDER = ProviderConfig(name="builtin", kind="echo")
@@ -113,11 +137,23 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             raw,
             key,
             fail,
-            {"kind", "base_url", "api_key_env", "headers", "timeout_s", "max_retries"},
-        )
+            {
+                "kind", "base_url", "api_key_env", "headers", "timeout_s", "max_retries",
+                "local_model",
+            },
+        )  # fmt: skip
         kind = _get(raw, "kind", str, key, fail, required=True)
         if kind not in PROVIDER_KINDS:
             raise fail(f"{key}.kind", f"must be one of {', '.join(PROVIDER_KINDS)}")
+        local_model = _get(raw, "local_model", str, key, fail) or ""
+        if "local_model" in raw:
+            if local_model not in engine.LOCAL_MODELS:
+                known = ", ".join(engine.LOCAL_MODELS)
+                raise fail(f"{key}.local_model", f"unknown local model (known: {known})")
+            if kind == "echo":
+                raise fail(f"{key}.local_model", "needs kind openai_chat or anthropic")
+            if "base_url" in raw:
+                raise fail(f"{key}.base_url", "must not be set with local_model (it sets it)")
         headers = _get(raw, "headers", dict, key, fail) or {}
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise fail(f"{key}.headers", "must map strings to strings")
@@ -129,6 +165,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             headers=headers,
             timeout_s=float(_get(raw, "timeout_s", (int, float), key, fail) or 120.0),
             max_retries=int(_get(raw, "max_retries", int, key, fail) or 3),
+            local_model=local_model,
         )
 
     profiles: dict[str, Profile] = {ECHO_PROFILE.name: ECHO_PROFILE}
@@ -143,6 +180,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             {
                 "provider", "model", "system_prompt", "description", "max_tokens", "temperature",
                 "options", "tools", "max_tool_rounds", "tool_timeout_s", "max_length_continuations",
+                "examples", "prefill", "prefill_options",
             },
         )  # fmt: skip
         provider_name = _get(raw, "provider", str, key, fail, required=True)
@@ -156,10 +194,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         if max_tokens is not None and max_tokens < 1:
             raise fail(f"{key}.max_tokens", "must be >= 1")
         temperature = _get(raw, "temperature", (int, float), key, fail)
+        default_model = "echo" if provider.kind == "echo" else provider.local_model
         profiles[name] = Profile(
             name=name,
             provider=provider,
-            model=_get(raw, "model", str, key, fail) or ("echo" if provider.kind == "echo" else ""),
+            model=_get(raw, "model", str, key, fail) or default_model,
             system_prompt=_get(raw, "system_prompt", str, key, fail) or "",
             description=_get(raw, "description", str, key, fail) or "",
             max_tokens=max_tokens,
@@ -169,11 +208,88 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             max_tool_rounds=_get(raw, "max_tool_rounds", int, key, fail) or 8,
             tool_timeout_s=float(_get(raw, "tool_timeout_s", (int, float), key, fail) or 30.0),
             max_length_continuations=_get(raw, "max_length_continuations", int, key, fail) or 0,
+            examples=_examples(
+                _get(raw, "examples", list, key, fail) or [], f"{key}.examples", fail
+            ),
+            prefill=_get(raw, "prefill", str, key, fail) or "",
+            prefill_options=_get(raw, "prefill_options", dict, key, fail) or {},
         )
         if not profiles[name].model:
             raise fail(f"{key}.model", "is required")
     limits = _table(data, "limits", fail)
     return Config(providers, profiles, dict(limits))
+
+
+def _examples(raw: list[Any], key: str, fail: Any) -> tuple[engine.Message, ...]:
+    """Few-shot messages: ``{role, text}``; an assistant may add ``tool_calls = [{id, name,
+    arguments}]`` (arguments a table or JSON text); a tool result gives ``tool_call_id`` (and may
+    give ``is_error``). Every call must be answered, and the examples end with an assistant
+    message, so the worker's history follows a complete round."""
+    out: list[engine.Message] = []
+    open_calls: dict[str, str] = {}  # call id -> tool name, awaiting a result
+    for i, item in enumerate(raw):
+        at = f"{key}[{i}]"
+        if not isinstance(item, Mapping):
+            raise fail(at, "must be a table")
+        _only(item, at, fail, {"role", "text", "tool_calls", "tool_call_id", "is_error"})
+        role = _get(item, "role", str, at, fail, required=True)
+        text = _get(item, "text", str, at, fail) or ""
+        if role == "tool":
+            call_id = _get(item, "tool_call_id", str, at, fail, required=True)
+            if call_id not in open_calls:
+                raise fail(f"{at}.tool_call_id", "answers no open tool call of the examples")
+            is_error = bool(_get(item, "is_error", bool, at, fail))
+            out.append(
+                engine.Message(
+                    engine.Role.TOOL,
+                    text,
+                    tool_call_id=call_id,
+                    tool_name=open_calls.pop(call_id),
+                    is_error=is_error,
+                )
+            )
+            continue
+        if open_calls:
+            raise fail(at, f"tool call {next(iter(open_calls))!r} has no result before this")
+        if role not in ("user", "assistant"):
+            raise fail(f"{at}.role", "must be user, assistant or tool")
+        for extra in ("tool_call_id", "is_error") + (("tool_calls",) if role == "user" else ()):
+            if extra in item:
+                raise fail(f"{at}.{extra}", f"not allowed on a {role} message")
+        calls = tuple(
+            _tool_call(call, f"{at}.tool_calls[{j}]", fail)
+            for j, call in enumerate(_get(item, "tool_calls", list, at, fail) or [])
+        )
+        if not text and not calls:
+            raise fail(at, "needs text or tool_calls")
+        open_calls = {call.call_id: call.name for call in calls}
+        if len(open_calls) != len(calls):
+            raise fail(f"{at}.tool_calls", "ids must be unique")
+        out.append(engine.Message(engine.Role(role), text, tool_calls=calls))
+    if open_calls:
+        raise fail(key, f"tool call {next(iter(open_calls))!r} has no result")
+    if out and out[-1].role is not engine.Role.ASSISTANT:
+        raise fail(key, "must end with an assistant message")
+    return tuple(out)
+
+
+def _tool_call(raw: Any, at: str, fail: Any) -> engine.ToolCall:
+    if not isinstance(raw, Mapping):
+        raise fail(at, "must be a table")
+    _only(raw, at, fail, {"id", "name", "arguments"})
+    arguments = raw.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            raise fail(f"{at}.arguments", "is not valid JSON") from None
+    if not isinstance(arguments, Mapping):
+        raise fail(f"{at}.arguments", "must be a table (or a JSON object as text)")
+    return engine.ToolCall(
+        _get(raw, "id", str, at, fail, required=True),
+        _get(raw, "name", str, at, fail, required=True),
+        json.dumps(arguments),
+    )
 
 
 def _table(data: Mapping[str, Any], key: str, fail: Any) -> Mapping[str, Any]:

@@ -62,6 +62,7 @@ from runtime_server.model import (
 )
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
+from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.store import (
@@ -165,20 +166,27 @@ class _Slot:
     stop_task: asyncio.Future[None] | None = None  # shared by concurrent StopWorkers
 
 
-def _provider_factory(client: httpx.AsyncClient) -> ProviderFactory:
-    """Providers from profiles; every HTTP provider shares the Runtime's one httpx client."""
+def _provider_factory(client: httpx.AsyncClient, local: LocalModels) -> ProviderFactory:
+    """Providers from profiles; every HTTP provider shares the Runtime's one httpx client. A
+    ``local_model`` provider gets its base_url from the local server, started at first use."""
 
     def build(profile: Profile) -> engine.Provider:
         p = profile.provider
-        return engine.make_provider(
-            p.kind,
-            client=client,
-            base_url=p.base_url,
-            api_key_env=p.api_key_env or None,
-            extra_headers=p.headers,
-            idle_timeout_s=p.timeout_s,
-            echo_delay_s=float(profile.options.get("delay_ms", 0)) / 1000.0,
-        )
+
+        def make(base_url: str) -> engine.Provider:
+            return engine.make_provider(
+                p.kind,
+                client=client,
+                base_url=base_url,
+                api_key_env=p.api_key_env or None,
+                extra_headers=p.headers,
+                idle_timeout_s=p.timeout_s,
+                echo_delay_s=float(profile.options.get("delay_ms", 0)) / 1000.0,
+            )
+
+        if p.local_model:
+            return LocalModelProvider(p.kind, p.local_model, local, make)
+        return make(p.base_url)
 
     return build
 
@@ -221,6 +229,8 @@ class Runtime:
         self._provider_factory = provider_factory
         self._tools_factory: ToolsFactory = tools_factory or builtin_tools
         self._providers: dict[str, engine.Provider] = {}
+        # Servers of bundled local models (local_model providers): started lazily, stopped by close.
+        self._local_models = LocalModels(notify=self._on_local_model)
         self._state = RuntimeState.STARTING
         self._runtime_id = ""
         self._started_at = 0.0
@@ -372,6 +382,10 @@ class Runtime:
                 await provider.aclose()
             except Exception as exc:
                 errors_.append(exc)
+        try:
+            await self._local_models.aclose()
+        except Exception as exc:
+            errors_.append(exc)
         if self._http is not None:
             await self._http.aclose()
         self._state = RuntimeState.STOPPED
@@ -450,6 +464,10 @@ class Runtime:
         more = start + size < len(newest_first)
         token = _encode_token("d", chunk[-1][0]) if more and chunk else ""
         return Page(tuple(d for _, d in chunk), token, len(newest_first))
+
+    def _on_local_model(self, code: str, message: str) -> None:
+        level = DiagnosticLevel.INFO if code == "LOCAL_MODEL_STARTED" else DiagnosticLevel.WARNING
+        self._diagnose(level, code, message)
 
     def _diagnose(
         self, level: DiagnosticLevel, code: str, message: str, worker_id: str = "", run_id: str = ""
@@ -757,6 +775,9 @@ class Runtime:
                 tool_timeout_s=profile.tool_timeout_s,
                 max_length_continuations=profile.max_length_continuations,
                 retry=engine.RetryPolicy(max_attempts=max(1, profile.provider.max_retries + 1)),
+                examples=profile.examples,
+                prefill=profile.prefill,
+                prefill_options=profile.prefill_options,
             )
             history = [e.message for e in slot.transcript]
             result = await engine.run_turn(
@@ -1006,7 +1027,7 @@ class Runtime:
             if factory is None:
                 # Provider timeouts are per stream (idle timeout); the client's own are generous.
                 self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
-                factory = self._provider_factory = _provider_factory(self._http)
+                factory = self._provider_factory = _provider_factory(self._http, self._local_models)
             provider = self._providers[profile.name] = factory(profile)
         return provider
 
