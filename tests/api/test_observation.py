@@ -316,11 +316,11 @@ async def test_from_now_only_gets_new_events(obs: Served, until: Until) -> None:
 async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resumes(
     serve: ServeFactory, until: Until
 ) -> None:
-    served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=16))
+    served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=64))
     client = served.client
     w = (await client.create_worker(profile="fast")).worker.worker_id
     # The laggard never reads while the run goes on. Without BDP probing its HTTP/2 window stays
-    # small, so the server's 16-event buffer overflows after a few big events.
+    # small, so the server's 64-event buffer overflows after a few big events.
     lag_channel = grpc.aio.insecure_channel(served.target, options=[("grpc.http2.bdp_probe", 0)])
     try:
         laggard = ogrpc.ObservationServiceStub(lag_channel).SubscribeEvents(
@@ -330,7 +330,7 @@ async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resu
             opb.SubscribeEventsRequest(after_seq=0)
         )
         await until(lambda: served.runtime.info().subscribers == 2, timeout=BOUND)
-        accepted = await client.send_input(w, words(300, size=1000))
+        accepted = await client.send_input(w, words(400, size=1000))
         fast_events = await read_until_finished(fast, accepted.run.run_id)
         run = await client.wait_run(accepted.run.run_id, timeout=BOUND)
         assert run.state is RunState.COMPLETED, run.error  # the run was not harmed
@@ -369,7 +369,7 @@ async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resu
 async def test_client_subscribe_resumes_by_itself_after_being_cut(
     serve: ServeFactory, until: Until
 ) -> None:
-    served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=16))
+    served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=64))
     channel = grpc.aio.insecure_channel(served.target, options=[("grpc.http2.bdp_probe", 0)])
     slow_client = RuntimeClient.from_channel(channel)
     calls = 0
@@ -388,7 +388,7 @@ async def test_client_subscribe_resumes_by_itself_after_being_cut(
         async with contextlib.aclosing(stream):
             first = await asyncio.wait_for(anext(stream), BOUND)  # connected; now stop reading
             assert isinstance(first.payload, WorkerCreated)
-            accepted = await client.send_input(w, words(300, size=1000))
+            accepted = await client.send_input(w, words(400, size=1000))
             run = await client.wait_run(accepted.run.run_id, timeout=BOUND)
             assert run.state is RunState.COMPLETED
             got = [first]
