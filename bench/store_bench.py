@@ -21,6 +21,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine import Message, Role
@@ -60,7 +61,22 @@ class _Latency:
         return [(r - w) * 1000 for w, r in zip(self.written[1:], self.reported[1:], strict=True)]
 
 
-async def throughput(directory: Path, durability: Durability, events: int, producers: int) -> None:
+@dataclass(frozen=True)
+class Throughput:
+    events_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p99_ms: float
+
+
+async def throughput(
+    directory: Path, durability: Durability, events: int, producers: int
+) -> Throughput:
     store = SqliteStore(directory / f"throughput-{durability}.db", durability=durability)
     await store.open("bench")
     lat = _Latency(events)
@@ -93,9 +109,10 @@ async def throughput(directory: Path, durability: Durability, events: int, produ
         f"latency     {durability:7s}: saturated p50 {_pct(ms, 0.5):7.2f} ms  "
         f"p99 {_pct(ms, 0.99):7.2f} ms"
     )
+    return Throughput(events / elapsed, _pct(ms, 0.5), _pct(ms, 0.99))
 
 
-async def paced_latency(directory: Path, durability: Durability, events: int) -> None:
+async def paced_latency(directory: Path, durability: Durability, events: int) -> Latency:
     store = SqliteStore(directory / f"paced-{durability}.db", durability=durability)
     await store.open("bench")
     lat = _Latency(events)
@@ -111,11 +128,12 @@ async def paced_latency(directory: Path, durability: Durability, events: int) ->
         f"latency     {durability:7s}: paced     p50 {_pct(ms, 0.5):7.2f} ms  "
         f"p99 {_pct(ms, 0.99):7.2f} ms  (mean {statistics.fmean(ms):.2f} ms, {events:,} events)"
     )
+    return Latency(_pct(ms, 0.5), _pct(ms, 0.99))
 
 
 async def loaded_latency(
     directory: Path, durability: Durability, rate: int, seconds: float, producers: int
-) -> None:
+) -> Latency:
     """``producers`` tasks together writing ``rate`` events/s: a busy Runtime below saturation."""
     events = int(rate * seconds)
     store = SqliteStore(directory / f"loaded-{durability}.db", durability=durability)
@@ -144,6 +162,7 @@ async def loaded_latency(
         f"latency     {durability:7s}: at {next_seq / elapsed:,.0f}/s p50 {_pct(ms, 0.5):7.2f} ms  "
         f"p99 {_pct(ms, 0.99):7.2f} ms  ({producers} producers, {next_seq:,} events)"
     )
+    return Latency(_pct(ms, 0.5), _pct(ms, 0.99))
 
 
 async def build_log(path: Path, events: int, workers: int, entries: int) -> None:
