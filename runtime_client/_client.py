@@ -70,6 +70,7 @@ from runtime_client._models import (
     Workspace,
 )
 from runtime_client.errors import (
+    CursorExpired,
     RuntimeClientError,
     RuntimeDraining,
     SubscriberLagging,
@@ -337,21 +338,26 @@ class RuntimeClient:
 
         Subscription-based, not polling: it reads the log's ``last_seq`` *before* reading the
         run, so if the run is still active its RunFinished must have a larger seq and the
-        subscription (worker-filtered, from that seq) cannot miss it.
+        subscription (worker-filtered, from that seq) cannot miss it. If retention trims the log
+        past that cursor first (a busy run, a small retention), it starts over from a fresh one.
         """
         async with asyncio.timeout(timeout):
-            cursor = (await self.get_runtime()).last_seq
-            run = await self.get_run(run_id)
-            if run.terminal:
-                return run
-            events = self.subscribe(run.worker_id, after_seq=cursor)
-            async with contextlib.aclosing(events):
-                async for ev in events:
-                    payload = ev.payload
-                    if isinstance(payload, RunFinished) and payload.run.run_id == run_id:
-                        return payload.run
-            # the stream ended without it (the worker was deleted): report what the server says
-            return await self.get_run(run_id)
+            while True:
+                cursor = (await self.get_runtime()).last_seq
+                run = await self.get_run(run_id)
+                if run.terminal:
+                    return run
+                events = self.subscribe(run.worker_id, after_seq=cursor)
+                try:
+                    async with contextlib.aclosing(events):
+                        async for ev in events:
+                            payload = ev.payload
+                            if isinstance(payload, RunFinished) and payload.run.run_id == run_id:
+                                return payload.run
+                except CursorExpired:
+                    continue  # the events are gone, not the run: read it again
+                # the stream ended without it (the worker was deleted): ask the server
+                return await self.get_run(run_id)
 
     # --- ObservationService -------------------------------------------------------------------
 
