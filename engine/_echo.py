@@ -42,8 +42,9 @@ class EchoProvider:
             words, stop = words[:limit], StopReason.LENGTH
         delay = self._delay_s
         for word in words:
-            if delay:
-                await asyncio.sleep(delay)
+            # Always yield to the loop, like a real stream waiting on its socket: a provider that
+            # never suspends would produce a whole run in one step and starve every subscriber.
+            await asyncio.sleep(delay)
             yield TextDelta(word)
         prompt_words = sum(len(_WORD.findall(m.text)) for m in request.messages)
         yield UsageUpdate(Usage(input_tokens=prompt_words, output_tokens=len(words)))
