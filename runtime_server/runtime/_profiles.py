@@ -163,8 +163,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             base_url=_get(raw, "base_url", str, key, fail) or "",
             api_key_env=_get(raw, "api_key_env", str, key, fail) or "",
             headers=headers,
-            timeout_s=float(_get(raw, "timeout_s", (int, float), key, fail) or 120.0),
-            max_retries=int(_get(raw, "max_retries", int, key, fail) or 3),
+            timeout_s=_number(raw, "timeout_s", key, fail, default=120.0, minimum=0.001),
+            max_retries=int(_number(raw, "max_retries", key, fail, default=3, integer=True)),
             local_model=local_model,
         )
 
@@ -205,9 +205,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             temperature=None if temperature is None else float(temperature),
             options=_get(raw, "options", dict, key, fail) or {},
             tools=tuple(tools),
-            max_tool_rounds=_get(raw, "max_tool_rounds", int, key, fail) or 8,
-            tool_timeout_s=float(_get(raw, "tool_timeout_s", (int, float), key, fail) or 30.0),
-            max_length_continuations=_get(raw, "max_length_continuations", int, key, fail) or 0,
+            max_tool_rounds=int(
+                _number(raw, "max_tool_rounds", key, fail, default=8, integer=True)
+            ),
+            tool_timeout_s=_number(raw, "tool_timeout_s", key, fail, default=30.0, minimum=0.001),
+            max_length_continuations=int(
+                _number(raw, "max_length_continuations", key, fail, default=0, integer=True)
+            ),
             examples=_examples(
                 _get(raw, "examples", list, key, fail) or [], f"{key}.examples", fail
             ),
@@ -303,6 +307,25 @@ def _only(raw: Mapping[str, Any], key: str, fail: Any, allowed: set[str]) -> Non
     extra = sorted(set(raw) - allowed)
     if extra:
         raise fail(f"{key}.{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _number(
+    raw: Mapping[str, Any],
+    name: str,
+    key: str,
+    fail: Any,
+    *,
+    default: float,
+    minimum: float = 0,
+    integer: bool = False,
+) -> float:
+    """A number that may legitimately be 0 (so never ``value or default``), checked for range."""
+    value = _get(raw, name, int if integer else (int, float), key, fail)
+    if value is None:
+        return default
+    if value < minimum:
+        raise fail(f"{key}.{name}", f"must be >= {minimum:g}")
+    return float(value)
 
 
 def _get(

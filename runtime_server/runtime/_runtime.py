@@ -640,6 +640,9 @@ class Runtime:
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
+        # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
+        # deleted worker's usage leaves with its data.
+        self._usage = _minus(self._usage, slot.worker.usage)
         for run_id in [r.run_id for r in self._runs.values() if r.worker_id == worker_id]:
             del self._runs[run_id]
         events = log_.append(worker_id, "", [WorkerDeleted()], [DeleteWorkerData(worker_id)])
@@ -1043,6 +1046,16 @@ class Runtime:
         keys[key.request_id] = key
         while len(keys) > max(1, capacity):
             keys.popitem(last=False)
+
+
+def _minus(a: engine.Usage, b: engine.Usage) -> engine.Usage:
+    return engine.Usage(
+        a.input_tokens - b.input_tokens,
+        a.output_tokens - b.output_tokens,
+        a.cache_read_tokens - b.cache_read_tokens,
+        a.cache_write_tokens - b.cache_write_tokens,
+        a.reasoning_tokens - b.reasoning_tokens,
+    )
 
 
 def _initial_key(request_id: str) -> str:
