@@ -18,7 +18,9 @@ The payload is ``--payload`` bytes (default 64: a few short string fields).
 It prints one JSON line: the versions (grpcio, protobuf, the protobuf
 implementation reported by ``api_implementation.Type()``, Python) and, per
 metric, the median, min and max over ``--repeat`` rounds (each round uses a
-fresh server and channel) plus the raw values.
+fresh server and channel) plus the raw values, for throughput and, nested as
+``cpu_us_per_op``, for the process CPU time per call or message (all threads;
+steadier than throughput when other programs compete for the cores).
 
 Run it with the interpreter of each virtualenv you want to compare, e.g.::
 
@@ -43,6 +45,7 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
 import grpc.aio
@@ -68,19 +71,21 @@ class EchoService:
     def __init__(self, payload: str) -> None:
         self.payload = payload
 
-    async def unary(self, request: BytesValue, context: grpc.aio.ServicerContext) -> BytesValue:
+    async def unary(
+        self, request: BytesValue, context: grpc.aio.ServicerContext[BytesValue, BytesValue]
+    ) -> BytesValue:
         return BytesValue(value=request.value)
 
     async def stream(
-        self, request: StringValue, context: grpc.aio.ServicerContext
+        self, request: StringValue, context: grpc.aio.ServicerContext[StringValue, StringValue]
     ) -> AsyncIterator[StringValue]:
         payload = self.payload
         for _ in range(int(request.value)):
             yield StringValue(value=payload)
 
 
-def build_handler(service: EchoService) -> grpc.GenericRpcHandler:
-    return grpc.method_handlers_generic_handler(
+def add_echo_service(server: grpc.aio.Server, service: EchoService) -> None:
+    handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
             "Unary": grpc.unary_unary_rpc_method_handler(
@@ -95,20 +100,35 @@ def build_handler(service: EchoService) -> grpc.GenericRpcHandler:
             ),
         },
     )
+    server.add_generic_rpc_handlers((handler,))
 
 
-async def timed(coro_factory: Callable[[], Awaitable[int]]) -> float:
-    """Run the coroutine, which returns a count, and return count per second."""
+@dataclass(frozen=True)
+class Sample:
+    """One measurement: throughput, and process CPU time per operation.
+
+    CPU time counts every thread of the process (grpc's C-core threads too), so
+    it is less disturbed than throughput when other programs share the cores.
+    """
+
+    rate: float
+    cpu_us: float
+
+
+async def timed(coro_factory: Callable[[], Awaitable[int]]) -> Sample:
+    """Run the coroutine, which returns a count of operations, and measure it."""
+    cpu_start = time.process_time()
     start = time.perf_counter()
     count = await coro_factory()
     elapsed = time.perf_counter() - start
-    return count / elapsed
+    cpu = time.process_time() - cpu_start
+    return Sample(rate=count / elapsed, cpu_us=cpu / count * 1e6)
 
 
-async def one_round(args: argparse.Namespace) -> dict[str, float]:
+async def one_round(args: argparse.Namespace) -> dict[str, Sample]:
     payload = make_payload(args.payload)
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((build_handler(EchoService(payload)),))
+    add_echo_service(server, EchoService(payload))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -167,16 +187,21 @@ async def one_round(args: argparse.Namespace) -> dict[str, float]:
         await server.stop(None)
 
 
-def summarize(rounds: list[dict[str, float]]) -> dict[str, dict[str, object]]:
+def spread(values: list[float]) -> dict[str, object]:
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "runs": [round(v, 1) for v in values],
+    }
+
+
+def summarize(rounds: list[dict[str, Sample]]) -> dict[str, dict[str, object]]:
+    """Per metric: throughput spread at the top level, CPU us/op spread nested."""
     out: dict[str, dict[str, object]] = {}
     for metric in METRICS:
-        values = [r[metric] for r in rounds]
-        out[metric] = {
-            "median": round(statistics.median(values), 1),
-            "min": round(min(values), 1),
-            "max": round(max(values), 1),
-            "runs": [round(v, 1) for v in values],
-        }
+        out[metric] = spread([r[metric].rate for r in rounds])
+        out[metric]["cpu_us_per_op"] = spread([r[metric].cpu_us for r in rounds])
     return out
 
 
@@ -192,7 +217,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--stream-msgs", type=int, default=50_000, help="messages of the single stream")
     p.add_argument("--streams", type=int, default=100, help="concurrent streams")
-    p.add_argument("--msgs-per-stream", type=int, default=500, help="messages per concurrent stream")
+    p.add_argument(
+        "--msgs-per-stream", type=int, default=500, help="messages per concurrent stream"
+    )
     return p.parse_args(argv)
 
 
@@ -208,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "repeat": len(rounds),
         "payload_bytes": args.payload,
-        "units": "calls/s (unary_*), msgs/s (stream_*)",
+        "units": "calls/s (unary_*), msgs/s (stream_*); cpu_us_per_op: process CPU us per call/msg",
         "metrics": summarize(rounds),
         "wall_s": round(time.perf_counter() - started, 2),
     }
