@@ -4,258 +4,309 @@
 isort:skip_file
 """
 
-import builtins
-import collections.abc
-import google.protobuf.descriptor
-import google.protobuf.internal.containers
-import google.protobuf.message
-import typing
-import runtime_client._generated.worker_runtime.v1.types_pb2
+from collections import abc as _abc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as _types_pb2
+import builtins as _builtins
+import sys
+import typing as _typing
 
-DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
-@typing.final
-class CreateWorkerRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+DESCRIPTOR: _descriptor.FileDescriptor
 
-    @typing.final
-    class LabelsEntry(google.protobuf.message.Message):
-        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class CreateWorkerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-        KEY_FIELD_NUMBER: builtins.int
-        VALUE_FIELD_NUMBER: builtins.int
-        key: builtins.str
-        value: builtins.str
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
         def __init__(
             self,
             *,
-            key: builtins.str = ...,
-            value: builtins.str = ...,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
         ) -> None: ...
-        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    PROFILE_FIELD_NUMBER: builtins.int
-    DISPLAY_NAME_FIELD_NUMBER: builtins.int
-    LABELS_FIELD_NUMBER: builtins.int
-    REQUEST_ID_FIELD_NUMBER: builtins.int
-    WORKSPACE_FIELD_NUMBER: builtins.int
-    CONFIG_BUNDLE_FIELD_NUMBER: builtins.int
-    INITIAL_INPUT_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    CONFIG_BUNDLE_FIELD_NUMBER: _builtins.int
+    INITIAL_INPUT_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
     """Optional UUID chosen by the caller; the Runtime mints a UUIDv7 otherwise."""
-    profile: builtins.str
+    profile: _builtins.str
     """Profile name; empty means the built-in "echo"."""
-    display_name: builtins.str
-    request_id: builtins.str
+    display_name: _builtins.str
+    request_id: _builtins.str
     """Idempotency key: repeating the same request returns the first result."""
-    initial_input: builtins.str
+    initial_input: _builtins.str
     """Optional first input, sent as soon as the worker exists."""
-    @property
-    def labels(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
-    @property
-    def workspace(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Workspace: ...
-    @property
-    def config_bundle(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.ConfigBundleRef: ...
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def workspace(self) -> _types_pb2.Workspace: ...
+    @_builtins.property
+    def config_bundle(self) -> _types_pb2.ConfigBundleRef: ...
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        profile: builtins.str = ...,
-        display_name: builtins.str = ...,
-        labels: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
-        request_id: builtins.str = ...,
-        workspace: runtime_client._generated.worker_runtime.v1.types_pb2.Workspace | None = ...,
-        config_bundle: runtime_client._generated.worker_runtime.v1.types_pb2.ConfigBundleRef | None = ...,
-        initial_input: builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+        workspace: _types_pb2.Workspace | None = ...,
+        config_bundle: _types_pb2.ConfigBundleRef | None = ...,
+        initial_input: _builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["config_bundle", b"config_bundle", "workspace", b"workspace"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["config_bundle", b"config_bundle", "display_name", b"display_name", "initial_input", b"initial_input", "labels", b"labels", "profile", b"profile", "request_id", b"request_id", "worker_id", b"worker_id", "workspace", b"workspace"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_bundle", b"config_bundle", "workspace", b"workspace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_bundle", b"config_bundle", "display_name", b"display_name", "initial_input", b"initial_input", "labels", b"labels", "profile", b"profile", "request_id", b"request_id", "worker_id", b"worker_id", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___CreateWorkerRequest = CreateWorkerRequest
+Global___CreateWorkerRequest: _TypeAlias = CreateWorkerRequest  # noqa: Y015
 
-@typing.final
-class CreateWorkerResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class CreateWorkerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_FIELD_NUMBER: builtins.int
-    SEQ_FIELD_NUMBER: builtins.int
-    INITIAL_RUN_FIELD_NUMBER: builtins.int
-    seq: builtins.int
+    WORKER_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    INITIAL_RUN_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
     """The seq of the WorkerCreated event."""
-    @property
-    def worker(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Worker: ...
-    @property
-    def initial_run(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Run:
+    @_builtins.property
+    def worker(self) -> _types_pb2.Worker: ...
+    @_builtins.property
+    def initial_run(self) -> _types_pb2.Run:
         """The run started by initial_input, if any."""
 
     def __init__(
         self,
         *,
-        worker: runtime_client._generated.worker_runtime.v1.types_pb2.Worker | None = ...,
-        seq: builtins.int = ...,
-        initial_run: runtime_client._generated.worker_runtime.v1.types_pb2.Run | None = ...,
+        worker: _types_pb2.Worker | None = ...,
+        seq: _builtins.int = ...,
+        initial_run: _types_pb2.Run | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["initial_run", b"initial_run", "worker", b"worker"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["initial_run", b"initial_run", "seq", b"seq", "worker", b"worker"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initial_run", b"initial_run", "worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_run", b"initial_run", "seq", b"seq", "worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___CreateWorkerResponse = CreateWorkerResponse
+Global___CreateWorkerResponse: _TypeAlias = CreateWorkerResponse  # noqa: Y015
 
-@typing.final
-class GetWorkerRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetWorkerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetWorkerRequest = GetWorkerRequest
+Global___GetWorkerRequest: _TypeAlias = GetWorkerRequest  # noqa: Y015
 
-@typing.final
-class GetWorkerResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetWorkerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_FIELD_NUMBER: builtins.int
-    @property
-    def worker(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Worker: ...
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> _types_pb2.Worker: ...
     def __init__(
         self,
         *,
-        worker: runtime_client._generated.worker_runtime.v1.types_pb2.Worker | None = ...,
+        worker: _types_pb2.Worker | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["worker", b"worker"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["worker", b"worker"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetWorkerResponse = GetWorkerResponse
+Global___GetWorkerResponse: _TypeAlias = GetWorkerResponse  # noqa: Y015
 
-@typing.final
-class ListWorkersRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListWorkersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    @typing.final
-    class LabelsEntry(google.protobuf.message.Message):
-        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
 
-        KEY_FIELD_NUMBER: builtins.int
-        VALUE_FIELD_NUMBER: builtins.int
-        key: builtins.str
-        value: builtins.str
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
         def __init__(
             self,
             *,
-            key: builtins.str = ...,
-            value: builtins.str = ...,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
         ) -> None: ...
-        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    PAGE_SIZE_FIELD_NUMBER: builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: builtins.int
-    STATE_FIELD_NUMBER: builtins.int
-    LABELS_FIELD_NUMBER: builtins.int
-    page_size: builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
     """0 = default; larger than limits.max_page_size is clamped."""
-    page_token: builtins.str
-    state: runtime_client._generated.worker_runtime.v1.types_pb2.WorkerState.ValueType
+    page_token: _builtins.str
+    state: _types_pb2.WorkerState.ValueType
     """Only workers in this state (UNSPECIFIED = any)."""
-    @property
-    def labels(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only workers carrying all of these labels."""
 
     def __init__(
         self,
         *,
-        page_size: builtins.int = ...,
-        page_token: builtins.str = ...,
-        state: runtime_client._generated.worker_runtime.v1.types_pb2.WorkerState.ValueType = ...,
-        labels: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        state: _types_pb2.WorkerState.ValueType = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListWorkersRequest = ListWorkersRequest
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
 
-@typing.final
-class ListWorkersResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKERS_FIELD_NUMBER: builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
-    TOTAL_SIZE_FIELD_NUMBER: builtins.int
-    next_page_token: builtins.str
-    total_size: builtins.int
-    @property
-    def workers(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[worker_runtime.v1.types_pb2.Worker]: ...
+    WORKERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total_size: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Worker]: ...
     def __init__(
         self,
         *,
-        workers: collections.abc.Iterable[worker_runtime.v1.types_pb2.Worker] | None = ...,
-        next_page_token: builtins.str = ...,
-        total_size: builtins.int = ...,
+        workers: _abc.Iterable[_types_pb2.Worker] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["next_page_token", b"next_page_token", "total_size", b"total_size", "workers", b"workers"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "total_size", b"total_size", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListWorkersResponse = ListWorkersResponse
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
 
-@typing.final
-class StopWorkerRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class StopWorkerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    REASON_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
-    reason: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    reason: _builtins.str
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        reason: builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["reason", b"reason", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___StopWorkerRequest = StopWorkerRequest
+Global___StopWorkerRequest: _TypeAlias = StopWorkerRequest  # noqa: Y015
 
-@typing.final
-class StopWorkerResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class StopWorkerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_FIELD_NUMBER: builtins.int
-    @property
-    def worker(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Worker: ...
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> _types_pb2.Worker: ...
     def __init__(
         self,
         *,
-        worker: runtime_client._generated.worker_runtime.v1.types_pb2.Worker | None = ...,
+        worker: _types_pb2.Worker | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["worker", b"worker"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["worker", b"worker"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___StopWorkerResponse = StopWorkerResponse
+Global___StopWorkerResponse: _TypeAlias = StopWorkerResponse  # noqa: Y015
 
-@typing.final
-class DeleteWorkerRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class DeleteWorkerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___DeleteWorkerRequest = DeleteWorkerRequest
+Global___DeleteWorkerRequest: _TypeAlias = DeleteWorkerRequest  # noqa: Y015
 
-@typing.final
-class DeleteWorkerResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class DeleteWorkerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___DeleteWorkerResponse = DeleteWorkerResponse
+Global___DeleteWorkerResponse: _TypeAlias = DeleteWorkerResponse  # noqa: Y015

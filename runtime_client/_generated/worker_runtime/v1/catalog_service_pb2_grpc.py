@@ -6,7 +6,7 @@ import warnings
 
 from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as worker__runtime_dot_v1_dot_catalog__service__pb2
 
-GRPC_GENERATED_VERSION = '1.70.0'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + f' but the generated code in worker_runtime/v1/catalog_service_pb2_grpc.py depends on'
+        + ' but the generated code in worker_runtime/v1/catalog_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'

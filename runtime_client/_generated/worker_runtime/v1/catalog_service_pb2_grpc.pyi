@@ -4,119 +4,95 @@
 isort:skip_file
 """
 
-import abc
-import collections.abc
-import grpc
-import grpc.aio
-import typing
-import runtime_client._generated.worker_runtime.v1.catalog_service_pb2
+from collections import abc as _abc
+from grpc import aio as _aio
+from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as _catalog_service_pb2
+import abc as _abc_1
+import grpc as _grpc
+import sys
+import typing as _typing
 
-_T = typing.TypeVar("_T")
+if sys.version_info >= (3, 11):
+    from typing import Self as _Self
+else:
+    from typing_extensions import Self as _Self
 
-class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Iterator[_T], metaclass=abc.ABCMeta): ...
+_T = _typing.TypeVar("_T")
 
-class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
+class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+
+class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
+
+GRPC_GENERATED_VERSION: str
+GRPC_VERSION: str
 
 class CatalogServiceStub:
     """Workers: create, read, list, stop, delete."""
 
-    def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
-    CreateWorker: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.CreateWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.CreateWorkerResponse,
-    ]
-
-    GetWorker: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.GetWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.GetWorkerResponse,
-    ]
-
-    ListWorkers: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.ListWorkersRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.ListWorkersResponse,
-    ]
-
-    StopWorker: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.StopWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.StopWorkerResponse,
-    ]
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> CatalogServiceAsyncStub: ...
+    CreateWorker: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateWorkerRequest, _catalog_service_pb2.CreateWorkerResponse]
+    GetWorker: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.GetWorkerRequest, _catalog_service_pb2.GetWorkerResponse]
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListWorkersRequest, _catalog_service_pb2.ListWorkersResponse]
+    StopWorker: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.StopWorkerRequest, _catalog_service_pb2.StopWorkerResponse]
     """Cancels the active run, drops queued inputs; idempotent. Data is kept until DeleteWorker."""
-
-    DeleteWorker: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.DeleteWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.DeleteWorkerResponse,
-    ]
+    DeleteWorker: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.DeleteWorkerRequest, _catalog_service_pb2.DeleteWorkerResponse]
     """Stops the worker and removes its data (transcript, runs); its events age out with retention."""
 
-class CatalogServiceAsyncStub:
+@_typing.type_check_only
+class CatalogServiceAsyncStub(CatalogServiceStub):
     """Workers: create, read, list, stop, delete."""
 
-    CreateWorker: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.CreateWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.CreateWorkerResponse,
-    ]
-
-    GetWorker: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.GetWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.GetWorkerResponse,
-    ]
-
-    ListWorkers: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.ListWorkersRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.ListWorkersResponse,
-    ]
-
-    StopWorker: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.StopWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.StopWorkerResponse,
-    ]
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateWorker: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateWorkerRequest, _catalog_service_pb2.CreateWorkerResponse]  # type: ignore[assignment]
+    GetWorker: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.GetWorkerRequest, _catalog_service_pb2.GetWorkerResponse]  # type: ignore[assignment]
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListWorkersRequest, _catalog_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    StopWorker: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.StopWorkerRequest, _catalog_service_pb2.StopWorkerResponse]  # type: ignore[assignment]
     """Cancels the active run, drops queued inputs; idempotent. Data is kept until DeleteWorker."""
-
-    DeleteWorker: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.DeleteWorkerRequest,
-        runtime_client._generated.worker_runtime.v1.catalog_service_pb2.DeleteWorkerResponse,
-    ]
+    DeleteWorker: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.DeleteWorkerRequest, _catalog_service_pb2.DeleteWorkerResponse]  # type: ignore[assignment]
     """Stops the worker and removes its data (transcript, runs); its events age out with retention."""
 
-class CatalogServiceServicer(metaclass=abc.ABCMeta):
+class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workers: create, read, list, stop, delete."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def CreateWorker(
         self,
-        request: runtime_client._generated.worker_runtime.v1.catalog_service_pb2.CreateWorkerRequest,
+        request: _catalog_service_pb2.CreateWorkerRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.catalog_service_pb2.CreateWorkerResponse, collections.abc.Awaitable[worker_runtime.v1.catalog_service_pb2.CreateWorkerResponse]]: ...
+    ) -> _typing.Union[_catalog_service_pb2.CreateWorkerResponse, _abc.Awaitable[_catalog_service_pb2.CreateWorkerResponse]]: ...
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def GetWorker(
         self,
-        request: runtime_client._generated.worker_runtime.v1.catalog_service_pb2.GetWorkerRequest,
+        request: _catalog_service_pb2.GetWorkerRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.catalog_service_pb2.GetWorkerResponse, collections.abc.Awaitable[worker_runtime.v1.catalog_service_pb2.GetWorkerResponse]]: ...
+    ) -> _typing.Union[_catalog_service_pb2.GetWorkerResponse, _abc.Awaitable[_catalog_service_pb2.GetWorkerResponse]]: ...
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def ListWorkers(
         self,
-        request: runtime_client._generated.worker_runtime.v1.catalog_service_pb2.ListWorkersRequest,
+        request: _catalog_service_pb2.ListWorkersRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.catalog_service_pb2.ListWorkersResponse, collections.abc.Awaitable[worker_runtime.v1.catalog_service_pb2.ListWorkersResponse]]: ...
+    ) -> _typing.Union[_catalog_service_pb2.ListWorkersResponse, _abc.Awaitable[_catalog_service_pb2.ListWorkersResponse]]: ...
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def StopWorker(
         self,
-        request: runtime_client._generated.worker_runtime.v1.catalog_service_pb2.StopWorkerRequest,
+        request: _catalog_service_pb2.StopWorkerRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.catalog_service_pb2.StopWorkerResponse, collections.abc.Awaitable[worker_runtime.v1.catalog_service_pb2.StopWorkerResponse]]:
+    ) -> _typing.Union[_catalog_service_pb2.StopWorkerResponse, _abc.Awaitable[_catalog_service_pb2.StopWorkerResponse]]:
         """Cancels the active run, drops queued inputs; idempotent. Data is kept until DeleteWorker."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def DeleteWorker(
         self,
-        request: runtime_client._generated.worker_runtime.v1.catalog_service_pb2.DeleteWorkerRequest,
+        request: _catalog_service_pb2.DeleteWorkerRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.catalog_service_pb2.DeleteWorkerResponse, collections.abc.Awaitable[worker_runtime.v1.catalog_service_pb2.DeleteWorkerResponse]]:
+    ) -> _typing.Union[_catalog_service_pb2.DeleteWorkerResponse, _abc.Awaitable[_catalog_service_pb2.DeleteWorkerResponse]]:
         """Stops the worker and removes its data (transcript, runs); its events age out with retention."""
 
-def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
+def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,122 +4,149 @@
 isort:skip_file
 """
 
-import builtins
-import google.protobuf.descriptor
-import google.protobuf.message
-import typing
-import runtime_client._generated.worker_runtime.v1.types_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as _types_pb2
+import builtins as _builtins
+import sys
+import typing as _typing
 
-DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
-@typing.final
-class SendInputRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+DESCRIPTOR: _descriptor.FileDescriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    TEXT_FIELD_NUMBER: builtins.int
-    REQUEST_ID_FIELD_NUMBER: builtins.int
-    BUSY_POLICY_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
-    text: builtins.str
-    request_id: builtins.str
+@_typing.final
+class SendInputRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BUSY_POLICY_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    text: _builtins.str
+    request_id: _builtins.str
     """Idempotency key: repeating the same request returns the first result."""
-    busy_policy: runtime_client._generated.worker_runtime.v1.types_pb2.BusyPolicy.ValueType
+    busy_policy: _types_pb2.BusyPolicy.ValueType
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        text: builtins.str = ...,
-        request_id: builtins.str = ...,
-        busy_policy: runtime_client._generated.worker_runtime.v1.types_pb2.BusyPolicy.ValueType = ...,
+        worker_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        busy_policy: _types_pb2.BusyPolicy.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["busy_policy", b"busy_policy", "request_id", b"request_id", "text", b"text", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy_policy", b"busy_policy", "request_id", b"request_id", "text", b"text", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___SendInputRequest = SendInputRequest
+Global___SendInputRequest: _TypeAlias = SendInputRequest  # noqa: Y015
 
-@typing.final
-class SendInputResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class SendInputResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_FIELD_NUMBER: builtins.int
-    SEQ_FIELD_NUMBER: builtins.int
-    seq: builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
     """The seq of the RunQueued event that accepted the input: subscribe with after_seq = seq to
     receive everything the run does.
     """
-    @property
-    def run(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Run: ...
+    @_builtins.property
+    def run(self) -> _types_pb2.Run: ...
     def __init__(
         self,
         *,
-        run: runtime_client._generated.worker_runtime.v1.types_pb2.Run | None = ...,
-        seq: builtins.int = ...,
+        run: _types_pb2.Run | None = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["run", b"run"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["run", b"run", "seq", b"seq"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___SendInputResponse = SendInputResponse
+Global___SendInputResponse: _TypeAlias = SendInputResponse  # noqa: Y015
 
-@typing.final
-class CancelRunRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class CancelRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_ID_FIELD_NUMBER: builtins.int
-    run_id: builtins.str
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
     def __init__(
         self,
         *,
-        run_id: builtins.str = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["run_id", b"run_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___CancelRunRequest = CancelRunRequest
+Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
 
-@typing.final
-class CancelRunResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class CancelRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_FIELD_NUMBER: builtins.int
-    @property
-    def run(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Run: ...
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> _types_pb2.Run: ...
     def __init__(
         self,
         *,
-        run: runtime_client._generated.worker_runtime.v1.types_pb2.Run | None = ...,
+        run: _types_pb2.Run | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["run", b"run"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["run", b"run"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___CancelRunResponse = CancelRunResponse
+Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
 
-@typing.final
-class GetRunRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_ID_FIELD_NUMBER: builtins.int
-    run_id: builtins.str
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
     def __init__(
         self,
         *,
-        run_id: builtins.str = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["run_id", b"run_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetRunRequest = GetRunRequest
+Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
 
-@typing.final
-class GetRunResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_FIELD_NUMBER: builtins.int
-    @property
-    def run(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Run: ...
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> _types_pb2.Run: ...
     def __init__(
         self,
         *,
-        run: runtime_client._generated.worker_runtime.v1.types_pb2.Run | None = ...,
+        run: _types_pb2.Run | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["run", b"run"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["run", b"run"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetRunResponse = GetRunResponse
+Global___GetRunResponse: _TypeAlias = GetRunResponse  # noqa: Y015

@@ -4,82 +4,74 @@
 isort:skip_file
 """
 
-import abc
-import collections.abc
-import grpc
-import grpc.aio
-import typing
-import runtime_client._generated.worker_runtime.v1.interaction_service_pb2
+from collections import abc as _abc
+from grpc import aio as _aio
+from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2 as _interaction_service_pb2
+import abc as _abc_1
+import grpc as _grpc
+import sys
+import typing as _typing
 
-_T = typing.TypeVar("_T")
+if sys.version_info >= (3, 11):
+    from typing import Self as _Self
+else:
+    from typing_extensions import Self as _Self
 
-class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Iterator[_T], metaclass=abc.ABCMeta): ...
+_T = _typing.TypeVar("_T")
 
-class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
+class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+
+class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
+
+GRPC_GENERATED_VERSION: str
+GRPC_VERSION: str
 
 class InteractionServiceStub:
     """Input and runs: at most one active run per worker (single-flight)."""
 
-    def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
-    SendInput: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.SendInputRequest,
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.SendInputResponse,
-    ]
-
-    CancelRun: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.CancelRunRequest,
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.CancelRunResponse,
-    ]
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> InteractionServiceAsyncStub: ...
+    SendInput: _grpc.UnaryUnaryMultiCallable[_interaction_service_pb2.SendInputRequest, _interaction_service_pb2.SendInputResponse]
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_interaction_service_pb2.CancelRunRequest, _interaction_service_pb2.CancelRunResponse]
     """Stops the provider stream and running tools; exactly one RunFinished(CANCELLED); idempotent."""
+    GetRun: _grpc.UnaryUnaryMultiCallable[_interaction_service_pb2.GetRunRequest, _interaction_service_pb2.GetRunResponse]
 
-    GetRun: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.GetRunRequest,
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.GetRunResponse,
-    ]
-
-class InteractionServiceAsyncStub:
+@_typing.type_check_only
+class InteractionServiceAsyncStub(InteractionServiceStub):
     """Input and runs: at most one active run per worker (single-flight)."""
 
-    SendInput: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.SendInputRequest,
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.SendInputResponse,
-    ]
-
-    CancelRun: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.CancelRunRequest,
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.CancelRunResponse,
-    ]
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    SendInput: _aio.UnaryUnaryMultiCallable[_interaction_service_pb2.SendInputRequest, _interaction_service_pb2.SendInputResponse]  # type: ignore[assignment]
+    CancelRun: _aio.UnaryUnaryMultiCallable[_interaction_service_pb2.CancelRunRequest, _interaction_service_pb2.CancelRunResponse]  # type: ignore[assignment]
     """Stops the provider stream and running tools; exactly one RunFinished(CANCELLED); idempotent."""
+    GetRun: _aio.UnaryUnaryMultiCallable[_interaction_service_pb2.GetRunRequest, _interaction_service_pb2.GetRunResponse]  # type: ignore[assignment]
 
-    GetRun: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.GetRunRequest,
-        runtime_client._generated.worker_runtime.v1.interaction_service_pb2.GetRunResponse,
-    ]
-
-class InteractionServiceServicer(metaclass=abc.ABCMeta):
+class InteractionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Input and runs: at most one active run per worker (single-flight)."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def SendInput(
         self,
-        request: runtime_client._generated.worker_runtime.v1.interaction_service_pb2.SendInputRequest,
+        request: _interaction_service_pb2.SendInputRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.interaction_service_pb2.SendInputResponse, collections.abc.Awaitable[worker_runtime.v1.interaction_service_pb2.SendInputResponse]]: ...
+    ) -> _typing.Union[_interaction_service_pb2.SendInputResponse, _abc.Awaitable[_interaction_service_pb2.SendInputResponse]]: ...
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def CancelRun(
         self,
-        request: runtime_client._generated.worker_runtime.v1.interaction_service_pb2.CancelRunRequest,
+        request: _interaction_service_pb2.CancelRunRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.interaction_service_pb2.CancelRunResponse, collections.abc.Awaitable[worker_runtime.v1.interaction_service_pb2.CancelRunResponse]]:
+    ) -> _typing.Union[_interaction_service_pb2.CancelRunResponse, _abc.Awaitable[_interaction_service_pb2.CancelRunResponse]]:
         """Stops the provider stream and running tools; exactly one RunFinished(CANCELLED); idempotent."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def GetRun(
         self,
-        request: runtime_client._generated.worker_runtime.v1.interaction_service_pb2.GetRunRequest,
+        request: _interaction_service_pb2.GetRunRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.interaction_service_pb2.GetRunResponse, collections.abc.Awaitable[worker_runtime.v1.interaction_service_pb2.GetRunResponse]]: ...
+    ) -> _typing.Union[_interaction_service_pb2.GetRunResponse, _abc.Awaitable[_interaction_service_pb2.GetRunResponse]]: ...
 
-def add_InteractionServiceServicer_to_server(servicer: InteractionServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
+def add_InteractionServiceServicer_to_server(servicer: InteractionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,30 +4,30 @@
 isort:skip_file
 """
 
-import builtins
-import collections.abc
-import google.protobuf.descriptor
-import google.protobuf.internal.containers
-import google.protobuf.internal.enum_type_wrapper
-import google.protobuf.message
-import google.protobuf.timestamp_pb2
+from collections import abc as _abc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as _types_pb2
+import builtins as _builtins
 import sys
-import typing
-import runtime_client._generated.worker_runtime.v1.types_pb2
+import typing as _typing
 
-if sys.version_info >= (3, 10):
-    import typing as typing_extensions
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    import typing_extensions
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
-DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+DESCRIPTOR: _descriptor.FileDescriptor
 
 class _RuntimeState:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RuntimeStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RuntimeState.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _RuntimeStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RuntimeState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     RUNTIME_STATE_UNSPECIFIED: _RuntimeState.ValueType  # 0
     RUNTIME_STATE_STARTING: _RuntimeState.ValueType  # 1
     RUNTIME_STATE_SERVING: _RuntimeState.ValueType  # 2
@@ -41,324 +41,368 @@ RUNTIME_STATE_STARTING: RuntimeState.ValueType  # 1
 RUNTIME_STATE_SERVING: RuntimeState.ValueType  # 2
 RUNTIME_STATE_DRAINING: RuntimeState.ValueType  # 3
 RUNTIME_STATE_STOPPED: RuntimeState.ValueType  # 4
-global___RuntimeState = RuntimeState
+Global___RuntimeState: _TypeAlias = RuntimeState  # noqa: Y015
 
-@typing.final
-class Limits(google.protobuf.message.Message):
+@_typing.final
+class Limits(_message.Message):
     """Every bound the Runtime enforces."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    MAX_PAGE_SIZE_FIELD_NUMBER: builtins.int
-    DEFAULT_PAGE_SIZE_FIELD_NUMBER: builtins.int
-    MAX_INPUT_CHARS_FIELD_NUMBER: builtins.int
-    MAX_DISPLAY_NAME_CHARS_FIELD_NUMBER: builtins.int
-    MAX_LABELS_FIELD_NUMBER: builtins.int
-    MAX_LABEL_CHARS_FIELD_NUMBER: builtins.int
-    MAX_REQUEST_ID_CHARS_FIELD_NUMBER: builtins.int
-    MAX_QUEUE_PER_WORKER_FIELD_NUMBER: builtins.int
-    MAX_WORKERS_FIELD_NUMBER: builtins.int
-    SUBSCRIBER_BUFFER_EVENTS_FIELD_NUMBER: builtins.int
-    EVENT_BATCH_MAX_FIELD_NUMBER: builtins.int
-    TRANSCRIPT_PAGE_MAX_FIELD_NUMBER: builtins.int
-    DIAGNOSTICS_CAPACITY_FIELD_NUMBER: builtins.int
-    IDEMPOTENCY_KEYS_PER_WORKER_FIELD_NUMBER: builtins.int
-    IDEMPOTENCY_KEYS_CREATE_FIELD_NUMBER: builtins.int
-    EVENT_RETENTION_EVENTS_FIELD_NUMBER: builtins.int
-    EVENT_RETENTION_SECONDS_FIELD_NUMBER: builtins.int
-    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: builtins.int
-    MAX_MESSAGE_BYTES_FIELD_NUMBER: builtins.int
-    max_page_size: builtins.int
-    default_page_size: builtins.int
-    max_input_chars: builtins.int
-    max_display_name_chars: builtins.int
-    max_labels: builtins.int
-    max_label_chars: builtins.int
-    max_request_id_chars: builtins.int
-    max_queue_per_worker: builtins.int
-    max_workers: builtins.int
-    subscriber_buffer_events: builtins.int
-    event_batch_max: builtins.int
-    transcript_page_max: builtins.int
-    diagnostics_capacity: builtins.int
-    idempotency_keys_per_worker: builtins.int
-    idempotency_keys_create: builtins.int
-    event_retention_events: builtins.int
-    event_retention_seconds: builtins.float
-    heartbeat_interval_seconds: builtins.float
-    max_message_bytes: builtins.int
+    MAX_PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    DEFAULT_PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_INPUT_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_DISPLAY_NAME_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_LABELS_FIELD_NUMBER: _builtins.int
+    MAX_LABEL_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_REQUEST_ID_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_QUEUE_PER_WORKER_FIELD_NUMBER: _builtins.int
+    MAX_WORKERS_FIELD_NUMBER: _builtins.int
+    SUBSCRIBER_BUFFER_EVENTS_FIELD_NUMBER: _builtins.int
+    EVENT_BATCH_MAX_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_PAGE_MAX_FIELD_NUMBER: _builtins.int
+    DIAGNOSTICS_CAPACITY_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEYS_PER_WORKER_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEYS_CREATE_FIELD_NUMBER: _builtins.int
+    EVENT_RETENTION_EVENTS_FIELD_NUMBER: _builtins.int
+    EVENT_RETENTION_SECONDS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    max_page_size: _builtins.int
+    default_page_size: _builtins.int
+    max_input_chars: _builtins.int
+    max_display_name_chars: _builtins.int
+    max_labels: _builtins.int
+    max_label_chars: _builtins.int
+    max_request_id_chars: _builtins.int
+    max_queue_per_worker: _builtins.int
+    max_workers: _builtins.int
+    subscriber_buffer_events: _builtins.int
+    event_batch_max: _builtins.int
+    transcript_page_max: _builtins.int
+    diagnostics_capacity: _builtins.int
+    idempotency_keys_per_worker: _builtins.int
+    idempotency_keys_create: _builtins.int
+    event_retention_events: _builtins.int
+    event_retention_seconds: _builtins.float
+    heartbeat_interval_seconds: _builtins.float
+    max_message_bytes: _builtins.int
     def __init__(
         self,
         *,
-        max_page_size: builtins.int = ...,
-        default_page_size: builtins.int = ...,
-        max_input_chars: builtins.int = ...,
-        max_display_name_chars: builtins.int = ...,
-        max_labels: builtins.int = ...,
-        max_label_chars: builtins.int = ...,
-        max_request_id_chars: builtins.int = ...,
-        max_queue_per_worker: builtins.int = ...,
-        max_workers: builtins.int = ...,
-        subscriber_buffer_events: builtins.int = ...,
-        event_batch_max: builtins.int = ...,
-        transcript_page_max: builtins.int = ...,
-        diagnostics_capacity: builtins.int = ...,
-        idempotency_keys_per_worker: builtins.int = ...,
-        idempotency_keys_create: builtins.int = ...,
-        event_retention_events: builtins.int = ...,
-        event_retention_seconds: builtins.float = ...,
-        heartbeat_interval_seconds: builtins.float = ...,
-        max_message_bytes: builtins.int = ...,
+        max_page_size: _builtins.int = ...,
+        default_page_size: _builtins.int = ...,
+        max_input_chars: _builtins.int = ...,
+        max_display_name_chars: _builtins.int = ...,
+        max_labels: _builtins.int = ...,
+        max_label_chars: _builtins.int = ...,
+        max_request_id_chars: _builtins.int = ...,
+        max_queue_per_worker: _builtins.int = ...,
+        max_workers: _builtins.int = ...,
+        subscriber_buffer_events: _builtins.int = ...,
+        event_batch_max: _builtins.int = ...,
+        transcript_page_max: _builtins.int = ...,
+        diagnostics_capacity: _builtins.int = ...,
+        idempotency_keys_per_worker: _builtins.int = ...,
+        idempotency_keys_create: _builtins.int = ...,
+        event_retention_events: _builtins.int = ...,
+        event_retention_seconds: _builtins.float = ...,
+        heartbeat_interval_seconds: _builtins.float = ...,
+        max_message_bytes: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Limits = Limits
+Global___Limits: _TypeAlias = Limits  # noqa: Y015
 
-@typing.final
-class Capabilities(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class Capabilities(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    PROVIDER_KINDS_FIELD_NUMBER: builtins.int
-    PROFILES_FIELD_NUMBER: builtins.int
-    FEATURES_FIELD_NUMBER: builtins.int
-    @property
-    def provider_kinds(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
-    @property
-    def profiles(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
-    @property
-    def features(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    PROVIDER_KINDS_FIELD_NUMBER: _builtins.int
+    PROFILES_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provider_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
-        provider_kinds: collections.abc.Iterable[builtins.str] | None = ...,
-        profiles: collections.abc.Iterable[builtins.str] | None = ...,
-        features: collections.abc.Iterable[builtins.str] | None = ...,
+        provider_kinds: _abc.Iterable[_builtins.str] | None = ...,
+        profiles: _abc.Iterable[_builtins.str] | None = ...,
+        features: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["features", b"features", "profiles", b"profiles", "provider_kinds", b"provider_kinds"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "profiles", b"profiles", "provider_kinds", b"provider_kinds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Capabilities = Capabilities
+Global___Capabilities: _TypeAlias = Capabilities  # noqa: Y015
 
-@typing.final
-class WorkerCounts(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class WorkerCounts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    IDLE_FIELD_NUMBER: builtins.int
-    RUNNING_FIELD_NUMBER: builtins.int
-    STOPPED_FIELD_NUMBER: builtins.int
-    TOTAL_FIELD_NUMBER: builtins.int
-    idle: builtins.int
-    running: builtins.int
-    stopped: builtins.int
-    total: builtins.int
+    IDLE_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    idle: _builtins.int
+    running: _builtins.int
+    stopped: _builtins.int
+    total: _builtins.int
     def __init__(
         self,
         *,
-        idle: builtins.int = ...,
-        running: builtins.int = ...,
-        stopped: builtins.int = ...,
-        total: builtins.int = ...,
+        idle: _builtins.int = ...,
+        running: _builtins.int = ...,
+        stopped: _builtins.int = ...,
+        total: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["idle", b"idle", "running", b"running", "stopped", b"stopped", "total", b"total"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle", b"idle", "running", b"running", "stopped", b"stopped", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___WorkerCounts = WorkerCounts
+Global___WorkerCounts: _TypeAlias = WorkerCounts  # noqa: Y015
 
-@typing.final
-class RuntimeInfo(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class RuntimeInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUNTIME_ID_FIELD_NUMBER: builtins.int
-    STATE_FIELD_NUMBER: builtins.int
-    VERSION_FIELD_NUMBER: builtins.int
-    STORE_KIND_FIELD_NUMBER: builtins.int
-    STARTED_AT_FIELD_NUMBER: builtins.int
-    WORKERS_FIELD_NUMBER: builtins.int
-    ACTIVE_RUNS_FIELD_NUMBER: builtins.int
-    QUEUED_RUNS_FIELD_NUMBER: builtins.int
-    LAST_SEQ_FIELD_NUMBER: builtins.int
-    OLDEST_SEQ_FIELD_NUMBER: builtins.int
-    SUBSCRIBERS_FIELD_NUMBER: builtins.int
-    LIMITS_FIELD_NUMBER: builtins.int
-    CAPABILITIES_FIELD_NUMBER: builtins.int
-    USAGE_FIELD_NUMBER: builtins.int
-    AUTH_REQUIRED_FIELD_NUMBER: builtins.int
-    runtime_id: builtins.str
-    state: global___RuntimeState.ValueType
-    version: builtins.str
-    store_kind: builtins.str
+    RUNTIME_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STORE_KIND_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    ACTIVE_RUNS_FIELD_NUMBER: _builtins.int
+    QUEUED_RUNS_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    OLDEST_SEQ_FIELD_NUMBER: _builtins.int
+    SUBSCRIBERS_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
+    runtime_id: _builtins.str
+    state: Global___RuntimeState.ValueType
+    version: _builtins.str
+    store_kind: _builtins.str
     """memory | sqlite"""
-    active_runs: builtins.int
-    queued_runs: builtins.int
-    last_seq: builtins.int
+    active_runs: _builtins.int
+    queued_runs: _builtins.int
+    last_seq: _builtins.int
     """Newest committed seq and oldest retained seq of the event log."""
-    oldest_seq: builtins.int
-    subscribers: builtins.int
-    auth_required: builtins.bool
+    oldest_seq: _builtins.int
+    subscribers: _builtins.int
+    auth_required: _builtins.bool
     """Whether requests need "authorization: Bearer <token>"."""
-    @property
-    def started_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def workers(self) -> global___WorkerCounts: ...
-    @property
-    def limits(self) -> global___Limits: ...
-    @property
-    def capabilities(self) -> global___Capabilities: ...
-    @property
-    def usage(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Usage: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def workers(self) -> Global___WorkerCounts: ...
+    @_builtins.property
+    def limits(self) -> Global___Limits: ...
+    @_builtins.property
+    def capabilities(self) -> Global___Capabilities: ...
+    @_builtins.property
+    def usage(self) -> _types_pb2.Usage: ...
     def __init__(
         self,
         *,
-        runtime_id: builtins.str = ...,
-        state: global___RuntimeState.ValueType = ...,
-        version: builtins.str = ...,
-        store_kind: builtins.str = ...,
-        started_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        workers: global___WorkerCounts | None = ...,
-        active_runs: builtins.int = ...,
-        queued_runs: builtins.int = ...,
-        last_seq: builtins.int = ...,
-        oldest_seq: builtins.int = ...,
-        subscribers: builtins.int = ...,
-        limits: global___Limits | None = ...,
-        capabilities: global___Capabilities | None = ...,
-        usage: runtime_client._generated.worker_runtime.v1.types_pb2.Usage | None = ...,
-        auth_required: builtins.bool = ...,
+        runtime_id: _builtins.str = ...,
+        state: Global___RuntimeState.ValueType = ...,
+        version: _builtins.str = ...,
+        store_kind: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        workers: Global___WorkerCounts | None = ...,
+        active_runs: _builtins.int = ...,
+        queued_runs: _builtins.int = ...,
+        last_seq: _builtins.int = ...,
+        oldest_seq: _builtins.int = ...,
+        subscribers: _builtins.int = ...,
+        limits: Global___Limits | None = ...,
+        capabilities: Global___Capabilities | None = ...,
+        usage: _types_pb2.Usage | None = ...,
+        auth_required: _builtins.bool = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___RuntimeInfo = RuntimeInfo
+Global___RuntimeInfo: _TypeAlias = RuntimeInfo  # noqa: Y015
 
-@typing.final
-class GetRuntimeRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetRuntimeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetRuntimeRequest = GetRuntimeRequest
+Global___GetRuntimeRequest: _TypeAlias = GetRuntimeRequest  # noqa: Y015
 
-@typing.final
-class GetRuntimeResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetRuntimeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUNTIME_FIELD_NUMBER: builtins.int
-    @property
-    def runtime(self) -> global___RuntimeInfo: ...
-    def __init__(
-        self,
-        *,
-        runtime: global___RuntimeInfo | None = ...,
-    ) -> None: ...
-    def HasField(self, field_name: typing.Literal["runtime", b"runtime"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["runtime", b"runtime"]) -> None: ...
-
-global___GetRuntimeResponse = GetRuntimeResponse
-
-@typing.final
-class ListDiagnosticsRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
-
-    PAGE_SIZE_FIELD_NUMBER: builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: builtins.int
-    page_size: builtins.int
-    page_token: builtins.str
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runtime(self) -> Global___RuntimeInfo: ...
     def __init__(
         self,
         *,
-        page_size: builtins.int = ...,
-        page_token: builtins.str = ...,
+        runtime: Global___RuntimeInfo | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["runtime", b"runtime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runtime", b"runtime"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListDiagnosticsRequest = ListDiagnosticsRequest
+Global___GetRuntimeResponse: _TypeAlias = GetRuntimeResponse  # noqa: Y015
 
-@typing.final
-class ListDiagnosticsResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListDiagnosticsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    DIAGNOSTICS_FIELD_NUMBER: builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
-    TOTAL_SIZE_FIELD_NUMBER: builtins.int
-    next_page_token: builtins.str
-    total_size: builtins.int
-    @property
-    def diagnostics(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[worker_runtime.v1.types_pb2.Diagnostic]: ...
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
     def __init__(
         self,
         *,
-        diagnostics: collections.abc.Iterable[worker_runtime.v1.types_pb2.Diagnostic] | None = ...,
-        next_page_token: builtins.str = ...,
-        total_size: builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["diagnostics", b"diagnostics", "next_page_token", b"next_page_token", "total_size", b"total_size"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListDiagnosticsResponse = ListDiagnosticsResponse
+Global___ListDiagnosticsRequest: _TypeAlias = ListDiagnosticsRequest  # noqa: Y015
 
-@typing.final
-class Profile(google.protobuf.message.Message):
+@_typing.final
+class ListDiagnosticsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIAGNOSTICS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total_size: _builtins.int
+    @_builtins.property
+    def diagnostics(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Diagnostic]: ...
+    def __init__(
+        self,
+        *,
+        diagnostics: _abc.Iterable[_types_pb2.Diagnostic] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diagnostics", b"diagnostics", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDiagnosticsResponse: _TypeAlias = ListDiagnosticsResponse  # noqa: Y015
+
+@_typing.final
+class Profile(_message.Message):
     """A profile as clients see it: no API keys, no provider URLs."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: builtins.int
-    PROVIDER_FIELD_NUMBER: builtins.int
-    PROVIDER_KIND_FIELD_NUMBER: builtins.int
-    MODEL_FIELD_NUMBER: builtins.int
-    DESCRIPTION_FIELD_NUMBER: builtins.int
-    TOOLS_FIELD_NUMBER: builtins.int
-    BUILTIN_FIELD_NUMBER: builtins.int
-    MAX_TOKENS_FIELD_NUMBER: builtins.int
-    MAX_TOOL_ROUNDS_FIELD_NUMBER: builtins.int
-    name: builtins.str
-    provider: builtins.str
-    provider_kind: builtins.str
-    model: builtins.str
-    description: builtins.str
-    builtin: builtins.bool
-    max_tokens: builtins.int
-    max_tool_rounds: builtins.int
-    @property
-    def tools(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    NAME_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    PROVIDER_KIND_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    BUILTIN_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_TOOL_ROUNDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    provider: _builtins.str
+    provider_kind: _builtins.str
+    model: _builtins.str
+    description: _builtins.str
+    builtin: _builtins.bool
+    max_tokens: _builtins.int
+    max_tool_rounds: _builtins.int
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
-        name: builtins.str = ...,
-        provider: builtins.str = ...,
-        provider_kind: builtins.str = ...,
-        model: builtins.str = ...,
-        description: builtins.str = ...,
-        tools: collections.abc.Iterable[builtins.str] | None = ...,
-        builtin: builtins.bool = ...,
-        max_tokens: builtins.int = ...,
-        max_tool_rounds: builtins.int = ...,
+        name: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        provider_kind: _builtins.str = ...,
+        model: _builtins.str = ...,
+        description: _builtins.str = ...,
+        tools: _abc.Iterable[_builtins.str] | None = ...,
+        builtin: _builtins.bool = ...,
+        max_tokens: _builtins.int = ...,
+        max_tool_rounds: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["builtin", b"builtin", "description", b"description", "max_tokens", b"max_tokens", "max_tool_rounds", b"max_tool_rounds", "model", b"model", "name", b"name", "provider", b"provider", "provider_kind", b"provider_kind", "tools", b"tools"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["builtin", b"builtin", "description", b"description", "max_tokens", b"max_tokens", "max_tool_rounds", b"max_tool_rounds", "model", b"model", "name", b"name", "provider", b"provider", "provider_kind", b"provider_kind", "tools", b"tools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Profile = Profile
+Global___Profile: _TypeAlias = Profile  # noqa: Y015
 
-@typing.final
-class ListProfilesRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListProfilesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListProfilesRequest = ListProfilesRequest
+Global___ListProfilesRequest: _TypeAlias = ListProfilesRequest  # noqa: Y015
 
-@typing.final
-class ListProfilesResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListProfilesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    PROFILES_FIELD_NUMBER: builtins.int
-    @property
-    def profiles(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Profile]: ...
+    PROFILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]: ...
     def __init__(
         self,
         *,
-        profiles: collections.abc.Iterable[global___Profile] | None = ...,
+        profiles: _abc.Iterable[Global___Profile] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["profiles", b"profiles"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profiles", b"profiles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListProfilesResponse = ListProfilesResponse
+Global___ListProfilesResponse: _TypeAlias = ListProfilesResponse  # noqa: Y015

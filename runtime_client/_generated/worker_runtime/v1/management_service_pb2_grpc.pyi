@@ -4,82 +4,74 @@
 isort:skip_file
 """
 
-import abc
-import collections.abc
-import grpc
-import grpc.aio
-import typing
-import runtime_client._generated.worker_runtime.v1.management_service_pb2
+from collections import abc as _abc
+from grpc import aio as _aio
+from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as _management_service_pb2
+import abc as _abc_1
+import grpc as _grpc
+import sys
+import typing as _typing
 
-_T = typing.TypeVar("_T")
+if sys.version_info >= (3, 11):
+    from typing import Self as _Self
+else:
+    from typing_extensions import Self as _Self
 
-class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Iterator[_T], metaclass=abc.ABCMeta): ...
+_T = _typing.TypeVar("_T")
 
-class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
+class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+
+class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
+
+GRPC_GENERATED_VERSION: str
+GRPC_VERSION: str
 
 class ManagementServiceStub:
     """The Runtime as a whole: summary, capabilities, limits, diagnostics, profiles."""
 
-    def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
-    GetRuntime: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.GetRuntimeRequest,
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.GetRuntimeResponse,
-    ]
-
-    ListDiagnostics: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListDiagnosticsRequest,
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListDiagnosticsResponse,
-    ]
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ManagementServiceAsyncStub: ...
+    GetRuntime: _grpc.UnaryUnaryMultiCallable[_management_service_pb2.GetRuntimeRequest, _management_service_pb2.GetRuntimeResponse]
+    ListDiagnostics: _grpc.UnaryUnaryMultiCallable[_management_service_pb2.ListDiagnosticsRequest, _management_service_pb2.ListDiagnosticsResponse]
     """Newest first, bounded by limits.diagnostics_capacity, paged."""
+    ListProfiles: _grpc.UnaryUnaryMultiCallable[_management_service_pb2.ListProfilesRequest, _management_service_pb2.ListProfilesResponse]
 
-    ListProfiles: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListProfilesRequest,
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListProfilesResponse,
-    ]
-
-class ManagementServiceAsyncStub:
+@_typing.type_check_only
+class ManagementServiceAsyncStub(ManagementServiceStub):
     """The Runtime as a whole: summary, capabilities, limits, diagnostics, profiles."""
 
-    GetRuntime: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.GetRuntimeRequest,
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.GetRuntimeResponse,
-    ]
-
-    ListDiagnostics: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListDiagnosticsRequest,
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListDiagnosticsResponse,
-    ]
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetRuntime: _aio.UnaryUnaryMultiCallable[_management_service_pb2.GetRuntimeRequest, _management_service_pb2.GetRuntimeResponse]  # type: ignore[assignment]
+    ListDiagnostics: _aio.UnaryUnaryMultiCallable[_management_service_pb2.ListDiagnosticsRequest, _management_service_pb2.ListDiagnosticsResponse]  # type: ignore[assignment]
     """Newest first, bounded by limits.diagnostics_capacity, paged."""
+    ListProfiles: _aio.UnaryUnaryMultiCallable[_management_service_pb2.ListProfilesRequest, _management_service_pb2.ListProfilesResponse]  # type: ignore[assignment]
 
-    ListProfiles: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListProfilesRequest,
-        runtime_client._generated.worker_runtime.v1.management_service_pb2.ListProfilesResponse,
-    ]
-
-class ManagementServiceServicer(metaclass=abc.ABCMeta):
+class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     """The Runtime as a whole: summary, capabilities, limits, diagnostics, profiles."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def GetRuntime(
         self,
-        request: runtime_client._generated.worker_runtime.v1.management_service_pb2.GetRuntimeRequest,
+        request: _management_service_pb2.GetRuntimeRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.management_service_pb2.GetRuntimeResponse, collections.abc.Awaitable[worker_runtime.v1.management_service_pb2.GetRuntimeResponse]]: ...
+    ) -> _typing.Union[_management_service_pb2.GetRuntimeResponse, _abc.Awaitable[_management_service_pb2.GetRuntimeResponse]]: ...
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def ListDiagnostics(
         self,
-        request: runtime_client._generated.worker_runtime.v1.management_service_pb2.ListDiagnosticsRequest,
+        request: _management_service_pb2.ListDiagnosticsRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.management_service_pb2.ListDiagnosticsResponse, collections.abc.Awaitable[worker_runtime.v1.management_service_pb2.ListDiagnosticsResponse]]:
+    ) -> _typing.Union[_management_service_pb2.ListDiagnosticsResponse, _abc.Awaitable[_management_service_pb2.ListDiagnosticsResponse]]:
         """Newest first, bounded by limits.diagnostics_capacity, paged."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def ListProfiles(
         self,
-        request: runtime_client._generated.worker_runtime.v1.management_service_pb2.ListProfilesRequest,
+        request: _management_service_pb2.ListProfilesRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.management_service_pb2.ListProfilesResponse, collections.abc.Awaitable[worker_runtime.v1.management_service_pb2.ListProfilesResponse]]: ...
+    ) -> _typing.Union[_management_service_pb2.ListProfilesResponse, _abc.Awaitable[_management_service_pb2.ListProfilesResponse]]: ...
 
-def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
+def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

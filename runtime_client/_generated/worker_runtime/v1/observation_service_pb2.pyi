@@ -4,164 +4,197 @@
 isort:skip_file
 """
 
-import builtins
-import collections.abc
-import google.protobuf.descriptor
-import google.protobuf.internal.containers
-import google.protobuf.message
-import typing
-import runtime_client._generated.worker_runtime.v1.types_pb2
+from collections import abc as _abc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as _types_pb2
+import builtins as _builtins
+import sys
+import typing as _typing
 
-DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
-@typing.final
-class GetTranscriptRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+DESCRIPTOR: _descriptor.FileDescriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    PAGE_SIZE_FIELD_NUMBER: builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
-    page_size: builtins.int
-    page_token: builtins.str
+@_typing.final
+class GetTranscriptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        page_size: builtins.int = ...,
-        page_token: builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetTranscriptRequest = GetTranscriptRequest
+Global___GetTranscriptRequest: _TypeAlias = GetTranscriptRequest  # noqa: Y015
 
-@typing.final
-class GetTranscriptResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetTranscriptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    ENTRIES_FIELD_NUMBER: builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
-    TOTAL_SIZE_FIELD_NUMBER: builtins.int
-    next_page_token: builtins.str
-    total_size: builtins.int
-    @property
-    def entries(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[worker_runtime.v1.types_pb2.TranscriptEntry]: ...
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total_size: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.TranscriptEntry]: ...
     def __init__(
         self,
         *,
-        entries: collections.abc.Iterable[worker_runtime.v1.types_pb2.TranscriptEntry] | None = ...,
-        next_page_token: builtins.str = ...,
-        total_size: builtins.int = ...,
+        entries: _abc.Iterable[_types_pb2.TranscriptEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["entries", b"entries", "next_page_token", b"next_page_token", "total_size", b"total_size"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetTranscriptResponse = GetTranscriptResponse
+Global___GetTranscriptResponse: _TypeAlias = GetTranscriptResponse  # noqa: Y015
 
-@typing.final
-class ListEventsRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    AFTER_SEQ_FIELD_NUMBER: builtins.int
-    PAGE_SIZE_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
     """Only this worker's events (empty = the whole Runtime)."""
-    after_seq: builtins.int
+    after_seq: _builtins.int
     """Events with seq > after_seq; 0 = from the oldest retained."""
-    page_size: builtins.int
+    page_size: _builtins.int
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        after_seq: builtins.int = ...,
-        page_size: builtins.int = ...,
+        worker_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
+        page_size: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["after_seq", b"after_seq", "page_size", b"page_size", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "page_size", b"page_size", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListEventsRequest = ListEventsRequest
+Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
 
-@typing.final
-class ListEventsResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ListEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    EVENTS_FIELD_NUMBER: builtins.int
-    LAST_SEQ_FIELD_NUMBER: builtins.int
-    OLDEST_SEQ_FIELD_NUMBER: builtins.int
-    NEXT_AFTER_SEQ_FIELD_NUMBER: builtins.int
-    last_seq: builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    OLDEST_SEQ_FIELD_NUMBER: _builtins.int
+    NEXT_AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    last_seq: _builtins.int
     """The newest committed seq and the oldest retained seq when the page was read."""
-    oldest_seq: builtins.int
-    next_after_seq: builtins.int
+    oldest_seq: _builtins.int
+    next_after_seq: _builtins.int
     """The cursor for the next call (the last event's seq, or after_seq if none)."""
-    @property
-    def events(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[worker_runtime.v1.types_pb2.Event]: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Event]: ...
     def __init__(
         self,
         *,
-        events: collections.abc.Iterable[worker_runtime.v1.types_pb2.Event] | None = ...,
-        last_seq: builtins.int = ...,
-        oldest_seq: builtins.int = ...,
-        next_after_seq: builtins.int = ...,
+        events: _abc.Iterable[_types_pb2.Event] | None = ...,
+        last_seq: _builtins.int = ...,
+        oldest_seq: _builtins.int = ...,
+        next_after_seq: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["events", b"events", "last_seq", b"last_seq", "next_after_seq", b"next_after_seq", "oldest_seq", b"oldest_seq"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "last_seq", b"last_seq", "next_after_seq", b"next_after_seq", "oldest_seq", b"oldest_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ListEventsResponse = ListEventsResponse
+Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
 
-@typing.final
-class SubscribeEventsRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class SubscribeEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    AFTER_SEQ_FIELD_NUMBER: builtins.int
-    FROM_NOW_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
-    after_seq: builtins.int
-    from_now: builtins.bool
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    after_seq: _builtins.int
+    from_now: _builtins.bool
     """Only events committed after the subscription starts (after_seq is ignored)."""
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        after_seq: builtins.int = ...,
-        from_now: builtins.bool = ...,
+        worker_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
+        from_now: _builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["after_seq", b"after_seq", "from_now", b"from_now", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "from_now", b"from_now", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___SubscribeEventsRequest = SubscribeEventsRequest
+Global___SubscribeEventsRequest: _TypeAlias = SubscribeEventsRequest  # noqa: Y015
 
-@typing.final
-class GetUsageRequest(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
     """Empty = the whole Runtime."""
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetUsageRequest = GetUsageRequest
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
 
-@typing.final
-class GetUsageResponse(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class GetUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    USAGE_FIELD_NUMBER: builtins.int
-    RUNS_FIELD_NUMBER: builtins.int
-    runs: builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    runs: _builtins.int
     """How many runs the figure covers."""
-    @property
-    def usage(self) -> runtime_client._generated.worker_runtime.v1.types_pb2.Usage: ...
+    @_builtins.property
+    def usage(self) -> _types_pb2.Usage: ...
     def __init__(
         self,
         *,
-        usage: runtime_client._generated.worker_runtime.v1.types_pb2.Usage | None = ...,
-        runs: builtins.int = ...,
+        usage: _types_pb2.Usage | None = ...,
+        runs: _builtins.int = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["usage", b"usage"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["runs", b"runs", "usage", b"usage"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___GetUsageResponse = GetUsageResponse
+Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015

@@ -4,115 +4,99 @@
 isort:skip_file
 """
 
-import abc
-import collections.abc
-import grpc
-import grpc.aio
-import typing
-import runtime_client._generated.worker_runtime.v1.observation_service_pb2
-import runtime_client._generated.worker_runtime.v1.types_pb2
+from collections import abc as _abc
+from grpc import aio as _aio
+from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as _observation_service_pb2
+from runtime_client._generated.worker_runtime.v1 import types_pb2 as _types_pb2
+import abc as _abc_1
+import grpc as _grpc
+import sys
+import typing as _typing
 
-_T = typing.TypeVar("_T")
+if sys.version_info >= (3, 11):
+    from typing import Self as _Self
+else:
+    from typing_extensions import Self as _Self
 
-class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Iterator[_T], metaclass=abc.ABCMeta): ...
+_T = _typing.TypeVar("_T")
 
-class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
+class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+
+class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
+
+GRPC_GENERATED_VERSION: str
+GRPC_VERSION: str
 
 class ObservationServiceStub:
     """Transcripts, events (poll or subscribe), usage."""
 
-    def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
-    GetTranscript: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetTranscriptRequest,
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetTranscriptResponse,
-    ]
-
-    ListEvents: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.ListEventsRequest,
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.ListEventsResponse,
-    ]
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ObservationServiceAsyncStub: ...
+    GetTranscript: _grpc.UnaryUnaryMultiCallable[_observation_service_pb2.GetTranscriptRequest, _observation_service_pb2.GetTranscriptResponse]
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_observation_service_pb2.ListEventsRequest, _observation_service_pb2.ListEventsResponse]
     """Poll the event log by cursor."""
-
-    SubscribeEvents: grpc.UnaryStreamMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.SubscribeEventsRequest,
-        runtime_client._generated.worker_runtime.v1.types_pb2.Event,
-    ]
+    SubscribeEvents: _grpc.UnaryStreamMultiCallable[_observation_service_pb2.SubscribeEventsRequest, _types_pb2.Event]
     """Replay from after_seq, then tail live, with no gap; periodic heartbeats (seq 0).
     A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
     and resumes from its last seq. Each streamed message is an Event.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_observation_service_pb2.GetUsageRequest, _observation_service_pb2.GetUsageResponse]
 
-    GetUsage: grpc.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetUsageRequest,
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetUsageResponse,
-    ]
-
-class ObservationServiceAsyncStub:
+@_typing.type_check_only
+class ObservationServiceAsyncStub(ObservationServiceStub):
     """Transcripts, events (poll or subscribe), usage."""
 
-    GetTranscript: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetTranscriptRequest,
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetTranscriptResponse,
-    ]
-
-    ListEvents: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.ListEventsRequest,
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.ListEventsResponse,
-    ]
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetTranscript: _aio.UnaryUnaryMultiCallable[_observation_service_pb2.GetTranscriptRequest, _observation_service_pb2.GetTranscriptResponse]  # type: ignore[assignment]
+    ListEvents: _aio.UnaryUnaryMultiCallable[_observation_service_pb2.ListEventsRequest, _observation_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Poll the event log by cursor."""
-
-    SubscribeEvents: grpc.aio.UnaryStreamMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.SubscribeEventsRequest,
-        runtime_client._generated.worker_runtime.v1.types_pb2.Event,
-    ]
+    SubscribeEvents: _aio.UnaryStreamMultiCallable[_observation_service_pb2.SubscribeEventsRequest, _types_pb2.Event]  # type: ignore[assignment]
     """Replay from after_seq, then tail live, with no gap; periodic heartbeats (seq 0).
     A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
     and resumes from its last seq. Each streamed message is an Event.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
+    GetUsage: _aio.UnaryUnaryMultiCallable[_observation_service_pb2.GetUsageRequest, _observation_service_pb2.GetUsageResponse]  # type: ignore[assignment]
 
-    GetUsage: grpc.aio.UnaryUnaryMultiCallable[
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetUsageRequest,
-        runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetUsageResponse,
-    ]
-
-class ObservationServiceServicer(metaclass=abc.ABCMeta):
+class ObservationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Transcripts, events (poll or subscribe), usage."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def GetTranscript(
         self,
-        request: runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetTranscriptRequest,
+        request: _observation_service_pb2.GetTranscriptRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.observation_service_pb2.GetTranscriptResponse, collections.abc.Awaitable[worker_runtime.v1.observation_service_pb2.GetTranscriptResponse]]: ...
+    ) -> _typing.Union[_observation_service_pb2.GetTranscriptResponse, _abc.Awaitable[_observation_service_pb2.GetTranscriptResponse]]: ...
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def ListEvents(
         self,
-        request: runtime_client._generated.worker_runtime.v1.observation_service_pb2.ListEventsRequest,
+        request: _observation_service_pb2.ListEventsRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.observation_service_pb2.ListEventsResponse, collections.abc.Awaitable[worker_runtime.v1.observation_service_pb2.ListEventsResponse]]:
+    ) -> _typing.Union[_observation_service_pb2.ListEventsResponse, _abc.Awaitable[_observation_service_pb2.ListEventsResponse]]:
         """Poll the event log by cursor."""
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def SubscribeEvents(
         self,
-        request: runtime_client._generated.worker_runtime.v1.observation_service_pb2.SubscribeEventsRequest,
+        request: _observation_service_pb2.SubscribeEventsRequest,
         context: _ServicerContext,
-    ) -> typing.Union[collections.abc.Iterator[worker_runtime.v1.types_pb2.Event], collections.abc.AsyncIterator[worker_runtime.v1.types_pb2.Event]]:
+    ) -> _typing.Union[_abc.Iterator[_types_pb2.Event], _abc.AsyncIterator[_types_pb2.Event]]:
         """Replay from after_seq, then tail live, with no gap; periodic heartbeats (seq 0).
         A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
         and resumes from its last seq. Each streamed message is an Event.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
 
-    @abc.abstractmethod
+    @_abc_1.abstractmethod
     def GetUsage(
         self,
-        request: runtime_client._generated.worker_runtime.v1.observation_service_pb2.GetUsageRequest,
+        request: _observation_service_pb2.GetUsageRequest,
         context: _ServicerContext,
-    ) -> typing.Union[worker_runtime.v1.observation_service_pb2.GetUsageResponse, collections.abc.Awaitable[worker_runtime.v1.observation_service_pb2.GetUsageResponse]]: ...
+    ) -> _typing.Union[_observation_service_pb2.GetUsageResponse, _abc.Awaitable[_observation_service_pb2.GetUsageResponse]]: ...
 
-def add_ObservationServiceServicer_to_server(servicer: ObservationServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
+def add_ObservationServiceServicer_to_server(servicer: ObservationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,29 +4,29 @@
 isort:skip_file
 """
 
-import builtins
-import collections.abc
-import google.protobuf.descriptor
-import google.protobuf.internal.containers
-import google.protobuf.internal.enum_type_wrapper
-import google.protobuf.message
-import google.protobuf.timestamp_pb2
+from collections import abc as _abc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+import builtins as _builtins
 import sys
-import typing
+import typing as _typing
 
-if sys.version_info >= (3, 10):
-    import typing as typing_extensions
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    import typing_extensions
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
-DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+DESCRIPTOR: _descriptor.FileDescriptor
 
 class _WorkerState:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WorkerStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_WorkerState.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _WorkerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WorkerState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     WORKER_STATE_UNSPECIFIED: _WorkerState.ValueType  # 0
     WORKER_STATE_IDLE: _WorkerState.ValueType  # 1
     WORKER_STATE_RUNNING: _WorkerState.ValueType  # 2
@@ -39,14 +39,14 @@ WORKER_STATE_UNSPECIFIED: WorkerState.ValueType  # 0
 WORKER_STATE_IDLE: WorkerState.ValueType  # 1
 WORKER_STATE_RUNNING: WorkerState.ValueType  # 2
 WORKER_STATE_STOPPED: WorkerState.ValueType  # 3
-global___WorkerState = WorkerState
+Global___WorkerState: _TypeAlias = WorkerState  # noqa: Y015
 
 class _RunState:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RunStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RunState.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     RUN_STATE_UNSPECIFIED: _RunState.ValueType  # 0
     RUN_STATE_QUEUED: _RunState.ValueType  # 1
     RUN_STATE_RUNNING: _RunState.ValueType  # 2
@@ -71,14 +71,14 @@ RUN_STATE_INTERRUPTED: RunState.ValueType  # 6
 """The Runtime stopped or crashed while the run was active or queued (set on shutdown or on
 the next start: never a zombie RUNNING).
 """
-global___RunState = RunState
+Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _BusyPolicy:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _BusyPolicyEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_BusyPolicy.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _BusyPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BusyPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     BUSY_POLICY_UNSPECIFIED: _BusyPolicy.ValueType  # 0
     BUSY_POLICY_REJECT: _BusyPolicy.ValueType  # 1
     """Fail with FAILED_PRECONDITION / WORKER_BUSY, carrying the active run id."""
@@ -97,14 +97,14 @@ BUSY_POLICY_ENQUEUE: BusyPolicy.ValueType  # 2
 """Queue the input (bounded; full -> RESOURCE_EXHAUSTED / QUEUE_FULL)."""
 BUSY_POLICY_INTERRUPT: BusyPolicy.ValueType  # 3
 """Cancel the active run and run this input next."""
-global___BusyPolicy = BusyPolicy
+Global___BusyPolicy: _TypeAlias = BusyPolicy  # noqa: Y015
 
 class _MountMode:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _MountModeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_MountMode.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _MountModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MountMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     MOUNT_MODE_UNSPECIFIED: _MountMode.ValueType  # 0
     MOUNT_MODE_READ_ONLY: _MountMode.ValueType  # 1
     MOUNT_MODE_READ_WRITE: _MountMode.ValueType  # 2
@@ -114,14 +114,14 @@ class MountMode(_MountMode, metaclass=_MountModeEnumTypeWrapper): ...
 MOUNT_MODE_UNSPECIFIED: MountMode.ValueType  # 0
 MOUNT_MODE_READ_ONLY: MountMode.ValueType  # 1
 MOUNT_MODE_READ_WRITE: MountMode.ValueType  # 2
-global___MountMode = MountMode
+Global___MountMode: _TypeAlias = MountMode  # noqa: Y015
 
 class _Role:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RoleEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_Role.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     ROLE_UNSPECIFIED: _Role.ValueType  # 0
     ROLE_USER: _Role.ValueType  # 1
     ROLE_ASSISTANT: _Role.ValueType  # 2
@@ -133,14 +133,14 @@ ROLE_UNSPECIFIED: Role.ValueType  # 0
 ROLE_USER: Role.ValueType  # 1
 ROLE_ASSISTANT: Role.ValueType  # 2
 ROLE_TOOL: Role.ValueType  # 3
-global___Role = Role
+Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _DiagnosticLevel:
-    ValueType = typing.NewType("ValueType", builtins.int)
-    V: typing_extensions.TypeAlias = ValueType
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _DiagnosticLevelEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DiagnosticLevel.ValueType], builtins.type):
-    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+class _DiagnosticLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DiagnosticLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
     DIAGNOSTIC_LEVEL_UNSPECIFIED: _DiagnosticLevel.ValueType  # 0
     DIAGNOSTIC_LEVEL_INFO: _DiagnosticLevel.ValueType  # 1
     DIAGNOSTIC_LEVEL_WARNING: _DiagnosticLevel.ValueType  # 2
@@ -152,735 +152,841 @@ DIAGNOSTIC_LEVEL_UNSPECIFIED: DiagnosticLevel.ValueType  # 0
 DIAGNOSTIC_LEVEL_INFO: DiagnosticLevel.ValueType  # 1
 DIAGNOSTIC_LEVEL_WARNING: DiagnosticLevel.ValueType  # 2
 DIAGNOSTIC_LEVEL_ERROR: DiagnosticLevel.ValueType  # 3
-global___DiagnosticLevel = DiagnosticLevel
+Global___DiagnosticLevel: _TypeAlias = DiagnosticLevel  # noqa: Y015
 
-@typing.final
-class Usage(google.protobuf.message.Message):
+@_typing.final
+class Usage(_message.Message):
     """Token usage, normalised across providers."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_TOKENS_FIELD_NUMBER: builtins.int
-    OUTPUT_TOKENS_FIELD_NUMBER: builtins.int
-    CACHE_READ_TOKENS_FIELD_NUMBER: builtins.int
-    CACHE_WRITE_TOKENS_FIELD_NUMBER: builtins.int
-    REASONING_TOKENS_FIELD_NUMBER: builtins.int
-    TOTAL_TOKENS_FIELD_NUMBER: builtins.int
-    input_tokens: builtins.int
-    output_tokens: builtins.int
-    cache_read_tokens: builtins.int
-    cache_write_tokens: builtins.int
-    reasoning_tokens: builtins.int
-    total_tokens: builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_READ_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
+    input_tokens: _builtins.int
+    output_tokens: _builtins.int
+    cache_read_tokens: _builtins.int
+    cache_write_tokens: _builtins.int
+    reasoning_tokens: _builtins.int
+    total_tokens: _builtins.int
     def __init__(
         self,
         *,
-        input_tokens: builtins.int = ...,
-        output_tokens: builtins.int = ...,
-        cache_read_tokens: builtins.int = ...,
-        cache_write_tokens: builtins.int = ...,
-        reasoning_tokens: builtins.int = ...,
-        total_tokens: builtins.int = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        cache_read_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
+        total_tokens: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["cache_read_tokens", b"cache_read_tokens", "cache_write_tokens", b"cache_write_tokens", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_read_tokens", b"cache_read_tokens", "cache_write_tokens", b"cache_write_tokens", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Usage = Usage
+Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
-@typing.final
-class Mount(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class Mount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    PATH_FIELD_NUMBER: builtins.int
-    MODE_FIELD_NUMBER: builtins.int
-    path: builtins.str
-    mode: global___MountMode.ValueType
+    PATH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    mode: Global___MountMode.ValueType
     def __init__(
         self,
         *,
-        path: builtins.str = ...,
-        mode: global___MountMode.ValueType = ...,
+        path: _builtins.str = ...,
+        mode: Global___MountMode.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["mode", b"mode", "path", b"path"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Mount = Mount
+Global___Mount: _TypeAlias = Mount  # noqa: Y015
 
-@typing.final
-class Workspace(google.protobuf.message.Message):
+@_typing.final
+class Workspace(_message.Message):
     """An optional filesystem scope for a worker's tools."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    ROOT_FIELD_NUMBER: builtins.int
-    MOUNTS_FIELD_NUMBER: builtins.int
-    root: builtins.str
-    @property
-    def mounts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Mount]: ...
+    ROOT_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
+    root: _builtins.str
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mount]: ...
     def __init__(
         self,
         *,
-        root: builtins.str = ...,
-        mounts: collections.abc.Iterable[global___Mount] | None = ...,
+        root: _builtins.str = ...,
+        mounts: _abc.Iterable[Global___Mount] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["mounts", b"mounts", "root", b"root"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mounts", b"mounts", "root", b"root"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Workspace = Workspace
+Global___Workspace: _TypeAlias = Workspace  # noqa: Y015
 
-@typing.final
-class ConfigBundleRef(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ConfigBundleRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    ID_FIELD_NUMBER: builtins.int
-    DIGEST_FIELD_NUMBER: builtins.int
-    id: builtins.str
-    digest: builtins.str
+    ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    digest: _builtins.str
     def __init__(
         self,
         *,
-        id: builtins.str = ...,
-        digest: builtins.str = ...,
+        id: _builtins.str = ...,
+        digest: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["digest", b"digest", "id", b"id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ConfigBundleRef = ConfigBundleRef
+Global___ConfigBundleRef: _TypeAlias = ConfigBundleRef  # noqa: Y015
 
-@typing.final
-class Worker(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class Worker(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    @typing.final
-    class LabelsEntry(google.protobuf.message.Message):
-        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
 
-        KEY_FIELD_NUMBER: builtins.int
-        VALUE_FIELD_NUMBER: builtins.int
-        key: builtins.str
-        value: builtins.str
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
         def __init__(
             self,
             *,
-            key: builtins.str = ...,
-            value: builtins.str = ...,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
         ) -> None: ...
-        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    RUNTIME_ID_FIELD_NUMBER: builtins.int
-    STATE_FIELD_NUMBER: builtins.int
-    PROFILE_FIELD_NUMBER: builtins.int
-    DISPLAY_NAME_FIELD_NUMBER: builtins.int
-    LABELS_FIELD_NUMBER: builtins.int
-    ACTIVE_RUN_ID_FIELD_NUMBER: builtins.int
-    CREATED_AT_FIELD_NUMBER: builtins.int
-    USAGE_FIELD_NUMBER: builtins.int
-    WORKSPACE_FIELD_NUMBER: builtins.int
-    CONFIG_BUNDLE_FIELD_NUMBER: builtins.int
-    QUEUED_RUNS_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
-    runtime_id: builtins.str
-    state: global___WorkerState.ValueType
-    profile: builtins.str
-    display_name: builtins.str
-    active_run_id: builtins.str
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    RUNTIME_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    ACTIVE_RUN_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    WORKSPACE_FIELD_NUMBER: _builtins.int
+    CONFIG_BUNDLE_FIELD_NUMBER: _builtins.int
+    QUEUED_RUNS_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    runtime_id: _builtins.str
+    state: Global___WorkerState.ValueType
+    profile: _builtins.str
+    display_name: _builtins.str
+    active_run_id: _builtins.str
     """The run in progress, empty when idle."""
-    queued_runs: builtins.int
+    queued_runs: _builtins.int
     """Inputs waiting behind the active run (busy policy ENQUEUE)."""
-    @property
-    def labels(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
-    @property
-    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def usage(self) -> global___Usage: ...
-    @property
-    def workspace(self) -> global___Workspace: ...
-    @property
-    def config_bundle(self) -> global___ConfigBundleRef: ...
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def usage(self) -> Global___Usage: ...
+    @_builtins.property
+    def workspace(self) -> Global___Workspace: ...
+    @_builtins.property
+    def config_bundle(self) -> Global___ConfigBundleRef: ...
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        runtime_id: builtins.str = ...,
-        state: global___WorkerState.ValueType = ...,
-        profile: builtins.str = ...,
-        display_name: builtins.str = ...,
-        labels: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
-        active_run_id: builtins.str = ...,
-        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        usage: global___Usage | None = ...,
-        workspace: global___Workspace | None = ...,
-        config_bundle: global___ConfigBundleRef | None = ...,
-        queued_runs: builtins.int = ...,
+        worker_id: _builtins.str = ...,
+        runtime_id: _builtins.str = ...,
+        state: Global___WorkerState.ValueType = ...,
+        profile: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        active_run_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        usage: Global___Usage | None = ...,
+        workspace: Global___Workspace | None = ...,
+        config_bundle: Global___ConfigBundleRef | None = ...,
+        queued_runs: _builtins.int = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["config_bundle", b"config_bundle", "created_at", b"created_at", "usage", b"usage", "workspace", b"workspace"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["active_run_id", b"active_run_id", "config_bundle", b"config_bundle", "created_at", b"created_at", "display_name", b"display_name", "labels", b"labels", "profile", b"profile", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "state", b"state", "usage", b"usage", "worker_id", b"worker_id", "workspace", b"workspace"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_bundle", b"config_bundle", "created_at", b"created_at", "usage", b"usage", "workspace", b"workspace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_run_id", b"active_run_id", "config_bundle", b"config_bundle", "created_at", b"created_at", "display_name", b"display_name", "labels", b"labels", "profile", b"profile", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "state", b"state", "usage", b"usage", "worker_id", b"worker_id", "workspace", b"workspace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Worker = Worker
+Global___Worker: _TypeAlias = Worker  # noqa: Y015
 
-@typing.final
-class RunError(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class RunError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    CODE_FIELD_NUMBER: builtins.int
-    MESSAGE_FIELD_NUMBER: builtins.int
-    code: builtins.str
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
     """A stable reason, e.g. CANCELLED, INTERRUPTED, LIMIT_REACHED, PROVIDER_HTTP_ERROR."""
-    message: builtins.str
+    message: _builtins.str
     def __init__(
         self,
         *,
-        code: builtins.str = ...,
-        message: builtins.str = ...,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["code", b"code", "message", b"message"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___RunError = RunError
+Global___RunError: _TypeAlias = RunError  # noqa: Y015
 
-@typing.final
-class Run(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class Run(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_ID_FIELD_NUMBER: builtins.int
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    STATE_FIELD_NUMBER: builtins.int
-    CREATED_AT_FIELD_NUMBER: builtins.int
-    STARTED_AT_FIELD_NUMBER: builtins.int
-    FINISHED_AT_FIELD_NUMBER: builtins.int
-    USAGE_FIELD_NUMBER: builtins.int
-    ERROR_FIELD_NUMBER: builtins.int
-    STOP_REASON_FIELD_NUMBER: builtins.int
-    run_id: builtins.str
-    worker_id: builtins.str
-    state: global___RunState.ValueType
-    stop_reason: builtins.str
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    STOP_REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    worker_id: _builtins.str
+    state: Global___RunState.ValueType
+    stop_reason: _builtins.str
     """Why the model stopped (end_turn, length, tool_use, ...), when the run completed."""
-    @property
-    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def started_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def usage(self) -> global___Usage: ...
-    @property
-    def error(self) -> global___RunError: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def usage(self) -> Global___Usage: ...
+    @_builtins.property
+    def error(self) -> Global___RunError: ...
     def __init__(
         self,
         *,
-        run_id: builtins.str = ...,
-        worker_id: builtins.str = ...,
-        state: global___RunState.ValueType = ...,
-        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        started_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        finished_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        usage: global___Usage | None = ...,
-        error: global___RunError | None = ...,
-        stop_reason: builtins.str = ...,
+        run_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        state: Global___RunState.ValueType = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        usage: Global___Usage | None = ...,
+        error: Global___RunError | None = ...,
+        stop_reason: _builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "started_at", b"started_at", "usage", b"usage"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "run_id", b"run_id", "started_at", b"started_at", "state", b"state", "stop_reason", b"stop_reason", "usage", b"usage", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "started_at", b"started_at", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "run_id", b"run_id", "started_at", b"started_at", "state", b"state", "stop_reason", b"stop_reason", "usage", b"usage", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Run = Run
+Global___Run: _TypeAlias = Run  # noqa: Y015
 
-@typing.final
-class ToolCall(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ToolCall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    CALL_ID_FIELD_NUMBER: builtins.int
-    NAME_FIELD_NUMBER: builtins.int
-    ARGUMENTS_FIELD_NUMBER: builtins.int
-    call_id: builtins.str
-    name: builtins.str
-    arguments: builtins.str
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    name: _builtins.str
+    arguments: _builtins.str
     """The JSON arguments as the model produced them."""
     def __init__(
         self,
         *,
-        call_id: builtins.str = ...,
-        name: builtins.str = ...,
-        arguments: builtins.str = ...,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["arguments", b"arguments", "call_id", b"call_id", "name", b"name"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "call_id", b"call_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ToolCall = ToolCall
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
 
-@typing.final
-class Message(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class Message(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    ROLE_FIELD_NUMBER: builtins.int
-    TEXT_FIELD_NUMBER: builtins.int
-    REASONING_FIELD_NUMBER: builtins.int
-    TOOL_CALLS_FIELD_NUMBER: builtins.int
-    TOOL_CALL_ID_FIELD_NUMBER: builtins.int
-    TOOL_NAME_FIELD_NUMBER: builtins.int
-    IS_ERROR_FIELD_NUMBER: builtins.int
-    STOP_REASON_FIELD_NUMBER: builtins.int
-    role: global___Role.ValueType
-    text: builtins.str
-    reasoning: builtins.str
-    tool_call_id: builtins.str
+    ROLE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    IS_ERROR_FIELD_NUMBER: _builtins.int
+    STOP_REASON_FIELD_NUMBER: _builtins.int
+    role: Global___Role.ValueType
+    text: _builtins.str
+    reasoning: _builtins.str
+    tool_call_id: _builtins.str
     """For ROLE_TOOL: the call this result answers."""
-    tool_name: builtins.str
-    is_error: builtins.bool
-    stop_reason: builtins.str
-    @property
-    def tool_calls(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ToolCall]: ...
+    tool_name: _builtins.str
+    is_error: _builtins.bool
+    stop_reason: _builtins.str
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]: ...
     def __init__(
         self,
         *,
-        role: global___Role.ValueType = ...,
-        text: builtins.str = ...,
-        reasoning: builtins.str = ...,
-        tool_calls: collections.abc.Iterable[global___ToolCall] | None = ...,
-        tool_call_id: builtins.str = ...,
-        tool_name: builtins.str = ...,
-        is_error: builtins.bool = ...,
-        stop_reason: builtins.str = ...,
+        role: Global___Role.ValueType = ...,
+        text: _builtins.str = ...,
+        reasoning: _builtins.str = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        is_error: _builtins.bool = ...,
+        stop_reason: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["is_error", b"is_error", "reasoning", b"reasoning", "role", b"role", "stop_reason", b"stop_reason", "text", b"text", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls", "tool_name", b"tool_name"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_error", b"is_error", "reasoning", b"reasoning", "role", b"role", "stop_reason", b"stop_reason", "text", b"text", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls", "tool_name", b"tool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Message = Message
+Global___Message: _TypeAlias = Message  # noqa: Y015
 
-@typing.final
-class TranscriptEntry(google.protobuf.message.Message):
+@_typing.final
+class TranscriptEntry(_message.Message):
     """One committed entry of a worker's history: the same history the engine sends to the model."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    INDEX_FIELD_NUMBER: builtins.int
-    RUN_ID_FIELD_NUMBER: builtins.int
-    CREATED_AT_FIELD_NUMBER: builtins.int
-    MESSAGE_FIELD_NUMBER: builtins.int
-    worker_id: builtins.str
-    index: builtins.int
-    run_id: builtins.str
-    @property
-    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def message(self) -> global___Message: ...
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    index: _builtins.int
+    run_id: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def message(self) -> Global___Message: ...
     def __init__(
         self,
         *,
-        worker_id: builtins.str = ...,
-        index: builtins.int = ...,
-        run_id: builtins.str = ...,
-        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        message: global___Message | None = ...,
+        worker_id: _builtins.str = ...,
+        index: _builtins.int = ...,
+        run_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        message: Global___Message | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "message", b"message"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "index", b"index", "message", b"message", "run_id", b"run_id", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "index", b"index", "message", b"message", "run_id", b"run_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___TranscriptEntry = TranscriptEntry
+Global___TranscriptEntry: _TypeAlias = TranscriptEntry  # noqa: Y015
 
-@typing.final
-class Diagnostic(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class Diagnostic(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    LEVEL_FIELD_NUMBER: builtins.int
-    CODE_FIELD_NUMBER: builtins.int
-    MESSAGE_FIELD_NUMBER: builtins.int
-    TIME_FIELD_NUMBER: builtins.int
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    RUN_ID_FIELD_NUMBER: builtins.int
-    level: global___DiagnosticLevel.ValueType
-    code: builtins.str
-    message: builtins.str
-    worker_id: builtins.str
-    run_id: builtins.str
-    @property
-    def time(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    LEVEL_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    level: Global___DiagnosticLevel.ValueType
+    code: _builtins.str
+    message: _builtins.str
+    worker_id: _builtins.str
+    run_id: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
-        level: global___DiagnosticLevel.ValueType = ...,
-        code: builtins.str = ...,
-        message: builtins.str = ...,
-        time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        worker_id: builtins.str = ...,
-        run_id: builtins.str = ...,
+        level: Global___DiagnosticLevel.ValueType = ...,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        worker_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["time", b"time"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["code", b"code", "level", b"level", "message", b"message", "run_id", b"run_id", "time", b"time", "worker_id", b"worker_id"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "level", b"level", "message", b"message", "run_id", b"run_id", "time", b"time", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Diagnostic = Diagnostic
+Global___Diagnostic: _TypeAlias = Diagnostic  # noqa: Y015
 
-@typing.final
-class WorkerCreated(google.protobuf.message.Message):
+@_typing.final
+class WorkerCreated(_message.Message):
     """--- event payloads -------------------------------------------------------------------------"""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    WORKER_FIELD_NUMBER: builtins.int
-    @property
-    def worker(self) -> global___Worker: ...
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> Global___Worker: ...
     def __init__(
         self,
         *,
-        worker: global___Worker | None = ...,
+        worker: Global___Worker | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["worker", b"worker"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["worker", b"worker"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___WorkerCreated = WorkerCreated
+Global___WorkerCreated: _TypeAlias = WorkerCreated  # noqa: Y015
 
-@typing.final
-class WorkerStateChanged(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class WorkerStateChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    PREVIOUS_FIELD_NUMBER: builtins.int
-    STATE_FIELD_NUMBER: builtins.int
-    previous: global___WorkerState.ValueType
-    state: global___WorkerState.ValueType
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    previous: Global___WorkerState.ValueType
+    state: Global___WorkerState.ValueType
     def __init__(
         self,
         *,
-        previous: global___WorkerState.ValueType = ...,
-        state: global___WorkerState.ValueType = ...,
+        previous: Global___WorkerState.ValueType = ...,
+        state: Global___WorkerState.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["previous", b"previous", "state", b"state"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous", b"previous", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___WorkerStateChanged = WorkerStateChanged
+Global___WorkerStateChanged: _TypeAlias = WorkerStateChanged  # noqa: Y015
 
-@typing.final
-class RunQueued(google.protobuf.message.Message):
+@_typing.final
+class RunQueued(_message.Message):
     """The input was accepted. SendInputResponse.seq is this event's seq."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_FIELD_NUMBER: builtins.int
-    @property
-    def run(self) -> global___Run: ...
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
     def __init__(
         self,
         *,
-        run: global___Run | None = ...,
+        run: Global___Run | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["run", b"run"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["run", b"run"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___RunQueued = RunQueued
+Global___RunQueued: _TypeAlias = RunQueued  # noqa: Y015
 
-@typing.final
-class RunStarted(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class RunStarted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_FIELD_NUMBER: builtins.int
-    @property
-    def run(self) -> global___Run: ...
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
     def __init__(
         self,
         *,
-        run: global___Run | None = ...,
+        run: Global___Run | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["run", b"run"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["run", b"run"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___RunStarted = RunStarted
+Global___RunStarted: _TypeAlias = RunStarted  # noqa: Y015
 
-@typing.final
-class InputCommitted(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class InputCommitted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    ENTRY_FIELD_NUMBER: builtins.int
-    @property
-    def entry(self) -> global___TranscriptEntry: ...
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___TranscriptEntry: ...
     def __init__(
         self,
         *,
-        entry: global___TranscriptEntry | None = ...,
+        entry: Global___TranscriptEntry | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["entry", b"entry"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["entry", b"entry"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___InputCommitted = InputCommitted
+Global___InputCommitted: _TypeAlias = InputCommitted  # noqa: Y015
 
-@typing.final
-class TextDelta(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class TextDelta(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    TEXT_FIELD_NUMBER: builtins.int
-    text: builtins.str
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
     def __init__(
         self,
         *,
-        text: builtins.str = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["text", b"text"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___TextDelta = TextDelta
+Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
 
-@typing.final
-class ReasoningDelta(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ReasoningDelta(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    TEXT_FIELD_NUMBER: builtins.int
-    text: builtins.str
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
     def __init__(
         self,
         *,
-        text: builtins.str = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["text", b"text"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ReasoningDelta = ReasoningDelta
+Global___ReasoningDelta: _TypeAlias = ReasoningDelta  # noqa: Y015
 
-@typing.final
-class ToolCallStarted(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ToolCallStarted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    CALL_ID_FIELD_NUMBER: builtins.int
-    TOOL_NAME_FIELD_NUMBER: builtins.int
-    ARGUMENTS_FIELD_NUMBER: builtins.int
-    call_id: builtins.str
-    tool_name: builtins.str
-    arguments: builtins.str
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    tool_name: _builtins.str
+    arguments: _builtins.str
     def __init__(
         self,
         *,
-        call_id: builtins.str = ...,
-        tool_name: builtins.str = ...,
-        arguments: builtins.str = ...,
+        call_id: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["arguments", b"arguments", "call_id", b"call_id", "tool_name", b"tool_name"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "call_id", b"call_id", "tool_name", b"tool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ToolCallStarted = ToolCallStarted
+Global___ToolCallStarted: _TypeAlias = ToolCallStarted  # noqa: Y015
 
-@typing.final
-class ToolCallFinished(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class ToolCallFinished(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    CALL_ID_FIELD_NUMBER: builtins.int
-    TOOL_NAME_FIELD_NUMBER: builtins.int
-    RESULT_FIELD_NUMBER: builtins.int
-    IS_ERROR_FIELD_NUMBER: builtins.int
-    call_id: builtins.str
-    tool_name: builtins.str
-    result: builtins.str
-    is_error: builtins.bool
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    IS_ERROR_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    tool_name: _builtins.str
+    result: _builtins.str
+    is_error: _builtins.bool
     def __init__(
         self,
         *,
-        call_id: builtins.str = ...,
-        tool_name: builtins.str = ...,
-        result: builtins.str = ...,
-        is_error: builtins.bool = ...,
+        call_id: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        result: _builtins.str = ...,
+        is_error: _builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["call_id", b"call_id", "is_error", b"is_error", "result", b"result", "tool_name", b"tool_name"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "is_error", b"is_error", "result", b"result", "tool_name", b"tool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___ToolCallFinished = ToolCallFinished
+Global___ToolCallFinished: _TypeAlias = ToolCallFinished  # noqa: Y015
 
-@typing.final
-class MessageCommitted(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class MessageCommitted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    ENTRY_FIELD_NUMBER: builtins.int
-    @property
-    def entry(self) -> global___TranscriptEntry: ...
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___TranscriptEntry: ...
     def __init__(
         self,
         *,
-        entry: global___TranscriptEntry | None = ...,
+        entry: Global___TranscriptEntry | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["entry", b"entry"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["entry", b"entry"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___MessageCommitted = MessageCommitted
+Global___MessageCommitted: _TypeAlias = MessageCommitted  # noqa: Y015
 
-@typing.final
-class UsageReported(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class UsageReported(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    USAGE_FIELD_NUMBER: builtins.int
-    @property
-    def usage(self) -> global___Usage: ...
+    USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def usage(self) -> Global___Usage: ...
     def __init__(
         self,
         *,
-        usage: global___Usage | None = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["usage", b"usage"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["usage", b"usage"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___UsageReported = UsageReported
+Global___UsageReported: _TypeAlias = UsageReported  # noqa: Y015
 
-@typing.final
-class PartialDiscarded(google.protobuf.message.Message):
+@_typing.final
+class PartialDiscarded(_message.Message):
     """The provider stream failed midway and is being retried: drop this run's text and reasoning
     deltas received since its last MessageCommitted; they will be streamed again.
     """
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    REASON_FIELD_NUMBER: builtins.int
-    reason: builtins.str
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
     def __init__(
         self,
         *,
-        reason: builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["reason", b"reason"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___PartialDiscarded = PartialDiscarded
+Global___PartialDiscarded: _TypeAlias = PartialDiscarded  # noqa: Y015
 
-@typing.final
-class RunFinished(google.protobuf.message.Message):
+@_typing.final
+class RunFinished(_message.Message):
     """Exactly one per run: its terminal state, error and usage."""
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    RUN_FIELD_NUMBER: builtins.int
-    @property
-    def run(self) -> global___Run: ...
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
     def __init__(
         self,
         *,
-        run: global___Run | None = ...,
+        run: Global___Run | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["run", b"run"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["run", b"run"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___RunFinished = RunFinished
+Global___RunFinished: _TypeAlias = RunFinished  # noqa: Y015
 
-@typing.final
-class WorkerStopped(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class WorkerStopped(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-    REASON_FIELD_NUMBER: builtins.int
-    reason: builtins.str
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
     def __init__(
         self,
         *,
-        reason: builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["reason", b"reason"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___WorkerStopped = WorkerStopped
+Global___WorkerStopped: _TypeAlias = WorkerStopped  # noqa: Y015
 
-@typing.final
-class WorkerDeleted(google.protobuf.message.Message):
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+@_typing.final
+class WorkerDeleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___WorkerDeleted = WorkerDeleted
+Global___WorkerDeleted: _TypeAlias = WorkerDeleted  # noqa: Y015
 
-@typing.final
-class Heartbeat(google.protobuf.message.Message):
+@_typing.final
+class Heartbeat(_message.Message):
     """Sent on live subscriptions when nothing else happened for a while, so a client can tell
     "quiet" from "cut". Carries no seq (Event.seq = 0); last_seq is the last seq this stream
     delivered, the cursor to resume from.
     """
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    LAST_SEQ_FIELD_NUMBER: builtins.int
-    last_seq: builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    last_seq: _builtins.int
     def __init__(
         self,
         *,
-        last_seq: builtins.int = ...,
+        last_seq: _builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["last_seq", b"last_seq"]) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seq", b"last_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-global___Heartbeat = Heartbeat
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
 
-@typing.final
-class Event(google.protobuf.message.Message):
+@_typing.final
+class Event(_message.Message):
     """Anything observable that happened in the Runtime. seq is strictly increasing across the whole
     Runtime and never reused (0 only for heartbeats).
     """
 
-    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+    DESCRIPTOR: _descriptor.Descriptor
 
-    SEQ_FIELD_NUMBER: builtins.int
-    WORKER_ID_FIELD_NUMBER: builtins.int
-    RUN_ID_FIELD_NUMBER: builtins.int
-    TIME_FIELD_NUMBER: builtins.int
-    WORKER_CREATED_FIELD_NUMBER: builtins.int
-    WORKER_STATE_CHANGED_FIELD_NUMBER: builtins.int
-    RUN_QUEUED_FIELD_NUMBER: builtins.int
-    RUN_STARTED_FIELD_NUMBER: builtins.int
-    INPUT_COMMITTED_FIELD_NUMBER: builtins.int
-    TEXT_DELTA_FIELD_NUMBER: builtins.int
-    REASONING_DELTA_FIELD_NUMBER: builtins.int
-    TOOL_CALL_STARTED_FIELD_NUMBER: builtins.int
-    TOOL_CALL_FINISHED_FIELD_NUMBER: builtins.int
-    MESSAGE_COMMITTED_FIELD_NUMBER: builtins.int
-    USAGE_REPORTED_FIELD_NUMBER: builtins.int
-    PARTIAL_DISCARDED_FIELD_NUMBER: builtins.int
-    RUN_FINISHED_FIELD_NUMBER: builtins.int
-    WORKER_STOPPED_FIELD_NUMBER: builtins.int
-    WORKER_DELETED_FIELD_NUMBER: builtins.int
-    DIAGNOSTIC_FIELD_NUMBER: builtins.int
-    HEARTBEAT_FIELD_NUMBER: builtins.int
-    seq: builtins.int
-    worker_id: builtins.str
-    run_id: builtins.str
-    @property
-    def time(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
-    @property
-    def worker_created(self) -> global___WorkerCreated: ...
-    @property
-    def worker_state_changed(self) -> global___WorkerStateChanged: ...
-    @property
-    def run_queued(self) -> global___RunQueued: ...
-    @property
-    def run_started(self) -> global___RunStarted: ...
-    @property
-    def input_committed(self) -> global___InputCommitted: ...
-    @property
-    def text_delta(self) -> global___TextDelta: ...
-    @property
-    def reasoning_delta(self) -> global___ReasoningDelta: ...
-    @property
-    def tool_call_started(self) -> global___ToolCallStarted: ...
-    @property
-    def tool_call_finished(self) -> global___ToolCallFinished: ...
-    @property
-    def message_committed(self) -> global___MessageCommitted: ...
-    @property
-    def usage_reported(self) -> global___UsageReported: ...
-    @property
-    def partial_discarded(self) -> global___PartialDiscarded: ...
-    @property
-    def run_finished(self) -> global___RunFinished: ...
-    @property
-    def worker_stopped(self) -> global___WorkerStopped: ...
-    @property
-    def worker_deleted(self) -> global___WorkerDeleted: ...
-    @property
-    def diagnostic(self) -> global___Diagnostic: ...
-    @property
-    def heartbeat(self) -> global___Heartbeat: ...
+    SEQ_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    WORKER_CREATED_FIELD_NUMBER: _builtins.int
+    WORKER_STATE_CHANGED_FIELD_NUMBER: _builtins.int
+    RUN_QUEUED_FIELD_NUMBER: _builtins.int
+    RUN_STARTED_FIELD_NUMBER: _builtins.int
+    INPUT_COMMITTED_FIELD_NUMBER: _builtins.int
+    TEXT_DELTA_FIELD_NUMBER: _builtins.int
+    REASONING_DELTA_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_STARTED_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FINISHED_FIELD_NUMBER: _builtins.int
+    MESSAGE_COMMITTED_FIELD_NUMBER: _builtins.int
+    USAGE_REPORTED_FIELD_NUMBER: _builtins.int
+    PARTIAL_DISCARDED_FIELD_NUMBER: _builtins.int
+    RUN_FINISHED_FIELD_NUMBER: _builtins.int
+    WORKER_STOPPED_FIELD_NUMBER: _builtins.int
+    WORKER_DELETED_FIELD_NUMBER: _builtins.int
+    DIAGNOSTIC_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    worker_id: _builtins.str
+    run_id: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def worker_created(self) -> Global___WorkerCreated: ...
+    @_builtins.property
+    def worker_state_changed(self) -> Global___WorkerStateChanged: ...
+    @_builtins.property
+    def run_queued(self) -> Global___RunQueued: ...
+    @_builtins.property
+    def run_started(self) -> Global___RunStarted: ...
+    @_builtins.property
+    def input_committed(self) -> Global___InputCommitted: ...
+    @_builtins.property
+    def text_delta(self) -> Global___TextDelta: ...
+    @_builtins.property
+    def reasoning_delta(self) -> Global___ReasoningDelta: ...
+    @_builtins.property
+    def tool_call_started(self) -> Global___ToolCallStarted: ...
+    @_builtins.property
+    def tool_call_finished(self) -> Global___ToolCallFinished: ...
+    @_builtins.property
+    def message_committed(self) -> Global___MessageCommitted: ...
+    @_builtins.property
+    def usage_reported(self) -> Global___UsageReported: ...
+    @_builtins.property
+    def partial_discarded(self) -> Global___PartialDiscarded: ...
+    @_builtins.property
+    def run_finished(self) -> Global___RunFinished: ...
+    @_builtins.property
+    def worker_stopped(self) -> Global___WorkerStopped: ...
+    @_builtins.property
+    def worker_deleted(self) -> Global___WorkerDeleted: ...
+    @_builtins.property
+    def diagnostic(self) -> Global___Diagnostic: ...
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat: ...
     def __init__(
         self,
         *,
-        seq: builtins.int = ...,
-        worker_id: builtins.str = ...,
-        run_id: builtins.str = ...,
-        time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
-        worker_created: global___WorkerCreated | None = ...,
-        worker_state_changed: global___WorkerStateChanged | None = ...,
-        run_queued: global___RunQueued | None = ...,
-        run_started: global___RunStarted | None = ...,
-        input_committed: global___InputCommitted | None = ...,
-        text_delta: global___TextDelta | None = ...,
-        reasoning_delta: global___ReasoningDelta | None = ...,
-        tool_call_started: global___ToolCallStarted | None = ...,
-        tool_call_finished: global___ToolCallFinished | None = ...,
-        message_committed: global___MessageCommitted | None = ...,
-        usage_reported: global___UsageReported | None = ...,
-        partial_discarded: global___PartialDiscarded | None = ...,
-        run_finished: global___RunFinished | None = ...,
-        worker_stopped: global___WorkerStopped | None = ...,
-        worker_deleted: global___WorkerDeleted | None = ...,
-        diagnostic: global___Diagnostic | None = ...,
-        heartbeat: global___Heartbeat | None = ...,
+        seq: _builtins.int = ...,
+        worker_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        worker_created: Global___WorkerCreated | None = ...,
+        worker_state_changed: Global___WorkerStateChanged | None = ...,
+        run_queued: Global___RunQueued | None = ...,
+        run_started: Global___RunStarted | None = ...,
+        input_committed: Global___InputCommitted | None = ...,
+        text_delta: Global___TextDelta | None = ...,
+        reasoning_delta: Global___ReasoningDelta | None = ...,
+        tool_call_started: Global___ToolCallStarted | None = ...,
+        tool_call_finished: Global___ToolCallFinished | None = ...,
+        message_committed: Global___MessageCommitted | None = ...,
+        usage_reported: Global___UsageReported | None = ...,
+        partial_discarded: Global___PartialDiscarded | None = ...,
+        run_finished: Global___RunFinished | None = ...,
+        worker_stopped: Global___WorkerStopped | None = ...,
+        worker_deleted: Global___WorkerDeleted | None = ...,
+        diagnostic: Global___Diagnostic | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["diagnostic", b"diagnostic", "heartbeat", b"heartbeat", "input_committed", b"input_committed", "message_committed", b"message_committed", "partial_discarded", b"partial_discarded", "payload", b"payload", "reasoning_delta", b"reasoning_delta", "run_finished", b"run_finished", "run_queued", b"run_queued", "run_started", b"run_started", "text_delta", b"text_delta", "time", b"time", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "usage_reported", b"usage_reported", "worker_created", b"worker_created", "worker_deleted", b"worker_deleted", "worker_state_changed", b"worker_state_changed", "worker_stopped", b"worker_stopped"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["diagnostic", b"diagnostic", "heartbeat", b"heartbeat", "input_committed", b"input_committed", "message_committed", b"message_committed", "partial_discarded", b"partial_discarded", "payload", b"payload", "reasoning_delta", b"reasoning_delta", "run_finished", b"run_finished", "run_id", b"run_id", "run_queued", b"run_queued", "run_started", b"run_started", "seq", b"seq", "text_delta", b"text_delta", "time", b"time", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "usage_reported", b"usage_reported", "worker_created", b"worker_created", "worker_deleted", b"worker_deleted", "worker_id", b"worker_id", "worker_state_changed", b"worker_state_changed", "worker_stopped", b"worker_stopped"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["payload", b"payload"]) -> typing.Literal["worker_created", "worker_state_changed", "run_queued", "run_started", "input_committed", "text_delta", "reasoning_delta", "tool_call_started", "tool_call_finished", "message_committed", "usage_reported", "partial_discarded", "run_finished", "worker_stopped", "worker_deleted", "diagnostic", "heartbeat"] | None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["diagnostic", b"diagnostic", "heartbeat", b"heartbeat", "input_committed", b"input_committed", "message_committed", b"message_committed", "partial_discarded", b"partial_discarded", "payload", b"payload", "reasoning_delta", b"reasoning_delta", "run_finished", b"run_finished", "run_queued", b"run_queued", "run_started", b"run_started", "text_delta", b"text_delta", "time", b"time", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "usage_reported", b"usage_reported", "worker_created", b"worker_created", "worker_deleted", b"worker_deleted", "worker_state_changed", b"worker_state_changed", "worker_stopped", b"worker_stopped"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diagnostic", b"diagnostic", "heartbeat", b"heartbeat", "input_committed", b"input_committed", "message_committed", b"message_committed", "partial_discarded", b"partial_discarded", "payload", b"payload", "reasoning_delta", b"reasoning_delta", "run_finished", b"run_finished", "run_id", b"run_id", "run_queued", b"run_queued", "run_started", b"run_started", "seq", b"seq", "text_delta", b"text_delta", "time", b"time", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "usage_reported", b"usage_reported", "worker_created", b"worker_created", "worker_deleted", b"worker_deleted", "worker_id", b"worker_id", "worker_state_changed", b"worker_state_changed", "worker_stopped", b"worker_stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["worker_created", "worker_state_changed", "run_queued", "run_started", "input_committed", "text_delta", "reasoning_delta", "tool_call_started", "tool_call_finished", "message_committed", "usage_reported", "partial_discarded", "run_finished", "worker_stopped", "worker_deleted", "diagnostic", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
-global___Event = Event
+Global___Event: _TypeAlias = Event  # noqa: Y015
