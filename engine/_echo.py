@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 
 from engine._types import (
+    Message,
     ModelRequest,
     Role,
     StopReason,
@@ -18,6 +19,8 @@ from engine._types import (
 )
 
 _WORD = re.compile(r"\s*\S+")
+# How many recent prompts the word-count memo keeps (one per active conversation, roughly).
+_MEMO_PROMPTS = 16
 
 
 class EchoProvider:
@@ -32,6 +35,10 @@ class EchoProvider:
 
     def __init__(self, *, delay_s: float = 0.0) -> None:
         self._delay_s = delay_s
+        # Recent prompts with their word counts, most recent first. A conversation's next prompt
+        # is its previous one plus a few messages, so only those are counted: recounting the
+        # whole history made every run O(history) and runs/s decayed as a worker's history grew.
+        self._counted: list[tuple[tuple[Message, ...], int]] = []
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         text = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
@@ -46,9 +53,27 @@ class EchoProvider:
             # never suspends would produce a whole run in one step and starve every subscriber.
             await asyncio.sleep(delay)
             yield TextDelta(word)
-        prompt_words = sum(len(_WORD.findall(m.text)) for m in request.messages)
+        prompt_words = self._prompt_words(request.messages)
         yield UsageUpdate(Usage(input_tokens=prompt_words, output_tokens=len(words)))
         yield StreamStop(stop, stop.value)
+
+    def _prompt_words(self, messages: tuple[Message, ...]) -> int:
+        counted = self._counted
+        start = total = 0
+        for i, (prefix, count) in enumerate(counted):
+            n = len(prefix)
+            # An O(1) identity test rejects other conversations; the tuple compare (in C, which
+            # short-circuits on identity) then makes sure the whole prefix is the same.
+            if n <= len(messages) and messages[n - 1] is prefix[-1] and messages[:n] == prefix:
+                start, total = n, count
+                del counted[i]
+                break
+        # str.split() splits on exactly the whitespace _WORD's \s matches: the same word count.
+        total += sum(len(m.text.split()) for m in messages[start:])
+        if messages:
+            counted.insert(0, (messages, total))
+            del counted[_MEMO_PROMPTS:]
+        return total
 
     async def aclose(self) -> None:
         return None

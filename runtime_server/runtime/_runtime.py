@@ -155,6 +155,9 @@ class _Slot:
 
     worker: Worker
     transcript: list[TranscriptEntry] = field(default_factory=list)
+    # The transcript's messages, as the engine takes them: extended from the (append-only)
+    # transcript at each run's start, so a run costs O(new entries), not a copy of the history.
+    history: list[engine.Message] = field(default_factory=list)
     active: Run | None = None
     task: asyncio.Task[None] | None = None
     run_usage: engine.Usage = field(default_factory=engine.Usage)
@@ -782,7 +785,9 @@ class Runtime:
                 prefill=profile.prefill,
                 prefill_options=profile.prefill_options,
             )
-            history = [e.message for e in slot.transcript]
+            history = slot.history
+            history.extend(e.message for e in slot.transcript[len(history) :])
+            # run_turn copies the history before it appends to it: passing the list is safe
             result = await engine.run_turn(
                 provider, turn, history, emit=self._emitter(slot, run.run_id), tools=tools
             )
