@@ -313,3 +313,51 @@ def workspace(msg: pb.Workspace, present: bool) -> m.Workspace | None:
 
 def config_bundle(msg: pb.ConfigBundleRef, present: bool) -> m.ConfigBundleRef | None:
     return m.ConfigBundleRef(msg.id, msg.digest) if present else None
+
+
+# --- batch sizing -----------------------------------------------------------------------------
+
+# Characters of an event's wire form besides its variable text: ids, time, enums, usage, framing.
+EVENT_OVERHEAD_CHARS = 256
+
+
+def _message_chars(msg: engine.Message) -> int:
+    n = len(msg.text) + len(msg.reasoning) + len(msg.reasoning_signature) + len(msg.tool_name)
+    for c in msg.tool_calls:
+        n += len(c.call_id) + len(c.name) + len(c.arguments)
+    return n
+
+
+def _run_chars(r: m.Run) -> int:
+    return len(r.error.message) + len(r.stop_reason) if r.error else len(r.stop_reason)
+
+
+def _worker_chars(w: m.Worker) -> int:
+    n = len(w.display_name) + sum(len(k) + len(v) for k, v in w.labels.items())
+    if w.workspace is not None:
+        n += len(w.workspace.root) + sum(len(mt.path) + 8 for mt in w.workspace.mounts)
+    return n
+
+
+_CHARS: dict[type, Callable[[Any], int]] = {
+    m.TextDelta: lambda p: len(p.text),
+    m.ReasoningDelta: lambda p: len(p.text),
+    m.ToolCallStarted: lambda p: len(p.call_id) + len(p.tool_name) + len(p.arguments),
+    m.ToolCallFinished: lambda p: len(p.call_id) + len(p.tool_name) + len(p.result),
+    m.InputCommitted: lambda p: _message_chars(p.entry.message),
+    m.MessageCommitted: lambda p: _message_chars(p.entry.message),
+    m.RunQueued: lambda p: _run_chars(p.run),
+    m.RunStarted: lambda p: _run_chars(p.run),
+    m.RunFinished: lambda p: _run_chars(p.run),
+    m.WorkerCreated: lambda p: _worker_chars(p.worker),
+    m.WorkerStopped: lambda p: len(p.reason),
+    m.PartialDiscarded: lambda p: len(p.reason),
+    m.Diagnostic: lambda p: len(p.code) + len(p.message),
+}
+
+
+def event_chars(e: m.Event) -> int:
+    """A cheap upper-bound-ish size of ``e`` on the wire, in characters (the text it carries plus a
+    fixed overhead); a UTF-8 character is at most 4 bytes."""
+    f = _CHARS.get(type(e.payload))
+    return EVENT_OVERHEAD_CHARS + (f(e.payload) if f is not None else 0)

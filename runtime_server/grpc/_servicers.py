@@ -3,9 +3,10 @@ All domain rules live in the Runtime; all conversions in _convert; all error map
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -20,6 +21,7 @@ from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
 from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
 from runtime_server import errors
+from runtime_server import model as m
 from runtime_server.grpc import _convert as cv
 from runtime_server.grpc._errors import abort, status_details
 from runtime_server.model import DiagnosticLevel, now
@@ -28,6 +30,8 @@ from runtime_server.runtime import Runtime
 log = logging.getLogger("runtime_server.grpc")
 
 Ctx: TypeAlias = Any  # grpc ships no type hints: grpc.aio.ServicerContext
+# SubscribeEventBatches: the most events in one EventBatch (documented in the proto)
+MAX_BATCH_EVENTS = 256
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -209,9 +213,13 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             next_after_seq=page.events[-1].seq if page.events else request.after_seq,
         )
 
-    async def SubscribeEvents(
-        self, request: opb.SubscribeEventsRequest, context: Ctx
-    ) -> AsyncIterator[pb.Event]:
+    async def _event_lists(
+        self, request: opb.SubscribeEventsRequest, context: Ctx, max_events: int
+    ) -> AsyncGenerator[list[m.Event] | int, None]:
+        """The one subscription loop behind SubscribeEvents and SubscribeEventBatches: lists of
+        1..``max_events`` events in seq order (the first awaited, the rest whatever is already
+        buffered: no added delay), or an int — a heartbeat at that last seq. Ends when the runtime
+        closes the subscription; aborts the call on lagging, cursor errors and bugs."""
         runtime = self._runtime
         try:
             sub = runtime.subscribe(
@@ -224,28 +232,59 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             await _internal(context, runtime, exc)
             return
         interval = runtime.limits.heartbeat_interval_s or None
-        convert = cv.event
+        more = max_events - 1
+        weigh = cv.event_chars
+        # estimated characters per batch: a UTF-8 character is at most 4 bytes
+        max_chars = runtime.limits.max_message_bytes // 4
         try:
             while True:
                 try:
                     event = await sub.next(interval)
-                except errors.SubscriberLagging as exc:
-                    await abort(context, exc)
-                    return
-                except errors.RuntimeError_ as exc:  # e.g. the cursor expired during replay
+                except errors.RuntimeError_ as exc:  # lagging; the cursor expired during replay
                     await abort(context, exc)
                     return
                 except Exception as exc:
                     await _internal(context, runtime, exc)
                     return
                 if event is not None:
-                    yield convert(event)
+                    if more:
+                        batch = [event]
+                        batch += sub.drain(more, weigh=weigh, max_weight=max_chars - weigh(event))
+                        yield batch
+                    else:
+                        yield [event]
                 elif sub.closed:
                     return  # the runtime is shutting down: end the stream cleanly
                 else:
-                    yield cv.heartbeat(sub.last_seq, now())
+                    yield sub.last_seq
         finally:
             sub.close()
+
+    async def SubscribeEvents(
+        self, request: opb.SubscribeEventsRequest, context: Ctx
+    ) -> AsyncIterator[pb.Event]:
+        convert = cv.event
+        async with contextlib.aclosing(self._event_lists(request, context, 1)) as lists:
+            async for item in lists:
+                if isinstance(item, int):
+                    yield cv.heartbeat(item, now())
+                else:
+                    for event in item:
+                        yield convert(event)
+
+    async def SubscribeEventBatches(
+        self, request: opb.SubscribeEventsRequest, context: Ctx
+    ) -> AsyncIterator[opb.EventBatch]:
+        convert = cv.event
+        batch = opb.EventBatch
+        async with contextlib.aclosing(
+            self._event_lists(request, context, MAX_BATCH_EVENTS)
+        ) as lists:
+            async for item in lists:
+                if isinstance(item, int):
+                    yield batch(events=[cv.heartbeat(item, now())])
+                else:
+                    yield batch(events=[convert(e) for e in item])
 
     @unary
     async def GetUsage(self, request: opb.GetUsageRequest, context: Ctx) -> opb.GetUsageResponse:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from runtime_server.errors import CursorAhead, CursorExpired, SubscriberLagging
 from runtime_server.model import Event, Payload, now
@@ -252,6 +252,33 @@ class Subscription:
                         return None
             finally:
                 self._waiter = None
+
+    def drain(
+        self,
+        max_events: int,
+        *,
+        weigh: Callable[[Event], int] | None = None,
+        max_weight: int = 0,
+    ) -> list[Event]:
+        """Up to ``max_events`` events already buffered, taken now, without waiting (and without
+        replaying or raising: the next :meth:`next` does that). With ``weigh``, stop before an
+        event that would take the total weight of the taken events past ``max_weight``."""
+        out: list[Event] = []
+        buffer = self._buffer
+        weight = 0
+        while buffer and len(out) < max_events:
+            event = buffer[0]
+            if event.seq <= self.last_seq:  # already delivered (replay then live): drop it
+                buffer.popleft()
+                continue
+            if weigh is not None:
+                weight += weigh(event)
+                if weight > max_weight:
+                    break
+            buffer.popleft()
+            self.last_seq = event.seq
+            out.append(event)
+        return out
 
     @property
     def closed(self) -> bool:

@@ -203,6 +203,9 @@ async def test_a_runtime_error_mid_stream_reaches_the_subscriber(
                 raise server_errors.StoreFailure("the disk is gone", path="/data")
             return await self._inner.next(timeout)
 
+        def drain(self, max_events: int, **kwargs: Any) -> list[Any]:
+            return []  # the batch stream's "whatever else is ready": nothing
+
         def close(self) -> None:
             self._inner.close()
 

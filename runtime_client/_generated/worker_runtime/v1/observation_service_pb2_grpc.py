@@ -52,6 +52,11 @@ class ObservationServiceStub(object):
                 request_serializer=worker__runtime_dot_v1_dot_observation__service__pb2.SubscribeEventsRequest.SerializeToString,
                 response_deserializer=worker__runtime_dot_v1_dot_types__pb2.Event.FromString,
                 _registered_method=True)
+        self.SubscribeEventBatches = channel.unary_stream(
+                '/worker_runtime.v1.ObservationService/SubscribeEventBatches',
+                request_serializer=worker__runtime_dot_v1_dot_observation__service__pb2.SubscribeEventsRequest.SerializeToString,
+                response_deserializer=worker__runtime_dot_v1_dot_observation__service__pb2.EventBatch.FromString,
+                _registered_method=True)
         self.GetUsage = channel.unary_unary(
                 '/worker_runtime.v1.ObservationService/GetUsage',
                 request_serializer=worker__runtime_dot_v1_dot_observation__service__pb2.GetUsageRequest.SerializeToString,
@@ -81,6 +86,23 @@ class ObservationServiceServicer(object):
         A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
         and resumes from its last seq. Each streamed message is an Event.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubscribeEventBatches(self, request, context):
+        """SubscribeEvents with several events per message: the same request and the same semantics
+        (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
+        streamed message carries every event that was ready when it was sent, in seq order, gap-free.
+        No delay is added to collect more: a message waits only for its first event. A batch holds at
+        most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
+        one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+        heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +131,11 @@ def add_ObservationServiceServicer_to_server(servicer, server):
                     servicer.SubscribeEvents,
                     request_deserializer=worker__runtime_dot_v1_dot_observation__service__pb2.SubscribeEventsRequest.FromString,
                     response_serializer=worker__runtime_dot_v1_dot_types__pb2.Event.SerializeToString,
+            ),
+            'SubscribeEventBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeEventBatches,
+                    request_deserializer=worker__runtime_dot_v1_dot_observation__service__pb2.SubscribeEventsRequest.FromString,
+                    response_serializer=worker__runtime_dot_v1_dot_observation__service__pb2.EventBatch.SerializeToString,
             ),
             'GetUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsage,
@@ -198,6 +225,33 @@ class ObservationService(object):
             '/worker_runtime.v1.ObservationService/SubscribeEvents',
             worker__runtime_dot_v1_dot_observation__service__pb2.SubscribeEventsRequest.SerializeToString,
             worker__runtime_dot_v1_dot_types__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeEventBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/worker_runtime.v1.ObservationService/SubscribeEventBatches',
+            worker__runtime_dot_v1_dot_observation__service__pb2.SubscribeEventsRequest.SerializeToString,
+            worker__runtime_dot_v1_dot_observation__service__pb2.EventBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,19 @@ class ObservationServiceStub:
     A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
     and resumes from its last seq. Each streamed message is an Event.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    SubscribeEventBatches: _grpc.UnaryStreamMultiCallable[_observation_service_pb2.SubscribeEventsRequest, _observation_service_pb2.EventBatch]
+    """SubscribeEvents with several events per message: the same request and the same semantics
+    (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
+    streamed message carries every event that was ready when it was sent, in seq order, gap-free.
+    No delay is added to collect more: a message waits only for its first event. A batch holds at
+    most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
+    one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+    heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
+    buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetUsage: _grpc.UnaryUnaryMultiCallable[_observation_service_pb2.GetUsageRequest, _observation_service_pb2.GetUsageResponse]
 
@@ -59,6 +72,19 @@ class ObservationServiceAsyncStub(ObservationServiceStub):
     A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
     and resumes from its last seq. Each streamed message is an Event.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    SubscribeEventBatches: _aio.UnaryStreamMultiCallable[_observation_service_pb2.SubscribeEventsRequest, _observation_service_pb2.EventBatch]  # type: ignore[assignment]
+    """SubscribeEvents with several events per message: the same request and the same semantics
+    (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
+    streamed message carries every event that was ready when it was sent, in seq order, gap-free.
+    No delay is added to collect more: a message waits only for its first event. A batch holds at
+    most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
+    one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+    heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
+    buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     GetUsage: _aio.UnaryUnaryMultiCallable[_observation_service_pb2.GetUsageRequest, _observation_service_pb2.GetUsageResponse]  # type: ignore[assignment]
 
@@ -90,6 +116,25 @@ class ObservationServiceServicer(metaclass=_abc_1.ABCMeta):
         A subscriber that falls behind its buffer is cut with RESOURCE_EXHAUSTED / SUBSCRIBER_LAGGING
         and resumes from its last seq. Each streamed message is an Event.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def SubscribeEventBatches(
+        self,
+        request: _observation_service_pb2.SubscribeEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_observation_service_pb2.EventBatch], _abc.AsyncIterator[_observation_service_pb2.EventBatch]]:
+        """SubscribeEvents with several events per message: the same request and the same semantics
+        (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
+        streamed message carries every event that was ready when it was sent, in seq order, gap-free.
+        No delay is added to collect more: a message waits only for its first event. A batch holds at
+        most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
+        one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+        heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
     @_abc_1.abstractmethod
