@@ -406,6 +406,7 @@ class RuntimeClient:
         include_heartbeats: bool = False,
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
+        batched: bool = True,
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only.
@@ -425,8 +426,14 @@ class RuntimeClient:
         A worker-filtered subscription ends after delivering that worker's WorkerDeleted.
         Heartbeats (seq 0) are yielded only with ``include_heartbeats``. Close the iterator
         (``contextlib.aclosing``) when leaving early, so the call is cancelled promptly.
+
+        With ``batched`` (the default) it reads SubscribeEventBatches — several events per
+        message when they are ready together, fewer stream messages per run — and yields their
+        events one by one; ``batched=False`` reads SubscribeEvents (one event per message). Both
+        yield the same events.
         """
-        start = self._observation.SubscribeEvents
+        obs = self._observation
+        start: Any = obs.SubscribeEventBatches if batched else obs.SubscribeEvents
         metadata = self._metadata
         convert = _convert.event
         eof = grpc.aio.EOF
@@ -446,24 +453,25 @@ class RuntimeClient:
                     if msg is eof:
                         break
                     failures = 0
-                    seq = msg.seq
-                    if not seq:  # heartbeat
-                        if live_only:
-                            # everything up to last_seq was committed before now and none of it
-                            # was for this stream, so it is a safe resume point
-                            cursor = max(cursor, msg.heartbeat.last_seq)
-                            live_only = False
-                        if include_heartbeats:
-                            yield convert(msg)
-                        continue
-                    if seq <= cursor and not live_only:
-                        continue  # already delivered (defensive: the server should not resend)
-                    event = convert(msg)
-                    cursor = seq
-                    live_only = False
-                    yield event
-                    if worker_id and event.payload.__class__ is WorkerDeleted:
-                        return
+                    for m in msg.events if batched else (msg,):
+                        seq = m.seq
+                        if not seq:  # heartbeat
+                            if live_only:
+                                # everything up to last_seq was committed before now and none of
+                                # it was for this stream, so it is a safe resume point
+                                cursor = max(cursor, m.heartbeat.last_seq)
+                                live_only = False
+                            if include_heartbeats:
+                                yield convert(m)
+                            continue
+                        if seq <= cursor and not live_only:
+                            continue  # already delivered (defensive: the server never resends)
+                        event = convert(m)
+                        cursor = seq
+                        live_only = False
+                        yield event
+                        if worker_id and event.payload.__class__ is WorkerDeleted:
+                            return
             except grpc.aio.AioRpcError as exc:
                 error = from_rpc_error(exc)
                 if not resume or not isinstance(error, _RESUMABLE):

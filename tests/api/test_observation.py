@@ -368,25 +368,27 @@ async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resu
     assert combined == [m.seq for m in fast_events]
 
 
+@pytest.mark.parametrize("batched", [True, False])
 async def test_client_subscribe_resumes_by_itself_after_being_cut(
-    serve: ServeFactory, until: Until
+    serve: ServeFactory, until: Until, batched: bool
 ) -> None:
     served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=64))
     channel = grpc.aio.insecure_channel(served.target, options=[("grpc.http2.bdp_probe", 0)])
     slow_client = RuntimeClient.from_channel(channel)
     calls = 0
-    start = slow_client._observation.SubscribeEvents
+    rpc = "SubscribeEventBatches" if batched else "SubscribeEvents"
+    start = getattr(slow_client._observation, rpc)
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         return start(*args, **kwargs)
 
-    slow_client._observation.SubscribeEvents = counting  # type: ignore[method-assign]
+    setattr(slow_client._observation, rpc, counting)
     client = served.client
     try:
         w = (await client.create_worker(profile="fast")).worker.worker_id
-        stream = slow_client.subscribe(after_seq=0)
+        stream = slow_client.subscribe(after_seq=0, batched=batched)
         async with contextlib.aclosing(stream):
             first = await asyncio.wait_for(anext(stream), BOUND)  # connected; now stop reading
             assert isinstance(first.payload, WorkerCreated)
