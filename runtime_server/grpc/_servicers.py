@@ -233,7 +233,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             return
         interval = runtime.limits.heartbeat_interval_s or None
         more = max_events - 1
-        weigh = cv.event_chars
+        weigh = m.event_chars
         # estimated characters per batch: a UTF-8 character is at most 4 bytes
         max_chars = runtime.limits.max_message_bytes // 4
         try:

@@ -18,16 +18,17 @@ import contextlib
 import enum
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 import engine
 from runtime_server import errors
 from runtime_server.model import (
+    EVENT_OVERHEAD_CHARS,
     BusyPolicy,
     ConfigBundleRef,
     Diagnostic,
@@ -58,6 +59,8 @@ from runtime_server.model import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    event_chars,
+    message_chars,
     now,
 )
 from runtime_server.runtime._eventlog import EventLog, Subscription
@@ -96,6 +99,7 @@ FEATURES = (
     "diagnostics",
 )
 
+T = TypeVar("T")
 ProviderFactory = Callable[[Profile], engine.Provider]
 ToolsFactory = Callable[[Profile, Worker], engine.ToolRegistry]
 
@@ -223,6 +227,10 @@ class Runtime:
     ) -> None:
         self._config = config or default_config()
         self._limits = limits or limits_from(self._config.limits)
+        # Pages (events, transcript) are bounded by size as well as count, so that a page always
+        # fits in one gRPC message: a quarter of the message limit in characters (UTF-8 is at most
+        # 4 bytes a character), less headroom for framing.
+        self._page_chars = max(1, self._limits.max_message_bytes // 4 - 4096)
         self._store: Store = store or MemoryStore(
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
@@ -979,8 +987,9 @@ class Runtime:
         start = int(_decode_token(page_token, "t")) if page_token else 0
         entries = slot.transcript
         chunk = entries[start : start + size]
-        more = start + size < len(entries)
-        token = _encode_token("t", str(start + size)) if more else ""
+        chunk = chunk[: _fitting(chunk, _entry_chars, self._page_chars)]
+        end = start + len(chunk)
+        token = _encode_token("t", str(end)) if end < len(entries) else ""
         return Page(tuple(chunk), token, len(entries))
 
     async def list_events(
@@ -993,6 +1002,7 @@ class Runtime:
             self._slot_or_known(worker_id)
         size = min(self._page_size(page_size), self._limits.event_batch_max)
         events = await log_.read(after_seq, size, worker_id)
+        events = events[: _fitting(events, event_chars, self._page_chars)]
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
@@ -1051,6 +1061,21 @@ class Runtime:
         keys[key.request_id] = key
         while len(keys) > max(1, capacity):
             keys.popitem(last=False)
+
+
+def _entry_chars(entry: TranscriptEntry) -> int:
+    return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
+
+
+def _fitting(items: Sequence[T], weigh: Callable[[T], int], budget: int) -> int:
+    """How many leading ``items`` fit in ``budget`` characters (always at least one, so a single
+    item larger than the budget is still delivered, alone)."""
+    total = 0
+    for i, item in enumerate(items):
+        total += weigh(item)
+        if total > budget and i > 0:
+            return i
+    return len(items)
 
 
 def _minus(a: engine.Usage, b: engine.Usage) -> engine.Usage:
