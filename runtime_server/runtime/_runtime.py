@@ -13,15 +13,14 @@ interrupted, subscriptions end, the store is flushed and closed. Both are idempo
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import enum
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -66,8 +65,15 @@ from runtime_server.model import (
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
+from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._tools import builtin_tools
+from runtime_server.runtime._validation import (
+    check_labels,
+    check_len,
+    check_request_id,
+    check_workspace,
+)
 from runtime_server.store import (
     AppendTranscript,
     DeleteWorkerData,
@@ -99,7 +105,6 @@ FEATURES = (
     "diagnostics",
 )
 
-T = TypeVar("T")
 ProviderFactory = Callable[[Profile], engine.Provider]
 ToolsFactory = Callable[[Profile, Worker], engine.ToolRegistry]
 
@@ -254,7 +259,6 @@ class Runtime:
         self._diag_counter = 0
         self._usage = engine.Usage()
         self._log: EventLog | None = None
-        self._closed = asyncio.Event()
         self._close_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---
@@ -467,13 +471,13 @@ class Runtime:
         newest_first = list(reversed(self._diagnostics))
         start = 0
         if page_token:
-            before = _decode_token(page_token, "d")
+            before = decode_token(page_token, "d")
             start = next(
                 (i for i, (n, _) in enumerate(newest_first) if n < before), len(newest_first)
             )
         chunk = newest_first[start : start + size]
         more = start + size < len(newest_first)
-        token = _encode_token("d", chunk[-1][0]) if more and chunk else ""
+        token = encode_token("d", chunk[-1][0]) if more and chunk else ""
         return Page(tuple(d for _, d in chunk), token, len(newest_first))
 
     def _on_local_model(self, code: str, message: str) -> None:
@@ -520,17 +524,17 @@ class Runtime:
         profile = profile or "echo"
         if profile not in self._config.profiles:
             raise errors.ProfileNotFound(profile)
-        _check_len("display_name", display_name, lim.max_display_name_chars)
-        _check_request_id(request_id, lim)
-        _check_labels(labels, lim)
-        _check_workspace(workspace)
+        check_len("display_name", display_name, lim.max_display_name_chars)
+        check_request_id(request_id, lim)
+        check_labels(labels, lim)
+        check_workspace(workspace)
         if config_bundle is not None and not config_bundle.id:
             raise errors.InvalidArgument("config_bundle.id", "must not be empty")
         if initial_input:
             # checked here, before the worker exists: SendInput's own check would come too late
             if not initial_input.strip():
                 raise errors.InvalidArgument("initial_input", "must not be blank")
-            _check_len("initial_input", initial_input, lim.max_input_chars)
+            check_len("initial_input", initial_input, lim.max_input_chars)
         fp = fingerprint(
             worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
             initial_input,
@@ -598,7 +602,7 @@ class Runtime:
         labels: Mapping[str, str] | None = None,
     ) -> Page[Worker]:
         size = self._page_size(page_size)
-        after = _decode_token(page_token, "w") if page_token else ""
+        after = decode_token(page_token, "w") if page_token else ""
         selector = dict(labels or {})
 
         def keep(slot: _Slot) -> bool:
@@ -610,7 +614,7 @@ class Runtime:
         matching = sorted(wid for wid, s in self._slots.items() if keep(s))
         ids = [wid for wid in matching if wid > after]
         chunk = ids[:size]
-        token = _encode_token("w", chunk[-1]) if len(ids) > size else ""
+        token = encode_token("w", chunk[-1]) if len(ids) > size else ""
         # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
         return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(matching))
 
@@ -683,7 +687,7 @@ class Runtime:
         request_id: str = "",
         busy_policy: BusyPolicy = BusyPolicy.REJECT,
     ) -> Accepted:
-        _check_request_id(request_id, self._limits)
+        check_request_id(request_id, self._limits)
         return await self._send_input(worker_id, text, request_id, busy_policy)
 
     async def _send_input(
@@ -694,7 +698,7 @@ class Runtime:
         slot = self._slot(worker_id)
         if not text.strip():
             raise errors.InvalidArgument("text", "must not be empty")
-        _check_len("text", text, lim.max_input_chars)
+        check_len("text", text, lim.max_input_chars)
         fp = fingerprint(text, busy_policy.value)
         if request_id:
             prior = slot.request_keys.get(request_id)
@@ -984,12 +988,12 @@ class Runtime:
     ) -> Page[TranscriptEntry]:
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
-        start = int(_decode_token(page_token, "t")) if page_token else 0
+        start = int(decode_token(page_token, "t")) if page_token else 0
         entries = slot.transcript
         chunk = entries[start : start + size]
-        chunk = chunk[: _fitting(chunk, _entry_chars, self._page_chars)]
+        chunk = chunk[: fitting(chunk, _entry_chars, self._page_chars)]
         end = start + len(chunk)
-        token = _encode_token("t", str(end)) if end < len(entries) else ""
+        token = encode_token("t", str(end)) if end < len(entries) else ""
         return Page(tuple(chunk), token, len(entries))
 
     async def list_events(
@@ -1002,7 +1006,7 @@ class Runtime:
             self._slot_or_known(worker_id)
         size = min(self._page_size(page_size), self._limits.event_batch_max)
         events = await log_.read(after_seq, size, worker_id)
-        events = events[: _fitting(events, event_chars, self._page_chars)]
+        events = events[: fitting(events, event_chars, self._page_chars)]
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
@@ -1067,17 +1071,6 @@ def _entry_chars(entry: TranscriptEntry) -> int:
     return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
 
 
-def _fitting(items: Sequence[T], weigh: Callable[[T], int], budget: int) -> int:
-    """How many leading ``items`` fit in ``budget`` characters (always at least one, so a single
-    item larger than the budget is still delivered, alone)."""
-    total = 0
-    for i, item in enumerate(items):
-        total += weigh(item)
-        if total > budget and i > 0:
-            return i
-    return len(items)
-
-
 def _minus(a: engine.Usage, b: engine.Usage) -> engine.Usage:
     return engine.Usage(
         a.input_tokens - b.input_tokens,
@@ -1094,54 +1087,3 @@ def _initial_key(request_id: str) -> str:
 
 def _gone(key: PutRequestKey) -> Run:
     raise errors.RunNotFound(key.result)
-
-
-def _encode_token(kind: str, value: object) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, kind: str) -> Any:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        got, _, value = raw.partition(":")
-        if got != kind or not value:
-            raise ValueError
-        if kind in ("d", "t"):
-            number = int(value)
-            if number < 0:
-                raise ValueError
-            return number
-        return value
-    except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidArgument("page_token", "is not a token this call issued") from None
-
-
-def _check_len(field_: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise errors.InvalidArgument(field_, f"is longer than {limit} characters", limit=str(limit))
-
-
-def _check_request_id(request_id: str, lim: Limits) -> None:
-    _check_len("request_id", request_id, lim.max_request_id_chars)
-    if request_id and not request_id.isprintable():
-        raise errors.InvalidArgument("request_id", "must be printable")
-
-
-def _check_labels(labels: Mapping[str, str], lim: Limits) -> None:
-    if len(labels) > lim.max_labels:
-        raise errors.InvalidArgument("labels", f"more than {lim.max_labels} labels")
-    for key, value in labels.items():
-        if not key or len(key) > lim.max_label_chars or not key.isprintable():
-            raise errors.InvalidArgument("labels", f"bad label key {key[:40]!r}")
-        if len(value) > lim.max_label_chars or not value.isprintable():
-            raise errors.InvalidArgument(f"labels[{key}]", "bad label value")
-
-
-def _check_workspace(workspace: Workspace | None) -> None:
-    if workspace is None:
-        return
-    if not workspace.root.startswith("/"):
-        raise errors.InvalidArgument("workspace.root", "must be an absolute path")
-    for i, mount in enumerate(workspace.mounts):
-        if not mount.path.startswith("/"):
-            raise errors.InvalidArgument(f"workspace.mounts[{i}].path", "must be an absolute path")
