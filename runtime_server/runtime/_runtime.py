@@ -316,6 +316,12 @@ class Runtime:
                 continue
             interrupted += 1
             where = "queued" if run.state is RunState.QUEUED else "active"
+            owner = self._slots.get(run.worker_id)
+            if owner is not None and run.usage != engine.Usage():
+                # Tokens the run spent before the crash (saved with each UsageReported) count.
+                owner.worker = replace(owner.worker, usage=owner.worker.usage + run.usage)
+                self._usage = self._usage + run.usage
+                log_.append(run.worker_id, "", [], [PutWorker(owner.worker)])
             done = replace(
                 run,
                 state=RunState.INTERRUPTED,
@@ -850,8 +856,17 @@ class Runtime:
             log_.append(worker_id, run_id, [MessageCommitted(entry)], [AppendTranscript(entry)])
 
         def on_usage(ev: Any) -> None:
+            # Once per model request: keep the run record current (GetRun shows usage so far) and
+            # durable, so tokens spent before a crash are not lost (recovery adds them to the
+            # worker).
             slot.run_usage = slot.run_usage + ev.usage
-            append_one(worker_id, run_id, UsageReported(ev.usage))
+            active = slot.active
+            if active is None or active.run_id != run_id:
+                append_one(worker_id, run_id, UsageReported(ev.usage))
+                return
+            active = slot.active = replace(active, usage=slot.run_usage)
+            self._runs[run_id] = active
+            log_.append(worker_id, run_id, [UsageReported(ev.usage)], [PutRun(active)])
 
         def on_discard(ev: Any) -> None:
             append_one(worker_id, run_id, PartialDiscarded(ev.reason))

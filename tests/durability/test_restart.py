@@ -4,8 +4,11 @@ modes)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from durability_support import ServeFactory, all_events, eventually, write_config
@@ -304,3 +307,74 @@ async def test_kill9_restart_through_cli(
     fresh = await client.send_input(w, "back again")
     assert (await client.wait_run(fresh.run.run_id, timeout=30)).state is ClientRunState.COMPLETED
     assert sp.terminate() == 0
+
+
+async def test_usage_spent_before_a_crash_is_kept(tmp_path: Path) -> None:
+    """A run's usage is saved with each UsageReported; after a crash, recovery adds the usage of
+    the interrupted run to its worker (and to the runtime's total)."""
+    path = tmp_path / "runtime.sqlite3"
+    store = SqliteStore(path)
+    await store.open("rt-usage")
+    wid = "01900000-0000-7000-8000-0000000000aa"
+    before = engine.Usage(input_tokens=10, output_tokens=4)
+    spent = engine.Usage(input_tokens=5, output_tokens=2, cache_read_tokens=1)
+    worker = Worker(wid, "rt-usage", WorkerState.RUNNING, "echo", active_run_id="r1", usage=before)
+    run = Run("r1", wid, RunState.RUNNING, 1.0, "hi", 1.0, usage=spent)
+    store.write([Event(1, 1.0, wid, "r1", RunStarted(run))], [PutWorker(worker), PutRun(run)])
+    await store.close()
+
+    async with runtime_on(path) as rt:
+        assert rt.get_run("r1").state is RunState.INTERRUPTED
+        assert rt.get_run("r1").usage == spent
+        assert rt.get_worker(wid).usage == before + spent
+        assert rt.get_usage()[0] == before + spent
+    async with runtime_on(path) as rt:  # counted once, not again on the next start
+        assert rt.get_worker(wid).usage == before + spent
+
+
+async def test_run_usage_is_saved_as_it_is_reported(tmp_path: Path) -> None:
+    """Mid-run (a tool round in progress), GetRun shows the usage of the model request that
+    finished, and the run keeps it across a restart."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def wait_tool(args: Mapping[str, Any]) -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    first = engine.Usage(input_tokens=11, output_tokens=6)
+    provider = engine.ScriptedProvider(
+        [
+            [
+                engine.ToolCallStart(0, "c1", "wait_tool"),
+                engine.ToolCallArgsDelta(0, "{}"),
+                engine.ToolCallEnd(0),
+                engine.UsageUpdate(first),
+                engine.StreamStop(engine.StopReason.TOOL_USE),
+            ],
+            [engine.TextDelta("ok"), engine.StreamStop(engine.StopReason.END_TURN)],
+        ]
+    )
+    tools = engine.ToolRegistry([engine.Tool("wait_tool", "Waits.", wait_tool)])
+    path = tmp_path / "runtime.sqlite3"
+    rt = Runtime(
+        store=SqliteStore(path, retention_interval=0.0),
+        config=CONFIG,
+        provider_factory=lambda _p: provider,
+        tools_factory=lambda _p, _w: tools,
+    )
+    await rt.start()
+    try:
+        wid = (await rt.create_worker()).worker.worker_id
+        accepted = await rt.send_input(wid, "use the tool")
+        await asyncio.wait_for(started.wait(), 30)
+        assert rt.get_run(accepted.run.run_id).usage == first
+        assert rt.get_usage(wid)[0] == first
+    finally:
+        release.set()
+        await rt.close()
+    async with runtime_on(path) as again:
+        run = again.get_run(accepted.run.run_id)
+        assert run.usage == first
+        assert again.get_worker(wid).usage == first
