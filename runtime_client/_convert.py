@@ -227,6 +227,7 @@ def limits(m: management_pb.Limits) -> Limits:
         event_retention_seconds=m.event_retention_seconds,
         heartbeat_interval_seconds=m.heartbeat_interval_seconds,
         max_message_bytes=m.max_message_bytes,
+        max_retained_runs=m.max_retained_runs,
     )
 
 

@@ -295,6 +295,7 @@ class Limits:
     event_retention_seconds: float = 0.0
     heartbeat_interval_seconds: float = 0.0
     max_message_bytes: int = 0
+    max_retained_runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)

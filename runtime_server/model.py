@@ -267,6 +267,8 @@ class Limits:
     event_retention_seconds: float = 0.0  # 0 = no age limit
     heartbeat_interval_s: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
+    # Finished runs kept for GetRun (oldest forgotten first; a forgotten run is RUN_NOT_FOUND).
+    max_retained_runs: int = 100_000
 
 
 T = TypeVar("T")

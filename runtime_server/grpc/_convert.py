@@ -231,6 +231,7 @@ def limits(lim: m.Limits) -> mpb.Limits:
         event_retention_seconds=lim.event_retention_seconds,
         heartbeat_interval_seconds=lim.heartbeat_interval_s,
         max_message_bytes=lim.max_message_bytes,
+        max_retained_runs=lim.max_retained_runs,
     )
 
 

@@ -175,6 +175,7 @@ class _Slot:
     queue: deque[Run] = field(default_factory=deque)
     request_keys: OrderedDict[str, PutRequestKey] = field(default_factory=OrderedDict)
     stopping: bool = False
+    run_count: int = 0  # runs ever accepted (finished runs may be forgotten: max_retained_runs)
     stop_task: asyncio.Future[None] | None = None  # shared by concurrent StopWorkers
 
 
@@ -253,6 +254,8 @@ class Runtime:
         self._slots: dict[str, _Slot] = {}
         self._runs: dict[str, Run] = {}
         self._create_keys: OrderedDict[str, PutRequestKey] = OrderedDict()
+        self._finished: deque[str] = deque()  # finished run ids, oldest first (for retention)
+        self._run_count = 0
         self._diagnostics: deque[tuple[int, Diagnostic]] = deque(
             maxlen=max(1, self._limits.diagnostics_capacity)
         )
@@ -292,8 +295,13 @@ class Runtime:
             elif key.scope in self._slots:
                 slot_keys = self._slots[key.scope].request_keys
                 self._remember(slot_keys, key, lim.idempotency_keys_per_worker)
-        for run in stored.runs:
+        for run in sorted(stored.runs, key=lambda r: (r.finished_at or r.created_at, r.run_id)):
             self._runs[run.run_id] = run
+            if run.worker_id in self._slots:
+                self._slots[run.worker_id].run_count += 1
+            self._run_count += 1
+            if run.state.terminal:
+                self._retire(run)
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
         self._recover()
@@ -329,6 +337,7 @@ class Runtime:
                 error=RunError("INTERRUPTED", f"the runtime stopped while this run was {where}"),
             )
             self._runs[run.run_id] = done
+            self._retire(done)
             log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
         for slot in self._slots.values():
             w = slot.worker
@@ -664,6 +673,7 @@ class Runtime:
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
         self._usage = _minus(self._usage, slot.worker.usage)
+        self._run_count -= slot.run_count
         for run_id in [r.run_id for r in self._runs.values() if r.worker_id == worker_id]:
             del self._runs[run_id]
         events = log_.append(worker_id, "", [WorkerDeleted()], [DeleteWorkerData(worker_id)])
@@ -732,6 +742,8 @@ class Runtime:
             mutations.append(key)
             self._remember(slot.request_keys, key, lim.idempotency_keys_per_worker)
         self._runs[run.run_id] = run
+        slot.run_count += 1
+        self._run_count += 1
         accepted = run
         if start:
             accepted = self._begin(slot, run, payloads, mutations)
@@ -916,6 +928,7 @@ class Runtime:
             stop_reason=stop_reason,
         )
         self._runs[run_id] = done
+        self._retire(done)
         self._usage = self._usage + slot.run_usage
         slot.active = None
         slot.task = None
@@ -954,6 +967,7 @@ class Runtime:
             run = slot.queue.popleft()
             done = replace(run, state=state, finished_at=now(), error=RunError(state.value, reason))
             self._runs[run.run_id] = done
+            self._retire(done)
             log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
 
     async def _wait_task(self, slot: _Slot) -> None:
@@ -977,6 +991,7 @@ class Runtime:
                 error=RunError("CANCELLED", "cancelled by request"),
             )
             self._runs[run_id] = done
+            self._retire(done)
             events = log_.append(run.worker_id, run_id, [RunFinished(done)], [PutRun(done)])
             await log_.wait_committed(events[-1].seq)
             return done
@@ -1044,7 +1059,7 @@ class Runtime:
         """Usage of one worker (or of the whole runtime) and the number of runs it covers."""
         if worker_id:
             slot = self._slot(worker_id)
-            runs = sum(1 for r in self._runs.values() if r.worker_id == slot.worker.worker_id)
+            runs = slot.run_count
             usage = slot.worker.usage
             if slot.active is not None:
                 usage = usage + slot.run_usage
@@ -1053,7 +1068,7 @@ class Runtime:
         for slot in self._slots.values():
             if slot.active is not None:
                 usage = usage + slot.run_usage
-        return usage, len(self._runs)
+        return usage, self._run_count
 
     # --- helpers ---
 
@@ -1067,6 +1082,16 @@ class Runtime:
                 factory = self._provider_factory = _provider_factory(self._http, self._local_models)
             provider = self._providers[profile.name] = factory(profile)
         return provider
+
+    def _retire(self, run: Run) -> None:
+        """``run`` just finished: keep it for GetRun, forgetting the oldest finished runs beyond
+        ``max_retained_runs`` (their records stay in a durable store; their events age out with
+        the log's retention)."""
+        self._finished.append(run.run_id)
+        while len(self._finished) > max(1, self._limits.max_retained_runs):
+            old = self._runs.get(self._finished.popleft())
+            if old is not None and old.state.terminal:
+                del self._runs[old.run_id]
 
     def _page_size(self, page_size: int) -> int:
         if page_size < 0:

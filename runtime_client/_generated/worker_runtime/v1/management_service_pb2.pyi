@@ -68,6 +68,7 @@ class Limits(_message.Message):
     EVENT_RETENTION_SECONDS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_RETAINED_RUNS_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -87,6 +88,8 @@ class Limits(_message.Message):
     event_retention_seconds: _builtins.float
     heartbeat_interval_seconds: _builtins.float
     max_message_bytes: _builtins.int
+    max_retained_runs: _builtins.int
+    """Finished runs kept for GetRun; older ones are forgotten (RUN_NOT_FOUND)."""
     def __init__(
         self,
         *,
@@ -109,10 +112,11 @@ class Limits(_message.Message):
         event_retention_seconds: _builtins.float = ...,
         heartbeat_interval_seconds: _builtins.float = ...,
         max_message_bytes: _builtins.int = ...,
+        max_retained_runs: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
