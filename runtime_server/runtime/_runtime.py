@@ -92,6 +92,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     VERSION = "0.0.0+source"
 
+MESSAGE_HEADROOM_BYTES = 64 * 1024  # an event's ids, times and framing around its text
+
 FEATURES = (
     "single_flight",
     "busy_policy_enqueue",
@@ -715,6 +717,13 @@ class Runtime:
         if not text.strip():
             raise errors.InvalidArgument("text", "must not be empty")
         check_len("text", text, lim.max_input_chars)
+        # The input travels in one event (InputCommitted): it must fit one message. Encode only
+        # when the cheap bound (4 bytes a character) says it might not.
+        room = lim.max_message_bytes - MESSAGE_HEADROOM_BYTES
+        if len(text) * 4 > room and len(text.encode("utf-8", "surrogatepass")) > room:
+            raise errors.InvalidArgument(
+                "text", f"is larger than one message can carry ({room} bytes of UTF-8)"
+            )
         fp = fingerprint(text, busy_policy.value)
         if request_id:
             prior = slot.request_keys.get(request_id)
