@@ -21,7 +21,9 @@ async def test_input_too_large_for_one_message_is_refused(serve: ServeFactory) -
     client = served.client
     worker = (await client.create_worker(profile="echo")).worker.worker_id
 
-    wide = "\N{GRINNING FACE}" * 60_000  # 60k characters, 240 kB of UTF-8: too big with headroom
+    # 62k characters = 248 kB of UTF-8: under gRPC's 256 kB receive limit, over what one event
+    # can carry once its framing headroom is kept
+    wide = "\N{GRINNING FACE}" * 62_000
     with pytest.raises(InvalidArgument) as caught:
         await client.send_input(worker, wide)
     assert caught.value.field == "text"
