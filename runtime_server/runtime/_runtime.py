@@ -674,7 +674,7 @@ class Runtime:
         del self._slots[worker_id]
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
-        self._usage = _minus(self._usage, slot.worker.usage)
+        self._usage = self._usage - slot.worker.usage
         self._run_count -= slot.run_count
         for run_id in [r.run_id for r in self._runs.values() if r.worker_id == worker_id]:
             del self._runs[run_id]
@@ -1118,16 +1118,6 @@ class Runtime:
 
 def _entry_chars(entry: TranscriptEntry) -> int:
     return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
-
-
-def _minus(a: engine.Usage, b: engine.Usage) -> engine.Usage:
-    return engine.Usage(
-        a.input_tokens - b.input_tokens,
-        a.output_tokens - b.output_tokens,
-        a.cache_read_tokens - b.cache_read_tokens,
-        a.cache_write_tokens - b.cache_write_tokens,
-        a.reasoning_tokens - b.reasoning_tokens,
-    )
 
 
 def _initial_key(request_id: str) -> str:
