@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from durability_support import ServeFactory, all_events, eventually, write_config
+from serving import ServeFactory, all_events, eventually, write_config
 
 from runtime_client import (
     Accepted,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durability_support import ServeFactory, all_events, eventually, write_config
+from serving import ServeFactory, all_events, eventually, write_config
 
 import engine
 from runtime_client import BusyPolicy as ClientBusyPolicy

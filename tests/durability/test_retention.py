@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from durability_support import ServeFactory, all_events, eventually, write_config
+from serving import ServeFactory, all_events, eventually, write_config
 
 from runtime_client import BusyPolicy, CursorExpired, OutOfRange, RuntimeClient
 

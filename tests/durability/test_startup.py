@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from durability_support import ServeFactory, files_of, run_serve, serve_argv
+from serving import ServeFactory, files_of, run_serve, serve_argv
 
 from runtime_server.store import SCHEMA_VERSION, SqliteStore
 

@@ -1,4 +1,4 @@
-"""Helpers of the durability tests: real ``worker-runtime serve`` processes on temp data dirs.
+"""Helpers for tests that drive real ``worker-runtime serve`` processes on temp data dirs.
 
 The ``serve_process`` fixture (conftest) starts ``python -m runtime_server.cli serve --listen
 127.0.0.1:0`` as a subprocess, waits for its banner (``worker-runtime serving on HOST:PORT``) and
@@ -23,7 +23,7 @@ from typing import Any
 
 from runtime_client import Event, RuntimeClient
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 if not PYTHON.exists():  # e.g. a CI image with the package installed into the running interpreter
     PYTHON = Path(sys.executable)

@@ -1,4 +1,5 @@
-"""Fixtures of the durability tests (helpers in durability_support)."""
+"""Fixtures every test directory can use: real ``worker-runtime serve`` processes on temp data
+dirs (``serve_process``); the helpers behind them live in ``tests/serving.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from durability_support import (
+from serving import (
     BANNER,
     REPO_ROOT,
     START_TIMEOUT,
