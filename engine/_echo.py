@@ -28,7 +28,7 @@ class EchoProvider:
 
     ``delay_s`` sleeps before each word, so long runs can be shown and cancelled. With
     ``request.max_tokens`` set, the answer stops after that many words with ``LENGTH``.
-    Token counts are word counts.
+    Token counts are word counts; the input count is reported before the first word.
     """
 
     kind = "echo"
@@ -48,12 +48,15 @@ class EchoProvider:
         if limit is not None and len(words) > limit:
             words, stop = words[:limit], StopReason.LENGTH
         delay = self._delay_s
+        # The prompt's tokens come first, as Anthropic reports them in message_start: a run
+        # cancelled midway still counts what its prompt cost.
+        prompt_words = self._prompt_words(request.messages)
+        yield UsageUpdate(Usage(input_tokens=prompt_words))
         for word in words:
             # Always yield to the loop, like a real stream waiting on its socket: a provider that
             # never suspends would produce a whole run in one step and starve every subscriber.
             await asyncio.sleep(delay)
             yield TextDelta(word)
-        prompt_words = self._prompt_words(request.messages)
         yield UsageUpdate(Usage(input_tokens=prompt_words, output_tokens=len(words)))
         yield StreamStop(stop, stop.value)
 

@@ -20,7 +20,10 @@
   the same text).
 - Cancellation: the HTTP stream is closed (``finally``), running tools are cancelled, every tool
   call without a result gets a synthetic error result (:data:`CANCELLED_RESULT`) so the history
-  stays valid for the next turn, then the :class:`asyncio.CancelledError` propagates.
+  stays valid for the next turn, then the :class:`asyncio.CancelledError` propagates. A cancel
+  that cuts the model's stream first reports what had arrived: the usage the provider gave so far
+  (:class:`UsageReported`, when non-zero) and the partial answer (:class:`PartialMessage`, when it
+  has text or reasoning; unrun tool calls are left out) — the caller decides whether to keep it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine._accumulate import Accumulator
@@ -41,6 +44,7 @@ from engine._types import (
     ModelRequest,
     Notice,
     PartialDiscarded,
+    PartialMessage,
     ReasoningDelta,
     Role,
     StopReason,
@@ -101,8 +105,9 @@ async def run_turn(
 
     Every delta and every completed message goes to ``emit`` as it happens (synchronously: keep it
     cheap). On cancellation, tool calls the model asked for but that have no result yet are closed
-    with a synthetic error result (emitted as :class:`MessageCompleted`) so the history stays valid,
-    then the :class:`asyncio.CancelledError` propagates.
+    with a synthetic error result (emitted as :class:`MessageCompleted`) so the history stays valid;
+    a cancel during the model's stream emits the answer so far as :class:`PartialMessage` (and its
+    usage, if the provider reported any). Then the :class:`asyncio.CancelledError` propagates.
     """
     registry = tools or ToolRegistry()
     messages: list[Message] = list(history)
@@ -144,6 +149,9 @@ async def run_turn(
                 acc.add(event)
                 if isinstance(event, (TextDelta, ReasoningDelta, Notice)):
                     emit(event)
+        except asyncio.CancelledError:
+            _report_partial(acc, emit)
+            raise
         finally:
             await stream.aclose()
         usage = usage + acc.usage
@@ -166,6 +174,22 @@ async def run_turn(
             continuations += 1
             continue
         return TurnResult(tuple(produced), usage, stop)
+
+
+def _report_partial(acc: Accumulator, emit: Emit) -> None:
+    """The stream was cancelled midway: report the usage the provider gave so far (tokens spent
+    are spent) and the partial answer, so the caller can keep what the model said."""
+    if acc.usage != Usage():
+        emit(UsageReported(acc.usage))
+    partial = acc.message()
+    if partial.text or partial.reasoning:
+        emit(
+            PartialMessage(
+                replace(
+                    partial, tool_calls=(), stop_reason=StopReason.CANCELLED, incomplete=True
+                )
+            )
+        )
 
 
 def _close_call(call: ToolCall, result: str, commit: Callable[[Message], None], emit: Emit) -> None:

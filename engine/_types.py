@@ -29,6 +29,11 @@ class StopReason(enum.Enum):
     PAUSE = "pause"  # Anthropic "pause_turn"
     LIMIT_REACHED = "limit_reached"  # the turn loop hit max_tool_rounds
     UNKNOWN = "unknown"
+    # The answer was cut short (an incomplete message, see Message.incomplete): the turn was
+    # cancelled, or its host stopped (the engine itself reports CANCELLED; a host that was shutting
+    # down records INTERRUPTED instead).
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,9 @@ class Message:
     tool_name: str = ""
     is_error: bool = False
     stop_reason: StopReason | None = None
+    # An assistant message whose stream was cut (cancel, shutdown): what the model had said so far.
+    # It is sent back in later requests like any assistant message.
+    incomplete: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,20 @@ class PartialDiscarded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PartialMessage:
+    """The turn was cancelled while the model was streaming its answer: what had arrived so far.
+
+    ``message`` is an assistant message marked ``incomplete`` with stop reason ``CANCELLED``,
+    holding the text and reasoning received. Tool calls the stream had begun are left out: none of
+    them ran (tools run only after the whole message), and their arguments may be cut mid-JSON.
+    Emitted only when there is text or reasoning. It is *not* part of the history: the caller
+    decides whether to keep it (the Runtime commits it to the transcript).
+    """
+
+    message: Message
+
+
 TurnEvent = (
     TextDelta
     | ReasoningDelta
@@ -233,5 +255,6 @@ TurnEvent = (
     | MessageCompleted
     | UsageReported
     | PartialDiscarded
+    | PartialMessage
     | Notice
 )

@@ -174,6 +174,7 @@ def message(m: pb.Message) -> Message:
         m.tool_name,
         m.is_error,
         m.stop_reason,
+        m.incomplete,
     )
 
 

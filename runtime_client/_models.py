@@ -243,7 +243,9 @@ class Message:
     tool_call_id: str = ""  # ROLE_TOOL: the call this result answers
     tool_name: str = ""
     is_error: bool = False
-    stop_reason: str = ""
+    stop_reason: str = ""  # "cancelled" / "interrupted" on an incomplete message
+    # An assistant answer cut short by a cancel or a shutdown: what the model had said so far.
+    incomplete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

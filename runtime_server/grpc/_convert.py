@@ -135,6 +135,7 @@ def message(msg: engine.Message) -> pb.Message:
         tool_name=msg.tool_name,
         is_error=msg.is_error,
         stop_reason=msg.stop_reason.value if msg.stop_reason else "",
+        incomplete=msg.incomplete,
     )
 
 

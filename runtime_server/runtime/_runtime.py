@@ -66,6 +66,7 @@ from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
+from runtime_server.runtime._partial import incomplete_answer
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.runtime._validation import (
@@ -889,6 +890,10 @@ class Runtime:
             self._runs[run_id] = active
             log_.append(worker_id, run_id, [UsageReported(ev.usage)], [PutRun(active)])
 
+        def on_partial(ev: Any) -> None:
+            # a cancel cut the stream: keep what the model said (see _partial)
+            on_message(engine.MessageCompleted(incomplete_answer(ev.message, slot.cancel_state)))
+
         def on_discard(ev: Any) -> None:
             append_one(worker_id, run_id, PartialDiscarded(ev.reason))
 
@@ -903,6 +908,7 @@ class Runtime:
             engine.MessageCompleted: on_message,
             engine.UsageReported: on_usage,
             engine.PartialDiscarded: on_discard,
+            engine.PartialMessage: on_partial,
             engine.Notice: on_notice,
         }
 

@@ -128,6 +128,7 @@ def message_to_obj(message: Message) -> Obj:
     _put(obj, "is_error", message.is_error)
     if message.stop_reason is not None:
         obj["stop_reason"] = message.stop_reason.value
+    _put(obj, "incomplete", message.incomplete)
     return obj
 
 
@@ -145,6 +146,7 @@ def message_from_obj(obj: Mapping[str, Any]) -> Message:
         tool_name=obj.get("tool_name", ""),
         is_error=bool(obj.get("is_error", False)),
         stop_reason=None if stop is None else _STOP_REASONS[stop],
+        incomplete=bool(obj.get("incomplete", False)),
     )
 
 

@@ -92,6 +92,7 @@ FULL_MESSAGE = Message(
     tool_name="prev",
     is_error=True,
     stop_reason=StopReason.TOOL_USE,
+    incomplete=True,
 )
 
 

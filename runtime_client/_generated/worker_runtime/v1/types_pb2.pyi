@@ -448,6 +448,7 @@ class Message(_message.Message):
     TOOL_NAME_FIELD_NUMBER: _builtins.int
     IS_ERROR_FIELD_NUMBER: _builtins.int
     STOP_REASON_FIELD_NUMBER: _builtins.int
+    INCOMPLETE_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     text: _builtins.str
     reasoning: _builtins.str
@@ -456,6 +457,14 @@ class Message(_message.Message):
     tool_name: _builtins.str
     is_error: _builtins.bool
     stop_reason: _builtins.str
+    """Why the model stopped (end_turn, length, tool_use, ...); "cancelled" or "interrupted" on an
+    incomplete message.
+    """
+    incomplete: _builtins.bool
+    """An assistant answer cut short (the run was cancelled or interrupted while the model was
+    streaming): what it had said so far. It is sent back to the model in later requests like any
+    assistant message.
+    """
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]: ...
     def __init__(
@@ -469,10 +478,11 @@ class Message(_message.Message):
         tool_name: _builtins.str = ...,
         is_error: _builtins.bool = ...,
         stop_reason: _builtins.str = ...,
+        incomplete: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_error", b"is_error", "reasoning", b"reasoning", "role", b"role", "stop_reason", b"stop_reason", "text", b"text", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls", "tool_name", b"tool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incomplete", b"incomplete", "is_error", b"is_error", "reasoning", b"reasoning", "role", b"role", "stop_reason", b"stop_reason", "text", b"text", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
