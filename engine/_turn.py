@@ -185,9 +185,7 @@ def _report_partial(acc: Accumulator, emit: Emit) -> None:
     if partial.text or partial.reasoning:
         emit(
             PartialMessage(
-                replace(
-                    partial, tool_calls=(), stop_reason=StopReason.CANCELLED, incomplete=True
-                )
+                replace(partial, tool_calls=(), stop_reason=StopReason.CANCELLED, incomplete=True)
             )
         )
 

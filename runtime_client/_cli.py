@@ -399,7 +399,12 @@ async def _cmd_runtime(client: RuntimeClient, args: argparse.Namespace) -> int:
             ("runs", f"active {info.active_runs}, queued {info.queued_runs}"),
             ("events", f"last_seq {info.last_seq}, oldest_seq {info.oldest_seq}"),
             ("subscribers", info.subscribers),
-            ("usage", _usage_text(info.usage)),
+            ("usage", _usage_text(info.usage) + " (workers held now)"),
+            (
+                "lifetime usage",
+                f"{_usage_text(info.lifetime_usage)} over {info.lifetime_runs} "
+                f"run{'' if info.lifetime_runs == 1 else 's'} (deleted workers included)",
+            ),
             ("auth", "required" if info.auth_required else "none"),
             ("providers", ", ".join(caps.provider_kinds) or "-"),
             ("profiles", ", ".join(caps.profiles) or "-"),
@@ -641,6 +646,8 @@ async def _cmd_transcript(client: RuntimeClient, args: argparse.Namespace) -> in
         head = f"#{e.index} {m.role.lower()}"
         if m.tool_name:
             head += f" {m.tool_name}" + (" (error)" if m.is_error else "")
+        if m.incomplete:
+            head += f" (incomplete: {m.stop_reason})"
         print(f"{head} [{_time(e.created_at)} run {e.run_id or '-'}]")
         if m.reasoning:
             print("  (reasoning) " + m.reasoning.replace("\n", "\n  "))
@@ -657,16 +664,26 @@ async def _cmd_usage(client: RuntimeClient, args: argparse.Namespace) -> int:
         _print_json(summary)
         return 0
     u = summary.usage
-    _block(
-        [
-            ("scope", f"worker {args.worker_id}" if args.worker_id else "runtime"),
-            ("runs", summary.runs),
-            ("input_tokens", u.input_tokens),
-            ("output_tokens", u.output_tokens),
-            ("cache_read_tokens", u.cache_read_tokens),
-            ("cache_write_tokens", u.cache_write_tokens),
-            ("reasoning_tokens", u.reasoning_tokens),
-            ("total_tokens", u.total_tokens),
+    rows: list[tuple[str, object]] = [
+        ("scope", f"worker {args.worker_id}" if args.worker_id else "runtime (workers held now)"),
+        ("runs", summary.runs),
+        ("input_tokens", u.input_tokens),
+        ("output_tokens", u.output_tokens),
+        ("cache_read_tokens", u.cache_read_tokens),
+        ("cache_write_tokens", u.cache_write_tokens),
+        ("reasoning_tokens", u.reasoning_tokens),
+        ("total_tokens", u.total_tokens),
+    ]
+    if not args.worker_id:  # a worker's lifetime is its usage; the runtime's outlives deletes
+        life = summary.lifetime_usage
+        rows += [
+            ("lifetime_runs", summary.lifetime_runs),
+            ("lifetime_input_tokens", life.input_tokens),
+            ("lifetime_output_tokens", life.output_tokens),
+            ("lifetime_cache_read_tokens", life.cache_read_tokens),
+            ("lifetime_cache_write_tokens", life.cache_write_tokens),
+            ("lifetime_reasoning_tokens", life.reasoning_tokens),
+            ("lifetime_total_tokens", life.total_tokens),
         ]
-    )
+    _block(rows)
     return 0

@@ -251,6 +251,8 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         capabilities=Capabilities(tuple(c.provider_kinds), tuple(c.profiles), tuple(c.features)),
         usage=usage(m.usage),
         auth_required=m.auth_required,
+        lifetime_usage=usage(m.lifetime_usage),
+        lifetime_runs=m.lifetime_runs,
     )
 
 
@@ -350,7 +352,7 @@ def events_page(m: observation_pb.ListEventsResponse) -> EventsPage:
 
 
 def usage_summary(m: observation_pb.GetUsageResponse) -> UsageSummary:
-    return UsageSummary(usage(m.usage), m.runs)
+    return UsageSummary(usage(m.usage), m.runs, usage(m.lifetime_usage), m.lifetime_runs)
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -160,10 +160,16 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class UsageSummary:
-    """``get_usage``: the usage of a worker (or the whole Runtime) and how many runs it covers."""
+    """``get_usage``: the usage of a worker (or the whole Runtime) and how many runs it covers.
+
+    For the whole Runtime, ``usage``/``runs`` cover the workers it holds now (they fall when a
+    worker is deleted) and ``lifetime_usage``/``lifetime_runs`` everything since its store was
+    created (they never decrease). For one worker, the lifetime figures equal the current ones."""
 
     usage: Usage
     runs: int = 0
+    lifetime_usage: Usage = Usage()
+    lifetime_runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,8 +336,11 @@ class RuntimeInfo:
     subscribers: int = 0
     limits: Limits = Limits()
     capabilities: Capabilities = Capabilities()
-    usage: Usage = Usage()
+    usage: Usage = Usage()  # of the workers held now: falls when a worker is deleted
     auth_required: bool = False
+    # since the store was created, deleted workers included: never decreases
+    lifetime_usage: Usage = Usage()
+    lifetime_runs: int = 0
 
 
 # --- event payloads ---------------------------------------------------------------------------

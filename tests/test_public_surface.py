@@ -130,6 +130,8 @@ SURFACES: dict[str, set[str]] = {
         "Durability",
         "MemoryStore",
         "Mutation",
+        "PutDiagnostic",
+        "PutMeta",
         "PutRequestKey",
         "PutRun",
         "PutWorker",

@@ -261,6 +261,8 @@ def runtime_info(info: RuntimeInfo, *, auth_required: bool) -> mpb.RuntimeInfo:
         ),
         usage=usage(info.usage),
         auth_required=auth_required,
+        lifetime_usage=usage(info.lifetime_usage),
+        lifetime_runs=info.lifetime_runs,
     )
 
 

@@ -288,5 +288,10 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
 
     @unary
     async def GetUsage(self, request: opb.GetUsageRequest, context: Ctx) -> opb.GetUsageResponse:
-        usage, runs = self._runtime.get_usage(request.worker_id)
-        return opb.GetUsageResponse(usage=cv.usage(usage), runs=runs)
+        summary = self._runtime.get_usage(request.worker_id)
+        return opb.GetUsageResponse(
+            usage=cv.usage(summary.usage),
+            runs=summary.runs,
+            lifetime_usage=cv.usage(summary.lifetime_usage),
+            lifetime_runs=summary.lifetime_runs,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime_server.runtime._eventlog import EventLog, Subscription
+from runtime_server.runtime._lifetime import UsageSummary
 from runtime_server.runtime._profiles import (
     PROVIDER_KINDS,
     Config,
@@ -45,6 +46,7 @@ __all__ = [
     "RuntimeState",
     "Subscription",
     "ToolsFactory",
+    "UsageSummary",
     "default_config",
     "limits_from",
     "load_config",

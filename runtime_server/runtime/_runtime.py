@@ -64,6 +64,12 @@ from runtime_server.model import (
 )
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
+from runtime_server.runtime._lifetime import (
+    UsageSummary,
+    UsageTotals,
+    deleted_mutation,
+    load_deleted,
+)
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._partial import incomplete_answer
@@ -80,6 +86,7 @@ from runtime_server.store import (
     DeleteWorkerData,
     MemoryStore,
     Mutation,
+    PutDiagnostic,
     PutRequestKey,
     PutRun,
     PutWorker,
@@ -136,7 +143,10 @@ class RuntimeInfo:
     provider_kinds: tuple[str, ...]
     profiles: tuple[str, ...]
     features: tuple[str, ...]
-    usage: engine.Usage
+    usage: engine.Usage  # of the workers held now (finished runs)
+    # since the store was created: never decreases (deletes and restarts included; see _lifetime)
+    lifetime_usage: engine.Usage = field(default_factory=engine.Usage)
+    lifetime_runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +274,7 @@ class Runtime:
         )
         self._diag_counter = 0
         self._usage = engine.Usage()
+        self._deleted = UsageTotals()  # usage and runs of deleted workers (see _lifetime)
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
 
@@ -307,6 +318,11 @@ class Runtime:
                 self._retire(run)
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
+        self._deleted = load_deleted(stored.meta)
+        # The diagnostics ring survives restarts: the store keeps the newest capacity of them.
+        for number, diag in await self._store.read_diagnostics():
+            self._diagnostics.append((number, diag))  # the deque keeps the newest capacity
+            self._diag_counter = max(self._diag_counter, number)
         self._recover()
         # Serve only once the recovery is committed (flush raises if the store cannot commit).
         await self._store.flush()
@@ -479,6 +495,8 @@ class Runtime:
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            lifetime_usage=self._usage + self._deleted.usage,
+            lifetime_runs=self._run_count + self._deleted.runs,
         )
 
     def list_profiles(self) -> list[Profile]:
@@ -509,7 +527,10 @@ class Runtime:
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
         if self._log is not None:
-            self._log.append(worker_id, run_id, [diag])
+            keep = max(1, self._limits.diagnostics_capacity)
+            self._log.append(
+                worker_id, run_id, [diag], [PutDiagnostic(self._diag_counter, diag, keep)]
+            )
         log.log(
             {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(level.value, logging.ERROR),
             "%s: %s",
@@ -677,9 +698,16 @@ class Runtime:
         # deleted worker's usage leaves with its data.
         self._usage = self._usage - slot.worker.usage
         self._run_count -= slot.run_count
+        # ... while the lifetime totals keep it (recorded with the delete itself)
+        self._deleted = self._deleted.plus(slot.worker.usage, slot.run_count)
         for run_id in [r.run_id for r in self._runs.values() if r.worker_id == worker_id]:
             del self._runs[run_id]
-        events = log_.append(worker_id, "", [WorkerDeleted()], [DeleteWorkerData(worker_id)])
+        events = log_.append(
+            worker_id,
+            "",
+            [WorkerDeleted()],
+            [DeleteWorkerData(worker_id), deleted_mutation(self._deleted)],
+        )
         await log_.wait_committed(events[-1].seq)
 
     def _slot(self, worker_id: str) -> _Slot:
@@ -1070,20 +1098,24 @@ class Runtime:
         if not valid_uuid(worker_id):
             raise errors.InvalidArgument("worker_id", "must be a UUID")
 
-    def get_usage(self, worker_id: str = "") -> tuple[engine.Usage, int]:
-        """Usage of one worker (or of the whole runtime) and the number of runs it covers."""
+    def get_usage(self, worker_id: str = "") -> UsageSummary:
+        """Usage of one worker (or of the whole runtime) and the number of runs it covers, with
+        the runtime's lifetime totals (see :class:`UsageSummary`)."""
         if worker_id:
             slot = self._slot(worker_id)
             runs = slot.run_count
             usage = slot.worker.usage
             if slot.active is not None:
                 usage = usage + slot.run_usage
-            return usage, runs
+            return UsageSummary(usage, runs, usage, runs)
         usage = self._usage
         for slot in self._slots.values():
             if slot.active is not None:
                 usage = usage + slot.run_usage
-        return usage, self._run_count
+        deleted = self._deleted
+        return UsageSummary(
+            usage, self._run_count, usage + deleted.usage, self._run_count + deleted.runs
+        )
 
     # --- helpers ---
 

@@ -7,10 +7,11 @@ change what the store has. Events are kept up to the retention bound, like the d
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Sequence
 
-from runtime_server.model import Event, now
-from runtime_server.store._protocol import CommitListener, Mutation, StoredState
+from runtime_server.model import Diagnostic, Event, now
+from runtime_server.store._protocol import CommitListener, Mutation, PutDiagnostic, StoredState
 
 
 class MemoryStore:
@@ -28,6 +29,7 @@ class MemoryStore:
         self._retention_events = retention_events
         self._retention_seconds = retention_seconds
         self._listener: CommitListener | None = None
+        self._diagnostics: deque[tuple[int, Diagnostic]] = deque()
 
     async def open(self, new_runtime_id: str) -> StoredState:
         return StoredState(runtime_id=new_runtime_id)
@@ -36,7 +38,14 @@ class MemoryStore:
         self._listener = listener
 
     def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
-        # State lives in the Runtime's memory; only the event log needs keeping here.
+        # State lives in the Runtime's memory; only the event log (and the diagnostics ring, which
+        # the contract asks every store to keep) needs keeping here.
+        for mutation in mutations:
+            if isinstance(mutation, PutDiagnostic):
+                ring = self._diagnostics
+                ring.append((mutation.number, mutation.diagnostic))
+                while ring and ring[0][0] <= mutation.number - max(1, mutation.keep):
+                    ring.popleft()
         if not events:
             return
         self._events.extend(events)
@@ -81,6 +90,9 @@ class MemoryStore:
 
     def oldest_seq(self) -> int:
         return self._seqs[self._head] if self._head < len(self._seqs) else 0
+
+    async def read_diagnostics(self) -> list[tuple[int, Diagnostic]]:
+        return list(self._diagnostics)
 
     async def close(self) -> None:
         return None

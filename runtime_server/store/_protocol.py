@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from runtime_server.model import Event, Run, TranscriptEntry, Worker
+from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry, Worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,36 @@ class PutRequestKey:
     seq: int
 
 
-Mutation = PutWorker | PutRun | AppendTranscript | DeleteWorkerData | PutRequestKey
+@dataclass(frozen=True, slots=True)
+class PutMeta:
+    """A free-form value the Runtime keeps across restarts (e.g. the usage of deleted workers).
+    ``key`` is namespaced by topic and contains a dot (``"runs.deleted_usage"``), so it never meets
+    a store's own bookkeeping keys; ``value`` is JSON text. Opening hands every such key back in
+    :attr:`StoredState.meta`."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutDiagnostic:
+    """Diagnostic number ``number`` (increasing) joins the store's ring, which keeps the newest
+    ``keep``: older ones are dropped by the same write."""
+
+    number: int
+    diagnostic: Diagnostic
+    keep: int
+
+
+Mutation = (
+    PutWorker
+    | PutRun
+    | AppendTranscript
+    | DeleteWorkerData
+    | PutRequestKey
+    | PutMeta
+    | PutDiagnostic
+)
 
 
 @dataclass(slots=True)
@@ -66,6 +95,7 @@ class StoredState:
     runs: list[Run] = field(default_factory=list)
     transcripts: dict[str, list[TranscriptEntry]] = field(default_factory=dict)
     request_keys: list[PutRequestKey] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)  # every PutMeta key, with its last value
 
 
 CommitListener = Callable[[int], None]
@@ -98,6 +128,11 @@ class Store(Protocol):
 
     def oldest_seq(self) -> int:
         """The oldest retained seq (0 when the log is empty)."""
+        ...
+
+    async def read_diagnostics(self) -> list[tuple[int, Diagnostic]]:
+        """The diagnostics ring (:class:`PutDiagnostic`): committed ``(number, diagnostic)``
+        pairs, oldest first."""
         ...
 
     async def close(self) -> None: ...

@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from runtime_server.model import Event, Run, TranscriptEntry, Worker, now
+from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry, Worker, now
 from runtime_server.store import _codec as codec
 from runtime_server.store._errors import StoreFailure, StoreOpenError
 from runtime_server.store._protocol import (
@@ -59,6 +59,8 @@ from runtime_server.store._protocol import (
     CommitListener,
     DeleteWorkerData,
     Mutation,
+    PutDiagnostic,
+    PutMeta,
     PutRequestKey,
     PutRun,
     PutWorker,
@@ -97,6 +99,12 @@ _SCHEMA = (
     "CREATE TABLE request_keys (scope TEXT NOT NULL, request_id TEXT NOT NULL,"
     " fingerprint TEXT NOT NULL, result TEXT NOT NULL, seq INTEGER NOT NULL,"
     " PRIMARY KEY (scope, request_id)) WITHOUT ROWID",
+)
+
+# Tables added after schema version 1, created on every open (so a v1 file gains them): the
+# diagnostics ring (PutDiagnostic; bounded by each write's ``keep``).
+_ADDED_TABLES = (
+    "CREATE TABLE IF NOT EXISTS diagnostics (number INTEGER PRIMARY KEY, body BLOB NOT NULL)",
 )
 
 _Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
@@ -232,6 +240,12 @@ class SqliteStore:
 
     def oldest_seq(self) -> int:
         return self._oldest
+
+    async def read_diagnostics(self) -> list[tuple[int, Diagnostic]]:
+        if self._read_pool is None or self._closed:
+            raise RuntimeError("SqliteStore is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, self._read_diagnostics_sync)
 
     async def close(self) -> None:
         """Commit everything written, stop the writer, close every connection. Idempotent.
@@ -386,6 +400,8 @@ class SqliteStore:
                         ("event_count", 0),
                     ],
                 )
+            for statement in _ADDED_TABLES:
+                conn.execute(statement)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         _check_versions(self.path, meta)
         self._last_seq = int(meta["last_seq"])
@@ -417,6 +433,7 @@ class SqliteStore:
             runs=runs,
             transcripts=transcripts,
             request_keys=keys,
+            meta={str(k): str(v) for k, v in meta.items() if "." in str(k)},  # PutMeta's keys
         )
 
     # --- writer thread --------------------------------------------------------------------------
@@ -618,6 +635,15 @@ class SqliteStore:
                 self._read_conns.append(conn)
         return conn
 
+    def _read_diagnostics_sync(self) -> list[tuple[int, Diagnostic]]:
+        rows = self._reader().execute("SELECT number, body FROM diagnostics ORDER BY number")
+        out: list[tuple[int, Diagnostic]] = []
+        for number, body in rows:
+            diag = codec.decode_payload("diagnostic", body)
+            assert isinstance(diag, Diagnostic)
+            out.append((number, diag))
+        return out
+
     def _read_events_sync(self, after_seq: int, limit: int, worker_id: str) -> list[Event]:
         if worker_id:
             cursor = self._reader().execute(
@@ -708,6 +734,20 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
             "INSERT OR REPLACE INTO request_keys (scope, request_id, fingerprint, result, seq)"
             " VALUES (?, ?, ?, ?, ?)",
             (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
+        )
+    elif isinstance(mutation, PutMeta):
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (mutation.key, mutation.value)
+        )
+    elif isinstance(mutation, PutDiagnostic):
+        _, body = codec.encode_payload(mutation.diagnostic)
+        conn.execute(
+            "INSERT OR REPLACE INTO diagnostics (number, body) VALUES (?, ?)",
+            (mutation.number, body),
+        )
+        conn.execute(
+            "DELETE FROM diagnostics WHERE number <= ?",
+            (mutation.number - max(1, mutation.keep),),
         )
     else:  # pragma: no cover - the Mutation union is closed
         raise TypeError(f"unknown mutation {mutation!r}")

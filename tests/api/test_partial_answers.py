@@ -14,6 +14,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from serving import eventually
+
 from engine.testing import LoopbackServer, Reply
 from runtime_client import (
     BusyPolicy,
@@ -146,7 +148,8 @@ async def test_shutdown_commits_the_partial_answer_as_interrupted(serve: ServeFa
     assert [e.message.role.value for e in transcript] == ["user", "assistant"]
     partial = transcript[1].message
     assert partial.incomplete is True
-    assert partial.stop_reason is not None and partial.stop_reason.value == "interrupted"
+    assert partial.stop_reason is not None
+    assert partial.stop_reason.value == "interrupted"
     run = served.runtime.get_run(accepted.run.run_id)
     assert run.state.value == "INTERRUPTED"
     assert run.usage.input_tokens == 200
@@ -246,9 +249,7 @@ async def _cancel_after_deltas(
     if deltas:
         await _deltas(client, worker_id, accepted.seq, deltas)
     else:  # nothing will stream: wait until the provider has the request
-        async with asyncio.timeout(BOUND):
-            while not provider.requests:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: bool(provider.requests), within=BOUND, what="the request")
     cancelled = await client.cancel_run(accepted.run.run_id)
     assert cancelled.state is RunState.CANCELLED
     await asyncio.wait_for(provider.disconnected.wait(), BOUND)
@@ -322,7 +323,10 @@ async def test_an_empty_partial_commits_nothing_and_the_history_stays_valid(
         assert provider.requests[1].json()["messages"] == [
             {
                 "role": "user",
-                "content": [{"type": "text", "text": "say hello"}, {"type": "text", "text": "go on"}],
+                "content": [
+                    {"type": "text", "text": "say hello"},
+                    {"type": "text", "text": "go on"},
+                ],
             },
         ]
         # whether message_start arrived before the cut is a race; the run finished either way

@@ -60,4 +60,4 @@ async def test_a_reloaded_store_is_held_to_the_same_bound(tmp_path: Path) -> Non
             with pytest.raises(errors.RunNotFound):
                 rt.get_run(old)
         assert [rt.get_run(r).state for r in run_ids[3:]] == [ServerRunState.COMPLETED] * 2
-        assert rt.get_usage(worker)[1] == 5
+        assert rt.get_usage(worker).runs == 5

@@ -92,7 +92,7 @@ async def test_clean_restart_keeps_workers_transcripts_runs_usage_and_keys(tmp_p
         runs = {r: rt.get_run(r) for r in (a1.run.run_id, c2.initial_run.run_id)}
         usage = {w.worker_id: rt.get_usage(w.worker_id) for w in workers}
         total = rt.get_usage()
-    assert total[0].output_tokens > 0
+    assert total.usage.output_tokens > 0
 
     async with runtime_on(path) as rt:
         info = rt.info()
@@ -327,7 +327,7 @@ async def test_usage_spent_before_a_crash_is_kept(tmp_path: Path) -> None:
         assert rt.get_run("r1").state is RunState.INTERRUPTED
         assert rt.get_run("r1").usage == spent
         assert rt.get_worker(wid).usage == before + spent
-        assert rt.get_usage()[0] == before + spent
+        assert rt.get_usage().usage == before + spent
     async with runtime_on(path) as rt:  # counted once, not again on the next start
         assert rt.get_worker(wid).usage == before + spent
 
@@ -370,7 +370,7 @@ async def test_run_usage_is_saved_as_it_is_reported(tmp_path: Path) -> None:
         accepted = await rt.send_input(wid, "use the tool")
         await asyncio.wait_for(started.wait(), 30)
         assert rt.get_run(accepted.run.run_id).usage == first
-        assert rt.get_usage(wid)[0] == first
+        assert rt.get_usage(wid).usage == first
     finally:
         release.set()
         await rt.close()

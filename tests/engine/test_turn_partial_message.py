@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from serving import eventually
 
 import engine
 from engine import AnthropicProvider, OpenAIChatProvider
@@ -63,9 +64,7 @@ async def _cut(
     config = engine.TurnConfig(model="m", retry=engine.RetryPolicy(max_attempts=1))
     history = [engine.Message(engine.Role.USER, "hi")]
     task = asyncio.create_task(run_turn_quietly(provider, config, history, events))
-    async with asyncio.timeout(BOUND):
-        while last not in events:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: last in events, within=BOUND, interval=0.01, what="the cut point")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -139,9 +138,7 @@ async def test_a_cut_before_any_text_reports_no_partial_message(
         history = [engine.Message(engine.Role.USER, "hi")]
         provider = AnthropicProvider(client, server.url)
         task = asyncio.create_task(run_turn_quietly(provider, config, history, events))
-        async with asyncio.timeout(BOUND):
-            while not server.requests:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: bool(server.requests), within=BOUND, what="the request")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -171,7 +171,8 @@ def test_public_surface_is_pinned() -> None:
     assert set(engine.__all__) == {
         "CANCELLED_RESULT", "PROVIDER_KINDS", "Accumulator", "AnthropicProvider",
         "ConfigurationError", "EchoProvider", "Emit", "EngineError", "Message", "MessageCompleted",
-        "ModelRequest", "Notice", "OpenAIChatProvider", "PartialDiscarded", "PartialMessage", "Pause", "Provider",
+        "ModelRequest", "Notice", "OpenAIChatProvider", "PartialDiscarded", "PartialMessage",
+        "Pause", "Provider",
         "ProviderConnectionError", "ProviderError", "ProviderHTTPError", "ProviderProtocolError",
         "ProviderStreamError", "ReasoningDelta", "RetryPolicy", "Role", "SSEDecoder", "SSEEvent",
         "ScriptedProvider", "StopReason", "StreamEvent", "StreamStop", "TextDelta", "Tool",

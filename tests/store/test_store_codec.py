@@ -106,6 +106,8 @@ def test_public_surface_is_pinned() -> None:
             "Durability",
             "MemoryStore",
             "Mutation",
+            "PutDiagnostic",
+            "PutMeta",
             "PutRequestKey",
             "PutRun",
             "PutWorker",

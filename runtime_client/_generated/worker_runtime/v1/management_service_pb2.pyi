@@ -197,6 +197,8 @@ class RuntimeInfo(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
+    LIFETIME_USAGE_FIELD_NUMBER: _builtins.int
+    LIFETIME_RUNS_FIELD_NUMBER: _builtins.int
     runtime_id: _builtins.str
     state: Global___RuntimeState.ValueType
     version: _builtins.str
@@ -210,6 +212,8 @@ class RuntimeInfo(_message.Message):
     subscribers: _builtins.int
     auth_required: _builtins.bool
     """Whether requests need "authorization: Bearer <token>"."""
+    lifetime_runs: _builtins.int
+    """Runs accepted since the store was created, deleted workers' included."""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -219,7 +223,15 @@ class RuntimeInfo(_message.Message):
     @_builtins.property
     def capabilities(self) -> Global___Capabilities: ...
     @_builtins.property
-    def usage(self) -> _types_pb2.Usage: ...
+    def usage(self) -> _types_pb2.Usage:
+        """Usage of the workers the Runtime holds now (finished runs): it falls when a worker is deleted."""
+
+    @_builtins.property
+    def lifetime_usage(self) -> _types_pb2.Usage:
+        """Usage since the store was created, deleted workers included: never decreases (it survives
+        deletes and, with a persistent store, restarts).
+        """
+
     def __init__(
         self,
         *,
@@ -238,10 +250,12 @@ class RuntimeInfo(_message.Message):
         capabilities: Global___Capabilities | None = ...,
         usage: _types_pb2.Usage | None = ...,
         auth_required: _builtins.bool = ...,
+        lifetime_usage: _types_pb2.Usage | None = ...,
+        lifetime_runs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "lifetime_usage", b"lifetime_usage", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "lifetime_runs", b"lifetime_runs", "lifetime_usage", b"lifetime_usage", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -203,19 +203,30 @@ class GetUsageResponse(_message.Message):
 
     USAGE_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
+    LIFETIME_USAGE_FIELD_NUMBER: _builtins.int
+    LIFETIME_RUNS_FIELD_NUMBER: _builtins.int
     runs: _builtins.int
     """How many runs the figure covers."""
+    lifetime_runs: _builtins.int
     @_builtins.property
     def usage(self) -> _types_pb2.Usage: ...
+    @_builtins.property
+    def lifetime_usage(self) -> _types_pb2.Usage:
+        """For the whole Runtime: usage and runs since the store was created, deleted workers included
+        (never decreases). For one worker: the same as usage and runs.
+        """
+
     def __init__(
         self,
         *,
         usage: _types_pb2.Usage | None = ...,
         runs: _builtins.int = ...,
+        lifetime_usage: _types_pb2.Usage | None = ...,
+        lifetime_runs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lifetime_usage", b"lifetime_usage", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lifetime_runs", b"lifetime_runs", "lifetime_usage", b"lifetime_usage", "runs", b"runs", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
