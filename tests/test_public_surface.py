@@ -117,6 +117,7 @@ SURFACES: dict[str, set[str]] = {
         "RuntimeState",
         "Subscription",
         "ToolsFactory",
+        "UsageSummary",
         "VERSION",
         "default_config",
         "limits_from",
