@@ -78,7 +78,7 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
     async def GetRuntime(
         self, request: mpb.GetRuntimeRequest, context: Ctx
     ) -> mpb.GetRuntimeResponse:
-        info = self._runtime.info()
+        info = await self._runtime.get_runtime()
         return mpb.GetRuntimeResponse(
             runtime=cv.runtime_info(info, auth_required=self._auth_required)
         )
@@ -87,7 +87,9 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
     async def ListDiagnostics(
         self, request: mpb.ListDiagnosticsRequest, context: Ctx
     ) -> mpb.ListDiagnosticsResponse:
-        page = self._runtime.list_diagnostics(request.page_size, request.page_token)
+        page = await self._runtime.list_diagnostics(
+            page_size=request.page_size, page_token=request.page_token
+        )
         return mpb.ListDiagnosticsResponse(
             diagnostics=[cv.diagnostic(d) for d in page.items],
             next_page_token=page.next_page_token,
@@ -99,7 +101,7 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
         self, request: mpb.ListProfilesRequest, context: Ctx
     ) -> mpb.ListProfilesResponse:
         return mpb.ListProfilesResponse(
-            profiles=[cv.profile(p) for p in self._runtime.list_profiles()]
+            profiles=[cv.profile(p) for p in await self._runtime.list_profiles()]
         )
 
 
@@ -128,15 +130,16 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
 
     @unary
     async def GetWorker(self, request: cpb.GetWorkerRequest, context: Ctx) -> cpb.GetWorkerResponse:
-        return cpb.GetWorkerResponse(worker=cv.worker(self._runtime.get_worker(request.worker_id)))
+        worker = await self._runtime.get_worker(request.worker_id)
+        return cpb.GetWorkerResponse(worker=cv.worker(worker))
 
     @unary
     async def ListWorkers(
         self, request: cpb.ListWorkersRequest, context: Ctx
     ) -> cpb.ListWorkersResponse:
-        page = self._runtime.list_workers(
-            request.page_size,
-            request.page_token,
+        page = await self._runtime.list_workers(
+            page_size=request.page_size,
+            page_token=request.page_token,
             state=cv.worker_state_filter(request.state),
             labels=dict(request.labels),
         )
@@ -152,9 +155,7 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
     ) -> cpb.StopWorkerResponse:
         if len(request.reason) > 1000:
             raise errors.InvalidArgument("reason", "is longer than 1000 characters")
-        worker = await self._runtime.stop_worker(
-            request.worker_id, request.reason or "stopped by request"
-        )
+        worker = await self._runtime.stop_worker(request.worker_id, reason=request.reason)
         return cpb.StopWorkerResponse(worker=cv.worker(worker))
 
     @unary
@@ -182,7 +183,7 @@ class InteractionServicer(_Base, igrpc.InteractionServiceServicer):
 
     @unary
     async def GetRun(self, request: ipb.GetRunRequest, context: Ctx) -> ipb.GetRunResponse:
-        return ipb.GetRunResponse(run=cv.run(self._runtime.get_run(request.run_id)))
+        return ipb.GetRunResponse(run=cv.run(await self._runtime.get_run(request.run_id)))
 
 
 class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
@@ -190,8 +191,8 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def GetTranscript(
         self, request: opb.GetTranscriptRequest, context: Ctx
     ) -> opb.GetTranscriptResponse:
-        page = self._runtime.get_transcript(
-            request.worker_id, request.page_size, request.page_token
+        page = await self._runtime.get_transcript(
+            request.worker_id, page_size=request.page_size, page_token=request.page_token
         )
         return opb.GetTranscriptResponse(
             entries=[cv.entry(e) for e in page.items],
@@ -288,7 +289,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
 
     @unary
     async def GetUsage(self, request: opb.GetUsageRequest, context: Ctx) -> opb.GetUsageResponse:
-        summary = self._runtime.get_usage(request.worker_id)
+        summary = await self._runtime.get_usage(request.worker_id)
         return opb.GetUsageResponse(
             usage=cv.usage(summary.usage),
             runs=summary.runs,

@@ -17,7 +17,7 @@ import contextlib
 import enum
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -81,6 +81,7 @@ from runtime_server.runtime._validation import (
     check_request_id,
     check_workspace,
 )
+from runtime_server.runtime._waiting import wait_for_run
 from runtime_server.store import (
     AppendTranscript,
     DeleteWorkerData,
@@ -233,7 +234,17 @@ def limits_from(overrides: Mapping[str, Any]) -> Limits:
 
 
 class Runtime:
-    """An embeddable Runtime. Use as ``async with Runtime() as rt: ...`` or start()/close()."""
+    """An embeddable Runtime. Use as ``async with Runtime() as rt: ...`` or start()/close().
+
+    Its methods have the names, parameters and async shape of :class:`runtime_client.RuntimeClient`
+    wherever the two overlap — every read is ``async def`` (``get_runtime``, ``get_worker``,
+    ``list_workers``, ``iter_workers``, ``get_run``, ``wait_run``, ``get_transcript``,
+    ``iter_transcript``, ``list_events``, ``get_usage``, ``list_diagnostics``, ``list_profiles``)
+    and ``subscribe`` is iterated with ``async for`` — so code written against one runs against
+    the other. What they return are the server's domain values (``runtime_server.model``), not
+    the client's models: the two vocabularies are not unified (yet). :meth:`info` stays as a
+    synchronous snapshot for in-process callers that cannot await (health, metrics, tests).
+    """
 
     def __init__(
         self,
@@ -281,13 +292,17 @@ class Runtime:
     # --- lifecycle ---
 
     async def __aenter__(self) -> Runtime:
+        """Start the Runtime (see :meth:`start`)."""
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close the Runtime with no grace (see :meth:`close`)."""
         await self.close()
 
     async def start(self) -> None:
+        """Open the store and recover what it holds (runs that were active become INTERRUPTED);
+        the Runtime serves once the recovery is committed. Idempotent."""
         if self._state is not RuntimeState.STARTING or self._log is not None:
             return
         stored = await self._store.open(uuid7())
@@ -400,7 +415,9 @@ class Runtime:
             )
 
     async def close(self, grace_s: float = 0.0) -> None:
-        """Drain and stop. Safe to call more than once (later calls wait for the first)."""
+        """Drain and stop: no new work; active runs get ``grace_s`` seconds, then are interrupted
+        (keeping their partial answers); subscriptions end; the store is flushed and closed. Safe
+        to call more than once (later calls wait for the first)."""
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close(grace_s))
         await asyncio.shield(self._close_task)
@@ -443,18 +460,22 @@ class Runtime:
 
     @property
     def state(self) -> RuntimeState:
+        """STARTING, SERVING, DRAINING or STOPPED."""
         return self._state
 
     @property
     def runtime_id(self) -> str:
+        """The stable id, kept by a persistent store across restarts ("" before start)."""
         return self._runtime_id
 
     @property
     def limits(self) -> Limits:
+        """Every bound the Runtime enforces."""
         return self._limits
 
     @property
     def config(self) -> Config:
+        """The providers and profiles it was given."""
         return self._config
 
     def _require_log(self) -> EventLog:
@@ -471,6 +492,7 @@ class Runtime:
     # --- management ---
 
     def info(self) -> RuntimeInfo:
+        """A synchronous snapshot of :meth:`get_runtime` (for callers that cannot await)."""
         log_ = self._require_log()
         by_state = dict.fromkeys(WorkerState, 0)
         active = queued = 0
@@ -499,10 +521,20 @@ class Runtime:
             lifetime_runs=self._run_count + self._deleted.runs,
         )
 
-    def list_profiles(self) -> list[Profile]:
-        return [self._config.profiles[name] for name in sorted(self._config.profiles)]
+    async def get_runtime(self) -> RuntimeInfo:
+        """Summary, state, version, store, worker counts, active runs, limits, capabilities and
+        usage (of the workers held now, and lifetime)."""
+        return self.info()
 
-    def list_diagnostics(self, page_size: int = 0, page_token: str = "") -> Page[Diagnostic]:
+    async def list_profiles(self) -> tuple[Profile, ...]:
+        """Every profile, by name."""
+        return tuple(self._config.profiles[name] for name in sorted(self._config.profiles))
+
+    async def list_diagnostics(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> Page[Diagnostic]:
+        """One page of the diagnostics ring, newest first (bounded by diagnostics_capacity; it
+        survives restarts with a persistent store)."""
         size = self._page_size(page_size)
         newest_first = list(reversed(self._diagnostics))
         start = 0
@@ -544,7 +576,7 @@ class Runtime:
         self,
         *,
         worker_id: str = "",
-        profile: str = "echo",
+        profile: str = "",
         display_name: str = "",
         labels: Mapping[str, str] | None = None,
         request_id: str = "",
@@ -552,6 +584,8 @@ class Runtime:
         config_bundle: ConfigBundleRef | None = None,
         initial_input: str = "",
     ) -> Created:
+        """Create a worker (profile "" = the built-in ``echo``), optionally starting a run on
+        ``initial_input``. Repeating a ``request_id`` returns the first result."""
         log_ = self._check_serving()
         lim = self._limits
         labels = dict(labels or {})
@@ -629,17 +663,20 @@ class Runtime:
             run = accepted.run
         return Created(self._snapshot(slot), seq, run)
 
-    def get_worker(self, worker_id: str) -> Worker:
+    async def get_worker(self, worker_id: str) -> Worker:
+        """The worker as it is now."""
         return self._snapshot(self._slot(worker_id))
 
-    def list_workers(
+    async def list_workers(
         self,
+        *,
         page_size: int = 0,
         page_token: str = "",
-        *,
         state: WorkerState | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Page[Worker]:
+        """One page of workers by id; ``state``/``labels`` filter (a worker must carry all the
+        labels)."""
         size = self._page_size(page_size)
         after = decode_token(page_token, "w") if page_token else ""
         selector = dict(labels or {})
@@ -657,7 +694,29 @@ class Runtime:
         # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
         return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(matching))
 
-    async def stop_worker(self, worker_id: str, reason: str = "stopped by request") -> Worker:
+    async def iter_workers(
+        self,
+        *,
+        state: WorkerState | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 0,
+    ) -> AsyncGenerator[Worker, None]:
+        """Every matching worker, page by page."""
+        token = ""
+        while True:
+            page = await self.list_workers(
+                page_size=page_size, page_token=token, state=state, labels=labels
+            )
+            for worker in page.items:
+                yield worker
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def stop_worker(self, worker_id: str, *, reason: str = "") -> Worker:
+        """Cancel the active run (keeping its partial answer), drop queued inputs, stop the worker
+        for good. Idempotent; concurrent calls all answer once the stop is committed."""
+        reason = reason or "stopped by request"
         self._require_log()
         slot = self._slot(worker_id)
         if slot.stop_task is None:
@@ -687,10 +746,12 @@ class Runtime:
         await log_.wait_committed(events[-1].seq)
 
     async def delete_worker(self, worker_id: str) -> None:
+        """Stop the worker and remove it with its transcript, runs and keys (its events age out
+        with the log; its usage stays in the lifetime totals)."""
         log_ = self._require_log()
         slot = self._slot(worker_id)
         worker_id = slot.worker.worker_id  # the caller may spell it differently (upper case)
-        await self.stop_worker(worker_id, "deleted")
+        await self.stop_worker(worker_id, reason="deleted")
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
@@ -734,6 +795,8 @@ class Runtime:
         request_id: str = "",
         busy_policy: BusyPolicy = BusyPolicy.REJECT,
     ) -> Accepted:
+        """Start (or queue, or interrupt with) a run. ``Accepted.seq`` is the seq of its RunQueued
+        event: subscribe with ``after_seq=accepted.seq`` to see everything the run does."""
         check_request_id(request_id, self._limits)
         return await self._send_input(worker_id, text, request_id, busy_policy)
 
@@ -1019,6 +1082,8 @@ class Runtime:
             await asyncio.wait([task])
 
     async def cancel_run(self, run_id: str) -> Run:
+        """Cancel a queued or active run (its partial answer is kept) and return it once its
+        RunFinished is committed. Idempotent: a finished run is returned unchanged."""
         log_ = self._require_log()
         run = self._get_run(run_id)
         if run.state.terminal:
@@ -1043,8 +1108,15 @@ class Runtime:
         await log_.wait_committed(log_.last_assigned_seq)
         return self._runs.get(run_id, run)
 
-    def get_run(self, run_id: str) -> Run:
+    async def get_run(self, run_id: str) -> Run:
+        """The run as it is now (finished runs beyond max_retained_runs are RUN_NOT_FOUND)."""
         return self._get_run(run_id)
+
+    # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
+    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
+        """Wait until the run is terminal and return it; ``TimeoutError`` after ``timeout``."""
+        async with asyncio.timeout(timeout):
+            return await wait_for_run(self._require_log(), self._get_run, run_id)
 
     def _get_run(self, run_id: str) -> Run:
         if not run_id:
@@ -1056,9 +1128,10 @@ class Runtime:
 
     # --- observation ---
 
-    def get_transcript(
-        self, worker_id: str, page_size: int = 0, page_token: str = ""
+    async def get_transcript(
+        self, worker_id: str, *, page_size: int = 0, page_token: str = ""
     ) -> Page[TranscriptEntry]:
+        """One page of the worker's committed history, oldest first."""
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
         start = int(decode_token(page_token, "t")) if page_token else 0
@@ -1069,9 +1142,24 @@ class Runtime:
         token = encode_token("t", str(end)) if end < len(entries) else ""
         return Page(tuple(chunk), token, len(entries))
 
+    async def iter_transcript(
+        self, worker_id: str, *, page_size: int = 0
+    ) -> AsyncGenerator[TranscriptEntry, None]:
+        """The whole transcript, oldest first, page by page."""
+        token = ""
+        while True:
+            page = await self.get_transcript(worker_id, page_size=page_size, page_token=token)
+            for entry in page.items:
+                yield entry
+            token = page.next_page_token
+            if not token:
+                return
+
     async def list_events(
         self, *, after_seq: int = 0, worker_id: str = "", page_size: int = 0
     ) -> EventsPage:
+        """Poll the log: committed events with seq > ``after_seq`` (0 = from the oldest
+        retained), optionally of one worker."""
         log_ = self._require_log()
         if after_seq < 0:
             raise errors.InvalidArgument("after_seq", "must be >= 0")
@@ -1083,8 +1171,12 @@ class Runtime:
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
-        self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
+        self, worker_id: str = "", after_seq: int = 0, from_now: bool = False
     ) -> Subscription:
+        """Events with seq > ``after_seq`` (``from_now``: only new ones), replayed then live,
+        optionally of one worker: iterate with ``async for`` (as the client's ``subscribe``). It
+        ends when the Runtime closes and raises SubscriberLagging if it falls more than
+        ``subscriber_buffer_events`` behind; ``close()`` it when leaving early."""
         log_ = self._require_log()
         if after_seq < 0:
             raise errors.InvalidArgument("after_seq", "must be >= 0")
@@ -1098,7 +1190,7 @@ class Runtime:
         if not valid_uuid(worker_id):
             raise errors.InvalidArgument("worker_id", "must be a UUID")
 
-    def get_usage(self, worker_id: str = "") -> UsageSummary:
+    async def get_usage(self, worker_id: str = "") -> UsageSummary:
         """Usage of one worker (or of the whole runtime) and the number of runs it covers, with
         the runtime's lifetime totals (see :class:`UsageSummary`)."""
         if worker_id:

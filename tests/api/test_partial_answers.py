@@ -144,13 +144,13 @@ async def test_shutdown_commits_the_partial_answer_as_interrupted(serve: ServeFa
 
     await served.runtime.close(grace_s=0.01)
 
-    transcript = served.runtime.get_transcript(w.worker_id).items
+    transcript = (await served.runtime.get_transcript(w.worker_id)).items
     assert [e.message.role.value for e in transcript] == ["user", "assistant"]
     partial = transcript[1].message
     assert partial.incomplete is True
     assert partial.stop_reason is not None
     assert partial.stop_reason.value == "interrupted"
-    run = served.runtime.get_run(accepted.run.run_id)
+    run = await served.runtime.get_run(accepted.run.run_id)
     assert run.state.value == "INTERRUPTED"
     assert run.usage.input_tokens == 200
 

@@ -58,6 +58,6 @@ async def test_a_reloaded_store_is_held_to_the_same_bound(tmp_path: Path) -> Non
     async with Runtime(store=SqliteStore(path), limits=limits) as rt:
         for old in run_ids[:3]:
             with pytest.raises(errors.RunNotFound):
-                rt.get_run(old)
-        assert [rt.get_run(r).state for r in run_ids[3:]] == [ServerRunState.COMPLETED] * 2
-        assert rt.get_usage(worker).runs == 5
+                await rt.get_run(old)
+        assert [(await rt.get_run(r)).state for r in run_ids[3:]] == [ServerRunState.COMPLETED] * 2
+        assert (await rt.get_usage(worker)).runs == 5

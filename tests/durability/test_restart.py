@@ -56,8 +56,7 @@ def runtime_on(path: Path) -> Runtime:
 
 
 async def finished(rt: Runtime, run_id: str) -> Run:
-    await eventually(lambda: rt.get_run(run_id).state.terminal, what=f"run {run_id} finished")
-    return rt.get_run(run_id)
+    return await rt.wait_run(run_id, timeout=20.0)
 
 
 async def events_after(rt: Runtime, after_seq: int) -> list[Event]:
@@ -87,22 +86,24 @@ async def test_clean_restart_keeps_workers_transcripts_runs_usage_and_keys(tmp_p
         a3 = await rt.send_input(w3.worker_id, "gone soon", request_id="s3")
         await rt.delete_worker(w3.worker_id)
         before = rt.info()
-        workers = rt.list_workers().items
-        transcripts = {w.worker_id: rt.get_transcript(w.worker_id).items for w in workers}
-        runs = {r: rt.get_run(r) for r in (a1.run.run_id, c2.initial_run.run_id)}
-        usage = {w.worker_id: rt.get_usage(w.worker_id) for w in workers}
-        total = rt.get_usage()
+        workers = (await rt.list_workers()).items
+        transcripts = {w.worker_id: (await rt.get_transcript(w.worker_id)).items for w in workers}
+        runs = {r: await rt.get_run(r) for r in (a1.run.run_id, c2.initial_run.run_id)}
+        usage = {w.worker_id: await rt.get_usage(w.worker_id) for w in workers}
+        total = await rt.get_usage()
     assert total.usage.output_tokens > 0
 
     async with runtime_on(path) as rt:
         info = rt.info()
         assert info.runtime_id == before.runtime_id
         assert info.store_kind == "sqlite"
-        assert rt.list_workers().items == workers
-        assert {w.worker_id: rt.get_transcript(w.worker_id).items for w in workers} == transcripts
-        assert {r: rt.get_run(r) for r in runs} == runs
-        assert {w.worker_id: rt.get_usage(w.worker_id) for w in workers} == usage
-        assert rt.get_usage() == total
+        assert (await rt.list_workers()).items == workers
+        assert {
+            w.worker_id: (await rt.get_transcript(w.worker_id)).items for w in workers
+        } == transcripts
+        assert {r: await rt.get_run(r) for r in runs} == runs
+        assert {w.worker_id: await rt.get_usage(w.worker_id) for w in workers} == usage
+        assert await rt.get_usage() == total
         # the seq continues right after the last one, with the recovery diagnostic
         new = await events_after(rt, before.last_seq)
         assert [e.seq for e in new] == [before.last_seq + 1]
@@ -120,9 +121,9 @@ async def test_clean_restart_keeps_workers_transcripts_runs_usage_and_keys(tmp_p
         assert same2.initial_run == runs[c2.initial_run.run_id]
         # the deleted worker and its run did not come back
         with pytest.raises(errors.WorkerNotFound):
-            rt.get_worker(w3.worker_id)
+            await rt.get_worker(w3.worker_id)
         with pytest.raises(errors.RunNotFound):
-            rt.get_run(a3.run.run_id)
+            await rt.get_run(a3.run.run_id)
         # and the workers take new input
         a = await rt.send_input(w1.worker_id, "after the restart")
         assert (await finished(rt, a.run.run_id)).state is RunState.COMPLETED
@@ -165,12 +166,12 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
     wid = await write_crashed_state(path)
     async with runtime_on(path) as rt:
         assert rt.runtime_id == "rt-crashed"
-        worker = rt.get_worker(wid)
+        worker = await rt.get_worker(wid)
         assert (worker.state, worker.active_run_id) == (WorkerState.IDLE, "")
         assert worker.usage == engine.Usage(input_tokens=7, output_tokens=3)
-        assert rt.get_run("r0").state is RunState.COMPLETED
+        assert (await rt.get_run("r0")).state is RunState.COMPLETED
         for run_id in ("r1", "r2"):
-            run = rt.get_run(run_id)
+            run = await rt.get_run(run_id)
             assert run.state is RunState.INTERRUPTED
             assert run.error is not None
             assert run.error.code == "INTERRUPTED"
@@ -190,10 +191,10 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         assert new[-1].payload.code == "RECOVERED"
         assert "2 runs marked INTERRUPTED" in new[-1].payload.message
         assert "after seq 2" in new[-1].payload.message
-        assert any(d.code == "RECOVERED" for d in rt.list_diagnostics().items)
+        assert any(d.code == "RECOVERED" for d in (await rt.list_diagnostics()).items)
 
         # The dangling tool call got a result, so the transcript is a valid history again.
-        transcript = rt.get_transcript(wid).items
+        transcript = (await rt.get_transcript(wid)).items
         tail = transcript[-1]
         assert (tail.index, tail.run_id) == (5, "r1")
         assert tail.message.role is engine.Role.TOOL
@@ -207,7 +208,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         # New input works.
         accepted = await rt.send_input(wid, "fourth input", busy_policy=BusyPolicy.REJECT)
         assert (await finished(rt, accepted.run.run_id)).state is RunState.COMPLETED
-        assert rt.get_transcript(wid).items[-1].message.text == "fourth input"
+        assert (await rt.get_transcript(wid)).items[-1].message.text == "fourth input"
 
     # A second start finds nothing more to interrupt and adds no second RunFinished.
     async with runtime_on(path) as rt:
@@ -218,7 +219,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         assert isinstance(last, Diagnostic)
         assert last.code == "RECOVERED"
         assert "0 runs marked INTERRUPTED" in last.message
-        assert rt.get_worker(wid).state is WorkerState.IDLE
+        assert (await rt.get_worker(wid)).state is WorkerState.IDLE
 
 
 async def test_queued_run_starts_under_its_own_run_id(tmp_path: Path) -> None:
@@ -324,12 +325,12 @@ async def test_usage_spent_before_a_crash_is_kept(tmp_path: Path) -> None:
     await store.close()
 
     async with runtime_on(path) as rt:
-        assert rt.get_run("r1").state is RunState.INTERRUPTED
-        assert rt.get_run("r1").usage == spent
-        assert rt.get_worker(wid).usage == before + spent
-        assert rt.get_usage().usage == before + spent
+        assert (await rt.get_run("r1")).state is RunState.INTERRUPTED
+        assert (await rt.get_run("r1")).usage == spent
+        assert (await rt.get_worker(wid)).usage == before + spent
+        assert (await rt.get_usage()).usage == before + spent
     async with runtime_on(path) as rt:  # counted once, not again on the next start
-        assert rt.get_worker(wid).usage == before + spent
+        assert (await rt.get_worker(wid)).usage == before + spent
 
 
 async def test_run_usage_is_saved_as_it_is_reported(tmp_path: Path) -> None:
@@ -369,12 +370,12 @@ async def test_run_usage_is_saved_as_it_is_reported(tmp_path: Path) -> None:
         wid = (await rt.create_worker()).worker.worker_id
         accepted = await rt.send_input(wid, "use the tool")
         await asyncio.wait_for(started.wait(), 30)
-        assert rt.get_run(accepted.run.run_id).usage == first
-        assert rt.get_usage(wid).usage == first
+        assert (await rt.get_run(accepted.run.run_id)).usage == first
+        assert (await rt.get_usage(wid)).usage == first
     finally:
         release.set()
         await rt.close()
     async with runtime_on(path) as again:
-        run = again.get_run(accepted.run.run_id)
+        run = await again.get_run(accepted.run.run_id)
         assert run.usage == first
-        assert again.get_worker(wid).usage == first
+        assert (await again.get_worker(wid)).usage == first

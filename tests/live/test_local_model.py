@@ -140,7 +140,7 @@ async def test_missing_model_fails_the_run_clearly_and_the_runtime_serves_on(
         echo = await runtime.create_worker(profile="echo")
         run = await finish(runtime, echo.worker.worker_id, "still serving")
         assert run.state is RunState.COMPLETED
-        codes = [d.code for d in runtime.list_diagnostics().items]
+        codes = [d.code for d in (await runtime.list_diagnostics()).items]
         assert "LOCAL_MODEL_FAILED" in codes
 
 
@@ -157,8 +157,8 @@ async def finish(runtime: Runtime, worker_id: str, text: str) -> Run:
 # --- the Runtime owns the server: started at first use, stopped by close ---
 
 
-def started_url(runtime: Runtime) -> str | None:
-    for diag in runtime.list_diagnostics().items:
+async def started_url(runtime: Runtime) -> str | None:
+    for diag in (await runtime.list_diagnostics()).items:
         if diag.code == "LOCAL_MODEL_STARTED":
             assert diag.level is DiagnosticLevel.INFO
             match = re.search(r"http://127\.0\.0\.1:\d+", diag.message)
@@ -173,7 +173,7 @@ async def test_runtime_starts_the_model_at_first_use_and_stops_it_at_close() -> 
     runtime = Runtime(config=parse_config(LOCAL))
     await runtime.start()
     try:
-        assert started_url(runtime) is None  # nothing started with the Runtime
+        assert await started_url(runtime) is None  # nothing started with the Runtime
         created = await runtime.create_worker(profile="tiny")
         # Two runs at once on two workers: one start, shared.
         other = await runtime.create_worker(profile="tiny")
@@ -184,9 +184,9 @@ async def test_runtime_starts_the_model_at_first_use_and_stops_it_at_close() -> 
         assert first.state is RunState.COMPLETED, first.error
         assert second.state is RunState.COMPLETED, second.error
         assert first.usage.output_tokens > 0
-        codes = [d.code for d in runtime.list_diagnostics().items]
+        codes = [d.code for d in (await runtime.list_diagnostics()).items]
         assert codes.count("LOCAL_MODEL_STARTED") == 1
-        url = started_url(runtime)
+        url = await started_url(runtime)
         assert url is not None
         async with httpx.AsyncClient() as http:
             assert (await http.get(url + "/health")).status_code == 200

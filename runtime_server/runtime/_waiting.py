@@ -1,0 +1,34 @@
+"""``Runtime.wait_run``: wait for a run's end by subscription, never by polling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runtime_server import errors
+from runtime_server.model import Run, RunFinished, WorkerDeleted
+from runtime_server.runtime._eventlog import EventLog
+
+
+async def wait_for_run(log: EventLog, get_run: Callable[[str], Run], run_id: str) -> Run:
+    """The run once terminal. It reads the run and subscribes (worker-filtered) from the committed
+    head with no ``await`` in between: a run still active then has its RunFinished beyond that
+    head, so the subscription cannot miss it. If the subscription is cut (lagging, a cursor aged
+    out) it starts over; if it ends without the run's end (the worker was deleted, the Runtime
+    closed), the run is read again (RUN_NOT_FOUND for a deleted worker's run)."""
+    while True:
+        run = get_run(run_id)
+        if run.state.terminal:
+            return run
+        sub = log.subscribe(after_seq=log.committed_seq, worker_id=run.worker_id)
+        try:
+            async for event in sub:
+                payload = event.payload
+                if isinstance(payload, RunFinished) and payload.run.run_id == run_id:
+                    return payload.run
+                if isinstance(payload, WorkerDeleted):
+                    break
+        except (errors.SubscriberLagging, errors.CursorExpired):
+            continue
+        finally:
+            sub.close()
+        return get_run(run_id)
