@@ -93,7 +93,10 @@ async def _exercise(api: Any) -> dict[str, Any]:
             deltas.append(event.payload.text)
         if type(event.payload).__name__ == "RunFinished":
             break
-    await subscription.aclose() if hasattr(subscription, "aclose") else subscription.close()
+    if hasattr(subscription, "aclose"):  # the client's: an async generator
+        await subscription.aclose()
+    else:  # the Runtime's: a Subscription
+        subscription.close()
     run = await api.wait_run(accepted.run.run_id, timeout=BOUND)
     listed = await api.list_workers(page_size=10, labels={"team": "a"})
     page = await api.get_transcript(worker.worker_id, page_size=1)
