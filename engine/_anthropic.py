@@ -44,7 +44,7 @@ from engine._http import (
     redact_error,
 )
 from engine._openai import new_call_id
-from engine._redact import Redactor, request_secrets
+from engine._redact import Redactor, request_secrets, url_secrets
 from engine._sse import SSEEvent
 from engine._types import (
     Message,
@@ -363,7 +363,7 @@ class AnthropicProvider:
         parser = AnthropicStreamParser()
         headers = self._headers()
         # Everything this stream lets out is redacted against the request's credentials.
-        redact = Redactor(request_secrets(headers, self._extra_headers))
+        redact = Redactor((*request_secrets(headers, self._extra_headers), *url_secrets(self._url)))
         events = post_sse(
             self._client,
             self._url,

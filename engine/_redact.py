@@ -13,7 +13,10 @@ What counts as a credential of a request (:func:`request_secrets`):
 - every value of the profile's configured extra headers that is at least
   :data:`MIN_CONFIGURED_SECRET` characters long: such headers often carry credentials under names
   we cannot guess (``OpenAI-Organization``, a gateway's ``X-Portkey-...``); shorter values
-  (``1``, ``beta``) would only mangle unrelated text.
+  (``1``, ``beta``) would only mangle unrelated text;
+- from the URL (:func:`url_secrets`): the password of ``user:password@host`` (httpx logs the URL
+  whole at INFO, and sends it as ``Basic`` credentials, also covered) and the values of
+  credential-named query parameters (``?key=...``).
 
 What :class:`Redactor` replaces with :data:`MARK`:
 
@@ -35,6 +38,7 @@ deleted key ages out instead of being held forever.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -85,6 +89,25 @@ def request_secrets(
             if len(candidate) >= minimum:
                 found.add(candidate)
     return tuple(sorted(found, key=len, reverse=True))
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credentials a URL carries: its userinfo password, credential-named query values."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return ()
+    found = set()
+    if password:
+        username = urllib.parse.unquote(parts.username or "")
+        plain = urllib.parse.unquote(password)
+        basic = base64.b64encode(f"{username}:{plain}".encode()).decode()  # httpx sends Basic
+        found |= {password, plain, basic}
+    for name, value in urllib.parse.parse_qsl(parts.query):
+        if is_credential_header(name):
+            found.add(value)
+    return tuple(s for s in found if len(s) >= MIN_SECRET)
 
 
 def _encodings(secret: str) -> set[str]:

@@ -299,3 +299,24 @@ def test_filter_redacts_args_exceptions_and_stack() -> None:
     for record in records:
         assert not leaks(formatter.format(record))
     assert "[redacted]" in records[0].getMessage()
+
+
+async def test_url_userinfo_password_is_redacted_from_errors_and_httpx_log(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs the request URL whole (password included) at INFO and sends the userinfo as
+    Basic credentials, which a careless server echoes."""
+    caplog.set_level(logging.DEBUG)
+    password = KEY[::-1]
+    async with LoopbackServer(default=openai_error_with_message) as server:
+        base_url = server.url.replace("http://", f"http://user:{password}@") + "/v1"
+        outputs, error = await drive(OpenAIChatProvider(client, base_url))
+    assert server.requests[0].headers["authorization"].startswith("Basic ")
+    basic = server.requests[0].headers["authorization"].removeprefix("Basic ")
+    logged = log_text(caplog)
+    assert "HTTP Request: POST http://user:[redacted]@" in logged
+    assert error is not None
+    assert "Incorrect API key provided: Basic [redacted]" in error
+    for text in (*outputs, logged):
+        assert not leaks(text, password), text
+        assert not leaks(text, basic), text

@@ -156,3 +156,30 @@ async def test_unknown_methods_need_the_token_first(
             assert error_info(denied).reason == "UNAUTHENTICATED"
             allowed = await call(channel, method, b"", GOOD)
             assert code_of(allowed) is grpc.StatusCode.UNIMPLEMENTED, method
+
+
+async def test_health_and_reflection_bodies_are_checked_too(
+    serve_process: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Health needs no token, so its bad bodies get INVALID_ARGUMENT at once; reflection (a
+    bidirectional stream) checks each request message, after auth."""
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    sp = await serve_process(None, store="memory", extra=["--auth-token-env", TOKEN_ENV])
+    async with grpc.aio.insecure_channel(sp.target) as channel:
+        health = await call(channel, "/grpc.health.v1.Health/Check", BAD_BODIES[0])
+        assert code_of(health) is grpc.StatusCode.INVALID_ARGUMENT
+        assert isinstance(health, grpc.aio.AioRpcError)
+        assert error_info(health).reason == "MALFORMED_REQUEST"
+        for method in (
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ):
+            for metadata, expected in ((None, "UNAUTHENTICATED"), (GOOD, "MALFORMED_REQUEST")):
+                stream = channel.stream_stream(
+                    method, request_serializer=identity, response_deserializer=identity
+                )(iter([BAD_BODIES[1]]), metadata=metadata, timeout=BOUND)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stream.read()
+                assert error_info(caught.value).reason == expected, (method, metadata)
+    assert sp.terminate() == 0
+    assert "Traceback" not in sp.stderr()

@@ -6,6 +6,9 @@ saved with ``echo`` into env files do."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import json
 import secrets
 from collections.abc import Callable
@@ -20,6 +23,8 @@ from runtime_server.runtime import ConfigError, parse_config
 
 KEY = "sk-scan-" + secrets.token_urlsafe(30)
 GATEWAY_KEY = "gw-" + secrets.token_urlsafe(24)
+URL_PASSWORD = "pw-" + secrets.token_urlsafe(24)  # in a base_url's userinfo
+BASIC = base64.b64encode(f"user:{URL_PASSWORD}".encode()).decode()  # what httpx sends for it
 ENV = "WR_SCAN_PROVIDER_KEY"
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
 
@@ -29,7 +34,7 @@ def pieces(secret: str, n: int = 12) -> list[str]:
 
 
 def leaks(text: str) -> list[str]:
-    return [p for s in (KEY, GATEWAY_KEY) for p in pieces(s) if p in text]
+    return [p for s in (KEY, GATEWAY_KEY, URL_PASSWORD, BASIC) for p in pieces(s) if p in text]
 
 
 def credential(req: RecordedRequest) -> str:
@@ -103,6 +108,15 @@ base_url = "{url}/v1"
 headers = {{ "x-gateway-key" = "{gateway}" }}
 max_retries = 0
 
+[providers.userinfo]
+kind = "openai_chat"
+base_url = "{userinfo_url}/v1"
+max_retries = 0
+
+[profiles.userinfo]
+provider = "userinfo"
+model = "m"
+
 [profiles.oa]
 provider = "oa"
 model = "m"
@@ -122,6 +136,8 @@ RUNS = [
     ("an", "long-text-body"),
     ("gateway", "stream-error-message"),
     ("gateway", "long-text-body"),
+    ("userinfo", "stream-error-message"),
+    ("userinfo", "malformed-line"),
 ]
 
 
@@ -131,7 +147,10 @@ async def test_no_key_in_any_output(
     monkeypatch.setenv(ENV, KEY + "\n")
     async with LoopbackServer(default=respond) as provider:
         config = tmp_path / "providers.toml"
-        config.write_text(CONFIG.format(url=provider.url, env=ENV, gateway=GATEWAY_KEY))
+        userinfo_url = provider.url.replace("http://", f"http://user:{URL_PASSWORD}@")
+        config.write_text(
+            CONFIG.format(url=provider.url, env=ENV, gateway=GATEWAY_KEY, userinfo_url=userinfo_url)
+        )
         sp = await serve_process(tmp_path / "data", config=config, extra=["--log-level", "DEBUG"])
         client = sp.client()
         seen: list[str] = []
@@ -150,6 +169,13 @@ async def test_no_key_in_any_output(
         seen.append(repr(await client.get_usage()))
         events = await all_events(client)
         seen += [repr(e) for e in events] + [str(e.raw) for e in events]
+        for batched in (True, False):  # SubscribeEventBatches and SubscribeEvents
+            streamed = client.subscribe(after_seq=0, batched=batched)
+            async with asyncio.timeout(BOUND), contextlib.aclosing(streamed):
+                async for event in streamed:
+                    seen += [repr(event), str(event.raw)]
+                    if event.seq >= events[-1].seq:
+                        break
         assert sp.terminate() == 0
     out, err = sp.stdout_path.read_text(errors="replace"), sp.stderr()
     for text in (*seen, out, err):
@@ -161,6 +187,7 @@ async def test_no_key_in_any_output(
     assert {"authorization": f"Bearer {KEY}"}.items() <= headers[0].items()
     assert any(h.get("x-api-key") == KEY for h in headers)
     assert any(h.get("x-gateway-key") == GATEWAY_KEY for h in headers)
+    assert any(h.get("authorization") == f"Basic {BASIC}" for h in headers)
     # Every shape really ran and said what went wrong, redacted.
     for profile, shape, run in runs:
         if shape == "content-echo":
