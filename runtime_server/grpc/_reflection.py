@@ -9,6 +9,8 @@ derived from the v1alpha one (package and file name renamed) and added to the de
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +24,9 @@ V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 
 def _ensure_v1_descriptor() -> None:
+    with contextlib.suppress(ImportError):
+        # A grpcio-reflection that ships v1 registers the real file: use it, never a rival copy.
+        importlib.import_module("grpc_reflection.v1.reflection_pb2")
     pool = descriptor_pool.Default()  # type: ignore[no-untyped-call]
     try:
         pool.FindFileByName(V1_FILE)
