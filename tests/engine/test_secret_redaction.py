@@ -24,6 +24,8 @@ from engine import (
     Redactor,
     RetryPolicy,
     Role,
+    Tool,
+    ToolRegistry,
     TurnConfig,
     TurnEvent,
     run_turn,
@@ -320,3 +322,36 @@ async def test_url_userinfo_password_is_redacted_from_errors_and_httpx_log(
     for text in (*outputs, logged):
         assert not leaks(text, password), text
         assert not leaks(text, basic), text
+
+
+async def test_tool_output_holding_the_live_key_is_redacted(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool that reads the key (a ``.env`` in the workspace): its result reaches events, the
+    transcript and the next request without it — also when the cap cuts through the key."""
+    monkeypatch.setenv(ENV, KEY)
+    call = {"index": 0, "id": "c1", "function": {"name": "env", "arguments": "{}"}}
+    tool_call = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    done = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
+    replies = [
+        Reply(body=sse(json.dumps(tool_call)) + sse(json.dumps(finish)) + sse("[DONE]")),
+        Reply(body=sse(json.dumps(done)) + sse("[DONE]")),
+    ]
+
+    async def read_env(args: Any) -> str:
+        return "x" * 90 + f"OPENAI_API_KEY={KEY}\n"  # the cap below falls inside the key
+
+    tools = ToolRegistry([Tool("env", "reads .env", read_env)])
+    rec = Recorder()
+    async with LoopbackServer(replies) as server:
+        provider = OpenAIChatProvider(client, server.url + "/v1", ENV)
+        config = TurnConfig(model="m", retry=FAST, tool_output_max_chars=120)
+        result = await asyncio.wait_for(
+            run_turn(provider, config, HISTORY, emit=rec, tools=tools), BOUND
+        )
+    texts = [repr(e) for e in rec] + [repr(m) for m in result.messages]
+    texts.append(server.requests[1].body.decode())  # what the model saw of the result
+    assert "OPENAI_API_KEY=[redacted]" in "".join(texts)
+    for text in texts:
+        assert not leaks(text), text
