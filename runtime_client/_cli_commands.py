@@ -35,6 +35,7 @@ from runtime_client._models import (
     ToolCallStarted,
     WorkerState,
 )
+from runtime_client.errors import RuntimeClientError
 
 # --- commands ---------------------------------------------------------------------------------
 
@@ -183,6 +184,25 @@ async def _cmd_workers_delete(client: RuntimeClient, args: argparse.Namespace) -
     return 0
 
 
+class _Waiting:
+    """Tells the user on stderr, once per outage, that a followed stream waits for the server
+    (a shut-down or unreachable Runtime), and when events flow again."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def retry(self, error: RuntimeClientError, delay: float) -> None:
+        if not self.down:
+            self.down = True
+            print(f"waiting for server… ({error.reason}: {error.message})", file=sys.stderr)
+            sys.stderr.flush()
+
+    def back(self) -> None:
+        if self.down:
+            self.down = False
+            print("server is back; resuming", file=sys.stderr, flush=True)
+
+
 async def _cmd_send(client: RuntimeClient, args: argparse.Namespace) -> int:
     accepted = await client.send_input(
         args.worker_id,
@@ -201,10 +221,14 @@ async def _cmd_send(client: RuntimeClient, args: argparse.Namespace) -> int:
     at_line_start = True
     out, err = sys.stdout, sys.stderr
     # after the RunQueued event: everything this run does, nothing before it
-    events = client.subscribe(args.worker_id, after_seq=accepted.seq)
+    waiting = _Waiting()
+    events = client.subscribe(
+        args.worker_id, after_seq=accepted.seq, max_reconnects=None, on_retry=waiting.retry
+    )
     try:
         async with contextlib.aclosing(events):
             async for ev in events:
+                waiting.back()
                 if ev.run_id != run_id:
                     continue
                 p = ev.payload
@@ -266,13 +290,17 @@ async def _cmd_events(client: RuntimeClient, args: argparse.Namespace) -> int:
 
     count = 0
     if args.follow:
+        waiting = _Waiting()
         events = client.subscribe(
             args.worker,
             after_seq=args.after or 0,
             from_now=args.after is None,
+            max_reconnects=None,  # following means waiting for the server to come back
+            on_retry=waiting.retry,
         )
         async with contextlib.aclosing(events):
             async for ev in events:
+                waiting.back()
                 emit(ev)
                 count += 1
                 if limit is not None and count >= limit:

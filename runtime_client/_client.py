@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -407,6 +407,7 @@ class RuntimeClient:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
+        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only.
@@ -431,6 +432,13 @@ class RuntimeClient:
         message when they are ready together, fewer stream messages per run — and yields their
         events one by one; ``batched=False`` reads SubscribeEvents (one event per message). Both
         yield the same events.
+
+        At a Runtime's shutdown the stream first delivers every committed event (the runs'
+        ``RunFinished(INTERRUPTED)`` included) and then ends with RuntimeDraining (UNAVAILABLE,
+        ``last_seq`` in its metadata); with ``resume`` this subscription then keeps reconnecting
+        with ``backoff`` until the Runtime is back (or ``max_reconnects`` is spent), without
+        ``resume`` it raises that RuntimeDraining. ``on_retry(error, delay_s)`` is called before
+        each wait to reconnect (e.g. to tell a user "waiting for server").
         """
         obs = self._observation
         start: Any = obs.SubscribeEventBatches if batched else obs.SubscribeEvents
@@ -492,4 +500,7 @@ class RuntimeClient:
                     )
             if isinstance(error, SubscriberLagging) and failures == 1:
                 continue  # we were merely slow; the server is healthy
-            await asyncio.sleep(backoff.delay(failures))
+            delay = backoff.delay(failures)
+            if on_retry is not None:
+                on_retry(error or Unavailable("the server ended the event stream"), delay)
+            await asyncio.sleep(delay)

@@ -9,6 +9,12 @@ full is cut (it sees :class:`SubscriberLagging` carrying its last delivered seq,
 there). A subscription first replays from the store and joins the live fan-out in the same event
 loop step in which it has caught up with the committed seq — so there is no gap and no duplicate
 between replay and tail.
+
+Shutdown (:meth:`EventLog.close_all`, after the last events are committed) ends every
+subscription *after* it has handed over what it holds, and :meth:`EventLog.wait_released` lets
+the Runtime wait (bounded) until every consumer has taken that last event and seen the end
+before the store closes; from then on reads fail with ``RuntimeDraining``, never with a closed
+store's error.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from runtime_server.errors import CursorAhead, CursorExpired, SubscriberLagging
+from runtime_server.errors import CursorAhead, CursorExpired, RuntimeDraining, SubscriberLagging
 from runtime_server.model import Event, Payload, now
 from runtime_server.store import Mutation, Store
 
@@ -32,6 +38,11 @@ class EventLog:
         self._buffer_limit = buffer_limit
         self._all: set[Subscription] = set()  # whole-runtime subscribers
         self._by_worker: dict[str, set[Subscription]] = {}
+        # every subscription whose consumer has not yet seen its end (replaying ones too)
+        self._open: set[Subscription] = set()
+        self._closing = False  # close_all ran: no new subscriptions
+        self._store_closed = False  # the store is (being) closed: no more reads
+        self._released: asyncio.Future[None] | None = None
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -119,6 +130,8 @@ class EventLog:
             raise CursorExpired(after_seq, self._committed + 1)
 
     async def read(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        if self._store_closed:
+            raise RuntimeDraining()
         self.check_cursor(after_seq)
         events = await self._store.read_events(after_seq, limit, worker_id)
         # Retention may have trimmed past the cursor while the read ran: then the result could
@@ -134,10 +147,14 @@ class EventLog:
     def subscribe(
         self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
     ) -> Subscription:
+        if self._closing:
+            # the caller's own cursor is its resume point (a from_now caller has none yet)
+            raise RuntimeDraining(None if from_now else after_seq)
         if not from_now:
             self.check_cursor(after_seq)
         start = self._committed if from_now else after_seq
         sub = Subscription(self, start, worker_id, self._buffer_limit)
+        self._open.add(sub)
         if start >= self._committed:
             sub._go_live()  # nothing to replay: join now, synchronously, so nothing is missed
         return sub
@@ -159,9 +176,39 @@ class EventLog:
             self._all.discard(sub)
 
     def close_all(self) -> None:
-        """End every subscription (shutdown): their iterators finish after draining."""
-        for sub in [*self._all, *(s for subs in self._by_worker.values() for s in subs)]:
-            sub.close()
+        """End every subscription (shutdown): each first hands over the events it holds, then
+        ends (``next`` returns None, ``closed`` is true); new subscriptions are refused with
+        RuntimeDraining. Call it after the final events are committed, so they are delivered."""
+        self._closing = True
+        for sub in list(self._open):
+            sub._end()
+
+    async def wait_released(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until every subscription's consumer has taken its last event and seen the end
+        (or closed it), at most ``timeout`` seconds; True if all did. A consumer that stopped
+        reading must not hold up shutdown for ever, hence the bound."""
+        if not self._open:
+            return True
+        self._released = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._released), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def store_closing(self) -> None:
+        """The store is about to close: reads (replay, ListEvents) fail with RuntimeDraining."""
+        self._store_closed = True
+
+    @property
+    def store_closed(self) -> bool:
+        return self._store_closed
+
+    def _release(self, sub: Subscription) -> None:
+        self._open.discard(sub)
+        released = self._released
+        if not self._open and released is not None and not released.done():
+            released.set_result(None)
 
 
 class Subscription:
@@ -237,6 +284,7 @@ class Subscription:
                 self.close()
                 raise SubscriberLagging(self.last_seq, self._limit)
             if self._closed:
+                self._log._release(self)  # the consumer has seen the end
                 return None
             if not self._live:
                 await self._replay()
@@ -285,6 +333,12 @@ class Subscription:
         return self._closed
 
     def close(self) -> None:
+        """The consumer is done with it (safe to call again)."""
+        self._end()
+        self._log._release(self)
+
+    def _end(self) -> None:
+        # shutdown: leave the fan-out and wake the reader; it still drains its buffer
         if not self._closed:
             self._closed = True
             self._log._leave(self)

@@ -7,7 +7,9 @@ task; idle Workers own no task at all (10,000 idle workers cost only their recor
 
 Lifecycle: ``start()`` opens the store and recovers (runs that were active become INTERRUPTED);
 ``close(grace_s)`` drains: no new work, active runs get ``grace_s`` to finish and are then
-interrupted, subscriptions end, the store is flushed and closed. Both are idempotent.
+interrupted, their final events are committed and delivered to every subscription, which then
+ends (RUNTIME_DRAINING with its last seq at the gRPC edge), and the store is closed. Both are
+idempotent.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ except PackageNotFoundError:  # running from a source tree without an install
     VERSION = "0.0.0+source"
 
 MESSAGE_HEADROOM_BYTES = 16 * 1024  # an event's ids, times and framing (< 1 kB) around its text
+# At shutdown, how long subscribers get to take their last events (the runs' RunFinished) before
+# the store closes: a consumer that stopped reading must not hold shutdown up for ever.
+SUBSCRIBER_DELIVERY_GRACE_S = 5.0
 
 FEATURES = (
     "single_flight",
@@ -402,13 +407,22 @@ class Runtime:
         tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks)
-        self._log.close_all()
         errors_: list[BaseException] = []
-        for step in (self._store.flush, self._store.close):
-            try:
-                await step()
-            except Exception as exc:  # keep unwinding; report below
-                errors_.append(exc)
+        # The runs' final events (RunFinished INTERRUPTED, ...) are committed and published to
+        # every live subscription first; then subscriptions end, each after handing over what it
+        # holds, and their consumers get a bounded time to take it; only then the store closes.
+        try:
+            await self._store.flush()
+        except Exception as exc:  # keep unwinding; report below
+            errors_.append(exc)
+        self._log.close_all()
+        if not await self._log.wait_released(SUBSCRIBER_DELIVERY_GRACE_S):
+            log.warning("shutdown: some subscribers did not take their last events in time")
+        self._log.store_closing()
+        try:
+            await self._store.close()
+        except Exception as exc:
+            errors_.append(exc)
         for provider in self._providers.values():
             try:
                 await provider.aclose()
@@ -507,7 +521,7 @@ class Runtime:
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
-        if self._log is not None:
+        if self._log is not None and not self._log.store_closed:  # never write a closed store
             self._log.append(worker_id, run_id, [diag])
         log.log(
             {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(level.value, logging.ERROR),
