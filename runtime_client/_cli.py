@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
-from collections.abc import Sequence
-
-import grpc
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from runtime_client._cli_parser import Command, _parser
 from runtime_client._client import RuntimeClient
@@ -25,12 +25,18 @@ from runtime_client.errors import RuntimeClientError
 __all__ = ["main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, extra: Callable[[Any], None] | None = None) -> int:
+    """Run one command. ``extra(subparsers)`` adds non-client commands (``serve``); such a
+    command sets the default ``direct`` to a function of the parsed arguments returning the exit
+    code, run instead of a client command."""
+    parser = _parser(extra)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return exc.code if isinstance(exc.code, int) else 2
+    direct: Callable[[argparse.Namespace], int] | None = getattr(args, "direct", None)
+    if direct is not None:
+        return direct(args)
     command: Command | None = getattr(args, "func", None)
     if command is None:
         getattr(args, "usage_parser", parser).print_usage(sys.stderr)
@@ -50,33 +56,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run(command: Command, args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env) or None
     try:
-        tls = _credentials(args)
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # TLS files are read and checked here: a bad one is a usage error, never a grpc abort
+        client = RuntimeClient(
+            args.target,
+            token=token,
+            tls=bool(args.tls),
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+        )
+    except (OSError, ValueError) as exc:
+        text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
+        for name in ("ca_file", "cert_file", "key_file"):  # the client's names → the flags
+            text = text.replace(name, "--" + name.replace("_", "-"))
+        _error(args, "USAGE", text, code="", metadata={})
         return 2
     try:
-        async with RuntimeClient(args.target, token=token, tls=tls) as client:
+        async with client:
             return await command(client, args)
     except RuntimeClientError as exc:
         sys.stdout.flush()
-        print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
+        _error(args, exc.reason, exc.message, code=exc.code.name, metadata=dict(exc.metadata))
         return 1
 
 
-def _credentials(args: argparse.Namespace) -> bool | grpc.ChannelCredentials:
-    if not (args.tls or args.ca_file or args.cert_file):
-        return False
-    if not (args.ca_file or args.cert_file):
-        return True
-
-    def read(path: str | None) -> bytes | None:
-        if not path:
-            return None
-        with open(path, "rb") as f:
-            return f.read()
-
-    return grpc.ssl_channel_credentials(
-        root_certificates=read(args.ca_file),
-        private_key=read(args.key_file),
-        certificate_chain=read(args.cert_file),
-    )
+def _error(
+    args: argparse.Namespace, reason: str, message: str, *, code: str, metadata: dict[str, str]
+) -> None:
+    """One line on stderr: ``error: REASON: message``, or with ``--json`` one JSON object
+    ``{"error": {"reason", "code", "message", "metadata"}}`` (the ErrorInfo, for scripts)."""
+    if getattr(args, "json", False):
+        body = {"reason": reason, "code": code, "message": message, "metadata": metadata}
+        print(json.dumps({"error": body}, ensure_ascii=False), file=sys.stderr)
+    elif code:
+        print(f"error: {reason}: {message}", file=sys.stderr)
+    else:  # not from the server: no reason to show
+        print(f"error: {message}", file=sys.stderr)

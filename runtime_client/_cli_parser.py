@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn
 
 from runtime_client._cli_commands import (
     _cmd_cancel,
@@ -69,14 +70,37 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     g.add_argument("--key-file", default=default(None), help="client key for mTLS")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="worker-runtime", description="Drive a Worker Runtime over gRPC."
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (``worker-runtime send: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        return version("worker-runtime")
+    except PackageNotFoundError:  # a source tree without an install
+        return "0.0.0+source"
+
+
+def _parser(
+    extra: Callable[[Any], None] | None = None,
+) -> argparse.ArgumentParser:
+    """The one parser of ``worker-runtime``; ``extra(subparsers)`` adds commands that are not
+    client commands (``serve``, added by runtime_server.cli: the client never imports the
+    server), listed in the same ``--help``."""
+    parser = _Parser(
+        prog="worker-runtime",
+        description="Serve a Worker Runtime (serve) or drive one over gRPC (every other command).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _global_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    if extra is not None:
+        extra(sub)
 
     def command(group: Any, name: str, func: Command, help: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = group.add_parser(
