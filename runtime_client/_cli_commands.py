@@ -8,6 +8,10 @@ import contextlib
 import dataclasses
 import sys
 
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from runtime_client._cli_render import (
     _block,
     _event_line,
@@ -35,7 +39,7 @@ from runtime_client._models import (
     ToolCallStarted,
     WorkerState,
 )
-from runtime_client.errors import RuntimeClientError
+from runtime_client.errors import RuntimeClientError, from_rpc_error
 
 # --- commands ---------------------------------------------------------------------------------
 
@@ -358,3 +362,20 @@ async def _cmd_usage(client: RuntimeClient, args: argparse.Namespace) -> int:
         ]
     )
     return 0
+
+
+async def _cmd_health(client: RuntimeClient, args: argparse.Namespace) -> int:
+    """The standard grpc.health.v1 check (no token needed): prints the status; exit 0 only when
+    SERVING, 1 otherwise (NOT_SERVING while draining, UNKNOWN service, unreachable)."""
+    stub = health_pb2_grpc.HealthStub(client.channel)
+    request = health_pb2.HealthCheckRequest(service=args.service)
+    try:
+        resp = await stub.Check(request, timeout=args.timeout)
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc) from exc
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    if args.json:
+        _print_json({"service": args.service, "status": status})
+    else:
+        print(status)
+    return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1

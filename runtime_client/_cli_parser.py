@@ -12,6 +12,7 @@ from runtime_client._cli_commands import (
     _cmd_cancel,
     _cmd_diagnostics,
     _cmd_events,
+    _cmd_health,
     _cmd_profiles,
     _cmd_run,
     _cmd_runtime,
@@ -109,6 +110,9 @@ def _parser(
         p.set_defaults(func=func)
         return p
 
+    p = command(sub, "health", _cmd_health, "health check (exit 0 only when SERVING)")
+    p.add_argument("--service", default="", help="one service's status (default: the server's)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     command(sub, "runtime", _cmd_runtime, "runtime summary and limits")
     command(sub, "profiles", _cmd_profiles, "list profiles")
     p = command(sub, "diagnostics", _cmd_diagnostics, "recent diagnostics, newest first")

@@ -127,7 +127,9 @@ def _worker_block(w: Worker) -> None:
 def _run_line(r: Run) -> str:
     text = f"run {r.run_id} {r.state}"
     if r.error is not None:
-        text += f": {r.error.code}: {r.error.message}"
+        # a cancelled run's error code is CANCELLED again: say it once
+        code = "" if r.error.code == str(r.state) else f"{r.error.code}: "
+        text += f": {code}{r.error.message}"
     return text
 
 

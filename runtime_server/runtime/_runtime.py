@@ -116,6 +116,10 @@ ProviderFactory = Callable[[Profile], engine.Provider]
 ToolsFactory = Callable[[Profile, Worker], engine.ToolRegistry]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class RuntimeState(enum.Enum):
     STARTING = "STARTING"
     SERVING = "SERVING"
@@ -358,7 +362,8 @@ class Runtime:
             self._diagnose(
                 DiagnosticLevel.INFO,
                 "RECOVERED",
-                f"recovered {len(self._slots)} workers; {interrupted} runs marked INTERRUPTED; "
+                f"recovered {_count(len(self._slots), 'worker')}; "
+                f"{_count(interrupted, 'run')} marked INTERRUPTED; "
                 f"event log continues after seq {last_seq}",
             )
 
