@@ -493,7 +493,9 @@ class Runtime:
             oldest_seq=self._store.oldest_seq(),
             subscribers=log_.subscriber_count,
             limits=self._limits,
-            provider_kinds=tuple(sorted({p.kind for p in self._config.providers.values()})),
+            # what this runtime can run (a provider of any of these kinds may be configured);
+            # the configured providers show through the profiles
+            provider_kinds=tuple(engine.PROVIDER_KINDS),
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
