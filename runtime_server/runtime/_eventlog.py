@@ -10,11 +10,11 @@ there). A subscription first replays from the store and joins the live fan-out i
 loop step in which it has caught up with the committed seq — so there is no gap and no duplicate
 between replay and tail.
 
-Shutdown (:meth:`EventLog.close_all`, after the last events are committed) ends every
-subscription *after* it has handed over what it holds, and :meth:`EventLog.wait_released` lets
-the Runtime wait (bounded) until every consumer has taken that last event and seen the end
-before the store closes; from then on reads fail with ``RuntimeDraining``, never with a closed
-store's error.
+Shutdown (:meth:`EventLog.close_all`, after the last events are committed and published) ends
+every subscription *after* it has handed over what it holds: its buffer is in memory, so the
+consumer can still take it while the store closes. :meth:`EventLog.stop_reads` then refuses new
+store reads (``RuntimeDraining``, never a closed store's error) and waits for the reads in flight,
+so nothing touches the store once it is closed.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ class EventLog:
         self._buffer_limit = buffer_limit
         self._all: set[Subscription] = set()  # whole-runtime subscribers
         self._by_worker: dict[str, set[Subscription]] = {}
-        # every subscription whose consumer has not yet seen its end (replaying ones too)
+        # every subscription not yet ended (replaying ones too, which are not in the fan-out)
         self._open: set[Subscription] = set()
         self._closing = False  # close_all ran: no new subscriptions
-        self._store_closed = False  # the store is (being) closed: no more reads
-        self._released: asyncio.Future[None] | None = None
+        self._store_closed = False  # stop_reads ran: no more store reads
+        self._reads = 0  # store reads in flight
+        self._reads_done: asyncio.Future[None] | None = None
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -133,7 +134,14 @@ class EventLog:
         if self._store_closed:
             raise RuntimeDraining()
         self.check_cursor(after_seq)
-        events = await self._store.read_events(after_seq, limit, worker_id)
+        self._reads += 1
+        try:
+            events = await self._store.read_events(after_seq, limit, worker_id)
+        finally:
+            self._reads -= 1
+            done = self._reads_done
+            if not self._reads and done is not None and not done.done():
+                done.set_result(None)
         # Retention may have trimmed past the cursor while the read ran: then the result could
         # silently start later than after_seq + 1. Check again; never skip without an error.
         self.check_cursor(after_seq)
@@ -181,34 +189,20 @@ class EventLog:
         RuntimeDraining. Call it after the final events are committed, so they are delivered."""
         self._closing = True
         for sub in list(self._open):
-            sub._end()
+            sub.close()
 
-    async def wait_released(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until every subscription's consumer has taken its last event and seen the end
-        (or closed it), at most ``timeout`` seconds; True if all did. A consumer that stopped
-        reading must not hold up shutdown for ever, hence the bound."""
-        if not self._open:
-            return True
-        self._released = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._released), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def store_closing(self) -> None:
-        """The store is about to close: reads (replay, ListEvents) fail with RuntimeDraining."""
+    async def stop_reads(self) -> None:
+        """Before the store closes: refuse new reads (RuntimeDraining) and wait for the reads in
+        flight (a replaying subscription, a ListEvents) to finish."""
         self._store_closed = True
+        if self._reads:
+            self._reads_done = asyncio.get_running_loop().create_future()
+            await self._reads_done
 
     @property
     def store_closed(self) -> bool:
         return self._store_closed
 
-    def _release(self, sub: Subscription) -> None:
-        self._open.discard(sub)
-        released = self._released
-        if not self._open and released is not None and not released.done():
-            released.set_result(None)
 
 
 class Subscription:
@@ -284,7 +278,6 @@ class Subscription:
                 self.close()
                 raise SubscriberLagging(self.last_seq, self._limit)
             if self._closed:
-                self._log._release(self)  # the consumer has seen the end
                 return None
             if not self._live:
                 await self._replay()
@@ -333,15 +326,12 @@ class Subscription:
         return self._closed
 
     def close(self) -> None:
-        """The consumer is done with it (safe to call again)."""
-        self._end()
-        self._log._release(self)
-
-    def _end(self) -> None:
-        # shutdown: leave the fan-out and wake the reader; it still drains its buffer
+        """End it: leave the fan-out and wake the reader, which still drains its buffer (the
+        consumer closing it, or the log at shutdown). Safe to call again."""
         if not self._closed:
             self._closed = True
             self._log._leave(self)
+            self._log._open.discard(self)
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

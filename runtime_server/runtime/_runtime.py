@@ -95,9 +95,6 @@ except PackageNotFoundError:  # running from a source tree without an install
     VERSION = "0.0.0+source"
 
 MESSAGE_HEADROOM_BYTES = 16 * 1024  # an event's ids, times and framing (< 1 kB) around its text
-# At shutdown, how long subscribers get to take their last events (the runs' RunFinished) before
-# the store closes: a consumer that stopped reading must not hold shutdown up for ever.
-SUBSCRIBER_DELIVERY_GRACE_S = 5.0
 
 FEATURES = (
     "single_flight",
@@ -415,15 +412,14 @@ class Runtime:
         errors_: list[BaseException] = []
         # The runs' final events (RunFinished INTERRUPTED, ...) are committed and published to
         # every live subscription first; then subscriptions end, each after handing over what it
-        # holds, and their consumers get a bounded time to take it; only then the store closes.
+        # holds (from memory: the gRPC server's grace lets streams send it), and the store closes
+        # once no read is in flight and none can start.
         try:
             await self._store.flush()
         except Exception as exc:  # keep unwinding; report below
             errors_.append(exc)
         self._log.close_all()
-        if not await self._log.wait_released(SUBSCRIBER_DELIVERY_GRACE_S):
-            log.warning("shutdown: some subscribers did not take their last events in time")
-        self._log.store_closing()
+        await self._log.stop_reads()
         try:
             await self._store.close()
         except Exception as exc:
