@@ -204,7 +204,6 @@ class EventLog:
         return self._store_closed
 
 
-
 class Subscription:
     """Events with seq > the cursor, replayed then live. Iterate with ``next(timeout)`` or
     ``async for``. Ends (StopAsyncIteration / None) when closed; raises

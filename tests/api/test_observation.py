@@ -565,10 +565,14 @@ async def test_graceful_stop_interrupts_the_run_and_ends_streams_cleanly(
         # carrying the seq to resume after (an OK end would tell a raw client all is well)
         async def drain(c: Any) -> list[pb.Event]:
             out = []
-            with pytest.raises(grpc.aio.AioRpcError) as ended:
+
+            async def read_all() -> None:
                 async with asyncio.timeout(BOUND):
                     while (msg := await c.read()) is not grpc.aio.EOF:
                         out.append(msg)
+
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await read_all()
             assert ended.value.code() is grpc.StatusCode.UNAVAILABLE
             info = error_info(ended.value)
             assert info.reason == "RUNTIME_DRAINING"
