@@ -26,6 +26,7 @@ from runtime_client import RunFinished as ClientRunFinished
 from runtime_client import RunState as ClientRunState
 from runtime_client import RuntimeDraining as ClientRuntimeDraining
 from runtime_client import TextDelta as ClientTextDelta
+from runtime_client import Unavailable as ClientUnavailable
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
 from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
@@ -192,3 +193,84 @@ async def test_sigterm_delivers_run_finished_to_every_kind_of_subscriber(
     server_err = sp.stderr()
     assert "closed" not in server_err, server_err
     assert "Traceback" not in server_err, server_err
+
+
+async def test_typed_client_and_cli_follow_resume_when_the_runtime_is_back(
+    serve_process: ServeFactory, tmp_path: Path
+) -> None:
+    """After RUNTIME_DRAINING the typed client (resume on) and ``events --follow`` keep trying
+    with backoff; when the runtime is back on the same address they go on after the last seq
+    they delivered: nothing skipped, nothing repeated."""
+    config = write_config(tmp_path / "slow.toml", delay_ms=50)
+    data = tmp_path / "data"
+    first = await serve_process(data, config=config, extra=["--grace", "0.2"])
+    client = first.client()
+    worker_id = (await client.create_worker(profile="slow")).worker.worker_id
+    accepted = await client.send_input(worker_id, WORDS)
+    seen: list[int] = []
+    finished: list[ClientRunState] = []
+    retries: list[str] = []
+
+    async def follow() -> None:
+        stream = client.subscribe(
+            worker_id,
+            after_seq=0,
+            max_reconnects=None,
+            on_retry=lambda error, _delay: retries.append(error.reason),
+        )
+        async with contextlib.aclosing(stream):
+            async for ev in stream:
+                seen.append(ev.seq)
+                if isinstance(ev.payload, ClientRunFinished):
+                    finished.append(ev.payload.run.state)
+                    if len(finished) == 2:
+                        return
+
+    task = asyncio.ensure_future(follow())
+    out_path, err_path = tmp_path / "cli.out", tmp_path / "cli.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        cli = subprocess.Popen(  # noqa: ASYNC220 - only forks; polled below
+            [str(PYTHON), "-m", "runtime_server.cli", "--target", first.target, "--json",
+             "events", "--follow", "--worker", worker_id, "--after", "0"],
+            stdout=out, stderr=err, cwd=REPO_ROOT, env=env(),
+        )  # fmt: skip
+    try:
+        await eventually(lambda: len(seen) > accepted.seq + 3, within=BOUND, what="streaming")
+        assert first.terminate(timeout=BOUND) == 0
+        await eventually(lambda: finished == [ClientRunState.INTERRUPTED], within=BOUND)
+        await eventually(lambda: "RUNTIME_DRAINING" in retries or "UNAVAILABLE" in retries)
+        await eventually(lambda: "waiting for server" in err_path.read_text(), within=BOUND)
+
+        second = await serve_process(
+            data, config=config, extra=["--listen", first.target, "--grace", "0.2"]
+        )
+        again = second.client()
+        runs: list[str] = []
+
+        async def sent() -> bool:
+            # the channels share grpc's subchannel to this address, which may still be backing
+            # off from the outage: a call can fail fast with UNAVAILABLE for a moment
+            with contextlib.suppress(ClientUnavailable):
+                runs.append((await again.send_input(worker_id, "back again")).run.run_id)
+            return bool(runs)
+
+        await eventually(sent, within=BOUND, interval=0.2, what="the new server answers")
+        run_id = runs[0]
+        await asyncio.wait_for(task, BOUND)
+        assert finished == [ClientRunState.INTERRUPTED, ClientRunState.COMPLETED]
+        assert seen == sorted(set(seen)), "no event twice, in order"
+        logged = [e.seq for e in (await again.list_events(worker_id=worker_id)).events]
+        assert seen == logged[: len(seen)], "nothing skipped across the restart"
+
+        def cli_caught_up() -> bool:
+            lines = [json.loads(x) for x in out_path.read_text().splitlines() if x.strip()]
+            return any(e["run_id"] == run_id and e["kind"] == "run_finished" for e in lines)
+
+        await eventually(cli_caught_up, within=BOUND, what="the CLI followed into the new run")
+        assert "server is back; resuming" in err_path.read_text()
+        cli_seqs = [json.loads(x)["seq"] for x in out_path.read_text().splitlines() if x.strip()]
+        assert cli_seqs == logged[: len(cli_seqs)]
+    finally:
+        task.cancel()
+        cli.kill()
+        cli.wait(timeout=BOUND)
