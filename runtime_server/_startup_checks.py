@@ -64,16 +64,21 @@ def check_bindable(listen: str) -> None:
         )
     except socket.gaierror as exc:
         raise StartupError(f"--listen: cannot resolve {host!r}: {exc.strerror}") from None
+    failures: list[OSError] = []
     for family, kind, proto, _, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does
-            try:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does
                 probe.bind(address)
-            except OSError as exc:
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:  # even one taken address: calls could go astray
                 raise StartupError(
-                    f"--listen: cannot listen on {listen}: {exc.strerror}"
-                    + (" (another server holds the port)" if exc.errno == errno.EADDRINUSE else "")
+                    f"--listen: cannot listen on {listen}: {exc.strerror} "
+                    "(another server holds the port)"
                 ) from None
+            failures.append(exc)
+    if failures and len(failures) == len(infos):  # grpc serves if any one address binds
+        raise StartupError(f"--listen: cannot listen on {listen}: {failures[0].strerror}")
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

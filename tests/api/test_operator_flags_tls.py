@@ -157,10 +157,11 @@ def test_serve_with_an_unreadable_tls_file(certs: Certs, tmp_path: Path) -> None
     [
         (("--listen", "nonsense"), "--listen"),
         (("--listen", "127.0.0.1:99999"), "--listen"),
+        (("--listen", "192.0.2.1:50051"), "--listen"),  # TEST-NET: not an address of this host
         (("--log-level", "bogus"), "--log-level"),
         (("--auth-token-env", "WR_SURELY_UNSET_VAR"), "--auth-token-env"),
     ],
-    ids=["listen-nonsense", "listen-port-range", "log-level", "token-env-unset"],
+    ids=["listen-nonsense", "listen-port-range", "listen-foreign", "log-level", "token-env-unset"],
 )
 def test_serve_bad_flags(args: tuple[str, ...], needle: str) -> None:
     assert_one_line_usage_error(run_serve(memory_serve(*args)), needle)
