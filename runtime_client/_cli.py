@@ -3,8 +3,9 @@
 
 Output is for people by default and JSON with ``--json``. Commands that create something print
 its id alone on stdout, so ``W=$(worker-runtime workers create)`` works. Exit codes: 0 ok,
-1 an RPC failed (``error: REASON: message`` on stderr) or a followed run did not complete,
-2 usage error, 130 interrupted.
+1 an RPC failed (``error: REASON: message`` on stderr; with ``--json`` one JSON object
+``{"error": {reason, code, message, metadata}}``) or a followed run did not complete,
+2 usage error (a bad flag or file: one line), 130 interrupted.
 """
 
 from __future__ import annotations
