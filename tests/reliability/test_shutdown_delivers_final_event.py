@@ -67,8 +67,13 @@ async def test_runtime_close_hands_run_finished_to_subscribers_before_they_end(
         finished = [e.payload for e in events if isinstance(e.payload, RunFinished)]
         assert [f.run.state for f in finished] == [RunState.INTERRUPTED], name
     # after close: neither a new subscription nor a read reaches the closed store
+
+    async def subscribe_after_close() -> None:
+        async for _ in rt.subscribe(after_seq=0):  # refused when called or when iterated
+            pass
+
     with pytest.raises(errors.RuntimeDraining):
-        rt.subscribe(after_seq=0)
+        await subscribe_after_close()
     with pytest.raises(errors.RuntimeDraining):
         await rt.list_events(after_seq=0)
 
