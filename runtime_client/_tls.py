@@ -65,9 +65,16 @@ def channel_credentials(
     if cert_file is not None and key_file is not None:
         chain, key = _read("cert_file", cert_file), _read("key_file", key_file)
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_file, key_file)
+            # a password callback, so an encrypted key fails here instead of prompting on a tty
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.load_cert_chain(cert_file, key_file, password=lambda: b"")
         except ssl.SSLError as exc:
-            why = "the key does not match the certificate" if "MISMATCH" in str(exc) else exc
+            if "MISMATCH" in str(exc):
+                why = "the key does not match the certificate"
+            elif b"ENCRYPTED" in key:
+                why = "the key is passphrase-protected, which grpc cannot use"
+            else:
+                why = f"not a usable PEM certificate and key ({exc.reason or exc})"
             raise ValueError(f"cert_file/key_file: {why}") from None
     return grpc.ssl_channel_credentials(
         root_certificates=root, private_key=key, certificate_chain=chain

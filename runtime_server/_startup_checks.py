@@ -106,6 +106,18 @@ class TLSPaths:
         return "on (server certificate; clients not authenticated by certificate)"
 
 
+def _pair_problem(exc: ssl.SSLError, key: Path) -> str:
+    """Why ``load_cert_chain`` refused a certificate and key, in words."""
+    if "MISMATCH" in str(exc):
+        return "the key does not match the certificate"
+    try:
+        if b"ENCRYPTED" in key.read_bytes():
+            return "the key is passphrase-protected, which grpc cannot use"
+    except OSError:
+        pass
+    return f"not a usable PEM certificate and key ({exc.reason or exc})"
+
+
 def check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TLSPaths | None:
     """None when no TLS option is given; else the checked paths.
 
@@ -135,9 +147,10 @@ def check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TL
             raise StartupError(f"{flag}: {exc.strerror}: {path}") from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
+        # a password callback, so an encrypted key fails here instead of prompting on a tty
+        context.load_cert_chain(cert, key, password=lambda: b"")
     except ssl.SSLError as exc:
-        why = "the key does not match the certificate" if "MISMATCH" in str(exc) else exc.reason
+        why = _pair_problem(exc, key)
         raise StartupError(f"--tls-cert/--tls-key: {why} ({cert}, {key})") from None
     if client_ca is not None:
         try:

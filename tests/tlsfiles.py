@@ -1,6 +1,7 @@
 """Throwaway PEM files for TLS tests, made with the ``openssl`` command line tool: a CA, a server
-certificate for 127.0.0.1/localhost and a client certificate (both signed by the CA), and an
-unrelated key (a key that matches neither certificate)."""
+certificate for 127.0.0.1/localhost and a client certificate (both signed by the CA), an
+unrelated key (a key that matches neither certificate) and a passphrase-protected copy of the
+server key."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Certs:
     client_cert: Path
     client_key: Path
     other_key: Path
+    encrypted_key: Path  # the server key, passphrase-protected
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -58,6 +60,8 @@ def make_certs(directory: Path) -> Certs:
         _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", f"{who}.pem", "-days", "2",
                  "-extfile", f"{who}.ext", cwd=d)  # fmt: skip
+    _openssl("ec", "-in", "server.key", "-aes256", "-passout", "pass:secret",
+             "-out", "encrypted.key", cwd=d)  # fmt: skip
     return Certs(
         ca=d / "ca.pem",
         server_cert=d / "server.pem",
@@ -65,4 +69,5 @@ def make_certs(directory: Path) -> Certs:
         client_cert=d / "client.pem",
         client_key=d / "client.key",
         other_key=d / "other.key",
+        encrypted_key=d / "encrypted.key",
     )

@@ -146,6 +146,13 @@ def test_serve_with_a_key_that_does_not_match_the_certificate(certs: Certs) -> N
     assert_one_line_usage_error(done, "does not match")
 
 
+def test_serve_with_a_passphrase_protected_key(certs: Certs) -> None:
+    done = run_serve(
+        memory_serve("--tls-cert", str(certs.server_cert), "--tls-key", str(certs.encrypted_key))
+    )  # stdin is not a terminal here; on one, a prompt would have hung start-up
+    assert_one_line_usage_error(done, "passphrase")
+
+
 def test_serve_with_an_unreadable_tls_file(certs: Certs, tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     done = run_serve(memory_serve("--tls-cert", str(missing), "--tls-key", str(certs.server_key)))
@@ -174,8 +181,9 @@ def test_serve_bad_flags(args: tuple[str, ...], needle: str) -> None:
         (("--key-file", "CLIENT_KEY"), "--key-file without --cert-file"),
         (("--cert-file", "CLIENT_CERT", "--key-file", "OTHER_KEY"), "does not match"),
         (("--ca-file", "MISSING"), "--ca-file"),
+        (("--cert-file", "SERVER_CERT", "--key-file", "ENCRYPTED_KEY"), "passphrase"),
     ],
-    ids=["cert-without-key", "key-without-cert", "mismatch", "missing-ca"],
+    ids=["cert-without-key", "key-without-cert", "mismatch", "missing-ca", "encrypted-key"],
 )
 def test_cli_bad_tls_files(certs: Certs, flags: tuple[str, ...], needle: str) -> None:
     paths = {
@@ -183,6 +191,8 @@ def test_cli_bad_tls_files(certs: Certs, flags: tuple[str, ...], needle: str) ->
         "CLIENT_KEY": certs.client_key,
         "OTHER_KEY": certs.other_key,
         "MISSING": certs.ca.parent / "missing.pem",
+        "SERVER_CERT": certs.server_cert,
+        "ENCRYPTED_KEY": certs.encrypted_key,
     }
     argv = [*CLI, "--target", "127.0.0.1:1", *(str(paths.get(f, f)) for f in flags), "runtime"]
     done = run_serve(argv)  # any worker-runtime command that should exit by itself
