@@ -119,8 +119,12 @@ async def test_snippet_runs_against_a_real_server(
     code = block.code.replace(DEFAULT_TARGET, server.target)
     work = tmp_path / "work"
     work.mkdir()
-    for name in (".venv", "config"):  # what the README's relative paths expect
-        (work / name).symlink_to(REPO_ROOT / name)
+    (work / "config").symlink_to(REPO_ROOT / "config")  # what the README's paths expect
+    if (REPO_ROOT / ".venv").is_dir():
+        (work / ".venv").symlink_to(REPO_ROOT / ".venv")
+    else:  # the package installed into the running interpreter: its bin/ stands in
+        (work / ".venv").mkdir()
+        (work / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
     if block.lang == "python":
         script = work / "snippet.py"
         script.write_text(code, encoding="utf-8")
