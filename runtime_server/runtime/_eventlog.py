@@ -237,6 +237,8 @@ class Subscription:
         return kept
 
     def _go_live(self) -> None:
+        if self._closed:  # ended (shutdown, or its consumer) while its replay read ran
+            return
         self._log._join(self)
         self._live = True
 

@@ -279,3 +279,20 @@ async def test_typed_client_and_cli_follow_resume_when_the_runtime_is_back(
         task.cancel()
         cli.kill()
         cli.wait(timeout=BOUND)
+
+
+async def test_a_subscription_ended_during_its_replay_read_never_joins_the_fan_out(
+    tmp_path: Path,
+) -> None:
+    rt = Runtime(store=SqliteStore(tmp_path / "rt.sqlite3"), config=SLOW)
+    await rt.start()
+    try:
+        await rt.create_worker()  # something to replay
+        sub = rt.subscribe(after_seq=0)
+        reading = asyncio.ensure_future(sub.next())
+        await asyncio.sleep(0)  # the replay read is now running in the store's thread
+        sub.close()
+        await asyncio.wait_for(reading, BOUND)
+        assert rt.info().subscribers == 0  # not left behind in the live fan-out
+    finally:
+        await rt.close()
