@@ -125,7 +125,7 @@ async def test_recovered_diagnostic_counts_in_good_english(tmp_path: Path) -> No
     try:
         messages = [
             d.message
-            for d in rt.list_diagnostics(100, "").items
+            for d in (await rt.list_diagnostics(page_size=100)).items
             if isinstance(d, Diagnostic) and d.code == "RECOVERED"
         ]
     finally:
