@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import engine
+from runtime_server.errors import StoreFailure
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
@@ -106,7 +107,12 @@ async def serve(args: argparse.Namespace) -> int:
         server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
     except StoreOpenError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    except StoreFailure as exc:  # the store opened but could not commit the start-up recovery
+        with contextlib.suppress(Exception):
+            await runtime.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         await runtime.close()
