@@ -62,6 +62,7 @@ class StoreWatch:
         self.state = StoreState.OK
         self.error = ""
         self.failures = 0  # failure episodes since start
+        self._reports = 0  # failure reports since start: an attempt that saw one more failed
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[StoreStateListener] = []
 
@@ -79,6 +80,7 @@ class StoreWatch:
     def on_failure(self, error: errors.StoreFailure) -> None:
         """The store's failure listener (on the loop)."""
         rt = self._rt
+        self._reports += 1
         if rt._log is not None:
             rt._log.fail(error)
         was = self.state
@@ -122,6 +124,7 @@ class StoreWatch:
         try:
             while self.state is StoreState.FAILING:
                 attempts += 1
+                reports = self._reports
                 await self._quiesce()
                 try:
                     stored = await rt._store.reload()
@@ -148,6 +151,8 @@ class StoreWatch:
                     await rt._store.flush()
                 except errors.StoreFailure:
                     continue  # reported through on_failure: discarded again; next attempt
+                if self._reports != reports or log_.failure is not None:
+                    continue  # a failure was reported after the probe committed: not yet
                 self.state, self.error = StoreState.OK, ""
                 rt._diagnose(
                     DiagnosticLevel.INFO,

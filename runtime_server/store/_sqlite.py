@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -124,6 +125,10 @@ _WAKE = object()  # queued by a reader that found the file damaged: the writer f
 # Backoff of the writer's retries after a failure (seconds; doubles per failure, capped).
 _RETRY_MIN = 0.1
 _RETRY_MAX = 2.0
+# A retry is attempted only with this much free space on the store's filesystem: a tiny write can
+# succeed into the WAL's already allocated slack on a disk that is still full, and resuming on
+# that would only fail again at the next real write.
+_MIN_FREE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +530,17 @@ class SqliteStore:
             if batches and self._failures_in_row and not self._closing.is_set():
                 # Retrying after a failure: back off (close() cuts the wait short).
                 self._closing.wait(min(_RETRY_MAX, _RETRY_MIN * 2 ** (self._failures_in_row - 1)))
+                free = _free_bytes(self.path.parent)
+                if free is not None and free < _MIN_FREE_BYTES:
+                    self._writer_failed(
+                        OSError(
+                            errno.ENOSPC,
+                            f"only {free} bytes free on the store's filesystem (writes resume "
+                            f"with {_MIN_FREE_BYTES})",
+                        )
+                    )
+                    discarding = True
+                    continue
             try:
                 for chunk in _chunks(batches):
                     self._commit(chunk)
@@ -638,10 +654,10 @@ class SqliteStore:
                     break
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
+                except sqlite3.Error as exc:
                     # Not fatal by itself (the data is in the WAL); a full disk also fails the
-                    # writer, which is what callers see.
-                    log.exception("SQLite store %s: checkpoint failed", self.path)
+                    # writer, which is what callers see. One line: it repeats on a full disk.
+                    log.warning("SQLite store %s: checkpoint failed: %s", self.path, exc)
                 self._stopping.wait(_CHECKPOINT_PAUSE)  # batch the WAL into fewer checkpoints
         finally:
             conn.close()
@@ -710,8 +726,8 @@ class SqliteStore:
             err = StoreCorrupt(self.path, f"the file is damaged ({_describe(exc)})")
         else:
             err = StoreFailure(
-                f"SQLite store {str(self.path)!r} failed to write ({_describe(exc)}); nothing after "
-                f"seq {self._reported_seq} was committed",
+                f"SQLite store {str(self.path)!r} failed to write ({_describe(exc)}); nothing "
+                f"after seq {self._reported_seq} was committed",
                 path=str(self.path),
             )
         if exc is not err:
@@ -893,6 +909,14 @@ def _chunks(batches: list[_Batch]) -> Iterator[list[_Batch]]:
 
 def _closed_error() -> RuntimeError:
     return RuntimeError("SqliteStore is closed")
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _describe(exc: BaseException) -> str:
