@@ -24,6 +24,7 @@ class StoreOpenError(StoreFailure):
     """``open()`` refused ``path`` because of ``problem``; nothing was written to the file."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
+        problem = " ".join(problem.split())  # one line, whatever SQLite said
         super().__init__(f"cannot open store {str(path)!r}: {problem}", path=str(path))
         self.path = str(path)
         self.problem = problem

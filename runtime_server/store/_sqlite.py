@@ -298,6 +298,9 @@ class SqliteStore:
             return
         self._closed = True
         self._closing.set()
+        guard = (
+            await asyncio.to_thread(self._no_checkpoint_guard) if self._corrupt.is_set() else None
+        )
         if self._writer is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._writer.join)
@@ -314,6 +317,8 @@ class SqliteStore:
         if self._conn is not None:
             # Last connection out: SQLite checkpoints the WAL into the main file.
             await asyncio.to_thread(self._conn.close)
+        if guard is not None:
+            guard.close()  # read-only: it never checkpoints
         self._mark.close()
         self._unlock()
         for _, future in self._flush_waiters:
@@ -322,6 +327,22 @@ class SqliteStore:
         self._flush_waiters.clear()
         if self._failure is not None:
             raise self._failure
+
+    def _no_checkpoint_guard(self) -> sqlite3.Connection | None:
+        """A damaged file must not be written, but the last connection to close checkpoints the
+        WAL into it. A read-only connection holding a read transaction until everything else is
+        closed makes every other close skip that (it cannot lock the file), and closes last
+        without checkpointing (read-only connections never do)."""
+        try:
+            guard = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            guard.execute("BEGIN")
+            guard.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            log.warning(
+                "SQLite store %s: cannot hold off the closing checkpoint: %s", self.path, exc
+            )
+            return None
+        return guard
 
     # --- diagnostics ----------------------------------------------------------------------------
 
