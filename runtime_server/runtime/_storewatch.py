@@ -122,21 +122,23 @@ class StoreWatch:
         delay = _RELOAD_RETRY_MIN
         attempts = 0
         try:
-            while self.state is StoreState.FAILING:
+            while self.state is not StoreState.OK:
                 attempts += 1
                 reports = self._reports
                 await self._quiesce()
                 try:
                     stored = await rt._store.reload()
                 except errors.StoreFailure as exc:
-                    if isinstance(exc, StoreCorrupt):
-                        return  # the store reports it: DAMAGED
+                    if self.state is StoreState.DAMAGED or isinstance(exc, StoreCorrupt):
+                        return  # memory stays as it is; nothing more is written
                     log.warning("store: cannot read the committed state back: %s", exc.message)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RELOAD_RETRY_MAX)
                     continue
                 rt._reset_state()
                 rt._load(stored)
+                if self.state is StoreState.DAMAGED:
+                    return  # memory is what the file has; it is not written to again
                 try:
                     rt._store.resume()
                 except errors.StoreFailure:

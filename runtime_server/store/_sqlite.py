@@ -334,7 +334,9 @@ class SqliteStore:
         closed makes every other close skip that (it cannot lock the file), and closes last
         without checkpointing (read-only connections never do)."""
         try:
-            guard = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            guard = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
             guard.execute("BEGIN")
             guard.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.Error as exc:
@@ -545,7 +547,7 @@ class SqliteStore:
             if discarding:
                 continue
             if self._corrupt.is_set():
-                self._writer_failed(StoreCorrupt(self.path, "the file is damaged"))
+                self._writer_failed(StoreCorrupt(self.path, "a read found a damaged row or page"))
                 discarding = True
                 continue
             if batches and self._failures_in_row and not self._closing.is_set():

@@ -174,6 +174,8 @@ async def test_full_disk_under_load(
             within=PHASE_BOUND,
         )
         assert (await admin.get_runtime()).store_state is StoreState.FAILING
+        with pytest.raises(StoreFailure):  # refused before anything changes: ...
+            await admin.stop_worker(workers[0])
 
         # Space returns: writes resume by themselves.
         filler.unlink()
