@@ -8,8 +8,10 @@ guards against is the database losing committed transactions: a WAL that is trun
 overwritten after a crash makes SQLite recover silently to an older state, and the store would
 then hand the lost seqs out again. At open, a recovered ``last_seq`` below the mark is refused.
 
-The mark is written with the same durability as the commits: no fsync in ``"process"`` mode (the
-page cache survives ``kill -9``), fsynced in ``"power"`` mode. A missing mark (a store created
+The mark is not fsynced: the page cache survives ``kill -9`` (as the WAL does in ``"process"``
+mode). After a power cut the mark may be older than the log, never newer than what was written,
+so it can miss a loss but never refuse a sound log; an fsync per commit would double the cost of
+``"power"`` mode, whose WAL is fsynced anyway. A missing mark (a store created
 before the mark existed, or one an operator removed on purpose to accept a loss) is recreated
 from the recovered state.
 """
@@ -94,9 +96,8 @@ def check_seq(path: Path, last_seq: int, max_seq: int | None) -> None:
 class SeqMark:
     """The writer's handle on the mark file (writer thread only)."""
 
-    def __init__(self, path: Path, *, fsync: bool) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = mark_path(path)
-        self._fsync = fsync
         self._fd: int | None = None
 
     def open(self, db_path: Path, last_seq: int) -> None:
@@ -124,8 +125,6 @@ class SeqMark:
         if fd is None:
             return
         os.pwrite(fd, f"{seq:0{_MARK_WIDTH}d}\n".encode(), 0)
-        if self._fsync:
-            os.fsync(fd)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -181,7 +181,7 @@ class SqliteStore:
         self._stopping = threading.Event()
         self._closing = threading.Event()  # cuts the writer's retry backoff short
         self._corrupt = threading.Event()  # the file is damaged: never write to it again
-        self._mark = SeqMark(self.path, fsync=durability == "power")
+        self._mark = SeqMark(self.path)
         self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
         self._closed = False
 
