@@ -46,6 +46,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle: require client certs (mTLS)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds active runs get at shutdown")
+    p.add_argument(
+        "--accept-lost-seqs",
+        action="store_true",
+        help="start although the store's log lost committed events (a damaged WAL); the lost "
+        "seqs are skipped, never reused",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -95,6 +101,7 @@ async def serve(args: argparse.Namespace) -> int:
             durability=args.durability,
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
+            accept_seq_loss=args.accept_lost_seqs,
         )
         where = f"sqlite {path.resolve()} (durability {args.durability})"
     else:

@@ -76,21 +76,29 @@ def read_mark(path: Path) -> int | None:
     return int(text)
 
 
-def check_seq(path: Path, last_seq: int, max_seq: int | None) -> None:
-    """Refuse a log that is inconsistent with its own meta row or with the high-water mark."""
-    if max_seq is not None and max_seq != last_seq:
+def check_seq(path: Path, last_seq: int, max_seq: int | None, *, accept_loss: bool = False) -> int:
+    """Refuse a log that is inconsistent with its own meta row or with the high-water mark.
+    Returns the seq the log must continue after: ``last_seq``, or with ``accept_loss`` the mark
+    when the log lost events below it (the lost seqs are skipped, never handed out again).
+
+    (meta.last_seq above the newest event is consistent: an accepted loss leaves that gap.)"""
+    if max_seq is not None and max_seq > last_seq:
         raise StoreOpenError(
             path, f"inconsistent event log: meta.last_seq is {last_seq} but the newest event is "
             f"seq {max_seq}",
         )  # fmt: skip
     mark = read_mark(path)
-    if mark is not None and last_seq < mark:
-        raise StoreOpenError(
-            path,
-            f"the event log ends at seq {last_seq} but seq {mark} was committed before (high-"
-            f"water mark {mark_path(path).name}): committed events were lost (a damaged or "
-            "truncated WAL?); refusing to hand their seqs out again; see the README",
-        )
+    if mark is None or last_seq >= mark:
+        return last_seq
+    if accept_loss:
+        return mark
+    raise StoreOpenError(
+        path,
+        f"the event log ends at seq {last_seq} but seq {mark} was committed before (high-water "
+        f"mark {mark_path(path).name}): committed events were lost (a damaged or truncated "
+        "WAL?); refusing to hand their seqs out again (--accept-lost-seqs continues after "
+        f"{mark}; see the README)",
+    )
 
 
 class SeqMark:

@@ -156,6 +156,7 @@ class SqliteStore:
         retention_events: int = 1_000_000,
         retention_seconds: float = 0.0,
         retention_interval: float = 1.0,
+        accept_seq_loss: bool = False,
     ) -> None:
         if durability not in ("process", "power"):
             raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
@@ -169,6 +170,10 @@ class SqliteStore:
         self._retention_seconds = retention_seconds
         # 0 = after every transaction (tests); the default keeps DELETEs off the hot path.
         self._retention_interval = retention_interval
+        # Start even if the log lost committed events (found by the high-water mark): the lost
+        # seqs are skipped, so none is handed out twice. An operator's decision, never a default.
+        self._accept_seq_loss = accept_seq_loss
+        self._seq_floor = 0  # set by the start-up check: the log continues after it
 
         self._listener: CommitListener | None = None
         self._failure_listener: FailureListener | None = None
@@ -455,7 +460,7 @@ class SqliteStore:
             last_seq = int(meta.get("last_seq"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise StoreOpenError(self.path, "meta.last_seq is missing or invalid") from None
-        check_seq(self.path, last_seq, max_seq)
+        self._seq_floor = check_seq(self.path, last_seq, max_seq, accept_loss=self._accept_seq_loss)
 
     def _init_and_load(self, conn: sqlite3.Connection, new_runtime_id: str) -> StoredState:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -484,6 +489,17 @@ class SqliteStore:
                 )
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         _check_versions(self.path, meta)
+        if self._seq_floor > int(meta["last_seq"]):
+            log.warning(
+                "SQLite store %s: events %d..%d were lost; accepted: the log continues after %d",
+                self.path,
+                int(meta["last_seq"]) + 1,
+                self._seq_floor,
+                self._seq_floor,
+            )
+            with _transaction(conn):
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (self._seq_floor,))
+            meta["last_seq"] = self._seq_floor
         self._last_seq = int(meta["last_seq"])
         self._event_count = int(meta["event_count"])
         self._oldest = int(conn.execute("SELECT min(seq) FROM events").fetchone()[0] or 0)

@@ -28,6 +28,7 @@ from serving import (
     START_TIMEOUT,
     Finished,
     ServeFactory,
+    all_events,
     env,
     run_serve,
     serve_argv,
@@ -247,6 +248,19 @@ async def test_damaged_wal_after_kill_9_refuses_to_reuse_seqs(
         await SqliteStore(db).open("rt-x")
     print(f"\ndamaged WAL ({damage.__name__}): {seen} seqs published; refused: {info.value}")
     assert snapshot(data) == before
+
+    # The operator accepts the loss: the server starts and never hands out a seq it published.
+    sp = await serve_process(data, extra=["--accept-lost-seqs"])
+    client = sp.client()
+    created = await client.create_worker()
+    assert created.seq > seen
+    survived = [e.seq for e in await all_events(client)]
+    old = [s for s in survived if s <= seen]
+    new = [s for s in survived if s > seen]
+    assert old == list(range(1, len(old) + 1))  # what the WAL kept, as it was
+    assert len(old) < seen  # what it lost stays lost, its seqs skipped:
+    assert new[0] == seen + 1  # the log goes on right after the last seq ever published
+    assert sp.terminate() == 0
 
 
 async def test_damage_the_check_cannot_see(serve_process: ServeFactory, tmp_path: Path) -> None:
