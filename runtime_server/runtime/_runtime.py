@@ -430,7 +430,8 @@ class Runtime:
             try:
                 await step()
             except Exception as exc:  # keep unwinding; report below
-                errors_.append(exc)
+                if not self._store_watch.reported(exc):
+                    errors_.append(exc)
         for provider in self._providers.values():
             try:
                 await provider.aclose()

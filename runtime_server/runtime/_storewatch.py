@@ -103,7 +103,19 @@ class StoreWatch:
         if rt.started and not rt.closing and self._task is None:
             self._task = asyncio.create_task(self._recover(), name="store-recovery")
 
+    def reported(self, exc: BaseException) -> bool:
+        """True for a store failure already reported (the diagnostic, the log): shutting down
+        while the store fails says so once, in close(), instead of once per step."""
+        return isinstance(exc, errors.StoreFailure) and self.state is not StoreState.OK
+
     async def close(self) -> None:
+        if self.state is not StoreState.OK:
+            log.warning(
+                "shutting down while the store is %s: nothing after the last acknowledged "
+                "change was written (%s)",
+                self.state.value,
+                self.error,
+            )
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()

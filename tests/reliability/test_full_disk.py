@@ -246,3 +246,38 @@ async def test_full_disk_under_load(
         f"restart; {len(seen)} published events all unchanged"
     )
     assert sp2.terminate() == 0
+
+
+async def test_sigterm_while_the_disk_is_full(
+    serve_process: ServeFactory, small_fs: Path, tmp_path: Path
+) -> None:
+    """Shutting down while writes fail is clean (exit 0, no traceback); what was acknowledged
+    before is there after the restart, and nothing of what failed is."""
+    data = small_fs / "data"
+    sp = await serve_process(data)
+    client = sp.client(timeout=CALL_BOUND * 2)
+    worker = (await client.create_worker()).worker.worker_id
+    acked = await client.send_input(worker, "acknowledged before the disk filled")
+    await client.wait_run(acked.run.run_id, timeout=CALL_BOUND)
+    filler = await asyncio.to_thread(fill, small_fs)
+    refused: list[str] = []
+    for i in range(10_000):  # until a write needs space the disk no longer has
+        try:
+            await client.create_worker(display_name=f"after the fill {i} " + "x" * 150)
+        except StoreFailure:
+            refused.append(f"after the fill {i} ")
+            break
+    assert refused
+    assert (await client.get_runtime()).store_state is StoreState.FAILING
+
+    assert sp.terminate() == 0
+    assert "Traceback" not in sp.stderr(), sp.stderr()[-3000:]
+    assert "shutting down while the store is FAILING" in sp.stderr()  # said once, as a warning
+    assert "error during shutdown" not in sp.stderr()
+    filler.unlink()
+    sp2 = await serve_process(data)
+    client = sp2.client()
+    assert (await client.get_run(acked.run.run_id)).state is RunState.COMPLETED
+    names = {w.display_name async for w in client.iter_workers()}
+    assert not any(n.startswith(refused[0]) for n in names)  # the refused one does not exist
+    assert sp2.terminate() == 0
