@@ -63,7 +63,8 @@ async def populated(data: Path, serve_process: ServeFactory) -> int:
 def damaged_copy(src: Path, dst: Path, damage: Callable[[bytearray], None]) -> Path:
     dst.mkdir()
     for name in (DB, f"{DB}.hwm"):
-        shutil.copy2(src / name, dst / name)
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
     raw = bytearray((dst / DB).read_bytes())
     damage(raw)
     (dst / DB).write_bytes(bytes(raw))
