@@ -574,8 +574,8 @@ class SqliteStore:
                     self._writer_failed(
                         OSError(
                             errno.ENOSPC,
-                            f"only {free} bytes free on the store's filesystem (writes resume "
-                            f"with {_MIN_FREE_BYTES})",
+                            f"disk full: only {free} bytes free on the store's filesystem "
+                            f"(writes resume with {_MIN_FREE_BYTES})",
                         )
                     )
                     discarding = True

@@ -81,16 +81,17 @@ def snapshot(data: Path) -> dict[str, bytes]:
 
 def start_or_refuse(data: Path) -> tuple[Finished | None, subprocess.Popen[bytes] | None, int]:
     """Run ``serve``: either it exits (refused: the Finished) or it serves (the process, port)."""
-    proc = subprocess.Popen(
-        serve_argv(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()
-    )
+    err_path = data.with_name(data.name + ".stderr")  # a file: a serving process is never read
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(serve_argv(data), stdout=subprocess.PIPE, stderr=err, env=env())
     assert proc.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
     line = proc.stdout.readline().decode(errors="replace")
     if (match := BANNER.search(line)) is not None:
         return None, proc, int(match["port"])
-    out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    return Finished(proc.returncode, line + out.decode(), err.decode(errors="replace")), None, 0
+    out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    stderr = err_path.read_text(errors="replace")
+    return Finished(proc.returncode, line + out.decode(errors="replace"), stderr), None, 0
 
 
 def assert_refused(done: Finished, path: Path, expected: str = "") -> None:
