@@ -15,12 +15,15 @@ way a restart would rebuild it:
 3. the committed state is read back from the store and replaces the Runtime's memory;
 4. the store resumes: the restart recovery writes the runs that were active or queued as
    INTERRUPTED, plus a probe row. The store's writer retries with capped exponential backoff
-   until that commits — so writes resume by themselves once the disk has room again; until
-   then the cycle repeats (a failed attempt discards its batch like the first);
+   (and only with some free space on the filesystem) until that commits — so writes resume by
+   themselves once the disk has room again; until then the cycle repeats (a failed attempt
+   discards its batch like the first);
 5. committed: the store state is OK again, health SERVING, an INFO diagnostic says so.
 
-A damaged file (StoreCorrupt) is not retried: the state stays DAMAGED (NOT_SERVING) until an
-operator restarts the server, whose start-up checks then refuse the file.
+A damaged file (StoreCorrupt) is not retried: memory goes back to what the file holds (if it can
+still be read), and the state stays DAMAGED (NOT_SERVING, changes refused) until an operator
+restarts the server. The start-up checks refuse the file if they can see the damage; a damaged
+row they cannot see answers STORE_FAILURE again when it is read.
 """
 
 from __future__ import annotations
