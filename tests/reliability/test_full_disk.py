@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving import ServeFactory, all_events, eventually, write_config
+from serving import ServeFactory, all_events, eventually, run_serve, serve_argv, write_config
 
 from runtime_client import (
     DiagnosticLevel,
@@ -280,4 +280,29 @@ async def test_sigterm_while_the_disk_is_full(
     assert (await client.get_run(acked.run.run_id)).state is RunState.COMPLETED
     names = {w.display_name async for w in client.iter_workers()}
     assert not any(n.startswith(refused[0]) for n in names)  # the refused one does not exist
+    assert sp2.terminate() == 0
+
+
+async def test_full_disk_at_start(
+    serve_process: ServeFactory, small_fs: Path, tmp_path: Path
+) -> None:
+    """A disk too full to open the store stops ``serve`` cleanly (exit 2, one line naming the
+    file, no traceback); with space back, it starts with everything there."""
+    data = small_fs / "data"
+    sp = await serve_process(data)
+    client = sp.client()
+    worker = (await client.create_worker(display_name="before")).worker.worker_id
+    assert sp.terminate() == 0
+    filler = await asyncio.to_thread(fill, small_fs)
+
+    # (a clean stop removed the WAL and its index: opening must create them, which needs space)
+    done = await asyncio.to_thread(run_serve, serve_argv(data))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: "), message
+    assert str(data / "runtime.sqlite3") in message
+    filler.unlink()
+    sp2 = await serve_process(data)
+    assert (await sp2.client().get_worker(worker)).display_name == "before"
     assert sp2.terminate() == 0
