@@ -721,7 +721,7 @@ class SqliteStore:
                 "; the file is damaged: nothing more is written to it" if corrupt else "",
                 exc_info=None if expected else exc,
             )
-        else:
+        elif _worth_logging(self._failures_in_row - 1):
             log.warning(
                 "SQLite store %s: retry %d failed (%s)",
                 self.path,
@@ -948,6 +948,12 @@ def _chunks(batches: list[_Batch]) -> Iterator[list[_Batch]]:
 
 def _closed_error() -> RuntimeError:
     return RuntimeError("SqliteStore is closed")
+
+
+def _worth_logging(attempt: int) -> bool:
+    """Retries 1, 2, 4, 8, ... and then every 30th (a minute at the 2 s cap): a disk that stays
+    full for hours must not flood the log."""
+    return attempt & (attempt - 1) == 0 or attempt % 30 == 0
 
 
 def _free_bytes(directory: Path) -> int | None:
