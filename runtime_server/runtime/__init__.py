@@ -27,6 +27,7 @@ from runtime_server.runtime._runtime import (
     ToolsFactory,
     limits_from,
 )
+from runtime_server.runtime._storewatch import StoreState
 
 __all__ = [
     "FEATURES",
@@ -44,6 +45,7 @@ __all__ = [
     "Runtime",
     "RuntimeInfo",
     "RuntimeState",
+    "StoreState",
     "Subscription",
     "ToolsFactory",
     "UsageSummary",

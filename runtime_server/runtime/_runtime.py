@@ -76,6 +76,7 @@ from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._partial import incomplete_answer
 from runtime_server.runtime._profiles import Config, Profile, default_config
+from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.runtime._validation import (
     check_labels,
@@ -94,6 +95,7 @@ from runtime_server.store import (
     PutRun,
     PutWorker,
     Store,
+    StoredState,
 )
 
 log = logging.getLogger("runtime_server")
@@ -151,6 +153,8 @@ class RuntimeInfo:
     profiles: tuple[str, ...]
     features: tuple[str, ...]
     usage: engine.Usage  # of the workers held now (finished runs)
+    store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
+    store_error: str = ""
     # since the store was created: never decreases (deletes and restarts included; see _lifetime)
     lifetime_usage: engine.Usage = field(default_factory=engine.Usage)
     lifetime_runs: int = 0
@@ -294,6 +298,7 @@ class Runtime:
         self._deleted = UsageTotals()  # usage and runs of deleted workers (see _lifetime)
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._store_watch = StoreWatch(self)
 
     # --- lifecycle ---
 
@@ -318,6 +323,31 @@ class Runtime:
             last_seq=stored.last_seq,
             buffer_limit=max(1, self._limits.subscriber_buffer_events),
         )
+        self._store.set_failure_listener(self._store_watch.on_failure)
+        self._load(stored)
+        # The diagnostics ring survives restarts: the store keeps the newest capacity of them.
+        for number, diag in await self._store.read_diagnostics():
+            self._diagnostics.append((number, diag))  # the deque keeps the newest capacity
+            self._diag_counter = max(self._diag_counter, number)
+        self._recover()
+        # Serve only once the recovery is committed (flush raises if the store cannot commit).
+        await self._store.flush()
+        self._started_at = now()
+        self._state = RuntimeState.SERVING
+
+    def _reset_state(self) -> None:
+        """Forget the workers and runs held in memory (before ``_load`` rebuilds them from the
+        store after a store failure): everything ``_load`` fills."""
+        self._slots = {}
+        self._runs = {}
+        self._create_keys = OrderedDict()
+        self._finished = deque()
+        self._run_count = 0
+        self._usage = engine.Usage()
+
+    def _load(self, stored: StoredState) -> None:
+        """Workers, runs, transcripts and keys as the store has them (at start, and after a
+        store failure)."""
         for worker in stored.workers:
             self._slots[worker.worker_id] = _Slot(worker=worker)
         for wid, entries in stored.transcripts.items():
@@ -340,17 +370,8 @@ class Runtime:
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
         self._deleted = load_deleted(stored.meta)
-        # The diagnostics ring survives restarts: the store keeps the newest capacity of them.
-        for number, diag in await self._store.read_diagnostics():
-            self._diagnostics.append((number, diag))  # the deque keeps the newest capacity
-            self._diag_counter = max(self._diag_counter, number)
-        self._recover()
-        # Serve only once the recovery is committed (flush raises if the store cannot commit).
-        await self._store.flush()
-        self._started_at = now()
-        self._state = RuntimeState.SERVING
 
-    def _recover(self) -> None:
+    def _recover(self, why: str = "the runtime stopped", *, diagnose: bool = True) -> None:
         """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE;
         tool calls the crash left without a result get a synthetic one (as a cancelled run's do),
         so the transcript is valid for the next turn."""
@@ -374,7 +395,7 @@ class Runtime:
                 run,
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
-                error=RunError("INTERRUPTED", f"the runtime stopped while this run was {where}"),
+                error=RunError("INTERRUPTED", f"{why} while this run was {where}"),
             )
             self._runs[run.run_id] = done
             self._retire(done)
@@ -387,7 +408,7 @@ class Runtime:
                 slot.worker = idle
                 changed = [WorkerStateChanged(w.state, state)] if state is not w.state else []
                 log_.append(w.worker_id, "", changed, [PutWorker(idle)])
-        if self._slots or interrupted:
+        if diagnose and (self._slots or interrupted):
             self._diagnose(
                 DiagnosticLevel.INFO,
                 "RECOVERED",
@@ -434,6 +455,7 @@ class Runtime:
             self._state = RuntimeState.STOPPED
             return
         self._state = RuntimeState.DRAINING
+        await self._store_watch.close()
         tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
         if tasks and grace_s > 0:
             await asyncio.wait(tasks, timeout=grace_s)
@@ -447,17 +469,20 @@ class Runtime:
         # The runs' final events (RunFinished INTERRUPTED, ...) are committed and published to
         # every live subscription first; then subscriptions end, each after handing over what it
         # holds (from memory: the gRPC server's grace lets streams send it), and the store closes
-        # once no read is in flight and none can start.
+        # once no read is in flight and none can start. A store failure already reported (the
+        # store is failing) is said once, by the store watch, not once per step.
         try:
             await self._store.flush()
         except Exception as exc:  # keep unwinding; report below
-            errors_.append(exc)
+            if not self._store_watch.reported(exc):
+                errors_.append(exc)
         self._log.close_all()
         await self._log.stop_reads()
         try:
             await self._store.close()
         except Exception as exc:
-            errors_.append(exc)
+            if not self._store_watch.reported(exc):
+                errors_.append(exc)
         for provider in self._providers.values():
             try:
                 await provider.aclose()
@@ -502,7 +527,25 @@ class Runtime:
         log_ = self._require_log()
         if self._state is not RuntimeState.SERVING:
             raise errors.RuntimeDraining()
+        self._store_watch.check()
         return log_
+
+    @property
+    def started(self) -> bool:
+        return self._state is not RuntimeState.STARTING
+
+    @property
+    def closing(self) -> bool:
+        return self._close_task is not None
+
+    @property
+    def store_state(self) -> StoreState:
+        return self._store_watch.state
+
+    def watch_store(self, listener: StoreStateListener) -> None:
+        """``listener(state)`` is called on the loop when the store's state changes (the gRPC
+        layer switches health with it)."""
+        self._store_watch.add_listener(listener)
 
     # --- management ---
 
@@ -534,6 +577,8 @@ class Runtime:
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            store_state=self._store_watch.state,
+            store_error=self._store_watch.error,
             lifetime_usage=self._usage + self._deleted.usage,
             lifetime_runs=self._run_count + self._deleted.runs,
         )
@@ -736,6 +781,7 @@ class Runtime:
         reason = reason or "stopped by request"
         self._require_log()
         slot = self._slot(worker_id)
+        self._store_watch.check()
         if slot.stop_task is None:
             if slot.worker.state is WorkerState.STOPPED:  # stopped before a restart
                 return self._snapshot(slot)
@@ -769,6 +815,7 @@ class Runtime:
         slot = self._slot(worker_id)
         worker_id = slot.worker.worker_id  # the caller may spell it differently (upper case)
         await self.stop_worker(worker_id, reason="deleted")
+        self._store_watch.check()  # (a store failure since then replaced the slots)
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
@@ -851,7 +898,10 @@ class Runtime:
         if not start:
             if busy_policy is BusyPolicy.REJECT:
                 assert slot.active is not None
-                raise errors.WorkerBusy(worker_id, slot.active.run_id)
+                busy = slot.active.run_id
+                # Name only a committed run: if its batch fails, this caller hears STORE_FAILURE.
+                await log_.wait_committed(log_.last_assigned_seq)
+                raise errors.WorkerBusy(worker_id, busy)
             if len(slot.queue) >= lim.max_queue_per_worker:
                 raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
         seq = log_.last_assigned_seq + 1
@@ -1105,6 +1155,7 @@ class Runtime:
         run = self._get_run(run_id)
         if run.state.terminal:
             return run
+        self._store_watch.check()
         slot = self._slot(run.worker_id)
         if run.state is RunState.QUEUED:
             with contextlib.suppress(ValueError):

@@ -3,12 +3,13 @@ durable ``SqliteStore``. Both pass one contract test suite (tests/store)."""
 
 from __future__ import annotations
 
-from runtime_server.store._errors import StoreOpenError
+from runtime_server.store._errors import StoreCorrupt, StoreOpenError
 from runtime_server.store._memory import MemoryStore
 from runtime_server.store._protocol import (
     AppendTranscript,
     CommitListener,
     DeleteWorkerData,
+    FailureListener,
     Mutation,
     PutDiagnostic,
     PutMeta,
@@ -26,6 +27,7 @@ __all__ = [
     "CommitListener",
     "DeleteWorkerData",
     "Durability",
+    "FailureListener",
     "MemoryStore",
     "Mutation",
     "PutDiagnostic",
@@ -35,6 +37,7 @@ __all__ = [
     "PutWorker",
     "SqliteStore",
     "Store",
+    "StoreCorrupt",
     "StoreOpenError",
     "StoreStats",
     "StoredState",

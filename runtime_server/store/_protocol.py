@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from runtime_server.errors import StoreFailure
 from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry, Worker
 
 
@@ -55,13 +56,14 @@ class PutRequestKey:
 
 @dataclass(frozen=True, slots=True)
 class PutMeta:
-    """A free-form value the Runtime keeps across restarts (e.g. the usage of deleted workers).
-    ``key`` is namespaced by topic and contains a dot (``"runs.deleted_usage"``), so it never meets
-    a store's own bookkeeping keys; ``value`` is JSON text. Opening hands every such key back in
-    :attr:`StoredState.meta`."""
+    """A free-form value in the store's ``meta`` table. ``key`` is prefixed with its topic and so
+    contains a dot (``store.``: the Runtime's write probe after a store failure; ``runs.``: the
+    usage of deleted workers, see ``runtime_server.runtime._lifetime``), so it never meets a
+    store's own bookkeeping keys. Opening hands every such key back in :attr:`StoredState.meta`
+    (as text)."""
 
     key: str
-    value: str
+    value: str | int | float
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class StoredState:
 
 
 CommitListener = Callable[[int], None]
+FailureListener = Callable[[StoreFailure], None]
 
 
 class Store(Protocol):
@@ -112,6 +115,21 @@ class Store(Protocol):
     def set_commit_listener(self, listener: CommitListener) -> None:
         """``listener(seq)`` is called on the event loop once every event with a seq up to ``seq``
         (and every mutation written with them) is committed."""
+        ...
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        """``listener(error)`` is called on the event loop when writes failed: every batch not yet
+        reported was discarded (nothing of it is committed); ``write``/``flush`` raise ``error``
+        until ``resume()``."""
+        ...
+
+    def resume(self) -> None:
+        """Accept writes again after a failure (the next seq follows the last reported one);
+        raises StoreFailure if the store cannot resume (a damaged file)."""
+        ...
+
+    async def reload(self) -> StoredState:
+        """The committed state, read afresh (what memory goes back to after a failure)."""
         ...
 
     def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
