@@ -532,14 +532,17 @@ class Runtime:
 
     @property
     def started(self) -> bool:
+        """Whether start() has begun (the state is no longer STARTING)."""
         return self._state is not RuntimeState.STARTING
 
     @property
     def closing(self) -> bool:
+        """Whether close() has been called (it may still be draining)."""
         return self._close_task is not None
 
     @property
     def store_state(self) -> StoreState:
+        """OK, FAILING (changes refused while the store retries) or DAMAGED (until a restart)."""
         return self._store_watch.state
 
     def watch_store(self, listener: StoreStateListener) -> None:
