@@ -55,8 +55,11 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
+    """A worker's filesystem scope: the root (read-only unless asked) and extra mounts."""
+
     root: str
     mounts: tuple[Mount, ...] = ()
+    root_mode: MountMode = MountMode.READ_ONLY
 
 
 @dataclass(frozen=True, slots=True)
