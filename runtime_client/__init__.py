@@ -59,9 +59,11 @@ from runtime_client._models import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    WorkspaceClaim,
 )
 from runtime_client.errors import (
     AlreadyExists,
+    CapabilityNotAllowed,
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
@@ -71,6 +73,7 @@ from runtime_client.errors import (
     InvalidArgument,
     NotFound,
     OutOfRange,
+    PermissionDenied,
     ProfileNotFound,
     QueueFull,
     ResourceExhausted,
@@ -86,6 +89,8 @@ from runtime_client.errors import (
     WorkerAlreadyExists,
     WorkerBusy,
     WorkerNotFound,
+    WorkspaceConflict,
+    WorkspaceNotAllowed,
 )
 from runtime_client.errors import (
     WorkerStopped as WorkerStoppedError,
@@ -98,6 +103,7 @@ __all__ = [
     "Backoff",
     "BusyPolicy",
     "Capabilities",
+    "CapabilityNotAllowed",
     "ConfigBundleRef",
     "Created",
     "CursorAhead",
@@ -123,6 +129,7 @@ __all__ = [
     "Page",
     "PartialDiscarded",
     "Payload",
+    "PermissionDenied",
     "Profile",
     "ProfileNotFound",
     "QueueFull",
@@ -168,4 +175,7 @@ __all__ = [
     "WorkerStopped",
     "WorkerStoppedError",
     "Workspace",
+    "WorkspaceClaim",
+    "WorkspaceConflict",
+    "WorkspaceNotAllowed",
 ]

@@ -30,6 +30,8 @@ from runtime_client._models import (
     Event,
     InputCommitted,
     MessageCommitted,
+    Mount,
+    MountMode,
     PartialDiscarded,
     ReasoningDelta,
     Run,
@@ -48,6 +50,8 @@ from runtime_client._models import (
     WorkerState,
     WorkerStateChanged,
     WorkerStopped,
+    Workspace,
+    WorkspaceClaim,
 )
 from runtime_client.errors import RuntimeClientError
 
@@ -171,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
 
     command(sub, "runtime", _cmd_runtime, "runtime summary and limits")
     command(sub, "profiles", _cmd_profiles, "list profiles")
+    p = command(sub, "claims", _cmd_claims, "workspace claims of live workers")
+    p.add_argument("--worker", default="", help="only this worker's claims")
     p = command(sub, "diagnostics", _cmd_diagnostics, "recent diagnostics, newest first")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
@@ -187,6 +193,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--request-id", default="", help="idempotency key")
     p.add_argument("--input", default="", help="first input, sent right away")
+    p.add_argument("--workspace", default="", metavar="DIR", help="workspace root (read-only)")
+    p.add_argument("--rw", action="store_true", help="make the workspace root read-write")
+    p.add_argument(
+        "--mount", action="append", default=[], metavar="DIR[:rw]", help="extra mount (repeatable)"
+    )
+    p.add_argument(
+        "--capability", action="append", default=[], metavar="CAP",
+        help="fs.read, fs.write or clock (repeatable; none = the profile's tools)",
+    )  # fmt: skip
     p = command(wsub, "get", _cmd_workers_get, "show a worker")
     p.add_argument("worker_id", metavar="ID")
     p = command(wsub, "stop", _cmd_workers_stop, "stop a worker (cancels its run)")
@@ -305,7 +320,10 @@ def _worker_block(w: Worker) -> None:
     ]
     if w.workspace is not None:
         mounts = ", ".join(f"{m.path} ({m.mode.lower()})" for m in w.workspace.mounts)
-        rows.append(("workspace", w.workspace.root + (f" [{mounts}]" if mounts else "")))
+        root = f"{w.workspace.root} ({w.workspace.root_mode.lower()})"
+        rows.append(("workspace", root + (f" [{mounts}]" if mounts else "")))
+    rows.append(("capabilities", ", ".join(w.capabilities) or "- (the profile's tools)"))
+    rows.append(("tools", ", ".join(w.tools) or "-"))
     if w.config_bundle is not None:
         rows.append(("config_bundle", f"{w.config_bundle.id}@{w.config_bundle.digest}"))
     _block(rows)
@@ -486,6 +504,8 @@ async def _cmd_workers_create(client: RuntimeClient, args: argparse.Namespace) -
         labels=dict(args.label),
         request_id=args.request_id,
         initial_input=args.input,
+        workspace=_workspace_arg(args),
+        capabilities=args.capability,
     )
     if args.json:
         _print_json(created)
@@ -493,6 +513,36 @@ async def _cmd_workers_create(client: RuntimeClient, args: argparse.Namespace) -
         print(created.worker.worker_id)
         if created.initial_run is not None:
             print(created.initial_run.run_id)
+    return 0
+
+
+def _workspace_arg(args: argparse.Namespace) -> Workspace | None:
+    if not args.workspace:
+        if args.mount or args.rw:
+            raise SystemExit("error: --mount and --rw need --workspace")
+        return None
+    mounts = []
+    for spec in args.mount:
+        path, _, mode = spec.rpartition(":") if spec.endswith((":rw", ":ro")) else (spec, "", "")
+        rw = MountMode.READ_WRITE if mode == "rw" else MountMode.READ_ONLY
+        mounts.append(Mount(path, rw))
+    root_mode = MountMode.READ_WRITE if args.rw else MountMode.READ_ONLY
+    return Workspace(args.workspace, tuple(mounts), root_mode)
+
+
+async def _cmd_claims(client: RuntimeClient, args: argparse.Namespace) -> int:
+    claims: list[WorkspaceClaim] = []
+    token = ""
+    while True:
+        page = await client.list_workspace_claims(worker_id=args.worker, page_token=token)
+        claims.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            break
+    if args.json:
+        _print_json(claims)
+        return 0
+    _table(("WORKER_ID", "MODE", "PATH"), [(c.worker_id, c.mode.value, c.path) for c in claims])
     return 0
 
 

@@ -88,6 +88,11 @@ class Worker:
     workspace: Workspace | None = None
     config_bundle: ConfigBundleRef | None = None
     queued_runs: int = 0
+    # Capabilities requested at create (empty = the profile's tools) and the effective tool set
+    # (profile tools ∩ requested capabilities ∩ host policy), computed once at create. None only
+    # for a record stored before tools were recorded: the Runtime computes it when it loads one.
+    capabilities: tuple[str, ...] = ()
+    tools: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +277,11 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     # Finished runs kept for GetRun (oldest forgotten first; a forgotten run is RUN_NOT_FOUND).
     max_retained_runs: int = 100_000
+    # Workspaces: mounts one workspace may have besides its root, and the file tools' caps.
+    max_mounts: int = 16
+    max_file_read_bytes: int = 64 * 1024
+    max_file_scan_bytes: int = 16 * 1024 * 1024
+    max_file_write_bytes: int = 1024 * 1024
 
 
 T = TypeVar("T")

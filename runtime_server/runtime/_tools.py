@@ -63,12 +63,9 @@ def _str_arg(args: Mapping[str, Any], name: str) -> str:
 class FileTools:
     """The file tools of one worker's workspace."""
 
-    def __init__(
-        self, access: WorkspaceAccess, limits: FileLimits, record: Callable[[str], None] | None
-    ) -> None:
+    def __init__(self, access: WorkspaceAccess, limits: FileLimits) -> None:
         self._access = access
         self._limits = limits
-        self._record = record
 
     async def _run(self, fn: Callable[[], T]) -> T:
         try:
@@ -136,6 +133,44 @@ class FileTools:
         more = len(names) - MAX_LIST_ENTRIES
         return "\n".join(names[:MAX_LIST_ENTRIES]) + (f"\n[{more} more]" if more > 0 else "")
 
+    # --- write_file / edit_file ---
+
+    async def write_file(self, args: Mapping[str, Any]) -> str:
+        content = _str_arg(args, "content")
+        data = content.encode("utf-8", "surrogatepass")
+        if len(data) > self._limits.write_bytes:
+            raise FsError(f"content is larger than {self._limits.write_bytes} bytes")
+
+        def write(_fd: int, anchor: Anchor, r: _fs.Resolved) -> str:
+            existed = _fs.write_atomic(
+                r, data, check=lambda: self._access.check_writable(anchor, r)
+            )
+            verb = "replaced" if existed else "created"
+            return f"{verb} {self._access.display(anchor, r.parts)} ({len(data)} bytes)"
+
+        return await self._run(lambda: self._with(args.get("path"), write))
+
+    async def edit_file(self, args: Mapping[str, Any]) -> str:
+        old, new = _str_arg(args, "old"), _str_arg(args, "new")
+        if not old:
+            raise FsError("old must not be empty")
+        cap = self._limits.write_bytes
+
+        def edit(_fd: int, anchor: Anchor, r: _fs.Resolved) -> str:
+            self._access.check_writable(anchor, r)
+            text = _fs.read_bytes(r, cap).decode("utf-8", "surrogateescape")
+            count = text.count(old)
+            if count != 1:
+                where = "not found" if count == 0 else f"found {count} times (must be unique)"
+                raise FsError(f"old text {where}; the file is unchanged")
+            data = text.replace(old, new, 1).encode("utf-8", "surrogateescape")
+            if len(data) > cap:
+                raise FsError(f"the edited file would be larger than {cap} bytes")
+            _fs.write_atomic(r, data, check=lambda: self._access.check_writable(anchor, r))
+            return f"edited {self._access.display(anchor, r.parts)}"
+
+        return await self._run(lambda: self._with(args.get("path"), edit))
+
     def tools(self) -> list[engine.Tool]:
         path = {"type": "string", "description": "path inside the workspace (relative to its root)"}
         return [
@@ -160,21 +195,47 @@ class FileTools:
                 self.list_files,
                 {"type": "object", "properties": {"path": path}},
             ),
+            engine.Tool(
+                "write_file",
+                "Create or replace a UTF-8 text file of the workspace with `content` (atomic).",
+                self.write_file,
+                {
+                    "type": "object",
+                    "properties": {"path": path, "content": {"type": "string"}},
+                    "required": ["path", "content"],
+                },
+            ),
+            engine.Tool(
+                "edit_file",
+                "Replace the text `old` (which must occur exactly once) by `new` in a file.",
+                self.edit_file,
+                {
+                    "type": "object",
+                    "properties": {
+                        "path": path,
+                        "old": {"type": "string"},
+                        "new": {"type": "string"},
+                    },
+                    "required": ["path", "old", "new"],
+                },
+            ),
         ]
 
 
-BUILTIN_TOOLS = ("clock", "read_file", "list_files")
+BUILTIN_TOOLS = ("clock", "read_file", "list_files", "write_file", "edit_file")
 
 
 def builtin_tools(
     profile: Profile,
     worker: Worker,
     *,
+    allowed: Sequence[str] | None = None,
     protected: Sequence[str] = (".git",),
     limits: FileLimits | None = None,
-    record: Callable[[str], None] | None = None,
 ) -> engine.ToolRegistry:
-    """The registry for one run: the profile's enabled tools that apply to this worker."""
+    """The registry for one run: the profile's enabled tools that apply to this worker, and only
+    those in ``allowed`` (the worker's effective tool set) when given: a tool outside it is not
+    in the registry, so a model asking for it gets an error result."""
     available: dict[str, engine.Tool] = {
         "clock": engine.Tool(
             "clock", "The current UTC date and time (ISO 8601).", _clock, {"type": "object"}
@@ -182,6 +243,7 @@ def builtin_tools(
     }
     if worker.workspace is not None:
         access = WorkspaceAccess(worker.workspace, protected)
-        files = FileTools(access, limits or FileLimits(), record)
+        files = FileTools(access, limits or FileLimits())
         available.update((t.name, t) for t in files.tools())
-    return engine.ToolRegistry([available[name] for name in profile.tools if name in available])
+    names = [n for n in profile.tools if n in available and (allowed is None or n in allowed)]
+    return engine.ToolRegistry([available[n] for n in dict.fromkeys(names)])

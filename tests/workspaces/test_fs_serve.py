@@ -27,7 +27,8 @@ async def test_fifo_read_is_an_error_result_and_sigterm_then_exits_cleanly(
     ]
     async with LoopbackServer(replies) as provider:
         config = tmp_path / "serve.toml"
-        config.write_text(provider_config(provider.url, ["read_file", "list_files"]))
+        allowed = f'\n[workspaces]\nallowed_roots = ["{tmp_path}"]\n'
+        config.write_text(provider_config(provider.url, ["read_file", "list_files"], allowed))
         sp = await serve_process(tmp_path / "data", config=config)
         client = sp.client()
         w = (await client.create_worker(profile="files", workspace=Workspace(str(root)))).worker

@@ -1,0 +1,92 @@
+"""The Runtime's workspace side in one object: host policy, capability checks, the allocation
+manager and the built-in tools factory. The Runtime calls it from small hooks (create, stop,
+start, info, run) so that ``_runtime.py`` stays about workers and runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import engine
+from runtime_server import errors
+from runtime_server.model import Limits, Page, Worker, WorkerState, Workspace
+from runtime_server.runtime._allocation import Allocations, Claim
+from runtime_server.runtime._paging import decode_token, encode_token
+from runtime_server.runtime._policy import (
+    HostPolicy,
+    Place,
+    check_capabilities,
+    check_workspace,
+    effective_tools,
+    places_of,
+)
+from runtime_server.runtime._profiles import Profile
+from runtime_server.runtime._tools import FileLimits, builtin_tools
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A CreateWorker request's workspace side, validated (nothing claimed yet)."""
+
+    places: tuple[Place, ...]
+    capabilities: tuple[str, ...]
+    tools: tuple[str, ...]
+
+
+class Workspaces:
+    def __init__(self, policy: HostPolicy, limits: Limits) -> None:
+        self.policy = policy
+        self._limits = limits
+        self.allocations = Allocations()
+        self._files = FileLimits(
+            read_bytes=max(1, limits.max_file_read_bytes),
+            scan_bytes=max(1, limits.max_file_scan_bytes),
+            write_bytes=max(1, limits.max_file_write_bytes),
+        )
+
+    def prepare(
+        self, profile: Profile, workspace: Workspace | None, capabilities: Sequence[str]
+    ) -> Prepared:
+        """Validate (INVALID_ARGUMENT, PERMISSION_DENIED) and compute the effective tools."""
+        caps = check_capabilities(capabilities, self.policy)
+        places = check_workspace(workspace, self.policy, self._limits.max_mounts)
+        tools = effective_tools(profile.tools, caps, self.policy, workspace)
+        return Prepared(tuple(places), caps, tools)
+
+    def tools_of(self, profile: Profile | None, worker: Worker) -> tuple[str, ...]:
+        """The effective tools of a worker stored before they were recorded."""
+        if profile is None:
+            return ()
+        return effective_tools(profile.tools, worker.capabilities, self.policy, worker.workspace)
+
+    def rebuild(self, workers: Sequence[Worker]) -> list[tuple[str, errors.WorkspaceConflict]]:
+        """Claims of the live workers, in creation order; returns the workers that now conflict."""
+        live = sorted(
+            (w for w in workers if w.state is not WorkerState.STOPPED and w.workspace is not None),
+            key=lambda w: (w.created_at, w.worker_id),
+        )
+        return self.allocations.rebuild((w.worker_id, places_of(w.workspace)) for w in live)
+
+    def claims_page(self, worker_id: str, page_size: int, page_token: str) -> Page[Claim]:
+        claims = self.allocations.claims(worker_id)
+        start = int(decode_token(page_token, "c")) if page_token else 0
+        chunk = claims[start : start + page_size]
+        end = start + len(chunk)
+        token = encode_token("c", str(end)) if end < len(claims) else ""
+        return Page(tuple(chunk), token, len(claims))
+
+    def tools_factory(self) -> Callable[[Profile, Worker], engine.ToolRegistry]:
+        """The default tools factory: the worker's effective tools, nothing else."""
+
+        def build(profile: Profile, worker: Worker) -> engine.ToolRegistry:
+            allowed = worker.tools if worker.tools is not None else self.tools_of(profile, worker)
+            return builtin_tools(
+                profile,
+                worker,
+                allowed=allowed,
+                protected=self.policy.protected_paths,
+                limits=self._files,
+            )
+
+        return build
