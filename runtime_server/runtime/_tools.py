@@ -94,32 +94,50 @@ class FileTools:
         )
 
     def _read(self, r: _fs.Resolved, offset: int, limit: int) -> str:
+        """Lines ``offset``.. of the file, at most ``limit`` lines and ``read_bytes`` bytes. Lines
+        are read in pieces of at most ``read_bytes`` (never a whole huge line into memory); a line
+        longer than that is returned cut, with a note."""
         lim = self._limits
         fd = _fs.open_read(r)
-        out: list[str] = []
-        size = 0
-        line_no = 0
+        out: list[bytes] = []
+        size = scanned = 0
+        line_no = 1  # the line the next piece belongs to
         more = ""
+        tail = False  # the last piece read did not end its line
         try:
             with os.fdopen(fd, "rb", closefd=False) as f:
-                scanned = 0
-                for raw in f:
-                    scanned += len(raw)
-                    line_no += 1
-                    if line_no < offset:
+                while True:
+                    piece = f.readline(lim.read_bytes + 1)
+                    if not piece:
+                        break
+                    tail = not piece.endswith(b"\n")
+                    scanned += len(piece)
+                    current = line_no
+                    line_no += piece.endswith(b"\n")
+                    if current < offset:
                         if scanned > lim.scan_bytes:
                             raise FsError(f"offset lies beyond the first {lim.scan_bytes} bytes")
                         continue
-                    if (limit and len(out) >= limit) or size + len(raw) > lim.read_bytes:
-                        more = f"\n[truncated: continue with offset={line_no}]"
+                    if limit and current >= offset + limit:
+                        more = f"[more: continue with offset={current}]"
                         break
-                    out.append(raw.decode("utf-8", errors="replace"))
-                    size += len(raw)
+                    if size + len(piece) > lim.read_bytes:
+                        if not out:  # one line longer than the cap: show its start
+                            out.append(piece[: lim.read_bytes])
+                            more = f"[line {current} cut at {lim.read_bytes} bytes]"
+                        else:
+                            more = f"[more: continue with offset={current}]"
+                        break
+                    out.append(piece)
+                    size += len(piece)
         finally:
             os.close(fd)
-        if not out and line_no < offset and offset > 1:
-            return f"[no line {offset}: the file has {line_no} lines]"
-        return "".join(out) + more
+        if not out and offset > 1:
+            return f"[no line {offset}: the file has {line_no - 1 + tail} lines]"
+        text = b"".join(out).decode("utf-8", errors="replace")
+        if more and text and not text.endswith("\n"):
+            more = "\n" + more
+        return text + more
 
     # --- list_files ---
 
