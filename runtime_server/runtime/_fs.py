@@ -89,13 +89,22 @@ def split_path(raw: object) -> tuple[bool, tuple[str, ...]]:
     return raw.startswith("/"), parts
 
 
-def open_anchor(path: str) -> int:
-    """An ``O_PATH`` descriptor of a workspace root or mount (following the host's own symlinks
-    in ``path``: the anchor was vetted by host policy, what lies below it was not)."""
+def open_anchor(real_path: str) -> int:
+    """An ``O_PATH`` descriptor of a workspace root or mount, by its *real* path as vetted when
+    the worker was created: walked from ``/`` with ``O_NOFOLLOW`` at every component, so a
+    symlink in the requested path retargeted later (or a component replaced by one) cannot move
+    the anchor somewhere the host policy and the allocation manager never saw."""
+    parts = [p for p in real_path.split("/") if p]
     try:
-        return os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        top = os.open("/", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise FsError(f"the workspace directory is not available ({os_error(exc)})") from None
+    try:
+        return _walk(top, parts)
+    except FsError as exc:
+        raise FsError(f"the workspace directory is not available ({exc})") from None
+    finally:
+        os.close(top)
 
 
 @dataclass(frozen=True, slots=True)

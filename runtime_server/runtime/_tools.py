@@ -77,7 +77,7 @@ class FileTools:
 
     def _with(self, raw: object, fn: Callable[[int, Anchor, _fs.Resolved], T]) -> T:
         anchor, parts = self._access.locate(raw)
-        fd = _fs.open_anchor(anchor.path)
+        fd = _fs.open_anchor(anchor.real)
         try:
             with _fs.resolved(fd, parts) as r:
                 return fn(fd, anchor, r)
@@ -250,6 +250,7 @@ def builtin_tools(
     allowed: Sequence[str] | None = None,
     protected: Sequence[str] = (".git",),
     limits: FileLimits | None = None,
+    real_paths: Sequence[str] | None = None,
 ) -> engine.ToolRegistry:
     """The registry for one run: the profile's enabled tools that apply to this worker, and only
     those in ``allowed`` (the worker's effective tool set) when given: a tool outside it is not
@@ -260,7 +261,7 @@ def builtin_tools(
         )
     }
     if worker.workspace is not None:
-        access = WorkspaceAccess(worker.workspace, protected)
+        access = WorkspaceAccess(worker.workspace, protected, real_paths)
         files = FileTools(access, limits or FileLimits())
         available.update((t.name, t) for t in files.tools())
     names = [n for n in profile.tools if n in available and (allowed is None or n in allowed)]

@@ -87,6 +87,8 @@ class Workspaces:
                 allowed=allowed,
                 protected=self.policy.protected_paths,
                 limits=self._files,
+                # the paths claimed (and vetted) at create, root first: never re-resolved
+                real_paths=[c.path for c in self.allocations.claims(worker.worker_id)] or None,
             )
 
         return build

@@ -28,16 +28,22 @@ def path_parts(path: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
-    path: str
+    path: str  # as requested (what the model uses in absolute paths)
     parts: tuple[str, ...]
     writable: bool
+    real: str  # the real path vetted at create: the tools open this one, never ``path``
 
 
-def anchors_of(ws: Workspace) -> tuple[Anchor, ...]:
-    """The root first, then the mounts, in request order."""
-    root = Anchor(ws.root, path_parts(ws.root), ws.root_mode is MountMode.READ_WRITE)
-    mounts = (Anchor(m.path, path_parts(m.path), m.mode is MountMode.READ_WRITE) for m in ws.mounts)
-    return (root, *mounts)
+def anchors_of(ws: Workspace, real_paths: Sequence[str] | None = None) -> tuple[Anchor, ...]:
+    """The root first, then the mounts, in request order. ``real_paths`` (same order) are the
+    paths the allocation manager claimed; without them, ``realpath`` now."""
+    raw = [(ws.root, ws.root_mode), *((m.path, m.mode) for m in ws.mounts)]
+    if real_paths is None or len(real_paths) != len(raw):
+        real_paths = [os.path.realpath(path) for path, _ in raw]
+    return tuple(
+        Anchor(path, path_parts(path), mode is MountMode.READ_WRITE, real)
+        for (path, mode), real in zip(raw, real_paths, strict=True)
+    )
 
 
 def _starts(parts: Sequence[str], prefix: Sequence[str]) -> bool:
@@ -47,8 +53,13 @@ def _starts(parts: Sequence[str], prefix: Sequence[str]) -> bool:
 class WorkspaceAccess:
     """The anchors of one worker's workspace and the host's protected paths."""
 
-    def __init__(self, ws: Workspace, protected: Sequence[str] = (".git",)) -> None:
-        self.anchors = anchors_of(ws)
+    def __init__(
+        self,
+        ws: Workspace,
+        protected: Sequence[str] = (".git",),
+        real_paths: Sequence[str] | None = None,
+    ) -> None:
+        self.anchors = anchors_of(ws, real_paths)
         self.root = self.anchors[0]
         self._protected = tuple(path_parts("/" + p) for p in protected if p.strip("/"))
 

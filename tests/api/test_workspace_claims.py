@@ -312,3 +312,43 @@ async def test_a_tool_outside_the_set_is_an_error_result_and_a_diagnostic(
     assert (tree / "a" / "notes.txt").read_text() == "keep me\n"
     diags = (await client.list_diagnostics()).items
     assert [d.code for d in diags if d.worker_id == w.worker_id] == ["TOOL_NOT_ALLOWED"]
+
+
+async def test_tools_stay_on_the_vetted_real_path_when_a_root_symlink_moves(
+    serve: ServeFactory, tree: Path
+) -> None:
+    (tree / "a" / "s.txt").write_text("vetted\n")
+    (tree.parent / "outside" / "s.txt").write_text("OUTSIDE\n")
+    link = tree / "link"
+    link.symlink_to("a")
+    read = ("c1", "read_file", '{"path": "s.txt"}')
+    provider = ScriptedProvider([tool_reply(read), text_reply("ok")] * 2)
+
+    def factory(_profile: Any) -> engine.Provider:
+        return provider
+
+    client = await client_for(serve, tree, provider_factory=factory)
+    w = (await client.create_worker(profile="files", workspace=Ws(str(link)))).worker
+    # the host retargets the worker's root symlink outside the allowed roots after create
+    link.unlink()
+    link.symlink_to("../../outside")
+    run = (await client.send_input(w.worker_id, "read it")).run
+    assert (await client.wait_run(run.run_id, timeout=30)).state is RunState.COMPLETED
+    results = [
+        e.message.text
+        for e in (await client.get_transcript(w.worker_id)).items
+        if e.message.tool_call_id
+    ]
+    assert results == ["vetted\n"]
+    # a real path component replaced by a symlink: refused, not followed
+    (tree / "a").rename(tree / "a-moved")
+    (tree / "a").symlink_to("../outside")
+    run = (await client.send_input(w.worker_id, "again")).run
+    assert (await client.wait_run(run.run_id, timeout=30)).state is RunState.COMPLETED
+    results = [
+        e.message.text
+        for e in (await client.get_transcript(w.worker_id)).items
+        if e.message.tool_call_id
+    ]
+    assert "not available" in results[-1]
+    assert "OUTSIDE" not in results[-1]
