@@ -316,6 +316,7 @@ def _worker_chars(w: Worker) -> int:
     n = len(w.display_name) + sum(len(k) + len(v) for k, v in w.labels.items())
     if w.workspace is not None:
         n += len(w.workspace.root) + sum(len(mt.path) + 8 for mt in w.workspace.mounts)
+    n += sum(len(c) + 4 for c in w.capabilities) + sum(len(t) + 4 for t in w.tools or ())
     return n
 
 
