@@ -531,7 +531,9 @@ class Runtime:
         """Claims of live workers (ordered by worker creation), optionally of one worker."""
         if worker_id:
             worker_id = self._slot(worker_id).worker.worker_id
-        return self._workspaces.claims_page(worker_id, self._page_size(page_size), page_token)
+        return self._workspaces.claims_page(
+            worker_id, self._page_size(page_size), page_token, self._page_chars
+        )
 
     def list_profiles(self) -> list[Profile]:
         return [self._config.profiles[name] for name in sorted(self._config.profiles)]

@@ -12,7 +12,7 @@ import engine
 from runtime_server import errors
 from runtime_server.model import Limits, Page, Worker, WorkerState, Workspace
 from runtime_server.runtime._allocation import Allocations, Claim
-from runtime_server.runtime._paging import decode_token, encode_token
+from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._policy import (
     HostPolicy,
     Place,
@@ -68,10 +68,20 @@ class Workspaces:
         )
         return self.allocations.rebuild((w.worker_id, places_of(w.workspace)) for w in live)
 
-    def claims_page(self, worker_id: str, page_size: int, page_token: str) -> Page[Claim]:
+    def claims_page(
+        self, worker_id: str, page_size: int, page_token: str, page_chars: int
+    ) -> Page[Claim]:
+        """One page of claims (worker creation order), cut by count and by size (a path may be
+        4 kB), so a page always fits in one message."""
         claims = self.allocations.claims(worker_id)
-        start = int(decode_token(page_token, "c")) if page_token else 0
+        start = 0
+        if page_token:
+            value = decode_token(page_token, "c")
+            if not value.isdigit():
+                raise errors.InvalidArgument("page_token", "is not a claims page token")
+            start = int(value)
         chunk = claims[start : start + page_size]
+        chunk = chunk[: fitting(chunk, lambda c: len(c.path) + len(c.worker_id) + 16, page_chars)]
         end = start + len(chunk)
         token = encode_token("c", str(end)) if end < len(claims) else ""
         return Page(tuple(chunk), token, len(claims))

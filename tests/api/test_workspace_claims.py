@@ -27,6 +27,7 @@ from runtime_client import (
     WorkspaceNotAllowed,
 )
 from runtime_client import Workspace as Ws
+from runtime_server.model import Limits
 from runtime_server.runtime import HostPolicy, parse_config
 from runtime_server.store import SqliteStore
 
@@ -352,3 +353,24 @@ async def test_tools_stay_on_the_vetted_real_path_when_a_root_symlink_moves(
     ]
     assert "not available" in results[-1]
     assert "OUTSIDE" not in results[-1]
+
+
+async def test_claims_pages_are_cut_by_size_and_tokens_are_checked(
+    serve: ServeFactory, tree: Path
+) -> None:
+    deep = tree / ("d" * 100) / ("e" * 100)
+    dirs = [deep / f"w{i}" for i in range(5)]
+    for d in dirs:
+        d.mkdir(parents=True)
+    # a page holds about 600 characters: a claim here is 300 or more
+    client = await client_for(serve, tree, limits=Limits(max_message_bytes=4 * (4096 + 600)))
+    for d in dirs:
+        await client.create_worker(workspace=Ws(str(d), root_mode=RW))
+    page = await client.list_workspace_claims(page_size=100)
+    assert 0 < len(page.items) < 3
+    assert page.total_size == 5
+    assert page.next_page_token
+    assert len(await all_claims(client)) == 5
+    with pytest.raises(InvalidArgument) as info:
+        await client.list_workspace_claims(page_token="bogus")
+    assert info.value.field == "page_token"
