@@ -601,9 +601,6 @@ class Runtime:
         check_request_id(request_id, lim)
         check_labels(labels, lim)
         check_workspace(workspace)
-        prepared = self._workspaces.prepare(
-            self._config.profiles[profile], workspace, tuple(capabilities)
-        )
         if config_bundle is not None and not config_bundle.id:
             raise errors.InvalidArgument("config_bundle.id", "must not be empty")
         if initial_input:
@@ -629,6 +626,11 @@ class Runtime:
                     key = slot.request_keys.get(_initial_key(request_id))
                     run = self._runs.get(key.result) if key else None
                 return Created(self._snapshot(slot), prior.seq, run)
+        # Host policy, paths and capabilities: after the idempotency lookup (a retry returns the
+        # first result even if a directory has gone since), and synchronous up to the claim.
+        prepared = self._workspaces.prepare(
+            self._config.profiles[profile], workspace, tuple(capabilities)
+        )
         if worker_id and worker_id in self._slots:
             raise errors.WorkerAlreadyExists(worker_id)
         if len(self._slots) >= lim.max_workers:

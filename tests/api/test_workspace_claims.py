@@ -374,3 +374,15 @@ async def test_claims_pages_are_cut_by_size_and_tokens_are_checked(
     with pytest.raises(InvalidArgument) as info:
         await client.list_workspace_claims(page_token="bogus")
     assert info.value.field == "page_token"
+
+
+async def test_a_retried_create_returns_the_first_worker_not_a_conflict(
+    serve: ServeFactory, tree: Path
+) -> None:
+    client = await client_for(serve, tree)
+    ws = Ws(str(tree / "other"), root_mode=RW)
+    first = await client.create_worker(workspace=ws, request_id="create-1")
+    (tree / "other").rename(tree / "other-gone")  # even if the directory has gone since
+    again = await client.create_worker(workspace=ws, request_id="create-1")
+    assert again.worker.worker_id == first.worker.worker_id
+    assert len(await all_claims(client)) == 1
