@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from test_cli import cli
 
 from runtime_client import MountMode
 from runtime_server.runtime import HostPolicy
@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 
 CLI = Path(sys.executable).parent / "worker-runtime"
 pytestmark = pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")
+BOUND = 30.0
+
+
+async def cli(target: str, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "--target", target, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), BOUND)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_create_with_a_workspace_and_list_claims(serve: ServeFactory, tmp_path: Path) -> None:
