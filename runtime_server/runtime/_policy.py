@@ -157,8 +157,6 @@ def check_workspace(ws: Workspace | None, policy: HostPolicy, max_mounts: int) -
             raise errors.InvalidArgument(name, "must be an absolute path")
         if ".." in path.split("/"):
             raise errors.InvalidArgument(name, "must not contain '..'")
-    allowed = [real_parts(r) for r in policy.allowed_roots]
-    reserved = [real_parts(r) for r in policy.reserved_paths]
     places: list[Place] = []
     for name, path, mode in raw:
         try:
@@ -166,15 +164,7 @@ def check_workspace(ws: Workspace | None, policy: HostPolicy, max_mounts: int) -
         except (OSError, ValueError):
             raise errors.InvalidArgument(name, "cannot be resolved") from None
         parts = tuple(p for p in real.split("/") if p)
-        if not any(_below(parts, root) for root in allowed):
-            why = (
-                "is not below an allowed root of this host"
-                if allowed
-                else ("this host allows no workspaces (no [workspaces] allowed_roots)")
-            )
-            raise errors.WorkspaceNotAllowed(name, why)
-        if any(overlaps(parts, r) for r in reserved):
-            raise errors.WorkspaceNotAllowed(name, "overlaps the runtime's own data or config")
+        check_allowed(name, parts, policy)
         if not os.path.isdir(real):
             raise errors.InvalidArgument(name, "is not an existing directory")
         for other in places:
@@ -182,6 +172,20 @@ def check_workspace(ws: Workspace | None, policy: HostPolicy, max_mounts: int) -
                 raise errors.InvalidArgument(name, f"is the same directory as {other.field}")
         places.append(Place(name, real, parts, mode))
     return places
+
+
+def check_allowed(name: str, parts: Sequence[str], policy: HostPolicy) -> None:
+    """WORKSPACE_NOT_ALLOWED unless the real path ``parts`` lies below an allowed root and away
+    from the runtime's own data and config."""
+    allowed = [real_parts(r) for r in policy.allowed_roots]
+    if not any(_below(parts, root) for root in allowed):
+        if not allowed:
+            why = "this host allows no workspaces (no [workspaces] allowed_roots)"
+        else:
+            why = "is not below an allowed root of this host"
+        raise errors.WorkspaceNotAllowed(name, why)
+    if any(overlaps(parts, real_parts(r)) for r in policy.reserved_paths):
+        raise errors.WorkspaceNotAllowed(name, "overlaps the runtime's own data or config")
 
 
 def places_of(ws: Workspace | None) -> list[Place]:

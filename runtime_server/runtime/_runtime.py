@@ -376,8 +376,9 @@ class Runtime:
 
     def _reclaim(self) -> None:
         """Rebuild the allocation manager's claims from the live workers, in creation order; a
-        worker that now conflicts (a symlink retargeted while the runtime was down) is stopped
-        with a diagnostic, never left sharing a path read-write."""
+        worker whose paths now conflict or fall outside the host policy (a symlink retargeted
+        while the runtime was down) is stopped with a diagnostic, never left sharing a path
+        read-write or reaching one the host does not allow."""
         log_ = self._require_log()
         for slot in self._slots.values():
             w = slot.worker
@@ -385,18 +386,19 @@ class Runtime:
                 tools = self._workspaces.tools_of(self._config.profiles.get(w.profile), w)
                 slot.worker = replace(w, tools=tools)
         losers = self._workspaces.rebuild([s.worker for s in self._slots.values()])
-        for worker_id, conflict in losers:
+        for worker_id, refusal in losers:
             slot = self._slots[worker_id]
             previous = slot.worker.state
             slot.worker = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
-            reason = f"workspace conflict at start: {conflict.message}"
+            what = "conflict" if refusal.reason == "WORKSPACE_CONFLICT" else "not allowed"
+            reason = f"workspace {what} at start: {refusal.message}"
             log_.append(
                 worker_id,
                 "",
                 [WorkerStateChanged(previous, WorkerState.STOPPED), WorkerStopped(reason)],
                 [PutWorker(slot.worker)],
             )
-            self._diagnose(DiagnosticLevel.ERROR, "WORKSPACE_CONFLICT", reason, worker_id)
+            self._diagnose(DiagnosticLevel.ERROR, refusal.reason, reason, worker_id)
 
     def _close_dangling_calls(self, slot: _Slot) -> None:
         log_ = self._require_log()

@@ -16,6 +16,7 @@ from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._policy import (
     HostPolicy,
     Place,
+    check_allowed,
     check_capabilities,
     check_workspace,
     effective_tools,
@@ -60,13 +61,26 @@ class Workspaces:
             return ()
         return effective_tools(profile.tools, worker.capabilities, self.policy, worker.workspace)
 
-    def rebuild(self, workers: Sequence[Worker]) -> list[tuple[str, errors.WorkspaceConflict]]:
-        """Claims of the live workers, in creation order; returns the workers that now conflict."""
+    def rebuild(self, workers: Sequence[Worker]) -> list[tuple[str, errors.RuntimeError_]]:
+        """Claims of the live workers, in creation order, with their paths resolved again; returns
+        the workers that must stop: a path that now conflicts with an earlier worker's, or that
+        now resolves outside the host policy (a symlink retargeted while the runtime was down)."""
         live = sorted(
             (w for w in workers if w.state is not WorkerState.STOPPED and w.workspace is not None),
             key=lambda w: (w.created_at, w.worker_id),
         )
-        return self.allocations.rebuild((w.worker_id, places_of(w.workspace)) for w in live)
+        refused: list[tuple[str, errors.RuntimeError_]] = []
+        claimable: list[tuple[str, list[Place]]] = []
+        for w in live:
+            places = places_of(w.workspace)
+            try:
+                for place in places:
+                    check_allowed(place.field, place.parts, self.policy)
+            except errors.WorkspaceNotAllowed as exc:
+                refused.append((w.worker_id, exc))
+                continue
+            claimable.append((w.worker_id, places))
+        return [*refused, *self.allocations.rebuild(claimable)]
 
     def claims_page(
         self, worker_id: str, page_size: int, page_token: str, page_chars: int

@@ -39,6 +39,9 @@ async def test_claims_after_kill9_and_restart(tmp_path: Path, serve_process: Ser
         (allowed / d).mkdir(parents=True)
     link = allowed / "link"
     link.symlink_to("b")
+    link2 = allowed / "link2"
+    link2.symlink_to("d")
+    (tmp_path / "outside").mkdir()
     config = tmp_path / "serve.toml"
     config.write_text(f'[workspaces]\nallowed_roots = ["{allowed}"]\n')
     data = tmp_path / "data"
@@ -50,10 +53,12 @@ async def test_claims_after_kill9_and_restart(tmp_path: Path, serve_process: Ser
     w3 = (await client.create_worker(workspace=Workspace(str(allowed / "c")))).worker
     w4 = (await client.create_worker(workspace=Workspace(str(allowed / "d"), root_mode=RW))).worker
     await client.stop_worker(w4.worker_id)  # stopped: holds nothing, before or after the crash
+    w7 = (await client.create_worker(workspace=Workspace(str(link2)))).worker
     before = {
         (w1.worker_id, real(allowed / "a"), RW),
         (w2.worker_id, real(allowed / "b"), RW),
         (w3.worker_id, real(allowed / "c"), RO),
+        (w7.worker_id, real(allowed / "d"), RO),
     }
     assert await claims(client) == before
     sp.kill9()
@@ -61,6 +66,9 @@ async def test_claims_after_kill9_and_restart(tmp_path: Path, serve_process: Ser
     # while the runtime is down, w2's root is retargeted onto w1's directory
     link.unlink()
     link.symlink_to("a")
+    # ... and w7's root is retargeted outside the allowed roots
+    link2.unlink()
+    link2.symlink_to("../outside")
     sp2 = await serve_process(data, config=config)
     client2 = sp2.client()
 
@@ -73,6 +81,11 @@ async def test_claims_after_kill9_and_restart(tmp_path: Path, serve_process: Ser
     diags = [d for d in (await client2.list_diagnostics()).items if d.code == "WORKSPACE_CONFLICT"]
     assert [d.worker_id for d in diags] == [w2.worker_id]
     assert w1.worker_id in diags[0].message
+    assert (await client2.get_worker(w7.worker_id)).state is WorkerState.STOPPED
+    refused = [
+        d for d in (await client2.list_diagnostics()).items if d.code == "WORKSPACE_NOT_ALLOWED"
+    ]
+    assert [d.worker_id for d in refused] == [w7.worker_id]
     stops = [
         e.payload
         for e in await all_events(client2)
