@@ -264,9 +264,10 @@ def read_bytes(r: Resolved, max_bytes: int) -> bytes:
     return data
 
 
-def list_dir(anchor_fd: int, r: Resolved) -> list[tuple[str, str]]:
+def list_dir(anchor_fd: int, r: Resolved, max_entries: int = 10_000) -> list[tuple[str, str]]:
     """Entries of the directory ``r`` names, as ``(name, kind)``; kind is ``dir``, ``file``,
-    ``symlink`` or ``other``. Symlinks are reported, never followed."""
+    ``symlink`` or ``other``. Symlinks are reported, never followed. At most ``max_entries`` are
+    read (a huge directory costs a bounded time); one more means "there were more"."""
     try:
         if r.name:
             fd = os.open(r.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -290,6 +291,8 @@ def list_dir(anchor_fd: int, r: Resolved) -> list[tuple[str, str]]:
                 else:
                     kind = "other"
                 out.append((entry.name, kind))
+                if len(out) > max_entries:
+                    break
     except OSError as exc:
         raise os_error(exc) from None
     finally:

@@ -26,7 +26,8 @@ from runtime_server.runtime._fs import FsError
 from runtime_server.runtime._profiles import Profile
 from runtime_server.runtime._wsaccess import Anchor, WorkspaceAccess
 
-MAX_LIST_ENTRIES = 200
+MAX_LIST_ENTRIES = 200  # names list_files returns (sorted)
+MAX_SCANNED_ENTRIES = 10_000  # entries it reads from one directory
 
 T = TypeVar("T")
 
@@ -147,9 +148,13 @@ class FileTools:
 
     def _list(self, anchor_fd: int, anchor: Anchor, r: _fs.Resolved) -> str:
         marks = {"dir": "/", "symlink": "@", "other": "|", "file": ""}
-        names = sorted(name + marks[kind] for name, kind in _fs.list_dir(anchor_fd, r))
+        entries = _fs.list_dir(anchor_fd, r, MAX_SCANNED_ENTRIES)
+        names = sorted(name + marks[kind] for name, kind in entries[:MAX_SCANNED_ENTRIES])
         more = len(names) - MAX_LIST_ENTRIES
-        return "\n".join(names[:MAX_LIST_ENTRIES]) + (f"\n[{more} more]" if more > 0 else "")
+        text = "\n".join(names[:MAX_LIST_ENTRIES]) + (f"\n[{more} more]" if more > 0 else "")
+        if len(entries) > MAX_SCANNED_ENTRIES:
+            text += f"\n[the directory has more than {MAX_SCANNED_ENTRIES} entries: not all read]"
+        return text
 
     # --- write_file / edit_file ---
 

@@ -23,7 +23,7 @@ import pytest
 import engine
 from runtime_server.model import Mount, MountMode, Worker, WorkerState, Workspace
 from runtime_server.runtime._profiles import BUILTIN_PROVIDER, Profile
-from runtime_server.runtime._tools import BUILTIN_TOOLS, builtin_tools
+from runtime_server.runtime._tools import BUILTIN_TOOLS, MAX_SCANNED_ENTRIES, builtin_tools
 
 SECRET = b"OUTSIDE-SECRET\n"  # outside bytes: never in a result
 MARK = "OUTSIDE"  # no name or content inside the workspace contains it
@@ -259,3 +259,15 @@ async def test_read_only_root_and_mounts(layout: Layout) -> None:
     assert (await call(reg, "read_file", {"path": f"{data}/d.txt"})) == ("data\n", False)
     assert (await call(reg, "list_files", {"path": str(data)})) == ("d.txt", False)
     assert (await call(reg, "read_file", {"path": f"{data}-x/d.txt"}))[1]
+
+
+async def test_list_files_reads_a_bounded_number_of_entries(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(MAX_SCANNED_ENTRIES + 5):
+        (big / f"f{i:05}").touch()
+    text, is_error = await call(registry(tmp_path), "list_files", {"path": "big"})
+    assert not is_error
+    lines = text.splitlines()
+    assert len(lines) == 200 + 2  # the first 200 names, "[N more]" and the scan note
+    assert lines[-1].startswith(f"[the directory has more than {MAX_SCANNED_ENTRIES} entries")
