@@ -55,6 +55,7 @@ __all__ = [
     "RunState",
     "RuntimeInfo",
     "RuntimeState",
+    "StoreState",
     "TextDelta",
     "ToolCall",
     "ToolCallFinished",
@@ -135,6 +136,16 @@ class RuntimeState(enum.StrEnum):
     SERVING = "SERVING"
     DRAINING = "DRAINING"
     STOPPED = "STOPPED"
+
+
+class StoreState(enum.StrEnum):
+    """Whether the Runtime's store can write: FAILING (e.g. a full disk: changes are refused
+    with StoreFailure, health is NOT_SERVING, it resumes by itself) or DAMAGED (restart needed)."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    OK = "OK"
+    FAILING = "FAILING"
+    DAMAGED = "DAMAGED"
 
 
 class DiagnosticLevel(enum.StrEnum):
@@ -351,6 +362,8 @@ class RuntimeInfo:
     auth_required: bool = False
     workspace_claims: int = 0
     workspace_claims_read_write: int = 0
+    store_state: StoreState = StoreState.UNSPECIFIED
+    store_error: str = ""
 
 
 # --- event payloads ---------------------------------------------------------------------------
