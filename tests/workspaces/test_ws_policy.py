@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from runtime_server.model import MountMode, Worker, WorkerState, Workspace
-from runtime_server.runtime import ConfigError, parse_config
+from runtime_server.runtime import ConfigError, Runtime, parse_config
 from runtime_server.runtime._policy import HostPolicy, effective_tools, overlaps, real_parts
+from runtime_server.store import PutWorker, SqliteStore
 from runtime_server.store import _codec as codec
 
 
@@ -73,3 +74,25 @@ def test_a_record_stored_before_tools_were_recorded_decodes_as_unknown() -> None
     assert codec.worker_from_obj(legacy).tools is None  # the Runtime computes it on load
     none = Worker("w", "r", WorkerState.IDLE, "echo")
     assert codec.worker_from_obj(codec.worker_to_obj(none)).tools == ()
+
+
+async def test_a_worker_stored_before_tools_were_recorded_gets_them_at_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data" / "runtime.sqlite3"
+    path.parent.mkdir()
+    store = SqliteStore(path)
+    await store.open("01a00000-0000-7000-8000-000000000000")
+    legacy = Worker(
+        "01a00000-0000-7000-8000-000000000001", "r", WorkerState.IDLE, "files", tools=None
+    )
+    store.write([], [PutWorker(legacy)])  # as an older version stored it: no "tools" key
+    await store.flush()
+    await store.close()
+    config = parse_config({"profiles": {"files": {"provider": "builtin", "tools": ["clock"]}}})
+    rt = Runtime(store=SqliteStore(path), config=config)
+    await rt.start()
+    try:
+        assert rt.get_worker(legacy.worker_id).tools == ("clock",)
+    finally:
+        await rt.close()
