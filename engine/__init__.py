@@ -22,6 +22,7 @@ from engine._errors import (
     ProviderHTTPError,
     ProviderProtocolError,
     ProviderStreamError,
+    ProviderTimeoutError,
 )
 from engine._factory import PROVIDER_KINDS, make_provider
 from engine._local import (
@@ -32,6 +33,7 @@ from engine._local import (
 )
 from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
+from engine._responses import OpenAIResponsesProvider
 from engine._retry import RetryPolicy
 from engine._scripted import Pause, ScriptedProvider
 from engine._sse import SSEDecoder, SSEEvent
@@ -43,6 +45,8 @@ from engine._types import (
     ModelRequest,
     Notice,
     PartialDiscarded,
+    ReasoningBlock,
+    ReasoningBlockEnd,
     ReasoningDelta,
     Role,
     StopReason,
@@ -79,6 +83,7 @@ __all__ = [
     "ModelRequest",
     "Notice",
     "OpenAIChatProvider",
+    "OpenAIResponsesProvider",
     "PartialDiscarded",
     "Pause",
     "Provider",
@@ -87,6 +92,9 @@ __all__ = [
     "ProviderHTTPError",
     "ProviderProtocolError",
     "ProviderStreamError",
+    "ProviderTimeoutError",
+    "ReasoningBlock",
+    "ReasoningBlockEnd",
     "ReasoningDelta",
     "RetryPolicy",
     "Role",

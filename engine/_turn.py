@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine._accumulate import Accumulator
+from engine._accumulate import Accumulator, invalid_arguments
 from engine._provider import Provider
 from engine._retry import RetryPolicy, stream_with_retry
 from engine._tools import ToolRegistry
@@ -149,6 +149,8 @@ async def run_turn(
         usage = usage + acc.usage
         emit(UsageReported(acc.usage))
         assistant = acc.message()
+        for notice in invalid_arguments(assistant):
+            emit(notice)
         commit(assistant)
         stop = acc.stop_reason or StopReason.UNKNOWN
 

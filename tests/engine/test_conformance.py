@@ -15,6 +15,10 @@ purpose, the test says so:
   only the raw prefix is compared.
 - Anthropic unknown blocks (server tools, compaction, fallback): the SDK keeps them; the engine
   skips them with a Notice, so only text/tool_use blocks are compared and a Notice is required.
+- Anthropic refusals: the SDK keeps ``stop_details`` apart; the engine surfaces its explanation as
+  text (so the user sees why), so the engine's text is the SDK's text + the explanation.
+- Anthropic thinking: every thinking / redacted_thinking block is compared with the SDK's, block
+  by block (text, signature, data), since they are sent back verbatim.
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ async def test_openai_stream_matches_the_sdk(openai_fixture) -> None:
 
 # --- Anthropic ------------------------------------------------------------------------------------
 
-KNOWN_BLOCKS = {"text", "thinking", "tool_use"}
+KNOWN_BLOCKS = {"text", "thinking", "redacted_thinking", "tool_use"}
 
 
 async def sdk_anthropic(data: bytes) -> Any:
@@ -137,8 +141,20 @@ async def test_anthropic_stream_matches_the_sdk(anthropic_fixture) -> None:
     message, usage, notices = await engine_message("anthropic", anthropic_fixture.data)
     sdk = await sdk_anthropic(anthropic_fixture.data)  # accepts all of them, even out_of_order
     blocks = list(sdk.content)
-    assert message.text == "".join(b.text for b in blocks if b.type == "text")
+    sdk_text = "".join(b.text for b in blocks if b.type == "text")
+    details = getattr(sdk, "stop_details", None)
+    if details is not None and details.explanation:
+        assert message.text == sdk_text + f"{details.explanation} ({details.category})"
+    else:
+        assert message.text == sdk_text
     assert message.reasoning == "".join(b.thinking for b in blocks if b.type == "thinking")
+    assert [(r.kind, r.text, r.signature, r.data) for r in message.reasoning_blocks] == [
+        (b.type, b.thinking, b.signature, "")
+        if b.type == "thinking"
+        else (b.type, "", "", b.data)
+        for b in blocks
+        if b.type in ("thinking", "redacted_thinking")
+    ]
     sdk_tools = [b for b in blocks if b.type == "tool_use"]
     assert [c.name for c in message.tool_calls] == [b.name for b in sdk_tools]
     assert [c.call_id for c in message.tool_calls] == [b.id for b in sdk_tools]

@@ -17,6 +17,8 @@ from engine import (
     Notice,
     OpenAIChatProvider,
     ProviderStreamError,
+    ReasoningBlock,
+    ReasoningBlockEnd,
     ReasoningDelta,
     Role,
     SSEEvent,
@@ -55,7 +57,11 @@ def test_openai_body() -> None:
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "tool", "user"]
     assistant = messages[2]
     assert assistant["content"] == "let me look"
-    assert assistant["reasoning_content"] == "think"
+    # reasoning of unknown origin (no reasoning_field recorded) is not sent back by default...
+    assert "reasoning_content" not in assistant and "reasoning" not in assistant
+    # ...and goes in the configured field when one is forced
+    forced = OpenAIChatProvider(httpx.AsyncClient(), "http://x/v1", reasoning_field="reasoning")
+    assert forced.build_body(REQUEST)["messages"][2]["reasoning"] == "think"
     assert [c["id"] for c in assistant["tool_calls"]] == ["c1", "c2"]
     assert assistant["tool_calls"][1]["function"]["arguments"] == "{}"
     assert messages[3] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
@@ -110,8 +116,12 @@ def test_openai_parser_edge_cases() -> None:
     assert feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}) == []
     # reasoning_content wins over a duplicate "reasoning"
     delta = {"reasoning_content": "a", "reasoning": "a"}
-    assert feed({"choices": [{"index": 0, "delta": delta}]}) == [ReasoningDelta("a")]
-    assert feed({"choices": [{"index": 0, "delta": {"reasoning": "b"}}]}) == [ReasoningDelta("b")]
+    assert feed({"choices": [{"index": 0, "delta": delta}]}) == [
+        ReasoningDelta("a", "", "reasoning_content")
+    ]
+    assert feed({"choices": [{"index": 0, "delta": {"reasoning": "b"}}]}) == [
+        ReasoningDelta("b", "", "reasoning")
+    ]
     # a call without id gets one; unknown delta fields are noticed once
     call = {"index": 0, "function": {"name": "f", "arguments": "{}"}}
     events = feed({"choices": [{"index": 0, "delta": {"tool_calls": [call], "audio": {"x": 1}}}]})
@@ -138,8 +148,9 @@ def test_anthropic_parser_tolerates_unknown_things() -> None:
     block = {"type": "thinking", "thinking": "", "signature": ""}
     assert feed({"type": "content_block_start", "index": 0, "content_block": block}) == []
     delta = {"type": "signature_delta", "signature": "s1"}
-    assert feed({"type": "content_block_delta", "index": 0, "delta": delta}) == [
-        ReasoningDelta("", "s1")
+    assert feed({"type": "content_block_delta", "index": 0, "delta": delta}) == []
+    assert feed({"type": "content_block_stop", "index": 0}) == [
+        ReasoningBlockEnd(ReasoningBlock("thinking", "", "s1"))
     ]
     # tool input given whole in the start block
     tool = {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}
@@ -179,6 +190,7 @@ def test_public_surface_is_pinned() -> None:
         "ToolCallStarted", "ToolFunction", "ToolRegistry", "ToolSpec", "TurnConfig", "TurnEvent",
         "TurnResult", "Usage", "UsageReported", "UsageUpdate", "make_provider", "run_turn",
         "LOCAL_MODELS", "LocalModelError", "LocalModelServer", "local_model_unavailable",
+        "ReasoningBlock", "ReasoningBlockEnd", "OpenAIResponsesProvider", "ProviderTimeoutError",
     }  # fmt: skip
     for name in engine.__all__:
         assert hasattr(engine, name), name
