@@ -87,6 +87,7 @@ _KNOWN_DELTA_KEYS = frozenset(
     }
 )  # fmt: skip
 REASONING_FIELDS = ("auto", "reasoning_content", "reasoning", "none")
+_CONCAT = frozenset({"text", "summary", "data", "signature"})  # reasoning_details content
 _RETRYABLE_STREAM_ERRORS = frozenset({"server_error", "overloaded_error", "api_error"})
 PROVIDER = "openai_chat"
 
@@ -244,9 +245,11 @@ class OpenAIStreamParser:
             out.append(ToolCallArgsDelta(slot, arguments))
 
     def _merge_details(self, details: list[Any]) -> str:
-        """Merge OpenRouter ``reasoning_details`` deltas as the official SDK merges list deltas:
-        entries with the same ``index`` are one entry whose strings concatenate. Returns the
-        reasoning text the deltas carry (for display when no plain ``reasoning`` came with it)."""
+        """Merge OpenRouter ``reasoning_details`` deltas: entries with the same ``index`` are one
+        entry whose content strings (``text``, ``summary``, ``data``, ``signature``) concatenate,
+        as the official SDK merges list deltas; other fields (``format``, ``id``, ``type``) are
+        replaced, where the SDK's generic merge would repeat a ``format`` sent with every delta.
+        Returns the reasoning text the deltas carry (shown when no plain ``reasoning`` came)."""
         shown: list[str] = []
         for item in details:
             if not isinstance(item, dict):
@@ -260,7 +263,7 @@ class OpenAIStreamParser:
             else:
                 for key, value in item.items():
                     old = target.get(key)
-                    if isinstance(old, str) and isinstance(value, str) and key != "type":
+                    if isinstance(old, str) and isinstance(value, str) and key in _CONCAT:
                         target[key] = old + value
                     elif value is not None and key != "index":
                         target[key] = value

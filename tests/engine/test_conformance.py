@@ -149,9 +149,7 @@ async def test_anthropic_stream_matches_the_sdk(anthropic_fixture) -> None:
         assert message.text == sdk_text
     assert message.reasoning == "".join(b.thinking for b in blocks if b.type == "thinking")
     assert [(r.kind, r.text, r.signature, r.data) for r in message.reasoning_blocks] == [
-        (b.type, b.thinking, b.signature, "")
-        if b.type == "thinking"
-        else (b.type, "", "", b.data)
+        (b.type, b.thinking, b.signature, "") if b.type == "thinking" else (b.type, "", "", b.data)
         for b in blocks
         if b.type in ("thinking", "redacted_thinking")
     ]
