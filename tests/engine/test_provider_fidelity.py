@@ -238,7 +238,8 @@ async def test_glued_arguments_are_reported_not_silently_run(client: httpx.Async
     async with LoopbackServer([Reply(body=body), Reply(body=TEXT_ANSWER)]) as server:
         result, rec = await turn(OpenAIChatProvider(client, server.url + "/v1"))
     [notice] = rec.notices("invalid_tool_arguments")
-    assert "call_a" in notice.message and "weather" in notice.message
+    assert "call_a" in notice.message
+    assert "weather" in notice.message
     [tool_result] = [m for m in result.messages if m.role is Role.TOOL]
     assert tool_result.is_error  # the model is told, too
 
@@ -366,7 +367,7 @@ async def test_keep_alives_do_not_extend_the_request_deadline(client: httpx.Asyn
         provider = OpenAIChatProvider(
             client, server.url + "/v1", idle_timeout_s=30, request_deadline_s=0.5
         )
-        with pytest.raises(ProviderTimeoutError, match="deadline of 0.5s") as caught:
+        with pytest.raises(ProviderTimeoutError, match=r"deadline of 0\.5s") as caught:
             await asyncio.wait_for(
                 run_turn(provider, TurnConfig(model="m", retry=retrying), HISTORY,
                          emit=Recorder()),

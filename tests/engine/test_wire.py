@@ -58,7 +58,8 @@ def test_openai_body() -> None:
     assistant = messages[2]
     assert assistant["content"] == "let me look"
     # reasoning of unknown origin (no reasoning_field recorded) is not sent back by default...
-    assert "reasoning_content" not in assistant and "reasoning" not in assistant
+    assert "reasoning_content" not in assistant
+    assert "reasoning" not in assistant
     # ...and goes in the configured field when one is forced
     forced = OpenAIChatProvider(httpx.AsyncClient(), "http://x/v1", reasoning_field="reasoning")
     assert forced.build_body(REQUEST)["messages"][2]["reasoning"] == "think"
