@@ -157,7 +157,17 @@ class OpenAIStreamParser:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._saw_usage = True
-            out.append(UsageUpdate(usage_from_openai(usage)))
+            normalised = usage_from_openai(usage)
+            total = usage.get("total_tokens")
+            if isinstance(total, int) and total > 0 and total != normalised.total_tokens:
+                # a convention we do not know: say so rather than report a wrong total quietly
+                self._notice_once(
+                    out,
+                    "usage_mismatch",
+                    f"the provider's total_tokens ({total}) is not input + output "
+                    f"({normalised.total_tokens})",
+                )
+            out.append(UsageUpdate(normalised))
         return out
 
     def finish(self) -> list[StreamEvent]:
@@ -170,6 +180,7 @@ class OpenAIStreamParser:
             # No finish_reason and no [DONE]: the body ended early; asking again may help.
             raise ProviderConnectionError(f"{PROVIDER}: the stream ended before the model finished")
         return [
+            *([self._details_block()] if self._details else []),
             Notice("no_finish_reason", "the stream ended with [DONE] but no finish_reason"),
             StreamStop(StopReason.UNKNOWN, ""),
         ]

@@ -279,8 +279,8 @@ def render_responses_input(request: ModelRequest) -> list[dict[str, Any]]:
 def _assistant_items(message: Message, stateless: bool) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for block in message.reasoning_blocks:
-        if block.kind != "openai_reasoning":
-            continue
+        if block.kind != "openai_reasoning" or not (message.text or message.tool_calls):
+            continue  # the API refuses a reasoning item without the item it led to
         item = json.loads(block.data)
         if stateless and not item.get("encrypted_content"):
             continue  # the server keeps nothing: an id alone would not be found

@@ -344,6 +344,16 @@ async def test_openai_convention_is_left_alone(client: httpx.AsyncClient) -> Non
     assert result.usage == Usage(input_tokens=10, output_tokens=300, reasoning_tokens=200)
 
 
+async def test_an_unknown_usage_convention_is_noticed(client: httpx.AsyncClient) -> None:
+    odd = usage(10, 5, total_tokens=99)  # neither convention explains this total
+    body = sse(delta(content="Hi."), delta("stop"), odd, "[DONE]")
+    async with LoopbackServer([Reply(body=body)]) as server:
+        result, rec = await turn(OpenAIChatProvider(client, server.url + "/v1"))
+    assert result.usage == Usage(input_tokens=10, output_tokens=5)
+    [notice] = rec.notices("usage_mismatch")
+    assert "99" in notice.message
+
+
 async def test_missing_usage_chunk_is_noticed(client: httpx.AsyncClient) -> None:
     body = sse(delta(content="Hi."), delta("stop"), "[DONE]")  # usage was asked for, never came
     async with LoopbackServer([Reply(body=body)]) as server:
