@@ -12,8 +12,11 @@ Decisions worth knowing:
   servers send the same text twice). The field used is remembered on the message
   (:attr:`Message.reasoning_field`) and, with ``reasoning_field="auto"`` (the default), the
   reasoning goes back in that same field — Groq rejects ``reasoning_content``, DeepSeek requires it
-  back after tool calls — and not at all for a message from another provider. ``"reasoning"`` /
-  ``"reasoning_content"`` force one field, ``"none"`` never sends reasoning back.
+  back after tool calls — and not at all for a message whose reasoning came from another kind of
+  provider (Anthropic blocks, Responses items). A message with no recorded field (stored before
+  fields were recorded) goes back as ``reasoning_content``, as it always did, so existing DeepSeek
+  and llama.cpp histories keep working. ``"reasoning"`` / ``"reasoning_content"`` force one field,
+  ``"none"`` never sends reasoning back.
 - OpenRouter's ``delta.reasoning_details`` (structured, possibly signed or encrypted reasoning) are
   merged by ``index`` as the SDK merges them and kept as one :class:`ReasoningBlock`; in ``auto``
   they go back verbatim as the message's ``reasoning_details`` (instead of the plain text).
@@ -324,6 +327,9 @@ def _render_message(message: Message, reasoning_field: str) -> dict[str, Any]:
             rendered["reasoning_details"] = json.loads(details.data)
         elif message.reasoning and message.reasoning_field:
             rendered[message.reasoning_field] = message.reasoning
+        elif message.reasoning and not message.reasoning_blocks:
+            # Stored before the field was recorded (or built by hand): what was always sent.
+            rendered["reasoning_content"] = message.reasoning
     elif message.reasoning and reasoning_field != "none":
         rendered[reasoning_field] = message.reasoning
     if message.tool_calls:

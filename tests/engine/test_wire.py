@@ -57,12 +57,17 @@ def test_openai_body() -> None:
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "tool", "user"]
     assistant = messages[2]
     assert assistant["content"] == "let me look"
-    # reasoning of unknown origin (no reasoning_field recorded) is not sent back by default...
-    assert "reasoning_content" not in assistant
-    assert "reasoning" not in assistant
-    # ...and goes in the configured field when one is forced
+    # a message stored before reasoning fields were recorded goes back as it always did...
+    assert assistant["reasoning_content"] == "think"
+    # ...reasoning another kind of provider produced (Anthropic blocks) is not sent...
+    block = engine.ReasoningBlock("thinking", "r", "sig")
+    other = (Message(Role.USER, "q"), Message(Role.ASSISTANT, "a", "r", reasoning_blocks=(block,)))
+    rendered = provider.build_body(ModelRequest("m", other))["messages"][1]
+    assert not {"reasoning", "reasoning_content"} & set(rendered)
+    # ...and a forced field is used for every message with reasoning
     forced = OpenAIChatProvider(httpx.AsyncClient(), "http://x/v1", reasoning_field="reasoning")
     assert forced.build_body(REQUEST)["messages"][2]["reasoning"] == "think"
+    assert forced.build_body(ModelRequest("m", other))["messages"][1]["reasoning"] == "r"
     assert [c["id"] for c in assistant["tool_calls"]] == ["c1", "c2"]
     assert assistant["tool_calls"][1]["function"]["arguments"] == "{}"
     assert messages[3] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
