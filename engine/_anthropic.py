@@ -85,6 +85,8 @@ class _Block:
     # thinking: the block's text and signature; redacted_thinking: its data (in ``signature``)
     thinking: list[str] | None = None
     signature: str = ""
+    # thinking/redacted_thinking: text characters and tool calls of the message before this block
+    after: tuple[int, int] = (0, 0)
 
 
 class AnthropicStreamParser:
@@ -96,6 +98,8 @@ class AnthropicStreamParser:
         self._stopped = False  # saw message_stop
         self._stop_reason: str | None = None
         self._saw_text = False
+        self._text_chars = 0  # characters of text streamed so far (where a block stands)
+        self._tool_calls = 0  # tool_use blocks started so far
         self._noticed: set[str] = set()
 
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
@@ -168,8 +172,11 @@ class AnthropicStreamParser:
             text = block.get("text")
             if isinstance(text, str) and text:
                 self._saw_text = True
+                self._text_chars += len(text)
                 out.append(TextDelta(text))
-        elif kind == "thinking":
+            return
+        state.after = (self._text_chars, self._tool_calls)
+        if kind == "thinking":
             thinking = block.get("thinking")
             signature = block.get("signature")
             text = thinking if isinstance(thinking, str) else ""
@@ -181,6 +188,7 @@ class AnthropicStreamParser:
             data = block.get("data")
             state.signature = data if isinstance(data, str) else ""
         elif kind == "tool_use":
+            self._tool_calls += 1
             call_id, name = block.get("id"), block.get("name")
             state.start_input = block.get("input")
             out.append(
@@ -211,6 +219,7 @@ class AnthropicStreamParser:
         if kind == "text_delta" and isinstance(delta.get("text"), str):
             if delta["text"]:
                 self._saw_text = True
+                self._text_chars += len(delta["text"])
                 out.append(TextDelta(delta["text"]))
         elif kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
             if delta["thinking"] and block.thinking is not None:
@@ -233,9 +242,17 @@ class AnthropicStreamParser:
         block.closed = True
         if block.type == "thinking":
             text = "".join(block.thinking or ())
-            out.append(ReasoningBlockEnd(ReasoningBlock("thinking", text, block.signature)))
+            out.append(
+                ReasoningBlockEnd(
+                    ReasoningBlock("thinking", text, block.signature, "", *block.after)
+                )
+            )
         elif block.type == "redacted_thinking":
-            out.append(ReasoningBlockEnd(ReasoningBlock("redacted_thinking", data=block.signature)))
+            out.append(
+                ReasoningBlockEnd(
+                    ReasoningBlock("redacted_thinking", "", "", block.signature, *block.after)
+                )
+            )
         elif block.type == "tool_use" and isinstance(index, int):
             # Input given whole in the start block (no deltas followed): that is the input.
             if not block.saw_json and isinstance(block.start_input, dict) and block.start_input:
@@ -286,13 +303,34 @@ def _render_blocks(message: Message, *, last: bool) -> tuple[str, list[dict[str,
         if message.is_error:
             result["is_error"] = True
         return "user", [result]
+    # A final assistant message is a prefill (length continuation): the API rejects trailing
+    # whitespace there.
+    text = message.text.rstrip() if last else message.text
+    calls = message.tool_calls
     blocks: list[dict[str, Any]] = []
+    text_at = calls_at = 0  # how much of the text and of the calls is already rendered
+
+    def content_up_to(text_end: int, calls_end: int) -> None:
+        nonlocal text_at, calls_at
+        if text_end > text_at and text[text_at:text_end]:
+            blocks.append({"type": "text", "text": text[text_at:text_end]})
+            text_at = text_end
+        for call in calls[calls_at:calls_end]:
+            blocks.append(
+                {"type": "tool_use", "id": call.call_id, "name": call.name,
+                 "input": _input(call.arguments)}
+            )  # fmt: skip
+        calls_at = max(calls_at, calls_end)
+
+    # Thinking blocks go back verbatim and where they stood (the API checks both).
     for block in message.reasoning_blocks:
         if block.kind == "thinking" and block.signature:
+            content_up_to(block.after_text, block.after_calls)
             blocks.append(
                 {"type": "thinking", "thinking": block.text, "signature": block.signature}
             )
         elif block.kind == "redacted_thinking" and block.data:
+            content_up_to(block.after_text, block.after_calls)
             blocks.append({"type": "redacted_thinking", "data": block.data})
     if not message.reasoning_blocks and message.reasoning and message.reasoning_signature:
         # a message stored before reasoning_blocks existed: its one signed block
@@ -303,20 +341,7 @@ def _render_blocks(message: Message, *, last: bool) -> tuple[str, list[dict[str,
                 "signature": message.reasoning_signature,
             }
         )
-    # A final assistant message is a prefill (length continuation): the API rejects trailing
-    # whitespace there.
-    text = message.text.rstrip() if last else message.text
-    if text:
-        blocks.append({"type": "text", "text": text})
-    for call in message.tool_calls:
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.call_id,
-                "name": call.name,
-                "input": _input(call.arguments),
-            }
-        )
+    content_up_to(len(text), len(calls))
     return "assistant", blocks
 
 

@@ -59,6 +59,11 @@ class ReasoningBlock:
     text: str = ""
     signature: str = ""
     data: str = ""
+    # Where the block stood among the message's other content (Anthropic interleaves thinking with
+    # text and tool_use blocks): after this many characters of ``Message.text`` and this many of
+    # its tool calls. Rendering puts it back there; 0, 0 is "before everything".
+    after_text: int = 0
+    after_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)

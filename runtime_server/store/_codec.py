@@ -136,7 +136,10 @@ def message_to_obj(message: Message) -> Obj:
     # Added without a codec bump: older decoders ignore these keys (and a 4th tool-call element).
     if message.reasoning_blocks:
         obj["reasoning_blocks"] = [
-            [b.kind, b.text, b.signature, b.data] for b in message.reasoning_blocks
+            [b.kind, b.text, b.signature, b.data, b.after_text, b.after_calls]
+            if b.after_text or b.after_calls
+            else [b.kind, b.text, b.signature, b.data]
+            for b in message.reasoning_blocks
         ]
     _put(obj, "reasoning_field", message.reasoning_field)
     return obj

@@ -256,6 +256,7 @@ def anthropic_thinking_stream() -> bytes:
          [{"type": "thinking_delta", "thinking": "First "}, {"type": "thinking_delta",
            "thinking": "thought."}, {"type": "signature_delta", "signature": "SIG-ONE"}]),
         ({"type": "redacted_thinking", "data": "ENCRYPTED-DATA"}, []),
+        ({"type": "text", "text": ""}, [{"type": "text_delta", "text": "Let me look."}]),
         ({"type": "thinking", "thinking": "", "signature": ""},
          [{"type": "thinking_delta", "thinking": "Second thought."},
           {"type": "signature_delta", "signature": "SIG-TWO"}]),
@@ -297,9 +298,10 @@ async def test_anthropic_thinking_blocks_go_back_block_by_block(
     assert result.messages[0].reasoning == "First thought.Second thought."
     assistant = server.requests[1].json()["messages"][1]
     assert assistant["role"] == "assistant"
-    assert assistant["content"] == [
+    assert assistant["content"] == [  # every block back, each where it stood
         {"type": "thinking", "thinking": "First thought.", "signature": "SIG-ONE"},
         {"type": "redacted_thinking", "data": "ENCRYPTED-DATA"},
+        {"type": "text", "text": "Let me look."},
         {"type": "thinking", "thinking": "Second thought.", "signature": "SIG-TWO"},
         {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
     ]
