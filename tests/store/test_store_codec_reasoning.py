@@ -12,7 +12,7 @@ from runtime_server.store import _codec as codec
 BLOCKS = (
     ReasoningBlock("thinking", "first", "SIG-1"),
     ReasoningBlock("redacted_thinking", data="ENC"),
-    ReasoningBlock("thinking", "second", "SIG-2"),
+    ReasoningBlock("thinking", "second", "SIG-2", after_text=4, after_calls=1),
     ReasoningBlock("reasoning_details", data='[{"type": "reasoning.text", "index": 0}]'),
 )
 
