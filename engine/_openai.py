@@ -25,8 +25,9 @@ Decisions worth knowing:
   at index 0, or no index at all), else by ``index``, else they continue the last call. Gemini's
   ``extra_content`` (its thought signature) is kept on the call and sent back with it.
 - Usage: see :func:`engine._usage.usage_from_openai` (xAI and Gemini count reasoning outside
-  ``completion_tokens``). A stream that finishes without the usage chunk we asked for gets a
-  ``no_usage`` :class:`Notice` rather than silent zeros.
+  ``completion_tokens``; Groq may put a stream's usage in ``x_groq.usage``). A stream that
+  finishes without the usage chunk we asked for gets a ``no_usage`` :class:`Notice` rather than
+  silent zeros, and a ``total_tokens`` that neither convention explains a ``usage_mismatch`` one.
 - ``n > 1`` is refused (one turn has one answer). A stream that carries several choices anyway is
   read for choice 0; the others are dropped with one :class:`Notice`.
 - Usage needs ``stream_options.include_usage``; it arrives in a final chunk with ``choices: []``.
@@ -158,6 +159,9 @@ class OpenAIStreamParser:
                     out.append(self._details_block())
                 out.append(StreamStop(reason, finish))
         usage = chunk.get("usage")
+        if not isinstance(usage, dict):
+            groq = chunk.get("x_groq")  # Groq puts the usage of a stream here
+            usage = groq.get("usage") if isinstance(groq, dict) else None
         if isinstance(usage, dict):
             self._saw_usage = True
             normalised = usage_from_openai(usage)

@@ -139,7 +139,8 @@ class ResponsesStreamParser:
             error = response.get("error") if isinstance(response, dict) else None
             raise self._error(error if isinstance(error, dict) else {}, sse.data)
         elif kind == "error":
-            raise self._error(payload, sse.data)
+            nested = payload.get("error")  # some servers nest it: {"type": "error", "error": {}}
+            raise self._error(nested if isinstance(nested, dict) else payload, sse.data)
         elif kind not in _QUIET_EVENTS:
             self._notice_once(out, f"event:{kind}", f"ignored unknown stream event {kind!r}")
         return out

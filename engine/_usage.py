@@ -8,6 +8,8 @@ written to a prompt cache; ``output_tokens`` is everything generated, reasoning 
 - OpenAI Chat Completions (OpenAI, DeepSeek, Groq, OpenRouter, llama.cpp, vLLM): ``prompt_tokens``
   already includes ``prompt_tokens_details.cached_tokens``, and ``completion_tokens`` includes
   ``completion_tokens_details.reasoning_tokens``.
+- DeepSeek reports the cached part of the prompt as ``prompt_cache_hit_tokens`` (inside
+  ``prompt_tokens``, like OpenAI's ``cached_tokens``).
 - xAI (and Gemini's OpenAI-compatible endpoint) count reasoning *outside* ``completion_tokens``:
   a real xAI stream says 26 completion + 227 reasoning, total 560 (307 prompt). Recognised from the
   figures themselves — ``prompt + completion + reasoning == total_tokens``, or fewer completion than
@@ -45,10 +47,12 @@ def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
         completion < reasoning or prompt + completion + reasoning == _int(raw.get("total_tokens"))
     ):
         completion += reasoning  # xAI's convention: completion_tokens excludes reasoning
+    cached = _int(_sub(raw, "prompt_tokens_details").get("cached_tokens"))
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
-        cache_read_tokens=_int(_sub(raw, "prompt_tokens_details").get("cached_tokens")),
+        # DeepSeek names the cached part of the prompt prompt_cache_hit_tokens
+        cache_read_tokens=cached or _int(raw.get("prompt_cache_hit_tokens")),
         reasoning_tokens=reasoning,
     )
 

@@ -346,6 +346,22 @@ async def test_openai_convention_is_left_alone(client: httpx.AsyncClient) -> Non
     assert result.usage == Usage(input_tokens=10, output_tokens=300, reasoning_tokens=200)
 
 
+async def test_groq_and_deepseek_usage_shapes(client: httpx.AsyncClient) -> None:
+    # Groq: a stream's usage in x_groq.usage; DeepSeek: the cached prompt as prompt_cache_hit_tokens
+    groq = {"choices": [], "x_groq": {"id": "req_1", "usage": {"prompt_tokens": 8,
+            "completion_tokens": 4, "total_tokens": 12, "queue_time": 0.01}}}  # fmt: skip
+    deepseek = usage(100, 7, total_tokens=107, prompt_cache_hit_tokens=64,
+                     prompt_cache_miss_tokens=36)  # fmt: skip
+    replies = [Reply(body=sse(delta(content="a"), delta("stop"), body, "[DONE]"))
+               for body in (groq, deepseek)]  # fmt: skip
+    async with LoopbackServer(replies) as server:
+        provider = OpenAIChatProvider(client, server.url + "/v1")
+        (first, rec_first), (second, rec_second) = [await turn(provider) for _ in range(2)]
+    assert first.usage == Usage(input_tokens=8, output_tokens=4)
+    assert second.usage == Usage(input_tokens=100, output_tokens=7, cache_read_tokens=64)
+    assert rec_first.notices("no_usage") == rec_second.notices("no_usage") == []
+
+
 async def test_an_unknown_usage_convention_is_noticed(client: httpx.AsyncClient) -> None:
     odd = usage(10, 5, total_tokens=99)  # neither convention explains this total
     body = sse(delta(content="Hi."), delta("stop"), odd, "[DONE]")
