@@ -12,7 +12,8 @@ Decisions worth knowing:
   ``reasoning`` items sent back verbatim before the calls they led to (the API wants them there; a
   reasoning item without ``encrypted_content`` is sent back only when the request does not set
   ``store = false``, since the server must then find it by id). The system prompt goes in
-  ``instructions``; ``max_tokens`` becomes ``max_output_tokens``. ``options`` pass through
+  ``instructions``; ``max_tokens`` becomes ``max_output_tokens``; function tools are sent with
+  ``strict = false`` (as Chat Completions treats them). ``options`` pass through
   (``reasoning = {effort, summary}``, ``store``, ``include``, ...).
 - Streamed events read: ``response.output_text.delta`` (text), ``response.refusal.delta`` (text,
   stop reason REFUSAL), ``response.reasoning_summary_text.delta`` (reasoning; summary parts are
@@ -345,6 +346,9 @@ class OpenAIResponsesProvider:
                     "name": tool.name,
                     "description": tool.description,
                     "parameters": dict(tool.parameters),
+                    # The field is required; strict mode would refuse ordinary JSON schemas
+                    # (it wants every property required and additionalProperties false).
+                    "strict": False,
                 }
                 for tool in request.tools
             ]

@@ -326,6 +326,7 @@ async def test_responses_tool_loop_sends_history_as_input_items(client: httpx.As
     assert first["stream"] is True
     assert [t["name"] for t in first["tools"]] == ["weather", "clock"]
     assert first["tools"][0]["type"] == "function"
+    assert first["tools"][0]["strict"] is False
     sent = second["input"]
     assert sent[0] == {"role": "user", "content": "weather and time?"}
     assert sent[1]["type"] == "reasoning"
