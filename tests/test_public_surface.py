@@ -31,6 +31,7 @@ SURFACES: dict[str, set[str]] = {
         "InternalError",
         "InvalidArgument",
         "Limits",
+        "MalformedRequest",
         "Message",
         "MessageCommitted",
         "Mount",

@@ -503,3 +503,26 @@ async def test_openrouter_stream_matches_the_sdk() -> None:
     )
     assert message.stop_reason is StopReason.END_TURN
     assert acc.notices == []
+
+
+async def test_responses_errors_never_carry_the_key(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-live-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    monkeypatch.setenv("WR_RESPONSES_TEST_KEY", key)
+
+    def echo_key(request: Any) -> Reply:  # a careless proxy quoting the credential it got
+        said = request.headers["authorization"]
+        return Reply(body=sse([{"type": "error", "code": "invalid_api_key",
+                                "message": f"bad key {said}"}]))  # fmt: skip
+
+    async with LoopbackServer(default=echo_key) as server:
+        provider = OpenAIResponsesProvider(
+            client, server.url + "/v1", api_key_env="WR_RESPONSES_TEST_KEY"
+        )
+        with pytest.raises(ProviderStreamError) as caught:
+            async for _ in provider.stream(REQUEST):
+                pass
+    assert server.requests[0].headers["authorization"] == f"Bearer {key}"
+    assert key[:12] not in str(caught.value)
+    assert "invalid_api_key" in str(caught.value)

@@ -197,6 +197,7 @@ def test_public_surface_is_pinned() -> None:
         "TurnResult", "Usage", "UsageReported", "UsageUpdate", "make_provider", "run_turn",
         "LOCAL_MODELS", "LocalModelError", "LocalModelServer", "local_model_unavailable",
         "ReasoningBlock", "ReasoningBlockEnd", "OpenAIResponsesProvider", "ProviderTimeoutError",
+        "Redactor", "install_log_redaction",
     }  # fmt: skip
     for name in engine.__all__:
         assert hasattr(engine, name), name
