@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine._accumulate import Accumulator
+from engine._accumulate import Accumulator, invalid_arguments
 from engine._provider import Provider
 from engine._redact import SECRETS
 from engine._retry import RetryPolicy, stream_with_retry
@@ -160,6 +160,8 @@ async def run_turn(
         usage = usage + acc.usage
         emit(UsageReported(acc.usage))
         assistant = acc.message()
+        for notice in invalid_arguments(assistant):
+            emit(notice)
         commit(assistant)
         stop = acc.stop_reason or StopReason.UNKNOWN
 
@@ -186,9 +188,18 @@ def _report_partial(acc: Accumulator, emit: Emit) -> None:
         emit(UsageReported(acc.usage))
     partial = acc.message()
     if partial.text or partial.reasoning:
+        # Unrun tool calls are left out, and with them any reasoning block that stood after one
+        # (a block goes back where it stood, and the provider checks that).
+        blocks = tuple(b for b in partial.reasoning_blocks if not b.after_calls)
         emit(
             PartialMessage(
-                replace(partial, tool_calls=(), stop_reason=StopReason.CANCELLED, incomplete=True)
+                replace(
+                    partial,
+                    tool_calls=(),
+                    reasoning_blocks=blocks,
+                    stop_reason=StopReason.CANCELLED,
+                    incomplete=True,
+                )
             )
         )
 

@@ -72,6 +72,7 @@ __all__ = [
     "WorkerStateChanged",
     "WorkerStopped",
     "Workspace",
+    "WorkspaceClaim",
     "UsageReported",
 ]
 
@@ -191,10 +192,12 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
-    """A filesystem scope for a worker's tools."""
+    """A filesystem scope for a worker's tools: the root (read-only unless ``root_mode`` is
+    READ_WRITE) and extra mounts, each read-only or read-write."""
 
     root: str
     mounts: tuple[Mount, ...] = ()
+    root_mode: MountMode = MountMode.READ_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,17 @@ class Worker:
     workspace: Workspace | None = None
     config_bundle: ConfigBundleRef | None = None
     queued_runs: int = 0
+    capabilities: tuple[str, ...] = ()  # as requested (empty = the profile's tools)
+    tools: tuple[str, ...] = ()  # the effective tool set the worker's runs may call
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceClaim:
+    """A path a live worker holds (real path, symlinks resolved), read-only or read-write."""
+
+    worker_id: str
+    path: str
+    mode: MountMode = MountMode.READ_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +303,8 @@ class Profile:
     builtin: bool = False
     max_tokens: int = 0
     max_tool_rounds: int = 0
+    # Seconds one model request may take in total (keep-alives do not extend it).
+    request_deadline_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +331,10 @@ class Limits:
     heartbeat_interval_seconds: float = 0.0
     max_message_bytes: int = 0
     max_retained_runs: int = 0
+    max_mounts: int = 0
+    max_file_read_bytes: int = 0
+    max_file_scan_bytes: int = 0
+    max_file_write_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +342,7 @@ class Capabilities:
     provider_kinds: tuple[str, ...] = ()
     profiles: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
+    worker_capabilities: tuple[str, ...] = ()  # capabilities the host allows workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +373,8 @@ class RuntimeInfo:
     # since the store was created, deleted workers included: never decreases
     lifetime_usage: Usage = Usage()
     lifetime_runs: int = 0
+    workspace_claims: int = 0
+    workspace_claims_read_write: int = 0
     store_state: StoreState = StoreState.UNSPECIFIED
     store_error: str = ""
 

@@ -104,6 +104,19 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
             profiles=[cv.profile(p) for p in await self._runtime.list_profiles()]
         )
 
+    @unary
+    async def ListWorkspaceClaims(
+        self, request: mpb.ListWorkspaceClaimsRequest, context: Ctx
+    ) -> mpb.ListWorkspaceClaimsResponse:
+        page = await self._runtime.list_workspace_claims(
+            worker_id=request.worker_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return mpb.ListWorkspaceClaimsResponse(
+            claims=[cv.workspace_claim(c) for c in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total,
+        )
+
 
 class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
     @unary
@@ -121,6 +134,7 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
                 request.config_bundle, request.HasField("config_bundle")
             ),
             initial_input=request.initial_input,
+            capabilities=tuple(request.capabilities),
         )
         return cpb.CreateWorkerResponse(
             worker=cv.worker(created.worker),
