@@ -228,6 +228,9 @@ def limits(m: management_pb.Limits) -> Limits:
         heartbeat_interval_seconds=m.heartbeat_interval_seconds,
         max_message_bytes=m.max_message_bytes,
         max_retained_runs=m.max_retained_runs,
+        max_memory_bytes=m.max_memory_bytes,
+        transcript_window_bytes=m.transcript_window_bytes,
+        transcript_cache_bytes=m.transcript_cache_bytes,
     )
 
 

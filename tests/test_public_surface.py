@@ -30,6 +30,7 @@ SURFACES: dict[str, set[str]] = {
         "InputCommitted",
         "InternalError",
         "InvalidArgument",
+        "MemoryBudgetExceeded",
         "Limits",
         "Message",
         "MessageCommitted",
@@ -139,6 +140,9 @@ SURFACES: dict[str, set[str]] = {
         "StoreOpenError",
         "StoreStats",
         "StoredState",
+        "entry_bytes",
+        "run_input_bytes",
+        "text_bytes",
     },
 }
 

@@ -232,6 +232,9 @@ def limits(lim: m.Limits) -> mpb.Limits:
         heartbeat_interval_seconds=lim.heartbeat_interval_s,
         max_message_bytes=lim.max_message_bytes,
         max_retained_runs=lim.max_retained_runs,
+        max_memory_bytes=lim.max_memory_bytes,
+        transcript_window_bytes=lim.transcript_window_bytes,
+        transcript_cache_bytes=lim.transcript_cache_bytes,
     )
 
 

@@ -62,12 +62,20 @@ from runtime_server.model import (
     message_chars,
     now,
 )
+from runtime_server.runtime._budget import (
+    KEY_RECORD_BYTES,
+    RUN_RECORD_BYTES,
+    WORKER_RECORD_BYTES,
+    InputQueue,
+    MemoryBudget,
+)
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._tools import builtin_tools
+from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._validation import (
     check_labels,
     check_len,
@@ -83,6 +91,7 @@ from runtime_server.store import (
     PutRun,
     PutWorker,
     Store,
+    text_bytes,
 )
 
 log = logging.getLogger("runtime_server")
@@ -165,10 +174,8 @@ class _Slot:
     """A worker's mutable state inside the Runtime."""
 
     worker: Worker
-    transcript: list[TranscriptEntry] = field(default_factory=list)
-    # The transcript's messages, as the engine takes them: extended from the (append-only)
-    # transcript at each run's start, so a run costs O(new entries), not a copy of the history.
-    history: list[engine.Message] = field(default_factory=list)
+    # Its length and newest entries only; the rest is read from the store (see _transcripts).
+    transcript: TranscriptWindow
     active: Run | None = None
     task: asyncio.Task[None] | None = None
     run_usage: engine.Usage = field(default_factory=engine.Usage)
@@ -242,6 +249,17 @@ class Runtime:
         self._store: Store = store or MemoryStore(
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
+            # The log may take half the memory budget; the rest is left to the state.
+            retention_bytes=max(1, self._limits.max_memory_bytes // 2),
+        )
+        lim = self._limits
+        self._transcripts = Transcripts(
+            self._store,
+            window_bytes=lim.transcript_window_bytes,
+            cache_bytes=min(lim.transcript_cache_bytes, lim.max_memory_bytes),
+        )
+        self._budget = MemoryBudget(
+            lim.max_memory_bytes, self._store, self._transcripts, self._record_bytes
         )
         # One pooled HTTP client for every provider; created lazily, closed by close().
         self._http: httpx.AsyncClient | None = None
@@ -285,11 +303,9 @@ class Runtime:
             last_seq=stored.last_seq,
             buffer_limit=max(1, self._limits.subscriber_buffer_events),
         )
+        lengths = stored.transcript_lengths
         for worker in stored.workers:
-            self._slots[worker.worker_id] = _Slot(worker=worker)
-        for wid, entries in stored.transcripts.items():
-            if wid in self._slots:
-                self._slots[wid].transcript = list(entries)
+            self._slots[worker.worker_id] = self._new_slot(worker, lengths.get(worker.worker_id, 0))
         lim = self._limits
         for key in stored.request_keys:  # oldest first: the same bounded LRU as before the stop
             if key.scope == "create":
@@ -298,6 +314,7 @@ class Runtime:
                 slot_keys = self._slots[key.scope].request_keys
                 self._remember(slot_keys, key, lim.idempotency_keys_per_worker)
         for run in sorted(stored.runs, key=lambda r: (r.finished_at or r.created_at, r.run_id)):
+            run = _without_input(run)  # runs are kept as metadata; the store has the text
             self._runs[run.run_id] = run
             if run.worker_id in self._slots:
                 self._slots[run.worker_id].run_count += 1
@@ -306,20 +323,20 @@ class Runtime:
                 self._retire(run)
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
-        self._recover()
+        self._recover(stored.transcripts)
         # Serve only once the recovery is committed (flush raises if the store cannot commit).
         await self._store.flush()
         self._started_at = now()
         self._state = RuntimeState.SERVING
 
-    def _recover(self) -> None:
+    def _recover(self, tails: Mapping[str, list[TranscriptEntry]]) -> None:
         """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE;
         tool calls the crash left without a result get a synthetic one (as a cancelled run's do),
         so the transcript is valid for the next turn."""
         log_ = self._require_log()
         last_seq = log_.last_assigned_seq
-        for slot in self._slots.values():
-            self._close_dangling_calls(slot)
+        for wid, slot in self._slots.items():
+            self._close_dangling_calls(slot, tails.get(wid, []))
         interrupted = 0
         for run in list(self._runs.values()):
             if run.state.terminal:
@@ -337,6 +354,7 @@ class Runtime:
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
                 error=RunError("INTERRUPTED", f"the runtime stopped while this run was {where}"),
+                input_text="",
             )
             self._runs[run.run_id] = done
             self._retire(done)
@@ -357,10 +375,10 @@ class Runtime:
                 f"event log continues after seq {last_seq}",
             )
 
-    def _close_dangling_calls(self, slot: _Slot) -> None:
+    def _close_dangling_calls(self, slot: _Slot, tail: list[TranscriptEntry]) -> None:
         log_ = self._require_log()
         calls: list[tuple[TranscriptEntry, engine.ToolCall]] = []
-        for entry in slot.transcript:
+        for entry in tail:  # the open tail (from the last non-tool message): all that matters
             message = entry.message  # only the tail can be open: what follows a call closes it
             if message.role is not engine.Role.TOOL:
                 calls = [(entry, call) for call in message.tool_calls]
@@ -574,6 +592,9 @@ class Runtime:
             raise errors.WorkerAlreadyExists(worker_id)
         if len(self._slots) >= lim.max_workers:
             raise errors.TooManyWorkers(lim.max_workers)
+        self._budget.admit(
+            WORKER_RECORD_BYTES + (text_bytes(initial_input) if initial_input else 0)
+        )
         worker = Worker(
             worker_id=worker_id or uuid7(),
             runtime_id=self._runtime_id,
@@ -585,7 +606,7 @@ class Runtime:
             workspace=workspace,
             config_bundle=config_bundle,
         )
-        slot = _Slot(worker=worker)
+        slot = self._new_slot(worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
         seq = log_.last_assigned_seq + 1
@@ -672,6 +693,7 @@ class Runtime:
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
+        self._transcripts.drop(slot.transcript)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
         self._usage = self._usage - slot.worker.usage
@@ -745,6 +767,7 @@ class Runtime:
                 raise errors.WorkerBusy(worker_id, slot.active.run_id)
             if len(slot.queue) >= lim.max_queue_per_worker:
                 raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
+        self._budget.admit(text_bytes(text) + RUN_RECORD_BYTES)
         seq = log_.last_assigned_seq + 1
         if request_id:
             key = PutRequestKey(worker_id, request_id, fp, run.run_id, seq)
@@ -772,7 +795,9 @@ class Runtime:
         self, slot: _Slot, run: Run, payloads: list[Payload], mutations: list[Mutation]
     ) -> Run:
         """Make ``run`` the active run: adds its start events/mutations to the batch."""
-        started = replace(run, state=RunState.RUNNING, started_at=now())
+        # Its text goes into the transcript (and stays in the store's record of the run): the
+        # run itself is kept as metadata only from now on.
+        started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._runs[run.run_id] = started
         entry = TranscriptEntry(
             slot.worker.worker_id,
@@ -824,8 +849,10 @@ class Runtime:
                 prefill=profile.prefill,
                 prefill_options=profile.prefill_options,
             )
-            history = slot.history
-            history.extend(e.message for e in slot.transcript[len(history) :])
+            log_ = self._require_log()
+            history = await self._transcripts.history(
+                slot.transcript, lambda: log_.wait_committed(log_.last_assigned_seq)
+            )
             # run_turn copies the history before it appends to it: passing the list is safe
             result = await engine.run_turn(
                 provider, turn, history, emit=self._emitter(slot, run.run_id), tools=tools
@@ -939,6 +966,7 @@ class Runtime:
         self._runs[run_id] = done
         self._retire(done)
         self._usage = self._usage + slot.run_usage
+        self._transcripts.release(slot.worker.worker_id)
         slot.active = None
         slot.task = None
         worker = replace(slot.worker, usage=slot.worker.usage + slot.run_usage, active_run_id="")
@@ -974,7 +1002,13 @@ class Runtime:
         log_ = self._require_log()
         while slot.queue:
             run = slot.queue.popleft()
-            done = replace(run, state=state, finished_at=now(), error=RunError(state.value, reason))
+            done = replace(
+                run,
+                state=state,
+                finished_at=now(),
+                error=RunError(state.value, reason),
+                input_text="",
+            )
             self._runs[run.run_id] = done
             self._retire(done)
             log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
@@ -998,6 +1032,7 @@ class Runtime:
                 state=RunState.CANCELLED,
                 finished_at=now(),
                 error=RunError("CANCELLED", "cancelled by request"),
+                input_text="",
             )
             self._runs[run_id] = done
             self._retire(done)
@@ -1022,18 +1057,23 @@ class Runtime:
 
     # --- observation ---
 
-    def get_transcript(
+    async def get_transcript(
         self, worker_id: str, page_size: int = 0, page_token: str = ""
     ) -> Page[TranscriptEntry]:
+        log_ = self._require_log()
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
         start = int(decode_token(page_token, "t")) if page_token else 0
-        entries = slot.transcript
-        chunk = entries[start : start + size]
+        window = slot.transcript
+        total = len(window)
+        # Older pages come from the store; the newest from the worker's window.
+        chunk = await self._transcripts.page(
+            window, start, size, lambda: log_.wait_committed(log_.last_assigned_seq)
+        )
         chunk = chunk[: fitting(chunk, _entry_chars, self._page_chars)]
         end = start + len(chunk)
-        token = encode_token("t", str(end)) if end < len(entries) else ""
-        return Page(tuple(chunk), token, len(entries))
+        token = encode_token("t", str(end)) if end < total else ""
+        return Page(tuple(chunk), token, total)
 
     async def list_events(
         self, *, after_seq: int = 0, worker_id: str = "", page_size: int = 0
@@ -1102,6 +1142,22 @@ class Runtime:
             if old is not None and old.state.terminal:
                 del self._runs[old.run_id]
 
+    def _new_slot(self, worker: Worker, transcript_length: int = 0) -> _Slot:
+        wid = worker.worker_id
+        return _Slot(
+            worker=worker,
+            transcript=self._transcripts.open(wid, transcript_length),
+            queue=InputQueue(self._budget),
+        )
+
+    def _record_bytes(self) -> int:
+        """The memory budget's allowance for the Runtime's records (see _budget)."""
+        return (
+            len(self._slots) * WORKER_RECORD_BYTES
+            + len(self._runs) * RUN_RECORD_BYTES
+            + len(self._create_keys) * KEY_RECORD_BYTES
+        )
+
     def _page_size(self, page_size: int) -> int:
         if page_size < 0:
             raise errors.InvalidArgument("page_size", "must be >= 0")
@@ -1118,6 +1174,10 @@ class Runtime:
 
 def _entry_chars(entry: TranscriptEntry) -> int:
     return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
+
+
+def _without_input(run: Run) -> Run:
+    return replace(run, input_text="") if run.input_text else run
 
 
 def _initial_key(request_id: str) -> str:

@@ -36,7 +36,7 @@ FAMILY = {
     "Unauthenticated": StatusCode.UNAUTHENTICATED,
 }
 # Structured attributes both sides expose.
-ATTRIBUTES = ("field", "active_run_id", "last_seq", "oldest_seq")
+ATTRIBUTES = ("field", "active_run_id", "last_seq", "oldest_seq", "limit", "held", "needed")
 
 
 def _tree(cls: type[server_errors.RuntimeError_]) -> Iterator[type[server_errors.RuntimeError_]]:

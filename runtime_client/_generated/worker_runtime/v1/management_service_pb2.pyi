@@ -69,6 +69,9 @@ class Limits(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_RETAINED_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_WINDOW_BYTES_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_CACHE_BYTES_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -90,6 +93,14 @@ class Limits(_message.Message):
     max_message_bytes: _builtins.int
     max_retained_runs: _builtins.int
     """Finished runs kept for GetRun; older ones are forgotten (RUN_NOT_FOUND)."""
+    max_memory_bytes: _builtins.int
+    """The runtime-wide memory budget in (estimated) bytes; new work past it is refused with
+    RESOURCE_EXHAUSTED / MEMORY_BUDGET_EXCEEDED.
+    """
+    transcript_window_bytes: _builtins.int
+    """Newest transcript entries kept in memory per worker, in bytes (older ones are read from the store)."""
+    transcript_cache_bytes: _builtins.int
+    """All transcript windows together, in bytes (least recently used emptied first); part of max_memory_bytes."""
     def __init__(
         self,
         *,
@@ -113,10 +124,13 @@ class Limits(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         max_message_bytes: _builtins.int = ...,
         max_retained_runs: _builtins.int = ...,
+        max_memory_bytes: _builtins.int = ...,
+        transcript_window_bytes: _builtins.int = ...,
+        transcript_cache_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

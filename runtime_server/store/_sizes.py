@@ -1,0 +1,80 @@
+"""Estimates of the process memory a value holds, in bytes: what the memory budget
+(``Limits.max_memory_bytes``) is accounted in.
+
+Texts are measured with ``sys.getsizeof`` (O(1) for ``str``), so a string of four-byte characters
+counts four bytes a character, as CPython stores it. Object headers, slots and containers are a
+fixed allowance per value (measured on CPython 3.11, rounded up). A text referenced from two places
+(the transcript entry and the event that committed it) is counted in each place that keeps it:
+the estimates err high, never low.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from engine import Message
+from runtime_server.model import (
+    Diagnostic,
+    Event,
+    InputCommitted,
+    MessageCommitted,
+    ReasoningDelta,
+    Run,
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TranscriptEntry,
+)
+
+_size = sys.getsizeof
+
+# A Message (slots) with its empty strings, an entry or event around it, a Run record.
+MESSAGE_OVERHEAD_BYTES = 200
+ENTRY_OVERHEAD_BYTES = 200
+EVENT_OVERHEAD_BYTES = 250
+RUN_RECORD_BYTES = 700
+TOOL_CALL_OVERHEAD_BYTES = 250
+
+
+def text_bytes(text: str) -> int:
+    """The memory of one string (its header included)."""
+    return _size(text)
+
+
+def message_bytes(message: Message) -> int:
+    n = MESSAGE_OVERHEAD_BYTES + _size(message.text)
+    if message.reasoning:
+        n += _size(message.reasoning) + _size(message.reasoning_signature)
+    for call in message.tool_calls:
+        n += TOOL_CALL_OVERHEAD_BYTES + _size(call.arguments) + _size(call.name)
+    return n
+
+
+def entry_bytes(entry: TranscriptEntry) -> int:
+    return ENTRY_OVERHEAD_BYTES + message_bytes(entry.message)
+
+
+def run_input_bytes(run: Run) -> int:
+    """The input text a run record carries (0 once it has been dropped)."""
+    return _size(run.input_text) if run.input_text else 0
+
+
+def event_bytes(event: Event) -> int:
+    p = event.payload
+    n = EVENT_OVERHEAD_BYTES
+    if isinstance(p, TextDelta | ReasoningDelta):
+        n += _size(p.text)
+    elif isinstance(p, InputCommitted | MessageCommitted):
+        n += entry_bytes(p.entry)
+    elif isinstance(p, ToolCallStarted):
+        n += _size(p.arguments)
+    elif isinstance(p, ToolCallFinished):
+        n += _size(p.result)
+    elif isinstance(p, RunQueued | RunStarted | RunFinished):
+        n += RUN_RECORD_BYTES + run_input_bytes(p.run)
+    elif isinstance(p, Diagnostic):
+        n += _size(p.message)
+    return n
