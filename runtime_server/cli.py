@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import engine
+from runtime_server._malloc import pin_mmap_threshold
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
@@ -100,6 +101,8 @@ async def serve(args: argparse.Namespace) -> int:
         store = MemoryStore(
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
+            # as the Runtime's default memory store: the log may take half the memory budget
+            retention_bytes=max(1, limits.max_memory_bytes // 2),
         )
     runtime = Runtime(store=store, config=config, limits=limits)
     try:
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        pin_mmap_threshold()  # freed large messages go back to the OS (see _malloc)
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(serve(args))
         return 130

@@ -758,7 +758,8 @@ class Runtime:
             raise errors.WorkerStopped(slot.worker.worker_id)
         worker_id = slot.worker.worker_id
         run = Run(uuid7(), worker_id, RunState.QUEUED, now(), input_text=text)
-        payloads: list[Payload] = [RunQueued(run)]
+        # Events carry the run as metadata: the text travels once, in InputCommitted.
+        payloads: list[Payload] = [RunQueued(_without_input(run))]
         mutations: list[Mutation] = [PutRun(run)]
         start = slot.active is None
         if not start:

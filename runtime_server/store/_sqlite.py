@@ -709,11 +709,12 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
         )
     elif isinstance(mutation, PutRun):
         r: Run = mutation.run
+        reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
+        body = codec.encode_run(replace(r, input_text="") if r.input_text else r)
         conn.execute(
             "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
-            (r.run_id, r.worker_id, codec.encode_run(r)),
+            (r.run_id, r.worker_id, body),
         )
-        reads.put_run_input(conn, r)  # kept when the record is rewritten without its text
     elif isinstance(mutation, AppendTranscript):
         e = mutation.entry
         # REPLACE, not INSERT: writing the entry at an index again states the same fact.

@@ -99,7 +99,9 @@ async def test_clean_restart_keeps_workers_transcripts_runs_usage_and_keys(tmp_p
         assert info.runtime_id == before.runtime_id
         assert info.store_kind == "sqlite"
         assert rt.list_workers().items == workers
-        assert {w.worker_id: (await rt.get_transcript(w.worker_id)).items for w in workers} == transcripts
+        assert {
+            w.worker_id: (await rt.get_transcript(w.worker_id)).items for w in workers
+        } == transcripts
         assert {r: rt.get_run(r) for r in runs} == runs
         assert {w.worker_id: rt.get_usage(w.worker_id) for w in workers} == usage
         assert rt.get_usage() == total
