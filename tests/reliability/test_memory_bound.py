@@ -26,7 +26,7 @@ from pathlib import Path
 
 from serving import ServeFactory, ServeProcess, eventually
 
-from runtime_client import RunState, RuntimeClient
+from runtime_client import BusyPolicy, MemoryBudgetExceeded, RunState, RuntimeClient
 
 MB = 1_000_000
 FOUR_BYTE = "\U0001f600"  # UTF-8 and CPython's str both store it in four bytes
@@ -118,3 +118,103 @@ async def test_large_transcripts_are_not_kept_in_memory_nor_reloaded(
     run = await client2.get_run(again.run.run_id)
     assert run.state is RunState.COMPLETED
     assert run.usage.input_tokens == 8 + 2  # 4 inputs + 4 answers, then "and again"
+
+
+async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
+    serve_process: ServeFactory, tmp_path: Path
+) -> None:
+    """50 workers, each with a long run and inputs of 250,000 characters queued behind it: 200 MB
+    asked for. Queued text is held only while queued, within ``max_memory_bytes`` (80 MB here);
+    the rest is refused with MEMORY_BUDGET_EXCEEDED. Stopping the workers cancels the queues, and
+    finished runs keep no text, so the memory is given back. (Before the fix all of it was taken
+    and kept: 200 workers x 17 such inputs held 1.63 GB, and 1.11 GB after every worker stopped.)"""
+    budget = 80 * MB
+    cfg = config(tmp_path / "serve.toml", limits={"max_memory_bytes": budget}, delay_ms=200)
+    sp = await serve_process(tmp_path / "data", config=cfg)
+    client = sp.client()
+    assert (await client.get_runtime()).limits.max_memory_bytes == budget
+    workers = [(await client.create_worker(profile="slow")).worker.worker_id for _ in range(50)]
+    for wid in workers:  # a run that lasts (200 ms a word) for the inputs to queue behind
+        await client.send_input(wid, "long " * 500)
+    before = await settled_rss(sp)
+
+    big = "q" * 250_000
+    refused: list[MemoryBudgetExceeded] = []
+    accepted = 0
+    gate = asyncio.Semaphore(16)
+
+    async def fill(wid: str) -> None:
+        nonlocal accepted
+        for _ in range(16):
+            async with gate:
+                try:
+                    await client.send_input(wid, big, busy_policy=BusyPolicy.ENQUEUE)
+                    accepted += 1
+                except MemoryBudgetExceeded as exc:
+                    refused.append(exc)
+
+    await asyncio.gather(*(fill(w) for w in workers))
+    full = await settled_rss(sp)
+    info = await client.get_runtime()
+    print(
+        f"\nqueued {accepted} of {accepted + len(refused)} inputs of 250 kB "
+        f"({info.queued_runs} queued); RSS {before / MB:.0f} -> {full / MB:.0f} MB"
+    )
+    assert refused, "the budget never refused anything"
+    assert refused[0].reason == "MEMORY_BUDGET_EXCEEDED"
+    assert refused[0].limit == budget
+    assert refused[0].held + refused[0].needed > budget
+    assert accepted * 250_000 <= budget
+    # Held: the queued text (<= the budget) plus gRPC buffers and allocator slack.
+    assert full - before < budget + 60 * MB, f"RSS grew by {(full - before) / MB:.0f} MB"
+
+    await asyncio.gather(*(client.stop_worker(w) for w in workers))
+    stopped = await settled_rss(sp)
+    print(f"after stopping every worker: RSS {stopped / MB:.0f} MB")
+    assert (await client.get_runtime()).queued_runs == 0
+    assert stopped - before < 40 * MB, f"RSS after stop {stopped / MB:.0f} MB"
+    # ...and the room is there again: a stopped worker refuses input, a new one takes it.
+    fresh = (await client.create_worker(profile="echo")).worker.worker_id
+    await client.send_input(fresh, big)
+
+
+async def test_memory_store_runtime_refuses_input_when_its_budget_is_full(
+    serve_process: ServeFactory, tmp_path: Path
+) -> None:
+    """The memory store IS the storage: its transcripts and inputs count against
+    ``max_memory_bytes``, and when they fill it new input gets RESOURCE_EXHAUSTED /
+    MEMORY_BUDGET_EXCEEDED instead of memory growing without bound. (The event log may take half
+    the budget, trimmed oldest first.) Deleting workers gives the room back."""
+    budget = 20 * MB
+    cfg = config(tmp_path / "serve.toml", limits={"max_memory_bytes": budget})
+    sp = await serve_process(None, config=cfg, store="memory")
+    client = sp.client()
+    assert (await client.get_runtime()).limits.max_memory_bytes == budget
+    wid = (await client.create_worker(profile="echo")).worker.worker_id
+    before = await settled_rss(sp)
+    text = "m" * 500_000
+    sent = 0
+    err: MemoryBudgetExceeded | None = None
+    for _ in range(200):  # 100 MB asked for, and as much again in answers
+        try:
+            accepted = await client.send_input(wid, text)
+        except MemoryBudgetExceeded as exc:
+            err = exc
+            break
+        await finished(client, accepted.run.run_id)
+        sent += 1
+    assert err is not None, "the budget never refused anything"
+    assert err.code.value == "RESOURCE_EXHAUSTED"
+    assert err.reason == "MEMORY_BUDGET_EXCEEDED"
+    assert (err.limit, err.needed) == (budget, 500_049 + 700)
+    assert "memory budget" in err.message
+    held = await settled_rss(sp)
+    print(f"\nmemory store: {sent} inputs of 500 kB; RSS {before / MB:.0f} -> {held / MB:.0f} MB")
+    assert 5 <= sent <= 40
+    assert held - before < budget + 40 * MB
+    # The transcript is whole: it is the memory store's data.
+    assert (await client.get_transcript(wid)).total_size == 2 * sent
+    await client.delete_worker(wid)
+    other = (await client.create_worker(profile="echo")).worker.worker_id
+    again = await client.send_input(other, text)
+    await finished(client, again.run.run_id)
