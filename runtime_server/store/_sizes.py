@@ -11,6 +11,8 @@ the estimates err high, never low.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from engine import Message
 from runtime_server.model import (
@@ -62,19 +64,20 @@ def run_input_bytes(run: Run) -> int:
     return _size(run.input_text) if run.input_text else 0
 
 
+_PAYLOAD_BYTES: dict[type, Callable[[Any], int]] = {
+    TextDelta: lambda p: _size(p.text),
+    ReasoningDelta: lambda p: _size(p.text),
+    InputCommitted: lambda p: entry_bytes(p.entry),
+    MessageCommitted: lambda p: entry_bytes(p.entry),
+    ToolCallStarted: lambda p: _size(p.arguments),
+    ToolCallFinished: lambda p: _size(p.result),
+    RunQueued: lambda p: RUN_RECORD_BYTES + run_input_bytes(p.run),
+    RunStarted: lambda p: RUN_RECORD_BYTES + run_input_bytes(p.run),
+    RunFinished: lambda p: RUN_RECORD_BYTES + run_input_bytes(p.run),
+    Diagnostic: lambda p: _size(p.message),
+}
+
+
 def event_bytes(event: Event) -> int:
-    p = event.payload
-    n = EVENT_OVERHEAD_BYTES
-    if isinstance(p, TextDelta | ReasoningDelta):
-        n += _size(p.text)
-    elif isinstance(p, InputCommitted | MessageCommitted):
-        n += entry_bytes(p.entry)
-    elif isinstance(p, ToolCallStarted):
-        n += _size(p.arguments)
-    elif isinstance(p, ToolCallFinished):
-        n += _size(p.result)
-    elif isinstance(p, RunQueued | RunStarted | RunFinished):
-        n += RUN_RECORD_BYTES + run_input_bytes(p.run)
-    elif isinstance(p, Diagnostic):
-        n += _size(p.message)
-    return n
+    f = _PAYLOAD_BYTES.get(type(event.payload))
+    return EVENT_OVERHEAD_BYTES + (f(event.payload) if f is not None else 0)
