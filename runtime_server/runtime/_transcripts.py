@@ -12,6 +12,12 @@ before it appends). A history that has outgrown its window is read from the stor
 (and adopted as the window again if it fits); while that run is active its bytes are counted as
 ``loaded_bytes`` against the memory budget, and released when it finishes.
 
+Sizing: the default window (4 MiB) holds more text than any model's context window takes, so
+with a real provider a history that outgrows it could not be sent whole anyway; the cost of the
+cold path (reading and decoding the history per run) only shows with the offline echo provider.
+A history's size is kept up to date as entries are appended (``total_bytes``), so neither path
+sums it again.
+
 Reads from the store wait until everything appended so far is committed: an entry that left the
 window may still be on its way to the store, and must not be missed.
 
@@ -35,7 +41,16 @@ WaitCommitted = Callable[[], Awaitable[None]]
 class TranscriptWindow:
     """One worker's transcript as the Runtime keeps it (see the module docstring)."""
 
-    __slots__ = ("_cache", "base", "bytes", "entries", "length", "messages", "worker_id")
+    __slots__ = (
+        "_cache",
+        "base",
+        "bytes",
+        "entries",
+        "length",
+        "messages",
+        "total_bytes",
+        "worker_id",
+    )
 
     def __init__(self, cache: Transcripts, worker_id: str, length: int) -> None:
         self._cache = cache
@@ -44,7 +59,10 @@ class TranscriptWindow:
         self.base = length  # index of entries[0]; 0 = the window covers everything
         self.entries: list[TranscriptEntry] = []
         self.messages: list[engine.Message] = []  # parallel to entries: the engine's history
-        self.bytes = 0
+        self.bytes = 0  # of the entries in the window
+        # Of the whole transcript, kept up to date once known (not after a restart until the
+        # first full read): a history's size without summing it again at every run.
+        self.total_bytes: int | None = 0 if length == 0 else None
 
     def __len__(self) -> int:
         return self.length
@@ -55,6 +73,8 @@ class TranscriptWindow:
         self.messages.append(entry.message)
         size = entry_bytes(entry)
         self.bytes += size
+        if self.total_bytes is not None:
+            self.total_bytes += size
         self._cache._grew(self, size)
 
     def _trim(self, max_bytes: int) -> int:
@@ -130,15 +150,19 @@ class Transcripts:
         if window.base == 0:
             return window.messages  # the hot path: no await, no copy
         base, tail, tail_entries = window.base, list(window.messages), list(window.entries)
+        tail_bytes = window.bytes
         older = await self._read(window.worker_id, 0, base, wait_committed)
         if window.length != base + len(tail):
             # Entries were appended meanwhile (a run of its own writes them: not expected);
             # never hand the model a history with a hole.
             raise engine.ConfigurationError("the transcript changed while it was being read")
-        loaded = sum(map(entry_bytes, older))
+        total = window.total_bytes
+        if total is None:  # once after a restart; then kept up to date by append
+            total = window.total_bytes = sum(map(entry_bytes, older)) + tail_bytes
+        loaded = total - tail_bytes
         history = [e.message for e in older]
         history += tail
-        if window.base == base and loaded + window.bytes <= self._window_bytes:
+        if window.base == base and total <= self._window_bytes:
             # It fits again (the window was emptied by pressure, or after a restart): adopt it.
             window.entries = older + tail_entries
             window.messages = list(history)
