@@ -757,9 +757,10 @@ class Runtime:
         if slot.worker.state is WorkerState.STOPPED or slot.stopping:
             raise errors.WorkerStopped(slot.worker.worker_id)
         worker_id = slot.worker.worker_id
-        run = Run(uuid7(), worker_id, RunState.QUEUED, now(), input_text=text)
+        run_id, created = uuid7(), now()
+        run = Run(run_id, worker_id, RunState.QUEUED, created, input_text=text)
         # Events carry the run as metadata: the text travels once, in InputCommitted.
-        payloads: list[Payload] = [RunQueued(_without_input(run))]
+        payloads: list[Payload] = [RunQueued(Run(run_id, worker_id, RunState.QUEUED, created))]
         mutations: list[Mutation] = [PutRun(run)]
         start = slot.active is None
         if not start:

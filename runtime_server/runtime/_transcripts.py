@@ -132,7 +132,10 @@ class Transcripts:
         lru = self._lru
         if lru.get(window.worker_id) is window:
             lru.move_to_end(window.worker_id)
-        self.bytes -= window._trim(self._window_bytes)
+        if window.bytes > self._window_bytes:
+            self.bytes -= window._trim(self._window_bytes)
+        if self.bytes <= self._cache_bytes:
+            return  # the hot path
         turns = len(lru)  # each window is looked at once at most
         while self.bytes > self._cache_bytes and turns > 0:
             turns -= 1

@@ -24,7 +24,7 @@ from runtime_server.store._protocol import (
     PutRun,
     StoredState,
 )
-from runtime_server.store._sizes import entry_bytes, event_bytes, text_bytes
+from runtime_server.store._sizes import entry_bytes, event_bytes, events_bytes, text_bytes
 
 
 class MemoryStore:
@@ -68,7 +68,7 @@ class MemoryStore:
             return
         self._events.extend(events)
         self._seqs.extend(e.seq for e in events)
-        self._event_bytes += sum(map(event_bytes, events))
+        self._event_bytes += events_bytes(events)
         self._trim()
         if self._listener is not None:
             self._listener(events[-1].seq)
@@ -103,6 +103,12 @@ class MemoryStore:
     def _trim(self) -> None:
         events = self._events
         head = self._head
+        if (
+            len(events) - head <= self._retention_events
+            and not self._retention_seconds
+            and (not self._retention_bytes or self._event_bytes <= self._retention_bytes)
+        ):
+            return  # the common case: nothing to trim
         last = len(events) - 1  # the newest event is never trimmed
         horizon = now() - self._retention_seconds if self._retention_seconds > 0 else None
         while head < last and (

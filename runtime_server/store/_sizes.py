@@ -11,7 +11,7 @@ the estimates err high, never low.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine import Message
@@ -48,15 +48,28 @@ def text_bytes(text: str) -> int:
 
 def message_bytes(message: Message) -> int:
     n = MESSAGE_OVERHEAD_BYTES + _size(message.text)
-    if message.reasoning:
-        n += _size(message.reasoning) + _size(message.reasoning_signature)
+    if message.reasoning or message.tool_calls:
+        n += _extra_bytes(message)
+    return n
+
+
+def _extra_bytes(message: Message) -> int:
+    n = _size(message.reasoning) + _size(message.reasoning_signature) if message.reasoning else 0
     for call in message.tool_calls:
         n += TOOL_CALL_OVERHEAD_BYTES + _size(call.arguments) + _size(call.name)
     return n
 
 
+_ENTRY_AND_MESSAGE = ENTRY_OVERHEAD_BYTES + MESSAGE_OVERHEAD_BYTES
+
+
 def entry_bytes(entry: TranscriptEntry) -> int:
-    return ENTRY_OVERHEAD_BYTES + message_bytes(entry.message)
+    # On the hot path (every transcript append): message_bytes, inlined.
+    m = entry.message
+    n = _ENTRY_AND_MESSAGE + _size(m.text)
+    if m.reasoning or m.tool_calls:
+        n += _extra_bytes(m)
+    return n
 
 
 def run_input_bytes(run: Run) -> int:
@@ -81,3 +94,15 @@ _PAYLOAD_BYTES: dict[type, Callable[[Any], int]] = {
 def event_bytes(event: Event) -> int:
     f = _PAYLOAD_BYTES.get(type(event.payload))
     return EVENT_OVERHEAD_BYTES + (f(event.payload) if f is not None else 0)
+
+
+def events_bytes(events: Sequence[Event]) -> int:
+    """``sum(map(event_bytes, events))``, without a call per event (the memory store's hot path)."""
+    get = _PAYLOAD_BYTES.get
+    n = EVENT_OVERHEAD_BYTES * len(events)
+    for event in events:
+        p = event.payload
+        f = get(type(p))
+        if f is not None:
+            n += f(p)
+    return n
