@@ -253,6 +253,7 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         capabilities=Capabilities(tuple(c.provider_kinds), tuple(c.profiles), tuple(c.features)),
         usage=usage(m.usage),
         auth_required=m.auth_required,
+        memory_bytes=m.memory_bytes,
     )
 
 

@@ -333,6 +333,7 @@ class RuntimeInfo:
     capabilities: Capabilities = Capabilities()
     usage: Usage = Usage()
     auth_required: bool = False
+    memory_bytes: int = 0  # estimated bytes held against limits.max_memory_bytes
 
 
 # --- event payloads ---------------------------------------------------------------------------

@@ -263,6 +263,7 @@ def runtime_info(info: RuntimeInfo, *, auth_required: bool) -> mpb.RuntimeInfo:
         ),
         usage=usage(info.usage),
         auth_required=auth_required,
+        memory_bytes=info.memory_bytes,
     )
 
 

@@ -145,6 +145,7 @@ class RuntimeInfo:
     profiles: tuple[str, ...]
     features: tuple[str, ...]
     usage: engine.Usage
+    memory_bytes: int = 0  # estimated, against limits.max_memory_bytes (see _budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,6 +497,7 @@ class Runtime:
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            memory_bytes=self._budget.held(),
         )
 
     def list_profiles(self) -> list[Profile]:

@@ -211,6 +211,7 @@ class RuntimeInfo(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     runtime_id: _builtins.str
     state: Global___RuntimeState.ValueType
     version: _builtins.str
@@ -224,6 +225,8 @@ class RuntimeInfo(_message.Message):
     subscribers: _builtins.int
     auth_required: _builtins.bool
     """Whether requests need "authorization: Bearer <token>"."""
+    memory_bytes: _builtins.int
+    """Estimated bytes held against limits.max_memory_bytes (see the README's "Memory")."""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -252,10 +255,11 @@ class RuntimeInfo(_message.Message):
         capabilities: Global___Capabilities | None = ...,
         usage: _types_pb2.Usage | None = ...,
         auth_required: _builtins.bool = ...,
+        memory_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "memory_bytes", b"memory_bytes", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
