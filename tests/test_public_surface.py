@@ -32,6 +32,7 @@ SURFACES: dict[str, set[str]] = {
         "InvalidArgument",
         "MemoryBudgetExceeded",
         "Limits",
+        "MalformedRequest",
         "Message",
         "MessageCommitted",
         "Mount",
