@@ -74,6 +74,8 @@ class MemoryBudget:
 class InputQueue(deque[Run]):
     """A worker's queue of runs; the input texts it holds are counted in the budget."""
 
+    __slots__ = ("_budget",)
+
     def __init__(self, budget: MemoryBudget, runs: Iterable[Run] = ()) -> None:
         super().__init__(runs)
         self._budget = budget
