@@ -21,7 +21,9 @@ from runtime_server.store._protocol import (
     CommitListener,
     DeleteWorkerData,
     Mutation,
+    PutRequestKey,
     PutRun,
+    PutWorker,
     StoredState,
 )
 from runtime_server.store._sizes import entry_bytes, event_bytes, events_bytes, text_bytes
@@ -63,7 +65,9 @@ class MemoryStore:
 
     def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
         for mutation in mutations:
-            self._apply(mutation)
+            t = type(mutation)
+            if t is not PutWorker and t is not PutRequestKey:  # the Runtime keeps those
+                self._apply(mutation)
         if not events:
             return
         self._events.extend(events)
@@ -75,16 +79,7 @@ class MemoryStore:
 
     def _apply(self, mutation: Mutation) -> None:
         # Workers, runs and keys live in the Runtime's memory; only what it reads back is kept.
-        if isinstance(mutation, AppendTranscript):
-            entry = mutation.entry
-            entries = self._transcripts.setdefault(entry.worker_id, [])
-            if entry.index < len(entries):  # the same index again states the same fact
-                self._state_bytes -= entry_bytes(entries[entry.index])
-                entries[entry.index] = entry
-            else:
-                entries.append(entry)
-            self._state_bytes += entry_bytes(entry)
-        elif isinstance(mutation, PutRun):
+        if isinstance(mutation, PutRun):
             run = mutation.run
             old = self._inputs.get(run.run_id)
             if old is None or run.input_text:  # a PutRun without text keeps the input
@@ -93,6 +88,15 @@ class MemoryStore:
                 self._inputs[run.run_id] = (run.worker_id, run.input_text)
                 self._runs_of.setdefault(run.worker_id, set()).add(run.run_id)
                 self._state_bytes += text_bytes(run.input_text)
+        elif isinstance(mutation, AppendTranscript):
+            entry = mutation.entry
+            entries = self._transcripts.setdefault(entry.worker_id, [])
+            if entry.index < len(entries):  # the same index again states the same fact
+                self._state_bytes -= entry_bytes(entries[entry.index])
+                entries[entry.index] = entry
+            else:
+                entries.append(entry)
+            self._state_bytes += entry_bytes(entry)
         elif isinstance(mutation, DeleteWorkerData):
             wid = mutation.worker_id
             for entry in self._transcripts.pop(wid, ()):

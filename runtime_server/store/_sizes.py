@@ -102,7 +102,11 @@ def events_bytes(events: Sequence[Event]) -> int:
     n = EVENT_OVERHEAD_BYTES * len(events)
     for event in events:
         p = event.payload
-        f = get(type(p))
-        if f is not None:
-            n += f(p)
+        t = type(p)
+        if t is TextDelta:  # most events: no call
+            n += _size(p.text)  # type: ignore[union-attr]
+        else:
+            f = get(t)
+            if f is not None:
+                n += f(p)
     return n
