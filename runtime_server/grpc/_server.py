@@ -85,6 +85,10 @@ class RuntimeServer:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # grpc sets SO_REUSEPORT by default: a second server on a taken port would start,
+                # and calls would go to either runtime at random. Runtimes are not
+                # interchangeable, so binding a taken port must fail.
+                ("grpc.so_reuseport", 0),
             ],
         )
         auth = auth_token is not None
@@ -106,12 +110,15 @@ class RuntimeServer:
         self._stopping: asyncio.Task[None] | None = None
 
     async def start(self, listen: str = "127.0.0.1:0") -> int:
-        if self._tls is not None:
-            port: int = self._server.add_secure_port(listen, self._tls.credentials())
-        else:
-            port = self._server.add_insecure_port(listen)
+        try:
+            if self._tls is not None:
+                port: int = self._server.add_secure_port(listen, self._tls.credentials())
+            else:
+                port = self._server.add_insecure_port(listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ...": say it in one line
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {listen}")
+            raise OSError(f"cannot listen on {listen}: the address is in use or not available")
         await self.runtime.start()
         await self._server.start()
         for name in ("", *SERVICE_NAMES):

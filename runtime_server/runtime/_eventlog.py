@@ -9,6 +9,12 @@ full is cut (it sees :class:`SubscriberLagging` carrying its last delivered seq,
 there). A subscription first replays from the store and joins the live fan-out in the same event
 loop step in which it has caught up with the committed seq — so there is no gap and no duplicate
 between replay and tail.
+
+Shutdown (:meth:`EventLog.close_all`, after the last events are committed and published) ends
+every subscription *after* it has handed over what it holds: its buffer is in memory, so the
+consumer can still take it while the store closes. :meth:`EventLog.stop_reads` then refuses new
+store reads (``RuntimeDraining``, never a closed store's error) and waits for the reads in flight,
+so nothing touches the store once it is closed.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from runtime_server.errors import CursorAhead, CursorExpired, SubscriberLagging
+from runtime_server.errors import CursorAhead, CursorExpired, RuntimeDraining, SubscriberLagging
 from runtime_server.model import Event, Payload, now
 from runtime_server.store import Mutation, Store
 
@@ -32,6 +38,12 @@ class EventLog:
         self._buffer_limit = buffer_limit
         self._all: set[Subscription] = set()  # whole-runtime subscribers
         self._by_worker: dict[str, set[Subscription]] = {}
+        # every subscription not yet ended (replaying ones too, which are not in the fan-out)
+        self._open: set[Subscription] = set()
+        self._closing = False  # close_all ran: no new subscriptions
+        self._store_closed = False  # stop_reads ran: no more store reads
+        self._reads = 0  # store reads in flight
+        self._reads_done: asyncio.Future[None] | None = None
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -119,8 +131,17 @@ class EventLog:
             raise CursorExpired(after_seq, self._committed + 1)
 
     async def read(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        if self._store_closed:
+            raise RuntimeDraining()
         self.check_cursor(after_seq)
-        events = await self._store.read_events(after_seq, limit, worker_id)
+        self._reads += 1
+        try:
+            events = await self._store.read_events(after_seq, limit, worker_id)
+        finally:
+            self._reads -= 1
+            done = self._reads_done
+            if not self._reads and done is not None and not done.done():
+                done.set_result(None)
         # Retention may have trimmed past the cursor while the read ran: then the result could
         # silently start later than after_seq + 1. Check again; never skip without an error.
         self.check_cursor(after_seq)
@@ -134,10 +155,14 @@ class EventLog:
     def subscribe(
         self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
     ) -> Subscription:
+        if self._closing:
+            # the caller's own cursor is its resume point (a from_now caller has none yet)
+            raise RuntimeDraining(None if from_now else after_seq)
         if not from_now:
             self.check_cursor(after_seq)
         start = self._committed if from_now else after_seq
         sub = Subscription(self, start, worker_id, self._buffer_limit)
+        self._open.add(sub)
         if start >= self._committed:
             sub._go_live()  # nothing to replay: join now, synchronously, so nothing is missed
         return sub
@@ -159,9 +184,24 @@ class EventLog:
             self._all.discard(sub)
 
     def close_all(self) -> None:
-        """End every subscription (shutdown): their iterators finish after draining."""
-        for sub in [*self._all, *(s for subs in self._by_worker.values() for s in subs)]:
+        """End every subscription (shutdown): each first hands over the events it holds, then
+        ends (``next`` returns None, ``closed`` is true); new subscriptions are refused with
+        RuntimeDraining. Call it after the final events are committed, so they are delivered."""
+        self._closing = True
+        for sub in list(self._open):
             sub.close()
+
+    async def stop_reads(self) -> None:
+        """Before the store closes: refuse new reads (RuntimeDraining) and wait for the reads in
+        flight (a replaying subscription, a ListEvents) to finish."""
+        self._store_closed = True
+        if self._reads:
+            self._reads_done = asyncio.get_running_loop().create_future()
+            await self._reads_done
+
+    @property
+    def store_closed(self) -> bool:
+        return self._store_closed
 
 
 class Subscription:
@@ -197,6 +237,8 @@ class Subscription:
         return kept
 
     def _go_live(self) -> None:
+        if self._closed:  # ended (shutdown, or its consumer) while its replay read ran
+            return
         self._log._join(self)
         self._live = True
 
@@ -285,9 +327,12 @@ class Subscription:
         return self._closed
 
     def close(self) -> None:
+        """End it: leave the fan-out and wake the reader, which still drains its buffer (the
+        consumer closing it, or the log at shutdown). Safe to call again."""
         if not self._closed:
             self._closed = True
             self._log._leave(self)
+            self._log._open.discard(self)
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

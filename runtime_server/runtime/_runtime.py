@@ -7,7 +7,9 @@ task; idle Workers own no task at all (10,000 idle workers cost only their recor
 
 Lifecycle: ``start()`` opens the store and recovers (runs that were active become INTERRUPTED);
 ``close(grace_s)`` drains: no new work, active runs get ``grace_s`` to finish and are then
-interrupted, subscriptions end, the store is flushed and closed. Both are idempotent.
+interrupted, their final events are committed and delivered to every subscription, which then
+ends (RUNTIME_DRAINING with its last seq at the gRPC edge), and the store is closed. Both are
+idempotent.
 """
 
 from __future__ import annotations
@@ -118,6 +120,10 @@ FEATURES = (
 
 ProviderFactory = Callable[[Profile], engine.Provider]
 ToolsFactory = Callable[[Profile, Worker], engine.ToolRegistry]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class RuntimeState(enum.Enum):
@@ -372,7 +378,8 @@ class Runtime:
             self._diagnose(
                 DiagnosticLevel.INFO,
                 "RECOVERED",
-                f"recovered {len(self._slots)} workers; {interrupted} runs marked INTERRUPTED; "
+                f"recovered {_count(len(self._slots), 'worker')}; "
+                f"{_count(interrupted, 'run')} marked INTERRUPTED; "
                 f"event log continues after seq {last_seq}",
             )
 
@@ -421,13 +428,21 @@ class Runtime:
         tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks)
-        self._log.close_all()
         errors_: list[BaseException] = []
-        for step in (self._store.flush, self._store.close):
-            try:
-                await step()
-            except Exception as exc:  # keep unwinding; report below
-                errors_.append(exc)
+        # The runs' final events (RunFinished INTERRUPTED, ...) are committed and published to
+        # every live subscription first; then subscriptions end, each after handing over what it
+        # holds (from memory: the gRPC server's grace lets streams send it), and the store closes
+        # once no read is in flight and none can start.
+        try:
+            await self._store.flush()
+        except Exception as exc:  # keep unwinding; report below
+            errors_.append(exc)
+        self._log.close_all()
+        await self._log.stop_reads()
+        try:
+            await self._store.close()
+        except Exception as exc:
+            errors_.append(exc)
         for provider in self._providers.values():
             try:
                 await provider.aclose()
@@ -493,7 +508,9 @@ class Runtime:
             oldest_seq=self._store.oldest_seq(),
             subscribers=log_.subscriber_count,
             limits=self._limits,
-            provider_kinds=tuple(sorted({p.kind for p in self._config.providers.values()})),
+            # what this runtime can run (a provider of any of these kinds may be configured);
+            # the configured providers show through the profiles
+            provider_kinds=tuple(engine.PROVIDER_KINDS),
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
@@ -527,7 +544,7 @@ class Runtime:
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
-        if self._log is not None:
+        if self._log is not None and not self._log.store_closed:  # never write a closed store
             self._log.append(worker_id, run_id, [diag])
         log.log(
             {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(level.value, logging.ERROR),
