@@ -272,7 +272,7 @@ class Limits:
     # The runtime-wide memory budget (estimated bytes: the memory store's data, transcript
     # windows, queued inputs, histories read for active runs, records); new work past it is
     # refused with MEMORY_BUDGET_EXCEEDED. Transcript windows: per worker, and all together.
-    max_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    max_memory_bytes: int = 1024 * 1024 * 1024
     transcript_window_bytes: int = 4 * 1024 * 1024
     transcript_cache_bytes: int = 256 * 1024 * 1024
 

@@ -48,6 +48,7 @@ class TranscriptWindow:
         "entries",
         "length",
         "messages",
+        "sizes",
         "total_bytes",
         "worker_id",
     )
@@ -59,6 +60,9 @@ class TranscriptWindow:
         self.base = length  # index of entries[0]; 0 = the window covers everything
         self.entries: list[TranscriptEntry] = []
         self.messages: list[engine.Message] = []  # parallel to entries: the engine's history
+        # Parallel to entries: each one's size as counted when it came in. Never measured again:
+        # a string grows when CPython caches its UTF-8 form, and accounting must not drift.
+        self.sizes: list[int] = []
         self.bytes = 0  # of the entries in the window
         # Of the whole transcript, kept up to date once known (not after a restart until the
         # first full read): a history's size without summing it again at every run.
@@ -72,6 +76,7 @@ class TranscriptWindow:
         self.entries.append(entry)
         self.messages.append(entry.message)
         size = entry_bytes(entry)
+        self.sizes.append(size)
         self.bytes += size
         if self.total_bytes is not None:
             self.total_bytes += size
@@ -82,13 +87,14 @@ class TranscriptWindow:
         bytes dropped. Lists are replaced, never cut in place: a reader may hold the old ones."""
         if self.bytes <= max_bytes:
             return 0
-        entries = self.entries
+        sizes = self.sizes
         drop, freed = 0, 0
-        while drop < len(entries) and self.bytes - freed > max_bytes:
-            freed += entry_bytes(entries[drop])
+        while drop < len(sizes) and self.bytes - freed > max_bytes:
+            freed += sizes[drop]
             drop += 1
-        self.entries = entries[drop:]
+        self.entries = self.entries[drop:]
         self.messages = self.messages[drop:]
+        self.sizes = sizes[drop:]
         self.base += drop
         self.bytes -= freed
         return freed
@@ -153,7 +159,7 @@ class Transcripts:
         if window.base == 0:
             return window.messages  # the hot path: no await, no copy
         base, tail, tail_entries = window.base, list(window.messages), list(window.entries)
-        tail_bytes = window.bytes
+        tail_sizes, tail_bytes = list(window.sizes), window.bytes
         older = await self._read(window.worker_id, 0, base, wait_committed)
         if window.length != base + len(tail):
             # Entries were appended meanwhile (a run of its own writes them: not expected);
@@ -167,8 +173,11 @@ class Transcripts:
         history += tail
         if window.base == base and total <= self._window_bytes:
             # It fits again (the window was emptied by pressure, or after a restart): adopt it.
+            sizes = [entry_bytes(e) for e in older]
+            loaded = sum(sizes)
             window.entries = older + tail_entries
             window.messages = list(history)
+            window.sizes = sizes + tail_sizes
             window.base = 0
             window.bytes += loaded
             self._grew(window, loaded)

@@ -26,7 +26,7 @@ from runtime_server.store._protocol import (
     PutWorker,
     StoredState,
 )
-from runtime_server.store._sizes import entry_bytes, event_bytes, events_bytes, text_bytes
+from runtime_server.store._sizes import entry_bytes, events_sizes, text_bytes
 
 
 class MemoryStore:
@@ -46,6 +46,9 @@ class MemoryStore:
         # Lists with a moving head (not deques): bisect needs O(1) indexing.
         self._events: list[Event] = []
         self._seqs: list[int] = []  # parallel to _events, for bisect
+        # Parallel to _events: each one's size as counted when written. Sizes are never measured
+        # again (a string grows when CPython caches its UTF-8 form): accounting must not drift.
+        self._sizes: list[int] = []
         self._head = 0
         self._retention_events = retention_events
         self._retention_seconds = retention_seconds
@@ -53,7 +56,8 @@ class MemoryStore:
         self._event_bytes = 0  # of the retained events (from _head on)
         self._listener: CommitListener | None = None
         self._transcripts: dict[str, list[TranscriptEntry]] = {}
-        self._inputs: dict[str, tuple[str, str]] = {}  # run_id -> (worker_id, input text)
+        self._entry_sizes: dict[str, list[int]] = {}  # parallel to _transcripts' lists
+        self._inputs: dict[str, tuple[str, str, int]] = {}  # run_id -> (worker_id, text, size)
         self._runs_of: dict[str, set[str]] = {}  # worker_id -> its run ids in _inputs
         self._state_bytes = 0  # transcripts and inputs
 
@@ -72,7 +76,9 @@ class MemoryStore:
             return
         self._events.extend(events)
         self._seqs.extend(e.seq for e in events)
-        self._event_bytes += events_bytes(events)
+        sizes = events_sizes(events)
+        self._sizes.extend(sizes)
+        self._event_bytes += sum(sizes)
         self._trim()
         if self._listener is not None:
             self._listener(events[-1].seq)
@@ -84,25 +90,30 @@ class MemoryStore:
             old = self._inputs.get(run.run_id)
             if old is None or run.input_text:  # a PutRun without text keeps the input
                 if old is not None:
-                    self._state_bytes -= text_bytes(old[1])
-                self._inputs[run.run_id] = (run.worker_id, run.input_text)
+                    self._state_bytes -= old[2]
+                size = text_bytes(run.input_text)
+                self._inputs[run.run_id] = (run.worker_id, run.input_text, size)
                 self._runs_of.setdefault(run.worker_id, set()).add(run.run_id)
-                self._state_bytes += text_bytes(run.input_text)
+                self._state_bytes += size
         elif isinstance(mutation, AppendTranscript):
             entry = mutation.entry
             entries = self._transcripts.setdefault(entry.worker_id, [])
+            sizes = self._entry_sizes.setdefault(entry.worker_id, [])
+            size = entry_bytes(entry)
             if entry.index < len(entries):  # the same index again states the same fact
-                self._state_bytes -= entry_bytes(entries[entry.index])
+                self._state_bytes -= sizes[entry.index]
                 entries[entry.index] = entry
+                sizes[entry.index] = size
             else:
                 entries.append(entry)
-            self._state_bytes += entry_bytes(entry)
+                sizes.append(size)
+            self._state_bytes += size
         elif isinstance(mutation, DeleteWorkerData):
             wid = mutation.worker_id
-            for entry in self._transcripts.pop(wid, ()):
-                self._state_bytes -= entry_bytes(entry)
+            self._transcripts.pop(wid, None)
+            self._state_bytes -= sum(self._entry_sizes.pop(wid, ()))
             for run_id in self._runs_of.pop(wid, ()):
-                self._state_bytes -= text_bytes(self._inputs.pop(run_id)[1])
+                self._state_bytes -= self._inputs.pop(run_id)[2]
 
     def _trim(self) -> None:
         events = self._events
@@ -120,14 +131,15 @@ class MemoryStore:
             or (horizon is not None and events[head].time < horizon)
             or (self._retention_bytes and self._event_bytes > self._retention_bytes)
         ):
-            self._event_bytes -= event_bytes(events[head])
+            self._event_bytes -= self._sizes[head]
             head += 1
         if horizon is not None and head == last and events[head].time < horizon:
-            self._event_bytes -= event_bytes(events[head])
+            self._event_bytes -= self._sizes[head]
             head += 1
         if head > 4096 and head * 2 > len(events):  # compact: amortised O(1) per event
             del events[:head]
             del self._seqs[:head]
+            del self._sizes[:head]
             head = 0
         self._head = head
 
