@@ -10,7 +10,7 @@ import gc
 import weakref
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -76,3 +76,34 @@ async def test_deleted_workers_history_is_freed(serve: ServeFactory, tmp_path: P
     await client.delete_worker(wid)
     gc.collect()
     assert [r() for r in refs] == [None] * 6
+
+
+class _CountingStore(SqliteStore):
+    """The real SQLite store, counting transcript reads (what the window did not have)."""
+
+    transcript_reads = 0
+
+    async def read_transcript(self, worker_id: str, start: int, limit: int) -> list[Any]:
+        self.transcript_reads += 1
+        return await super().read_transcript(worker_id, start, limit)
+
+
+async def test_window_accounting_does_not_drift(serve: ServeFactory, tmp_path: Path) -> None:
+    """CPython caches a text's UTF-8 form inside the string once something encodes it (SQLite
+    binding it, protobuf), so a non-ASCII text measures larger later than when it came in. A
+    window must subtract what it added: otherwise its count drifts low and it keeps more than its
+    bound. Here a window of 2.5 MB takes one 1.2-2.4 MB entry at a time, so after two runs only
+    the last answer is in memory and the input before it is read from the store."""
+    limits = replace(Limits(), transcript_window_bytes=2_500_000, max_message_bytes=8 * 2**20)
+    store = _CountingStore(tmp_path / "rt.sqlite3")
+    served = await serve(limits=limits, store=store)
+    client = served.client
+    wid = (await client.create_worker()).worker.worker_id
+    for _ in range(2):
+        accepted = await client.send_input(wid, "\U0001f600" * 300_000)  # 1.2 MB in CPython
+        await client.wait_run(accepted.run.run_id, timeout=30)
+    first = await client.get_transcript(wid, page_size=2)
+    reads = store.transcript_reads
+    second = await client.get_transcript(wid, page_size=1, page_token=first.next_page_token)
+    assert [e.index for e in second.items] == [2]
+    assert store.transcript_reads == reads + 1, "the window kept more than its bound"
