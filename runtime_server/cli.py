@@ -23,6 +23,7 @@ from runtime_server._startup_checks import (
     listen_address,
     log_level,
 )
+from runtime_server.errors import StoreFailure
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
@@ -65,6 +66,12 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle: require client certs (mTLS)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds active runs get at shutdown")
+    p.add_argument(
+        "--accept-lost-seqs",
+        action="store_true",
+        help="start although the store's log lost committed events (a damaged WAL); the lost "
+        "seqs are skipped, never reused",
+    )
     p.add_argument("--log-level", default="INFO", type=log_level, help=", ".join(LOG_LEVELS))
 
 
@@ -114,6 +121,7 @@ async def serve(args: argparse.Namespace) -> int:
             durability=args.durability,
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
+            accept_seq_loss=args.accept_lost_seqs,
         )
         where = f"sqlite {path.resolve()} (durability {args.durability})"
     else:
@@ -128,7 +136,12 @@ async def serve(args: argparse.Namespace) -> int:
         server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
     except StoreOpenError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    except StoreFailure as exc:  # the store opened but could not commit the start-up recovery
+        with contextlib.suppress(Exception):
+            await runtime.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the address: in use, or not one of this host's
         print(f"error: --listen: {exc}", file=sys.stderr)
         await runtime.close()
@@ -152,6 +165,11 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # From here on a repeated SIGTERM (an impatient supervisor, a script sending it twice) must
+    # not kill the process half-way through its ordered shutdown, nor after the loop has closed
+    # and restored the default action: the shutdown is already bounded by --grace.
+    loop.remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("shutting down: draining", flush=True)
     await server.stop(args.grace)
     print("stopped", flush=True)

@@ -240,3 +240,10 @@ class Unauthenticated(RuntimeError_):
 
 class StoreFailure(RuntimeError_):
     reason = "STORE_FAILURE"
+
+    def again(self) -> StoreFailure:
+        """A fresh copy for one more caller: raising one instance from many places would chain
+        every caller's traceback onto it."""
+        err = StoreFailure(self.message, **self.metadata)
+        err.__cause__ = self.__cause__
+        return err

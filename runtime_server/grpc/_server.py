@@ -28,7 +28,7 @@ from runtime_server.grpc._servicers import (
     ManagementServicer,
     ObservationServicer,
 )
-from runtime_server.runtime import Runtime
+from runtime_server.runtime import Runtime, StoreState
 
 log = logging.getLogger("runtime_server.grpc")
 
@@ -108,6 +108,7 @@ class RuntimeServer:
         )
         self.port = 0
         self._stopping: asyncio.Task[None] | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
 
     async def start(self, listen: str = "127.0.0.1:0") -> int:
         try:
@@ -123,8 +124,23 @@ class RuntimeServer:
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.runtime.watch_store(self._on_store_state)
         self.port = port
         return port
+
+    def _on_store_state(self, state: StoreState) -> None:
+        """A store that cannot write makes the server NOT_SERVING (and SERVING again once writes
+        commit); after the graceful shutdown began, health ignores these."""
+        ok = health_pb2.HealthCheckResponse.SERVING
+        status = ok if state is StoreState.OK else health_pb2.HealthCheckResponse.NOT_SERVING
+
+        async def apply() -> None:
+            for name in ("", *SERVICE_NAMES):
+                await self._health.set(name, status)
+
+        task = asyncio.ensure_future(apply())
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Idempotent; concurrent callers wait for the first."""

@@ -4,6 +4,12 @@
 only then are events *published*: to subscribers, to ListEvents (which reads the store) and to
 acknowledgement waiters. With the memory store this all happens inside ``append``.
 
+When the store reports a failure, every batch not yet committed was discarded: ``fail`` drops the
+pending events (never published), rewinds the next seq to the one after the committed seq (so no
+hole is left and no published seq is reused), and fails every commit waiter with the store's
+error. Until ``resume``, ``append`` writes nothing (the Runtime is rebuilding its state from the
+store) and waiting for anything not yet committed raises at once.
+
 Subscribers get bounded buffers. Publishing never waits for a subscriber: one whose buffer is
 full is cut (it sees :class:`SubscriberLagging` carrying its last delivered seq, and resumes from
 there). A subscription first replays from the store and joins the live fan-out in the same event
@@ -23,7 +29,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from runtime_server.errors import CursorAhead, CursorExpired, RuntimeDraining, SubscriberLagging
+from runtime_server.errors import (
+    CursorAhead,
+    CursorExpired,
+    RuntimeDraining,
+    StoreFailure,
+    SubscriberLagging,
+)
 from runtime_server.model import Event, Payload, now
 from runtime_server.store import Mutation, Store
 
@@ -38,6 +50,7 @@ class EventLog:
         self._buffer_limit = buffer_limit
         self._all: set[Subscription] = set()  # whole-runtime subscribers
         self._by_worker: dict[str, set[Subscription]] = {}
+        self._failure: StoreFailure | None = None
         # every subscription not yet ended (replaying ones too, which are not in the fan-out)
         self._open: set[Subscription] = set()
         self._closing = False  # close_all ran: no new subscriptions
@@ -69,6 +82,8 @@ class EventLog:
         t = now()
         seq = self._next_seq
         events = [Event(seq + i, t, worker_id, run_id, p) for i, p in enumerate(payloads)]
+        if self._failure is not None:
+            return events  # not written, seqs not taken: waiting on them raises
         self._next_seq = seq + len(events)
         self._pending.extend(events)
         self._store.write(events, mutations)
@@ -77,6 +92,8 @@ class EventLog:
     def append_one(self, worker_id: str, run_id: str, payload: Payload) -> Event:
         """The hot path: one event, no mutations."""
         event = Event(self._next_seq, now(), worker_id, run_id, payload)
+        if self._failure is not None:
+            return event
         self._next_seq += 1
         self._pending.append(event)
         self._store.write((event,))
@@ -85,9 +102,28 @@ class EventLog:
     async def wait_committed(self, seq: int) -> None:
         if seq <= self._committed:
             return
+        if self._failure is not None:
+            raise self._failure.again()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, fut))
         await fut
+
+    @property
+    def failure(self) -> StoreFailure | None:
+        return self._failure
+
+    def fail(self, error: StoreFailure) -> None:
+        """The store discarded everything after the committed seq (see the module docstring)."""
+        self._failure = error
+        self._pending.clear()
+        self._next_seq = self._committed + 1
+        waiters, self._waiters = self._waiters, []
+        for _, fut in waiters:
+            if not fut.done():
+                fut.set_exception(error.again())
+
+    def resume(self) -> None:
+        self._failure = None
 
     def _on_commit(self, seq: int) -> None:
         pending = self._pending

@@ -76,6 +76,7 @@ from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, vali
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import Config, Profile, default_config
+from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._validation import (
@@ -93,6 +94,7 @@ from runtime_server.store import (
     PutRun,
     PutWorker,
     Store,
+    StoredState,
     text_bytes,
 )
 
@@ -151,6 +153,8 @@ class RuntimeInfo:
     profiles: tuple[str, ...]
     features: tuple[str, ...]
     usage: engine.Usage
+    store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
+    store_error: str = ""
     memory_bytes: int = 0  # estimated, against limits.max_memory_bytes (see _budget)
 
 
@@ -290,6 +294,8 @@ class Runtime:
         self._usage = engine.Usage()
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._store_watch = StoreWatch(self)
+        self._open_tails: Mapping[str, list[TranscriptEntry]] = {}  # _load -> _recover
 
     # --- lifecycle ---
 
@@ -310,7 +316,31 @@ class Runtime:
             last_seq=stored.last_seq,
             buffer_limit=max(1, self._limits.subscriber_buffer_events),
         )
+        self._store.set_failure_listener(self._store_watch.on_failure)
+        self._load(stored)
+        self._recover()
+        # Serve only once the recovery is committed (flush raises if the store cannot commit).
+        await self._store.flush()
+        self._started_at = now()
+        self._state = RuntimeState.SERVING
+
+    def _reset_state(self) -> None:
+        """Forget the workers and runs held in memory (before ``_load`` rebuilds them from the
+        store after a store failure): everything ``_load`` fills."""
+        self._slots = {}
+        self._runs = {}
+        self._create_keys = OrderedDict()
+        self._finished = deque()
+        self._run_count = 0
+        self._usage = engine.Usage()
+        self._transcripts.reset()  # windows and queues are rebuilt with the slots
+        self._budget.queued_bytes = 0
+
+    def _load(self, stored: StoredState) -> None:
+        """Workers, runs, transcripts and keys as the store has them (at start, and after a
+        store failure). Transcripts: lengths only, and the open tails for ``_recover``."""
         lengths = stored.transcript_lengths
+        self._open_tails = stored.transcripts
         for worker in stored.workers:
             self._slots[worker.worker_id] = self._new_slot(worker, lengths.get(worker.worker_id, 0))
         lim = self._limits
@@ -330,18 +360,14 @@ class Runtime:
                 self._retire(run)
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
-        self._recover(stored.transcripts)
-        # Serve only once the recovery is committed (flush raises if the store cannot commit).
-        await self._store.flush()
-        self._started_at = now()
-        self._state = RuntimeState.SERVING
 
-    def _recover(self, tails: Mapping[str, list[TranscriptEntry]]) -> None:
+    def _recover(self, why: str = "the runtime stopped", *, diagnose: bool = True) -> None:
         """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE;
         tool calls the crash left without a result get a synthetic one (as a cancelled run's do),
         so the transcript is valid for the next turn."""
         log_ = self._require_log()
         last_seq = log_.last_assigned_seq
+        tails, self._open_tails = self._open_tails, {}  # from _load; not kept
         for wid, slot in self._slots.items():
             self._close_dangling_calls(slot, tails.get(wid, []))
         interrupted = 0
@@ -360,7 +386,7 @@ class Runtime:
                 run,
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
-                error=RunError("INTERRUPTED", f"the runtime stopped while this run was {where}"),
+                error=RunError("INTERRUPTED", f"{why} while this run was {where}"),
                 input_text="",
             )
             self._runs[run.run_id] = done
@@ -374,7 +400,7 @@ class Runtime:
                 slot.worker = idle
                 changed = [WorkerStateChanged(w.state, state)] if state is not w.state else []
                 log_.append(w.worker_id, "", changed, [PutWorker(idle)])
-        if self._slots or interrupted:
+        if diagnose and (self._slots or interrupted):
             self._diagnose(
                 DiagnosticLevel.INFO,
                 "RECOVERED",
@@ -419,6 +445,7 @@ class Runtime:
             self._state = RuntimeState.STOPPED
             return
         self._state = RuntimeState.DRAINING
+        await self._store_watch.close()
         tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
         if tasks and grace_s > 0:
             await asyncio.wait(tasks, timeout=grace_s)
@@ -432,17 +459,20 @@ class Runtime:
         # The runs' final events (RunFinished INTERRUPTED, ...) are committed and published to
         # every live subscription first; then subscriptions end, each after handing over what it
         # holds (from memory: the gRPC server's grace lets streams send it), and the store closes
-        # once no read is in flight and none can start.
+        # once no read is in flight and none can start. A store failure already reported (the
+        # store is failing) is said once, by the store watch, not once per step.
         try:
             await self._store.flush()
         except Exception as exc:  # keep unwinding; report below
-            errors_.append(exc)
+            if not self._store_watch.reported(exc):
+                errors_.append(exc)
         self._log.close_all()
         await self._log.stop_reads()
         try:
             await self._store.close()
         except Exception as exc:
-            errors_.append(exc)
+            if not self._store_watch.reported(exc):
+                errors_.append(exc)
         for provider in self._providers.values():
             try:
                 await provider.aclose()
@@ -483,7 +513,25 @@ class Runtime:
         log_ = self._require_log()
         if self._state is not RuntimeState.SERVING:
             raise errors.RuntimeDraining()
+        self._store_watch.check()
         return log_
+
+    @property
+    def started(self) -> bool:
+        return self._state is not RuntimeState.STARTING
+
+    @property
+    def closing(self) -> bool:
+        return self._close_task is not None
+
+    @property
+    def store_state(self) -> StoreState:
+        return self._store_watch.state
+
+    def watch_store(self, listener: StoreStateListener) -> None:
+        """``listener(state)`` is called on the loop when the store's state changes (the gRPC
+        layer switches health with it)."""
+        self._store_watch.add_listener(listener)
 
     # --- management ---
 
@@ -514,6 +562,8 @@ class Runtime:
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            store_state=self._store_watch.state,
+            store_error=self._store_watch.error,
             memory_bytes=self._budget.held(),
         )
 
@@ -678,6 +728,7 @@ class Runtime:
     async def stop_worker(self, worker_id: str, reason: str = "stopped by request") -> Worker:
         self._require_log()
         slot = self._slot(worker_id)
+        self._store_watch.check()
         if slot.stop_task is None:
             if slot.worker.state is WorkerState.STOPPED:  # stopped before a restart
                 return self._snapshot(slot)
@@ -709,6 +760,7 @@ class Runtime:
         slot = self._slot(worker_id)
         worker_id = slot.worker.worker_id  # the caller may spell it differently (upper case)
         await self.stop_worker(worker_id, "deleted")
+        self._store_watch.check()  # (a store failure since then replaced the slots)
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
@@ -785,7 +837,10 @@ class Runtime:
         if not start:
             if busy_policy is BusyPolicy.REJECT:
                 assert slot.active is not None
-                raise errors.WorkerBusy(worker_id, slot.active.run_id)
+                busy = slot.active.run_id
+                # Name only a committed run: if its batch fails, this caller hears STORE_FAILURE.
+                await log_.wait_committed(log_.last_assigned_seq)
+                raise errors.WorkerBusy(worker_id, busy)
             if len(slot.queue) >= lim.max_queue_per_worker:
                 raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
         self._budget.admit(text_bytes(text) + RUN_RECORD_BYTES)
@@ -1044,6 +1099,7 @@ class Runtime:
         run = self._get_run(run_id)
         if run.state.terminal:
             return run
+        self._store_watch.check()
         slot = self._slot(run.worker_id)
         if run.state is RunState.QUEUED:
             with contextlib.suppress(ValueError):

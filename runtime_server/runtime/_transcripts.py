@@ -120,6 +120,12 @@ class Transcripts:
         self._lru[worker_id] = window
         return window
 
+    def reset(self) -> None:
+        """Forget every window (the Runtime rebuilds its state from the store)."""
+        self._lru = OrderedDict()
+        self.bytes = 0
+        self._loaded = {}
+
     def drop(self, window: TranscriptWindow) -> None:
         """The worker is gone: forget its window."""
         if self._lru.get(window.worker_id) is window:
