@@ -48,7 +48,7 @@ def text_bytes(text: str) -> int:
 
 def message_bytes(message: Message) -> int:
     n = MESSAGE_OVERHEAD_BYTES + _size(message.text)
-    if message.reasoning or message.tool_calls:
+    if message.reasoning or message.tool_calls or message.reasoning_blocks:
         n += _extra_bytes(message)
     return n
 
@@ -57,6 +57,9 @@ def _extra_bytes(message: Message) -> int:
     n = _size(message.reasoning) + _size(message.reasoning_signature) if message.reasoning else 0
     for call in message.tool_calls:
         n += TOOL_CALL_OVERHEAD_BYTES + _size(call.arguments) + _size(call.name)
+    for block in message.reasoning_blocks:
+        n += TOOL_CALL_OVERHEAD_BYTES + _size(block.text) + _size(block.signature)
+        n += _size(block.data)
     return n
 
 
@@ -67,7 +70,7 @@ def entry_bytes(entry: TranscriptEntry) -> int:
     # On the hot path (every transcript append): message_bytes, inlined.
     m = entry.message
     n = _ENTRY_AND_MESSAGE + _size(m.text)
-    if m.reasoning or m.tool_calls:
+    if m.reasoning or m.tool_calls or m.reasoning_blocks:
         n += _extra_bytes(m)
     return n
 
