@@ -60,9 +60,11 @@ from runtime_client._models import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    WorkspaceClaim,
 )
 from runtime_client.errors import (
     AlreadyExists,
+    CapabilityNotAllowed,
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
@@ -74,6 +76,7 @@ from runtime_client.errors import (
     MemoryBudgetExceeded,
     NotFound,
     OutOfRange,
+    PermissionDenied,
     ProfileNotFound,
     QueueFull,
     ResourceExhausted,
@@ -89,6 +92,8 @@ from runtime_client.errors import (
     WorkerAlreadyExists,
     WorkerBusy,
     WorkerNotFound,
+    WorkspaceConflict,
+    WorkspaceNotAllowed,
 )
 from runtime_client.errors import (
     WorkerStopped as WorkerStoppedError,
@@ -101,6 +106,7 @@ __all__ = [
     "Backoff",
     "BusyPolicy",
     "Capabilities",
+    "CapabilityNotAllowed",
     "ConfigBundleRef",
     "Created",
     "CursorAhead",
@@ -128,6 +134,7 @@ __all__ = [
     "Page",
     "PartialDiscarded",
     "Payload",
+    "PermissionDenied",
     "Profile",
     "ProfileNotFound",
     "QueueFull",
@@ -174,4 +181,7 @@ __all__ = [
     "WorkerStopped",
     "WorkerStoppedError",
     "Workspace",
+    "WorkspaceClaim",
+    "WorkspaceConflict",
+    "WorkspaceNotAllowed",
 ]

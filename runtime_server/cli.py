@@ -131,7 +131,10 @@ async def serve(args: argparse.Namespace) -> int:
             # as the Runtime's default memory store: the log may take half the memory budget
             retention_bytes=max(1, limits.max_memory_bytes // 2),
         )
-    runtime = Runtime(store=store, config=config, limits=limits)
+    # No workspace may overlap the runtime's own data directory or its config file.
+    reserved = [p for p in (args.data_dir if args.store == "sqlite" else None, args.config) if p]
+    policy = config.policy.with_reserved(*reserved)
+    runtime = Runtime(store=store, config=config, limits=limits, policy=policy)
     try:
         server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
     except StoreOpenError as exc:
