@@ -65,6 +65,7 @@ from runtime_server.model import (
     message_chars,
     now,
 )
+from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._budget import (
     KEY_RECORD_BYTES,
     RUN_RECORD_BYTES,
@@ -72,7 +73,6 @@ from runtime_server.runtime._budget import (
     InputQueue,
     MemoryBudget,
 )
-from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
@@ -744,7 +744,10 @@ class Runtime:
             capabilities=prepared.capabilities,
             tools=prepared.tools,
         )
-from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
+        # Check-and-claim with no await since the checks above: of N concurrent creates on one
+        # path exactly one wins (WORKSPACE_CONFLICT for the others).
+        self._workspaces.allocations.claim(worker.worker_id, prepared.places)
+        slot = self._new_slot(worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
         seq = log_.last_assigned_seq + 1
@@ -835,7 +838,8 @@ from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
-from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
+        self._transcripts.drop(slot.transcript)
+        self._workspaces.allocations.release(worker_id)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
         self._usage = self._usage - slot.worker.usage
