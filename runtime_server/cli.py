@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 
 import engine
+from runtime_server.logformat import LOG_FORMATS, configure
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
 log = logging.getLogger("runtime_server")
+
+ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
 
 DEFAULT_DATA_DIR = "worker-runtime-data"
 
@@ -46,7 +49,29 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle: require client certs (mTLS)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds active runs get at shutdown")
     p.add_argument("--log-level", default="INFO")
+    _ops_arguments(p)
     return p
+
+
+def _ops_arguments(p: argparse.ArgumentParser) -> None:
+    """Operators' flags: metrics, health port, log format, access log (README "Operations")."""
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (no auth: bind privately)",
+    )
+    p.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help="a plaintext port serving only grpc.health.v1 (for probes when --tls-cert is on)",
+    )
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    p.add_argument(
+        "--access-log",
+        choices=ACCESS_LOG_MODES,
+        default="all",
+        help="one line per RPC: all (INFO; errors at WARNING), errors only, or off",
+    )
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -70,7 +95,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 async def serve(args: argparse.Namespace) -> int:
     # grpc is imported here, not at module level: only `serve` needs the network stack.
-    from runtime_server.grpc import TLSFiles, start_server
+    from runtime_server.grpc import OpsOptions, TLSFiles, start_server
 
     try:
         config = load_config(args.config) if args.config else default_config()
@@ -103,7 +128,8 @@ async def serve(args: argparse.Namespace) -> int:
         )
     runtime = Runtime(store=store, config=config, limits=limits)
     try:
-        server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
+        ops = OpsOptions(args.metrics_listen, args.health_listen, args.access_log)
+        server = await start_server(runtime, args.listen, auth_token=token, tls=tls, ops=ops)
     except StoreOpenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -120,6 +146,7 @@ async def serve(args: argparse.Namespace) -> int:
         f"  auth       {'bearer token' if token else 'none'}; tls {'on' if tls else 'off'}",
         flush=True,
     )
+    _ops_banner(args, server.metrics_port, server.health_port)
     for name in sorted({p.local_model for p in config.providers.values() if p.local_model}):
         why = engine.local_model_unavailable(name)
         state = "starts on first use" if why is None else f"UNAVAILABLE: {why}"
@@ -135,15 +162,22 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ops_banner(args: argparse.Namespace, metrics_port: int, health_port: int) -> None:
+    if args.metrics_listen:
+        host = args.metrics_listen.rsplit(":", 1)[0]
+        print(f"  metrics    http://{host}:{metrics_port}/metrics", flush=True)
+    if args.health_listen:
+        host = args.health_listen.rsplit(":", 1)[0]
+        print(f"  health     {host}:{health_port} (plaintext, grpc.health.v1 only)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "serve":
         args = _serve_parser().parse_args(argv[1:])
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        handlers = configure(args.log_level, args.log_format)
         # Every record any logger emits is redacted against the live provider credentials.
-        engine.install_log_redaction(handlers=logging.getLogger().handlers)
+        engine.install_log_redaction(handlers=handlers)
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(serve(args))
         return 130

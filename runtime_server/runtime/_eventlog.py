@@ -16,10 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from runtime_server.errors import CursorAhead, CursorExpired, SubscriberLagging
 from runtime_server.model import Event, Payload, now
 from runtime_server.store import Mutation, Store
+
+if TYPE_CHECKING:
+    from runtime_server.runtime._observer import RuntimeObserver
 
 
 class EventLog:
@@ -32,6 +36,12 @@ class EventLog:
         self._buffer_limit = buffer_limit
         self._all: set[Subscription] = set()  # whole-runtime subscribers
         self._by_worker: dict[str, set[Subscription]] = {}
+        # Operators' counters (read at scrape time; see _observer): events committed is the
+        # committed seq minus this, so the event path pays nothing for it.
+        self.start_seq = last_seq
+        self.cuts_lagging = 0
+        self.cuts_shutdown = 0
+        self.observer: RuntimeObserver | None = None  # told once per commit report
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -79,6 +89,10 @@ class EventLog:
 
     def _on_commit(self, seq: int) -> None:
         pending = self._pending
+        observer = self.observer
+        if observer is not None and pending and pending[0].seq <= seq:
+            head = pending[0]
+            observer.commit(now() - head.time, min(seq, pending[-1].seq) - head.seq + 1)
         while pending and pending[0].seq <= seq:
             self._publish(pending.popleft())
         self._committed = max(self._committed, seq)
@@ -104,6 +118,7 @@ class EventLog:
                 if not sub._offer(event):
                     cut = [sub] if cut is None else [*cut, sub]
         if cut is not None:
+            self.cuts_lagging += len(cut)
             for sub in cut:
                 self._leave(sub)
 
@@ -161,6 +176,7 @@ class EventLog:
     def close_all(self) -> None:
         """End every subscription (shutdown): their iterators finish after draining."""
         for sub in [*self._all, *(s for subs in self._by_worker.values() for s in subs)]:
+            self.cuts_shutdown += not sub.closed
             sub.close()
 
 

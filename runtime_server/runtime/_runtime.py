@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 import engine
-from runtime_server import errors
+from runtime_server import errors, logcontext
 from runtime_server.model import (
     EVENT_OVERHEAD_CHARS,
     BusyPolicy,
@@ -65,6 +65,7 @@ from runtime_server.model import (
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
+from runtime_server.runtime._observer import MeteredProvider, RuntimeCounters, RuntimeObserver
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._tools import builtin_tools
@@ -265,6 +266,7 @@ class Runtime:
         self._usage = engine.Usage()
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._observer: RuntimeObserver | None = None  # operators' metrics (_observer)
 
     # --- lifecycle ---
 
@@ -285,6 +287,8 @@ class Runtime:
             last_seq=stored.last_seq,
             buffer_limit=max(1, self._limits.subscriber_buffer_events),
         )
+        self._log.observer = self._observer
+        logcontext.set_runtime_id(self._runtime_id)
         for worker in stored.workers:
             self._slots[worker.worker_id] = _Slot(worker=worker)
         for wid, entries in stored.transcripts.items():
@@ -428,6 +432,21 @@ class Runtime:
     def state(self) -> RuntimeState:
         return self._state
 
+    def set_observer(self, observer: RuntimeObserver | None) -> None:
+        """Report runs, diagnostics, provider requests and commits to ``observer`` (before
+        :meth:`start`; see ``runtime_server.runtime._observer``)."""
+        if self._log is not None:
+            raise errors.FailedPrecondition("set the observer before the runtime starts")
+        self._observer = observer
+
+    def counters(self) -> RuntimeCounters:
+        """Monotonic counters since start, for operators' metrics."""
+        log_ = self._require_log()
+        return RuntimeCounters(
+            events_committed=log_.committed_seq - log_.start_seq,
+            subscriber_cuts={"lagging": log_.cuts_lagging, "shutdown": log_.cuts_shutdown},
+        )
+
     @property
     def runtime_id(self) -> str:
         return self._runtime_id
@@ -505,6 +524,8 @@ class Runtime:
         self, level: DiagnosticLevel, code: str, message: str, worker_id: str = "", run_id: str = ""
     ) -> None:
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
+        if self._observer is not None:
+            self._observer.diagnostic(level.value, code)
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
         if self._log is not None:
@@ -803,6 +824,11 @@ class Runtime:
 
     async def _execute(self, slot: _Slot, run: Run) -> None:
         worker = slot.worker
+        # this task's own context (a copy): its log lines name the run, not the call that began it
+        logcontext.worker_id.set(run.worker_id)
+        logcontext.run_id.set(run.run_id)
+        logcontext.request_id.set("")
+        logcontext.rpc.set("")
         profile = self._config.profiles.get(worker.profile)
         state, error, stop_reason = RunState.COMPLETED, None, ""
         try:
@@ -1089,13 +1115,21 @@ class Runtime:
                 # Provider timeouts are per stream (idle timeout); the client's own are generous.
                 self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
                 factory = self._provider_factory = _provider_factory(self._http, self._local_models)
-            provider = self._providers[profile.name] = factory(profile)
+            provider = factory(profile)
+            if self._observer is not None:
+                provider = MeteredProvider(provider, self._observer)
+            self._providers[profile.name] = provider
         return provider
 
     def _retire(self, run: Run) -> None:
         """``run`` just finished: keep it for GetRun, forgetting the oldest finished runs beyond
         ``max_retained_runs`` (their records stay in a durable store; their events age out with
         the log's retention)."""
+        if self._observer is not None and self._state is not RuntimeState.STARTING:
+            # runs loaded or recovered at start are not this process's (RECOVERED counts those)
+            started = run.started_at
+            duration = (run.finished_at or now()) - started if started else None
+            self._observer.run_finished(run.state.value, duration)
         self._finished.append(run.run_id)
         while len(self._finished) > max(1, self._limits.max_retained_runs):
             old = self._runs.get(self._finished.popleft())
