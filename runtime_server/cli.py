@@ -147,6 +147,8 @@ async def serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     _ops_banner(args, server.metrics_port, server.health_port)
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # JSON lines held until the runtime_id was known (logformat)
     for name in sorted({p.local_model for p in config.providers.values() if p.local_model}):
         why = engine.local_model_unavailable(name)
         state = "starts on first use" if why is None else f"UNAVAILABLE: {why}"

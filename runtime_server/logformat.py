@@ -59,14 +59,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class HoldUntilIdentified(logging.Handler):
+    """Holds records logged before the Runtime's id is known (the store is not open yet: the id
+    lives in it), then hands them on, so every JSON line carries ``runtime_id``. Held records go
+    out on the first record after the id is known, on :meth:`flush` (``serve`` flushes once it
+    serves) and at exit (``logging.shutdown`` flushes) — with an empty id only if the Runtime
+    never started. At most :attr:`MAX_HELD` are held; older ones go out as they are."""
+
+    MAX_HELD = 1000
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__(target.level)
+        self.target = target
+        self._held: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logcontext.runtime_id():
+            self._held.append(record)
+            if len(self._held) > self.MAX_HELD:
+                self.target.handle(self._held.pop(0))
+            return
+        if self._held:
+            self._release()
+        self.target.handle(record)
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        for record in held:
+            self.target.handle(record)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._release()
+        finally:
+            self.release()
+        self.target.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.target.close()
+        super().close()
+
+
 def configure(level: str, fmt: str = "text") -> list[logging.Handler]:
     """Root logging for ``serve``: one stderr handler in ``fmt``; returns the root's handlers (the
-    caller puts the redacting filter on them)."""
+    caller puts the redacting filter on them: filters run before a record is held)."""
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, not {fmt!r}")
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
-    handlers = logging.getLogger().handlers
+    root = logging.getLogger()
     if fmt == "json":
-        for handler in handlers:
+        for handler in list(root.handlers):
             handler.setFormatter(JsonFormatter())
-    return list(handlers)
+            root.removeHandler(handler)
+            root.addHandler(HoldUntilIdentified(handler))
+    return list(root.handlers)
