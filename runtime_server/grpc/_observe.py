@@ -1,6 +1,8 @@
 """One grpc.aio server interceptor for what operators see of each call: go-grpc-prometheus'
 counters (kept as plain integers here, exported by :mod:`._metrics` at scrape time) and the
-access log (one line per RPC: INFO when it succeeded, WARNING with the error's reason when not).
+access log (one line per RPC: INFO when it succeeded, WARNING with the error's reason when not;
+calls refused before they were authenticated or decoded are only counted — see
+:class:`RefusedCalls` — because an anonymous caller must not be able to flood the log).
 
 It is the outermost interceptor, so it sees every call the server routes to a handler — calls the
 auth interceptor denies and requests the decode guard rejects included — and it runs the handler
@@ -40,6 +42,36 @@ MAX_METHODS = 256  # distinct (service, method) series; beyond it calls count as
 # arbitrary text (newlines, escapes, megabytes) into the log through a field we echo.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _OK = "OK"
+# Calls refused before they were authenticated or decoded cost an anonymous caller nothing: they
+# get no line each (anyone could flood the log), only counts — in the metrics, and in at most one
+# WARNING line per window here (undecodable ones: the decode guard's own line, runtime_server.grpc.
+# _decoding).
+REFUSED_WINDOW_S = 60.0
+
+
+class RefusedCalls:
+    """At most one line per ``window_s`` about unauthenticated calls, counting the ones since."""
+
+    def __init__(self, window_s: float = REFUSED_WINDOW_S) -> None:
+        self._window = window_s
+        self._next = 0.0
+        self._count = 0
+
+    def __call__(self, method: str) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._window
+        count, self._count = self._count, 0
+        access_log.warning(
+            "%d call(s) refused UNAUTHENTICATED (missing or invalid bearer token), the latest to "
+            "%s; at most one such line per %.0f s",
+            count,
+            method,
+            self._window,
+            extra={"grpc_code": "UNAUTHENTICATED", "reason": "UNAUTHENTICATED"},
+        )
 
 
 class Histogram:
@@ -143,6 +175,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         self._known = frozenset(known_services)
         self.stats = stats
         self._access = access
+        self._refused = RefusedCalls()
 
     async def intercept_service(
         self,
@@ -222,19 +255,25 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info("%s %s %.1fms", method, code, duration_ms, extra=extra)
             return
-        if access_log.isEnabledFor(logging.WARNING):
-            reason = _reason(context)
-            extra["reason"] = reason
-            details = context.details() if exc is not None else ""
-            access_log.warning(
-                "%s %s %.1fms%s%s",
-                method,
-                code,
-                duration_ms,
-                f" reason={reason}" if reason else "",
-                f": {details}" if details else "",
-                extra=extra,
-            )
+        if not access_log.isEnabledFor(logging.WARNING):
+            return
+        reason = _reason(context)
+        if code == "UNAUTHENTICATED":
+            self._refused(method)
+            return
+        if reason == "MALFORMED_REQUEST":
+            return  # the decode guard logs these, rate-limited
+        extra["reason"] = reason
+        details = context.details() if exc is not None else ""
+        access_log.warning(
+            "%s %s %.1fms%s%s",
+            method,
+            code,
+            duration_ms,
+            f" reason={reason}" if reason else "",
+            f": {details}" if details else "",
+            extra=extra,
+        )
 
     def _unary(
         self, method: str, known: bool, behaviour: Callable[[Any, Any], Awaitable[Any]]
