@@ -19,12 +19,16 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from runtime_server.grpc._observe import ObservingInterceptor, RpcStats
 from runtime_server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 log = logging.getLogger("runtime_server.grpc")
 
@@ -56,7 +60,7 @@ class Ops:
         self.metrics_port = 0
         self.health_port = 0
         self._stats: RpcStats | None = None
-        self._registry = None
+        self._registry: CollectorRegistry | None = None
         self.interceptors: list[grpc.aio.ServerInterceptor] = []
         if options.metrics_listen is not None:
             from runtime_server.grpc._metrics import registry_for  # prometheus only when asked
@@ -127,7 +131,7 @@ class Ops:
             else:
                 from runtime_server.grpc._metrics import exposition
 
-                status, ctype = "200 OK", None
+                status = "200 OK"
                 ctype, body = exposition(self._registry)
             writer.write(
                 f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"

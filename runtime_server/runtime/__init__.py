@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime_server.runtime._eventlog import EventLog, Subscription
+from runtime_server.runtime._observer import RuntimeCounters, RuntimeObserver
 from runtime_server.runtime._profiles import (
     PROVIDER_KINDS,
     Config,
@@ -41,7 +42,9 @@ __all__ = [
     "ProviderConfig",
     "ProviderFactory",
     "Runtime",
+    "RuntimeCounters",
     "RuntimeInfo",
+    "RuntimeObserver",
     "RuntimeState",
     "Subscription",
     "ToolsFactory",
