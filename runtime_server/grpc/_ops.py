@@ -36,6 +36,10 @@ MAX_REQUEST_HEAD = 8192  # bytes of an HTTP request head we read before giving u
 HTTP_TIMEOUT_S = 10.0
 
 
+class OpsListenError(OSError):
+    """The metrics or health address cannot be bound (the message names the flag)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OpsOptions:
     """What ``serve`` turns on for operators (all off by default; embedded servers pay nothing)."""
@@ -88,9 +92,15 @@ class Ops:
             return
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        port = server.add_insecure_port(self._options.health_listen)
+        try:
+            port = server.add_insecure_port(self._options.health_listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ..."
+            port = 0
         if port == 0:
-            raise OSError(f"--health-listen: cannot listen on {self._options.health_listen}")
+            raise OpsListenError(
+                f"--health-listen: cannot listen on {self._options.health_listen}: the address "
+                "is in use or not available"
+            )
         await server.start()
         self._health_server, self.health_port = server, port
 
@@ -102,8 +112,9 @@ class Ops:
         try:
             self._http = await asyncio.start_server(self._serve_http, host, int(port))
         except (OSError, ValueError) as exc:
-            raise OSError(f"--metrics-listen: cannot listen on {self._options.metrics_listen}: "
-                          f"{exc}") from None  # fmt: skip
+            raise OpsListenError(
+                f"--metrics-listen: cannot listen on {self._options.metrics_listen}: {exc}"
+            ) from None
         self.metrics_port = self._http.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -27,6 +27,7 @@ from runtime_server.runtime._runtime import (
     ToolsFactory,
     limits_from,
 )
+from runtime_server.runtime._storewatch import StoreState
 
 __all__ = [
     "FEATURES",
@@ -46,6 +47,7 @@ __all__ = [
     "RuntimeInfo",
     "RuntimeObserver",
     "RuntimeState",
+    "StoreState",
     "Subscription",
     "ToolsFactory",
     "default_config",

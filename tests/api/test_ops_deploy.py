@@ -5,6 +5,7 @@ serves mTLS + token on its main port, SERVING on its plaintext health port and m
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -22,7 +23,7 @@ from test_ops_health_port import SERVING, check, make_mtls_files
 from test_ops_metrics import scrape, value
 
 from runtime_client import RuntimeClient
-from runtime_server.cli import _serve_parser
+from runtime_server.cli import _serve_options
 from runtime_server.runtime import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,12 @@ DEPLOY = REPO_ROOT / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 K8S_VERSION = "1.31.0"  # the oldest release we support: ReadWriteOncePod and gRPC probes are GA
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="worker-runtime serve")
+    _serve_options(parser)
+    return parser
 
 
 def documents() -> list[dict[str, Any]]:
