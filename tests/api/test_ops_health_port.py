@@ -6,16 +6,14 @@ draining."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tlsfiles import make_certs
 
 from runtime_client import RuntimeClient
 from runtime_server import Runtime
@@ -29,29 +27,9 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 def make_mtls_files(d: Path) -> None:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is required for the TLS tests")
-        pytest.skip("openssl is not installed")
-    for name in ("ca", "server", "client"):
-        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=d)
-    openssl("req", "-x509", "-new", "-key", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=ops test CA", cwd=d)  # fmt: skip
-    exts = {"server": "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-            "client": "extendedKeyUsage=clientAuth\n"}  # fmt: skip
-    for who, ext in exts.items():
-        (d / f"{who}.ext").write_text("basicConstraints=CA:FALSE\n" + ext)
-        openssl("req", "-new", "-key", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}",
-                cwd=d)  # fmt: skip
-        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext",
-                cwd=d)  # fmt: skip
+    """ca.pem, server.pem/.key (for 127.0.0.1) and client.pem/.key in ``d`` (tests/tlsfiles)."""
+    make_certs(d)
 
 
 async def check(port: int, service: str = "") -> int:
