@@ -60,9 +60,11 @@ from runtime_client._models import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    WorkspaceClaim,
 )
 from runtime_client.errors import (
     AlreadyExists,
+    CapabilityNotAllowed,
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
@@ -73,6 +75,7 @@ from runtime_client.errors import (
     MalformedRequest,
     NotFound,
     OutOfRange,
+    PermissionDenied,
     ProfileNotFound,
     QueueFull,
     ResourceExhausted,
@@ -88,6 +91,8 @@ from runtime_client.errors import (
     WorkerAlreadyExists,
     WorkerBusy,
     WorkerNotFound,
+    WorkspaceConflict,
+    WorkspaceNotAllowed,
 )
 from runtime_client.errors import (
     WorkerStopped as WorkerStoppedError,
@@ -100,6 +105,7 @@ __all__ = [
     "Backoff",
     "BusyPolicy",
     "Capabilities",
+    "CapabilityNotAllowed",
     "ConfigBundleRef",
     "Created",
     "CursorAhead",
@@ -126,6 +132,7 @@ __all__ = [
     "Page",
     "PartialDiscarded",
     "Payload",
+    "PermissionDenied",
     "Profile",
     "ProfileNotFound",
     "QueueFull",
@@ -172,4 +179,7 @@ __all__ = [
     "WorkerStopped",
     "WorkerStoppedError",
     "Workspace",
+    "WorkspaceClaim",
+    "WorkspaceConflict",
+    "WorkspaceNotAllowed",
 ]

@@ -10,7 +10,7 @@ new enum value only needs a model member.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import TypeVar
 
@@ -78,6 +78,7 @@ from runtime_client._models import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    WorkspaceClaim,
 )
 
 E = TypeVar("E", bound=enum.Enum)
@@ -128,7 +129,12 @@ def workspace(m: pb.Workspace) -> Workspace:
     return Workspace(
         m.root,
         tuple(Mount(x.path, _MOUNT_MODE.get(x.mode, MountMode.UNSPECIFIED)) for x in m.mounts),
+        _MOUNT_MODE.get(m.root_mode, MountMode.UNSPECIFIED),
     )
+
+
+def workspace_claim(m: management_pb.WorkspaceClaim) -> WorkspaceClaim:
+    return WorkspaceClaim(m.worker_id, m.path, _MOUNT_MODE.get(m.mode, MountMode.UNSPECIFIED))
 
 
 def worker(m: pb.Worker) -> Worker:
@@ -149,6 +155,8 @@ def worker(m: pb.Worker) -> Worker:
             else None
         ),
         queued_runs=m.queued_runs,
+        capabilities=tuple(m.capabilities),
+        tools=tuple(m.tools),
     )
 
 
@@ -231,6 +239,10 @@ def limits(m: management_pb.Limits) -> Limits:
         heartbeat_interval_seconds=m.heartbeat_interval_seconds,
         max_message_bytes=m.max_message_bytes,
         max_retained_runs=m.max_retained_runs,
+        max_mounts=m.max_mounts,
+        max_file_read_bytes=m.max_file_read_bytes,
+        max_file_scan_bytes=m.max_file_scan_bytes,
+        max_file_write_bytes=m.max_file_write_bytes,
     )
 
 
@@ -250,9 +262,16 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         oldest_seq=m.oldest_seq,
         subscribers=m.subscribers,
         limits=limits(m.limits),
-        capabilities=Capabilities(tuple(c.provider_kinds), tuple(c.profiles), tuple(c.features)),
+        capabilities=Capabilities(
+            tuple(c.provider_kinds),
+            tuple(c.profiles),
+            tuple(c.features),
+            tuple(c.worker_capabilities),
+        ),
         usage=usage(m.usage),
         auth_required=m.auth_required,
+        workspace_claims=m.workspace_claims,
+        workspace_claims_read_write=m.workspace_claims_read_write,
         store_state=_STORE_STATE.get(m.store_state, StoreState.UNSPECIFIED),
         store_error=m.store_error,
     )
@@ -370,6 +389,7 @@ def create_worker_request(
     workspace: Workspace | None,
     config_bundle: ConfigBundleRef | None,
     initial_input: str,
+    capabilities: Sequence[str] = (),
 ) -> catalog_pb.CreateWorkerRequest:
     req = catalog_pb.CreateWorkerRequest(
         worker_id=worker_id,
@@ -378,9 +398,11 @@ def create_worker_request(
         labels=labels or {},
         request_id=request_id,
         initial_input=initial_input,
+        capabilities=list(capabilities),
     )
     if workspace is not None:
         req.workspace.root = workspace.root
+        req.workspace.root_mode = _MOUNT_MODE_TO_WIRE[workspace.root_mode]
         for mount in workspace.mounts:
             req.workspace.mounts.add(path=mount.path, mode=_MOUNT_MODE_TO_WIRE[mount.mode])
     if config_bundle is not None:

@@ -154,7 +154,10 @@ async def serve(args: argparse.Namespace) -> int:
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
         )
-    runtime = Runtime(store=store, config=config, limits=limits)
+    # No workspace may overlap the runtime's own data directory or its config file.
+    reserved = [p for p in (args.data_dir if args.store == "sqlite" else None, args.config) if p]
+    policy = config.policy.with_reserved(*reserved)
+    runtime = Runtime(store=store, config=config, limits=limits, policy=policy)
     try:
         ops = OpsOptions(args.metrics_listen, args.health_listen, args.access_log)
         server = await start_server(runtime, args.listen, auth_token=token, tls=tls, ops=ops)

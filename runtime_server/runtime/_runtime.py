@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -64,20 +65,22 @@ from runtime_server.model import (
     message_chars,
     now,
 )
+from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._observer import MeteredProvider, RuntimeCounters, RuntimeObserver
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
+from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
-from runtime_server.runtime._tools import builtin_tools
 from runtime_server.runtime._validation import (
     check_labels,
     check_len,
     check_request_id,
     check_workspace,
 )
+from runtime_server.runtime._workspaces import Workspaces
 from runtime_server.store import (
     AppendTranscript,
     DeleteWorkerData,
@@ -110,6 +113,8 @@ FEATURES = (
     "cancellation",
     "usage",
     "diagnostics",
+    "workspaces",
+    "capabilities",
 )
 
 ProviderFactory = Callable[[Profile], engine.Provider]
@@ -145,6 +150,9 @@ class RuntimeInfo:
     profiles: tuple[str, ...]
     features: tuple[str, ...]
     usage: engine.Usage
+    workspace_claims: int = 0
+    workspace_claims_read_write: int = 0
+    worker_capabilities: tuple[str, ...] = ()
     store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
     store_error: str = ""
 
@@ -245,9 +253,17 @@ class Runtime:
         limits: Limits | None = None,
         provider_factory: ProviderFactory | None = None,
         tools_factory: ToolsFactory | None = None,
+        policy: HostPolicy | None = None,
     ) -> None:
         self._config = config or default_config()
         self._limits = limits or limits_from(self._config.limits)
+        # Host policy (allowed roots, protected paths, capabilities): the argument, else the
+        # config's [workspaces]/[capabilities]. A SQLite store's directory is never a workspace.
+        policy = policy or self._config.policy
+        store_path = getattr(store, "path", None)
+        if store_path is not None:
+            policy = policy.with_reserved(os.path.dirname(os.path.realpath(store_path)))
+        self._workspaces = Workspaces(policy, self._limits)
         # Pages (events, transcript) are bounded by size as well as count, so that a page always
         # fits in one gRPC message: a quarter of the message limit in characters (UTF-8 is at most
         # 4 bytes a character), less headroom for framing.
@@ -259,7 +275,7 @@ class Runtime:
         # One pooled HTTP client for every provider; created lazily, closed by close().
         self._http: httpx.AsyncClient | None = None
         self._provider_factory = provider_factory
-        self._tools_factory: ToolsFactory = tools_factory or builtin_tools
+        self._tools_factory: ToolsFactory = tools_factory or self._workspaces.tools_factory()
         self._providers: dict[str, engine.Provider] = {}
         # Servers of bundled local models (local_model providers): started lazily, stopped by close.
         self._local_models = LocalModels(notify=self._on_local_model)
@@ -390,6 +406,35 @@ class Runtime:
                 f"{_count(interrupted, 'run')} marked INTERRUPTED; "
                 f"event log continues after seq {last_seq}",
             )
+        # Claims follow the workers just loaded (at start, and after a store failure rolled
+        # memory back to the committed state).
+        self._reclaim()
+
+    def _reclaim(self) -> None:
+        """Rebuild the allocation manager's claims from the live workers, in creation order; a
+        worker whose paths now conflict or fall outside the host policy (a symlink retargeted
+        while the runtime was down) is stopped with a diagnostic, never left sharing a path
+        read-write or reaching one the host does not allow."""
+        log_ = self._require_log()
+        for slot in self._slots.values():
+            w = slot.worker
+            if w.tools is None:  # stored before effective tools were recorded
+                tools = self._workspaces.tools_of(self._config.profiles.get(w.profile), w)
+                slot.worker = replace(w, tools=tools)
+        losers = self._workspaces.rebuild([s.worker for s in self._slots.values()])
+        for worker_id, refusal in losers:
+            slot = self._slots[worker_id]
+            previous = slot.worker.state
+            slot.worker = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
+            what = "conflict" if refusal.reason == "WORKSPACE_CONFLICT" else "not allowed"
+            reason = f"workspace {what} at start: {refusal.message}"
+            log_.append(
+                worker_id,
+                "",
+                [WorkerStateChanged(previous, WorkerState.STOPPED), WorkerStopped(reason)],
+                [PutWorker(slot.worker)],
+            )
+            self._diagnose(DiagnosticLevel.ERROR, refusal.reason, reason, worker_id)
 
     def _close_dangling_calls(self, slot: _Slot) -> None:
         log_ = self._require_log()
@@ -540,6 +585,7 @@ class Runtime:
             by_state[slot.worker.state] += 1
             active += slot.active is not None
             queued += len(slot.queue)
+        claims, rw_claims = self._workspaces.allocations.counts()
         return RuntimeInfo(
             runtime_id=self._runtime_id,
             state=self._state,
@@ -559,8 +605,21 @@ class Runtime:
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            workspace_claims=claims,
+            workspace_claims_read_write=rw_claims,
+            worker_capabilities=self._workspaces.policy.allowed_capabilities,
             store_state=self._store_watch.state,
             store_error=self._store_watch.error,
+        )
+
+    def list_workspace_claims(
+        self, worker_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Page[Claim]:
+        """Claims of live workers (ordered by worker creation), optionally of one worker."""
+        if worker_id:
+            worker_id = self._slot(worker_id).worker.worker_id
+        return self._workspaces.claims_page(
+            worker_id, self._page_size(page_size), page_token, self._page_chars
         )
 
     def list_profiles(self) -> list[Profile]:
@@ -614,6 +673,7 @@ class Runtime:
         workspace: Workspace | None = None,
         config_bundle: ConfigBundleRef | None = None,
         initial_input: str = "",
+        capabilities: tuple[str, ...] | list[str] = (),
     ) -> Created:
         log_ = self._check_serving()
         lim = self._limits
@@ -639,7 +699,7 @@ class Runtime:
             check_len("initial_input", initial_input, lim.max_input_chars)
         fp = fingerprint(
             worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
-            initial_input,
+            initial_input, *([list(capabilities)] if capabilities else []),
         )  # fmt: skip
         if request_id:
             prior = self._create_keys.get(request_id)
@@ -655,6 +715,11 @@ class Runtime:
                     key = slot.request_keys.get(_initial_key(request_id))
                     run = self._runs.get(key.result) if key else None
                 return Created(self._snapshot(slot), prior.seq, run)
+        # Host policy, paths and capabilities: after the idempotency lookup (a retry returns the
+        # first result even if a directory has gone since), and synchronous up to the claim.
+        prepared = self._workspaces.prepare(
+            self._config.profiles[profile], workspace, tuple(capabilities)
+        )
         if worker_id and worker_id in self._slots:
             raise errors.WorkerAlreadyExists(worker_id)
         if len(self._slots) >= lim.max_workers:
@@ -669,7 +734,12 @@ class Runtime:
             created_at=now(),
             workspace=workspace,
             config_bundle=config_bundle,
+            capabilities=prepared.capabilities,
+            tools=prepared.tools,
         )
+        # Check-and-claim with no await since the checks above: of N concurrent creates on one
+        # path exactly one wins (WORKSPACE_CONFLICT for the others).
+        self._workspaces.allocations.claim(worker.worker_id, prepared.places)
         slot = _Slot(worker=worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
@@ -742,6 +812,8 @@ class Runtime:
         previous = slot.worker.state
         stopped = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
         slot.worker = stopped
+        # The run is over (no tool can still write): the worker's paths are free again.
+        self._workspaces.allocations.release(stopped.worker_id)
         events = log_.append(
             stopped.worker_id,
             "",
@@ -759,6 +831,7 @@ class Runtime:
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
+        self._workspaces.allocations.release(worker_id)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
         self._usage = self._usage - slot.worker.usage
@@ -923,7 +996,7 @@ class Runtime:
             history.extend(e.message for e in slot.transcript[len(history) :])
             # run_turn copies the history before it appends to it: passing the list is safe
             result = await engine.run_turn(
-                provider, turn, history, emit=self._emitter(slot, run.run_id), tools=tools
+                provider, turn, history, emit=self._emitter(slot, run.run_id, tools), tools=tools
             )
             stop_reason = result.stop_reason.value
             if result.stop_reason is engine.StopReason.LIMIT_REACHED:
@@ -947,7 +1020,9 @@ class Runtime:
             )
         self._finish(slot, run.run_id, state, "", error, stop_reason)
 
-    def _emitter(self, slot: _Slot, run_id: str) -> engine.Emit:
+    def _emitter(
+        self, slot: _Slot, run_id: str, tools: engine.ToolRegistry | None = None
+    ) -> engine.Emit:
         log_ = self._require_log()
         append_one = log_.append_one
         worker_id = slot.worker.worker_id
@@ -960,6 +1035,16 @@ class Runtime:
 
         def on_tool_start(ev: Any) -> None:
             append_one(worker_id, run_id, ToolCallStarted(ev.call_id, ev.name, ev.arguments))
+            if tools is not None and tools.get(ev.name) is None:
+                # the engine answers it with an error result; the operator learns of it here
+                self._diagnose(
+                    DiagnosticLevel.WARNING,
+                    "TOOL_NOT_ALLOWED",
+                    f"the model asked for tool {ev.name[:64]!r}, which is not among this "
+                    f"worker's tools ({', '.join(slot.worker.tools or ()) or 'none'})",
+                    worker_id,
+                    run_id,
+                )
 
         def on_tool_end(ev: Any) -> None:
             append_one(

@@ -99,6 +99,10 @@ class Limits(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_RETAINED_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_MOUNTS_FIELD_NUMBER: _builtins.int
+    MAX_FILE_READ_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_FILE_SCAN_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_FILE_WRITE_BYTES_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -120,6 +124,14 @@ class Limits(_message.Message):
     max_message_bytes: _builtins.int
     max_retained_runs: _builtins.int
     """Finished runs kept for GetRun; older ones are forgotten (RUN_NOT_FOUND)."""
+    max_mounts: _builtins.int
+    """Mounts one workspace may have (besides its root)."""
+    max_file_read_bytes: _builtins.int
+    """File tools: text one read_file returns, how far into a file it may look, and the content
+    write_file takes (also the largest file edit_file rewrites).
+    """
+    max_file_scan_bytes: _builtins.int
+    max_file_write_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -143,10 +155,14 @@ class Limits(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         max_message_bytes: _builtins.int = ...,
         max_retained_runs: _builtins.int = ...,
+        max_mounts: _builtins.int = ...,
+        max_file_read_bytes: _builtins.int = ...,
+        max_file_scan_bytes: _builtins.int = ...,
+        max_file_write_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -159,22 +175,28 @@ class Capabilities(_message.Message):
     PROVIDER_KINDS_FIELD_NUMBER: _builtins.int
     PROFILES_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
+    WORKER_CAPABILITIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def provider_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def profiles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def worker_capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The worker capabilities this host allows (fs.read, fs.write, clock)."""
+
     def __init__(
         self,
         *,
         provider_kinds: _abc.Iterable[_builtins.str] | None = ...,
         profiles: _abc.Iterable[_builtins.str] | None = ...,
         features: _abc.Iterable[_builtins.str] | None = ...,
+        worker_capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "profiles", b"profiles", "provider_kinds", b"provider_kinds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "profiles", b"profiles", "provider_kinds", b"provider_kinds", "worker_capabilities", b"worker_capabilities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -229,6 +251,8 @@ class RuntimeInfo(_message.Message):
     AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
     STORE_STATE_FIELD_NUMBER: _builtins.int
     STORE_ERROR_FIELD_NUMBER: _builtins.int
+    WORKSPACE_CLAIMS_FIELD_NUMBER: _builtins.int
+    WORKSPACE_CLAIMS_READ_WRITE_FIELD_NUMBER: _builtins.int
     runtime_id: _builtins.str
     state: Global___RuntimeState.ValueType
     version: _builtins.str
@@ -245,6 +269,9 @@ class RuntimeInfo(_message.Message):
     store_state: Global___StoreState.ValueType
     store_error: _builtins.str
     """Why the store is not OK (empty when it is)."""
+    workspace_claims: _builtins.int
+    """Claims held by live workers (see ListWorkspaceClaims), and how many are read-write."""
+    workspace_claims_read_write: _builtins.int
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -275,10 +302,12 @@ class RuntimeInfo(_message.Message):
         auth_required: _builtins.bool = ...,
         store_state: Global___StoreState.ValueType = ...,
         store_error: _builtins.str = ...,
+        workspace_claims: _builtins.int = ...,
+        workspace_claims_read_write: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers", "workspace_claims", b"workspace_claims", "workspace_claims_read_write", b"workspace_claims_read_write"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -454,3 +483,84 @@ class ListProfilesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListProfilesResponse: _TypeAlias = ListProfilesResponse  # noqa: Y015
+
+@_typing.final
+class WorkspaceClaim(_message.Message):
+    """One path a live worker holds: its real path (symlinks resolved) and mode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    path: _builtins.str
+    mode: _types_pb2.MountMode.ValueType
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+        mode: _types_pb2.MountMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "path", b"path", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkspaceClaim: _TypeAlias = WorkspaceClaim  # noqa: Y015
+
+@_typing.final
+class ListWorkspaceClaimsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Only this worker's claims (empty = all)."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkspaceClaimsRequest: _TypeAlias = ListWorkspaceClaimsRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkspaceClaimsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total_size: _builtins.int
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkspaceClaim]:
+        """Ordered by worker creation, then path."""
+
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[Global___WorkspaceClaim] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkspaceClaimsResponse: _TypeAlias = ListWorkspaceClaimsResponse  # noqa: Y015
