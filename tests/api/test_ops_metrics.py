@@ -15,8 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime_client import RunState, RuntimeClient, WorkerNotFound
 from runtime_server import Runtime
+from runtime_server.errors import SubscriberLagging
 from runtime_server.grpc import OpsOptions, RuntimeServer, start_server
-from runtime_server.runtime import parse_config
+from runtime_server.model import Limits
+from runtime_server.runtime import Subscription, parse_config
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CATALOG = "worker_runtime.v1.CatalogService"
@@ -202,4 +204,43 @@ async def test_metrics_and_health_ports_are_off_by_default() -> None:
         assert server.metrics_port == 0
         assert server.health_port == 0
     finally:
+        await server.stop(0)
+
+
+async def drain(sub: Subscription) -> None:
+    while await sub.next(0) is not None:
+        pass
+
+
+async def test_subscribers_cut_for_lagging_and_at_shutdown_are_counted_by_reason() -> None:
+    runtime = Runtime(limits=Limits(subscriber_buffer_events=8))
+    server = await start_server(
+        runtime, "127.0.0.1:0", ops=OpsOptions(metrics_listen="127.0.0.1:0")
+    )
+    client = RuntimeClient(f"127.0.0.1:{server.port}")
+    try:
+        stalled = runtime.subscribe()  # never read: cut once it is 8 events behind
+        reader = runtime.subscribe()  # read as events come: ended only by the shutdown below
+        got: list[object] = []
+
+        async def read() -> None:
+            async for event in reader:
+                got.append(event)
+
+        reading = asyncio.create_task(read())
+        worker = (await client.create_worker()).worker
+        accepted = await client.send_input(worker.worker_id, " ".join(["word"] * 30))
+        await client.wait_run(accepted.run.run_id, timeout=BOUND)
+        samples = await scrape(server.metrics_port)
+        assert value(samples, "worker_runtime_subscriber_cuts_total", reason="lagging") == 1
+        assert value(samples, "worker_runtime_subscribers") == 1  # the reader
+        with pytest.raises(SubscriberLagging):
+            await drain(stalled)
+        runtime._require_log().close_all()
+        await asyncio.wait_for(reading, BOUND)
+        assert len(got) > 30
+        assert value(await scrape(server.metrics_port),
+                     "worker_runtime_subscriber_cuts_total", reason="shutdown") == 1  # fmt: skip
+    finally:
+        await client.close()
         await server.stop(0)
