@@ -239,6 +239,9 @@ def limits(m: management_pb.Limits) -> Limits:
         heartbeat_interval_seconds=m.heartbeat_interval_seconds,
         max_message_bytes=m.max_message_bytes,
         max_retained_runs=m.max_retained_runs,
+        max_memory_bytes=m.max_memory_bytes,
+        transcript_window_bytes=m.transcript_window_bytes,
+        transcript_cache_bytes=m.transcript_cache_bytes,
         max_mounts=m.max_mounts,
         max_file_read_bytes=m.max_file_read_bytes,
         max_file_scan_bytes=m.max_file_scan_bytes,
@@ -274,6 +277,7 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         workspace_claims_read_write=m.workspace_claims_read_write,
         store_state=_STORE_STATE.get(m.store_state, StoreState.UNSPECIFIED),
         store_error=m.store_error,
+        memory_bytes=m.memory_bytes,
     )
 
 

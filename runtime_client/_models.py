@@ -323,6 +323,9 @@ class Limits:
     heartbeat_interval_seconds: float = 0.0
     max_message_bytes: int = 0
     max_retained_runs: int = 0
+    max_memory_bytes: int = 0
+    transcript_window_bytes: int = 0
+    transcript_cache_bytes: int = 0
     max_mounts: int = 0
     max_file_read_bytes: int = 0
     max_file_scan_bytes: int = 0
@@ -366,6 +369,7 @@ class RuntimeInfo:
     workspace_claims_read_write: int = 0
     store_state: StoreState = StoreState.UNSPECIFIED
     store_error: str = ""
+    memory_bytes: int = 0  # estimated bytes held against limits.max_memory_bytes
 
 
 # --- event payloads ---------------------------------------------------------------------------

@@ -24,7 +24,8 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
-    │   └── SubscriberLagging         SUBSCRIBER_LAGGING  (.last_seq)
+    │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (.last_seq)
+    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (.limit, .held, .needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (.oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD        (.last_seq)
@@ -64,6 +65,7 @@ __all__ = [
     "InternalError",
     "InvalidArgument",
     "MalformedRequest",
+    "MemoryBudgetExceeded",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
@@ -285,6 +287,25 @@ class SubscriberLagging(ResourceExhausted):
     @property
     def last_seq(self) -> int:
         return self._int("last_seq")
+
+
+class MemoryBudgetExceeded(ResourceExhausted):
+    """The runtime's estimated memory is at its ``max_memory_bytes``: ``held`` bytes, and the
+    request needed ``needed`` more."""
+
+    reason = "MEMORY_BUDGET_EXCEEDED"
+
+    @property
+    def limit(self) -> int:
+        return self._int("limit")
+
+    @property
+    def held(self) -> int:
+        return self._int("held")
+
+    @property
+    def needed(self) -> int:
+        return self._int("needed")
 
 
 class OutOfRange(RuntimeClientError):

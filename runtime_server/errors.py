@@ -21,7 +21,8 @@
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
-    │   └── SubscriberLagging         SUBSCRIBER_LAGGING (carries last_seq)
+    │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (carries last_seq)
+    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (carries limit, held, needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED (carries oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD (carries last_seq)
@@ -205,6 +206,24 @@ class SubscriberLagging(ResourceExhausted):
             buffer=str(buffer),
         )
         self.last_seq = last_seq
+
+
+class MemoryBudgetExceeded(ResourceExhausted):
+    """Taking the request would take the Runtime's estimated memory past ``max_memory_bytes``."""
+
+    reason = "MEMORY_BUDGET_EXCEEDED"
+
+    def __init__(self, limit: int, held: int, needed: int) -> None:
+        super().__init__(
+            f"the runtime's memory budget is full: {held} of {limit} bytes are held and this "
+            f"request needs {needed} more (finish or stop queued work, or delete workers)",
+            limit=str(limit),
+            held=str(held),
+            needed=str(needed),
+        )
+        self.limit = limit
+        self.held = held
+        self.needed = needed
 
 
 class OutOfRange(RuntimeError_):

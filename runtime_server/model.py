@@ -277,6 +277,12 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     # Finished runs kept for GetRun (oldest forgotten first; a forgotten run is RUN_NOT_FOUND).
     max_retained_runs: int = 100_000
+    # The runtime-wide memory budget (estimated bytes: the memory store's data, transcript
+    # windows, queued inputs, histories read for active runs, records); new work past it is
+    # refused with MEMORY_BUDGET_EXCEEDED. Transcript windows: per worker, and all together.
+    max_memory_bytes: int = 1024 * 1024 * 1024
+    transcript_window_bytes: int = 4 * 1024 * 1024
+    transcript_cache_bytes: int = 256 * 1024 * 1024
     # Workspaces: mounts one workspace may have besides its root, and the file tools' caps.
     max_mounts: int = 16
     max_file_read_bytes: int = 64 * 1024

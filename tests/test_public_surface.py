@@ -35,6 +35,7 @@ SURFACES: dict[str, set[str]] = {
         "InputCommitted",
         "InternalError",
         "InvalidArgument",
+        "MemoryBudgetExceeded",
         "Limits",
         "MalformedRequest",
         "Message",
@@ -155,6 +156,9 @@ SURFACES: dict[str, set[str]] = {
         "StoreOpenError",
         "StoreStats",
         "StoredState",
+        "entry_bytes",
+        "run_input_bytes",
+        "text_bytes",
     },
 }
 

@@ -240,6 +240,9 @@ def limits(lim: m.Limits) -> mpb.Limits:
         heartbeat_interval_seconds=lim.heartbeat_interval_s,
         max_message_bytes=lim.max_message_bytes,
         max_retained_runs=lim.max_retained_runs,
+        max_memory_bytes=lim.max_memory_bytes,
+        transcript_window_bytes=lim.transcript_window_bytes,
+        transcript_cache_bytes=lim.transcript_cache_bytes,
         max_mounts=lim.max_mounts,
         max_file_read_bytes=lim.max_file_read_bytes,
         max_file_scan_bytes=lim.max_file_scan_bytes,
@@ -279,6 +282,7 @@ def runtime_info(info: RuntimeInfo, *, auth_required: bool) -> mpb.RuntimeInfo:
         workspace_claims_read_write=info.workspace_claims_read_write,
         store_state=STORE_STATE[info.store_state],
         store_error=info.store_error,
+        memory_bytes=info.memory_bytes,
     )
 
 

@@ -204,7 +204,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def GetTranscript(
         self, request: opb.GetTranscriptRequest, context: Ctx
     ) -> opb.GetTranscriptResponse:
-        page = self._runtime.get_transcript(
+        page = await self._runtime.get_transcript(
             request.worker_id, request.page_size, request.page_token
         )
         return opb.GetTranscriptResponse(

@@ -66,6 +66,13 @@ from runtime_server.model import (
     now,
 )
 from runtime_server.runtime._allocation import Claim
+from runtime_server.runtime._budget import (
+    KEY_RECORD_BYTES,
+    RUN_RECORD_BYTES,
+    WORKER_RECORD_BYTES,
+    InputQueue,
+    MemoryBudget,
+)
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
@@ -74,6 +81,7 @@ from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
+from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._validation import (
     check_labels,
     check_len,
@@ -91,6 +99,7 @@ from runtime_server.store import (
     PutWorker,
     Store,
     StoredState,
+    text_bytes,
 )
 
 log = logging.getLogger("runtime_server")
@@ -155,6 +164,7 @@ class RuntimeInfo:
     worker_capabilities: tuple[str, ...] = ()
     store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
     store_error: str = ""
+    memory_bytes: int = 0  # estimated, against limits.max_memory_bytes (see _budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +194,8 @@ class _Slot:
     """A worker's mutable state inside the Runtime."""
 
     worker: Worker
-    transcript: list[TranscriptEntry] = field(default_factory=list)
-    # The transcript's messages, as the engine takes them: extended from the (append-only)
-    # transcript at each run's start, so a run costs O(new entries), not a copy of the history.
-    history: list[engine.Message] = field(default_factory=list)
+    # Its length and newest entries only; the rest is read from the store (see _transcripts).
+    transcript: TranscriptWindow
     active: Run | None = None
     task: asyncio.Task[None] | None = None
     run_usage: engine.Usage = field(default_factory=engine.Usage)
@@ -271,6 +279,17 @@ class Runtime:
         self._store: Store = store or MemoryStore(
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
+            # The log may take half the memory budget; the rest is left to the state.
+            retention_bytes=max(1, self._limits.max_memory_bytes // 2),
+        )
+        lim = self._limits
+        self._transcripts = Transcripts(
+            self._store,
+            window_bytes=lim.transcript_window_bytes,
+            cache_bytes=min(lim.transcript_cache_bytes, lim.max_memory_bytes),
+        )
+        self._budget = MemoryBudget(
+            lim.max_memory_bytes, self._store, self._transcripts, self._record_bytes
         )
         # One pooled HTTP client for every provider; created lazily, closed by close().
         self._http: httpx.AsyncClient | None = None
@@ -295,6 +314,7 @@ class Runtime:
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._store_watch = StoreWatch(self)
+        self._open_tails: Mapping[str, list[TranscriptEntry]] = {}  # _load -> _recover
         self._observer: RuntimeObserver | None = None  # operators' metrics (_observer)
 
     # --- lifecycle ---
@@ -335,15 +355,16 @@ class Runtime:
         self._finished = deque()
         self._run_count = 0
         self._usage = engine.Usage()
+        self._transcripts.reset()  # windows and queues are rebuilt with the slots
+        self._budget.queued_bytes = 0
 
     def _load(self, stored: StoredState) -> None:
         """Workers, runs, transcripts and keys as the store has them (at start, and after a
-        store failure)."""
+        store failure). Transcripts: lengths only, and the open tails for ``_recover``."""
+        lengths = stored.transcript_lengths
+        self._open_tails = stored.transcripts
         for worker in stored.workers:
-            self._slots[worker.worker_id] = _Slot(worker=worker)
-        for wid, entries in stored.transcripts.items():
-            if wid in self._slots:
-                self._slots[wid].transcript = list(entries)
+            self._slots[worker.worker_id] = self._new_slot(worker, lengths.get(worker.worker_id, 0))
         lim = self._limits
         for key in stored.request_keys:  # oldest first: the same bounded LRU as before the stop
             if key.scope == "create":
@@ -352,6 +373,7 @@ class Runtime:
                 slot_keys = self._slots[key.scope].request_keys
                 self._remember(slot_keys, key, lim.idempotency_keys_per_worker)
         for run in sorted(stored.runs, key=lambda r: (r.finished_at or r.created_at, r.run_id)):
+            run = _without_input(run)  # runs are kept as metadata; the store has the text
             self._runs[run.run_id] = run
             if run.worker_id in self._slots:
                 self._slots[run.worker_id].run_count += 1
@@ -367,8 +389,9 @@ class Runtime:
         so the transcript is valid for the next turn."""
         log_ = self._require_log()
         last_seq = log_.last_assigned_seq
-        for slot in self._slots.values():
-            self._close_dangling_calls(slot)
+        tails, self._open_tails = self._open_tails, {}  # from _load; not kept
+        for wid, slot in self._slots.items():
+            self._close_dangling_calls(slot, tails.get(wid, []))
         interrupted = 0
         for run in list(self._runs.values()):
             if run.state.terminal:
@@ -386,6 +409,7 @@ class Runtime:
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
                 error=RunError("INTERRUPTED", f"{why} while this run was {where}"),
+                input_text="",
             )
             self._runs[run.run_id] = done
             self._retire(done)
@@ -436,10 +460,10 @@ class Runtime:
             )
             self._diagnose(DiagnosticLevel.ERROR, refusal.reason, reason, worker_id)
 
-    def _close_dangling_calls(self, slot: _Slot) -> None:
+    def _close_dangling_calls(self, slot: _Slot, tail: list[TranscriptEntry]) -> None:
         log_ = self._require_log()
         calls: list[tuple[TranscriptEntry, engine.ToolCall]] = []
-        for entry in slot.transcript:
+        for entry in tail:  # the open tail (from the last non-tool message): all that matters
             message = entry.message  # only the tail can be open: what follows a call closes it
             if message.role is not engine.Role.TOOL:
                 calls = [(entry, call) for call in message.tool_calls]
@@ -610,6 +634,7 @@ class Runtime:
             worker_capabilities=self._workspaces.policy.allowed_capabilities,
             store_state=self._store_watch.state,
             store_error=self._store_watch.error,
+            memory_bytes=self._budget.held(),
         )
 
     def list_workspace_claims(
@@ -724,6 +749,9 @@ class Runtime:
             raise errors.WorkerAlreadyExists(worker_id)
         if len(self._slots) >= lim.max_workers:
             raise errors.TooManyWorkers(lim.max_workers)
+        self._budget.admit(
+            WORKER_RECORD_BYTES + (text_bytes(initial_input) if initial_input else 0)
+        )
         worker = Worker(
             worker_id=worker_id or uuid7(),
             runtime_id=self._runtime_id,
@@ -740,7 +768,7 @@ class Runtime:
         # Check-and-claim with no await since the checks above: of N concurrent creates on one
         # path exactly one wins (WORKSPACE_CONFLICT for the others).
         self._workspaces.allocations.claim(worker.worker_id, prepared.places)
-        slot = _Slot(worker=worker)
+        slot = self._new_slot(worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
         seq = log_.last_assigned_seq + 1
@@ -831,6 +859,7 @@ class Runtime:
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
+        self._transcripts.drop(slot.transcript)
         self._workspaces.allocations.release(worker_id)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
@@ -895,8 +924,10 @@ class Runtime:
         if slot.worker.state is WorkerState.STOPPED or slot.stopping:
             raise errors.WorkerStopped(slot.worker.worker_id)
         worker_id = slot.worker.worker_id
-        run = Run(uuid7(), worker_id, RunState.QUEUED, now(), input_text=text)
-        payloads: list[Payload] = [RunQueued(run)]
+        run_id, created = uuid7(), now()
+        run = Run(run_id, worker_id, RunState.QUEUED, created, input_text=text)
+        # Events carry the run as metadata: the text travels once, in InputCommitted.
+        payloads: list[Payload] = [RunQueued(Run(run_id, worker_id, RunState.QUEUED, created))]
         mutations: list[Mutation] = [PutRun(run)]
         start = slot.active is None
         if not start:
@@ -908,6 +939,7 @@ class Runtime:
                 raise errors.WorkerBusy(worker_id, busy)
             if len(slot.queue) >= lim.max_queue_per_worker:
                 raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
+        self._budget.admit(text_bytes(text) + RUN_RECORD_BYTES)
         seq = log_.last_assigned_seq + 1
         if request_id:
             key = PutRequestKey(worker_id, request_id, fp, run.run_id, seq)
@@ -935,7 +967,9 @@ class Runtime:
         self, slot: _Slot, run: Run, payloads: list[Payload], mutations: list[Mutation]
     ) -> Run:
         """Make ``run`` the active run: adds its start events/mutations to the batch."""
-        started = replace(run, state=RunState.RUNNING, started_at=now())
+        # Its text goes into the transcript (and stays in the store's record of the run): the
+        # run itself is kept as metadata only from now on.
+        started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._runs[run.run_id] = started
         entry = TranscriptEntry(
             slot.worker.worker_id,
@@ -992,8 +1026,10 @@ class Runtime:
                 prefill=profile.prefill,
                 prefill_options=profile.prefill_options,
             )
-            history = slot.history
-            history.extend(e.message for e in slot.transcript[len(history) :])
+            log_ = self._require_log()
+            history = await self._transcripts.history(
+                slot.transcript, lambda: log_.wait_committed(log_.last_assigned_seq)
+            )
             # run_turn copies the history before it appends to it: passing the list is safe
             result = await engine.run_turn(
                 provider, turn, history, emit=self._emitter(slot, run.run_id, tools), tools=tools
@@ -1120,6 +1156,7 @@ class Runtime:
         self._retire(done)
         self._run_ended(done)
         self._usage = self._usage + slot.run_usage
+        self._transcripts.release(slot.worker.worker_id)
         slot.active = None
         slot.task = None
         worker = replace(slot.worker, usage=slot.worker.usage + slot.run_usage, active_run_id="")
@@ -1155,7 +1192,13 @@ class Runtime:
         log_ = self._require_log()
         while slot.queue:
             run = slot.queue.popleft()
-            done = replace(run, state=state, finished_at=now(), error=RunError(state.value, reason))
+            done = replace(
+                run,
+                state=state,
+                finished_at=now(),
+                error=RunError(state.value, reason),
+                input_text="",
+            )
             self._runs[run.run_id] = done
             self._retire(done)
             self._run_ended(done)
@@ -1181,6 +1224,7 @@ class Runtime:
                 state=RunState.CANCELLED,
                 finished_at=now(),
                 error=RunError("CANCELLED", "cancelled by request"),
+                input_text="",
             )
             self._runs[run_id] = done
             self._retire(done)
@@ -1206,18 +1250,23 @@ class Runtime:
 
     # --- observation ---
 
-    def get_transcript(
+    async def get_transcript(
         self, worker_id: str, page_size: int = 0, page_token: str = ""
     ) -> Page[TranscriptEntry]:
+        log_ = self._require_log()
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
         start = int(decode_token(page_token, "t")) if page_token else 0
-        entries = slot.transcript
-        chunk = entries[start : start + size]
+        window = slot.transcript
+        total = len(window)
+        # Older pages come from the store; the newest from the worker's window.
+        chunk = await self._transcripts.page(
+            window, start, size, lambda: log_.wait_committed(log_.last_assigned_seq)
+        )
         chunk = chunk[: fitting(chunk, _entry_chars, self._page_chars)]
         end = start + len(chunk)
-        token = encode_token("t", str(end)) if end < len(entries) else ""
-        return Page(tuple(chunk), token, len(entries))
+        token = encode_token("t", str(end)) if end < total else ""
+        return Page(tuple(chunk), token, total)
 
     async def list_events(
         self, *, after_seq: int = 0, worker_id: str = "", page_size: int = 0
@@ -1297,6 +1346,22 @@ class Runtime:
             if old is not None and old.state.terminal:
                 del self._runs[old.run_id]
 
+    def _new_slot(self, worker: Worker, transcript_length: int = 0) -> _Slot:
+        wid = worker.worker_id
+        return _Slot(
+            worker=worker,
+            transcript=self._transcripts.open(wid, transcript_length),
+            queue=InputQueue(self._budget),
+        )
+
+    def _record_bytes(self) -> int:
+        """The memory budget's allowance for the Runtime's records (see _budget)."""
+        return (
+            len(self._slots) * WORKER_RECORD_BYTES
+            + len(self._runs) * RUN_RECORD_BYTES
+            + len(self._create_keys) * KEY_RECORD_BYTES
+        )
+
     def _page_size(self, page_size: int) -> int:
         if page_size < 0:
             raise errors.InvalidArgument("page_size", "must be >= 0")
@@ -1313,6 +1378,10 @@ class Runtime:
 
 def _entry_chars(entry: TranscriptEntry) -> int:
     return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
+
+
+def _without_input(run: Run) -> Run:
+    return replace(run, input_text="") if run.input_text else run
 
 
 def _initial_key(request_id: str) -> str:

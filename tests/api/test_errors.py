@@ -37,7 +37,17 @@ FAMILY = {
     "PermissionDenied": StatusCode.PERMISSION_DENIED,
 }
 # Structured attributes both sides expose.
-ATTRIBUTES = ("field", "active_run_id", "last_seq", "oldest_seq", "holder_worker_id", "capability")
+ATTRIBUTES = (
+    "field",
+    "active_run_id",
+    "last_seq",
+    "oldest_seq",
+    "holder_worker_id",
+    "capability",
+    "limit",
+    "held",
+    "needed",
+)
 
 
 def _tree(cls: type[server_errors.RuntimeError_]) -> Iterator[type[server_errors.RuntimeError_]]:

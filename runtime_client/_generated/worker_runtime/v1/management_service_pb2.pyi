@@ -99,6 +99,9 @@ class Limits(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_RETAINED_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_WINDOW_BYTES_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_CACHE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_MOUNTS_FIELD_NUMBER: _builtins.int
     MAX_FILE_READ_BYTES_FIELD_NUMBER: _builtins.int
     MAX_FILE_SCAN_BYTES_FIELD_NUMBER: _builtins.int
@@ -124,6 +127,14 @@ class Limits(_message.Message):
     max_message_bytes: _builtins.int
     max_retained_runs: _builtins.int
     """Finished runs kept for GetRun; older ones are forgotten (RUN_NOT_FOUND)."""
+    max_memory_bytes: _builtins.int
+    """The runtime-wide memory budget in (estimated) bytes; new work past it is refused with
+    RESOURCE_EXHAUSTED / MEMORY_BUDGET_EXCEEDED.
+    """
+    transcript_window_bytes: _builtins.int
+    """Newest transcript entries kept in memory per worker, in bytes (older ones are read from the store)."""
+    transcript_cache_bytes: _builtins.int
+    """All transcript windows together, in bytes (least recently used emptied first); part of max_memory_bytes."""
     max_mounts: _builtins.int
     """Mounts one workspace may have (besides its root)."""
     max_file_read_bytes: _builtins.int
@@ -155,6 +166,9 @@ class Limits(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         max_message_bytes: _builtins.int = ...,
         max_retained_runs: _builtins.int = ...,
+        max_memory_bytes: _builtins.int = ...,
+        transcript_window_bytes: _builtins.int = ...,
+        transcript_cache_bytes: _builtins.int = ...,
         max_mounts: _builtins.int = ...,
         max_file_read_bytes: _builtins.int = ...,
         max_file_scan_bytes: _builtins.int = ...,
@@ -162,7 +176,7 @@ class Limits(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,6 +265,7 @@ class RuntimeInfo(_message.Message):
     AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
     STORE_STATE_FIELD_NUMBER: _builtins.int
     STORE_ERROR_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     WORKSPACE_CLAIMS_FIELD_NUMBER: _builtins.int
     WORKSPACE_CLAIMS_READ_WRITE_FIELD_NUMBER: _builtins.int
     runtime_id: _builtins.str
@@ -269,6 +284,8 @@ class RuntimeInfo(_message.Message):
     store_state: Global___StoreState.ValueType
     store_error: _builtins.str
     """Why the store is not OK (empty when it is)."""
+    memory_bytes: _builtins.int
+    """Estimated bytes held against limits.max_memory_bytes (see the README's "Memory")."""
     workspace_claims: _builtins.int
     """Claims held by live workers (see ListWorkspaceClaims), and how many are read-write."""
     workspace_claims_read_write: _builtins.int
@@ -302,12 +319,13 @@ class RuntimeInfo(_message.Message):
         auth_required: _builtins.bool = ...,
         store_state: Global___StoreState.ValueType = ...,
         store_error: _builtins.str = ...,
+        memory_bytes: _builtins.int = ...,
         workspace_claims: _builtins.int = ...,
         workspace_claims_read_write: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers", "workspace_claims", b"workspace_claims", "workspace_claims_read_write", b"workspace_claims_read_write"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "memory_bytes", b"memory_bytes", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers", "workspace_claims", b"workspace_claims", "workspace_claims_read_write", b"workspace_claims_read_write"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
