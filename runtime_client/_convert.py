@@ -228,6 +228,11 @@ def limits(m: management_pb.Limits) -> Limits:
         heartbeat_interval_seconds=m.heartbeat_interval_seconds,
         max_message_bytes=m.max_message_bytes,
         max_retained_runs=m.max_retained_runs,
+        max_id_chars=m.max_id_chars,
+        max_ref_chars=m.max_ref_chars,
+        max_path_chars=m.max_path_chars,
+        max_mounts=m.max_mounts,
+        max_reason_chars=m.max_reason_chars,
     )
 
 

@@ -296,6 +296,11 @@ class Limits:
     heartbeat_interval_seconds: float = 0.0
     max_message_bytes: int = 0
     max_retained_runs: int = 0
+    max_id_chars: int = 0
+    max_ref_chars: int = 0
+    max_path_chars: int = 0
+    max_mounts: int = 0
+    max_reason_chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,6 +232,11 @@ def limits(lim: m.Limits) -> mpb.Limits:
         heartbeat_interval_seconds=lim.heartbeat_interval_s,
         max_message_bytes=lim.max_message_bytes,
         max_retained_runs=lim.max_retained_runs,
+        max_id_chars=lim.max_id_chars,
+        max_ref_chars=lim.max_ref_chars,
+        max_path_chars=lim.max_path_chars,
+        max_mounts=lim.max_mounts,
+        max_reason_chars=lim.max_reason_chars,
     )
 
 

@@ -25,9 +25,8 @@ from typing import Any
 import httpx
 
 import engine
-from runtime_server import errors
+from runtime_server import errors, wire_size
 from runtime_server.model import (
-    EVENT_OVERHEAD_CHARS,
     BusyPolicy,
     ConfigBundleRef,
     Diagnostic,
@@ -58,15 +57,22 @@ from runtime_server.model import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
-    event_chars,
-    message_chars,
     now,
 )
 from runtime_server.runtime._eventlog import EventLog, Subscription
-from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
+from runtime_server.runtime._ids import fingerprint, uuid7
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import Config, Profile, default_config
+from runtime_server.runtime._request_limits import (
+    check_config_bundle,
+    check_id,
+    check_name,
+    check_page_token,
+    check_reason,
+    check_worker_fits,
+    check_workspace_size,
+)
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.runtime._validation import (
     check_labels,
@@ -93,6 +99,7 @@ except PackageNotFoundError:  # running from a source tree without an install
     VERSION = "0.0.0+source"
 
 MESSAGE_HEADROOM_BYTES = 16 * 1024  # an event's ids, times and framing (< 1 kB) around its text
+DIAGNOSTIC_MESSAGE_CHARS = 4096
 
 FEATURES = (
     "single_flight",
@@ -235,10 +242,9 @@ class Runtime:
     ) -> None:
         self._config = config or default_config()
         self._limits = limits or limits_from(self._config.limits)
-        # Pages (events, transcript) are bounded by size as well as count, so that a page always
-        # fits in one gRPC message: a quarter of the message limit in characters (UTF-8 is at most
-        # 4 bytes a character), less headroom for framing.
-        self._page_chars = max(1, self._limits.max_message_bytes // 4 - 4096)
+        # Pages (workers, events, transcript, diagnostics) are bounded by size as well as count, so
+        # that a page always fits in one gRPC message: by an upper bound of their encoded size.
+        self._page_bytes = wire_size.page_budget(self._limits.max_message_bytes)
         self._store: Store = store or MemoryStore(
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
@@ -485,6 +491,7 @@ class Runtime:
 
     def list_diagnostics(self, page_size: int = 0, page_token: str = "") -> Page[Diagnostic]:
         size = self._page_size(page_size)
+        check_page_token(page_token, self._limits)
         newest_first = list(reversed(self._diagnostics))
         start = 0
         if page_token:
@@ -493,7 +500,8 @@ class Runtime:
                 (i for i, (n, _) in enumerate(newest_first) if n < before), len(newest_first)
             )
         chunk = newest_first[start : start + size]
-        more = start + size < len(newest_first)
+        chunk = chunk[: fitting(chunk, lambda d: wire_size.diagnostic_size(d[1]), self._page_bytes)]
+        more = start + len(chunk) < len(newest_first)
         token = encode_token("d", chunk[-1][0]) if more and chunk else ""
         return Page(tuple(d for _, d in chunk), token, len(newest_first))
 
@@ -504,6 +512,10 @@ class Runtime:
     def _diagnose(
         self, level: DiagnosticLevel, code: str, message: str, worker_id: str = "", run_id: str = ""
     ) -> None:
+        # a diagnostic is stored and sent in pages and events: its text (an exception's, a
+        # provider's) is cut to a size that can never crowd a message
+        if len(message) > DIAGNOSTIC_MESSAGE_CHARS:
+            message = message[: DIAGNOSTIC_MESSAGE_CHARS - 1] + "\u2026"
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
@@ -533,17 +545,17 @@ class Runtime:
         log_ = self._check_serving()
         lim = self._limits
         labels = dict(labels or {})
-        if worker_id and not valid_uuid(worker_id):
-            raise errors.InvalidArgument("worker_id", "must be a UUID")
-        # One spelling per UUID ("{...}", "urn:uuid:...", bare hex and upper case all parse):
-        # otherwise two spellings of one id would make two workers.
-        worker_id = canonical_uuid(worker_id) if worker_id else ""
+        if worker_id:  # one spelling per UUID: other spellings are refused, never aliased
+            check_id("worker_id", worker_id, lim)
+        check_name("profile", profile, lim)
         profile = profile or "echo"
         if profile not in self._config.profiles:
             raise errors.ProfileNotFound(profile)
         check_len("display_name", display_name, lim.max_display_name_chars)
         check_request_id(request_id, lim)
         check_labels(labels, lim)
+        check_workspace_size(workspace, lim)
+        check_config_bundle(config_bundle, lim)
         check_workspace(workspace)
         if config_bundle is not None and not config_bundle.id:
             raise errors.InvalidArgument("config_bundle.id", "must not be empty")
@@ -585,6 +597,7 @@ class Runtime:
             workspace=workspace,
             config_bundle=config_bundle,
         )
+        check_worker_fits(worker, lim, MESSAGE_HEADROOM_BYTES)
         slot = _Slot(worker=worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
@@ -619,8 +632,10 @@ class Runtime:
         labels: Mapping[str, str] | None = None,
     ) -> Page[Worker]:
         size = self._page_size(page_size)
+        check_page_token(page_token, self._limits)
         after = decode_token(page_token, "w") if page_token else ""
         selector = dict(labels or {})
+        check_labels(selector, self._limits)
 
         def keep(slot: _Slot) -> bool:
             w = slot.worker
@@ -630,14 +645,16 @@ class Runtime:
 
         matching = sorted(wid for wid, s in self._slots.items() if keep(s))
         ids = [wid for wid in matching if wid > after]
-        chunk = ids[:size]
-        token = encode_token("w", chunk[-1]) if len(ids) > size else ""
+        chunk = [self._snapshot(self._slots[w]) for w in ids[:size]]
+        chunk = chunk[: fitting(chunk, wire_size.worker_size, self._page_bytes)]
+        token = encode_token("w", chunk[-1].worker_id) if len(ids) > len(chunk) else ""
         # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
-        return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(matching))
+        return Page(tuple(chunk), token, len(matching))
 
     async def stop_worker(self, worker_id: str, reason: str = "stopped by request") -> Worker:
         self._require_log()
         slot = self._slot(worker_id)
+        check_reason("reason", reason, self._limits)
         if slot.stop_task is None:
             if slot.worker.state is WorkerState.STOPPED:  # stopped before a restart
                 return self._snapshot(slot)
@@ -667,7 +684,7 @@ class Runtime:
     async def delete_worker(self, worker_id: str) -> None:
         log_ = self._require_log()
         slot = self._slot(worker_id)
-        worker_id = slot.worker.worker_id  # the caller may spell it differently (upper case)
+        worker_id = slot.worker.worker_id
         await self.stop_worker(worker_id, "deleted")
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
@@ -682,9 +699,8 @@ class Runtime:
         await log_.wait_committed(events[-1].seq)
 
     def _slot(self, worker_id: str) -> _Slot:
-        if not worker_id:
-            raise errors.InvalidArgument("worker_id", "is required")
-        slot = self._slots.get(worker_id) or self._slots.get(worker_id.lower())
+        check_id("worker_id", worker_id, self._limits)
+        slot = self._slots.get(worker_id)
         if slot is None:
             raise errors.WorkerNotFound(worker_id)
         return slot
@@ -1013,8 +1029,7 @@ class Runtime:
         return self._get_run(run_id)
 
     def _get_run(self, run_id: str) -> Run:
-        if not run_id:
-            raise errors.InvalidArgument("run_id", "is required")
+        check_id("run_id", run_id, self._limits)
         run = self._runs.get(run_id)
         if run is None:
             raise errors.RunNotFound(run_id)
@@ -1027,10 +1042,11 @@ class Runtime:
     ) -> Page[TranscriptEntry]:
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
+        check_page_token(page_token, self._limits)
         start = int(decode_token(page_token, "t")) if page_token else 0
         entries = slot.transcript
         chunk = entries[start : start + size]
-        chunk = chunk[: fitting(chunk, _entry_chars, self._page_chars)]
+        chunk = chunk[: fitting(chunk, wire_size.entry_size, self._page_bytes)]
         end = start + len(chunk)
         token = encode_token("t", str(end)) if end < len(entries) else ""
         return Page(tuple(chunk), token, len(entries))
@@ -1045,7 +1061,7 @@ class Runtime:
             self._slot_or_known(worker_id)
         size = min(self._page_size(page_size), self._limits.event_batch_max)
         events = await log_.read(after_seq, size, worker_id)
-        events = events[: fitting(events, event_chars, self._page_chars)]
+        events = events[: fitting(events, wire_size.event_size, self._page_bytes)]
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
@@ -1061,8 +1077,7 @@ class Runtime:
     def _slot_or_known(self, worker_id: str) -> None:
         # Events outlive a deleted worker (until retention), so a filter on any well-formed id is
         # fine; a malformed one is a caller mistake.
-        if not valid_uuid(worker_id):
-            raise errors.InvalidArgument("worker_id", "must be a UUID")
+        check_id("worker_id", worker_id, self._limits)
 
     def get_usage(self, worker_id: str = "") -> tuple[engine.Usage, int]:
         """Usage of one worker (or of the whole runtime) and the number of runs it covers."""
@@ -1114,10 +1129,6 @@ class Runtime:
         keys[key.request_id] = key
         while len(keys) > max(1, capacity):
             keys.popitem(last=False)
-
-
-def _entry_chars(entry: TranscriptEntry) -> int:
-    return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
 
 
 def _initial_key(request_id: str) -> str:

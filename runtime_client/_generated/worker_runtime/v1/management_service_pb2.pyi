@@ -69,6 +69,11 @@ class Limits(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_RETAINED_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_ID_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_REF_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_PATH_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_MOUNTS_FIELD_NUMBER: _builtins.int
+    MAX_REASON_CHARS_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -90,6 +95,18 @@ class Limits(_message.Message):
     max_message_bytes: _builtins.int
     max_retained_runs: _builtins.int
     """Finished runs kept for GetRun; older ones are forgotten (RUN_NOT_FOUND)."""
+    max_id_chars: _builtins.int
+    """Ids and names in requests (worker_id, run_id, profile, config_bundle.id), in characters.
+    Worker and run ids must also be UUIDs in canonical form (lower-case, hyphenated).
+    """
+    max_ref_chars: _builtins.int
+    """Opaque references in requests (config_bundle.digest, page_token), in characters."""
+    max_path_chars: _builtins.int
+    """Paths in requests (workspace.root, workspace.mounts[].path), in characters."""
+    max_mounts: _builtins.int
+    """Mounts of one workspace."""
+    max_reason_chars: _builtins.int
+    """Free-text reasons in requests (StopWorker.reason), in characters."""
     def __init__(
         self,
         *,
@@ -113,10 +130,15 @@ class Limits(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         max_message_bytes: _builtins.int = ...,
         max_retained_runs: _builtins.int = ...,
+        max_id_chars: _builtins.int = ...,
+        max_ref_chars: _builtins.int = ...,
+        max_path_chars: _builtins.int = ...,
+        max_mounts: _builtins.int = ...,
+        max_reason_chars: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
