@@ -60,6 +60,7 @@ from runtime_client._models import (
     WorkerStopped,
     Workspace,
 )
+from runtime_client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from runtime_client.errors import (
     AlreadyExists,
     CursorAhead,
@@ -93,6 +94,8 @@ from runtime_client.errors import (
 
 __all__ = [
     "DEFAULT_BACKOFF",
+    "DEFAULT_RETRY",
+    "NO_RETRY",
     "Accepted",
     "AlreadyExists",
     "Backoff",
@@ -128,6 +131,7 @@ __all__ = [
     "QueueFull",
     "ReasoningDelta",
     "ResourceExhausted",
+    "RetryPolicy",
     "Role",
     "Run",
     "RunError",
