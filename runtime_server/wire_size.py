@@ -21,6 +21,8 @@ the real ``ByteSize()`` of the converted message. Keep it in step with ``_conver
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -164,9 +166,30 @@ _PAYLOAD: dict[type, Callable[[Any], int]] = {
 }
 
 
+def generic_body(value: object) -> int:
+    """A generous bound for a value this module has no rule for (a payload type added to the
+    model but not yet here): every string, number, time and element counted as its own field.
+    ``tests/api/test_wire_size.py`` pins the model's fields, so such a gap fails a test; until
+    it is closed, this keeps pages from failing outright."""
+    if isinstance(value, str):
+        return string(value)
+    if isinstance(value, float):
+        return TIMESTAMP
+    if value is None or isinstance(value, (bool, int, enum.Enum)):
+        return SCALAR
+    if isinstance(value, Mapping):
+        return sum(nested(generic_body(k) + generic_body(v)) for k, v in value.items())
+    if isinstance(value, (tuple, list)):
+        return sum(nested(generic_body(x)) for x in value)
+    if dataclasses.is_dataclass(value):
+        inner = sum(generic_body(getattr(value, f.name)) for f in dataclasses.fields(value))
+        return nested(inner + SCALAR)
+    return SCALAR
+
+
 def event_body(e: Event) -> int:
     """worker_runtime.v1.Event."""
-    inner = _PAYLOAD[type(e.payload)](e.payload)
+    inner = _PAYLOAD.get(type(e.payload), generic_body)(e.payload)
     return SCALAR + string(e.worker_id) + string(e.run_id) + TIMESTAMP + nested(inner)
 
 

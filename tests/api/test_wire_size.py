@@ -6,7 +6,9 @@ that ran low could let a page outgrow the message limit."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -155,6 +157,10 @@ def test_event_bound_is_at_least_the_encoded_size(
     e = event(rng, make(rng))
     check(wire_size.event_body(e), cv.event(e))
     check(wire_size.event_size(e), opb.EventBatch(events=[cv.event(e)]))
+    # the fallback for payload types without a rule of their own is an upper bound as well
+    fallback = wire_size.SCALAR + wire_size.string(e.worker_id) + wire_size.string(e.run_id)
+    fallback += wire_size.TIMESTAMP + wire_size.nested(wire_size.generic_body(e.payload))
+    check(fallback, cv.event(e))
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -208,3 +214,43 @@ def test_a_maximal_worker_at_the_default_limits_fits_a_quarter_message() -> None
     real = cv.worker(w).ByteSize()
     assert wire_size.worker_size(w) >= real
     assert wire_size.worker_size(w) <= wire_size.page_budget(lim.max_message_bytes)
+
+
+# The fields wire_size counts, per model class: a field added to the model (and so, through
+# _convert, to the wire) must be counted in runtime_server.wire_size too — then update this pin.
+COUNTED: dict[type, set[str]] = {
+    m.Worker: {
+        "worker_id", "runtime_id", "state", "profile", "display_name", "labels", "active_run_id",
+        "created_at", "usage", "workspace", "config_bundle", "queued_runs",
+    },
+    m.Workspace: {"root", "mounts"},
+    m.Mount: {"path", "mode"},
+    m.ConfigBundleRef: {"id", "digest"},
+    m.Run: {
+        "run_id", "worker_id", "state", "created_at", "input_text", "started_at", "finished_at",
+        "usage", "error", "stop_reason",
+    },
+    m.RunError: {"code", "message"},
+    m.TranscriptEntry: {"worker_id", "index", "run_id", "message", "created_at"},
+    engine.Message: {
+        "role", "text", "reasoning", "reasoning_signature", "tool_calls", "tool_call_id",
+        "tool_name", "is_error", "stop_reason",
+    },
+    engine.ToolCall: {"call_id", "name", "arguments"},
+    engine.Usage: {
+        "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+        "reasoning_tokens",
+    },
+    m.Diagnostic: {"level", "code", "message", "time", "worker_id", "run_id"},
+    m.Event: {"seq", "time", "worker_id", "run_id", "payload"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", list(COUNTED), ids=lambda c: c.__name__)
+def test_the_bounds_count_every_field_of_the_model(cls: type) -> None:
+    assert {f.name for f in dataclasses.fields(cls)} == COUNTED[cls]
+
+
+def test_every_payload_type_has_its_own_bound() -> None:
+    assert set(typing.get_args(m.Payload)) <= set(wire_size._PAYLOAD)
+    assert len(PAYLOADS) == len(typing.get_args(m.Payload))
