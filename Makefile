@@ -8,7 +8,7 @@ CONFIG ?= config/serve.toml
 PROTO_OUT := runtime_client/_generated
 PYTEST_ARGS ?=
 
-.PHONY: help venv serve test lint proto proto-check bench clean
+.PHONY: help venv serve test lint proto proto-check proto-breaking bench clean
 
 help:
 	@echo "make serve        run the server on $(LISTEN) with $(CONFIG)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint         ruff + mypy (strict) + buf lint"
 	@echo "make proto        regenerate $(PROTO_OUT) from proto/"
 	@echo "make proto-check  fail if regenerating changes the committed code"
+	@echo "make proto-breaking  fail if proto/ breaks the wire format of an earlier commit"
 	@echo "make bench        run the benchmarks (not part of the tests)"
 
 $(STAMP): pyproject.toml
@@ -44,6 +45,9 @@ proto: $(STAMP)
 
 proto-check: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py --check
+
+proto-breaking: $(STAMP)
+	BUF=$(BIN)/buf scripts/proto_breaking.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
