@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 import pytest
+from serving import eventually
 
 from runtime_client import (
     NO_RETRY,
@@ -22,6 +23,7 @@ from runtime_client import (
     RuntimeDraining,
     Unavailable,
 )
+from runtime_server.runtime import RuntimeState
 
 if TYPE_CHECKING:
     from conftest import ServeFactory
@@ -135,7 +137,7 @@ async def test_draining_is_retried_only_for_calls_safe_to_repeat(
     await served.client.send_input(worker, "keeps it draining")  # 1.5 s on very-slow
     closing = asyncio.create_task(served.runtime.close(grace_s=BOUND))
     try:
-        await asyncio.sleep(0)  # the runtime is now DRAINING, waiting for the run
+        await eventually(lambda: served.runtime.state is RuntimeState.DRAINING, what="draining")
         client, counter = counted(served.target)
         with pytest.raises(RuntimeDraining):
             await client.create_worker()
