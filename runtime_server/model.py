@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from engine import Message, Usage
 
@@ -286,3 +286,55 @@ class Page(Generic[T]):
     items: tuple[T, ...]
     next_page_token: str = ""
     total: int = 0
+
+
+# --- size estimates ---
+
+# A cheap estimate in characters, kept for callers that weigh text. Pages and batches are cut
+# by runtime_server.wire_size instead: an upper bound of the encoded size, in bytes.
+
+# Characters of an event's wire form besides its variable text: ids, time, enums, usage, framing.
+EVENT_OVERHEAD_CHARS = 256
+
+
+def message_chars(msg: Message) -> int:
+    """The variable text a message carries, in characters."""
+    n = len(msg.text) + len(msg.reasoning) + len(msg.reasoning_signature) + len(msg.tool_name)
+    for c in msg.tool_calls:
+        n += len(c.call_id) + len(c.name) + len(c.arguments)
+    return n
+
+
+def _run_chars(r: Run) -> int:
+    return len(r.error.message) + len(r.stop_reason) if r.error else len(r.stop_reason)
+
+
+def _worker_chars(w: Worker) -> int:
+    n = len(w.display_name) + sum(len(k) + len(v) for k, v in w.labels.items())
+    if w.workspace is not None:
+        n += len(w.workspace.root) + sum(len(mt.path) + 8 for mt in w.workspace.mounts)
+    return n
+
+
+_CHARS: dict[type, Callable[[Any], int]] = {
+    TextDelta: lambda p: len(p.text),
+    ReasoningDelta: lambda p: len(p.text),
+    ToolCallStarted: lambda p: len(p.call_id) + len(p.tool_name) + len(p.arguments),
+    ToolCallFinished: lambda p: len(p.call_id) + len(p.tool_name) + len(p.result),
+    InputCommitted: lambda p: message_chars(p.entry.message),
+    MessageCommitted: lambda p: message_chars(p.entry.message),
+    RunQueued: lambda p: _run_chars(p.run),
+    RunStarted: lambda p: _run_chars(p.run),
+    RunFinished: lambda p: _run_chars(p.run),
+    WorkerCreated: lambda p: _worker_chars(p.worker),
+    WorkerStopped: lambda p: len(p.reason),
+    PartialDiscarded: lambda p: len(p.reason),
+    Diagnostic: lambda p: len(p.code) + len(p.message),
+}
+
+
+def event_chars(e: Event) -> int:
+    """A cheap estimate of ``e``'s wire size in characters (the text it carries plus a fixed
+    overhead; a UTF-8 character is at most 4 bytes). Pages and batches are bounded with it."""
+    f = _CHARS.get(type(e.payload))
+    return EVENT_OVERHEAD_CHARS + (f(e.payload) if f is not None else 0)
