@@ -6,7 +6,9 @@ It knows nothing of the Runtime, gRPC or storage. Entry points:
 - :func:`run_turn` runs one turn (streaming, tools, retries under ``TurnConfig.retry``);
 - :class:`ScriptedProvider` is the fake beside the provider seam; :mod:`engine.testing` has a
   loopback HTTP server for tests;
-- :class:`LocalModelServer` starts the bundled offline model (llama.cpp + SmolLM2-135M).
+- :class:`LocalModelServer` starts the bundled offline model (llama.cpp + SmolLM2-135M);
+- :func:`install_log_redaction` attaches the filter that keeps live provider credentials out of
+  log records to an application's handlers (see :mod:`engine._redact` for the whole rule).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from engine._local import (
 )
 from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
+from engine._redact import Redactor, install_log_redaction
 from engine._retry import RetryPolicy
 from engine._scripted import Pause, ScriptedProvider
 from engine._sse import SSEDecoder, SSEEvent
@@ -88,6 +91,7 @@ __all__ = [
     "ProviderProtocolError",
     "ProviderStreamError",
     "ReasoningDelta",
+    "Redactor",
     "RetryPolicy",
     "Role",
     "SSEDecoder",
@@ -113,6 +117,7 @@ __all__ = [
     "Usage",
     "UsageReported",
     "UsageUpdate",
+    "install_log_redaction",
     "local_model_unavailable",
     "make_provider",
     "run_turn",

@@ -8,9 +8,11 @@ Providers call :func:`post_sse`; it yields :class:`SSEEvent` s and raises only e
 - httpx exceptions are translated in :func:`map_httpx_errors`, most specific first;
 - a stream that sends nothing for ``idle_timeout_s`` fails with :class:`ProviderConnectionError`.
 
-Secrets: error messages carry the provider's body text (with any credential the request sent
-redacted from it) and never request headers; the API key is read from the environment at request
-time by :func:`api_key_from_env` and only put in headers.
+Secrets (:mod:`engine._redact`): error messages carry the provider's body text and never request
+headers; the request's credentials are redacted from the body text *before* it is cut to
+``_MAX_ERROR_TEXT``, and from every stream event's data before a parser sees (and may quote) it.
+The API key is read from the environment at request time by :func:`api_key_from_env`, stripped of
+surrounding whitespace, and only put in headers.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ import httpx
 
 from engine._errors import (
     ConfigurationError,
+    EngineError,
     ProviderConnectionError,
     ProviderError,
     ProviderHTTPError,
     ProviderProtocolError,
 )
+from engine._redact import Redactor, remember_request_secrets, request_secrets
 from engine._sse import SSEDecoder, SSEEvent
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
@@ -66,13 +70,23 @@ def map_httpx_errors(provider: str) -> Iterator[None]:
 
 
 def api_key_from_env(env_var: str | None) -> str | None:
-    """The API key named by ``env_var``, read now (keys can rotate). ``None`` means no auth."""
+    """The API key named by ``env_var``, read now (keys can rotate). ``None`` means no auth.
+
+    Surrounding whitespace is stripped: a key saved with ``echo`` into an env file ends with a
+    newline, which no API key contains and no HTTP header may carry. A key that still holds a
+    control or non-ASCII character is refused; the error names the variable, never the value.
+    """
     if env_var is None:
         return None
-    key = os.environ.get(env_var, "")
+    key = os.environ.get(env_var, "").strip()
     if not key:
         # The variable's name is configuration, not a secret: it is safe to show.
         raise ConfigurationError(f"environment variable {env_var} (the API key) is not set")
+    if not all(" " <= c <= "~" for c in key):
+        raise ConfigurationError(
+            f"environment variable {env_var} (the API key) contains a control or non-ASCII "
+            "character, which an HTTP header cannot carry (the value is not shown)"
+        )
     return key
 
 
@@ -99,14 +113,20 @@ def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> fl
     return max(0.0, when.timestamp() - current)
 
 
-def error_message_from_body(body: bytes) -> str:
-    """The provider's own error text from an error body, in any of the usual shapes."""
+def error_message_from_body(body: bytes, redact: Redactor | None = None) -> str:
+    """The provider's own error text from an error body, in any of the usual shapes, with the
+    request's secrets redacted before the text is cut (a key straddling the cut would leak)."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
-        parsed: Any = json.loads(text)
+        from_json = error_message_from_json(json.loads(text))
     except ValueError:
-        return text[:_MAX_ERROR_TEXT] or "(empty body)"
-    return error_message_from_json(parsed) or text[:_MAX_ERROR_TEXT]
+        from_json = ""
+    message = from_json or text
+    if redact:
+        message = redact(message)
+    if not from_json:
+        message = message[:_MAX_ERROR_TEXT]  # only now: the redaction saw the whole text
+    return message or "(empty body)"
 
 
 def error_message_from_json(parsed: Any) -> str:
@@ -152,18 +172,22 @@ async def _read_bounded(response: httpx.Response, idle_timeout_s: float) -> byte
     return b"".join(parts)[:_MAX_ERROR_BODY]
 
 
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization"})
+def redact_error(exc: EngineError, redact: Redactor) -> EngineError:
+    """``exc`` with the secrets redacted from its message (in place: the class, attributes and
+    cause stay). Providers pass every error they raise through this."""
+    if redact:
+        exc.message = redact(exc.message)
+        exc.args = (exc.message,)
+    return exc
 
 
-def _redact(text: str, headers: Mapping[str, str]) -> str:
-    """Remove the request's credentials from provider-supplied text: some servers and proxies
-    echo the key they rejected, and that text ends up in run errors, events and logs."""
-    for name, value in headers.items():
-        if name.lower() in _SECRET_HEADERS:
-            for secret in {value, value.partition(" ")[2]}:
-                if len(secret) >= 4:
-                    text = text.replace(secret, "[redacted]")
-    return text
+def _clean_event(sse: SSEEvent, redact: Redactor) -> SSEEvent:
+    # Parsers quote event data in their errors (a malformed line, an error event): redact the
+    # whole data first. Whole secrets only: this runs for every event of every stream.
+    data, event = redact.quick(sse.data), redact.quick(sse.event)
+    if data is sse.data and event is sse.event:
+        return sse
+    return SSEEvent(event, data, sse.id, sse.retry)
 
 
 async def post_sse(
@@ -175,13 +199,20 @@ async def post_sse(
     body: Mapping[str, Any],
     idle_timeout_s: float,
     connect_timeout_s: float,
+    redact: Redactor | None = None,
 ) -> AsyncGenerator[SSEEvent, None]:
     """POST ``body`` as JSON and yield the answer's server-sent events.
+
+    ``redact`` holds the request's credentials (default: those of ``headers``); they are
+    registered for log redaction and removed from error text and event data.
 
     The response is closed when the iterator finishes, fails, is closed or is cancelled (the
     ``async with`` below unwinds in every case), which closes the connection of a cut stream.
     """
     timeout = httpx.Timeout(idle_timeout_s, connect=connect_timeout_s)
+    if redact is None:
+        redact = Redactor(request_secrets(headers))
+    remember_request_secrets(redact)
     with map_httpx_errors(provider):
         async with client.stream(
             "POST", url, headers=dict(headers), json=dict(body), timeout=timeout
@@ -189,7 +220,7 @@ async def post_sse(
             if not 200 <= response.status_code < 300:
                 raw = await _read_bounded(response, idle_timeout_s)
                 status = response.status_code
-                message = _redact(error_message_from_body(raw), headers)
+                message = error_message_from_body(raw, redact)
                 raise ProviderHTTPError(
                     f"{provider}: HTTP {status}: {message}",
                     status=status,
@@ -200,7 +231,7 @@ async def post_sse(
             if "json" in content_type:
                 # Some servers answer a streaming request with a plain JSON error and status 200.
                 raw = await _read_bounded(response, idle_timeout_s)
-                message = _redact(error_message_from_body(raw), headers)
+                message = error_message_from_body(raw, redact)
                 raise ProviderProtocolError(
                     f"{provider}: expected an event stream, got JSON: {message}"
                 )
@@ -218,6 +249,6 @@ async def post_sse(
                         f"{provider}: the stream sent nothing for {idle_timeout_s:g}s"
                     ) from exc
                 for event in decoder.feed(chunk):
-                    yield event
+                    yield _clean_event(event, redact) if redact else event
             for event in decoder.flush():
-                yield event
+                yield _clean_event(event, redact) if redact else event

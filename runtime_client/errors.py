@@ -8,6 +8,7 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
 
     RuntimeClientError                base; any status not listed below keeps its own code
     ├── InvalidArgument               INVALID_ARGUMENT    (.field)
+    │   └── MalformedRequest          MALFORMED_REQUEST   (the body did not decode)
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND
     │   ├── RunNotFound               RUN_NOT_FOUND
@@ -57,6 +58,7 @@ __all__ = [
     "IdempotencyConflict",
     "InternalError",
     "InvalidArgument",
+    "MalformedRequest",
     "NotFound",
     "OutOfRange",
     "ProfileNotFound",
@@ -168,6 +170,13 @@ class InvalidArgument(RuntimeClientError):
     def field(self) -> str:
         """The request field that was rejected."""
         return self.metadata.get("field", "")
+
+
+class MalformedRequest(InvalidArgument):
+    """The server could not decode the request body as the method's message (a client built
+    from other protos, a corrupted or hand-made body)."""
+
+    reason = "MALFORMED_REQUEST"
 
 
 class NotFound(RuntimeClientError):

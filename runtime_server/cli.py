@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        # Every record any logger emits is redacted against the live provider credentials.
+        engine.install_log_redaction(handlers=logging.getLogger().handlers)
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(serve(args))
         return 130

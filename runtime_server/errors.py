@@ -5,6 +5,7 @@
 
     RuntimeError_                     base; ``reason`` is the ErrorInfo reason
     ├── InvalidArgument               INVALID_ARGUMENT  (names the field)
+    │   └── MalformedRequest          MALFORMED_REQUEST (the body is not this method's message)
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND
     │   ├── RunNotFound               RUN_NOT_FOUND
@@ -49,6 +50,20 @@ class InvalidArgument(RuntimeError_):
     def __init__(self, field: str, message: str, **metadata: str) -> None:
         super().__init__(f"{field}: {message}", field=field, **metadata)
         self.field = field
+
+
+class MalformedRequest(InvalidArgument):
+    """The request body is not a valid protobuf message for the method (raised at the gRPC edge,
+    after auth: runtime_server.grpc._decoding)."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, method: str) -> None:
+        super().__init__(
+            "request",
+            f"the body is not a valid protobuf message for {method}",
+            method=method,
+        )
 
 
 class NotFound(RuntimeError_):

@@ -33,6 +33,7 @@ SURFACES: dict[str, set[str]] = {
         "InternalError",
         "InvalidArgument",
         "Limits",
+        "MalformedRequest",
         "Message",
         "MessageCommitted",
         "Mount",

@@ -1,7 +1,10 @@
 """Optional bearer-token auth: every RPC but health needs ``authorization: Bearer <token>``.
 
 The token is compared in constant time. Failures answer UNAUTHENTICATED with an ErrorInfo and
-never echo what the caller sent.
+never echo what the caller sent. Auth comes before anything else: a denied call's body is never
+decoded (its handler has no deserializer), and a method the server does not have answers
+UNAUTHENTICATED too without a token (UNIMPLEMENTED only to a caller that has the token), so
+neither the body nor the method list can be probed without it.
 """
 
 from __future__ import annotations
@@ -41,8 +44,6 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  
         ):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         message = "missing or invalid bearer token"
         trailer = status_details(grpc.StatusCode.UNAUTHENTICATED, message, "UNAUTHENTICATED", {})
 
@@ -53,10 +54,10 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
             yield  # pragma: no cover - makes this an async generator
 
-        kw = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
+        if handler is None:  # no such method: reads no request, whatever the call's shape
+            return grpc.stream_stream_rpc_method_handler(deny_stream)
+        # No request_deserializer: the body stays undecoded bytes (decoding comes after auth).
+        kw = {"response_serializer": handler.response_serializer}
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(deny_stream, **kw)
         if handler.stream_unary:

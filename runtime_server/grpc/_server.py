@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
 from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2_grpc as cgrpc
@@ -21,6 +20,8 @@ from runtime_client._generated.worker_runtime.v1 import management_service_pb2_g
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
 from runtime_server.grpc._auth import BearerAuthInterceptor
+from runtime_server.grpc._decoding import guard_decoding
+from runtime_server.grpc._reflection import add_reflection
 from runtime_server.grpc._servicers import (
     CatalogServicer,
     InteractionServicer,
@@ -87,18 +88,20 @@ class RuntimeServer:
             ],
         )
         auth = auth_token is not None
+        # Handlers are registered through the decode guard: a body that does not decode answers
+        # INVALID_ARGUMENT (MALFORMED_REQUEST), never UNKNOWN with a traceback (_decoding).
+        target = guard_decoding(self._server)
         mgrpc.add_ManagementServiceServicer_to_server(
-            ManagementServicer(runtime, auth_required=auth), self._server
+            ManagementServicer(runtime, auth_required=auth), target
         )
-        cgrpc.add_CatalogServiceServicer_to_server(CatalogServicer(runtime), self._server)
-        igrpc.add_InteractionServiceServicer_to_server(InteractionServicer(runtime), self._server)
-        ogrpc.add_ObservationServiceServicer_to_server(ObservationServicer(runtime), self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
-            self._server,
-        )  # fmt: skip
+        cgrpc.add_CatalogServiceServicer_to_server(CatalogServicer(runtime), target)
+        igrpc.add_InteractionServiceServicer_to_server(InteractionServicer(runtime), target)
+        ogrpc.add_ObservationServiceServicer_to_server(ObservationServicer(runtime), target)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, target)
+        # grpc.reflection.v1 and v1alpha (_reflection)
+        add_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), target
+        )
         self.port = 0
         self._stopping: asyncio.Task[None] | None = None
 

@@ -157,6 +157,14 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         headers = _get(raw, "headers", dict, key, fail) or {}
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise fail(f"{key}.headers", "must map strings to strings")
+        for header, value in headers.items():
+            # A header may carry a credential: name the key, never show the value.
+            if not all(" " <= c <= "~" for c in header + value) or value != value.strip():
+                raise fail(
+                    f"{key}.headers.{header!r}",
+                    "control or non-ASCII characters, or surrounding whitespace, are not "
+                    "allowed in an HTTP header (the value is not shown)",
+                )
         providers[name] = ProviderConfig(
             name=name,
             kind=kind,

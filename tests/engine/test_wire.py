@@ -179,6 +179,7 @@ def test_public_surface_is_pinned() -> None:
         "ToolCallStarted", "ToolFunction", "ToolRegistry", "ToolSpec", "TurnConfig", "TurnEvent",
         "TurnResult", "Usage", "UsageReported", "UsageUpdate", "make_provider", "run_turn",
         "LOCAL_MODELS", "LocalModelError", "LocalModelServer", "local_model_unavailable",
+        "Redactor", "install_log_redaction",
     }  # fmt: skip
     for name in engine.__all__:
         assert hasattr(engine, name), name

@@ -1,0 +1,184 @@
+"""Undecodable requests answer INVALID_ARGUMENT (reason MALFORMED_REQUEST), after auth, quietly.
+
+grpc.aio decodes a request with its handler's ``request_deserializer`` before the handler runs. A
+body that is not valid protobuf for the method raised there: grpc answered UNKNOWN ("Unexpected
+DecodeError") without an ErrorInfo and logged an ERROR traceback for every such call — anyone
+could flood the log, token or not.
+
+:func:`guard_decoding` wraps the server that the generated ``add_*_to_server`` functions register
+into, and rewrites each handler once, at registration:
+
+- its deserializer returns an :class:`Undecodable` marker instead of raising;
+- its behaviour checks for the marker first (one class comparison per call or per request
+  message) and aborts INVALID_ARGUMENT with ErrorInfo ``MALFORMED_REQUEST`` (domain
+  ``worker-runtime``, metadata ``field=request`` and the ``method``).
+
+Auth still comes first: the auth interceptor picks the handler before a byte is decoded, and its
+deny handlers decode nothing (``runtime_server.grpc._auth``). The log gets one WARNING line per
+:data:`WARN_EVERY_S` at most, counting the calls it stands for; never a traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from runtime_server import errors
+from runtime_server.grpc._errors import abort
+
+log = logging.getLogger("runtime_server.grpc")
+
+WARN_EVERY_S = 60.0
+
+
+class Undecodable:
+    """Stands for a request body the method's deserializer refused."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _RateLimitedWarning:
+    """At most one line per ``every_s``; the next line counts the calls it did not log."""
+
+    def __init__(self, every_s: float = WARN_EVERY_S) -> None:
+        self._every = every_s
+        self._next = 0.0
+        self._suppressed = 0
+
+    def __call__(self, method: str, error: Exception) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + self._every
+        suppressed, self._suppressed = self._suppressed, 0
+        log.warning(
+            "undecodable request to %s answered INVALID_ARGUMENT (%s)%s",
+            method,
+            type(error).__name__,
+            f"; {suppressed} more since the last such line" if suppressed else "",
+        )
+
+
+_warn = _RateLimitedWarning()
+
+
+def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, or anything a deserializer may raise on bytes
+            return Undecodable(exc)
+
+    return deserialize
+
+
+async def _reject(context: Any, method: str, bad: Undecodable) -> None:
+    _warn(method, bad.error)
+    await abort(context, errors.MalformedRequest(method))
+
+
+def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    deserializer = handler.request_deserializer
+    if deserializer is None:
+        return handler
+    kw = {
+        "request_deserializer": _safe(deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        unary_unary = handler.unary_unary
+        if not inspect.iscoroutinefunction(unary_unary):
+            return handler
+
+        async def unary(request: Any, context: Any) -> Any:
+            if request.__class__ is Undecodable:
+                await _reject(context, method, request)
+            return await unary_unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, **kw)
+    if handler.unary_stream is not None:
+        unary_stream = handler.unary_stream
+        if not inspect.isasyncgenfunction(unary_stream):
+            return handler
+
+        async def server_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if request.__class__ is Undecodable:
+                await _reject(context, method, request)
+            async for response in unary_stream(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(server_stream, **kw)
+
+    async def checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        async for request in requests:
+            if request.__class__ is Undecodable:
+                await _reject(context, method, request)
+            yield request
+
+    if handler.stream_unary is not None:
+        stream_unary = handler.stream_unary
+        if not inspect.iscoroutinefunction(stream_unary):
+            return handler
+
+        async def client_stream(requests: AsyncIterator[Any], context: Any) -> Any:
+            return await stream_unary(checked(requests, context), context)
+
+        return grpc.stream_unary_rpc_method_handler(client_stream, **kw)
+    stream_stream = handler.stream_stream
+    if not inspect.isasyncgenfunction(stream_stream):
+        return handler
+
+    async def bidi(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        async for response in stream_stream(checked(requests, context), context):
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(bidi, **kw)
+
+
+class _GuardedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped
+    """A generic handler whose method handlers are guarded (each rewritten once, then cached)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        try:
+            return self._cache[method]
+        except KeyError:
+            pass
+        handler = self._inner.service(details)
+        guarded = None if handler is None else _guard(method, handler)
+        if len(self._cache) < 1024:  # unknown method names must not grow it without bound
+            self._cache[method] = guarded
+        return guarded
+
+
+class DecodeGuard:
+    """What ``add_*_to_server`` registers into: handlers are guarded, then handed to ``server``."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self.server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h) for h in handlers))
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        guarded = {name: _guard(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self.server.add_registered_method_handlers(service, guarded)
+
+
+def guard_decoding(server: grpc.aio.Server) -> DecodeGuard:
+    return DecodeGuard(server)
