@@ -30,7 +30,6 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -307,10 +306,6 @@ async def test_structured_fuzz_never_answers_unknown_or_internal(
     await still_serves(client)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the secrets branch: undecodable requests answer INVALID_ARGUMENT, not UNKNOWN",
-)
 async def test_raw_bytes_fuzz_is_invalid_argument(
     serve_process: ServeFactory, tmp_path: Path
 ) -> None:
