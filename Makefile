@@ -5,13 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LISTEN ?= 127.0.0.1:50051
 CONFIG ?= config/serve.toml
+DATA_DIR ?= worker-runtime-data
 PROTO_OUT := runtime_client/_generated
 PYTEST_ARGS ?=
 
 .PHONY: help venv serve test lint proto proto-check proto-breaking bench clean
 
 help:
-	@echo "make serve        run the server on $(LISTEN) with $(CONFIG)"
+	@echo "make serve        run the server on $(LISTEN) with $(CONFIG), data in $(DATA_DIR)"
+	@echo "                  (override: make serve LISTEN=host:port CONFIG=file DATA_DIR=dir)"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff + mypy (strict) + buf lint"
 	@echo "make proto        regenerate $(PROTO_OUT) from proto/"
@@ -29,7 +31,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/worker-runtime serve --listen $(LISTEN) --config $(CONFIG)
+	$(BIN)/worker-runtime serve --listen $(LISTEN) --config $(CONFIG) --data-dir $(DATA_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -70,6 +70,7 @@ from runtime_client._models import (
     Workspace,
 )
 from runtime_client._retry import DEFAULT_RETRY, RetryPolicy
+from runtime_client._tls import PathLike, channel_credentials
 from runtime_client.errors import (
     CursorExpired,
     NotFound,
@@ -123,10 +124,13 @@ DEFAULT_BACKOFF = Backoff()
 class RuntimeClient:
     """A client of one Runtime. Use as ``async with RuntimeClient("host:port") as client:``.
 
-    Construct it inside a running event loop (grpc.aio binds the channel to it). ``tls`` is
-    ``False`` (plaintext), ``True`` (system roots) or ``grpc.ChannelCredentials`` (e.g. a custom
-    CA or mutual TLS). ``timeout`` is the deadline of every unary call; subscriptions have none.
-    ``channel_options`` are grpc channel arguments, merged over the client's defaults.
+    Construct it inside a running event loop (grpc.aio binds the channel to it). TLS needs no
+    grpc import: ``tls=True`` verifies the server against the system roots; ``ca_file`` (PEM CA
+    bundle) verifies it against that CA instead; ``cert_file`` + ``key_file`` (PEM) present a
+    client certificate (mutual TLS). Any file implies TLS; the files are read and checked here
+    (``ValueError`` naming the argument). ``tls`` may also be ready-made
+    ``grpc.ChannelCredentials``. ``timeout`` is the deadline of every unary call; subscriptions
+    have none. ``channel_options`` are grpc channel arguments, merged over the client's defaults.
     ``retry`` says how unary calls that are safe to repeat (reads, Stop/Delete/Cancel, and
     CreateWorker/SendInput with a ``request_id``) are retried after UNAVAILABLE or
     RUNTIME_DRAINING, e.g. while the Runtime restarts (``NO_RETRY`` turns it off; see
@@ -139,17 +143,20 @@ class RuntimeClient:
         *,
         token: str | None = None,
         tls: bool | grpc.ChannelCredentials = False,
+        ca_file: PathLike | None = None,
+        cert_file: PathLike | None = None,
+        key_file: PathLike | None = None,
         channel_options: Mapping[str, Any] | Sequence[tuple[str, Any]] = (),
         timeout: float | None = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
+        creds = channel_credentials(tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
         options = dict(_DEFAULT_CHANNEL_OPTIONS)
         options.update(channel_options)
         opts = list(options.items())
-        if tls is False:
+        if creds is None:
             channel = grpc.aio.insecure_channel(target, options=opts)
         else:
-            creds = grpc.ssl_channel_credentials() if tls is True else tls
             channel = grpc.aio.secure_channel(target, creds, options=opts)
         self._setup(channel, token=token, timeout=timeout, owns_channel=True, retry=retry)
         self.target = target
@@ -470,6 +477,7 @@ class RuntimeClient:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
+        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only.
@@ -494,6 +502,13 @@ class RuntimeClient:
         message when they are ready together, fewer stream messages per run — and yields their
         events one by one; ``batched=False`` reads SubscribeEvents (one event per message). Both
         yield the same events.
+
+        At a Runtime's shutdown the stream first delivers every committed event (the runs'
+        ``RunFinished(INTERRUPTED)`` included) and then ends with RuntimeDraining (UNAVAILABLE,
+        ``last_seq`` in its metadata); with ``resume`` this subscription then keeps reconnecting
+        with ``backoff`` until the Runtime is back (or ``max_reconnects`` is spent), without
+        ``resume`` it raises that RuntimeDraining. ``on_retry(error, delay_s)`` is called before
+        each wait to reconnect (e.g. to tell a user "waiting for server").
         """
         obs = self._observation
         start: Any = obs.SubscribeEventBatches if batched else obs.SubscribeEvents
@@ -555,4 +570,7 @@ class RuntimeClient:
                     )
             if isinstance(error, SubscriberLagging) and failures == 1:
                 continue  # we were merely slow; the server is healthy
-            await asyncio.sleep(backoff.delay(failures))
+            delay = backoff.delay(failures)
+            if on_retry is not None:
+                on_retry(error or Unavailable("the server ended the event stream"), delay)
+            await asyncio.sleep(delay)

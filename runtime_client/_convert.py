@@ -60,6 +60,7 @@ from runtime_client._models import (
     RunState,
     RuntimeInfo,
     RuntimeState,
+    StoreState,
     TextDelta,
     ToolCall,
     ToolCallFinished,
@@ -94,6 +95,7 @@ _ROLE = _from_wire(pb.Role, "ROLE_", Role)
 _MOUNT_MODE = _from_wire(pb.MountMode, "MOUNT_MODE_", MountMode)
 _DIAGNOSTIC_LEVEL = _from_wire(pb.DiagnosticLevel, "DIAGNOSTIC_LEVEL_", DiagnosticLevel)
 _RUNTIME_STATE = _from_wire(management_pb.RuntimeState, "RUNTIME_STATE_", RuntimeState)
+_STORE_STATE = _from_wire(management_pb.StoreState, "STORE_STATE_", StoreState)
 
 _WORKER_STATE_TO_WIRE = {m: pb.WorkerState.Value("WORKER_STATE_" + m.name) for m in WorkerState}
 _MOUNT_MODE_TO_WIRE = {m: pb.MountMode.Value("MOUNT_MODE_" + m.name) for m in MountMode}
@@ -255,6 +257,8 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         capabilities=Capabilities(tuple(c.provider_kinds), tuple(c.profiles), tuple(c.features)),
         usage=usage(m.usage),
         auth_required=m.auth_required,
+        store_state=_STORE_STATE.get(m.store_state, StoreState.UNSPECIFIED),
+        store_error=m.store_error,
     )
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "RunState",
     "RuntimeInfo",
     "RuntimeState",
+    "StoreState",
     "TextDelta",
     "ToolCall",
     "ToolCallFinished",
@@ -134,6 +135,16 @@ class RuntimeState(enum.StrEnum):
     SERVING = "SERVING"
     DRAINING = "DRAINING"
     STOPPED = "STOPPED"
+
+
+class StoreState(enum.StrEnum):
+    """Whether the Runtime's store can write: FAILING (e.g. a full disk: changes are refused
+    with StoreFailure, health is NOT_SERVING, it resumes by itself) or DAMAGED (restart needed)."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    OK = "OK"
+    FAILING = "FAILING"
+    DAMAGED = "DAMAGED"
 
 
 class DiagnosticLevel(enum.StrEnum):
@@ -335,6 +346,8 @@ class RuntimeInfo:
     capabilities: Capabilities = Capabilities()
     usage: Usage = Usage()
     auth_required: bool = False
+    store_state: StoreState = StoreState.UNSPECIFIED
+    store_error: str = ""
 
 
 # --- event payloads ---------------------------------------------------------------------------

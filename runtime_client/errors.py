@@ -19,7 +19,7 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     ├── FailedPrecondition            FAILED_PRECONDITION
     │   ├── WorkerBusy                WORKER_BUSY         (.active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
-    │   └── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE)
+    │   └── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE; .last_seq)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
@@ -229,10 +229,17 @@ class WorkerStopped(FailedPrecondition):
 
 
 class RuntimeDraining(FailedPrecondition):
-    """The Runtime is shutting down and takes no new work (sent with status UNAVAILABLE)."""
+    """The Runtime is shutting down and takes no new work (sent with status UNAVAILABLE). An event
+    stream ends with it at shutdown, after delivering every committed event (the runs'
+    ``RunFinished(INTERRUPTED)`` included); ``last_seq`` is where to resume."""
 
     reason = "RUNTIME_DRAINING"
     code = StatusCode.UNAVAILABLE
+
+    @property
+    def last_seq(self) -> int:
+        """The seq to resume after (0 when the error is not a stream's end)."""
+        return self._int("last_seq")
 
 
 class ResourceExhausted(RuntimeClientError):

@@ -11,8 +11,18 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import engine
+from runtime_server._startup_checks import (
+    LOG_LEVELS,
+    StartupError,
+    check_bindable,
+    check_tls,
+    listen_address,
+    log_level,
+)
+from runtime_server.errors import StoreFailure
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
@@ -21,9 +31,19 @@ log = logging.getLogger("runtime_server")
 DEFAULT_DATA_DIR = "worker-runtime-data"
 
 
-def _serve_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="worker-runtime serve", description="Run the gRPC server.")
-    p.add_argument("--listen", default="127.0.0.1:50051", help="host:port (port 0 = any free port)")
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the gRPC server", description="Run the gRPC server.")
+    _serve_options(p)
+    p.set_defaults(direct=_serve_main)
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:50051",
+        type=listen_address,
+        help="host:port (port 0 = any free port); a port in use is an error",
+    )
     p.add_argument("--config", type=Path, help="TOML file with providers, profiles and limits")
     p.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
     p.add_argument(
@@ -45,25 +65,30 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle: require client certs (mTLS)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds active runs get at shutdown")
-    p.add_argument("--log-level", default="INFO")
-    return p
+    p.add_argument(
+        "--accept-lost-seqs",
+        action="store_true",
+        help="start although the store's log lost committed events (a damaged WAL); the lost "
+        "seqs are skipped, never reused",
+    )
+    p.add_argument("--log-level", default="INFO", type=log_level, help=", ".join(LOG_LEVELS))
 
 
 def _token(args: argparse.Namespace) -> str | None:
     if args.auth_token_env:
         token: str = os.environ.get(args.auth_token_env, "")
         if not token:
-            raise SystemExit(f"error: --auth-token-env: ${args.auth_token_env} is empty or unset")
+            raise StartupError(f"--auth-token-env: ${args.auth_token_env} is empty or unset")
         return token
     if args.auth_token_file:
         try:
             token = args.auth_token_file.read_text().strip()
         except OSError as exc:
-            raise SystemExit(
-                f"error: --auth-token-file: {exc.strerror}: {args.auth_token_file}"
+            raise StartupError(
+                f"--auth-token-file: {exc.strerror}: {args.auth_token_file}"
             ) from None
         if not token:
-            raise SystemExit(f"error: --auth-token-file: {args.auth_token_file} is empty")
+            raise StartupError(f"--auth-token-file: {args.auth_token_file} is empty")
         return token
     return None
 
@@ -78,13 +103,14 @@ async def serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    token = _token(args)
-    tls = None
-    if args.tls_cert or args.tls_key:
-        if not (args.tls_cert and args.tls_key):
-            print("error: --tls-cert and --tls-key go together", file=sys.stderr)
-            return 2
-        tls = TLSFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+    try:
+        token = _token(args)
+        tls_paths = check_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+        check_bindable(args.listen)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tls = TLSFiles(tls_paths.cert, tls_paths.key, tls_paths.client_ca) if tls_paths else None
     store: Store
     where = "memory (nothing persists)"
     if args.store == "sqlite":
@@ -94,6 +120,7 @@ async def serve(args: argparse.Namespace) -> int:
             durability=args.durability,
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
+            accept_seq_loss=args.accept_lost_seqs,
         )
         where = f"sqlite {path.resolve()} (durability {args.durability})"
     else:
@@ -106,18 +133,24 @@ async def serve(args: argparse.Namespace) -> int:
         server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
     except StoreOpenError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+        return 2
+    except StoreFailure as exc:  # the store opened but could not commit the start-up recovery
+        with contextlib.suppress(Exception):
+            await runtime.close()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the address: in use, or not one of this host's
+        print(f"error: --listen: {exc}", file=sys.stderr)
         await runtime.close()
-        return 1
+        return 2
     host = args.listen.rsplit(":", 1)[0]
     print(
         f"worker-runtime serving on {host}:{server.port}\n"
         f"  runtime_id {runtime.runtime_id}\n"
         f"  store      {where}\n"
         f"  profiles   {', '.join(sorted(config.profiles))}\n"
-        f"  auth       {'bearer token' if token else 'none'}; tls {'on' if tls else 'off'}",
+        f"  auth       {'bearer token' if token else 'none'}; "
+        f"tls {tls_paths.mode if tls_paths else 'off'}",
         flush=True,
     )
     for name in sorted({p.local_model for p in config.providers.values() if p.local_model}):
@@ -135,21 +168,23 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Every record any logger emits is redacted against the live provider credentials.
+    engine.install_log_redaction(handlers=logging.getLogger().handlers)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(serve(args))
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "serve":
-        args = _serve_parser().parse_args(argv[1:])
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        # Every record any logger emits is redacted against the live provider credentials.
-        engine.install_log_redaction(handlers=logging.getLogger().handlers)
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(serve(args))
-        return 130
+    """One parser for every command: ``serve`` is added here to the client's command set
+    (runtime_client._cli), so ``worker-runtime --help`` lists it beside the client commands."""
     from runtime_client._cli import main as client_main
 
-    return client_main(argv)
+    return client_main(sys.argv[1:] if argv is None else argv, extra=_add_serve)
 
 
 if __name__ == "__main__":

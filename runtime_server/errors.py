@@ -16,7 +16,7 @@
     ├── FailedPrecondition            FAILED_PRECONDITION
     │   ├── WorkerBusy                WORKER_BUSY (carries active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
-    │   └── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE)
+    │   └── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE; a stream's last_seq)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
@@ -136,10 +136,21 @@ class WorkerStopped(FailedPrecondition):
 
 
 class RuntimeDraining(FailedPrecondition):
+    """New work refused while shutting down; also how an event stream ends at shutdown, after it
+    delivered everything committed: ``last_seq`` (ErrorInfo metadata) is the seq to resume after,
+    later or elsewhere."""
+
     reason = "RUNTIME_DRAINING"
 
-    def __init__(self) -> None:
-        super().__init__("the runtime is shutting down and takes no new work")
+    def __init__(self, last_seq: int | None = None) -> None:
+        if last_seq is None:
+            super().__init__("the runtime is shutting down and takes no new work")
+        else:
+            super().__init__(
+                f"the runtime is shutting down; resume with after_seq={last_seq} once it is back",
+                last_seq=str(last_seq),
+            )
+        self.last_seq = last_seq
 
 
 class ResourceExhausted(RuntimeError_):
@@ -210,3 +221,10 @@ class Unauthenticated(RuntimeError_):
 
 class StoreFailure(RuntimeError_):
     reason = "STORE_FAILURE"
+
+    def again(self) -> StoreFailure:
+        """A fresh copy for one more caller: raising one instance from many places would chain
+        every caller's traceback onto it."""
+        err = StoreFailure(self.message, **self.metadata)
+        err.__cause__ = self.__cause__
+        return err

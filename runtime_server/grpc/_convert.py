@@ -14,7 +14,7 @@ from runtime_client._generated.worker_runtime.v1 import management_service_pb2 a
 from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
 from runtime_server import errors
 from runtime_server import model as m
-from runtime_server.runtime import Profile, RuntimeInfo, RuntimeState
+from runtime_server.runtime import Profile, RuntimeInfo, RuntimeState, StoreState
 
 WORKER_STATE = {
     m.WorkerState.IDLE: pb.WORKER_STATE_IDLE,
@@ -60,6 +60,11 @@ RUNTIME_STATE = {
     RuntimeState.SERVING: mpb.RUNTIME_STATE_SERVING,
     RuntimeState.DRAINING: mpb.RUNTIME_STATE_DRAINING,
     RuntimeState.STOPPED: mpb.RUNTIME_STATE_STOPPED,
+}
+STORE_STATE = {
+    StoreState.OK: mpb.STORE_STATE_OK,
+    StoreState.FAILING: mpb.STORE_STATE_FAILING,
+    StoreState.DAMAGED: mpb.STORE_STATE_DAMAGED,
 }
 
 
@@ -265,6 +270,8 @@ def runtime_info(info: RuntimeInfo, *, auth_required: bool) -> mpb.RuntimeInfo:
         ),
         usage=usage(info.usage),
         auth_required=auth_required,
+        store_state=STORE_STATE[info.store_state],
+        store_error=info.store_error,
     )
 
 

@@ -28,7 +28,7 @@ from runtime_server.grpc._servicers import (
     ManagementServicer,
     ObservationServicer,
 )
-from runtime_server.runtime import Runtime
+from runtime_server.runtime import Runtime, StoreState
 
 log = logging.getLogger("runtime_server.grpc")
 
@@ -85,6 +85,10 @@ class RuntimeServer:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # grpc sets SO_REUSEPORT by default: a second server on a taken port would start,
+                # and calls would go to either runtime at random. Runtimes are not
+                # interchangeable, so binding a taken port must fail.
+                ("grpc.so_reuseport", 0),
             ],
         )
         auth = auth_token is not None
@@ -104,20 +108,39 @@ class RuntimeServer:
         )
         self.port = 0
         self._stopping: asyncio.Task[None] | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
 
     async def start(self, listen: str = "127.0.0.1:0") -> int:
-        if self._tls is not None:
-            port: int = self._server.add_secure_port(listen, self._tls.credentials())
-        else:
-            port = self._server.add_insecure_port(listen)
+        try:
+            if self._tls is not None:
+                port: int = self._server.add_secure_port(listen, self._tls.credentials())
+            else:
+                port = self._server.add_insecure_port(listen)
+        except RuntimeError:  # grpc's "Failed to bind to address ...": say it in one line
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {listen}")
+            raise OSError(f"cannot listen on {listen}: the address is in use or not available")
         await self.runtime.start()
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.runtime.watch_store(self._on_store_state)
         self.port = port
         return port
+
+    def _on_store_state(self, state: StoreState) -> None:
+        """A store that cannot write makes the server NOT_SERVING (and SERVING again once writes
+        commit); after the graceful shutdown began, health ignores these."""
+        ok = health_pb2.HealthCheckResponse.SERVING
+        status = ok if state is StoreState.OK else health_pb2.HealthCheckResponse.NOT_SERVING
+
+        async def apply() -> None:
+            for name in ("", *SERVICE_NAMES):
+                await self._health.set(name, status)
+
+        task = asyncio.ensure_future(apply())
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Idempotent; concurrent callers wait for the first."""

@@ -216,8 +216,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     ) -> AsyncGenerator[list[m.Event] | int, None]:
         """The one subscription loop behind SubscribeEvents and SubscribeEventBatches: lists of
         1..``max_events`` events in seq order (the first awaited, the rest whatever is already
-        buffered: no added delay), or an int — a heartbeat at that last seq. Ends when the runtime
-        closes the subscription; aborts the call on lagging, cursor errors and bugs."""
+        buffered: no added delay), or an int — a heartbeat at that last seq. When the runtime
+        shuts down it aborts with UNAVAILABLE / RUNTIME_DRAINING (metadata ``last_seq``) after the
+        last event; it aborts likewise on lagging, cursor errors and bugs."""
         runtime = self._runtime
         try:
             sub = runtime.subscribe(
@@ -252,7 +253,10 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                     else:
                         yield [event]
                 elif sub.closed:
-                    return  # the runtime is shutting down: end the stream cleanly
+                    # The runtime is shutting down and everything committed was delivered: say
+                    # so, with the resume point (a clean OK end would read as "all is well").
+                    await abort(context, errors.RuntimeDraining(sub.last_seq))
+                    return
                 else:
                     yield sub.last_seq
         finally:

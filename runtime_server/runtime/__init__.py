@@ -26,6 +26,7 @@ from runtime_server.runtime._runtime import (
     ToolsFactory,
     limits_from,
 )
+from runtime_server.runtime._storewatch import StoreState
 
 __all__ = [
     "FEATURES",
@@ -43,6 +44,7 @@ __all__ = [
     "Runtime",
     "RuntimeInfo",
     "RuntimeState",
+    "StoreState",
     "Subscription",
     "ToolsFactory",
     "default_config",

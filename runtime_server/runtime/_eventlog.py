@@ -4,11 +4,23 @@
 only then are events *published*: to subscribers, to ListEvents (which reads the store) and to
 acknowledgement waiters. With the memory store this all happens inside ``append``.
 
+When the store reports a failure, every batch not yet committed was discarded: ``fail`` drops the
+pending events (never published), rewinds the next seq to the one after the committed seq (so no
+hole is left and no published seq is reused), and fails every commit waiter with the store's
+error. Until ``resume``, ``append`` writes nothing (the Runtime is rebuilding its state from the
+store) and waiting for anything not yet committed raises at once.
+
 Subscribers get bounded buffers. Publishing never waits for a subscriber: one whose buffer is
 full is cut (it sees :class:`SubscriberLagging` carrying its last delivered seq, and resumes from
 there). A subscription first replays from the store and joins the live fan-out in the same event
 loop step in which it has caught up with the committed seq — so there is no gap and no duplicate
 between replay and tail.
+
+Shutdown (:meth:`EventLog.close_all`, after the last events are committed and published) ends
+every subscription *after* it has handed over what it holds: its buffer is in memory, so the
+consumer can still take it while the store closes. :meth:`EventLog.stop_reads` then refuses new
+store reads (``RuntimeDraining``, never a closed store's error) and waits for the reads in flight,
+so nothing touches the store once it is closed.
 """
 
 from __future__ import annotations
@@ -17,7 +29,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from runtime_server.errors import CursorAhead, CursorExpired, SubscriberLagging
+from runtime_server.errors import (
+    CursorAhead,
+    CursorExpired,
+    RuntimeDraining,
+    StoreFailure,
+    SubscriberLagging,
+)
 from runtime_server.model import Event, Payload, now
 from runtime_server.store import Mutation, Store
 
@@ -32,6 +50,13 @@ class EventLog:
         self._buffer_limit = buffer_limit
         self._all: set[Subscription] = set()  # whole-runtime subscribers
         self._by_worker: dict[str, set[Subscription]] = {}
+        self._failure: StoreFailure | None = None
+        # every subscription not yet ended (replaying ones too, which are not in the fan-out)
+        self._open: set[Subscription] = set()
+        self._closing = False  # close_all ran: no new subscriptions
+        self._store_closed = False  # stop_reads ran: no more store reads
+        self._reads = 0  # store reads in flight
+        self._reads_done: asyncio.Future[None] | None = None
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -57,6 +82,8 @@ class EventLog:
         t = now()
         seq = self._next_seq
         events = [Event(seq + i, t, worker_id, run_id, p) for i, p in enumerate(payloads)]
+        if self._failure is not None:
+            return events  # not written, seqs not taken: waiting on them raises
         self._next_seq = seq + len(events)
         self._pending.extend(events)
         self._store.write(events, mutations)
@@ -65,6 +92,8 @@ class EventLog:
     def append_one(self, worker_id: str, run_id: str, payload: Payload) -> Event:
         """The hot path: one event, no mutations."""
         event = Event(self._next_seq, now(), worker_id, run_id, payload)
+        if self._failure is not None:
+            return event
         self._next_seq += 1
         self._pending.append(event)
         self._store.write((event,))
@@ -73,9 +102,28 @@ class EventLog:
     async def wait_committed(self, seq: int) -> None:
         if seq <= self._committed:
             return
+        if self._failure is not None:
+            raise self._failure.again()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, fut))
         await fut
+
+    @property
+    def failure(self) -> StoreFailure | None:
+        return self._failure
+
+    def fail(self, error: StoreFailure) -> None:
+        """The store discarded everything after the committed seq (see the module docstring)."""
+        self._failure = error
+        self._pending.clear()
+        self._next_seq = self._committed + 1
+        waiters, self._waiters = self._waiters, []
+        for _, fut in waiters:
+            if not fut.done():
+                fut.set_exception(error.again())
+
+    def resume(self) -> None:
+        self._failure = None
 
     def _on_commit(self, seq: int) -> None:
         pending = self._pending
@@ -119,8 +167,17 @@ class EventLog:
             raise CursorExpired(after_seq, self._committed + 1)
 
     async def read(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
+        if self._store_closed:
+            raise RuntimeDraining()
         self.check_cursor(after_seq)
-        events = await self._store.read_events(after_seq, limit, worker_id)
+        self._reads += 1
+        try:
+            events = await self._store.read_events(after_seq, limit, worker_id)
+        finally:
+            self._reads -= 1
+            done = self._reads_done
+            if not self._reads and done is not None and not done.done():
+                done.set_result(None)
         # Retention may have trimmed past the cursor while the read ran: then the result could
         # silently start later than after_seq + 1. Check again; never skip without an error.
         self.check_cursor(after_seq)
@@ -134,10 +191,14 @@ class EventLog:
     def subscribe(
         self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
     ) -> Subscription:
+        if self._closing:
+            # the caller's own cursor is its resume point (a from_now caller has none yet)
+            raise RuntimeDraining(None if from_now else after_seq)
         if not from_now:
             self.check_cursor(after_seq)
         start = self._committed if from_now else after_seq
         sub = Subscription(self, start, worker_id, self._buffer_limit)
+        self._open.add(sub)
         if start >= self._committed:
             sub._go_live()  # nothing to replay: join now, synchronously, so nothing is missed
         return sub
@@ -159,9 +220,24 @@ class EventLog:
             self._all.discard(sub)
 
     def close_all(self) -> None:
-        """End every subscription (shutdown): their iterators finish after draining."""
-        for sub in [*self._all, *(s for subs in self._by_worker.values() for s in subs)]:
+        """End every subscription (shutdown): each first hands over the events it holds, then
+        ends (``next`` returns None, ``closed`` is true); new subscriptions are refused with
+        RuntimeDraining. Call it after the final events are committed, so they are delivered."""
+        self._closing = True
+        for sub in list(self._open):
             sub.close()
+
+    async def stop_reads(self) -> None:
+        """Before the store closes: refuse new reads (RuntimeDraining) and wait for the reads in
+        flight (a replaying subscription, a ListEvents) to finish."""
+        self._store_closed = True
+        if self._reads:
+            self._reads_done = asyncio.get_running_loop().create_future()
+            await self._reads_done
+
+    @property
+    def store_closed(self) -> bool:
+        return self._store_closed
 
 
 class Subscription:
@@ -197,6 +273,8 @@ class Subscription:
         return kept
 
     def _go_live(self) -> None:
+        if self._closed:  # ended (shutdown, or its consumer) while its replay read ran
+            return
         self._log._join(self)
         self._live = True
 
@@ -285,9 +363,12 @@ class Subscription:
         return self._closed
 
     def close(self) -> None:
+        """End it: leave the fan-out and wake the reader, which still drains its buffer (the
+        consumer closing it, or the log at shutdown). Safe to call again."""
         if not self._closed:
             self._closed = True
             self._log._leave(self)
+            self._log._open.discard(self)
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

@@ -7,7 +7,9 @@ task; idle Workers own no task at all (10,000 idle workers cost only their recor
 
 Lifecycle: ``start()`` opens the store and recovers (runs that were active become INTERRUPTED);
 ``close(grace_s)`` drains: no new work, active runs get ``grace_s`` to finish and are then
-interrupted, subscriptions end, the store is flushed and closed. Both are idempotent.
+interrupted, their final events are committed and delivered to every subscription, which then
+ends (RUNTIME_DRAINING with its last seq at the gRPC edge), and the store is closed. Both are
+idempotent.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from runtime_server.runtime._request_limits import (
     check_worker_fits,
     check_workspace_size,
 )
+from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
 from runtime_server.runtime._tools import builtin_tools
 from runtime_server.runtime._validation import (
     check_labels,
@@ -89,6 +92,7 @@ from runtime_server.store import (
     PutRun,
     PutWorker,
     Store,
+    StoredState,
 )
 
 log = logging.getLogger("runtime_server")
@@ -118,6 +122,10 @@ ProviderFactory = Callable[[Profile], engine.Provider]
 ToolsFactory = Callable[[Profile, Worker], engine.ToolRegistry]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class RuntimeState(enum.Enum):
     STARTING = "STARTING"
     SERVING = "SERVING"
@@ -143,6 +151,8 @@ class RuntimeInfo:
     profiles: tuple[str, ...]
     features: tuple[str, ...]
     usage: engine.Usage
+    store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
+    store_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +281,7 @@ class Runtime:
         self._usage = engine.Usage()
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._store_watch = StoreWatch(self)
 
     # --- lifecycle ---
 
@@ -291,6 +302,27 @@ class Runtime:
             last_seq=stored.last_seq,
             buffer_limit=max(1, self._limits.subscriber_buffer_events),
         )
+        self._store.set_failure_listener(self._store_watch.on_failure)
+        self._load(stored)
+        self._recover()
+        # Serve only once the recovery is committed (flush raises if the store cannot commit).
+        await self._store.flush()
+        self._started_at = now()
+        self._state = RuntimeState.SERVING
+
+    def _reset_state(self) -> None:
+        """Forget the workers and runs held in memory (before ``_load`` rebuilds them from the
+        store after a store failure): everything ``_load`` fills."""
+        self._slots = {}
+        self._runs = {}
+        self._create_keys = OrderedDict()
+        self._finished = deque()
+        self._run_count = 0
+        self._usage = engine.Usage()
+
+    def _load(self, stored: StoredState) -> None:
+        """Workers, runs, transcripts and keys as the store has them (at start, and after a
+        store failure)."""
         for worker in stored.workers:
             self._slots[worker.worker_id] = _Slot(worker=worker)
         for wid, entries in stored.transcripts.items():
@@ -312,13 +344,8 @@ class Runtime:
                 self._retire(run)
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
-        self._recover()
-        # Serve only once the recovery is committed (flush raises if the store cannot commit).
-        await self._store.flush()
-        self._started_at = now()
-        self._state = RuntimeState.SERVING
 
-    def _recover(self) -> None:
+    def _recover(self, why: str = "the runtime stopped", *, diagnose: bool = True) -> None:
         """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE;
         tool calls the crash left without a result get a synthetic one (as a cancelled run's do),
         so the transcript is valid for the next turn."""
@@ -342,7 +369,7 @@ class Runtime:
                 run,
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
-                error=RunError("INTERRUPTED", f"the runtime stopped while this run was {where}"),
+                error=RunError("INTERRUPTED", f"{why} while this run was {where}"),
             )
             self._runs[run.run_id] = done
             self._retire(done)
@@ -355,11 +382,12 @@ class Runtime:
                 slot.worker = idle
                 changed = [WorkerStateChanged(w.state, state)] if state is not w.state else []
                 log_.append(w.worker_id, "", changed, [PutWorker(idle)])
-        if self._slots or interrupted:
+        if diagnose and (self._slots or interrupted):
             self._diagnose(
                 DiagnosticLevel.INFO,
                 "RECOVERED",
-                f"recovered {len(self._slots)} workers; {interrupted} runs marked INTERRUPTED; "
+                f"recovered {_count(len(self._slots), 'worker')}; "
+                f"{_count(interrupted, 'run')} marked INTERRUPTED; "
                 f"event log continues after seq {last_seq}",
             )
 
@@ -399,6 +427,7 @@ class Runtime:
             self._state = RuntimeState.STOPPED
             return
         self._state = RuntimeState.DRAINING
+        await self._store_watch.close()
         tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
         if tasks and grace_s > 0:
             await asyncio.wait(tasks, timeout=grace_s)
@@ -408,12 +437,23 @@ class Runtime:
         tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks)
-        self._log.close_all()
         errors_: list[BaseException] = []
-        for step in (self._store.flush, self._store.close):
-            try:
-                await step()
-            except Exception as exc:  # keep unwinding; report below
+        # The runs' final events (RunFinished INTERRUPTED, ...) are committed and published to
+        # every live subscription first; then subscriptions end, each after handing over what it
+        # holds (from memory: the gRPC server's grace lets streams send it), and the store closes
+        # once no read is in flight and none can start. A store failure already reported (the
+        # store is failing) is said once, by the store watch, not once per step.
+        try:
+            await self._store.flush()
+        except Exception as exc:  # keep unwinding; report below
+            if not self._store_watch.reported(exc):
+                errors_.append(exc)
+        self._log.close_all()
+        await self._log.stop_reads()
+        try:
+            await self._store.close()
+        except Exception as exc:
+            if not self._store_watch.reported(exc):
                 errors_.append(exc)
         for provider in self._providers.values():
             try:
@@ -455,7 +495,25 @@ class Runtime:
         log_ = self._require_log()
         if self._state is not RuntimeState.SERVING:
             raise errors.RuntimeDraining()
+        self._store_watch.check()
         return log_
+
+    @property
+    def started(self) -> bool:
+        return self._state is not RuntimeState.STARTING
+
+    @property
+    def closing(self) -> bool:
+        return self._close_task is not None
+
+    @property
+    def store_state(self) -> StoreState:
+        return self._store_watch.state
+
+    def watch_store(self, listener: StoreStateListener) -> None:
+        """``listener(state)`` is called on the loop when the store's state changes (the gRPC
+        layer switches health with it)."""
+        self._store_watch.add_listener(listener)
 
     # --- management ---
 
@@ -480,10 +538,14 @@ class Runtime:
             oldest_seq=self._store.oldest_seq(),
             subscribers=log_.subscriber_count,
             limits=self._limits,
-            provider_kinds=tuple(sorted({p.kind for p in self._config.providers.values()})),
+            # what this runtime can run (a provider of any of these kinds may be configured);
+            # the configured providers show through the profiles
+            provider_kinds=tuple(engine.PROVIDER_KINDS),
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            store_state=self._store_watch.state,
+            store_error=self._store_watch.error,
         )
 
     def list_profiles(self) -> list[Profile]:
@@ -519,7 +581,7 @@ class Runtime:
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
-        if self._log is not None:
+        if self._log is not None and not self._log.store_closed:  # never write a closed store
             self._log.append(worker_id, run_id, [diag])
         log.log(
             {"INFO": logging.INFO, "WARNING": logging.WARNING}.get(level.value, logging.ERROR),
@@ -655,6 +717,7 @@ class Runtime:
         self._require_log()
         slot = self._slot(worker_id)
         check_reason("reason", reason, self._limits)
+        self._store_watch.check()
         if slot.stop_task is None:
             if slot.worker.state is WorkerState.STOPPED:  # stopped before a restart
                 return self._snapshot(slot)
@@ -686,6 +749,7 @@ class Runtime:
         slot = self._slot(worker_id)
         worker_id = slot.worker.worker_id
         await self.stop_worker(worker_id, "deleted")
+        self._store_watch.check()  # (a store failure since then replaced the slots)
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
@@ -758,7 +822,10 @@ class Runtime:
         if not start:
             if busy_policy is BusyPolicy.REJECT:
                 assert slot.active is not None
-                raise errors.WorkerBusy(worker_id, slot.active.run_id)
+                busy = slot.active.run_id
+                # Name only a committed run: if its batch fails, this caller hears STORE_FAILURE.
+                await log_.wait_committed(log_.last_assigned_seq)
+                raise errors.WorkerBusy(worker_id, busy)
             if len(slot.queue) >= lim.max_queue_per_worker:
                 raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
         seq = log_.last_assigned_seq + 1
@@ -1005,6 +1072,7 @@ class Runtime:
         run = self._get_run(run_id)
         if run.state.terminal:
             return run
+        self._store_watch.check()
         slot = self._slot(run.worker_id)
         if run.state is RunState.QUEUED:
             with contextlib.suppress(ValueError):

@@ -3,13 +3,15 @@ durable ``SqliteStore``. Both pass one contract test suite (tests/store)."""
 
 from __future__ import annotations
 
-from runtime_server.store._errors import StoreOpenError
+from runtime_server.store._errors import StoreCorrupt, StoreOpenError
 from runtime_server.store._memory import MemoryStore
 from runtime_server.store._protocol import (
     AppendTranscript,
     CommitListener,
     DeleteWorkerData,
+    FailureListener,
     Mutation,
+    PutMeta,
     PutRequestKey,
     PutRun,
     PutWorker,
@@ -24,13 +26,16 @@ __all__ = [
     "CommitListener",
     "DeleteWorkerData",
     "Durability",
+    "FailureListener",
     "MemoryStore",
     "Mutation",
+    "PutMeta",
     "PutRequestKey",
     "PutRun",
     "PutWorker",
     "SqliteStore",
     "Store",
+    "StoreCorrupt",
     "StoreOpenError",
     "StoreStats",
     "StoredState",

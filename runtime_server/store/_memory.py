@@ -9,8 +9,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from runtime_server.errors import StoreFailure
 from runtime_server.model import Event, now
-from runtime_server.store._protocol import CommitListener, Mutation, StoredState
+from runtime_server.store._protocol import CommitListener, FailureListener, Mutation, StoredState
 
 
 class MemoryStore:
@@ -34,6 +35,16 @@ class MemoryStore:
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._listener = listener
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        pass  # memory does not fail
+
+    def resume(self) -> None:
+        pass
+
+    async def reload(self) -> StoredState:
+        # Never needed (memory does not fail), and there is no state here to go back to.
+        raise StoreFailure("the memory store keeps no state to reload")
 
     def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
         # State lives in the Runtime's memory; only the event log needs keeping here.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from runtime_server.errors import StoreFailure
 from runtime_server.model import Event, Run, TranscriptEntry, Worker
 
 
@@ -53,7 +54,16 @@ class PutRequestKey:
     seq: int
 
 
-Mutation = PutWorker | PutRun | AppendTranscript | DeleteWorkerData | PutRequestKey
+@dataclass(frozen=True, slots=True)
+class PutMeta:
+    """A free-form value in the store's ``meta`` table; ``key`` is prefixed with its topic
+    (``store.``: the Runtime's write probe after a store failure)."""
+
+    key: str
+    value: str | int | float
+
+
+Mutation = PutWorker | PutRun | AppendTranscript | DeleteWorkerData | PutRequestKey | PutMeta
 
 
 @dataclass(slots=True)
@@ -69,6 +79,7 @@ class StoredState:
 
 
 CommitListener = Callable[[int], None]
+FailureListener = Callable[[StoreFailure], None]
 
 
 class Store(Protocol):
@@ -82,6 +93,21 @@ class Store(Protocol):
     def set_commit_listener(self, listener: CommitListener) -> None:
         """``listener(seq)`` is called on the event loop once every event with a seq up to ``seq``
         (and every mutation written with them) is committed."""
+        ...
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        """``listener(error)`` is called on the event loop when writes failed: every batch not yet
+        reported was discarded (nothing of it is committed); ``write``/``flush`` raise ``error``
+        until ``resume()``."""
+        ...
+
+    def resume(self) -> None:
+        """Accept writes again after a failure (the next seq follows the last reported one);
+        raises StoreFailure if the store cannot resume (a damaged file)."""
+        ...
+
+    async def reload(self) -> StoredState:
+        """The committed state, read afresh (what memory goes back to after a failure)."""
         ...
 
     def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:

@@ -18,10 +18,24 @@ before it is reported, so it survives ``kill -9`` of the process but maybe not a
 ``"power"`` is ``synchronous=FULL`` (+ ``fullfsync`` where the OS has it): the WAL is fsynced
 before every report.
 
-Writer failure (disk full, I/O error, a bug): the failing transaction is rolled back, nothing in it
-is reported, the error is logged, and the store is *failed*: pending and later ``flush()`` calls,
-``write()`` and ``close()`` raise :class:`StoreFailure`. There is no retry — the Runtime must not
-acknowledge anything more, and an operator must look at the disk.
+Writer failure (disk full, I/O error): the failing transaction is rolled back, and it and every
+batch queued behind it are *discarded* — none of it was reported, so no caller was told it
+committed. The failure listener hears of it on the loop (with the seq the log really ends at), and
+the store is *failed*: pending and later ``flush()`` calls and ``write()`` raise
+:class:`StoreFailure` at once (nothing queues up behind a dead disk). The owner then reloads the
+committed state (``reload()``), and calls ``resume()``; the writer retries from there, waiting a
+capped exponential backoff (0.1 s doubling to 2 s) before each attempt while failures continue, so
+writes resume by themselves once the disk accepts them again. Seqs: the discarded batches' seqs
+were never reported, so the log may hand them out again after ``resume()``; a reported seq is never
+handed out twice.
+
+A damaged file (SQLITE_CORRUPT / NOTADB, at any write or read, or an undecodable row) is
+different: the store fails for good (:class:`StoreCorrupt`), the writer never writes to the file
+again, and ``resume()`` refuses; a restart runs the start-up checks, which refuse the file.
+
+Start-up checks (read-only, before anything is written): the SQLite header, ``PRAGMA
+quick_check``, the schema and codec versions, meta.last_seq against the newest event, and the seq
+high-water mark (see ``_integrity``), which catches a WAL that lost committed transactions.
 
 Retention runs on the writer every ``retention_interval`` seconds, in its own transaction; it trims
 by count (exact: the count is kept in ``meta``) and by age, and never deletes the newest event.
@@ -37,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -53,12 +68,15 @@ from typing import Any, Literal
 
 from runtime_server.model import Event, Run, TranscriptEntry, Worker, now
 from runtime_server.store import _codec as codec
-from runtime_server.store._errors import StoreFailure, StoreOpenError
+from runtime_server.store._errors import StoreCorrupt, StoreFailure, StoreOpenError
+from runtime_server.store._integrity import SeqMark, check_seq, is_corruption, quick_check
 from runtime_server.store._protocol import (
     AppendTranscript,
     CommitListener,
     DeleteWorkerData,
+    FailureListener,
     Mutation,
+    PutMeta,
     PutRequestKey,
     PutRun,
     PutWorker,
@@ -101,6 +119,16 @@ _SCHEMA = (
 
 _Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
 _STOP = object()  # queued by close(): commit what precedes it, then exit
+_RESUME = object()  # queued by resume(): batches before it were discarded, commit those after it
+_WAKE = object()  # queued by a reader that found the file damaged: the writer fails for good
+
+# Backoff of the writer's retries after a failure (seconds; doubles per failure, capped).
+_RETRY_MIN = 0.1
+_RETRY_MAX = 2.0
+# A retry is attempted only with this much free space on the store's filesystem: a tiny write can
+# succeed into the WAL's already allocated slack on a disk that is still full, and resuming on
+# that would only fail again at the next real write.
+_MIN_FREE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +156,7 @@ class SqliteStore:
         retention_events: int = 1_000_000,
         retention_seconds: float = 0.0,
         retention_interval: float = 1.0,
+        accept_seq_loss: bool = False,
     ) -> None:
         if durability not in ("process", "power"):
             raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
@@ -141,8 +170,13 @@ class SqliteStore:
         self._retention_seconds = retention_seconds
         # 0 = after every transaction (tests); the default keeps DELETEs off the hot path.
         self._retention_interval = retention_interval
+        # Start even if the log lost committed events (found by the high-water mark): the lost
+        # seqs are skipped, so none is handed out twice. An operator's decision, never a default.
+        self._accept_seq_loss = accept_seq_loss
+        self._seq_floor = 0  # set by the start-up check: the log continues after it
 
         self._listener: CommitListener | None = None
+        self._failure_listener: FailureListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None  # the writer's
         self._writer: threading.Thread | None = None
@@ -150,6 +184,9 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._checkpoint_wanted = threading.Event()
         self._stopping = threading.Event()
+        self._closing = threading.Event()  # cuts the writer's retry backoff short
+        self._corrupt = threading.Event()  # the file is damaged: never write to it again
+        self._mark = SeqMark(self.path)
         self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
         self._closed = False
 
@@ -166,7 +203,9 @@ class SqliteStore:
         self._event_count = 0
         self._oldest = 0
         self._stats = StoreStats()
-        self._failure: BaseException | None = None
+        self._failures_in_row = 0  # writer: consecutive failed attempts (drives the backoff)
+        # Loop side: set by the failure report, cleared by resume().
+        self._failure: StoreFailure | None = None
 
         self._read_pool: ThreadPoolExecutor | None = None
         self._read_local = threading.local()
@@ -195,6 +234,30 @@ class SqliteStore:
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._listener = listener
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        self._failure_listener = listener
+
+    def resume(self) -> None:
+        """After a failure: accept writes again (the writer retries them with backoff). The
+        batches written before the failure report stay discarded; the next seq to write is the
+        one after the last reported seq. Raises :class:`StoreFailure` if the file is damaged or
+        the store closed."""
+        if self._failure is None:
+            return
+        if isinstance(self._failure, StoreCorrupt) or self._closed:
+            raise self._failure
+        self._failure = None
+        self._queued_seq = self._reported_seq
+        self._batches_committed = self._batches_written  # the discarded ones settled (failed)
+        self._queue.put(_RESUME)
+
+    async def reload(self) -> StoredState:
+        """The committed state, read afresh (after a failure: what memory must go back to)."""
+        if self._read_pool is None or self._closed:
+            raise RuntimeError("SqliteStore is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, self._reload_sync)
 
     def write(self, events: Sequence[Event], mutations: Sequence[Mutation] = ()) -> None:
         self._check_usable()
@@ -227,7 +290,7 @@ class SqliteStore:
             return []
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._read_pool, self._read_events_sync, after_seq, limit, worker_id
+            self._read_pool, self._read_guarded, self._read_events_sync, after_seq, limit, worker_id
         )
 
     def oldest_seq(self) -> int:
@@ -239,6 +302,10 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
+        guard = (
+            await asyncio.to_thread(self._no_checkpoint_guard) if self._corrupt.is_set() else None
+        )
         if self._writer is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._writer.join)
@@ -255,13 +322,34 @@ class SqliteStore:
         if self._conn is not None:
             # Last connection out: SQLite checkpoints the WAL into the main file.
             await asyncio.to_thread(self._conn.close)
+        if guard is not None:
+            guard.close()  # read-only: it never checkpoints
+        self._mark.close()
         self._unlock()
         for _, future in self._flush_waiters:
             if not future.done():
-                future.set_exception(self._failure_error() if self._failure else _closed_error())
+                future.set_exception(self._failure or _closed_error())
         self._flush_waiters.clear()
         if self._failure is not None:
-            raise self._failure_error()
+            raise self._failure
+
+    def _no_checkpoint_guard(self) -> sqlite3.Connection | None:
+        """A damaged file must not be written, but the last connection to close checkpoints the
+        WAL into it. A read-only connection holding a read transaction until everything else is
+        closed makes every other close skip that (it cannot lock the file), and closes last
+        without checkpointing (read-only connections never do)."""
+        try:
+            guard = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            guard.execute("BEGIN")
+            guard.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            log.warning(
+                "SQLite store %s: cannot hold off the closing checkpoint: %s", self.path, exc
+            )
+            return None
+        return guard
 
     # --- diagnostics ----------------------------------------------------------------------------
 
@@ -272,6 +360,11 @@ class SqliteStore:
     @property
     def failed(self) -> bool:
         return self._failure is not None
+
+    @property
+    def failure(self) -> StoreFailure | None:
+        """The failure being reported (None while writes are accepted)."""
+        return self._failure
 
     # --- open -----------------------------------------------------------------------------------
 
@@ -291,6 +384,7 @@ class SqliteStore:
             raise StoreOpenError(self.path, f"cannot create or open the file: {exc}") from exc
         try:
             state = self._init_and_load(conn, new_runtime_id)
+            self._mark.open(self.path, state.last_seq)
         except BaseException as exc:
             conn.close()
             self._unlock()
@@ -355,11 +449,18 @@ class SqliteStore:
             if "meta" not in tables:
                 raise StoreOpenError(self.path, "not a worker-runtime store (no meta table)")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            _check_versions(self.path, meta)
+            quick_check(conn, self.path)
+            max_seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise StoreOpenError(self.path, f"not a readable SQLite database: {exc}") from exc
         finally:
             conn.close()
-        _check_versions(self.path, meta)
+        try:
+            last_seq = int(meta.get("last_seq"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise StoreOpenError(self.path, "meta.last_seq is missing or invalid") from None
+        self._seq_floor = check_seq(self.path, last_seq, max_seq, accept_loss=self._accept_seq_loss)
 
     def _init_and_load(self, conn: sqlite3.Connection, new_runtime_id: str) -> StoredState:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -388,10 +489,24 @@ class SqliteStore:
                 )
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         _check_versions(self.path, meta)
+        if self._seq_floor > int(meta["last_seq"]):
+            log.warning(
+                "SQLite store %s: events %d..%d were lost; accepted: the log continues after %d",
+                self.path,
+                int(meta["last_seq"]) + 1,
+                self._seq_floor,
+                self._seq_floor,
+            )
+            with _transaction(conn):
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (self._seq_floor,))
+            meta["last_seq"] = self._seq_floor
         self._last_seq = int(meta["last_seq"])
         self._event_count = int(meta["event_count"])
         self._oldest = int(conn.execute("SELECT min(seq) FROM events").fetchone()[0] or 0)
+        return self._load(conn, meta)
 
+    def _load(self, conn: sqlite3.Connection, meta: dict[str, Any]) -> StoredState:
+        """Everything but the events, as committed (at open, and by reload())."""
         workers = [codec.decode_worker(b) for (b,) in conn.execute("SELECT body FROM workers")]
         workers.sort(key=lambda w: (w.created_at, w.worker_id))
         runs = [codec.decode_run(b) for (b,) in conn.execute("SELECT body FROM runs")]
@@ -412,7 +527,7 @@ class SqliteStore:
         ]
         return StoredState(
             runtime_id=str(meta["runtime_id"]),
-            last_seq=self._last_seq,
+            last_seq=int(meta["last_seq"]),
             workers=workers,
             runs=runs,
             transcripts=transcripts,
@@ -427,6 +542,7 @@ class SqliteStore:
         idle = max(self._retention_interval, 0.05) if self._retention_seconds > 0 else None
         last_retention = time.monotonic()
         stop = False
+        discarding = False  # after a failure, until resume()'s marker: nothing is committed
         while not stop:
             batches: list[_Batch] = []
             try:
@@ -436,22 +552,52 @@ class SqliteStore:
             while item is not None:
                 if item is _STOP:
                     stop = True  # still commit everything queued before it
-                else:
+                elif item is _RESUME:
+                    discarding = False  # (a damaged file is caught just below)
+                elif item is not _WAKE and not discarding:
                     batches.append(item)  # type: ignore[arg-type]
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     item = None
+            if discarding:
+                continue
+            if self._corrupt.is_set():
+                self._writer_failed(StoreCorrupt(self.path, "a read found a damaged row or page"))
+                discarding = True
+                continue
+            if batches and self._failures_in_row and not self._closing.is_set():
+                # Retrying after a failure: back off (close() cuts the wait short).
+                self._closing.wait(min(_RETRY_MAX, _RETRY_MIN * 2 ** (self._failures_in_row - 1)))
+                free = _free_bytes(self.path.parent)
+                if free is not None and free < _MIN_FREE_BYTES:
+                    self._writer_failed(
+                        OSError(
+                            errno.ENOSPC,
+                            f"disk full: only {free} bytes free on the store's filesystem "
+                            f"(writes resume with {_MIN_FREE_BYTES})",
+                        )
+                    )
+                    discarding = True
+                    continue
             try:
                 for chunk in _chunks(batches):
                     self._commit(chunk)
                 if time.monotonic() - last_retention >= self._retention_interval:
                     last_retention = time.monotonic()
                     self._apply_retention()
-            except BaseException as exc:
-                self._fail(exc)
-                return
+            except Exception as exc:
+                self._writer_failed(exc)
+                discarding = True
+                continue
             if batches:
+                if self._failures_in_row:
+                    log.warning(
+                        "SQLite store %s: writes resumed after %d failed attempts",
+                        self.path,
+                        self._failures_in_row,
+                    )
+                    self._failures_in_row = 0
                 # flush() returns after retention, so a flushed store is a settled one.
                 self._post(self._on_settled, batches[-1][0])
 
@@ -477,6 +623,12 @@ class SqliteStore:
             self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
             if not self._oldest:
                 self._oldest = rows[0][0]
+            # The mark goes up before the seq is reported: every seq a client sees is below it.
+            error = self._mark.write(self._last_seq)
+            if error is not None:
+                log.error(
+                    "SQLite store %s: cannot write the seq high-water mark: %s", self.path, error
+                )
         s = self._stats
         self._stats = replace(
             s,
@@ -541,22 +693,42 @@ class SqliteStore:
                     break
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
+                except sqlite3.Error as exc:
                     # Not fatal by itself (the data is in the WAL); a full disk also fails the
-                    # writer, which is what callers see.
-                    log.exception("SQLite store %s: checkpoint failed", self.path)
+                    # writer, which is what callers see. One line: it repeats on a full disk.
+                    log.warning("SQLite store %s: checkpoint failed: %s", self.path, exc)
                 self._stopping.wait(_CHECKPOINT_PAUSE)  # batch the WAL into fewer checkpoints
         finally:
             conn.close()
 
-    def _fail(self, exc: BaseException) -> None:
-        log.error(
-            "SQLite store %s: the writer failed; nothing more is committed or reported",
-            self.path,
-            exc_info=exc,
-        )
-        self._failure = exc
-        self._post(self._on_failure)
+    def _writer_failed(self, exc: Exception) -> None:
+        """The transaction was rolled back: discard it and everything queued behind it, and tell
+        the loop where the log really ends. An I/O condition (disk full) is one log line; anything
+        else gets its traceback."""
+        self._failures_in_row += 1
+        # (a CodecError here is a bug in what was written, not a damaged file: retried after the
+        # owner rolls back, the bad batch is gone)
+        corrupt = isinstance(exc, StoreCorrupt) or is_corruption(exc)
+        if corrupt:
+            self._corrupt.set()
+        expected = isinstance(exc, sqlite3.Error | OSError | StoreCorrupt)
+        if self._failures_in_row == 1 or corrupt:
+            log.error(
+                "SQLite store %s: the writer failed (%s); writes after seq %d are discarded%s",
+                self.path,
+                _describe(exc),
+                self._last_seq,
+                "; the file is damaged: nothing more is written to it" if corrupt else "",
+                exc_info=None if expected else exc,
+            )
+        elif _worth_logging(self._failures_in_row - 1):
+            log.warning(
+                "SQLite store %s: retry %d failed (%s)",
+                self.path,
+                self._failures_in_row - 1,
+                _describe(exc),
+            )
+        self._post(self._on_failure, exc, corrupt, self._last_seq)
 
     def _post(self, callback: Any, *args: Any) -> None:
         loop = self._loop
@@ -583,24 +755,35 @@ class SqliteStore:
             if not future.done():
                 future.set_result(None)
 
-    def _on_failure(self) -> None:
+    def _on_failure(self, exc: BaseException, corrupt: bool, last_seq: int) -> None:
+        # Commit reports precede this one (same queue), so last_seq == the reported seq.
+        self._reported_seq = max(self._reported_seq, last_seq)
+        self._queued_seq = self._reported_seq
+        if corrupt and isinstance(exc, StoreCorrupt):
+            err: StoreFailure = exc
+        elif corrupt:
+            err = StoreCorrupt(self.path, f"the file is damaged ({_describe(exc)})")
+        else:
+            err = StoreFailure(
+                f"SQLite store {str(self.path)!r} failed to write ({_describe(exc)}); nothing "
+                f"after seq {self._reported_seq} was committed",
+                path=str(self.path),
+            )
+        if exc is not err:
+            err.__cause__ = exc
+        if isinstance(self._failure, StoreCorrupt) and not isinstance(err, StoreCorrupt):
+            err = self._failure  # damaged stays damaged
+        self._failure = err
         while self._flush_waiters:
             _, future = self._flush_waiters.popleft()
             if not future.done():
-                future.set_exception(self._failure_error())
-
-    def _failure_error(self) -> StoreFailure:
-        err = StoreFailure(
-            f"SQLite store {str(self.path)!r} failed: {self._failure!r}; writes after seq "
-            f"{self._reported_seq} were not committed",
-            path=str(self.path),
-        )
-        err.__cause__ = self._failure
-        return err
+                future.set_exception(err.again())
+        if self._failure_listener is not None:
+            self._failure_listener(err)
 
     def _check_usable(self) -> None:
         if self._failure is not None:
-            raise self._failure_error()
+            raise self._failure.again()
         if self._closed:
             raise _closed_error()
         if self._conn is None:
@@ -617,6 +800,39 @@ class SqliteStore:
             with self._read_conns_lock:
                 self._read_conns.append(conn)
         return conn
+
+    def _read_guarded(self, read: Any, *args: Any) -> Any:
+        """Run ``read`` on a reader thread; an SQLite or decoding error becomes StoreFailure (a
+        damaged file: StoreCorrupt, and the writer stops writing to it)."""
+        try:
+            return read(*args)
+        except (sqlite3.Error, codec.CodecError) as exc:
+            if isinstance(exc, codec.CodecError) or is_corruption(exc):
+                if not self._corrupt.is_set():
+                    self._corrupt.set()
+                    self._queue.put(_WAKE)
+                err: StoreFailure = StoreCorrupt(
+                    self.path, f"the file is damaged ({_describe(exc)})"
+                )
+            else:
+                err = StoreFailure(
+                    f"SQLite store {str(self.path)!r} cannot read ({_describe(exc)})",
+                    path=str(self.path),
+                )
+            raise err from exc
+
+    def _reload_sync(self) -> StoredState:
+        def load() -> StoredState:
+            conn = self._reader()
+            conn.execute("BEGIN")  # one snapshot for every table
+            try:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                return self._load(conn, meta)
+            finally:
+                conn.execute("COMMIT")
+
+        state: StoredState = self._read_guarded(load)
+        return state
 
     def _read_events_sync(self, after_seq: int, limit: int, worker_id: str) -> list[Event]:
         if worker_id:
@@ -709,6 +925,10 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
             " VALUES (?, ?, ?, ?, ?)",
             (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
         )
+    elif isinstance(mutation, PutMeta):
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (mutation.key, mutation.value)
+        )
     else:  # pragma: no cover - the Mutation union is closed
         raise TypeError(f"unknown mutation {mutation!r}")
 
@@ -728,3 +948,21 @@ def _chunks(batches: list[_Batch]) -> Iterator[list[_Batch]]:
 
 def _closed_error() -> RuntimeError:
     return RuntimeError("SqliteStore is closed")
+
+
+def _worth_logging(attempt: int) -> bool:
+    """Retries 1, 2, 4, 8, ... and then every 30th (a minute at the 2 s cap): a disk that stays
+    full for hours must not flood the log."""
+    return attempt & (attempt - 1) == 0 or attempt % 30 == 0
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

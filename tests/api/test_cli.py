@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runtime_client import RunFinished, RunState, RuntimeClient, TextDelta
+from runtime_client import RunFinished, RunState, RuntimeClient, RuntimeDraining, TextDelta
 
 if TYPE_CHECKING:
     from conftest import Served, SpawnServer
@@ -120,10 +120,16 @@ async def test_serve_stops_cleanly_on_sigterm_interrupting_the_active_run(
                     if isinstance(ev.payload, TextDelta):
                         break
             server.proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(BOUND):
-                async for ev in stream:  # ends cleanly (no error) after the interruption
-                    if isinstance(ev.payload, RunFinished):
-                        finished.append(ev.payload)
+
+            async def rest() -> None:
+                async with asyncio.timeout(BOUND):
+                    async for ev in stream:
+                        if isinstance(ev.payload, RunFinished):
+                            finished.append(ev.payload)
+
+            # after the interruption is delivered, the stream says the runtime is going away
+            with pytest.raises(RuntimeDraining):
+                await rest()
     assert [f.run.state for f in finished] == [RunState.INTERRUPTED]
     assert await server.terminate(timeout=BOUND) == 0
     out = server.stdout()

@@ -62,7 +62,8 @@ def sample(cls: type[server_errors.RuntimeError_]) -> server_errors.RuntimeError
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
-        kwargs[name] = 7 if param.annotation in ("int", int) else f"{name}-Ü-{cls.__name__}"
+        is_int = param.annotation in ("int", int, "int | None")
+        kwargs[name] = 7 if is_int else f"{name}-Ü-{cls.__name__}"
     if cls.__init__ is server_errors.RuntimeError_.__init__:
         kwargs["detail"] = "x"  # plain classes take free metadata
     return cls(**kwargs)

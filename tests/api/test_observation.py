@@ -561,13 +561,22 @@ async def test_graceful_stop_interrupts_the_run_and_ends_streams_cleanly(
         assert raw.value.code() is grpc.StatusCode.UNAVAILABLE
         assert error_info(raw.value).reason == "RUNTIME_DRAINING"
 
-        # both streams deliver the interruption, then end without an error
+        # both streams deliver the interruption, then end with UNAVAILABLE / RUNTIME_DRAINING
+        # carrying the seq to resume after (an OK end would tell a raw client all is well)
         async def drain(c: Any) -> list[pb.Event]:
             out = []
-            async with asyncio.timeout(BOUND):
-                while (msg := await c.read()) is not grpc.aio.EOF:
-                    out.append(msg)
-            assert await c.code() is grpc.StatusCode.OK
+
+            async def read_all() -> None:
+                async with asyncio.timeout(BOUND):
+                    while (msg := await c.read()) is not grpc.aio.EOF:
+                        out.append(msg)
+
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await read_all()
+            assert ended.value.code() is grpc.StatusCode.UNAVAILABLE
+            info = error_info(ended.value)
+            assert info.reason == "RUNTIME_DRAINING"
+            assert int(info.metadata["last_seq"]) == [m.seq for m in out if m.seq][-1]
             return out
 
         got, got_whole = await asyncio.gather(drain(call), drain(whole))

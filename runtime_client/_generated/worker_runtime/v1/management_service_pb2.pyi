@@ -43,6 +43,36 @@ RUNTIME_STATE_DRAINING: RuntimeState.ValueType  # 3
 RUNTIME_STATE_STOPPED: RuntimeState.ValueType  # 4
 Global___RuntimeState: _TypeAlias = RuntimeState  # noqa: Y015
 
+class _StoreState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StoreStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StoreState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STORE_STATE_UNSPECIFIED: _StoreState.ValueType  # 0
+    STORE_STATE_OK: _StoreState.ValueType  # 1
+    """Writes commit."""
+    STORE_STATE_FAILING: _StoreState.ValueType  # 2
+    """Writes fail (e.g. a full disk): every change is refused with STORE_FAILURE and health is
+    NOT_SERVING; the store retries with backoff and resumes by itself when writes succeed.
+    """
+    STORE_STATE_DAMAGED: _StoreState.ValueType  # 3
+    """The store file is damaged: nothing more is written to it; an operator must restart."""
+
+class StoreState(_StoreState, metaclass=_StoreStateEnumTypeWrapper):
+    """Whether the Runtime's store can write (GetRuntime)."""
+
+STORE_STATE_UNSPECIFIED: StoreState.ValueType  # 0
+STORE_STATE_OK: StoreState.ValueType  # 1
+"""Writes commit."""
+STORE_STATE_FAILING: StoreState.ValueType  # 2
+"""Writes fail (e.g. a full disk): every change is refused with STORE_FAILURE and health is
+NOT_SERVING; the store retries with backoff and resumes by itself when writes succeed.
+"""
+STORE_STATE_DAMAGED: StoreState.ValueType  # 3
+"""The store file is damaged: nothing more is written to it; an operator must restart."""
+Global___StoreState: _TypeAlias = StoreState  # noqa: Y015
+
 @_typing.final
 class Limits(_message.Message):
     """Every bound the Runtime enforces."""
@@ -219,6 +249,8 @@ class RuntimeInfo(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
+    STORE_STATE_FIELD_NUMBER: _builtins.int
+    STORE_ERROR_FIELD_NUMBER: _builtins.int
     runtime_id: _builtins.str
     state: Global___RuntimeState.ValueType
     version: _builtins.str
@@ -232,6 +264,9 @@ class RuntimeInfo(_message.Message):
     subscribers: _builtins.int
     auth_required: _builtins.bool
     """Whether requests need "authorization: Bearer <token>"."""
+    store_state: Global___StoreState.ValueType
+    store_error: _builtins.str
+    """Why the store is not OK (empty when it is)."""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -260,10 +295,12 @@ class RuntimeInfo(_message.Message):
         capabilities: Global___Capabilities | None = ...,
         usage: _types_pb2.Usage | None = ...,
         auth_required: _builtins.bool = ...,
+        store_state: Global___StoreState.ValueType = ...,
+        store_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_kind", b"store_kind", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
