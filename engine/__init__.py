@@ -24,6 +24,7 @@ from engine._errors import (
     ProviderHTTPError,
     ProviderProtocolError,
     ProviderStreamError,
+    ProviderTimeoutError,
 )
 from engine._factory import PROVIDER_KINDS, make_provider
 from engine._local import (
@@ -35,6 +36,7 @@ from engine._local import (
 from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
 from engine._redact import Redactor, install_log_redaction
+from engine._responses import OpenAIResponsesProvider
 from engine._retry import RetryPolicy
 from engine._scripted import Pause, ScriptedProvider
 from engine._sse import SSEDecoder, SSEEvent
@@ -46,6 +48,8 @@ from engine._types import (
     ModelRequest,
     Notice,
     PartialDiscarded,
+    ReasoningBlock,
+    ReasoningBlockEnd,
     ReasoningDelta,
     Role,
     StopReason,
@@ -82,6 +86,7 @@ __all__ = [
     "ModelRequest",
     "Notice",
     "OpenAIChatProvider",
+    "OpenAIResponsesProvider",
     "PartialDiscarded",
     "Pause",
     "Provider",
@@ -90,6 +95,9 @@ __all__ = [
     "ProviderHTTPError",
     "ProviderProtocolError",
     "ProviderStreamError",
+    "ProviderTimeoutError",
+    "ReasoningBlock",
+    "ReasoningBlockEnd",
     "ReasoningDelta",
     "Redactor",
     "RetryPolicy",

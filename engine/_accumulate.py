@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from engine._types import (
     Message,
     Notice,
+    ReasoningBlock,
+    ReasoningBlockEnd,
     ReasoningDelta,
     Role,
     StopReason,
@@ -27,6 +30,7 @@ class _PendingCall:
     call_id: str
     name: str
     arguments: list[str] = field(default_factory=list)
+    extra: str = ""
 
 
 class Accumulator:
@@ -37,6 +41,8 @@ class Accumulator:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._signature = ""
+        self._field = ""
+        self._blocks: list[ReasoningBlock] = []
         self._calls: dict[int, _PendingCall] = {}
         self.usage = Usage()
         self.stop_reason: StopReason | None = None
@@ -49,13 +55,18 @@ class Accumulator:
             self._reasoning.append(event.text)
             if event.signature:
                 self._signature = event.signature
+            if event.field:
+                self._field = event.field
         elif isinstance(event, ToolCallStart):
             call = self._calls.get(event.index)
             if call is None:
-                self._calls[event.index] = _PendingCall(event.call_id, event.name)
+                self._calls[event.index] = _PendingCall(
+                    event.call_id, event.name, extra=event.extra
+                )
             else:  # deltas came first (or a repeated start): keep the arguments collected so far
                 call.call_id = call.call_id or event.call_id
                 call.name = call.name or event.name
+                call.extra = call.extra or event.extra
         elif isinstance(event, ToolCallArgsDelta):
             call = self._calls.get(event.index)
             if call is None:  # a delta before its start: keep it rather than drop it
@@ -63,6 +74,8 @@ class Accumulator:
             call.arguments.append(event.delta)
         elif isinstance(event, ToolCallEnd):
             pass
+        elif isinstance(event, ReasoningBlockEnd):
+            self._blocks.append(event.block)
         elif isinstance(event, UsageUpdate):
             self.usage = event.usage
         elif isinstance(event, StreamStop):
@@ -72,18 +85,42 @@ class Accumulator:
 
     @property
     def has_content(self) -> bool:
-        return bool(self._text or self._reasoning or self._calls)
+        return bool(self._text or self._reasoning or self._calls or self._blocks)
 
     def message(self) -> Message:
         calls = tuple(
-            ToolCall(c.call_id, c.name, "".join(c.arguments))
+            ToolCall(c.call_id, c.name, "".join(c.arguments), c.extra)
             for _, c in sorted(self._calls.items())
         )
+        reasoning = "".join(self._reasoning)
         return Message(
             role=Role.ASSISTANT,
             text="".join(self._text),
-            reasoning="".join(self._reasoning),
+            reasoning=reasoning,
             reasoning_signature=self._signature,
             tool_calls=calls,
             stop_reason=self.stop_reason,
+            reasoning_blocks=tuple(self._blocks),
+            reasoning_field=self._field if reasoning else "",
         )
+
+
+def invalid_arguments(message: Message) -> list[Notice]:
+    """One :class:`Notice` per tool call whose arguments are not one JSON value — e.g. two calls
+    a gateway sent under one index, glued into ``{...}{...}``. The call still gets an error result
+    the model sees (the turn loop's job); the notice makes the cause visible to the operator."""
+    notices: list[Notice] = []
+    for call in message.tool_calls:
+        if not call.arguments.strip():
+            continue
+        try:
+            json.loads(call.arguments)
+        except ValueError as exc:
+            notices.append(
+                Notice(
+                    "invalid_tool_arguments",
+                    f"tool call {call.call_id} ({call.name}): arguments are not valid JSON "
+                    f"({exc}); {len(call.arguments)} characters",
+                )
+            )
+    return notices

@@ -6,10 +6,15 @@ Decisions worth knowing:
   request goes to ``{base_url}/v1/messages``. A ``base_url`` that already ends in ``/v1`` is not
   doubled (``http://127.0.0.1:8080/v1`` works too).
 - Content blocks are keyed by ``index``: text, thinking and tool_use blocks may interleave.
-- Thinking: ``thinking_delta`` text becomes reasoning, ``signature_delta`` the message's
-  ``reasoning_signature``, and a signed thinking block is sent back in later requests (the API
-  requires it with tool use). Unsigned reasoning (from another provider) is not sent back: the API
-  would reject a thinking block without a signature.
+- Thinking: ``thinking_delta`` text becomes reasoning; every ``thinking`` block (with its own
+  ``signature_delta``) and every ``redacted_thinking`` block (its encrypted ``data``) is kept as one
+  :class:`ReasoningBlock`, in order, and sent back verbatim in later requests (the API requires
+  them with tool use, and rejects a merged or re-signed block). Interleaved thinking gives several
+  signed blocks in one message. Unsigned reasoning (from another provider) is not sent back: the
+  API would reject a thinking block without a signature.
+- A refusal's ``stop_details`` (``category``, ``explanation``) would otherwise leave an empty
+  answer: the explanation is surfaced as the message's text (after any text already streamed),
+  so the user sees why.
 - Unknown block types (``server_tool_use``, ``web_search_tool_result``, ``compaction``, ...) and
   unknown delta or event types are skipped with one :class:`Notice` each, never a crash. A
   server-side tool call is *not* a tool call for us to run.
@@ -50,6 +55,8 @@ from engine._types import (
     Message,
     ModelRequest,
     Notice,
+    ReasoningBlock,
+    ReasoningBlockEnd,
     ReasoningDelta,
     Role,
     StopReason,
@@ -83,6 +90,11 @@ class _Block:
     start_input: Any = None  # tool_use: the ``input`` of content_block_start, if any
     saw_json: bool = False  # tool_use: any input_json_delta arrived
     closed: bool = False
+    # thinking: the block's text and signature; redacted_thinking: its data (in ``signature``)
+    thinking: list[str] | None = None
+    signature: str = ""
+    # thinking/redacted_thinking: text characters and tool calls of the message before this block
+    after: tuple[int, int] = (0, 0)
 
 
 class AnthropicStreamParser:
@@ -93,6 +105,9 @@ class AnthropicStreamParser:
         self._usage = AnthropicUsage()
         self._stopped = False  # saw message_stop
         self._stop_reason: str | None = None
+        self._saw_text = False
+        self._text_chars = 0  # characters of text streamed so far (where a block stands)
+        self._tool_calls = 0  # tool_use blocks started so far
         self._noticed: set[str] = set()
 
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
@@ -124,6 +139,7 @@ class AnthropicStreamParser:
             delta = payload.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
                 self._stop_reason = delta["stop_reason"]
+                self._stop_details(delta.get("stop_details"), out)
             usage = payload.get("usage")
             if isinstance(usage, dict):
                 out.append(UsageUpdate(self._usage.update(usage)))
@@ -163,15 +179,24 @@ class AnthropicStreamParser:
         if kind == "text":
             text = block.get("text")
             if isinstance(text, str) and text:
+                self._saw_text = True
+                self._text_chars += len(text)
                 out.append(TextDelta(text))
-        elif kind == "thinking":
+            return
+        state.after = (self._text_chars, self._tool_calls)
+        if kind == "thinking":
             thinking = block.get("thinking")
             signature = block.get("signature")
             text = thinking if isinstance(thinking, str) else ""
-            sig = signature if isinstance(signature, str) else ""
-            if text or sig:
-                out.append(ReasoningDelta(text, sig))
+            state.thinking = [text] if text else []
+            state.signature = signature if isinstance(signature, str) else ""
+            if text:
+                out.append(ReasoningDelta(text))
+        elif kind == "redacted_thinking":
+            data = block.get("data")
+            state.signature = data if isinstance(data, str) else ""
         elif kind == "tool_use":
+            self._tool_calls += 1
             call_id, name = block.get("id"), block.get("name")
             state.start_input = block.get("input")
             out.append(
@@ -198,15 +223,18 @@ class AnthropicStreamParser:
             self._notice_once(out, "orphan_delta", f"ignored a delta for unknown block {index}")
             return
         if block.type not in ("text", "thinking", "tool_use"):
-            return  # an unknown block, already noticed at its start
+            return  # redacted_thinking has no deltas; an unknown block was noticed at its start
         if kind == "text_delta" and isinstance(delta.get("text"), str):
             if delta["text"]:
+                self._saw_text = True
+                self._text_chars += len(delta["text"])
                 out.append(TextDelta(delta["text"]))
         elif kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
-            if delta["thinking"]:
+            if delta["thinking"] and block.thinking is not None:
+                block.thinking.append(delta["thinking"])
                 out.append(ReasoningDelta(delta["thinking"]))
         elif kind == "signature_delta" and isinstance(delta.get("signature"), str):
-            out.append(ReasoningDelta("", delta["signature"]))
+            block.signature += delta["signature"]
         elif kind == "input_json_delta" and block.type == "tool_use":
             partial = delta.get("partial_json")
             if isinstance(partial, str) and partial:
@@ -220,11 +248,35 @@ class AnthropicStreamParser:
         if block is None or block.closed:
             return
         block.closed = True
-        if block.type == "tool_use" and isinstance(index, int):
+        if block.type == "thinking":
+            text = "".join(block.thinking or ())
+            out.append(
+                ReasoningBlockEnd(
+                    ReasoningBlock("thinking", text, block.signature, "", *block.after)
+                )
+            )
+        elif block.type == "redacted_thinking":
+            out.append(
+                ReasoningBlockEnd(
+                    ReasoningBlock("redacted_thinking", "", "", block.signature, *block.after)
+                )
+            )
+        elif block.type == "tool_use" and isinstance(index, int):
             # Input given whole in the start block (no deltas followed): that is the input.
             if not block.saw_json and isinstance(block.start_input, dict) and block.start_input:
                 out.append(ToolCallArgsDelta(index, json.dumps(block.start_input)))
             out.append(ToolCallEnd(index))
+
+    def _stop_details(self, details: Any, out: list[StreamEvent]) -> None:
+        if not isinstance(details, dict):
+            return
+        explanation = details.get("explanation")
+        if isinstance(explanation, str) and explanation:
+            category = details.get("category")
+            if isinstance(category, str) and category:
+                explanation = f"{explanation} ({category})"
+            out.append(TextDelta(f"\n\n{explanation}" if self._saw_text else explanation))
+            self._saw_text = True
 
     def _notice_once(self, out: list[StreamEvent], key: str, message: str) -> None:
         if key not in self._noticed:
@@ -259,8 +311,37 @@ def _render_blocks(message: Message, *, last: bool) -> tuple[str, list[dict[str,
         if message.is_error:
             result["is_error"] = True
         return "user", [result]
+    # A final assistant message is a prefill (length continuation): the API rejects trailing
+    # whitespace there.
+    text = message.text.rstrip() if last else message.text
+    calls = message.tool_calls
     blocks: list[dict[str, Any]] = []
-    if message.reasoning and message.reasoning_signature:
+    text_at = calls_at = 0  # how much of the text and of the calls is already rendered
+
+    def content_up_to(text_end: int, calls_end: int) -> None:
+        nonlocal text_at, calls_at
+        if text_end > text_at and text[text_at:text_end]:
+            blocks.append({"type": "text", "text": text[text_at:text_end]})
+            text_at = text_end
+        for call in calls[calls_at:calls_end]:
+            blocks.append(
+                {"type": "tool_use", "id": call.call_id, "name": call.name,
+                 "input": _input(call.arguments)}
+            )  # fmt: skip
+        calls_at = max(calls_at, calls_end)
+
+    # Thinking blocks go back verbatim and where they stood (the API checks both).
+    for block in message.reasoning_blocks:
+        if block.kind == "thinking" and block.signature:
+            content_up_to(block.after_text, block.after_calls)
+            blocks.append(
+                {"type": "thinking", "thinking": block.text, "signature": block.signature}
+            )
+        elif block.kind == "redacted_thinking" and block.data:
+            content_up_to(block.after_text, block.after_calls)
+            blocks.append({"type": "redacted_thinking", "data": block.data})
+    if not message.reasoning_blocks and message.reasoning and message.reasoning_signature:
+        # a message stored before reasoning_blocks existed: its one signed block
         blocks.append(
             {
                 "type": "thinking",
@@ -268,20 +349,7 @@ def _render_blocks(message: Message, *, last: bool) -> tuple[str, list[dict[str,
                 "signature": message.reasoning_signature,
             }
         )
-    # A final assistant message is a prefill (length continuation): the API rejects trailing
-    # whitespace there.
-    text = message.text.rstrip() if last else message.text
-    if text:
-        blocks.append({"type": "text", "text": text})
-    for call in message.tool_calls:
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.call_id,
-                "name": call.name,
-                "input": _input(call.arguments),
-            }
-        )
+    content_up_to(len(text), len(calls))
     return "assistant", blocks
 
 
@@ -316,6 +384,7 @@ class AnthropicProvider:
         default_max_tokens: int = 4096,
         idle_timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
+        request_deadline_s: float | None = None,
     ) -> None:
         if not base_url:
             raise ConfigurationError("anthropic: base_url is required")
@@ -327,6 +396,7 @@ class AnthropicProvider:
         self._default_max_tokens = default_max_tokens
         self._idle_timeout_s = idle_timeout_s
         self._connect_timeout_s = connect_timeout_s
+        self._request_deadline_s = request_deadline_s
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.model}
@@ -373,6 +443,7 @@ class AnthropicProvider:
             idle_timeout_s=self._idle_timeout_s,
             connect_timeout_s=self._connect_timeout_s,
             redact=redact,
+            deadline_s=self._request_deadline_s,
         )
         try:
             async for sse in events:

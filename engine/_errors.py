@@ -6,6 +6,7 @@
     ├── ProviderError                the provider failed (HTTP status, protocol, stream)
     │   ├── ProviderHTTPError        a non-2xx answer (status, provider message)
     │   ├── ProviderConnectionError  connect/read failure, reset, stream cut short, idle timeout
+    │   ├── ProviderTimeoutError     the request outlived its total deadline (not retried)
     │   ├── ProviderProtocolError    a stream we cannot parse (malformed JSON, not an event stream)
     │   └── ProviderStreamError      the provider reported an error inside a 200 stream
     │                                (Anthropic ``event: error``, OpenAI ``{"error": ...}`` chunk)
@@ -76,3 +77,11 @@ class ProviderStreamError(ProviderError):
     def __init__(self, message: str, *, error_type: str = "", retryable: bool = False) -> None:
         super().__init__(message, retryable=retryable)
         self.error_type = error_type
+
+
+class ProviderTimeoutError(ProviderError):
+    """A request outlived its total deadline (``request_deadline_s``): the stream kept going —
+    often with nothing but keep-alive comments — past the bound the profile sets. Not retryable:
+    the next attempt would get the same bound, and the caller asked for an answer by then."""
+
+    code = "PROVIDER_TIMEOUT"

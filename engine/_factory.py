@@ -11,8 +11,9 @@ from engine._echo import EchoProvider
 from engine._errors import ConfigurationError
 from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
+from engine._responses import OpenAIResponsesProvider
 
-PROVIDER_KINDS = ("echo", "openai_chat", "anthropic")
+PROVIDER_KINDS = ("echo", "openai_chat", "anthropic", "openai_responses")
 
 
 def make_provider(
@@ -27,12 +28,16 @@ def make_provider(
     anthropic_version: str = DEFAULT_ANTHROPIC_VERSION,
     default_max_tokens: int = 4096,
     echo_delay_s: float = 0.0,
+    reasoning_field: str = "auto",
+    request_deadline_s: float | None = None,
 ) -> Provider:
     """A provider of ``kind`` (one of :data:`PROVIDER_KINDS`).
 
     HTTP kinds need ``client`` (the caller owns it: one shared :class:`httpx.AsyncClient` per
     Runtime is the intent) and ``base_url``; ``api_key_env`` names the environment variable that
     holds the key, read at each request. ``echo`` ignores the HTTP settings.
+    ``reasoning_field`` applies to ``openai_chat`` only (see :mod:`engine._openai`);
+    ``request_deadline_s`` bounds each HTTP request as a whole (``None``: only the idle timeout).
     """
     if kind == "echo":
         return EchoProvider(delay_s=echo_delay_s)
@@ -50,6 +55,18 @@ def make_provider(
             extra_headers,
             idle_timeout_s=idle_timeout_s,
             connect_timeout_s=connect_timeout_s,
+            reasoning_field=reasoning_field,
+            request_deadline_s=request_deadline_s,
+        )
+    if kind == "openai_responses":
+        return OpenAIResponsesProvider(
+            client,
+            base_url,
+            api_key_env,
+            extra_headers,
+            idle_timeout_s=idle_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            request_deadline_s=request_deadline_s,
         )
     return AnthropicProvider(
         client,
@@ -60,4 +77,5 @@ def make_provider(
         default_max_tokens=default_max_tokens,
         idle_timeout_s=idle_timeout_s,
         connect_timeout_s=connect_timeout_s,
+        request_deadline_s=request_deadline_s,
     )

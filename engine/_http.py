@@ -6,7 +6,10 @@ Providers call :func:`post_sse`; it yields :class:`SSEEvent` s and raises only e
   ``{"error": {"message": ...}}`` and similar bodies), the status, whether it is worth retrying
   (408, 409, 425, 429, 5xx — Anthropic's 529 included) and the ``Retry-After`` delay;
 - httpx exceptions are translated in :func:`map_httpx_errors`, most specific first;
-- a stream that sends nothing for ``idle_timeout_s`` fails with :class:`ProviderConnectionError`.
+- a stream that sends nothing for ``idle_timeout_s`` fails with :class:`ProviderConnectionError`;
+- a request whose body is still streaming ``deadline_s`` after it was sent fails with
+  :class:`ProviderTimeoutError` (not retried). The idle timer alone cannot end a stream that only
+  sends keep-alive comments: every comment is a byte that resets it.
 
 Secrets (:mod:`engine._redact`): error messages carry the provider's body text and never request
 headers; the request's credentials are redacted from the body text *before* it is cut to
@@ -35,6 +38,7 @@ from engine._errors import (
     ProviderError,
     ProviderHTTPError,
     ProviderProtocolError,
+    ProviderTimeoutError,
 )
 from engine._redact import Redactor, remember_request_secrets, request_secrets
 from engine._sse import SSEDecoder, SSEEvent
@@ -200,16 +204,23 @@ async def post_sse(
     idle_timeout_s: float,
     connect_timeout_s: float,
     redact: Redactor | None = None,
+    deadline_s: float | None = None,
 ) -> AsyncGenerator[SSEEvent, None]:
     """POST ``body`` as JSON and yield the answer's server-sent events.
 
     ``redact`` holds the request's credentials (default: those of ``headers``); they are
     registered for log redaction and removed from error text and event data.
 
+    ``deadline_s`` bounds the whole request, from now to the last byte of the body (``None``: no
+    bound beyond the idle timeout). It is checked at every read of the body, never across a
+    ``yield``, so the consumer's own awaits are never cancelled by it.
+
     The response is closed when the iterator finishes, fails, is closed or is cancelled (the
     ``async with`` below unwinds in every case), which closes the connection of a cut stream.
     """
     timeout = httpx.Timeout(idle_timeout_s, connect=connect_timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = None if deadline_s is None else loop.time() + deadline_s
     if redact is None:
         redact = Redactor(request_secrets(headers))
     remember_request_secrets(redact)
@@ -238,13 +249,21 @@ async def post_sse(
             decoder = SSEDecoder()
             chunks = response.aiter_bytes()
             while True:
+                wait = idle_timeout_s
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
                 try:
                     # Idle timeout at the asyncio level, so it holds for any transport.
-                    async with asyncio.timeout(idle_timeout_s):
+                    async with asyncio.timeout(wait):
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
                 except TimeoutError as exc:
+                    if wait < idle_timeout_s:  # the deadline was the nearer bound
+                        raise ProviderTimeoutError(
+                            f"{provider}: the request did not finish within its deadline of "
+                            f"{deadline_s:g}s"
+                        ) from exc
                     raise ProviderConnectionError(
                         f"{provider}: the stream sent nothing for {idle_timeout_s:g}s"
                     ) from exc

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine._accumulate import Accumulator
+from engine._accumulate import Accumulator, invalid_arguments
 from engine._provider import Provider
 from engine._redact import SECRETS
 from engine._retry import RetryPolicy, stream_with_retry
@@ -152,6 +152,8 @@ async def run_turn(
         usage = usage + acc.usage
         emit(UsageReported(acc.usage))
         assistant = acc.message()
+        for notice in invalid_arguments(assistant):
+            emit(notice)
         commit(assistant)
         stop = acc.stop_reason or StopReason.UNKNOWN
 

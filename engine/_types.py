@@ -33,11 +33,37 @@ class StopReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A tool call the model asked for. ``arguments`` is the raw JSON text the model produced."""
+    """A tool call the model asked for. ``arguments`` is the raw JSON text the model produced.
+
+    ``extra`` is provider data attached to the call that must go back with it, as JSON text
+    (Gemini's ``extra_content`` with its ``thought_signature``); empty for most providers."""
 
     call_id: str
     name: str
     arguments: str
+    extra: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningBlock:
+    """One block of provider reasoning, kept verbatim so it can be sent back as it came.
+
+    ``kind`` says whose and which: ``"thinking"`` (Anthropic, ``text`` + ``signature``),
+    ``"redacted_thinking"`` (Anthropic, encrypted ``data``), ``"reasoning_details"`` (OpenRouter:
+    ``data`` is the JSON array of ``reasoning_details``), ``"openai_reasoning"`` (OpenAI
+    Responses: ``data`` is the JSON of the whole ``reasoning`` output item, ``text`` its summary).
+    A provider sends back only the kinds it produced and skips the others.
+    """
+
+    kind: str
+    text: str = ""
+    signature: str = ""
+    data: str = ""
+    # Where the block stood among the message's other content (Anthropic interleaves thinking with
+    # text and tool_use blocks): after this many characters of ``Message.text`` and this many of
+    # its tool calls. Rendering puts it back there; 0, 0 is "before everything".
+    after_text: int = 0
+    after_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +73,8 @@ class Message:
     role: Role
     text: str = ""
     reasoning: str = ""
-    # Anthropic thinking signature: kept so the thinking block can be sent back verbatim.
+    # Anthropic thinking signature of a single-block message (histories written before
+    # ``reasoning_blocks`` existed); new messages keep their blocks in ``reasoning_blocks``.
     reasoning_signature: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     # For role TOOL: which call this answers, and whether the result is an error.
@@ -55,6 +82,11 @@ class Message:
     tool_name: str = ""
     is_error: bool = False
     stop_reason: StopReason | None = None
+    # Every reasoning block of the message, in order, as the provider sent it (see ReasoningBlock).
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+    # The Chat Completions delta field the reasoning came in ("reasoning_content", "reasoning"):
+    # the same provider wants it back in that field, and may reject the other one.
+    reasoning_field: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +163,16 @@ class TextDelta:
 class ReasoningDelta:
     text: str
     signature: str = ""
+    # Chat Completions: the delta field it came in (remembered on the message, see Message).
+    field: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningBlockEnd:
+    """A reasoning block is complete (provider -> accumulator only; its text was already streamed
+    as :class:`ReasoningDelta`): the accumulator keeps it for :attr:`Message.reasoning_blocks`."""
+
+    block: ReasoningBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +180,7 @@ class ToolCallStart:
     index: int
     call_id: str
     name: str
+    extra: str = ""  # see ToolCall.extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +218,7 @@ class Notice:
 StreamEvent = (
     TextDelta
     | ReasoningDelta
+    | ReasoningBlockEnd
     | ToolCallStart
     | ToolCallArgsDelta
     | ToolCallEnd

@@ -5,8 +5,18 @@ parts included; ``cache_read_tokens``/``cache_write_tokens`` are the parts of it
 written to a prompt cache; ``output_tokens`` is everything generated, reasoning included;
 ``reasoning_tokens`` is the reasoning part of it, when the provider says.
 
-- OpenAI: ``prompt_tokens`` already includes ``prompt_tokens_details.cached_tokens``, and
-  ``completion_tokens`` includes ``completion_tokens_details.reasoning_tokens``.
+- OpenAI Chat Completions (OpenAI, DeepSeek, Groq, OpenRouter, llama.cpp, vLLM): ``prompt_tokens``
+  already includes ``prompt_tokens_details.cached_tokens``, and ``completion_tokens`` includes
+  ``completion_tokens_details.reasoning_tokens``.
+- DeepSeek reports the cached part of the prompt as ``prompt_cache_hit_tokens`` (inside
+  ``prompt_tokens``, like OpenAI's ``cached_tokens``).
+- xAI (and Gemini's OpenAI-compatible endpoint) count reasoning *outside* ``completion_tokens``:
+  a real xAI stream says 26 completion + 227 reasoning, total 560 (307 prompt). Recognised from the
+  figures themselves — ``prompt + completion + reasoning == total_tokens``, or fewer completion than
+  reasoning tokens (impossible when completion includes reasoning) — and normalised by adding the
+  reasoning to the output, so ``input + output`` equals the provider's own total.
+- OpenAI Responses: ``input_tokens`` includes ``input_tokens_details.cached_tokens``,
+  ``output_tokens`` includes ``output_tokens_details.reasoning_tokens``.
 - Anthropic: ``input_tokens`` excludes the cache, so the prompt is ``input_tokens +
   cache_read_input_tokens + cache_creation_input_tokens``; no separate reasoning count.
 """
@@ -30,11 +40,31 @@ def _sub(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
+    prompt = _int(raw.get("prompt_tokens"))
+    completion = _int(raw.get("completion_tokens"))
+    reasoning = _int(_sub(raw, "completion_tokens_details").get("reasoning_tokens"))
+    if reasoning and (
+        completion < reasoning or prompt + completion + reasoning == _int(raw.get("total_tokens"))
+    ):
+        completion += reasoning  # xAI's convention: completion_tokens excludes reasoning
+    cached = _int(_sub(raw, "prompt_tokens_details").get("cached_tokens"))
     return Usage(
-        input_tokens=_int(raw.get("prompt_tokens")),
-        output_tokens=_int(raw.get("completion_tokens")),
-        cache_read_tokens=_int(_sub(raw, "prompt_tokens_details").get("cached_tokens")),
-        reasoning_tokens=_int(_sub(raw, "completion_tokens_details").get("reasoning_tokens")),
+        input_tokens=prompt,
+        output_tokens=completion,
+        # DeepSeek names the cached part of the prompt prompt_cache_hit_tokens
+        cache_read_tokens=cached or _int(raw.get("prompt_cache_hit_tokens")),
+        reasoning_tokens=reasoning,
+    )
+
+
+def usage_from_responses(raw: Mapping[str, Any]) -> Usage:
+    """OpenAI Responses ``usage`` (see the module docstring)."""
+    return Usage(
+        input_tokens=_int(raw.get("input_tokens")),
+        output_tokens=_int(raw.get("output_tokens")),
+        cache_read_tokens=_int(_sub(raw, "input_tokens_details").get("cached_tokens")),
+        cache_write_tokens=_int(_sub(raw, "input_tokens_details").get("cache_write_tokens")),
+        reasoning_tokens=_int(_sub(raw, "output_tokens_details").get("reasoning_tokens")),
     )
 
 

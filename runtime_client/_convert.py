@@ -205,6 +205,7 @@ def profile(m: management_pb.Profile) -> Profile:
         m.builtin,
         m.max_tokens,
         m.max_tool_rounds,
+        m.request_deadline_s,
     )
 
 

@@ -281,6 +281,8 @@ class Profile:
     builtin: bool = False
     max_tokens: int = 0
     max_tool_rounds: int = 0
+    # Seconds one model request may take in total (keep-alives do not extend it).
+    request_deadline_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,6 +162,11 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # From here on a repeated SIGTERM (an impatient supervisor, a script sending it twice) must
+    # not kill the process half-way through its ordered shutdown, nor after the loop has closed
+    # and restored the default action: the shutdown is already bounded by --grace.
+    loop.remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("shutting down: draining", flush=True)
     await server.stop(args.grace)
     print("stopped", flush=True)

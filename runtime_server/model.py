@@ -301,7 +301,9 @@ def message_chars(msg: Message) -> int:
     """The variable text a message carries, in characters."""
     n = len(msg.text) + len(msg.reasoning) + len(msg.reasoning_signature) + len(msg.tool_name)
     for c in msg.tool_calls:
-        n += len(c.call_id) + len(c.name) + len(c.arguments)
+        n += len(c.call_id) + len(c.name) + len(c.arguments) + len(c.extra)
+    for b in msg.reasoning_blocks:
+        n += len(b.text) + len(b.signature) + len(b.data)
     return n
 
 

@@ -286,6 +286,7 @@ def profile(p: Profile) -> mpb.Profile:
         builtin=p.builtin,
         max_tokens=p.max_tokens or 0,
         max_tool_rounds=p.max_tool_rounds,
+        request_deadline_s=p.request_deadline_s,
     )
 
 

@@ -3,10 +3,11 @@
 ::
 
     [providers.openai]                 # a named provider
-    kind = "openai_chat"               # echo | openai_chat | anthropic
+    kind = "openai_chat"               # echo | openai_chat | openai_responses | anthropic
     base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"     # the *name* of an env var; the key itself is never stored
     headers = { "OpenAI-Organization" = "org-1" }
+    reasoning_field = "auto"           # openai_chat: auto | reasoning_content | reasoning | none
 
     [providers.local]                  # the bundled offline model (llama.cpp + SmolLM2-135M):
     kind = "openai_chat"               # started on 127.0.0.1 at first use, stopped at shutdown;
@@ -20,6 +21,7 @@
     temperature = 0.2
     options = { seed = 7 }             # passed through to the provider request
     tools = ["clock"]                  # built-in tools this profile may call
+    request_deadline_s = 600           # each model request ends by then, keep-alives or not
     # Profile-level preamble, for small models (see engine.TurnConfig): few-shot messages sent
     # before the worker's history in every request but never stored in its transcript, and the
     # opening of the answer on each run's first request, with options for that request only.
@@ -47,7 +49,9 @@ from typing import Any
 
 import engine
 
-PROVIDER_KINDS = ("echo", "openai_chat", "anthropic")
+PROVIDER_KINDS = ("echo", "openai_chat", "anthropic", "openai_responses")
+REASONING_FIELDS = ("auto", "reasoning_content", "reasoning", "none")
+DEFAULT_REQUEST_DEADLINE_S = 600.0
 
 
 class ConfigError(Exception):
@@ -65,6 +69,8 @@ class ProviderConfig:
     max_retries: int = 3
     # A bundled model (engine.LOCAL_MODELS) the Runtime starts on first use; it sets base_url.
     local_model: str = ""
+    # openai_chat: the field reasoning goes back in ("auto": the one the provider used).
+    reasoning_field: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,8 @@ class Profile:
     examples: tuple[engine.Message, ...] = ()
     prefill: str = ""
     prefill_options: Mapping[str, Any] = field(default_factory=dict)
+    # Total time one model request may take, first byte to last (keep-alives do not extend it).
+    request_deadline_s: float = DEFAULT_REQUEST_DEADLINE_S
 
 
 BUILTIN_PROVIDER = ProviderConfig(name="builtin", kind="echo")
@@ -139,7 +147,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             fail,
             {
                 "kind", "base_url", "api_key_env", "headers", "timeout_s", "max_retries",
-                "local_model",
+                "local_model", "reasoning_field",
             },
         )  # fmt: skip
         kind = _get(raw, "kind", str, key, fail, required=True)
@@ -150,10 +158,15 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             if local_model not in engine.LOCAL_MODELS:
                 known = ", ".join(engine.LOCAL_MODELS)
                 raise fail(f"{key}.local_model", f"unknown local model (known: {known})")
-            if kind == "echo":
+            if kind not in ("openai_chat", "anthropic"):
                 raise fail(f"{key}.local_model", "needs kind openai_chat or anthropic")
             if "base_url" in raw:
                 raise fail(f"{key}.base_url", "must not be set with local_model (it sets it)")
+        reasoning_field = _get(raw, "reasoning_field", str, key, fail) or "auto"
+        if reasoning_field not in REASONING_FIELDS:
+            raise fail(f"{key}.reasoning_field", f"must be one of {', '.join(REASONING_FIELDS)}")
+        if "reasoning_field" in raw and kind != "openai_chat":
+            raise fail(f"{key}.reasoning_field", "applies to kind openai_chat only")
         headers = _get(raw, "headers", dict, key, fail) or {}
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise fail(f"{key}.headers", "must map strings to strings")
@@ -174,6 +187,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             timeout_s=_number(raw, "timeout_s", key, fail, default=120.0, minimum=0.001),
             max_retries=int(_number(raw, "max_retries", key, fail, default=3, integer=True)),
             local_model=local_model,
+            reasoning_field=reasoning_field,
         )
 
     profiles: dict[str, Profile] = {ECHO_PROFILE.name: ECHO_PROFILE}
@@ -188,7 +202,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             {
                 "provider", "model", "system_prompt", "description", "max_tokens", "temperature",
                 "options", "tools", "max_tool_rounds", "tool_timeout_s", "max_length_continuations",
-                "examples", "prefill", "prefill_options",
+                "examples", "prefill", "prefill_options", "request_deadline_s",
             },
         )  # fmt: skip
         provider_name = _get(raw, "provider", str, key, fail, required=True)
@@ -225,6 +239,14 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             ),
             prefill=_get(raw, "prefill", str, key, fail) or "",
             prefill_options=_get(raw, "prefill_options", dict, key, fail) or {},
+            request_deadline_s=_number(
+                raw,
+                "request_deadline_s",
+                key,
+                fail,
+                default=DEFAULT_REQUEST_DEADLINE_S,
+                minimum=0.001,
+            ),
         )
         if not profiles[name].model:
             raise fail(f"{key}.model", "is required")

@@ -214,6 +214,8 @@ def _provider_factory(client: httpx.AsyncClient, local: LocalModels) -> Provider
                 extra_headers=p.headers,
                 idle_timeout_s=p.timeout_s,
                 echo_delay_s=float(profile.options.get("delay_ms", 0)) / 1000.0,
+                reasoning_field=p.reasoning_field,
+                request_deadline_s=profile.request_deadline_s,
             )
 
         if p.local_model:

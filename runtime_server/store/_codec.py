@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from engine import Message, Role, StopReason, ToolCall, Usage
+from engine import Message, ReasoningBlock, Role, StopReason, ToolCall, Usage
 from runtime_server.model import (
     ConfigBundleRef,
     Diagnostic,
@@ -122,12 +122,26 @@ def message_to_obj(message: Message) -> Obj:
     _put(obj, "reasoning", message.reasoning)
     _put(obj, "reasoning_signature", message.reasoning_signature)
     if message.tool_calls:
-        obj["tool_calls"] = [[c.call_id, c.name, c.arguments] for c in message.tool_calls]
+        obj["tool_calls"] = [
+            [c.call_id, c.name, c.arguments, c.extra]
+            if c.extra
+            else [c.call_id, c.name, c.arguments]
+            for c in message.tool_calls
+        ]
     _put(obj, "tool_call_id", message.tool_call_id)
     _put(obj, "tool_name", message.tool_name)
     _put(obj, "is_error", message.is_error)
     if message.stop_reason is not None:
         obj["stop_reason"] = message.stop_reason.value
+    # Added without a codec bump: older decoders ignore these keys (and a 4th tool-call element).
+    if message.reasoning_blocks:
+        obj["reasoning_blocks"] = [
+            [b.kind, b.text, b.signature, b.data, b.after_text, b.after_calls]
+            if b.after_text or b.after_calls
+            else [b.kind, b.text, b.signature, b.data]
+            for b in message.reasoning_blocks
+        ]
+    _put(obj, "reasoning_field", message.reasoning_field)
     return obj
 
 
@@ -139,12 +153,15 @@ def message_from_obj(obj: Mapping[str, Any]) -> Message:
         reasoning=obj.get("reasoning", ""),
         reasoning_signature=obj.get("reasoning_signature", ""),
         tool_calls=tuple(
-            ToolCall(call_id=c[0], name=c[1], arguments=c[2]) for c in obj.get("tool_calls", ())
+            ToolCall(call_id=c[0], name=c[1], arguments=c[2], extra=c[3] if len(c) > 3 else "")
+            for c in obj.get("tool_calls", ())
         ),
         tool_call_id=obj.get("tool_call_id", ""),
         tool_name=obj.get("tool_name", ""),
         is_error=bool(obj.get("is_error", False)),
         stop_reason=None if stop is None else _STOP_REASONS[stop],
+        reasoning_blocks=tuple(ReasoningBlock(*b) for b in obj.get("reasoning_blocks", ())),
+        reasoning_field=obj.get("reasoning_field", ""),
     )
 
 

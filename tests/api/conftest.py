@@ -4,6 +4,7 @@ port 0, driven by the real RuntimeClient."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -141,7 +142,10 @@ class ServerProcess:
     async def terminate(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109 - a safety bound
         """SIGTERM, then wait for the exit code (killing it if it overruns ``timeout``)."""
         if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+            # os.kill, not send_signal: Popen.send_signal polls first and may reap an exiting
+            # child behind asyncio's child watcher, which then reports returncode 255
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:

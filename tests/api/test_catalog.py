@@ -82,7 +82,12 @@ async def test_get_runtime_reports_state_counts_limits_and_capabilities(
     assert info.limits.subscriber_buffer_events == limits.subscriber_buffer_events
     assert info.limits.diagnostics_capacity == limits.diagnostics_capacity
     # every kind the engine speaks, configured or not (issue 8: anthropic was missing)
-    assert info.capabilities.provider_kinds == ("echo", "openai_chat", "anthropic")
+    assert info.capabilities.provider_kinds == (
+        "echo",
+        "openai_chat",
+        "anthropic",
+        "openai_responses",
+    )
     assert info.capabilities.profiles == ("echo", "slow", "very-slow")
     assert {"single_flight", "busy_policy_enqueue", "cancellation"} <= set(
         info.capabilities.features

@@ -232,11 +232,13 @@ COUNTED: dict[type, set[str]] = {
     },
     m.RunError: {"code", "message"},
     m.TranscriptEntry: {"worker_id", "index", "run_id", "message", "created_at"},
+    # reasoning_signature, reasoning_blocks, reasoning_field (and ToolCall.extra) are provider
+    # data kept for the next request, not sent to clients (_convert.message leaves them out)
     engine.Message: {
         "role", "text", "reasoning", "reasoning_signature", "tool_calls", "tool_call_id",
-        "tool_name", "is_error", "stop_reason",
+        "tool_name", "is_error", "stop_reason", "reasoning_blocks", "reasoning_field",
     },
-    engine.ToolCall: {"call_id", "name", "arguments"},
+    engine.ToolCall: {"call_id", "name", "arguments", "extra"},
     engine.Usage: {
         "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "reasoning_tokens",

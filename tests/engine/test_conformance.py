@@ -15,6 +15,10 @@ purpose, the test says so:
   only the raw prefix is compared.
 - Anthropic unknown blocks (server tools, compaction, fallback): the SDK keeps them; the engine
   skips them with a Notice, so only text/tool_use blocks are compared and a Notice is required.
+- Anthropic refusals: the SDK keeps ``stop_details`` apart; the engine surfaces its explanation as
+  text (so the user sees why), so the engine's text is the SDK's text + the explanation.
+- Anthropic thinking: every thinking / redacted_thinking block is compared with the SDK's, block
+  by block (text, signature, data), since they are sent back verbatim.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from engine import (
     StopReason,
     Usage,
 )
-from engine._anthropic import STOP_REASONS
+from engine._anthropic import STOP_REASONS, render_anthropic_messages
 from engine._openai import FINISH_REASONS
 from engine.testing import LoopbackServer, Reply
 
@@ -119,7 +123,7 @@ async def test_openai_stream_matches_the_sdk(openai_fixture) -> None:
 
 # --- Anthropic ------------------------------------------------------------------------------------
 
-KNOWN_BLOCKS = {"text", "thinking", "tool_use"}
+KNOWN_BLOCKS = {"text", "thinking", "redacted_thinking", "tool_use"}
 
 
 async def sdk_anthropic(data: bytes) -> Any:
@@ -133,12 +137,49 @@ async def sdk_anthropic(data: bytes) -> Any:
     return message
 
 
+def sent_back(message: Message) -> list[dict[str, Any]]:
+    request = ModelRequest("m", (message, Message(Role.USER, "next")))
+    first = render_anthropic_messages(request)[0]
+    return list(first["content"]) if first["role"] == "assistant" else []  # empty: not sent
+
+
+def known_content(blocks: list[Any]) -> list[dict[str, Any]]:
+    """The SDK's content blocks of the kinds the engine sends back, adjacent texts merged."""
+    out: list[dict[str, Any]] = []
+    for b in blocks:
+        if b.type == "text":
+            if out and out[-1]["type"] == "text":
+                out[-1]["text"] += b.text
+            elif b.text:
+                out.append({"type": "text", "text": b.text})
+        elif b.type == "thinking":
+            out.append({"type": "thinking", "thinking": b.thinking, "signature": b.signature})
+        elif b.type == "redacted_thinking":
+            out.append({"type": "redacted_thinking", "data": b.data})
+        elif b.type == "tool_use":
+            out.append({"type": "tool_use", "id": b.id, "name": b.name, "input": b.input})
+    return out
+
+
 async def test_anthropic_stream_matches_the_sdk(anthropic_fixture) -> None:
     message, usage, notices = await engine_message("anthropic", anthropic_fixture.data)
     sdk = await sdk_anthropic(anthropic_fixture.data)  # accepts all of them, even out_of_order
     blocks = list(sdk.content)
-    assert message.text == "".join(b.text for b in blocks if b.type == "text")
+    sdk_text = "".join(b.text for b in blocks if b.type == "text")
+    details = getattr(sdk, "stop_details", None)
+    if details is not None and details.explanation:
+        assert message.text == sdk_text + f"{details.explanation} ({details.category})"
+    else:
+        assert message.text == sdk_text
     assert message.reasoning == "".join(b.thinking for b in blocks if b.type == "thinking")
+    assert [(r.kind, r.text, r.signature, r.data) for r in message.reasoning_blocks] == [
+        (b.type, b.thinking, b.signature, "") if b.type == "thinking" else (b.type, "", "", b.data)
+        for b in blocks
+        if b.type in ("thinking", "redacted_thinking")
+    ]
+    if not (details and details.explanation) and sdk.stop_reason != "max_tokens":
+        # What goes back on the next request is the SDK's content, block for block.
+        assert sent_back(message) == known_content(blocks)
     sdk_tools = [b for b in blocks if b.type == "tool_use"]
     assert [c.name for c in message.tool_calls] == [b.name for b in sdk_tools]
     assert [c.call_id for c in message.tool_calls] == [b.id for b in sdk_tools]

@@ -17,6 +17,8 @@ from engine import (
     Notice,
     OpenAIChatProvider,
     ProviderStreamError,
+    ReasoningBlock,
+    ReasoningBlockEnd,
     ReasoningDelta,
     Role,
     SSEEvent,
@@ -55,7 +57,17 @@ def test_openai_body() -> None:
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "tool", "user"]
     assistant = messages[2]
     assert assistant["content"] == "let me look"
+    # a message stored before reasoning fields were recorded goes back as it always did...
     assert assistant["reasoning_content"] == "think"
+    # ...reasoning another kind of provider produced (Anthropic blocks) is not sent...
+    block = engine.ReasoningBlock("thinking", "r", "sig")
+    other = (Message(Role.USER, "q"), Message(Role.ASSISTANT, "a", "r", reasoning_blocks=(block,)))
+    rendered = provider.build_body(ModelRequest("m", other))["messages"][1]
+    assert not {"reasoning", "reasoning_content"} & set(rendered)
+    # ...and a forced field is used for every message with reasoning
+    forced = OpenAIChatProvider(httpx.AsyncClient(), "http://x/v1", reasoning_field="reasoning")
+    assert forced.build_body(REQUEST)["messages"][2]["reasoning"] == "think"
+    assert forced.build_body(ModelRequest("m", other))["messages"][1]["reasoning"] == "r"
     assert [c["id"] for c in assistant["tool_calls"]] == ["c1", "c2"]
     assert assistant["tool_calls"][1]["function"]["arguments"] == "{}"
     assert messages[3] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
@@ -110,8 +122,12 @@ def test_openai_parser_edge_cases() -> None:
     assert feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}) == []
     # reasoning_content wins over a duplicate "reasoning"
     delta = {"reasoning_content": "a", "reasoning": "a"}
-    assert feed({"choices": [{"index": 0, "delta": delta}]}) == [ReasoningDelta("a")]
-    assert feed({"choices": [{"index": 0, "delta": {"reasoning": "b"}}]}) == [ReasoningDelta("b")]
+    assert feed({"choices": [{"index": 0, "delta": delta}]}) == [
+        ReasoningDelta("a", "", "reasoning_content")
+    ]
+    assert feed({"choices": [{"index": 0, "delta": {"reasoning": "b"}}]}) == [
+        ReasoningDelta("b", "", "reasoning")
+    ]
     # a call without id gets one; unknown delta fields are noticed once
     call = {"index": 0, "function": {"name": "f", "arguments": "{}"}}
     events = feed({"choices": [{"index": 0, "delta": {"tool_calls": [call], "audio": {"x": 1}}}]})
@@ -138,8 +154,9 @@ def test_anthropic_parser_tolerates_unknown_things() -> None:
     block = {"type": "thinking", "thinking": "", "signature": ""}
     assert feed({"type": "content_block_start", "index": 0, "content_block": block}) == []
     delta = {"type": "signature_delta", "signature": "s1"}
-    assert feed({"type": "content_block_delta", "index": 0, "delta": delta}) == [
-        ReasoningDelta("", "s1")
+    assert feed({"type": "content_block_delta", "index": 0, "delta": delta}) == []
+    assert feed({"type": "content_block_stop", "index": 0}) == [
+        ReasoningBlockEnd(ReasoningBlock("thinking", "", "s1"))
     ]
     # tool input given whole in the start block
     tool = {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}
@@ -179,6 +196,7 @@ def test_public_surface_is_pinned() -> None:
         "ToolCallStarted", "ToolFunction", "ToolRegistry", "ToolSpec", "TurnConfig", "TurnEvent",
         "TurnResult", "Usage", "UsageReported", "UsageUpdate", "make_provider", "run_turn",
         "LOCAL_MODELS", "LocalModelError", "LocalModelServer", "local_model_unavailable",
+        "ReasoningBlock", "ReasoningBlockEnd", "OpenAIResponsesProvider", "ProviderTimeoutError",
         "Redactor", "install_log_redaction",
     }  # fmt: skip
     for name in engine.__all__:

@@ -404,6 +404,7 @@ class Profile(_message.Message):
     BUILTIN_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_TOOL_ROUNDS_FIELD_NUMBER: _builtins.int
+    REQUEST_DEADLINE_S_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     provider: _builtins.str
     provider_kind: _builtins.str
@@ -412,6 +413,11 @@ class Profile(_message.Message):
     builtin: _builtins.bool
     max_tokens: _builtins.int
     max_tool_rounds: _builtins.int
+    request_deadline_s: _builtins.float
+    """Total time, in seconds, one model request of this profile may take from sending to the last
+    byte of its stream; keep-alive comments do not extend it. A request that outlives it fails
+    the run with PROVIDER_TIMEOUT.
+    """
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -426,10 +432,11 @@ class Profile(_message.Message):
         builtin: _builtins.bool = ...,
         max_tokens: _builtins.int = ...,
         max_tool_rounds: _builtins.int = ...,
+        request_deadline_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["builtin", b"builtin", "description", b"description", "max_tokens", b"max_tokens", "max_tool_rounds", b"max_tool_rounds", "model", b"model", "name", b"name", "provider", b"provider", "provider_kind", b"provider_kind", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["builtin", b"builtin", "description", b"description", "max_tokens", b"max_tokens", "max_tool_rounds", b"max_tool_rounds", "model", b"model", "name", b"name", "provider", b"provider", "provider_kind", b"provider_kind", "request_deadline_s", b"request_deadline_s", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
