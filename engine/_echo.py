@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import AsyncIterator
 
 from engine._types import (
@@ -35,10 +36,12 @@ class EchoProvider:
 
     def __init__(self, *, delay_s: float = 0.0) -> None:
         self._delay_s = delay_s
-        # Recent prompts with their word counts, most recent first. A conversation's next prompt
-        # is its previous one plus a few messages, so only those are counted: recounting the
-        # whole history made every run O(history) and runs/s decayed as a worker's history grew.
-        self._counted: list[tuple[tuple[Message, ...], int]] = []
+        # Recent prompts with their word counts, most recent first: (length, a weak reference to
+        # the prompt's last message, words). A conversation's next prompt is its previous one
+        # plus a few messages, so only those are counted: recounting the whole history made
+        # every run O(history) and runs/s decayed as a worker's history grew. Only a weak
+        # reference is held, so a deleted (or evicted) conversation is not kept alive by the memo.
+        self._counted: list[tuple[int, weakref.ref[Message], int]] = []
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         text = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
@@ -60,18 +63,18 @@ class EchoProvider:
     def _prompt_words(self, messages: tuple[Message, ...]) -> int:
         counted = self._counted
         start = total = 0
-        for i, (prefix, count) in enumerate(counted):
-            n = len(prefix)
-            # An O(1) identity test rejects other conversations; the tuple compare (in C, which
-            # short-circuits on identity) then makes sure the whole prefix is the same.
-            if n <= len(messages) and messages[n - 1] is prefix[-1] and messages[:n] == prefix:
+        for i, (n, last, count) in enumerate(counted):
+            # Identity with a live message: a history is built by appending, and a message object
+            # sits at one place of one conversation, so the same object at the same position
+            # means the same prefix. (A dead reference never matches: its conversation is gone.)
+            if n <= len(messages) and messages[n - 1] is last():
                 start, total = n, count
                 del counted[i]
                 break
         # str.split() splits on exactly the whitespace _WORD's \s matches: the same word count.
         total += sum(len(m.text.split()) for m in messages[start:])
         if messages:
-            counted.insert(0, (messages, total))
+            counted.insert(0, (len(messages), weakref.ref(messages[-1]), total))
             del counted[_MEMO_PROMPTS:]
         return total
 

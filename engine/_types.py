@@ -66,9 +66,12 @@ class ReasoningBlock:
     after_calls: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Message:
-    """One committed history entry: a user input, an assistant message, or a tool result."""
+    """One committed history entry: a user input, an assistant message, or a tool result.
+
+    Weak references are allowed so that caches keyed by a message (the echo provider's prompt
+    memo) never keep a conversation alive."""
 
     role: Role
     text: str = ""

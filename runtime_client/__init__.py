@@ -60,10 +60,12 @@ from runtime_client._models import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    WorkspaceClaim,
 )
 from runtime_client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from runtime_client.errors import (
     AlreadyExists,
+    CapabilityNotAllowed,
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
@@ -72,8 +74,10 @@ from runtime_client.errors import (
     InternalError,
     InvalidArgument,
     MalformedRequest,
+    MemoryBudgetExceeded,
     NotFound,
     OutOfRange,
+    PermissionDenied,
     ProfileNotFound,
     QueueFull,
     ResourceExhausted,
@@ -89,6 +93,8 @@ from runtime_client.errors import (
     WorkerAlreadyExists,
     WorkerBusy,
     WorkerNotFound,
+    WorkspaceConflict,
+    WorkspaceNotAllowed,
 )
 from runtime_client.errors import (
     WorkerStopped as WorkerStoppedError,
@@ -103,6 +109,7 @@ __all__ = [
     "Backoff",
     "BusyPolicy",
     "Capabilities",
+    "CapabilityNotAllowed",
     "ConfigBundleRef",
     "Created",
     "CursorAhead",
@@ -118,6 +125,7 @@ __all__ = [
     "InputCommitted",
     "InternalError",
     "InvalidArgument",
+    "MemoryBudgetExceeded",
     "Limits",
     "MalformedRequest",
     "Message",
@@ -129,6 +137,7 @@ __all__ = [
     "Page",
     "PartialDiscarded",
     "Payload",
+    "PermissionDenied",
     "Profile",
     "ProfileNotFound",
     "QueueFull",
@@ -176,4 +185,7 @@ __all__ = [
     "WorkerStopped",
     "WorkerStoppedError",
     "Workspace",
+    "WorkspaceClaim",
+    "WorkspaceConflict",
+    "WorkspaceNotAllowed",
 ]

@@ -30,6 +30,8 @@ from runtime_client._models import (
     BusyPolicy,
     Diagnostic,
     Event,
+    Mount,
+    MountMode,
     PartialDiscarded,
     Run,
     RunFinished,
@@ -38,6 +40,8 @@ from runtime_client._models import (
     ToolCallFinished,
     ToolCallStarted,
     WorkerState,
+    Workspace,
+    WorkspaceClaim,
 )
 from runtime_client.errors import RuntimeClientError, from_rpc_error
 
@@ -151,6 +155,8 @@ async def _cmd_workers_create(client: RuntimeClient, args: argparse.Namespace) -
         labels=dict(args.label),
         request_id=args.request_id,
         initial_input=args.input,
+        workspace=_workspace_arg(args),
+        capabilities=args.capability,
     )
     if args.json:
         _print_json(created)
@@ -158,6 +164,36 @@ async def _cmd_workers_create(client: RuntimeClient, args: argparse.Namespace) -
         print(created.worker.worker_id)
         if created.initial_run is not None:
             print(created.initial_run.run_id)
+    return 0
+
+
+def _workspace_arg(args: argparse.Namespace) -> Workspace | None:
+    if not args.workspace:
+        if args.mount or args.rw:
+            raise SystemExit("error: --mount and --rw need --workspace")
+        return None
+    mounts = []
+    for spec in args.mount:
+        path, _, mode = spec.rpartition(":") if spec.endswith((":rw", ":ro")) else (spec, "", "")
+        rw = MountMode.READ_WRITE if mode == "rw" else MountMode.READ_ONLY
+        mounts.append(Mount(path, rw))
+    root_mode = MountMode.READ_WRITE if args.rw else MountMode.READ_ONLY
+    return Workspace(args.workspace, tuple(mounts), root_mode)
+
+
+async def _cmd_claims(client: RuntimeClient, args: argparse.Namespace) -> int:
+    claims: list[WorkspaceClaim] = []
+    token = ""
+    while True:
+        page = await client.list_workspace_claims(worker_id=args.worker, page_token=token)
+        claims.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            break
+    if args.json:
+        _print_json(claims)
+        return 0
+    _table(("WORKER_ID", "MODE", "PATH"), [(c.worker_id, c.mode.value, c.path) for c in claims])
     return 0
 
 

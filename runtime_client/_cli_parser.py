@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from runtime_client._cli_commands import (
     _cmd_cancel,
+    _cmd_claims,
     _cmd_diagnostics,
     _cmd_events,
     _cmd_health,
@@ -115,6 +116,8 @@ def _parser(
     p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     command(sub, "runtime", _cmd_runtime, "runtime summary and limits")
     command(sub, "profiles", _cmd_profiles, "list profiles")
+    p = command(sub, "claims", _cmd_claims, "workspace claims of live workers")
+    p.add_argument("--worker", default="", help="only this worker's claims")
     p = command(sub, "diagnostics", _cmd_diagnostics, "recent diagnostics, newest first")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
@@ -131,6 +134,15 @@ def _parser(
     p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--request-id", default="", help="idempotency key")
     p.add_argument("--input", default="", help="first input, sent right away")
+    p.add_argument("--workspace", default="", metavar="DIR", help="workspace root (read-only)")
+    p.add_argument("--rw", action="store_true", help="make the workspace root read-write")
+    p.add_argument(
+        "--mount", action="append", default=[], metavar="DIR[:rw]", help="extra mount (repeatable)"
+    )
+    p.add_argument(
+        "--capability", action="append", default=[], metavar="CAP",
+        help="fs.read, fs.write or clock (repeatable; none = the profile's tools)",
+    )  # fmt: skip
     p = command(wsub, "get", _cmd_workers_get, "show a worker")
     p.add_argument("worker_id", metavar="ID")
     p = command(wsub, "stop", _cmd_workers_stop, "stop a worker (cancels its run)")

@@ -118,7 +118,10 @@ def _worker_block(w: Worker) -> None:
     ]
     if w.workspace is not None:
         mounts = ", ".join(f"{m.path} ({m.mode.lower()})" for m in w.workspace.mounts)
-        rows.append(("workspace", w.workspace.root + (f" [{mounts}]" if mounts else "")))
+        root = f"{w.workspace.root} ({w.workspace.root_mode.lower()})"
+        rows.append(("workspace", root + (f" [{mounts}]" if mounts else "")))
+    rows.append(("capabilities", ", ".join(w.capabilities) or "- (the profile's tools)"))
+    rows.append(("tools", ", ".join(w.tools) or "-"))
     if w.config_bundle is not None:
         rows.append(("config_bundle", f"{w.config_bundle.id}@{w.config_bundle.digest}"))
     _block(rows)

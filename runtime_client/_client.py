@@ -68,6 +68,7 @@ from runtime_client._models import (
     WorkerDeleted,
     WorkerState,
     Workspace,
+    WorkspaceClaim,
 )
 from runtime_client._retry import DEFAULT_RETRY, RetryPolicy
 from runtime_client._tls import PathLike, channel_credentials
@@ -296,6 +297,20 @@ class RuntimeClient:
         )
         return tuple(_convert.profile(p) for p in resp.profiles)
 
+    async def list_workspace_claims(
+        self, *, worker_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Page[WorkspaceClaim]:
+        """The allocation manager's claims: paths live workers hold, read-only or read-write."""
+        req = management_pb.ListWorkspaceClaimsRequest(
+            worker_id=worker_id, page_size=page_size, page_token=page_token
+        )
+        resp = await self._unary(self._management.ListWorkspaceClaims, req)
+        return Page(
+            tuple(_convert.workspace_claim(c) for c in resp.claims),
+            resp.next_page_token,
+            resp.total_size,
+        )
+
     # --- CatalogService -----------------------------------------------------------------------
 
     async def create_worker(
@@ -309,9 +324,11 @@ class RuntimeClient:
         workspace: Workspace | None = None,
         config_bundle: ConfigBundleRef | None = None,
         initial_input: str = "",
+        capabilities: Sequence[str] = (),
     ) -> Created:
         """Create a worker (profile "" = the built-in ``echo``). Repeating a ``request_id``
-        returns the first result."""
+        returns the first result. ``capabilities`` (``fs.read``, ``fs.write``, ``clock``) narrow
+        the profile's tools; empty = the profile's tools (always within the host's policy)."""
         req = _convert.create_worker_request(
             worker_id=worker_id,
             profile=profile,
@@ -321,6 +338,7 @@ class RuntimeClient:
             workspace=workspace,
             config_bundle=config_bundle,
             initial_input=initial_input,
+            capabilities=capabilities,
         )
         # only with a request_id is a repeat answered with the first result
         resp = await self._unary(self._catalog.CreateWorker, req, safe=bool(request_id))

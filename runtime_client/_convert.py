@@ -10,7 +10,7 @@ new enum value only needs a model member.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import TypeVar
 
@@ -78,6 +78,7 @@ from runtime_client._models import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
+    WorkspaceClaim,
 )
 
 E = TypeVar("E", bound=enum.Enum)
@@ -128,7 +129,12 @@ def workspace(m: pb.Workspace) -> Workspace:
     return Workspace(
         m.root,
         tuple(Mount(x.path, _MOUNT_MODE.get(x.mode, MountMode.UNSPECIFIED)) for x in m.mounts),
+        _MOUNT_MODE.get(m.root_mode, MountMode.UNSPECIFIED),
     )
+
+
+def workspace_claim(m: management_pb.WorkspaceClaim) -> WorkspaceClaim:
+    return WorkspaceClaim(m.worker_id, m.path, _MOUNT_MODE.get(m.mode, MountMode.UNSPECIFIED))
 
 
 def worker(m: pb.Worker) -> Worker:
@@ -149,6 +155,8 @@ def worker(m: pb.Worker) -> Worker:
             else None
         ),
         queued_runs=m.queued_runs,
+        capabilities=tuple(m.capabilities),
+        tools=tuple(m.tools),
     )
 
 
@@ -234,8 +242,14 @@ def limits(m: management_pb.Limits) -> Limits:
         max_id_chars=m.max_id_chars,
         max_ref_chars=m.max_ref_chars,
         max_path_chars=m.max_path_chars,
-        max_mounts=m.max_mounts,
         max_reason_chars=m.max_reason_chars,
+        max_memory_bytes=m.max_memory_bytes,
+        transcript_window_bytes=m.transcript_window_bytes,
+        transcript_cache_bytes=m.transcript_cache_bytes,
+        max_mounts=m.max_mounts,
+        max_file_read_bytes=m.max_file_read_bytes,
+        max_file_scan_bytes=m.max_file_scan_bytes,
+        max_file_write_bytes=m.max_file_write_bytes,
     )
 
 
@@ -255,11 +269,19 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         oldest_seq=m.oldest_seq,
         subscribers=m.subscribers,
         limits=limits(m.limits),
-        capabilities=Capabilities(tuple(c.provider_kinds), tuple(c.profiles), tuple(c.features)),
+        capabilities=Capabilities(
+            tuple(c.provider_kinds),
+            tuple(c.profiles),
+            tuple(c.features),
+            tuple(c.worker_capabilities),
+        ),
         usage=usage(m.usage),
         auth_required=m.auth_required,
+        workspace_claims=m.workspace_claims,
+        workspace_claims_read_write=m.workspace_claims_read_write,
         store_state=_STORE_STATE.get(m.store_state, StoreState.UNSPECIFIED),
         store_error=m.store_error,
+        memory_bytes=m.memory_bytes,
     )
 
 
@@ -375,6 +397,7 @@ def create_worker_request(
     workspace: Workspace | None,
     config_bundle: ConfigBundleRef | None,
     initial_input: str,
+    capabilities: Sequence[str] = (),
 ) -> catalog_pb.CreateWorkerRequest:
     req = catalog_pb.CreateWorkerRequest(
         worker_id=worker_id,
@@ -383,9 +406,11 @@ def create_worker_request(
         labels=labels or {},
         request_id=request_id,
         initial_input=initial_input,
+        capabilities=list(capabilities),
     )
     if workspace is not None:
         req.workspace.root = workspace.root
+        req.workspace.root_mode = _MOUNT_MODE_TO_WIRE[workspace.root_mode]
         for mount in workspace.mounts:
             req.workspace.mounts.add(path=mount.path, mode=_MOUNT_MODE_TO_WIRE[mount.mode])
     if config_bundle is not None:

@@ -72,6 +72,7 @@ __all__ = [
     "WorkerStateChanged",
     "WorkerStopped",
     "Workspace",
+    "WorkspaceClaim",
     "UsageReported",
 ]
 
@@ -185,10 +186,12 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
-    """A filesystem scope for a worker's tools."""
+    """A filesystem scope for a worker's tools: the root (read-only unless ``root_mode`` is
+    READ_WRITE) and extra mounts, each read-only or read-write."""
 
     root: str
     mounts: tuple[Mount, ...] = ()
+    root_mode: MountMode = MountMode.READ_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,17 @@ class Worker:
     workspace: Workspace | None = None
     config_bundle: ConfigBundleRef | None = None
     queued_runs: int = 0
+    capabilities: tuple[str, ...] = ()  # as requested (empty = the profile's tools)
+    tools: tuple[str, ...] = ()  # the effective tool set the worker's runs may call
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceClaim:
+    """A path a live worker holds (real path, symlinks resolved), read-only or read-write."""
+
+    worker_id: str
+    path: str
+    mode: MountMode = MountMode.READ_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,8 +326,14 @@ class Limits:
     max_id_chars: int = 0
     max_ref_chars: int = 0
     max_path_chars: int = 0
-    max_mounts: int = 0
     max_reason_chars: int = 0
+    max_memory_bytes: int = 0
+    transcript_window_bytes: int = 0
+    transcript_cache_bytes: int = 0
+    max_mounts: int = 0
+    max_file_read_bytes: int = 0
+    max_file_scan_bytes: int = 0
+    max_file_write_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +341,7 @@ class Capabilities:
     provider_kinds: tuple[str, ...] = ()
     profiles: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
+    worker_capabilities: tuple[str, ...] = ()  # capabilities the host allows workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +369,11 @@ class RuntimeInfo:
     capabilities: Capabilities = Capabilities()
     usage: Usage = Usage()
     auth_required: bool = False
+    workspace_claims: int = 0
+    workspace_claims_read_write: int = 0
     store_state: StoreState = StoreState.UNSPECIFIED
     store_error: str = ""
+    memory_bytes: int = 0  # estimated bytes held against limits.max_memory_bytes
 
 
 # --- event payloads ---------------------------------------------------------------------------

@@ -19,16 +19,21 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     ├── FailedPrecondition            FAILED_PRECONDITION
     │   ├── WorkerBusy                WORKER_BUSY         (.active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
-    │   └── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE; .last_seq)
+    │   ├── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE; .last_seq)
+    │   └── WorkspaceConflict         WORKSPACE_CONFLICT  (.holder_worker_id, .held_path)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
-    │   └── SubscriberLagging         SUBSCRIBER_LAGGING  (.last_seq)
+    │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (.last_seq)
+    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (.limit, .held, .needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (.oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD        (.last_seq)
     ├── Unauthenticated               UNAUTHENTICATED
     ├── StoreFailure                  STORE_FAILURE       (status INTERNAL)
+    ├── PermissionDenied              PERMISSION_DENIED   host policy refuses the request
+    │   ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED (.field)
+    │   └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (.capability)
     ├── Unavailable                   UNAVAILABLE         transport: server down, connection cut
     ├── DeadlineExceeded              DEADLINE_EXCEEDED   transport: the call's timeout passed
     └── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS /
@@ -52,6 +57,7 @@ __all__ = [
     "ERROR_DOMAIN",
     "AlreadyExists",
     "CursorAhead",
+    "CapabilityNotAllowed",
     "CursorExpired",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -59,8 +65,10 @@ __all__ = [
     "InternalError",
     "InvalidArgument",
     "MalformedRequest",
+    "MemoryBudgetExceeded",
     "NotFound",
     "OutOfRange",
+    "PermissionDenied",
     "ProfileNotFound",
     "QueueFull",
     "ResourceExhausted",
@@ -77,6 +85,8 @@ __all__ = [
     "WorkerBusy",
     "WorkerNotFound",
     "WorkerStopped",
+    "WorkspaceConflict",
+    "WorkspaceNotAllowed",
     "from_rpc_error",
 ]
 
@@ -242,6 +252,20 @@ class RuntimeDraining(FailedPrecondition):
         return self._int("last_seq")
 
 
+class WorkspaceConflict(FailedPrecondition):
+    """Another live worker holds read-write on an overlapping real path."""
+
+    reason = "WORKSPACE_CONFLICT"
+
+    @property
+    def holder_worker_id(self) -> str:
+        return self.metadata.get("holder_worker_id", "")
+
+    @property
+    def held_path(self) -> str:
+        return self.metadata.get("held_path", "")
+
+
 class ResourceExhausted(RuntimeClientError):
     reason = "RESOURCE_EXHAUSTED"
     code = StatusCode.RESOURCE_EXHAUSTED
@@ -263,6 +287,25 @@ class SubscriberLagging(ResourceExhausted):
     @property
     def last_seq(self) -> int:
         return self._int("last_seq")
+
+
+class MemoryBudgetExceeded(ResourceExhausted):
+    """The runtime's estimated memory is at its ``max_memory_bytes``: ``held`` bytes, and the
+    request needed ``needed`` more."""
+
+    reason = "MEMORY_BUDGET_EXCEEDED"
+
+    @property
+    def limit(self) -> int:
+        return self._int("limit")
+
+    @property
+    def held(self) -> int:
+        return self._int("held")
+
+    @property
+    def needed(self) -> int:
+        return self._int("needed")
 
 
 class OutOfRange(RuntimeClientError):
@@ -300,6 +343,32 @@ class StoreFailure(RuntimeClientError):
 
     reason = "STORE_FAILURE"
     code = StatusCode.INTERNAL
+
+
+class PermissionDenied(RuntimeClientError):
+    """The Runtime's host policy refuses the request."""
+
+    reason = "PERMISSION_DENIED"
+    code = StatusCode.PERMISSION_DENIED
+
+
+class WorkspaceNotAllowed(PermissionDenied):
+    """A workspace root or mount lies outside the host's allowed roots (or overlaps the
+    Runtime's own data); ``field`` names it."""
+
+    reason = "WORKSPACE_NOT_ALLOWED"
+
+    @property
+    def field(self) -> str:
+        return self.metadata.get("field", "")
+
+
+class CapabilityNotAllowed(PermissionDenied):
+    reason = "CAPABILITY_NOT_ALLOWED"
+
+    @property
+    def capability(self) -> str:
+        return self.metadata.get("capability", "")
 
 
 class Unavailable(RuntimeClientError):
@@ -340,6 +409,7 @@ _BY_CODE: dict[StatusCode, type[RuntimeClientError]] = {
     StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     StatusCode.OUT_OF_RANGE: OutOfRange,
     StatusCode.UNAUTHENTICATED: Unauthenticated,
+    StatusCode.PERMISSION_DENIED: PermissionDenied,
     StatusCode.UNAVAILABLE: Unavailable,
     StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     StatusCode.UNKNOWN: InternalError,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from runtime_server._malloc import pin_mmap_threshold
 from runtime_server._startup_checks import (
     LOG_LEVELS,
     StartupError,
@@ -127,8 +128,13 @@ async def serve(args: argparse.Namespace) -> int:
         store = MemoryStore(
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
+            # as the Runtime's default memory store: the log may take half the memory budget
+            retention_bytes=max(1, limits.max_memory_bytes // 2),
         )
-    runtime = Runtime(store=store, config=config, limits=limits)
+    # No workspace may overlap the runtime's own data directory or its config file.
+    reserved = [p for p in (args.data_dir if args.store == "sqlite" else None, args.config) if p]
+    policy = config.policy.with_reserved(*reserved)
+    runtime = Runtime(store=store, config=config, limits=limits, policy=policy)
     try:
         server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
     except StoreOpenError as exc:
@@ -179,6 +185,7 @@ def _serve_main(args: argparse.Namespace) -> int:
     )
     # Every record any logger emits is redacted against the live provider credentials.
     engine.install_log_redaction(handlers=logging.getLogger().handlers)
+    pin_mmap_threshold()  # freed large messages go back to the OS (see _malloc)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(serve(args))
     return 130

@@ -16,16 +16,21 @@
     ├── FailedPrecondition            FAILED_PRECONDITION
     │   ├── WorkerBusy                WORKER_BUSY (carries active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
-    │   └── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE; a stream's last_seq)
+    │   ├── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE; a stream's last_seq)
+    │   └── WorkspaceConflict         WORKSPACE_CONFLICT (carries holder worker_id and path)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
-    │   └── SubscriberLagging         SUBSCRIBER_LAGGING (carries last_seq)
+    │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (carries last_seq)
+    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (carries limit, held, needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED (carries oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD (carries last_seq)
     ├── Unauthenticated               UNAUTHENTICATED
-    └── StoreFailure                  STORE_FAILURE (INTERNAL: never the caller's fault)
+    ├── StoreFailure                  STORE_FAILURE (INTERNAL: never the caller's fault)
+    └── PermissionDenied              PERMISSION_DENIED (host policy refuses the request)
+        ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED (names the field and path)
+        └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (names the capability)
 """
 
 from __future__ import annotations
@@ -153,6 +158,22 @@ class RuntimeDraining(FailedPrecondition):
         self.last_seq = last_seq
 
 
+class WorkspaceConflict(FailedPrecondition):
+    """Another live worker holds read-write on an overlapping real path."""
+
+    reason = "WORKSPACE_CONFLICT"
+
+    def __init__(self, field: str, path: str, holder: str, held_path: str) -> None:
+        super().__init__(
+            f"{field}: {path!r} overlaps {held_path!r}, held read-write by worker {holder!r}",
+            field=field,
+            path=path,
+            holder_worker_id=holder,
+            held_path=held_path,
+        )
+        self.holder_worker_id = holder
+
+
 class ResourceExhausted(RuntimeError_):
     reason = "RESOURCE_EXHAUSTED"
 
@@ -185,6 +206,24 @@ class SubscriberLagging(ResourceExhausted):
             buffer=str(buffer),
         )
         self.last_seq = last_seq
+
+
+class MemoryBudgetExceeded(ResourceExhausted):
+    """Taking the request would take the Runtime's estimated memory past ``max_memory_bytes``."""
+
+    reason = "MEMORY_BUDGET_EXCEEDED"
+
+    def __init__(self, limit: int, held: int, needed: int) -> None:
+        super().__init__(
+            f"the runtime's memory budget is full: {held} of {limit} bytes are held and this "
+            f"request needs {needed} more (finish or stop queued work, or delete workers)",
+            limit=str(limit),
+            held=str(held),
+            needed=str(needed),
+        )
+        self.limit = limit
+        self.held = held
+        self.needed = needed
 
 
 class OutOfRange(RuntimeError_):
@@ -228,3 +267,26 @@ class StoreFailure(RuntimeError_):
         err = StoreFailure(self.message, **self.metadata)
         err.__cause__ = self.__cause__
         return err
+
+
+class PermissionDenied(RuntimeError_):
+    reason = "PERMISSION_DENIED"
+
+
+class WorkspaceNotAllowed(PermissionDenied):
+    reason = "WORKSPACE_NOT_ALLOWED"
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}", field=field)
+        self.field = field
+
+
+class CapabilityNotAllowed(PermissionDenied):
+    reason = "CAPABILITY_NOT_ALLOWED"
+
+    def __init__(self, capability: str) -> None:
+        super().__init__(
+            f"capability {capability!r} is not allowed by this runtime's host policy",
+            capability=capability,
+        )
+        self.capability = capability

@@ -55,8 +55,11 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
+    """A worker's filesystem scope: the root (read-only unless asked) and extra mounts."""
+
     root: str
     mounts: tuple[Mount, ...] = ()
+    root_mode: MountMode = MountMode.READ_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,11 @@ class Worker:
     workspace: Workspace | None = None
     config_bundle: ConfigBundleRef | None = None
     queued_runs: int = 0
+    # Capabilities requested at create (empty = the profile's tools) and the effective tool set
+    # (profile tools ∩ requested capabilities ∩ host policy), computed once at create. None only
+    # for a record stored before tools were recorded: the Runtime computes it when it loads one.
+    capabilities: tuple[str, ...] = ()
+    tools: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +282,18 @@ class Limits:
     max_id_chars: int = 128  # worker_id, run_id, profile, config_bundle.id
     max_ref_chars: int = 256  # config_bundle.digest, page_token
     max_path_chars: int = 4096  # workspace.root, workspace.mounts[].path (Linux PATH_MAX)
-    max_mounts: int = 32
     max_reason_chars: int = 1000  # StopWorker.reason
+    # The runtime-wide memory budget (estimated bytes: the memory store's data, transcript
+    # windows, queued inputs, histories read for active runs, records); new work past it is
+    # refused with MEMORY_BUDGET_EXCEEDED. Transcript windows: per worker, and all together.
+    max_memory_bytes: int = 1024 * 1024 * 1024
+    transcript_window_bytes: int = 4 * 1024 * 1024
+    transcript_cache_bytes: int = 256 * 1024 * 1024
+    # Workspaces: mounts one workspace may have besides its root, and the file tools' caps.
+    max_mounts: int = 16
+    max_file_read_bytes: int = 64 * 1024
+    max_file_scan_bytes: int = 16 * 1024 * 1024
+    max_file_write_bytes: int = 1024 * 1024
 
 
 T = TypeVar("T")
@@ -315,6 +333,7 @@ def _worker_chars(w: Worker) -> int:
     n = len(w.display_name) + sum(len(k) + len(v) for k, v in w.labels.items())
     if w.workspace is not None:
         n += len(w.workspace.root) + sum(len(mt.path) + 8 for mt in w.workspace.mounts)
+    n += sum(len(c) + 4 for c in w.capabilities) + sum(len(t) + 4 for t in w.tools or ())
     return n
 
 

@@ -89,7 +89,8 @@ def string_map(values: Mapping[str, str]) -> int:
 
 
 def workspace_body(ws: Workspace) -> int:
-    return string(ws.root) + sum(nested(string(mt.path) + SCALAR) for mt in ws.mounts)
+    mounts = sum(nested(string(mt.path) + SCALAR) for mt in ws.mounts)
+    return string(ws.root) + mounts + SCALAR  # root_mode
 
 
 def bundle_body(ref: ConfigBundleRef) -> int:
@@ -100,6 +101,7 @@ def worker_body(w: Worker) -> int:
     """worker_runtime.v1.Worker."""
     n = string(w.worker_id) + string(w.runtime_id) + string(w.profile) + string(w.display_name)
     n += string(w.active_run_id) + string_map(w.labels)
+    n += sum(string(c) for c in w.capabilities) + sum(string(t) for t in w.tools or ())
     n += 2 * SCALAR + TIMESTAMP + USAGE  # state, queued_runs, created_at, usage
     if w.workspace is not None:
         n += nested(workspace_body(w.workspace))

@@ -14,7 +14,7 @@ from runtime_client._generated.worker_runtime.v1 import management_service_pb2 a
 from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
 from runtime_server import errors
 from runtime_server import model as m
-from runtime_server.runtime import Profile, RuntimeInfo, RuntimeState, StoreState
+from runtime_server.runtime import Claim, Profile, RuntimeInfo, RuntimeState, StoreState
 
 WORKER_STATE = {
     m.WorkerState.IDLE: pb.WORKER_STATE_IDLE,
@@ -98,12 +98,15 @@ def worker(w: m.Worker) -> pb.Worker:
         created_at=ts(w.created_at),
         usage=usage(w.usage),
         queued_runs=w.queued_runs,
+        capabilities=w.capabilities,
+        tools=w.tools or (),
     )
     if w.workspace is not None:
         out.workspace.CopyFrom(
             pb.Workspace(
                 root=w.workspace.root,
                 mounts=[pb.Mount(path=x.path, mode=MOUNT_MODE[x.mode]) for x in w.workspace.mounts],
+                root_mode=MOUNT_MODE[w.workspace.root_mode],
             )
         )
     if w.config_bundle is not None:
@@ -240,8 +243,14 @@ def limits(lim: m.Limits) -> mpb.Limits:
         max_id_chars=lim.max_id_chars,
         max_ref_chars=lim.max_ref_chars,
         max_path_chars=lim.max_path_chars,
-        max_mounts=lim.max_mounts,
         max_reason_chars=lim.max_reason_chars,
+        max_memory_bytes=lim.max_memory_bytes,
+        transcript_window_bytes=lim.transcript_window_bytes,
+        transcript_cache_bytes=lim.transcript_cache_bytes,
+        max_mounts=lim.max_mounts,
+        max_file_read_bytes=lim.max_file_read_bytes,
+        max_file_scan_bytes=lim.max_file_scan_bytes,
+        max_file_write_bytes=lim.max_file_write_bytes,
     )
 
 
@@ -266,13 +275,23 @@ def runtime_info(info: RuntimeInfo, *, auth_required: bool) -> mpb.RuntimeInfo:
         subscribers=info.subscribers,
         limits=limits(info.limits),
         capabilities=mpb.Capabilities(
-            provider_kinds=info.provider_kinds, profiles=info.profiles, features=info.features
+            provider_kinds=info.provider_kinds,
+            profiles=info.profiles,
+            features=info.features,
+            worker_capabilities=info.worker_capabilities,
         ),
         usage=usage(info.usage),
         auth_required=auth_required,
+        workspace_claims=info.workspace_claims,
+        workspace_claims_read_write=info.workspace_claims_read_write,
         store_state=STORE_STATE[info.store_state],
         store_error=info.store_error,
+        memory_bytes=info.memory_bytes,
     )
+
+
+def workspace_claim(c: Claim) -> mpb.WorkspaceClaim:
+    return mpb.WorkspaceClaim(worker_id=c.worker_id, path=c.path, mode=MOUNT_MODE[c.mode])
 
 
 def profile(p: Profile) -> mpb.Profile:
@@ -322,7 +341,10 @@ def workspace(msg: pb.Workspace, present: bool) -> m.Workspace | None:
         mounts.append(m.Mount(mount.path, mode))
     if not msg.root:
         raise errors.InvalidArgument("workspace.root", "is required when workspace is set")
-    return m.Workspace(msg.root, tuple(mounts))
+    root_mode = MOUNT_MODE_IN.get(msg.root_mode)
+    if root_mode is None:
+        raise errors.InvalidArgument("workspace.root_mode", f"unknown value {msg.root_mode}")
+    return m.Workspace(msg.root, tuple(mounts), root_mode)
 
 
 def config_bundle(msg: pb.ConfigBundleRef, present: bool) -> m.ConfigBundleRef | None:

@@ -23,6 +23,7 @@ STATUS: dict[type[errors.RuntimeError_], grpc.StatusCode] = {
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.StoreFailure: grpc.StatusCode.INTERNAL,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

@@ -102,6 +102,19 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
             profiles=[cv.profile(p) for p in self._runtime.list_profiles()]
         )
 
+    @unary
+    async def ListWorkspaceClaims(
+        self, request: mpb.ListWorkspaceClaimsRequest, context: Ctx
+    ) -> mpb.ListWorkspaceClaimsResponse:
+        page = self._runtime.list_workspace_claims(
+            request.worker_id, request.page_size, request.page_token
+        )
+        return mpb.ListWorkspaceClaimsResponse(
+            claims=[cv.workspace_claim(c) for c in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total,
+        )
+
 
 class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
     @unary
@@ -119,6 +132,7 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
                 request.config_bundle, request.HasField("config_bundle")
             ),
             initial_input=request.initial_input,
+            capabilities=tuple(request.capabilities),
         )
         return cpb.CreateWorkerResponse(
             worker=cv.worker(created.worker),
@@ -188,7 +202,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def GetTranscript(
         self, request: opb.GetTranscriptRequest, context: Ctx
     ) -> opb.GetTranscriptResponse:
-        page = self._runtime.get_transcript(
+        page = await self._runtime.get_transcript(
             request.worker_id, request.page_size, request.page_token
         )
         return opb.GetTranscriptResponse(

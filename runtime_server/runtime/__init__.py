@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._eventlog import EventLog, Subscription
+from runtime_server.runtime._policy import CAPABILITY_TOOLS, HostPolicy
 from runtime_server.runtime._profiles import (
     PROVIDER_KINDS,
     Config,
@@ -30,9 +32,12 @@ from runtime_server.runtime._storewatch import StoreState
 
 __all__ = [
     "FEATURES",
+    "HostPolicy",
     "PROVIDER_KINDS",
     "VERSION",
     "Accepted",
+    "CAPABILITY_TOOLS",
+    "Claim",
     "Config",
     "ConfigError",
     "Created",

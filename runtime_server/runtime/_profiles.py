@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from runtime_server.runtime._policy import HostPolicy, parse_policy
 
 PROVIDER_KINDS = ("echo", "openai_chat", "anthropic", "openai_responses")
 REASONING_FIELDS = ("auto", "reasoning_content", "reasoning", "none")
@@ -110,6 +111,8 @@ class Config:
     providers: Mapping[str, ProviderConfig]
     profiles: Mapping[str, Profile]
     limits: Mapping[str, Any] = field(default_factory=dict)
+    # [workspaces] and [capabilities]: what this host grants (deny every workspace by default).
+    policy: HostPolicy = field(default_factory=HostPolicy)
 
 
 def default_config() -> Config:
@@ -130,9 +133,10 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     def fail(key: str, why: str) -> ConfigError:
         return ConfigError(f"{source}: {key}: {why}")
 
-    unknown = set(data) - {"providers", "profiles", "limits"}
+    sections = {"providers", "profiles", "limits", "workspaces", "capabilities"}
+    unknown = set(data) - sections
     if unknown:
-        raise fail(sorted(unknown)[0], "unknown section (expected providers, profiles, limits)")
+        raise fail(sorted(unknown)[0], f"unknown section (expected {', '.join(sorted(sections))})")
 
     providers: dict[str, ProviderConfig] = {BUILTIN_PROVIDER.name: BUILTIN_PROVIDER}
     for name, raw in _table(data, "providers", fail).items():
@@ -250,8 +254,14 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         )
         if not profiles[name].model:
             raise fail(f"{key}.model", "is required")
-    limits = _table(data, "limits", fail)
-    return Config(providers, profiles, dict(limits))
+    limits = dict(_table(data, "limits", fail))
+    policy, policy_limits = parse_policy(
+        _table(data, "workspaces", fail), _table(data, "capabilities", fail), fail
+    )
+    if "max_mounts" in limits and policy_limits:
+        raise fail("workspaces.max_mounts", "also set as limits.max_mounts: set it once")
+    limits.update(policy_limits)
+    return Config(providers, profiles, limits, policy)
 
 
 def _examples(raw: list[Any], key: str, fail: Any) -> tuple[engine.Message, ...]:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -61,10 +62,19 @@ from runtime_server.model import (
     Workspace,
     now,
 )
+from runtime_server.runtime._allocation import Claim
+from runtime_server.runtime._budget import (
+    KEY_RECORD_BYTES,
+    RUN_RECORD_BYTES,
+    WORKER_RECORD_BYTES,
+    InputQueue,
+    MemoryBudget,
+)
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import fingerprint, uuid7
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
+from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._request_limits import (
     check_config_bundle,
@@ -76,13 +86,14 @@ from runtime_server.runtime._request_limits import (
     check_workspace_size,
 )
 from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
-from runtime_server.runtime._tools import builtin_tools
+from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._validation import (
     check_labels,
     check_len,
     check_request_id,
     check_workspace,
 )
+from runtime_server.runtime._workspaces import Workspaces
 from runtime_server.store import (
     AppendTranscript,
     DeleteWorkerData,
@@ -93,6 +104,7 @@ from runtime_server.store import (
     PutWorker,
     Store,
     StoredState,
+    text_bytes,
 )
 
 log = logging.getLogger("runtime_server")
@@ -116,6 +128,8 @@ FEATURES = (
     "cancellation",
     "usage",
     "diagnostics",
+    "workspaces",
+    "capabilities",
 )
 
 ProviderFactory = Callable[[Profile], engine.Provider]
@@ -151,8 +165,12 @@ class RuntimeInfo:
     profiles: tuple[str, ...]
     features: tuple[str, ...]
     usage: engine.Usage
+    workspace_claims: int = 0
+    workspace_claims_read_write: int = 0
+    worker_capabilities: tuple[str, ...] = ()
     store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
     store_error: str = ""
+    memory_bytes: int = 0  # estimated, against limits.max_memory_bytes (see _budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +200,8 @@ class _Slot:
     """A worker's mutable state inside the Runtime."""
 
     worker: Worker
-    transcript: list[TranscriptEntry] = field(default_factory=list)
-    # The transcript's messages, as the engine takes them: extended from the (append-only)
-    # transcript at each run's start, so a run costs O(new entries), not a copy of the history.
-    history: list[engine.Message] = field(default_factory=list)
+    # Its length and newest entries only; the rest is read from the store (see _transcripts).
+    transcript: TranscriptWindow
     active: Run | None = None
     task: asyncio.Task[None] | None = None
     run_usage: engine.Usage = field(default_factory=engine.Usage)
@@ -251,20 +267,39 @@ class Runtime:
         limits: Limits | None = None,
         provider_factory: ProviderFactory | None = None,
         tools_factory: ToolsFactory | None = None,
+        policy: HostPolicy | None = None,
     ) -> None:
         self._config = config or default_config()
         self._limits = limits or limits_from(self._config.limits)
+        # Host policy (allowed roots, protected paths, capabilities): the argument, else the
+        # config's [workspaces]/[capabilities]. A SQLite store's directory is never a workspace.
+        policy = policy or self._config.policy
+        store_path = getattr(store, "path", None)
+        if store_path is not None:
+            policy = policy.with_reserved(os.path.dirname(os.path.realpath(store_path)))
+        self._workspaces = Workspaces(policy, self._limits)
         # Pages (workers, events, transcript, diagnostics) are bounded by size as well as count, so
         # that a page always fits in one gRPC message: by an upper bound of their encoded size.
         self._page_bytes = wire_size.page_budget(self._limits.max_message_bytes)
         self._store: Store = store or MemoryStore(
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
+            # The log may take half the memory budget; the rest is left to the state.
+            retention_bytes=max(1, self._limits.max_memory_bytes // 2),
+        )
+        lim = self._limits
+        self._transcripts = Transcripts(
+            self._store,
+            window_bytes=lim.transcript_window_bytes,
+            cache_bytes=min(lim.transcript_cache_bytes, lim.max_memory_bytes),
+        )
+        self._budget = MemoryBudget(
+            lim.max_memory_bytes, self._store, self._transcripts, self._record_bytes
         )
         # One pooled HTTP client for every provider; created lazily, closed by close().
         self._http: httpx.AsyncClient | None = None
         self._provider_factory = provider_factory
-        self._tools_factory: ToolsFactory = tools_factory or builtin_tools
+        self._tools_factory: ToolsFactory = tools_factory or self._workspaces.tools_factory()
         self._providers: dict[str, engine.Provider] = {}
         # Servers of bundled local models (local_model providers): started lazily, stopped by close.
         self._local_models = LocalModels(notify=self._on_local_model)
@@ -284,6 +319,7 @@ class Runtime:
         self._log: EventLog | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._store_watch = StoreWatch(self)
+        self._open_tails: Mapping[str, list[TranscriptEntry]] = {}  # _load -> _recover
 
     # --- lifecycle ---
 
@@ -321,15 +357,16 @@ class Runtime:
         self._finished = deque()
         self._run_count = 0
         self._usage = engine.Usage()
+        self._transcripts.reset()  # windows and queues are rebuilt with the slots
+        self._budget.queued_bytes = 0
 
     def _load(self, stored: StoredState) -> None:
         """Workers, runs, transcripts and keys as the store has them (at start, and after a
-        store failure)."""
+        store failure). Transcripts: lengths only, and the open tails for ``_recover``."""
+        lengths = stored.transcript_lengths
+        self._open_tails = stored.transcripts
         for worker in stored.workers:
-            self._slots[worker.worker_id] = _Slot(worker=worker)
-        for wid, entries in stored.transcripts.items():
-            if wid in self._slots:
-                self._slots[wid].transcript = list(entries)
+            self._slots[worker.worker_id] = self._new_slot(worker, lengths.get(worker.worker_id, 0))
         lim = self._limits
         for key in stored.request_keys:  # oldest first: the same bounded LRU as before the stop
             if key.scope == "create":
@@ -338,6 +375,7 @@ class Runtime:
                 slot_keys = self._slots[key.scope].request_keys
                 self._remember(slot_keys, key, lim.idempotency_keys_per_worker)
         for run in sorted(stored.runs, key=lambda r: (r.finished_at or r.created_at, r.run_id)):
+            run = _without_input(run)  # runs are kept as metadata; the store has the text
             self._runs[run.run_id] = run
             if run.worker_id in self._slots:
                 self._slots[run.worker_id].run_count += 1
@@ -353,8 +391,9 @@ class Runtime:
         so the transcript is valid for the next turn."""
         log_ = self._require_log()
         last_seq = log_.last_assigned_seq
-        for slot in self._slots.values():
-            self._close_dangling_calls(slot)
+        tails, self._open_tails = self._open_tails, {}  # from _load; not kept
+        for wid, slot in self._slots.items():
+            self._close_dangling_calls(slot, tails.get(wid, []))
         interrupted = 0
         for run in list(self._runs.values()):
             if run.state.terminal:
@@ -372,6 +411,7 @@ class Runtime:
                 state=RunState.INTERRUPTED,
                 finished_at=now(),
                 error=RunError("INTERRUPTED", f"{why} while this run was {where}"),
+                input_text="",
             )
             self._runs[run.run_id] = done
             self._retire(done)
@@ -392,11 +432,40 @@ class Runtime:
                 f"{_count(interrupted, 'run')} marked INTERRUPTED; "
                 f"event log continues after seq {last_seq}",
             )
+        # Claims follow the workers just loaded (at start, and after a store failure rolled
+        # memory back to the committed state).
+        self._reclaim()
 
-    def _close_dangling_calls(self, slot: _Slot) -> None:
+    def _reclaim(self) -> None:
+        """Rebuild the allocation manager's claims from the live workers, in creation order; a
+        worker whose paths now conflict or fall outside the host policy (a symlink retargeted
+        while the runtime was down) is stopped with a diagnostic, never left sharing a path
+        read-write or reaching one the host does not allow."""
+        log_ = self._require_log()
+        for slot in self._slots.values():
+            w = slot.worker
+            if w.tools is None:  # stored before effective tools were recorded
+                tools = self._workspaces.tools_of(self._config.profiles.get(w.profile), w)
+                slot.worker = replace(w, tools=tools)
+        losers = self._workspaces.rebuild([s.worker for s in self._slots.values()])
+        for worker_id, refusal in losers:
+            slot = self._slots[worker_id]
+            previous = slot.worker.state
+            slot.worker = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
+            what = "conflict" if refusal.reason == "WORKSPACE_CONFLICT" else "not allowed"
+            reason = f"workspace {what} at start: {refusal.message}"
+            log_.append(
+                worker_id,
+                "",
+                [WorkerStateChanged(previous, WorkerState.STOPPED), WorkerStopped(reason)],
+                [PutWorker(slot.worker)],
+            )
+            self._diagnose(DiagnosticLevel.ERROR, refusal.reason, reason, worker_id)
+
+    def _close_dangling_calls(self, slot: _Slot, tail: list[TranscriptEntry]) -> None:
         log_ = self._require_log()
         calls: list[tuple[TranscriptEntry, engine.ToolCall]] = []
-        for entry in slot.transcript:
+        for entry in tail:  # the open tail (from the last non-tool message): all that matters
             message = entry.message  # only the tail can be open: what follows a call closes it
             if message.role is not engine.Role.TOOL:
                 calls = [(entry, call) for call in message.tool_calls]
@@ -527,6 +596,7 @@ class Runtime:
             by_state[slot.worker.state] += 1
             active += slot.active is not None
             queued += len(slot.queue)
+        claims, rw_claims = self._workspaces.allocations.counts()
         return RuntimeInfo(
             runtime_id=self._runtime_id,
             state=self._state,
@@ -546,8 +616,24 @@ class Runtime:
             profiles=tuple(sorted(self._config.profiles)),
             features=FEATURES,
             usage=self._usage,
+            workspace_claims=claims,
+            workspace_claims_read_write=rw_claims,
+            worker_capabilities=self._workspaces.policy.allowed_capabilities,
             store_state=self._store_watch.state,
             store_error=self._store_watch.error,
+            memory_bytes=self._budget.held(),
+        )
+
+    def list_workspace_claims(
+        self, worker_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Page[Claim]:
+        """Claims of live workers (ordered by worker creation), optionally of one worker."""
+        if worker_id:
+            worker_id = self._slot(worker_id).worker.worker_id
+        check_page_token(page_token, self._limits)
+        # claims are weighed in characters: a quarter of the byte budget keeps 4-byte ones sound
+        return self._workspaces.claims_page(
+            worker_id, self._page_size(page_size), page_token, self._page_bytes // 4
         )
 
     def list_profiles(self) -> list[Profile]:
@@ -605,6 +691,7 @@ class Runtime:
         workspace: Workspace | None = None,
         config_bundle: ConfigBundleRef | None = None,
         initial_input: str = "",
+        capabilities: tuple[str, ...] | list[str] = (),
     ) -> Created:
         log_ = self._check_serving()
         lim = self._limits
@@ -630,7 +717,7 @@ class Runtime:
             check_len("initial_input", initial_input, lim.max_input_chars)
         fp = fingerprint(
             worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
-            initial_input,
+            initial_input, *([list(capabilities)] if capabilities else []),
         )  # fmt: skip
         if request_id:
             prior = self._create_keys.get(request_id)
@@ -646,10 +733,18 @@ class Runtime:
                     key = slot.request_keys.get(_initial_key(request_id))
                     run = self._runs.get(key.result) if key else None
                 return Created(self._snapshot(slot), prior.seq, run)
+        # Host policy, paths and capabilities: after the idempotency lookup (a retry returns the
+        # first result even if a directory has gone since), and synchronous up to the claim.
+        prepared = self._workspaces.prepare(
+            self._config.profiles[profile], workspace, tuple(capabilities)
+        )
         if worker_id and worker_id in self._slots:
             raise errors.WorkerAlreadyExists(worker_id)
         if len(self._slots) >= lim.max_workers:
             raise errors.TooManyWorkers(lim.max_workers)
+        self._budget.admit(
+            WORKER_RECORD_BYTES + (text_bytes(initial_input) if initial_input else 0)
+        )
         worker = Worker(
             worker_id=worker_id or uuid7(),
             runtime_id=self._runtime_id,
@@ -660,9 +755,14 @@ class Runtime:
             created_at=now(),
             workspace=workspace,
             config_bundle=config_bundle,
+            capabilities=prepared.capabilities,
+            tools=prepared.tools,
         )
         check_worker_fits(worker, lim, MESSAGE_HEADROOM_BYTES)
-        slot = _Slot(worker=worker)
+        # Check-and-claim with no await since the checks above: of N concurrent creates on one
+        # path exactly one wins (WORKSPACE_CONFLICT for the others).
+        self._workspaces.allocations.claim(worker.worker_id, prepared.places)
+        slot = self._new_slot(worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
         seq = log_.last_assigned_seq + 1
@@ -738,6 +838,8 @@ class Runtime:
         previous = slot.worker.state
         stopped = replace(slot.worker, state=WorkerState.STOPPED, active_run_id="")
         slot.worker = stopped
+        # The run is over (no tool can still write): the worker's paths are free again.
+        self._workspaces.allocations.release(stopped.worker_id)
         events = log_.append(
             stopped.worker_id,
             "",
@@ -755,6 +857,8 @@ class Runtime:
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
+        self._transcripts.drop(slot.transcript)
+        self._workspaces.allocations.release(worker_id)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
         # deleted worker's usage leaves with its data.
         self._usage = self._usage - slot.worker.usage
@@ -817,8 +921,10 @@ class Runtime:
         if slot.worker.state is WorkerState.STOPPED or slot.stopping:
             raise errors.WorkerStopped(slot.worker.worker_id)
         worker_id = slot.worker.worker_id
-        run = Run(uuid7(), worker_id, RunState.QUEUED, now(), input_text=text)
-        payloads: list[Payload] = [RunQueued(run)]
+        run_id, created = uuid7(), now()
+        run = Run(run_id, worker_id, RunState.QUEUED, created, input_text=text)
+        # Events carry the run as metadata: the text travels once, in InputCommitted.
+        payloads: list[Payload] = [RunQueued(Run(run_id, worker_id, RunState.QUEUED, created))]
         mutations: list[Mutation] = [PutRun(run)]
         start = slot.active is None
         if not start:
@@ -830,6 +936,7 @@ class Runtime:
                 raise errors.WorkerBusy(worker_id, busy)
             if len(slot.queue) >= lim.max_queue_per_worker:
                 raise errors.QueueFull(worker_id, lim.max_queue_per_worker)
+        self._budget.admit(text_bytes(text) + RUN_RECORD_BYTES)
         seq = log_.last_assigned_seq + 1
         if request_id:
             key = PutRequestKey(worker_id, request_id, fp, run.run_id, seq)
@@ -857,7 +964,9 @@ class Runtime:
         self, slot: _Slot, run: Run, payloads: list[Payload], mutations: list[Mutation]
     ) -> Run:
         """Make ``run`` the active run: adds its start events/mutations to the batch."""
-        started = replace(run, state=RunState.RUNNING, started_at=now())
+        # Its text goes into the transcript (and stays in the store's record of the run): the
+        # run itself is kept as metadata only from now on.
+        started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._runs[run.run_id] = started
         entry = TranscriptEntry(
             slot.worker.worker_id,
@@ -909,11 +1018,13 @@ class Runtime:
                 prefill=profile.prefill,
                 prefill_options=profile.prefill_options,
             )
-            history = slot.history
-            history.extend(e.message for e in slot.transcript[len(history) :])
+            log_ = self._require_log()
+            history = await self._transcripts.history(
+                slot.transcript, lambda: log_.wait_committed(log_.last_assigned_seq)
+            )
             # run_turn copies the history before it appends to it: passing the list is safe
             result = await engine.run_turn(
-                provider, turn, history, emit=self._emitter(slot, run.run_id), tools=tools
+                provider, turn, history, emit=self._emitter(slot, run.run_id, tools), tools=tools
             )
             stop_reason = result.stop_reason.value
             if result.stop_reason is engine.StopReason.LIMIT_REACHED:
@@ -937,7 +1048,9 @@ class Runtime:
             )
         self._finish(slot, run.run_id, state, "", error, stop_reason)
 
-    def _emitter(self, slot: _Slot, run_id: str) -> engine.Emit:
+    def _emitter(
+        self, slot: _Slot, run_id: str, tools: engine.ToolRegistry | None = None
+    ) -> engine.Emit:
         log_ = self._require_log()
         append_one = log_.append_one
         worker_id = slot.worker.worker_id
@@ -950,6 +1063,16 @@ class Runtime:
 
         def on_tool_start(ev: Any) -> None:
             append_one(worker_id, run_id, ToolCallStarted(ev.call_id, ev.name, ev.arguments))
+            if tools is not None and tools.get(ev.name) is None:
+                # the engine answers it with an error result; the operator learns of it here
+                self._diagnose(
+                    DiagnosticLevel.WARNING,
+                    "TOOL_NOT_ALLOWED",
+                    f"the model asked for tool {ev.name[:64]!r}, which is not among this "
+                    f"worker's tools ({', '.join(slot.worker.tools or ()) or 'none'})",
+                    worker_id,
+                    run_id,
+                )
 
         def on_tool_end(ev: Any) -> None:
             append_one(
@@ -1024,6 +1147,7 @@ class Runtime:
         self._runs[run_id] = done
         self._retire(done)
         self._usage = self._usage + slot.run_usage
+        self._transcripts.release(slot.worker.worker_id)
         slot.active = None
         slot.task = None
         worker = replace(slot.worker, usage=slot.worker.usage + slot.run_usage, active_run_id="")
@@ -1059,7 +1183,13 @@ class Runtime:
         log_ = self._require_log()
         while slot.queue:
             run = slot.queue.popleft()
-            done = replace(run, state=state, finished_at=now(), error=RunError(state.value, reason))
+            done = replace(
+                run,
+                state=state,
+                finished_at=now(),
+                error=RunError(state.value, reason),
+                input_text="",
+            )
             self._runs[run.run_id] = done
             self._retire(done)
             log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
@@ -1084,6 +1214,7 @@ class Runtime:
                 state=RunState.CANCELLED,
                 finished_at=now(),
                 error=RunError("CANCELLED", "cancelled by request"),
+                input_text="",
             )
             self._runs[run_id] = done
             self._retire(done)
@@ -1107,19 +1238,24 @@ class Runtime:
 
     # --- observation ---
 
-    def get_transcript(
+    async def get_transcript(
         self, worker_id: str, page_size: int = 0, page_token: str = ""
     ) -> Page[TranscriptEntry]:
+        log_ = self._require_log()
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
         check_page_token(page_token, self._limits)
         start = int(decode_token(page_token, "t")) if page_token else 0
-        entries = slot.transcript
-        chunk = entries[start : start + size]
+        window = slot.transcript
+        total = len(window)
+        # Older pages come from the store; the newest from the worker's window.
+        chunk = await self._transcripts.page(
+            window, start, size, lambda: log_.wait_committed(log_.last_assigned_seq)
+        )
         chunk = chunk[: fitting(chunk, wire_size.entry_size, self._page_bytes)]
         end = start + len(chunk)
-        token = encode_token("t", str(end)) if end < len(entries) else ""
-        return Page(tuple(chunk), token, len(entries))
+        token = encode_token("t", str(end)) if end < total else ""
+        return Page(tuple(chunk), token, total)
 
     async def list_events(
         self, *, after_seq: int = 0, worker_id: str = "", page_size: int = 0
@@ -1187,6 +1323,22 @@ class Runtime:
             if old is not None and old.state.terminal:
                 del self._runs[old.run_id]
 
+    def _new_slot(self, worker: Worker, transcript_length: int = 0) -> _Slot:
+        wid = worker.worker_id
+        return _Slot(
+            worker=worker,
+            transcript=self._transcripts.open(wid, transcript_length),
+            queue=InputQueue(self._budget),
+        )
+
+    def _record_bytes(self) -> int:
+        """The memory budget's allowance for the Runtime's records (see _budget)."""
+        return (
+            len(self._slots) * WORKER_RECORD_BYTES
+            + len(self._runs) * RUN_RECORD_BYTES
+            + len(self._create_keys) * KEY_RECORD_BYTES
+        )
+
     def _page_size(self, page_size: int) -> int:
         if page_size < 0:
             raise errors.InvalidArgument("page_size", "must be >= 0")
@@ -1199,6 +1351,10 @@ class Runtime:
         keys[key.request_id] = key
         while len(keys) > max(1, capacity):
             keys.popitem(last=False)
+
+
+def _without_input(run: Run) -> Run:
+    return replace(run, input_text="") if run.input_text else run
 
 
 def _initial_key(request_id: str) -> str:

@@ -18,6 +18,7 @@ from runtime_server.store._protocol import (
     Store,
     StoredState,
 )
+from runtime_server.store._sizes import entry_bytes, run_input_bytes, text_bytes
 from runtime_server.store._sqlite import SCHEMA_VERSION, Durability, SqliteStore, StoreStats
 
 __all__ = [
@@ -39,4 +40,7 @@ __all__ = [
     "StoreOpenError",
     "StoreStats",
     "StoredState",
+    "entry_bytes",
+    "run_input_bytes",
+    "text_bytes",
 ]

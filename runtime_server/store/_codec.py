@@ -186,9 +186,15 @@ def worker_to_obj(worker: Worker) -> Obj:
             "root": worker.workspace.root,
             "mounts": [[m.path, m.mode.value] for m in worker.workspace.mounts],
         }
+        if worker.workspace.root_mode is not MountMode.READ_ONLY:
+            obj["workspace"]["root_mode"] = worker.workspace.root_mode.value
     if worker.config_bundle is not None:
         obj["config_bundle"] = [worker.config_bundle.id, worker.config_bundle.digest]
     _put(obj, "queued_runs", worker.queued_runs)
+    if worker.capabilities:
+        obj["capabilities"] = list(worker.capabilities)
+    if worker.tools is not None:
+        obj["tools"] = list(worker.tools)  # always written (even empty): absent = not recorded
     return obj
 
 
@@ -208,10 +214,14 @@ def worker_from_obj(obj: Mapping[str, Any]) -> Worker:
         workspace=None
         if ws is None
         else Workspace(
-            root=ws["root"], mounts=tuple(Mount(p, MountMode(m)) for p, m in ws["mounts"])
+            root=ws["root"],
+            mounts=tuple(Mount(p, MountMode(m)) for p, m in ws["mounts"]),
+            root_mode=MountMode(ws.get("root_mode", MountMode.READ_ONLY.value)),
         ),
         config_bundle=None if bundle is None else ConfigBundleRef(id=bundle[0], digest=bundle[1]),
         queued_runs=int(obj.get("queued_runs", 0)),
+        capabilities=tuple(obj.get("capabilities", ())),
+        tools=tuple(obj["tools"]) if "tools" in obj else None,
     )
 
 

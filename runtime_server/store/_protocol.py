@@ -68,7 +68,12 @@ Mutation = PutWorker | PutRun | AppendTranscript | DeleteWorkerData | PutRequest
 
 @dataclass(slots=True)
 class StoredState:
-    """Everything a store hands back when it opens."""
+    """Everything a store hands back when it opens.
+
+    Transcripts are not loaded whole (they are read on demand with ``read_transcript``):
+    ``transcript_lengths`` has each worker's entry count and ``transcripts`` only each one's *open
+    tail* — the entries from its last non-tool message on, which is all recovery needs to close
+    tool calls a crash left without a result."""
 
     runtime_id: str
     last_seq: int = 0
@@ -76,6 +81,7 @@ class StoredState:
     runs: list[Run] = field(default_factory=list)
     transcripts: dict[str, list[TranscriptEntry]] = field(default_factory=dict)
     request_keys: list[PutRequestKey] = field(default_factory=list)
+    transcript_lengths: dict[str, int] = field(default_factory=dict)
 
 
 CommitListener = Callable[[int], None]
@@ -124,6 +130,25 @@ class Store(Protocol):
 
     def oldest_seq(self) -> int:
         """The oldest retained seq (0 when the log is empty)."""
+        ...
+
+    async def read_transcript(
+        self, worker_id: str, start: int, limit: int
+    ) -> list[TranscriptEntry]:
+        """Committed transcript entries of ``worker_id`` with index >= ``start``, in index order,
+        at most ``limit`` (none for an unknown or deleted worker)."""
+        ...
+
+    async def read_run_input(self, run_id: str) -> str | None:
+        """The input text last written for run ``run_id`` with ``PutRun`` (a later ``PutRun``
+        of the run without text, as the Runtime writes once it started, keeps it); ``None`` if
+        the store has no such run (never written, or its worker deleted)."""
+        ...
+
+    def memory_bytes(self) -> int:
+        """Estimated bytes of data this store keeps in the process's memory (see
+        ``runtime_server.store._sizes``): everything, for the memory store; 0 for a store whose
+        data lives on disk."""
         ...
 
     async def close(self) -> None: ...

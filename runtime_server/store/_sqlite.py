@@ -68,6 +68,7 @@ from typing import Any, Literal
 
 from runtime_server.model import Event, Run, TranscriptEntry, Worker, now
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store._errors import StoreCorrupt, StoreFailure, StoreOpenError
 from runtime_server.store._integrity import SeqMark, check_seq, is_corruption, quick_check
 from runtime_server.store._protocol import (
@@ -296,6 +297,43 @@ class SqliteStore:
     def oldest_seq(self) -> int:
         return self._oldest
 
+    async def read_transcript(
+        self, worker_id: str, start: int, limit: int
+    ) -> list[TranscriptEntry]:
+        if limit <= 0:
+            return []
+        start = max(0, start)
+        pool = self._read_pool_or_raise()
+
+        def read() -> list[TranscriptEntry]:
+            return reads.read_transcript(self._reader(), worker_id, start, limit)
+
+        entries: list[TranscriptEntry] = await asyncio.get_running_loop().run_in_executor(
+            pool, self._read_guarded, read
+        )
+        return entries
+
+    async def read_run_input(self, run_id: str) -> str | None:
+        pool = self._read_pool_or_raise()
+
+        def read() -> str | None:
+            return reads.read_run_input(self._reader(), run_id)
+
+        text: str | None = await asyncio.get_running_loop().run_in_executor(
+            pool, self._read_guarded, read
+        )
+        return text
+
+    def memory_bytes(self) -> int:
+        """0: the data lives in the file. (SQLite's page cache is bounded per connection, about
+        2 MB by default, and batches queued for the writer are in flight, not kept.)"""
+        return 0
+
+    def _read_pool_or_raise(self) -> ThreadPoolExecutor:
+        if self._read_pool is None or self._closed:
+            raise RuntimeError("SqliteStore is not open")
+        return self._read_pool
+
     async def close(self) -> None:
         """Commit everything written, stop the writer, close every connection. Idempotent.
         Raises :class:`StoreFailure` (after releasing everything) if the writer had failed."""
@@ -487,6 +525,7 @@ class SqliteStore:
                         ("event_count", 0),
                     ],
                 )
+            reads.create_tables(conn)  # on every open: a file made before them gains them
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         _check_versions(self.path, meta)
         if self._seq_floor > int(meta["last_seq"]):
@@ -511,14 +550,8 @@ class SqliteStore:
         workers.sort(key=lambda w: (w.created_at, w.worker_id))
         runs = [codec.decode_run(b) for (b,) in conn.execute("SELECT body FROM runs")]
         runs.sort(key=lambda r: (r.created_at, r.run_id))
-        transcripts: dict[str, list[TranscriptEntry]] = {}
-        for worker_id, idx, run_id, created_at, body in conn.execute(
-            "SELECT worker_id, idx, run_id, created_at, body FROM transcript"
-            " ORDER BY worker_id, idx"
-        ):
-            transcripts.setdefault(worker_id, []).append(
-                TranscriptEntry(worker_id, idx, run_id, codec.decode_message(body), created_at)
-            )
+        # Lengths and open tails only: the rest is read on demand (read_transcript).
+        lengths, transcripts = reads.load_transcript_summary(conn)
         keys = [
             PutRequestKey(*row)
             for row in conn.execute(
@@ -532,6 +565,7 @@ class SqliteStore:
             runs=runs,
             transcripts=transcripts,
             request_keys=keys,
+            transcript_lengths=lengths,
         )
 
     # --- writer thread --------------------------------------------------------------------------
@@ -899,9 +933,11 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
         )
     elif isinstance(mutation, PutRun):
         r: Run = mutation.run
+        reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
+        body = codec.encode_run(replace(r, input_text="") if r.input_text else r)
         conn.execute(
             "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
-            (r.run_id, r.worker_id, codec.encode_run(r)),
+            (r.run_id, r.worker_id, body),
         )
     elif isinstance(mutation, AppendTranscript):
         e = mutation.entry
@@ -916,6 +952,7 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
         conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
         conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
         conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
+        reads.delete_run_inputs(conn, wid)
         # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
         conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))
     elif isinstance(mutation, PutRequestKey):

@@ -35,6 +35,7 @@ from runtime_client import (
 )
 from runtime_server.model import DiagnosticLevel as ServerLevel
 from runtime_server.model import Limits
+from runtime_server.runtime import HostPolicy
 
 if TYPE_CHECKING:
     from conftest import Served, ServeFactory
@@ -150,7 +151,11 @@ async def test_list_diagnostics_is_bounded_by_its_capacity(serve: ServeFactory) 
 # --- CatalogService: create / get -----------------------------------------------------------
 
 
-async def test_create_worker_round_trips_every_field(client: RuntimeClient, tmp_path: Path) -> None:
+async def test_create_worker_round_trips_every_field(serve: ServeFactory, tmp_path: Path) -> None:
+    # the host allows workspaces below tmp_path and /usr (none by default)
+    (tmp_path / "data").mkdir()
+    policy = HostPolicy(allowed_roots=(str(tmp_path), "/usr"))
+    client = (await serve(policy=policy)).client
     worker_id = str(uuid.uuid4())
     workspace = Workspace(
         str(tmp_path), (Mount(str(tmp_path / "data"), MountMode.READ_WRITE), Mount("/usr"))

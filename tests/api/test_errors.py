@@ -34,9 +34,20 @@ FAMILY = {
     "ResourceExhausted": StatusCode.RESOURCE_EXHAUSTED,
     "OutOfRange": StatusCode.OUT_OF_RANGE,
     "Unauthenticated": StatusCode.UNAUTHENTICATED,
+    "PermissionDenied": StatusCode.PERMISSION_DENIED,
 }
 # Structured attributes both sides expose.
-ATTRIBUTES = ("field", "active_run_id", "last_seq", "oldest_seq")
+ATTRIBUTES = (
+    "field",
+    "active_run_id",
+    "last_seq",
+    "oldest_seq",
+    "holder_worker_id",
+    "capability",
+    "limit",
+    "held",
+    "needed",
+)
 
 
 def _tree(cls: type[server_errors.RuntimeError_]) -> Iterator[type[server_errors.RuntimeError_]]:
@@ -83,6 +94,11 @@ def test_the_tree_is_complete() -> None:
     names = {c.__name__ for c in ALL}
     # the contract's named reasons are all there, and each class has its own reason
     assert {"WorkerBusy", "QueueFull", "CursorExpired", "IdempotencyConflict"} <= names
+    assert {"WorkspaceNotAllowed", "WorkspaceConflict", "CapabilityNotAllowed"} <= names
+    assert server_errors.WorkspaceConflict.reason == "WORKSPACE_CONFLICT"
+    assert expected_code(server_errors.WorkspaceConflict) is StatusCode.FAILED_PRECONDITION
+    for denied in (server_errors.WorkspaceNotAllowed, server_errors.CapabilityNotAllowed):
+        assert expected_code(denied) is StatusCode.PERMISSION_DENIED
     owners = [c for c in ALL if "reason" in vars(c)]
     assert len({c.reason for c in owners}) == len(owners)
     for cls in owners:

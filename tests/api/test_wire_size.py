@@ -51,7 +51,7 @@ def workspace(rng: random.Random) -> m.Workspace:
     mounts = tuple(
         m.Mount(text(rng), rng.choice(list(m.MountMode))) for _ in range(rng.choice((0, 1, 33)))
     )
-    return m.Workspace(text(rng), mounts)
+    return m.Workspace(text(rng), mounts, rng.choice(list(m.MountMode)))
 
 
 def worker(rng: random.Random) -> m.Worker:
@@ -68,6 +68,8 @@ def worker(rng: random.Random) -> m.Worker:
         workspace=workspace(rng) if rng.random() < 0.7 else None,
         config_bundle=m.ConfigBundleRef(text(rng), text(rng)) if rng.random() < 0.7 else None,
         queued_runs=rng.choice(INTS[:6]),
+        capabilities=tuple(text(rng) for _ in range(rng.choice((0, 1, 5)))),
+        tools=rng.choice((None, (), tuple(text(rng) for _ in range(rng.choice((1, 7)))))),
     )
 
 
@@ -221,9 +223,10 @@ def test_a_maximal_worker_at_the_default_limits_fits_a_quarter_message() -> None
 COUNTED: dict[type, set[str]] = {
     m.Worker: {
         "worker_id", "runtime_id", "state", "profile", "display_name", "labels", "active_run_id",
-        "created_at", "usage", "workspace", "config_bundle", "queued_runs",
+        "created_at", "usage", "workspace", "config_bundle", "queued_runs", "capabilities",
+        "tools",
     },
-    m.Workspace: {"root", "mounts"},
+    m.Workspace: {"root", "mounts", "root_mode"},
     m.Mount: {"path", "mode"},
     m.ConfigBundleRef: {"id", "digest"},
     m.Run: {

@@ -91,7 +91,7 @@ async def test_clean_restart_keeps_workers_transcripts_runs_usage_and_keys(tmp_p
         await rt.delete_worker(w3.worker_id)
         before = rt.info()
         workers = rt.list_workers().items
-        transcripts = {w.worker_id: rt.get_transcript(w.worker_id).items for w in workers}
+        transcripts = {w.worker_id: (await rt.get_transcript(w.worker_id)).items for w in workers}
         runs = {r: rt.get_run(r) for r in (a1.run.run_id, c2.initial_run.run_id)}
         usage = {w.worker_id: rt.get_usage(w.worker_id) for w in workers}
         total = rt.get_usage()
@@ -102,7 +102,9 @@ async def test_clean_restart_keeps_workers_transcripts_runs_usage_and_keys(tmp_p
         assert info.runtime_id == before.runtime_id
         assert info.store_kind == "sqlite"
         assert rt.list_workers().items == workers
-        assert {w.worker_id: rt.get_transcript(w.worker_id).items for w in workers} == transcripts
+        assert {
+            w.worker_id: (await rt.get_transcript(w.worker_id)).items for w in workers
+        } == transcripts
         assert {r: rt.get_run(r) for r in runs} == runs
         assert {w.worker_id: rt.get_usage(w.worker_id) for w in workers} == usage
         assert rt.get_usage() == total
@@ -196,7 +198,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         assert any(d.code == "RECOVERED" for d in rt.list_diagnostics().items)
 
         # The dangling tool call got a result, so the transcript is a valid history again.
-        transcript = rt.get_transcript(wid).items
+        transcript = (await rt.get_transcript(wid)).items
         tail = transcript[-1]
         assert (tail.index, tail.run_id) == (5, R1)
         assert tail.message.role is engine.Role.TOOL
@@ -210,7 +212,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         # New input works.
         accepted = await rt.send_input(wid, "fourth input", busy_policy=BusyPolicy.REJECT)
         assert (await finished(rt, accepted.run.run_id)).state is RunState.COMPLETED
-        assert rt.get_transcript(wid).items[-1].message.text == "fourth input"
+        assert (await rt.get_transcript(wid)).items[-1].message.text == "fourth input"
 
     # A second start finds nothing more to interrupt and adds no second RunFinished.
     async with runtime_on(path) as rt:

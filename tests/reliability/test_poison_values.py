@@ -22,17 +22,28 @@ from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_
 
 BOUND = 60.0  # seconds: a safety net on a shared 2-core machine, not a speed assertion
 BIG = "\N{GRINNING FACE}"  # 4 bytes of UTF-8: the most bytes a character can take
-# Eight, not the six of the original report: at the new limits one such worker encodes to about
-# 674 kB, so six (4.04 MB) would sit just under the 4 MiB message limit even unpaged.
-WORKERS = 8
+# Twenty-four, not the six of the original report: at the new limits one such worker encodes to
+# about 200 kB (its workspace paths must be real directories now, so the file system bounds them
+# below max_path_chars), so it takes this many to pass the 4 MiB message limit unpaged.
+WORKERS = 24
 
 
-def maximal_worker_fields(lim: Limits, n: int) -> dict[str, object]:
-    """Every string and list of CreateWorker at its limit, in 4-byte characters."""
+def deep_dir(base: Path) -> str:
+    """A real directory whose path is as long as Linux allows (PATH_MAX 4096 bytes), in 4-byte
+    characters (63 to a component: NAME_MAX is 255 bytes)."""
+    path = base
+    while len(str(path / (BIG * 63)).encode()) < 4000:
+        path = path / (BIG * 63)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def maximal_worker_fields(lim: Limits, roots: Path) -> dict[str, object]:
+    """Every string and list of CreateWorker at its limit, in 4-byte characters (workspace paths
+    as long as real directories can be)."""
 
     def path(i: int) -> str:
-        head = f"/w{n}m{i}/"
-        return head + BIG * (lim.max_path_chars - len(head))
+        return deep_dir(roots / f"m{i}")
 
     return {
         "display_name": BIG * lim.max_display_name_chars,
@@ -43,6 +54,13 @@ def maximal_worker_fields(lim: Limits, n: int) -> dict[str, object]:
         "workspace": Workspace(path(-1), tuple(Mount(path(i)) for i in range(lim.max_mounts))),
         "config_bundle": ConfigBundleRef(BIG * lim.max_id_chars, BIG * lim.max_ref_chars),
     }
+
+
+def policy_config(tmp_path: Path) -> Path:
+    (tmp_path / "ws").mkdir(exist_ok=True)
+    config = tmp_path / "runtime.toml"
+    config.write_text(f'[workspaces]\nallowed_roots = ["{tmp_path / "ws"}"]\n', encoding="utf-8")
+    return config
 
 
 async def test_a_huge_digest_is_refused(serve_process: ServeFactory, tmp_path: Path) -> None:
@@ -57,7 +75,7 @@ async def test_a_huge_digest_is_refused(serve_process: ServeFactory, tmp_path: P
 async def test_workers_at_every_limit_leave_listing_and_replay_working(
     serve_process: ServeFactory, tmp_path: Path
 ) -> None:
-    sp = await serve_process(tmp_path / "data")
+    sp = await serve_process(tmp_path / "data", config=policy_config(tmp_path))
     client = sp.client()
     lim = (await client.get_runtime()).limits
     assert lim.max_id_chars
@@ -66,8 +84,8 @@ async def test_workers_at_every_limit_leave_listing_and_replay_working(
     assert lim.max_mounts
 
     created = []
-    for n in range(WORKERS):
-        fields = maximal_worker_fields(lim, n)
+    fields = maximal_worker_fields(lim, tmp_path / "ws")  # read-only places: shared by all
+    for _ in range(WORKERS):
         created.append((await client.create_worker(**fields)).worker)  # type: ignore[arg-type]
         # one more of anything is refused, naming the field
         labels = dict(fields["labels"])  # type: ignore[call-overload]
@@ -79,11 +97,11 @@ async def test_workers_at_every_limit_leave_listing_and_replay_working(
     assert ws is not None
     assert len(ws.mounts) == lim.max_mounts
     with pytest.raises(InvalidArgument) as info:
-        await client.create_worker(workspace=Workspace("/r", (*ws.mounts, Mount("/one-more"))))
+        await client.create_worker(workspace=Workspace(ws.root, (*ws.mounts, Mount(ws.root))))
     assert info.value.field == "workspace.mounts"
     with pytest.raises(InvalidArgument) as info:
         await client.create_worker(
-            workspace=Workspace("/r", (Mount("/" + "p" * lim.max_path_chars),))
+            workspace=Workspace(ws.root, (Mount("/" + "p" * lim.max_path_chars),))
         )
     assert info.value.field == "workspace.mounts[0].path"
     ids = sorted(w.worker_id for w in created)

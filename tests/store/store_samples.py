@@ -56,10 +56,14 @@ def worker(worker_id: str = "w1", **overrides: object) -> Worker:
         "created_at": 1_700_000_000.125,
         "usage": FULL_USAGE,
         "workspace": Workspace(
-            "/ws", (Mount("/data", MountMode.READ_WRITE), Mount("/ro", MountMode.READ_ONLY))
+            "/ws",
+            (Mount("/data", MountMode.READ_WRITE), Mount("/ro", MountMode.READ_ONLY)),
+            MountMode.READ_WRITE,
         ),
         "config_bundle": ConfigBundleRef("bundle", "sha256:abc"),
         "queued_runs": 2,
+        "capabilities": ("fs.read", "fs.write"),
+        "tools": ("read_file", "write_file"),
     }
     fields.update(overrides)
     return Worker(**fields)  # type: ignore[arg-type]

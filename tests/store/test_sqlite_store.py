@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,14 @@ async def test_reopen_restores_state_and_seq_continues(tmp_path: Path) -> None:
         assert state.runtime_id == "rt-first"
         assert state.last_seq == 3
         assert sorted(state.workers, key=lambda w: w.worker_id) == [w1, w2]
-        assert state.runs == [r1]
-        assert state.transcripts == {"w1": transcript_w1, "w2": [entry("w2", 0)]}
+        # runs come back as metadata; their input text is read on demand
+        assert state.runs == [replace(r1, input_text="")]
+        assert await store.read_run_input("r1") == r1.input_text
+        # only lengths and open tails (from the last non-tool message) are loaded; the rest is
+        # read on demand
+        assert state.transcript_lengths == {"w1": 2, "w2": 1}
+        assert state.transcripts == {"w1": transcript_w1[1:], "w2": [entry("w2", 0)]}
+        assert await store.read_transcript("w1", 0, 10) == transcript_w1
         assert sorted(state.request_keys, key=lambda k: k.seq) == keys
         assert seqs(await store.read_events(0, 10)) == [1, 2, 3]
         assert store.oldest_seq() == 1

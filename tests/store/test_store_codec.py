@@ -117,6 +117,9 @@ def test_public_surface_is_pinned() -> None:
             "StoreOpenError",
             "StoreStats",
             "StoredState",
+            "entry_bytes",
+            "run_input_bytes",
+            "text_bytes",
         ]
     )
     for name in store_pkg.__all__:

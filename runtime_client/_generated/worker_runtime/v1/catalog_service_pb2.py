@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from runtime_client._generated.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'worker_runtime/v1/catalog_service.proto\x12\x11worker_runtime.v1\x1a\x1dworker_runtime/v1/types.proto\"\xd9\x02\n\x13\x43reateWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.worker_runtime.v1.CreateWorkerRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12/\n\tworkspace\x18\x06 \x01(\x0b\x32\x1c.worker_runtime.v1.Workspace\x12\x39\n\rconfig_bundle\x18\x07 \x01(\x0b\x32\".worker_runtime.v1.ConfigBundleRef\x12\x15\n\rinitial_input\x18\x08 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x14\x43reateWorkerResponse\x12)\n\x06worker\x18\x01 \x01(\x0b\x32\x19.worker_runtime.v1.Worker\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12+\n\x0binitial_run\x18\x03 \x01(\x0b\x32\x16.worker_runtime.v1.Run\"%\n\x10GetWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\">\n\x11GetWorkerResponse\x12)\n\x06worker\x18\x01 \x01(\x0b\x32\x19.worker_runtime.v1.Worker\"\xdc\x01\n\x12ListWorkersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.worker_runtime.v1.WorkerState\x12\x41\n\x06labels\x18\x04 \x03(\x0b\x32\x31.worker_runtime.v1.ListWorkersRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"n\n\x13ListWorkersResponse\x12*\n\x07workers\x18\x01 \x03(\x0b\x32\x19.worker_runtime.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r\"6\n\x11StopWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x12StopWorkerResponse\x12)\n\x06worker\x18\x01 \x01(\x0b\x32\x19.worker_runtime.v1.Worker\"(\n\x13\x44\x65leteWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteWorkerResponse2\xe3\x03\n\x0e\x43\x61talogService\x12_\n\x0c\x43reateWorker\x12&.worker_runtime.v1.CreateWorkerRequest\x1a\'.worker_runtime.v1.CreateWorkerResponse\x12V\n\tGetWorker\x12#.worker_runtime.v1.GetWorkerRequest\x1a$.worker_runtime.v1.GetWorkerResponse\x12\\\n\x0bListWorkers\x12%.worker_runtime.v1.ListWorkersRequest\x1a&.worker_runtime.v1.ListWorkersResponse\x12Y\n\nStopWorker\x12$.worker_runtime.v1.StopWorkerRequest\x1a%.worker_runtime.v1.StopWorkerResponse\x12_\n\x0c\x44\x65leteWorker\x12&.worker_runtime.v1.DeleteWorkerRequest\x1a\'.worker_runtime.v1.DeleteWorkerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'worker_runtime/v1/catalog_service.proto\x12\x11worker_runtime.v1\x1a\x1dworker_runtime/v1/types.proto\"\xef\x02\n\x13\x43reateWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.worker_runtime.v1.CreateWorkerRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12/\n\tworkspace\x18\x06 \x01(\x0b\x32\x1c.worker_runtime.v1.Workspace\x12\x39\n\rconfig_bundle\x18\x07 \x01(\x0b\x32\".worker_runtime.v1.ConfigBundleRef\x12\x15\n\rinitial_input\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18< \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x14\x43reateWorkerResponse\x12)\n\x06worker\x18\x01 \x01(\x0b\x32\x19.worker_runtime.v1.Worker\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12+\n\x0binitial_run\x18\x03 \x01(\x0b\x32\x16.worker_runtime.v1.Run\"%\n\x10GetWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\">\n\x11GetWorkerResponse\x12)\n\x06worker\x18\x01 \x01(\x0b\x32\x19.worker_runtime.v1.Worker\"\xdc\x01\n\x12ListWorkersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.worker_runtime.v1.WorkerState\x12\x41\n\x06labels\x18\x04 \x03(\x0b\x32\x31.worker_runtime.v1.ListWorkersRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"n\n\x13ListWorkersResponse\x12*\n\x07workers\x18\x01 \x03(\x0b\x32\x19.worker_runtime.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r\"6\n\x11StopWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x12StopWorkerResponse\x12)\n\x06worker\x18\x01 \x01(\x0b\x32\x19.worker_runtime.v1.Worker\"(\n\x13\x44\x65leteWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteWorkerResponse2\xe3\x03\n\x0e\x43\x61talogService\x12_\n\x0c\x43reateWorker\x12&.worker_runtime.v1.CreateWorkerRequest\x1a\'.worker_runtime.v1.CreateWorkerResponse\x12V\n\tGetWorker\x12#.worker_runtime.v1.GetWorkerRequest\x1a$.worker_runtime.v1.GetWorkerResponse\x12\\\n\x0bListWorkers\x12%.worker_runtime.v1.ListWorkersRequest\x1a&.worker_runtime.v1.ListWorkersResponse\x12Y\n\nStopWorker\x12$.worker_runtime.v1.StopWorkerRequest\x1a%.worker_runtime.v1.StopWorkerResponse\x12_\n\x0c\x44\x65leteWorker\x12&.worker_runtime.v1.DeleteWorkerRequest\x1a\'.worker_runtime.v1.DeleteWorkerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,29 +38,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWORKERSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTWORKERSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CREATEWORKERREQUEST']._serialized_start=94
-  _globals['_CREATEWORKERREQUEST']._serialized_end=439
-  _globals['_CREATEWORKERREQUEST_LABELSENTRY']._serialized_start=394
-  _globals['_CREATEWORKERREQUEST_LABELSENTRY']._serialized_end=439
-  _globals['_CREATEWORKERRESPONSE']._serialized_start=441
-  _globals['_CREATEWORKERRESPONSE']._serialized_end=564
-  _globals['_GETWORKERREQUEST']._serialized_start=566
-  _globals['_GETWORKERREQUEST']._serialized_end=603
-  _globals['_GETWORKERRESPONSE']._serialized_start=605
-  _globals['_GETWORKERRESPONSE']._serialized_end=667
-  _globals['_LISTWORKERSREQUEST']._serialized_start=670
-  _globals['_LISTWORKERSREQUEST']._serialized_end=890
-  _globals['_LISTWORKERSREQUEST_LABELSENTRY']._serialized_start=394
-  _globals['_LISTWORKERSREQUEST_LABELSENTRY']._serialized_end=439
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=892
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1002
-  _globals['_STOPWORKERREQUEST']._serialized_start=1004
-  _globals['_STOPWORKERREQUEST']._serialized_end=1058
-  _globals['_STOPWORKERRESPONSE']._serialized_start=1060
-  _globals['_STOPWORKERRESPONSE']._serialized_end=1123
-  _globals['_DELETEWORKERREQUEST']._serialized_start=1125
-  _globals['_DELETEWORKERREQUEST']._serialized_end=1165
-  _globals['_DELETEWORKERRESPONSE']._serialized_start=1167
-  _globals['_DELETEWORKERRESPONSE']._serialized_end=1189
-  _globals['_CATALOGSERVICE']._serialized_start=1192
-  _globals['_CATALOGSERVICE']._serialized_end=1675
+  _globals['_CREATEWORKERREQUEST']._serialized_end=461
+  _globals['_CREATEWORKERREQUEST_LABELSENTRY']._serialized_start=416
+  _globals['_CREATEWORKERREQUEST_LABELSENTRY']._serialized_end=461
+  _globals['_CREATEWORKERRESPONSE']._serialized_start=463
+  _globals['_CREATEWORKERRESPONSE']._serialized_end=586
+  _globals['_GETWORKERREQUEST']._serialized_start=588
+  _globals['_GETWORKERREQUEST']._serialized_end=625
+  _globals['_GETWORKERRESPONSE']._serialized_start=627
+  _globals['_GETWORKERRESPONSE']._serialized_end=689
+  _globals['_LISTWORKERSREQUEST']._serialized_start=692
+  _globals['_LISTWORKERSREQUEST']._serialized_end=912
+  _globals['_LISTWORKERSREQUEST_LABELSENTRY']._serialized_start=416
+  _globals['_LISTWORKERSREQUEST_LABELSENTRY']._serialized_end=461
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=914
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1024
+  _globals['_STOPWORKERREQUEST']._serialized_start=1026
+  _globals['_STOPWORKERREQUEST']._serialized_end=1080
+  _globals['_STOPWORKERRESPONSE']._serialized_start=1082
+  _globals['_STOPWORKERRESPONSE']._serialized_end=1145
+  _globals['_DELETEWORKERREQUEST']._serialized_start=1147
+  _globals['_DELETEWORKERREQUEST']._serialized_end=1187
+  _globals['_DELETEWORKERRESPONSE']._serialized_start=1189
+  _globals['_DELETEWORKERRESPONSE']._serialized_end=1211
+  _globals['_CATALOGSERVICE']._serialized_start=1214
+  _globals['_CATALOGSERVICE']._serialized_end=1697
 # @@protoc_insertion_point(module_scope)

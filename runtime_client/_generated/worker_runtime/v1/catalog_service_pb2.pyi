@@ -52,6 +52,7 @@ class CreateWorkerRequest(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     CONFIG_BUNDLE_FIELD_NUMBER: _builtins.int
     INITIAL_INPUT_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Optional UUID chosen by the caller; the Runtime mints a UUIDv7 otherwise. Worker and run ids
     are spelled in canonical form (lower-case, hyphenated) in every request; any other spelling
@@ -70,6 +71,12 @@ class CreateWorkerRequest(_message.Message):
     def workspace(self) -> _types_pb2.Workspace: ...
     @_builtins.property
     def config_bundle(self) -> _types_pb2.ConfigBundleRef: ...
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities asked for (fs.read, fs.write, clock); empty = the profile's tools. Each must be
+        allowed by the host (else PERMISSION_DENIED, reason CAPABILITY_NOT_ALLOWED).
+        """
+
     def __init__(
         self,
         *,
@@ -81,10 +88,11 @@ class CreateWorkerRequest(_message.Message):
         workspace: _types_pb2.Workspace | None = ...,
         config_bundle: _types_pb2.ConfigBundleRef | None = ...,
         initial_input: _builtins.str = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config_bundle", b"config_bundle", "workspace", b"workspace"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_bundle", b"config_bundle", "display_name", b"display_name", "initial_input", b"initial_input", "labels", b"labels", "profile", b"profile", "request_id", b"request_id", "worker_id", b"worker_id", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "config_bundle", b"config_bundle", "display_name", b"display_name", "initial_input", b"initial_input", "labels", b"labels", "profile", b"profile", "request_id", b"request_id", "worker_id", b"worker_id", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

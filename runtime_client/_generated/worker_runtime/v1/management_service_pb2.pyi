@@ -102,8 +102,14 @@ class Limits(_message.Message):
     MAX_ID_CHARS_FIELD_NUMBER: _builtins.int
     MAX_REF_CHARS_FIELD_NUMBER: _builtins.int
     MAX_PATH_CHARS_FIELD_NUMBER: _builtins.int
-    MAX_MOUNTS_FIELD_NUMBER: _builtins.int
     MAX_REASON_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_WINDOW_BYTES_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_CACHE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_MOUNTS_FIELD_NUMBER: _builtins.int
+    MAX_FILE_READ_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_FILE_SCAN_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_FILE_WRITE_BYTES_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -133,10 +139,24 @@ class Limits(_message.Message):
     """Opaque references in requests (config_bundle.digest, page_token), in characters."""
     max_path_chars: _builtins.int
     """Paths in requests (workspace.root, workspace.mounts[].path), in characters."""
-    max_mounts: _builtins.int
-    """Mounts of one workspace."""
     max_reason_chars: _builtins.int
     """Free-text reasons in requests (StopWorker.reason), in characters."""
+    max_memory_bytes: _builtins.int
+    """The runtime-wide memory budget in (estimated) bytes; new work past it is refused with
+    RESOURCE_EXHAUSTED / MEMORY_BUDGET_EXCEEDED.
+    """
+    transcript_window_bytes: _builtins.int
+    """Newest transcript entries kept in memory per worker, in bytes (older ones are read from the store)."""
+    transcript_cache_bytes: _builtins.int
+    """All transcript windows together, in bytes (least recently used emptied first); part of max_memory_bytes."""
+    max_mounts: _builtins.int
+    """Mounts one workspace may have (besides its root)."""
+    max_file_read_bytes: _builtins.int
+    """File tools: text one read_file returns, how far into a file it may look, and the content
+    write_file takes (also the largest file edit_file rewrites).
+    """
+    max_file_scan_bytes: _builtins.int
+    max_file_write_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -163,12 +183,18 @@ class Limits(_message.Message):
         max_id_chars: _builtins.int = ...,
         max_ref_chars: _builtins.int = ...,
         max_path_chars: _builtins.int = ...,
-        max_mounts: _builtins.int = ...,
         max_reason_chars: _builtins.int = ...,
+        max_memory_bytes: _builtins.int = ...,
+        transcript_window_bytes: _builtins.int = ...,
+        transcript_cache_bytes: _builtins.int = ...,
+        max_mounts: _builtins.int = ...,
+        max_file_read_bytes: _builtins.int = ...,
+        max_file_scan_bytes: _builtins.int = ...,
+        max_file_write_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_page_max", b"transcript_page_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -181,22 +207,28 @@ class Capabilities(_message.Message):
     PROVIDER_KINDS_FIELD_NUMBER: _builtins.int
     PROFILES_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
+    WORKER_CAPABILITIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def provider_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def profiles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def worker_capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The worker capabilities this host allows (fs.read, fs.write, clock)."""
+
     def __init__(
         self,
         *,
         provider_kinds: _abc.Iterable[_builtins.str] | None = ...,
         profiles: _abc.Iterable[_builtins.str] | None = ...,
         features: _abc.Iterable[_builtins.str] | None = ...,
+        worker_capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "profiles", b"profiles", "provider_kinds", b"provider_kinds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "profiles", b"profiles", "provider_kinds", b"provider_kinds", "worker_capabilities", b"worker_capabilities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,6 +283,9 @@ class RuntimeInfo(_message.Message):
     AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
     STORE_STATE_FIELD_NUMBER: _builtins.int
     STORE_ERROR_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    WORKSPACE_CLAIMS_FIELD_NUMBER: _builtins.int
+    WORKSPACE_CLAIMS_READ_WRITE_FIELD_NUMBER: _builtins.int
     runtime_id: _builtins.str
     state: Global___RuntimeState.ValueType
     version: _builtins.str
@@ -267,6 +302,11 @@ class RuntimeInfo(_message.Message):
     store_state: Global___StoreState.ValueType
     store_error: _builtins.str
     """Why the store is not OK (empty when it is)."""
+    memory_bytes: _builtins.int
+    """Estimated bytes held against limits.max_memory_bytes (see the README's "Memory")."""
+    workspace_claims: _builtins.int
+    """Claims held by live workers (see ListWorkspaceClaims), and how many are read-write."""
+    workspace_claims_read_write: _builtins.int
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -297,10 +337,13 @@ class RuntimeInfo(_message.Message):
         auth_required: _builtins.bool = ...,
         store_state: Global___StoreState.ValueType = ...,
         store_error: _builtins.str = ...,
+        memory_bytes: _builtins.int = ...,
+        workspace_claims: _builtins.int = ...,
+        workspace_claims_read_write: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "limits", b"limits", "started_at", b"started_at", "usage", b"usage", "workers", b"workers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "auth_required", b"auth_required", "capabilities", b"capabilities", "last_seq", b"last_seq", "limits", b"limits", "memory_bytes", b"memory_bytes", "oldest_seq", b"oldest_seq", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "started_at", b"started_at", "state", b"state", "store_error", b"store_error", "store_kind", b"store_kind", "store_state", b"store_state", "subscribers", b"subscribers", "usage", b"usage", "version", b"version", "workers", b"workers", "workspace_claims", b"workspace_claims", "workspace_claims_read_write", b"workspace_claims_read_write"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -476,3 +519,84 @@ class ListProfilesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListProfilesResponse: _TypeAlias = ListProfilesResponse  # noqa: Y015
+
+@_typing.final
+class WorkspaceClaim(_message.Message):
+    """One path a live worker holds: its real path (symlinks resolved) and mode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    path: _builtins.str
+    mode: _types_pb2.MountMode.ValueType
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+        mode: _types_pb2.MountMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "path", b"path", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkspaceClaim: _TypeAlias = WorkspaceClaim  # noqa: Y015
+
+@_typing.final
+class ListWorkspaceClaimsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Only this worker's claims (empty = all)."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkspaceClaimsRequest: _TypeAlias = ListWorkspaceClaimsRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkspaceClaimsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total_size: _builtins.int
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkspaceClaim]:
+        """Ordered by worker creation, then path."""
+
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[Global___WorkspaceClaim] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkspaceClaimsResponse: _TypeAlias = ListWorkspaceClaimsResponse  # noqa: Y015

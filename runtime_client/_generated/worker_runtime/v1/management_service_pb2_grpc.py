@@ -51,6 +51,11 @@ class ManagementServiceStub(object):
                 request_serializer=worker__runtime_dot_v1_dot_management__service__pb2.ListProfilesRequest.SerializeToString,
                 response_deserializer=worker__runtime_dot_v1_dot_management__service__pb2.ListProfilesResponse.FromString,
                 _registered_method=True)
+        self.ListWorkspaceClaims = channel.unary_unary(
+                '/worker_runtime.v1.ManagementService/ListWorkspaceClaims',
+                request_serializer=worker__runtime_dot_v1_dot_management__service__pb2.ListWorkspaceClaimsRequest.SerializeToString,
+                response_deserializer=worker__runtime_dot_v1_dot_management__service__pb2.ListWorkspaceClaimsResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServiceServicer(object):
@@ -76,6 +81,13 @@ class ManagementServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkspaceClaims(self, request, context):
+        """The allocation manager's claims: what live workers hold, read-only or read-write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +105,11 @@ def add_ManagementServiceServicer_to_server(servicer, server):
                     servicer.ListProfiles,
                     request_deserializer=worker__runtime_dot_v1_dot_management__service__pb2.ListProfilesRequest.FromString,
                     response_serializer=worker__runtime_dot_v1_dot_management__service__pb2.ListProfilesResponse.SerializeToString,
+            ),
+            'ListWorkspaceClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkspaceClaims,
+                    request_deserializer=worker__runtime_dot_v1_dot_management__service__pb2.ListWorkspaceClaimsRequest.FromString,
+                    response_serializer=worker__runtime_dot_v1_dot_management__service__pb2.ListWorkspaceClaimsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +194,33 @@ class ManagementService(object):
             '/worker_runtime.v1.ManagementService/ListProfiles',
             worker__runtime_dot_v1_dot_management__service__pb2.ListProfilesRequest.SerializeToString,
             worker__runtime_dot_v1_dot_management__service__pb2.ListProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkspaceClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_runtime.v1.ManagementService/ListWorkspaceClaims',
+            worker__runtime_dot_v1_dot_management__service__pb2.ListWorkspaceClaimsRequest.SerializeToString,
+            worker__runtime_dot_v1_dot_management__service__pb2.ListWorkspaceClaimsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,8 @@ class ManagementServiceStub:
     ListDiagnostics: _grpc.UnaryUnaryMultiCallable[_management_service_pb2.ListDiagnosticsRequest, _management_service_pb2.ListDiagnosticsResponse]
     """Newest first, bounded by limits.diagnostics_capacity, paged."""
     ListProfiles: _grpc.UnaryUnaryMultiCallable[_management_service_pb2.ListProfilesRequest, _management_service_pb2.ListProfilesResponse]
+    ListWorkspaceClaims: _grpc.UnaryUnaryMultiCallable[_management_service_pb2.ListWorkspaceClaimsRequest, _management_service_pb2.ListWorkspaceClaimsResponse]
+    """The allocation manager's claims: what live workers hold, read-only or read-write."""
 
 @_typing.type_check_only
 class ManagementServiceAsyncStub(ManagementServiceStub):
@@ -48,6 +50,8 @@ class ManagementServiceAsyncStub(ManagementServiceStub):
     ListDiagnostics: _aio.UnaryUnaryMultiCallable[_management_service_pb2.ListDiagnosticsRequest, _management_service_pb2.ListDiagnosticsResponse]  # type: ignore[assignment]
     """Newest first, bounded by limits.diagnostics_capacity, paged."""
     ListProfiles: _aio.UnaryUnaryMultiCallable[_management_service_pb2.ListProfilesRequest, _management_service_pb2.ListProfilesResponse]  # type: ignore[assignment]
+    ListWorkspaceClaims: _aio.UnaryUnaryMultiCallable[_management_service_pb2.ListWorkspaceClaimsRequest, _management_service_pb2.ListWorkspaceClaimsResponse]  # type: ignore[assignment]
+    """The allocation manager's claims: what live workers hold, read-only or read-write."""
 
 class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     """The Runtime as a whole: summary, capabilities, limits, diagnostics, profiles."""
@@ -73,5 +77,13 @@ class ManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _management_service_pb2.ListProfilesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_management_service_pb2.ListProfilesResponse, _abc.Awaitable[_management_service_pb2.ListProfilesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWorkspaceClaims(
+        self,
+        request: _management_service_pb2.ListWorkspaceClaimsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_management_service_pb2.ListWorkspaceClaimsResponse, _abc.Awaitable[_management_service_pb2.ListWorkspaceClaimsResponse]]:
+        """The allocation manager's claims: what live workers hold, read-only or read-write."""
 
 def add_ManagementServiceServicer_to_server(servicer: ManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

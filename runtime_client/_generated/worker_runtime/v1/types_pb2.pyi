@@ -220,7 +220,10 @@ class Workspace(_message.Message):
 
     ROOT_FIELD_NUMBER: _builtins.int
     MOUNTS_FIELD_NUMBER: _builtins.int
+    ROOT_MODE_FIELD_NUMBER: _builtins.int
     root: _builtins.str
+    root_mode: Global___MountMode.ValueType
+    """The root's mode: read-only unless READ_WRITE is asked for (UNSPECIFIED = read-only)."""
     @_builtins.property
     def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mount]: ...
     def __init__(
@@ -228,10 +231,11 @@ class Workspace(_message.Message):
         *,
         root: _builtins.str = ...,
         mounts: _abc.Iterable[Global___Mount] | None = ...,
+        root_mode: Global___MountMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mounts", b"mounts", "root", b"root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mounts", b"mounts", "root", b"root", "root_mode", b"root_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -295,6 +299,8 @@ class Worker(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     CONFIG_BUNDLE_FIELD_NUMBER: _builtins.int
     QUEUED_RUNS_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     runtime_id: _builtins.str
     state: Global___WorkerState.ValueType
@@ -314,6 +320,14 @@ class Worker(_message.Message):
     def workspace(self) -> Global___Workspace: ...
     @_builtins.property
     def config_bundle(self) -> Global___ConfigBundleRef: ...
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The capabilities requested at create (empty = the profile's tools)."""
+
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The effective tool set: profile tools ∩ requested capabilities ∩ host policy."""
+
     def __init__(
         self,
         *,
@@ -329,10 +343,12 @@ class Worker(_message.Message):
         workspace: Global___Workspace | None = ...,
         config_bundle: Global___ConfigBundleRef | None = ...,
         queued_runs: _builtins.int = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        tools: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config_bundle", b"config_bundle", "created_at", b"created_at", "usage", b"usage", "workspace", b"workspace"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_run_id", b"active_run_id", "config_bundle", b"config_bundle", "created_at", b"created_at", "display_name", b"display_name", "labels", b"labels", "profile", b"profile", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "state", b"state", "usage", b"usage", "worker_id", b"worker_id", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_run_id", b"active_run_id", "capabilities", b"capabilities", "config_bundle", b"config_bundle", "created_at", b"created_at", "display_name", b"display_name", "labels", b"labels", "profile", b"profile", "queued_runs", b"queued_runs", "runtime_id", b"runtime_id", "state", b"state", "tools", b"tools", "usage", b"usage", "worker_id", b"worker_id", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
