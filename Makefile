@@ -33,8 +33,18 @@ venv: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/worker-runtime serve --listen $(LISTEN) --config $(CONFIG) --data-dir $(DATA_DIR)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The README's Node.js client example is run by the tests; its two npm packages, pinned, go to
+# .node/ when npm is on PATH (without npm that one test skips, except under CI=true).
+NODE_DIR := .node
+$(NODE_DIR)/.installed:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix $(NODE_DIR) \
+	    @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1 && touch $@ \
+	  || echo "npm install failed: the README's Node.js example cannot be run" >&2; \
+	else echo "npm not found: the README's Node.js example will be skipped" >&2; fi
+
+test: $(STAMP) $(NODE_DIR)/.installed
+	NODE_PATH=$(abspath $(NODE_DIR))/node_modules $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -55,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import statistics
@@ -251,9 +252,12 @@ async def running(argv: Sequence[str]) -> AsyncIterator[ServerProcess]:
 
 
 def runtime_argv(*extra: str) -> list[str]:
-    """``worker-runtime serve`` on a free port (add ``--store``/``--data-dir`` as needed)."""
+    """``worker-runtime serve`` on a free port (add ``--store``/``--data-dir`` as needed).
+    ``BENCH_SERVE_ARGS`` (split like a shell) is appended: e.g. ``--access-log off`` or
+    ``--metrics-listen 127.0.0.1:0`` to measure what the operator's options cost."""
+    more = shlex.split(os.environ.get("BENCH_SERVE_ARGS", ""))
     return ["-m", "runtime_server.cli", "serve", "--listen", "127.0.0.1:0", "--grace", "0",
-            "--log-level", "WARNING", *extra]  # fmt: skip
+            "--log-level", "WARNING", *extra, *more]  # fmt: skip
 
 
 def rss_bytes(pid: int) -> int:

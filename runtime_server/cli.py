@@ -24,12 +24,14 @@ from runtime_server._startup_checks import (
     log_level,
 )
 from runtime_server.errors import StoreFailure
+from runtime_server.logformat import LOG_FORMATS, configure
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
 log = logging.getLogger("runtime_server")
 
 DEFAULT_DATA_DIR = "worker-runtime-data"
+ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
 
 
 def _add_serve(sub: Any) -> None:
@@ -73,6 +75,30 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
         "seqs are skipped, never reused",
     )
     p.add_argument("--log-level", default="INFO", type=log_level, help=", ".join(LOG_LEVELS))
+    _ops_options(p)
+
+
+def _ops_options(p: argparse.ArgumentParser) -> None:
+    """Operators' flags: metrics, health port, log format, access log (README "Operations")."""
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        type=listen_address,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (no auth: bind privately)",
+    )
+    p.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        type=listen_address,
+        help="a plaintext port serving only grpc.health.v1 (for probes when --tls-cert is on)",
+    )
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    p.add_argument(
+        "--access-log",
+        choices=ACCESS_LOG_MODES,
+        default="all",
+        help="one line per RPC: all (INFO; errors at WARNING), errors only, or off",
+    )
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -96,7 +122,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 async def serve(args: argparse.Namespace) -> int:
     # grpc is imported here, not at module level: only `serve` needs the network stack.
-    from runtime_server.grpc import TLSFiles, start_server
+    from runtime_server.grpc import OpsListenError, OpsOptions, TLSFiles, start_server
 
     try:
         config = load_config(args.config) if args.config else default_config()
@@ -136,7 +162,8 @@ async def serve(args: argparse.Namespace) -> int:
     policy = config.policy.with_reserved(*reserved)
     runtime = Runtime(store=store, config=config, limits=limits, policy=policy)
     try:
-        server = await start_server(runtime, args.listen, auth_token=token, tls=tls)
+        ops = OpsOptions(args.metrics_listen, args.health_listen, args.access_log)
+        server = await start_server(runtime, args.listen, auth_token=token, tls=tls, ops=ops)
     except StoreOpenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -144,6 +171,10 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(Exception):
             await runtime.close()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OpsListenError as exc:  # --metrics-listen / --health-listen (named in the message)
+        print(f"error: {exc}", file=sys.stderr)
+        await runtime.close()
         return 2
     except OSError as exc:  # the address: in use, or not one of this host's
         print(f"error: --listen: {exc}", file=sys.stderr)
@@ -159,6 +190,9 @@ async def serve(args: argparse.Namespace) -> int:
         f"tls {tls_paths.mode if tls_paths else 'off'}",
         flush=True,
     )
+    _ops_banner(args, server.metrics_port, server.health_port)
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # JSON lines held until the runtime_id was known (logformat)
     for name in sorted({p.local_model for p in config.providers.values() if p.local_model}):
         why = engine.local_model_unavailable(name)
         state = "starts on first use" if why is None else f"UNAVAILABLE: {why}"
@@ -179,12 +213,19 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ops_banner(args: argparse.Namespace, metrics_port: int, health_port: int) -> None:
+    if args.metrics_listen:
+        host = args.metrics_listen.rsplit(":", 1)[0]
+        print(f"  metrics    http://{host}:{metrics_port}/metrics", flush=True)
+    if args.health_listen:
+        host = args.health_listen.rsplit(":", 1)[0]
+        print(f"  health     {host}:{health_port} (plaintext, grpc.health.v1 only)", flush=True)
+
+
 def _serve_main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handlers = configure(args.log_level, args.log_format)
     # Every record any logger emits is redacted against the live provider credentials.
-    engine.install_log_redaction(handlers=logging.getLogger().handlers)
+    engine.install_log_redaction(handlers=handlers)
     pin_mmap_threshold()  # freed large messages go back to the OS (see _malloc)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(serve(args))

@@ -21,6 +21,7 @@ from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
 from runtime_server.grpc._auth import BearerAuthInterceptor
 from runtime_server.grpc._decoding import guard_decoding
+from runtime_server.grpc._ops import Ops, OpsOptions
 from runtime_server.grpc._reflection import add_reflection
 from runtime_server.grpc._servicers import (
     CatalogServicer,
@@ -70,13 +71,19 @@ class RuntimeServer:
         *,
         auth_token: str | None = None,
         tls: TLSFiles | None = None,
+        ops: OpsOptions | None = None,
     ) -> None:
         self.runtime = runtime
         self._auth_token = auth_token
         self._tls = tls
         self._health = health.aio.HealthServicer()
         max_bytes = runtime.limits.max_message_bytes
-        interceptors = [BearerAuthInterceptor(auth_token)] if auth_token else []
+        # metrics, access log and the health port (_ops); its interceptor goes first, so it sees
+        # denied calls too
+        self._ops = Ops(runtime, ops or OpsOptions(), self._health, SERVICE_NAMES)
+        interceptors = [*self._ops.interceptors]
+        if auth_token:
+            interceptors.append(BearerAuthInterceptor(auth_token))
         self._server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -120,13 +127,28 @@ class RuntimeServer:
             port = 0
         if port == 0:
             raise OSError(f"cannot listen on {listen}: the address is in use or not available")
-        await self.runtime.start()
+        try:
+            # the health port answers NOT_SERVING until the store is open and recovered
+            await self._ops.start_health()
+            await self._ops.start_metrics()
+            await self.runtime.start()
+        except BaseException:
+            await self._ops.stop()
+            raise
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.runtime.watch_store(self._on_store_state)
         self.port = port
         return port
+
+    @property
+    def metrics_port(self) -> int:
+        return self._ops.metrics_port
+
+    @property
+    def health_port(self) -> int:
+        return self._ops.health_port
 
     def _on_store_state(self, state: StoreState) -> None:
         """A store that cannot write makes the server NOT_SERVING (and SERVING again once writes
@@ -153,7 +175,10 @@ class RuntimeServer:
         try:
             await self.runtime.close(grace_s)
         finally:
-            await self._server.stop(grace_s)
+            try:
+                await self._server.stop(grace_s)
+            finally:
+                await self._ops.stop()
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
@@ -165,8 +190,9 @@ async def start_server(
     *,
     auth_token: str | None = None,
     tls: TLSFiles | None = None,
+    ops: OpsOptions | None = None,
 ) -> RuntimeServer:
     """Start the Runtime (if needed) and serve it; returns the running server (see ``.port``)."""
-    server = RuntimeServer(runtime, auth_token=auth_token, tls=tls)
+    server = RuntimeServer(runtime, auth_token=auth_token, tls=tls, ops=ops)
     await server.start(listen)
     return server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._eventlog import EventLog, Subscription
+from runtime_server.runtime._observer import RuntimeCounters, RuntimeObserver
 from runtime_server.runtime._policy import CAPABILITY_TOOLS, HostPolicy
 from runtime_server.runtime._profiles import (
     PROVIDER_KINDS,
@@ -47,7 +48,9 @@ __all__ = [
     "ProviderConfig",
     "ProviderFactory",
     "Runtime",
+    "RuntimeCounters",
     "RuntimeInfo",
+    "RuntimeObserver",
     "RuntimeState",
     "StoreState",
     "Subscription",

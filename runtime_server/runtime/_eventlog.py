@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from runtime_server.errors import (
     CursorAhead,
@@ -38,6 +39,9 @@ from runtime_server.errors import (
 )
 from runtime_server.model import Event, Payload, now
 from runtime_server.store import Mutation, Store
+
+if TYPE_CHECKING:
+    from runtime_server.runtime._observer import RuntimeObserver
 
 
 class EventLog:
@@ -57,6 +61,12 @@ class EventLog:
         self._store_closed = False  # stop_reads ran: no more store reads
         self._reads = 0  # store reads in flight
         self._reads_done: asyncio.Future[None] | None = None
+        # Operators' counters (read at scrape time; see _observer): events committed is the
+        # committed seq minus this, so the event path pays nothing for it.
+        self.start_seq = last_seq
+        self.cuts_lagging = 0
+        self.cuts_shutdown = 0
+        self.observer: RuntimeObserver | None = None  # told once per commit report
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -127,6 +137,10 @@ class EventLog:
 
     def _on_commit(self, seq: int) -> None:
         pending = self._pending
+        observer = self.observer
+        if observer is not None and pending and pending[0].seq <= seq:
+            head = pending[0]
+            observer.commit(now() - head.time, min(seq, pending[-1].seq) - head.seq + 1)
         while pending and pending[0].seq <= seq:
             self._publish(pending.popleft())
         self._committed = max(self._committed, seq)
@@ -152,6 +166,7 @@ class EventLog:
                 if not sub._offer(event):
                     cut = [sub] if cut is None else [*cut, sub]
         if cut is not None:
+            self.cuts_lagging += len(cut)
             for sub in cut:
                 self._leave(sub)
 
@@ -225,6 +240,7 @@ class EventLog:
         RuntimeDraining. Call it after the final events are committed, so they are delivered."""
         self._closing = True
         for sub in list(self._open):
+            self.cuts_shutdown += not sub.closed
             sub.close()
 
     async def stop_reads(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 import engine
-from runtime_server import errors, wire_size
+from runtime_server import errors, logcontext, wire_size
 from runtime_server.model import (
     BusyPolicy,
     ConfigBundleRef,
@@ -73,6 +73,7 @@ from runtime_server.runtime._budget import (
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import fingerprint, uuid7
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
+from runtime_server.runtime._observer import MeteredProvider, RuntimeCounters, RuntimeObserver
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, Profile, default_config
@@ -320,6 +321,7 @@ class Runtime:
         self._close_task: asyncio.Task[None] | None = None
         self._store_watch = StoreWatch(self)
         self._open_tails: Mapping[str, list[TranscriptEntry]] = {}  # _load -> _recover
+        self._observer: RuntimeObserver | None = None  # operators' metrics (_observer)
 
     # --- lifecycle ---
 
@@ -340,6 +342,8 @@ class Runtime:
             last_seq=stored.last_seq,
             buffer_limit=max(1, self._limits.subscriber_buffer_events),
         )
+        self._log.observer = self._observer
+        logcontext.set_runtime_id(self._runtime_id)
         self._store.set_failure_listener(self._store_watch.on_failure)
         self._load(stored)
         self._recover()
@@ -545,6 +549,21 @@ class Runtime:
     def state(self) -> RuntimeState:
         return self._state
 
+    def set_observer(self, observer: RuntimeObserver | None) -> None:
+        """Report runs, diagnostics, provider requests and commits to ``observer`` (before
+        :meth:`start`; see ``runtime_server.runtime._observer``)."""
+        if self._log is not None:
+            raise errors.FailedPrecondition("set the observer before the runtime starts")
+        self._observer = observer
+
+    def counters(self) -> RuntimeCounters:
+        """Monotonic counters since start, for operators' metrics."""
+        log_ = self._require_log()
+        return RuntimeCounters(
+            events_committed=log_.committed_seq - log_.start_seq,
+            subscriber_cuts={"lagging": log_.cuts_lagging, "shutdown": log_.cuts_shutdown},
+        )
+
     @property
     def runtime_id(self) -> str:
         return self._runtime_id
@@ -667,6 +686,8 @@ class Runtime:
         if len(message) > DIAGNOSTIC_MESSAGE_CHARS:
             message = message[: DIAGNOSTIC_MESSAGE_CHARS - 1] + "\u2026"
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
+        if self._observer is not None:
+            self._observer.diagnostic(level.value, code)
         self._diag_counter += 1
         self._diagnostics.append((self._diag_counter, diag))
         if self._log is not None and not self._log.store_closed:  # never write a closed store
@@ -997,6 +1018,11 @@ class Runtime:
 
     async def _execute(self, slot: _Slot, run: Run) -> None:
         worker = slot.worker
+        # this task's own context (a copy): its log lines name the run, not the call that began it
+        logcontext.worker_id.set(run.worker_id)
+        logcontext.run_id.set(run.run_id)
+        logcontext.request_id.set("")
+        logcontext.rpc.set("")
         profile = self._config.profiles.get(worker.profile)
         state, error, stop_reason = RunState.COMPLETED, None, ""
         try:
@@ -1146,6 +1172,7 @@ class Runtime:
         )
         self._runs[run_id] = done
         self._retire(done)
+        self._run_ended(done)
         self._usage = self._usage + slot.run_usage
         self._transcripts.release(slot.worker.worker_id)
         slot.active = None
@@ -1192,6 +1219,7 @@ class Runtime:
             )
             self._runs[run.run_id] = done
             self._retire(done)
+            self._run_ended(done)
             log_.append(run.worker_id, run.run_id, [RunFinished(done)], [PutRun(done)])
 
     async def _wait_task(self, slot: _Slot) -> None:
@@ -1218,6 +1246,7 @@ class Runtime:
             )
             self._runs[run_id] = done
             self._retire(done)
+            self._run_ended(done)
             events = log_.append(run.worker_id, run_id, [RunFinished(done)], [PutRun(done)])
             await log_.wait_committed(events[-1].seq)
             return done
@@ -1310,8 +1339,19 @@ class Runtime:
                 # Provider timeouts are per stream (idle timeout); the client's own are generous.
                 self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
                 factory = self._provider_factory = _provider_factory(self._http, self._local_models)
-            provider = self._providers[profile.name] = factory(profile)
+            provider = factory(profile)
+            if self._observer is not None:
+                provider = MeteredProvider(provider, self._observer)
+            self._providers[profile.name] = provider
         return provider
+
+    def _run_ended(self, run: Run) -> None:
+        """Tell the observer (operators' metrics) that a run of this process ended; runs loaded
+        or recovered from the store are not counted (RECOVERED reports those)."""
+        if self._observer is not None:
+            started = run.started_at
+            duration = (run.finished_at or now()) - started if started else None
+            self._observer.run_finished(run.state.value, duration)
 
     def _retire(self, run: Run) -> None:
         """``run`` just finished: keep it for GetRun, forgetting the oldest finished runs beyond
