@@ -62,6 +62,7 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
+from runtime_client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from runtime_client.errors import (
     AlreadyExists,
     CapabilityNotAllowed,
@@ -101,6 +102,8 @@ from runtime_client.errors import (
 
 __all__ = [
     "DEFAULT_BACKOFF",
+    "DEFAULT_RETRY",
+    "NO_RETRY",
     "Accepted",
     "AlreadyExists",
     "Backoff",
@@ -140,6 +143,7 @@ __all__ = [
     "QueueFull",
     "ReasoningDelta",
     "ResourceExhausted",
+    "RetryPolicy",
     "Role",
     "Run",
     "RunError",

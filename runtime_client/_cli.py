@@ -21,6 +21,7 @@ from typing import Any
 
 from runtime_client._cli_parser import Command, _parser
 from runtime_client._client import RuntimeClient
+from runtime_client._retry import RetryPolicy
 from runtime_client.errors import RuntimeClientError
 
 __all__ = ["main"]
@@ -54,6 +55,11 @@ def main(argv: Sequence[str] | None = None, *, extra: Callable[[Any], None] | No
         return 0
 
 
+# A person at a terminal wants a prompt answer: ride out a restart blip (about 2 s), then say
+# the server is unavailable, instead of the library default's 15 s budget.
+CLI_RETRY = RetryPolicy(max_attempts=4, budget_s=2.0)
+
+
 async def _run(command: Command, args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env) or None
     try:
@@ -65,6 +71,7 @@ async def _run(command: Command, args: argparse.Namespace) -> int:
             ca_file=args.ca_file,
             cert_file=args.cert_file,
             key_file=args.key_file,
+            retry=CLI_RETRY,
         )
     except (OSError, ValueError) as exc:
         text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)

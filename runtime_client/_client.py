@@ -70,9 +70,11 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
+from runtime_client._retry import DEFAULT_RETRY, RetryPolicy
 from runtime_client._tls import PathLike, channel_credentials
 from runtime_client.errors import (
     CursorExpired,
+    NotFound,
     RuntimeClientError,
     RuntimeDraining,
     SubscriberLagging,
@@ -87,10 +89,18 @@ __all__ = ["DEFAULT_BACKOFF", "Backoff", "RuntimeClient"]
 
 # A transcript page can carry big tool results; grpc's 4 MiB default would fail such reads
 # client-side even though the server sent them legitimately.
-_DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {"grpc.max_receive_message_length": 64 * 1024 * 1024}
+_DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    # Reconnect to a restarted Runtime within ~2 s of its return: grpc's own backoff grows to
+    # 120 s, and while it waits every call fails UNAVAILABLE at once (retries included).
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2000,
+}
 
 # Errors after which a subscription reconnects and resumes instead of raising.
 _RESUMABLE = (SubscriberLagging, Unavailable, RuntimeDraining)
+# Errors after which a unary call that is safe to repeat is retried (RetryPolicy).
+_RETRYABLE = (Unavailable, RuntimeDraining)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +132,10 @@ class RuntimeClient:
     (``ValueError`` naming the argument). ``tls`` may also be ready-made
     ``grpc.ChannelCredentials``. ``timeout`` is the deadline of every unary call; subscriptions
     have none. ``channel_options`` are grpc channel arguments, merged over the client's defaults.
+    ``retry`` says how unary calls that are safe to repeat (reads, Stop/Delete/Cancel, and
+    CreateWorker/SendInput with a ``request_id``) are retried after UNAVAILABLE or
+    RUNTIME_DRAINING, e.g. while the Runtime restarts (``NO_RETRY`` turns it off; see
+    ``runtime_client._retry`` for the rules).
     """
 
     def __init__(
@@ -135,6 +149,7 @@ class RuntimeClient:
         key_file: PathLike | None = None,
         channel_options: Mapping[str, Any] | Sequence[tuple[str, Any]] = (),
         timeout: float | None = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         creds = channel_credentials(tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
         options = dict(_DEFAULT_CHANNEL_OPTIONS)
@@ -144,7 +159,7 @@ class RuntimeClient:
             channel = grpc.aio.insecure_channel(target, options=opts)
         else:
             channel = grpc.aio.secure_channel(target, creds, options=opts)
-        self._setup(channel, token=token, timeout=timeout, owns_channel=True)
+        self._setup(channel, token=token, timeout=timeout, owns_channel=True, retry=retry)
         self.target = target
 
     @classmethod
@@ -154,10 +169,11 @@ class RuntimeClient:
         *,
         token: str | None = None,
         timeout: float | None = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> RuntimeClient:
         """Wrap a channel the caller owns (``close`` will not close it)."""
         self = cls.__new__(cls)
-        self._setup(channel, token=token, timeout=timeout, owns_channel=False)
+        self._setup(channel, token=token, timeout=timeout, owns_channel=False, retry=retry)
         self.target = ""
         return self
 
@@ -168,8 +184,10 @@ class RuntimeClient:
         token: str | None,
         timeout: float | None,
         owns_channel: bool,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._channel = channel
+        self._retry = retry
         self._owns_channel = owns_channel
         self._closed = False
         self._timeout = timeout
@@ -217,16 +235,51 @@ class RuntimeClient:
     ) -> None:
         await self.close()
 
-    async def _unary(self, method: Any, request: Any) -> Any:
-        try:
-            return await method(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from exc
+    async def _unary(
+        self, method: Any, request: Any, *, safe: bool = False, gone_is_done: bool = False
+    ) -> Any:
+        """One unary call. ``safe``: repeating it cannot do anything twice, so UNAVAILABLE and
+        RUNTIME_DRAINING are retried under the client's RetryPolicy. ``gone_is_done``: a retry
+        that answers NOT_FOUND means an earlier attempt already did the job (DeleteWorker)."""
+        if not safe or self._retry.max_attempts <= 1:
+            try:
+                return await method(request, timeout=self._timeout, metadata=self._metadata)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from exc
+        return await self._retrying(method, request, gone_is_done)
+
+    async def _retrying(self, method: Any, request: Any, gone_is_done: bool) -> Any:
+        policy = self._retry
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        # the call's own timeout bounds the whole call, retries included
+        deadline = None if self._timeout is None else start + self._timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                return await method(request, timeout=timeout, metadata=self._metadata)
+            except grpc.aio.AioRpcError as exc:
+                error = from_rpc_error(exc)
+                if gone_is_done and attempt > 1 and isinstance(error, NotFound):
+                    return None
+                if not isinstance(error, _RETRYABLE) or attempt >= policy.max_attempts:
+                    raise error from exc
+                wait = policy.delay(attempt)
+                resume = loop.time() + wait
+                if resume > start + policy.budget_s or (
+                    deadline is not None and resume >= deadline
+                ):
+                    raise error from exc
+            await asyncio.sleep(wait)
 
     # --- ManagementService --------------------------------------------------------------------
 
     async def get_runtime(self) -> RuntimeInfo:
-        resp = await self._unary(self._management.GetRuntime, management_pb.GetRuntimeRequest())
+        resp = await self._unary(
+            self._management.GetRuntime, management_pb.GetRuntimeRequest(), safe=True
+        )
         return _convert.runtime_info(resp.runtime)
 
     async def list_diagnostics(
@@ -234,10 +287,14 @@ class RuntimeClient:
     ) -> Page[Diagnostic]:
         """Newest first."""
         req = management_pb.ListDiagnosticsRequest(page_size=page_size, page_token=page_token)
-        return _convert.diagnostics_page(await self._unary(self._management.ListDiagnostics, req))
+        return _convert.diagnostics_page(
+            await self._unary(self._management.ListDiagnostics, req, safe=True)
+        )
 
     async def list_profiles(self) -> tuple[Profile, ...]:
-        resp = await self._unary(self._management.ListProfiles, management_pb.ListProfilesRequest())
+        resp = await self._unary(
+            self._management.ListProfiles, management_pb.ListProfilesRequest(), safe=True
+        )
         return tuple(_convert.profile(p) for p in resp.profiles)
 
     async def list_workspace_claims(
@@ -283,11 +340,13 @@ class RuntimeClient:
             initial_input=initial_input,
             capabilities=capabilities,
         )
-        return _convert.created(await self._unary(self._catalog.CreateWorker, req))
+        # only with a request_id is a repeat answered with the first result
+        resp = await self._unary(self._catalog.CreateWorker, req, safe=bool(request_id))
+        return _convert.created(resp)
 
     async def get_worker(self, worker_id: str) -> Worker:
         req = catalog_pb.GetWorkerRequest(worker_id=worker_id)
-        return _convert.worker((await self._unary(self._catalog.GetWorker, req)).worker)
+        return _convert.worker((await self._unary(self._catalog.GetWorker, req, safe=True)).worker)
 
     async def list_workers(
         self,
@@ -301,7 +360,7 @@ class RuntimeClient:
         req = _convert.list_workers_request(
             page_size=page_size, page_token=page_token, state=state, labels=labels
         )
-        return _convert.workers_page(await self._unary(self._catalog.ListWorkers, req))
+        return _convert.workers_page(await self._unary(self._catalog.ListWorkers, req, safe=True))
 
     async def iter_workers(
         self,
@@ -325,11 +384,11 @@ class RuntimeClient:
     async def stop_worker(self, worker_id: str, *, reason: str = "") -> Worker:
         """Cancel the active run, drop queued inputs; idempotent."""
         req = catalog_pb.StopWorkerRequest(worker_id=worker_id, reason=reason)
-        return _convert.worker((await self._unary(self._catalog.StopWorker, req)).worker)
+        return _convert.worker((await self._unary(self._catalog.StopWorker, req, safe=True)).worker)
 
     async def delete_worker(self, worker_id: str) -> None:
         req = catalog_pb.DeleteWorkerRequest(worker_id=worker_id)
-        await self._unary(self._catalog.DeleteWorker, req)
+        await self._unary(self._catalog.DeleteWorker, req, safe=True, gone_is_done=True)
 
     # --- InteractionService -------------------------------------------------------------------
 
@@ -346,16 +405,18 @@ class RuntimeClient:
         req = _convert.send_input_request(
             worker_id=worker_id, text=text, request_id=request_id, busy_policy=busy_policy
         )
-        return _convert.accepted(await self._unary(self._interaction.SendInput, req))
+        # only with a request_id is a repeat answered with the first result
+        resp = await self._unary(self._interaction.SendInput, req, safe=bool(request_id))
+        return _convert.accepted(resp)
 
     async def cancel_run(self, run_id: str) -> Run:
         """Idempotent; the run ends CANCELLED unless it already finished."""
         req = interaction_pb.CancelRunRequest(run_id=run_id)
-        return _convert.run((await self._unary(self._interaction.CancelRun, req)).run)
+        return _convert.run((await self._unary(self._interaction.CancelRun, req, safe=True)).run)
 
     async def get_run(self, run_id: str) -> Run:
         req = interaction_pb.GetRunRequest(run_id=run_id)
-        return _convert.run((await self._unary(self._interaction.GetRun, req)).run)
+        return _convert.run((await self._unary(self._interaction.GetRun, req, safe=True)).run)
 
     # a timeout parameter (not only asyncio.timeout around the call) is part of the API contract
     async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
@@ -392,7 +453,9 @@ class RuntimeClient:
         req = observation_pb.GetTranscriptRequest(
             worker_id=worker_id, page_size=page_size, page_token=page_token
         )
-        return _convert.transcript_page(await self._unary(self._observation.GetTranscript, req))
+        return _convert.transcript_page(
+            await self._unary(self._observation.GetTranscript, req, safe=True)
+        )
 
     async def iter_transcript(
         self, worker_id: str, *, page_size: int = 0
@@ -414,12 +477,12 @@ class RuntimeClient:
         req = observation_pb.ListEventsRequest(
             worker_id=worker_id, after_seq=after_seq, page_size=page_size
         )
-        return _convert.events_page(await self._unary(self._observation.ListEvents, req))
+        return _convert.events_page(await self._unary(self._observation.ListEvents, req, safe=True))
 
     async def get_usage(self, worker_id: str = "") -> UsageSummary:
         """Usage of one worker, or of the whole Runtime when ``worker_id`` is empty."""
         req = observation_pb.GetUsageRequest(worker_id=worker_id)
-        return _convert.usage_summary(await self._unary(self._observation.GetUsage, req))
+        return _convert.usage_summary(await self._unary(self._observation.GetUsage, req, safe=True))
 
     async def subscribe(
         self,

@@ -331,6 +331,10 @@ class Limits:
     heartbeat_interval_seconds: float = 0.0
     max_message_bytes: int = 0
     max_retained_runs: int = 0
+    max_id_chars: int = 0
+    max_ref_chars: int = 0
+    max_path_chars: int = 0
+    max_reason_chars: int = 0
     max_memory_bytes: int = 0
     transcript_window_bytes: int = 0
     transcript_cache_bytes: int = 0

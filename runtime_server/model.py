@@ -277,6 +277,12 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     # Finished runs kept for GetRun (oldest forgotten first; a forgotten run is RUN_NOT_FOUND).
     max_retained_runs: int = 100_000
+    # Request strings and lists the Runtime would otherwise store or echo at any length
+    # (checked before any lookup; INVALID_ARGUMENT naming the field past them).
+    max_id_chars: int = 128  # worker_id, run_id, profile, config_bundle.id
+    max_ref_chars: int = 256  # config_bundle.digest, page_token
+    max_path_chars: int = 4096  # workspace.root, workspace.mounts[].path (Linux PATH_MAX)
+    max_reason_chars: int = 1000  # StopWorker.reason
     # The runtime-wide memory budget (estimated bytes: the memory store's data, transcript
     # windows, queued inputs, histories read for active runs, records); new work past it is
     # refused with MEMORY_BUDGET_EXCEEDED. Transcript windows: per worker, and all together.
@@ -301,6 +307,9 @@ class Page(Generic[T]):
 
 
 # --- size estimates ---
+
+# A cheap estimate in characters, kept for callers that weigh text. Pages and batches are cut
+# by runtime_server.wire_size instead: an upper bound of the encoded size, in bytes.
 
 # Characters of an event's wire form besides its variable text: ids, time, enums, usage, framing.
 EVENT_OVERHEAD_CHARS = 256

@@ -47,12 +47,28 @@ def status_details(
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
+# What an error may echo: its message and each ErrorInfo metadata value are cut to these many
+# characters (with an ellipsis). Both travel in trailers (the message twice: grpc-message,
+# percent-encoded, and inside grpc-status-details-bin, base64), and a client drops trailers past
+# its metadata limit (8 KiB by default) as RESOURCE_EXHAUSTED — losing the real error. Even in
+# 4-byte characters these bounds keep an error's trailers well under that limit.
+MESSAGE_CHARS = 256
+ECHO_CHARS = 128
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when anything was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 async def abort(
     context: grpc.aio.ServicerContext[object, object], exc: errors.RuntimeError_
 ) -> None:
+    """Abort the call with ``exc``'s status and ErrorInfo: the one place errors leave the server,
+    so the one place echoed values are cut (ids are bounded before lookup as well)."""
     code = status_code(exc)
+    message = clip(exc.message, MESSAGE_CHARS)
+    metadata = {clip(k, ECHO_CHARS): clip(v, ECHO_CHARS) for k, v in exc.metadata.items()}
     await context.abort(
-        code,
-        exc.message,
-        trailing_metadata=status_details(code, exc.message, exc.reason, dict(exc.metadata)),
+        code, message, trailing_metadata=status_details(code, message, exc.reason, metadata)
     )

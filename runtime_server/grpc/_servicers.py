@@ -20,7 +20,7 @@ from runtime_client._generated.worker_runtime.v1 import management_service_pb2_g
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
 from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
 from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
-from runtime_server import errors
+from runtime_server import errors, wire_size
 from runtime_server import model as m
 from runtime_server.grpc import _convert as cv
 from runtime_server.grpc._errors import abort, status_details
@@ -167,8 +167,6 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
     async def StopWorker(
         self, request: cpb.StopWorkerRequest, context: Ctx
     ) -> cpb.StopWorkerResponse:
-        if len(request.reason) > 1000:
-            raise errors.InvalidArgument("reason", "is longer than 1000 characters")
         worker = await self._runtime.stop_worker(request.worker_id, reason=request.reason)
         return cpb.StopWorkerResponse(worker=cv.worker(worker))
 
@@ -249,9 +247,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             return
         interval = runtime.limits.heartbeat_interval_s or None
         more = max_events - 1
-        weigh = m.event_chars
-        # estimated characters per batch: a UTF-8 character is at most 4 bytes
-        max_chars = runtime.limits.max_message_bytes // 4
+        weigh = wire_size.event_size
+        # an upper bound of the batch's encoded size (the same budget as a ListEvents page)
+        max_bytes = wire_size.page_budget(runtime.limits.max_message_bytes)
         try:
             while True:
                 try:
@@ -265,7 +263,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                 if event is not None:
                     if more:
                         batch = [event]
-                        batch += sub.drain(more, weigh=weigh, max_weight=max_chars - weigh(event))
+                        batch += sub.drain(more, weigh=weigh, max_weight=max_bytes - weigh(event))
                         yield batch
                     else:
                         yield [event]

@@ -12,8 +12,8 @@ T = TypeVar("T")
 
 
 def fitting(items: Sequence[T], weigh: Callable[[T], int], budget: int) -> int:
-    """How many leading ``items`` fit in ``budget`` characters (always at least one, so a single
-    item larger than the budget is still delivered, alone)."""
+    """How many leading ``items`` fit in ``budget`` (bytes, as ``weigh`` bounds them; always at
+    least one, so a single item larger than the budget is still delivered, alone)."""
     total = 0
     for i, item in enumerate(items):
         total += weigh(item)

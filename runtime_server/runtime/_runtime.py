@@ -28,9 +28,8 @@ from typing import Any
 import httpx
 
 import engine
-from runtime_server import errors, logcontext
+from runtime_server import errors, logcontext, wire_size
 from runtime_server.model import (
-    EVENT_OVERHEAD_CHARS,
     BusyPolicy,
     ConfigBundleRef,
     Diagnostic,
@@ -61,8 +60,6 @@ from runtime_server.model import (
     WorkerStateChanged,
     WorkerStopped,
     Workspace,
-    event_chars,
-    message_chars,
     now,
 )
 from runtime_server.runtime._allocation import Claim
@@ -74,7 +71,7 @@ from runtime_server.runtime._budget import (
     MemoryBudget,
 )
 from runtime_server.runtime._eventlog import EventLog, Subscription
-from runtime_server.runtime._ids import canonical_uuid, fingerprint, uuid7, valid_uuid
+from runtime_server.runtime._ids import fingerprint, uuid7
 from runtime_server.runtime._lifetime import (
     UsageSummary,
     UsageTotals,
@@ -87,6 +84,15 @@ from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._partial import incomplete_answer
 from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, Profile, default_config
+from runtime_server.runtime._request_limits import (
+    check_config_bundle,
+    check_id,
+    check_name,
+    check_page_token,
+    check_reason,
+    check_worker_fits,
+    check_workspace_size,
+)
 from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
 from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._validation import (
@@ -119,6 +125,7 @@ except PackageNotFoundError:  # running from a source tree without an install
     VERSION = "0.0.0+source"
 
 MESSAGE_HEADROOM_BYTES = 16 * 1024  # an event's ids, times and framing (< 1 kB) around its text
+DIAGNOSTIC_MESSAGE_CHARS = 4096
 
 FEATURES = (
     "single_flight",
@@ -294,10 +301,9 @@ class Runtime:
         if store_path is not None:
             policy = policy.with_reserved(os.path.dirname(os.path.realpath(store_path)))
         self._workspaces = Workspaces(policy, self._limits)
-        # Pages (events, transcript) are bounded by size as well as count, so that a page always
-        # fits in one gRPC message: a quarter of the message limit in characters (UTF-8 is at most
-        # 4 bytes a character), less headroom for framing.
-        self._page_chars = max(1, self._limits.max_message_bytes // 4 - 4096)
+        # Pages (workers, events, transcript, diagnostics) are bounded by size as well as count, so
+        # that a page always fits in one gRPC message: by an upper bound of their encoded size.
+        self._page_bytes = wire_size.page_budget(self._limits.max_message_bytes)
         self._store: Store = store or MemoryStore(
             retention_events=self._limits.event_retention_events,
             retention_seconds=self._limits.event_retention_seconds,
@@ -692,8 +698,10 @@ class Runtime:
         """Claims of live workers (ordered by worker creation), optionally of one worker."""
         if worker_id:
             worker_id = self._slot(worker_id).worker.worker_id
+        check_page_token(page_token, self._limits)
+        # claims are weighed in characters: a quarter of the byte budget keeps 4-byte ones sound
         return self._workspaces.claims_page(
-            worker_id, self._page_size(page_size), page_token, self._page_chars
+            worker_id, self._page_size(page_size), page_token, self._page_bytes // 4
         )
 
     async def list_profiles(self) -> tuple[Profile, ...]:
@@ -706,6 +714,7 @@ class Runtime:
         """One page of the diagnostics ring, newest first (bounded by diagnostics_capacity; it
         survives restarts with a persistent store)."""
         size = self._page_size(page_size)
+        check_page_token(page_token, self._limits)
         newest_first = list(reversed(self._diagnostics))
         start = 0
         if page_token:
@@ -714,7 +723,8 @@ class Runtime:
                 (i for i, (n, _) in enumerate(newest_first) if n < before), len(newest_first)
             )
         chunk = newest_first[start : start + size]
-        more = start + size < len(newest_first)
+        chunk = chunk[: fitting(chunk, lambda d: wire_size.diagnostic_size(d[1]), self._page_bytes)]
+        more = start + len(chunk) < len(newest_first)
         token = encode_token("d", chunk[-1][0]) if more and chunk else ""
         return Page(tuple(d for _, d in chunk), token, len(newest_first))
 
@@ -725,6 +735,10 @@ class Runtime:
     def _diagnose(
         self, level: DiagnosticLevel, code: str, message: str, worker_id: str = "", run_id: str = ""
     ) -> None:
+        # a diagnostic is stored and sent in pages and events: its text (an exception's, a
+        # provider's) is cut to a size that can never crowd a message
+        if len(message) > DIAGNOSTIC_MESSAGE_CHARS:
+            message = message[: DIAGNOSTIC_MESSAGE_CHARS - 1] + "\u2026"
         diag = Diagnostic(level, code, message, now(), worker_id, run_id)
         if self._observer is not None:
             self._observer.diagnostic(level.value, code)
@@ -762,17 +776,17 @@ class Runtime:
         log_ = self._check_serving()
         lim = self._limits
         labels = dict(labels or {})
-        if worker_id and not valid_uuid(worker_id):
-            raise errors.InvalidArgument("worker_id", "must be a UUID")
-        # One spelling per UUID ("{...}", "urn:uuid:...", bare hex and upper case all parse):
-        # otherwise two spellings of one id would make two workers.
-        worker_id = canonical_uuid(worker_id) if worker_id else ""
+        if worker_id:  # one spelling per UUID: other spellings are refused, never aliased
+            check_id("worker_id", worker_id, lim)
+        check_name("profile", profile, lim)
         profile = profile or "echo"
         if profile not in self._config.profiles:
             raise errors.ProfileNotFound(profile)
         check_len("display_name", display_name, lim.max_display_name_chars)
         check_request_id(request_id, lim)
         check_labels(labels, lim)
+        check_workspace_size(workspace, lim)
+        check_config_bundle(config_bundle, lim)
         check_workspace(workspace)
         if config_bundle is not None and not config_bundle.id:
             raise errors.InvalidArgument("config_bundle.id", "must not be empty")
@@ -824,6 +838,7 @@ class Runtime:
             capabilities=prepared.capabilities,
             tools=prepared.tools,
         )
+        check_worker_fits(worker, lim, MESSAGE_HEADROOM_BYTES)
         # Check-and-claim with no await since the checks above: of N concurrent creates on one
         # path exactly one wins (WORKSPACE_CONFLICT for the others).
         self._workspaces.allocations.claim(worker.worker_id, prepared.places)
@@ -864,8 +879,10 @@ class Runtime:
         """One page of workers by id; ``state``/``labels`` filter (a worker must carry all the
         labels)."""
         size = self._page_size(page_size)
+        check_page_token(page_token, self._limits)
         after = decode_token(page_token, "w") if page_token else ""
         selector = dict(labels or {})
+        check_labels(selector, self._limits)
 
         def keep(slot: _Slot) -> bool:
             w = slot.worker
@@ -875,10 +892,11 @@ class Runtime:
 
         matching = sorted(wid for wid, s in self._slots.items() if keep(s))
         ids = [wid for wid in matching if wid > after]
-        chunk = ids[:size]
-        token = encode_token("w", chunk[-1]) if len(ids) > size else ""
+        chunk = [self._snapshot(self._slots[w]) for w in ids[:size]]
+        chunk = chunk[: fitting(chunk, wire_size.worker_size, self._page_bytes)]
+        token = encode_token("w", chunk[-1].worker_id) if len(ids) > len(chunk) else ""
         # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
-        return Page(tuple(self._snapshot(self._slots[w]) for w in chunk), token, len(matching))
+        return Page(tuple(chunk), token, len(matching))
 
     async def iter_workers(
         self,
@@ -905,6 +923,7 @@ class Runtime:
         reason = reason or "stopped by request"
         self._require_log()
         slot = self._slot(worker_id)
+        check_reason("reason", reason, self._limits)
         self._store_watch.check()
         if slot.stop_task is None:
             if slot.worker.state is WorkerState.STOPPED:  # stopped before a restart
@@ -939,7 +958,7 @@ class Runtime:
         with the log; its usage stays in the lifetime totals)."""
         log_ = self._require_log()
         slot = self._slot(worker_id)
-        worker_id = slot.worker.worker_id  # the caller may spell it differently (upper case)
+        worker_id = slot.worker.worker_id
         await self.stop_worker(worker_id, reason="deleted")
         self._store_watch.check()  # (a store failure since then replaced the slots)
         if self._slots.get(worker_id) is not slot:
@@ -964,9 +983,8 @@ class Runtime:
         await log_.wait_committed(events[-1].seq)
 
     def _slot(self, worker_id: str) -> _Slot:
-        if not worker_id:
-            raise errors.InvalidArgument("worker_id", "is required")
-        slot = self._slots.get(worker_id) or self._slots.get(worker_id.lower())
+        check_id("worker_id", worker_id, self._limits)
+        slot = self._slots.get(worker_id)
         if slot is None:
             raise errors.WorkerNotFound(worker_id)
         return slot
@@ -1350,8 +1368,7 @@ class Runtime:
             return await wait_for_run(self._require_log(), self._get_run, run_id)
 
     def _get_run(self, run_id: str) -> Run:
-        if not run_id:
-            raise errors.InvalidArgument("run_id", "is required")
+        check_id("run_id", run_id, self._limits)
         run = self._runs.get(run_id)
         if run is None:
             raise errors.RunNotFound(run_id)
@@ -1367,6 +1384,7 @@ class Runtime:
         log_ = self._require_log()
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
+        check_page_token(page_token, self._limits)
         start = int(decode_token(page_token, "t")) if page_token else 0
         window = slot.transcript
         total = len(window)
@@ -1374,7 +1392,7 @@ class Runtime:
         chunk = await self._transcripts.page(
             window, start, size, lambda: log_.wait_committed(log_.last_assigned_seq)
         )
-        chunk = chunk[: fitting(chunk, _entry_chars, self._page_chars)]
+        chunk = chunk[: fitting(chunk, wire_size.entry_size, self._page_bytes)]
         end = start + len(chunk)
         token = encode_token("t", str(end)) if end < total else ""
         return Page(tuple(chunk), token, total)
@@ -1404,7 +1422,7 @@ class Runtime:
             self._slot_or_known(worker_id)
         size = min(self._page_size(page_size), self._limits.event_batch_max)
         events = await log_.read(after_seq, size, worker_id)
-        events = events[: fitting(events, event_chars, self._page_chars)]
+        events = events[: fitting(events, wire_size.event_size, self._page_bytes)]
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
@@ -1424,8 +1442,7 @@ class Runtime:
     def _slot_or_known(self, worker_id: str) -> None:
         # Events outlive a deleted worker (until retention), so a filter on any well-formed id is
         # fine; a malformed one is a caller mistake.
-        if not valid_uuid(worker_id):
-            raise errors.InvalidArgument("worker_id", "must be a UUID")
+        check_id("worker_id", worker_id, self._limits)
 
     async def get_usage(self, worker_id: str = "") -> UsageSummary:
         """Usage of one worker (or of the whole runtime) and the number of runs it covers, with
@@ -1508,10 +1525,6 @@ class Runtime:
         keys[key.request_id] = key
         while len(keys) > max(1, capacity):
             keys.popitem(last=False)
-
-
-def _entry_chars(entry: TranscriptEntry) -> int:
-    return EVENT_OVERHEAD_CHARS + message_chars(entry.message)
 
 
 def _without_input(run: Run) -> Run:

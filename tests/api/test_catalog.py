@@ -15,6 +15,7 @@ from runtime_client import (
     BusyPolicy,
     ConfigBundleRef,
     DiagnosticLevel,
+    InvalidArgument,
     Mount,
     MountMode,
     RunFinished,
@@ -220,16 +221,15 @@ async def test_create_worker_with_an_existing_id_is_already_exists(client: Runti
 async def test_worker_ids_are_canonical_uuids(client: RuntimeClient) -> None:
     raw = uuid.uuid4()
     spellings = (str(raw).upper(), raw.hex, "{" + str(raw) + "}", raw.urn)
+    # one stored form: other spellings of a UUID are refused, never aliased (see
+    # tests/api/test_id_spelling.py for every RPC)
     for spelling in spellings:
-        created = (await client.create_worker(worker_id=spelling)).worker
-        assert created.worker_id == str(raw), spelling
-        assert (await client.get_worker(str(raw))).worker_id == str(raw)
-        await client.delete_worker(str(raw))
-    # two spellings of one UUID are one worker, never two
-    await client.create_worker(worker_id=str(raw))
-    for spelling in spellings:
-        with pytest.raises(WorkerAlreadyExists):
+        with pytest.raises(InvalidArgument) as info:
             await client.create_worker(worker_id=spelling)
+        assert info.value.field == "worker_id"
+    assert (await client.list_workers()).total_size == 0
+    created = (await client.create_worker(worker_id=str(raw))).worker
+    assert created.worker_id == str(raw)
     assert (await client.list_workers()).total_size == 1
 
 
@@ -365,17 +365,23 @@ def _run_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("run-") and not t.done()]
 
 
-async def test_stop_and_delete_accept_any_spelling_of_the_id(client: RuntimeClient) -> None:
+async def test_stop_and_delete_refuse_other_spellings_of_the_id(client: RuntimeClient) -> None:
     w = (await client.create_worker()).worker
     upper = w.worker_id.upper()
 
-    stopped = await client.stop_worker(upper)
+    # one spelling per id (the canonical one): the others are refused by every RPC alike, so a
+    # stop cannot succeed under a spelling that a worker-filtered event reader would not match
+    for call in (client.stop_worker(upper), client.delete_worker(upper)):
+        with pytest.raises(InvalidArgument) as info:
+            await call
+        assert info.value.field == "worker_id"
+    assert (await client.get_worker(w.worker_id)).state is WorkerState.IDLE
+
+    stopped = await client.stop_worker(w.worker_id)
     assert stopped.state is WorkerState.STOPPED
-    # the events carry the worker's own id, so a worker-filtered reader sees them
     events = (await client.list_events(worker_id=w.worker_id)).events
     assert any(isinstance(e.payload, WorkerStopped) for e in events)
-
-    await client.delete_worker(upper)
+    await client.delete_worker(w.worker_id)
     with pytest.raises(WorkerNotFound):
         await client.get_worker(w.worker_id)
     events = (await client.list_events(worker_id=w.worker_id)).events

@@ -20,6 +20,9 @@ from runtime_server.grpc import OpsOptions, RuntimeServer, start_server
 from runtime_server.model import Limits
 from runtime_server.runtime import Subscription, parse_config
 
+# a well-formed id no worker has (a malformed one is INVALID_ARGUMENT, not NOT_FOUND)
+UNKNOWN_WORKER = "0190a0a0-0000-7000-8000-00000000dead"
+
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CATALOG = "worker_runtime.v1.CatalogService"
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
@@ -82,7 +85,7 @@ async def test_scrape_after_a_run_shows_it_and_a_not_found(
     run = await client.wait_run(accepted.run.run_id, timeout=BOUND)
     assert run.state is RunState.COMPLETED
     with pytest.raises(WorkerNotFound):
-        await client.get_worker("no-such-worker")
+        await client.get_worker(UNKNOWN_WORKER)
     events = client.subscribe(after_seq=0, batched=False)
     seen = 0
     async with asyncio.timeout(BOUND):
@@ -138,7 +141,7 @@ async def test_scrape_after_a_run_shows_it_and_a_not_found(
                 assert label == info.runtime_id
                 continue
             assert not UUID.search(label), (name, key, label)
-            assert label != "no-such-worker"
+            assert label != UNKNOWN_WORKER
 
 
 async def test_denied_and_unknown_calls_are_counted_without_caller_chosen_labels() -> None:

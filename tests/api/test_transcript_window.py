@@ -94,7 +94,9 @@ async def test_window_accounting_does_not_drift(serve: ServeFactory, tmp_path: P
     window must subtract what it added: otherwise its count drifts low and it keeps more than its
     bound. Here a window of 2.5 MB takes one 1.2-2.4 MB entry at a time, so after two runs only
     the last answer is in memory and the input before it is read from the store."""
-    limits = replace(Limits(), transcript_window_bytes=2_500_000, max_message_bytes=8 * 2**20)
+    # pages are cut at a quarter of max_message_bytes of encoded size: 16 MiB lets the first
+    # page carry both 1.2 MB entries
+    limits = replace(Limits(), transcript_window_bytes=2_500_000, max_message_bytes=16 * 2**20)
     store = _CountingStore(tmp_path / "rt.sqlite3")
     served = await serve(limits=limits, store=store)
     client = served.client

@@ -165,6 +165,7 @@ INVALID: list[tuple[str, Call, str]] = [
     ("blank initial_input", lambda c: c.client.create_worker(initial_input="   "), "initial_input"),
     # GetWorker / StopWorker / DeleteWorker
     ("get without worker_id", lambda c: c.client.get_worker(""), "worker_id"),
+    ("malformed worker id", lambda c: c.client.get_worker("not-a-uuid"), "worker_id"),
     ("stop without worker_id", lambda c: c.client.stop_worker(""), "worker_id"),
     ("delete without worker_id", lambda c: c.client.delete_worker(""), "worker_id"),
     (
@@ -258,12 +259,6 @@ NOT_FOUND: list[tuple[str, Call, type[NotFound], str]] = [
         lambda c: c.client.get_usage(UNKNOWN_ID),
         WorkerNotFound,
         UNKNOWN_ID,
-    ),
-    (
-        "malformed worker id",
-        lambda c: c.client.get_worker("not-a-uuid"),
-        WorkerNotFound,
-        "not-a-uuid",
     ),
     ("get unknown run", lambda c: c.client.get_run(UNKNOWN_ID), RunNotFound, UNKNOWN_ID),
     ("cancel unknown run", lambda c: c.client.cancel_run(UNKNOWN_ID), RunNotFound, UNKNOWN_ID),

@@ -40,6 +40,9 @@ from runtime_server.model import (
 from runtime_server.runtime import Runtime, parse_config
 from runtime_server.store import AppendTranscript, PutRequestKey, PutRun, PutWorker, SqliteStore
 
+# Run ids of hand-written store states: canonical UUIDs, as the Runtime mints them (every RPC
+# refuses any other spelling)
+R0, R1, R2 = (f"01900000-0000-7000-8000-0000000001{i:02}" for i in range(3))
 CONFIG = parse_config(
     {
         "profiles": {
@@ -137,21 +140,21 @@ async def write_crashed_state(path: Path) -> str:
     await store.open("rt-crashed")
     usage = engine.Usage(input_tokens=7, output_tokens=3)
     wid = "01900000-0000-7000-8000-000000000001"
-    w = Worker(wid, "rt-crashed", WorkerState.RUNNING, "echo", active_run_id="r1", usage=usage)
-    r0 = Run("r0", wid, RunState.COMPLETED, 2.0, "first", 2.0, 3.0, usage)
-    r1 = Run("r1", wid, RunState.RUNNING, 4.0, "second", 4.0)
-    r2 = Run("r2", wid, RunState.QUEUED, 5.0, "third")
+    w = Worker(wid, "rt-crashed", WorkerState.RUNNING, "echo", active_run_id=R1, usage=usage)
+    r0 = Run(R0, wid, RunState.COMPLETED, 2.0, "first", 2.0, 3.0, usage)
+    r1 = Run(R1, wid, RunState.RUNNING, 4.0, "second", 4.0)
+    r2 = Run(R2, wid, RunState.QUEUED, 5.0, "third")
     calls = (engine.ToolCall("c1", "clock", "{}"), engine.ToolCall("c2", "clock", "{}"))
     messages = [
-        ("r0", engine.Message(engine.Role.USER, "first")),
-        ("r0", engine.Message(engine.Role.ASSISTANT, "first")),
-        ("r1", engine.Message(engine.Role.USER, "second")),
-        ("r1", engine.Message(engine.Role.ASSISTANT, tool_calls=calls)),
-        ("r1", engine.Message(engine.Role.TOOL, "12:00", tool_call_id="c1", tool_name="clock")),
+        (R0, engine.Message(engine.Role.USER, "first")),
+        (R0, engine.Message(engine.Role.ASSISTANT, "first")),
+        (R1, engine.Message(engine.Role.USER, "second")),
+        (R1, engine.Message(engine.Role.ASSISTANT, tool_calls=calls)),
+        (R1, engine.Message(engine.Role.TOOL, "12:00", tool_call_id="c1", tool_name="clock")),
     ]
     entries = [TranscriptEntry(wid, i, r, m, 4.0) for i, (r, m) in enumerate(messages)]
     store.write(
-        [Event(1, 1.0, wid, "r1", RunStarted(r1)), Event(2, 2.0, wid, "r1", TextDelta("x"))],
+        [Event(1, 1.0, wid, R1, RunStarted(r1)), Event(2, 2.0, wid, R1, TextDelta("x"))],
         [PutWorker(w), PutRun(r0), PutRun(r1), PutRun(r2)]
         + [AppendTranscript(e) for e in entries]
         # more create keys than the limit (10), oldest first; their workers are long gone
@@ -169,8 +172,8 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         worker = await rt.get_worker(wid)
         assert (worker.state, worker.active_run_id) == (WorkerState.IDLE, "")
         assert worker.usage == engine.Usage(input_tokens=7, output_tokens=3)
-        assert (await rt.get_run("r0")).state is RunState.COMPLETED
-        for run_id in ("r1", "r2"):
+        assert (await rt.get_run(R0)).state is RunState.COMPLETED
+        for run_id in (R1, R2):
             run = await rt.get_run(run_id)
             assert run.state is RunState.INTERRUPTED
             assert run.error is not None
@@ -182,10 +185,10 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         new = await events_after(rt, 2)
         assert [e.seq for e in new] == list(range(3, 3 + len(new)))
         ends = Counter(e.payload.run.run_id for e in new if isinstance(e.payload, RunFinished))
-        assert ends == {"r1": 1, "r2": 1}
+        assert ends == {R1: 1, R2: 1}
         closing = [e for e in new if isinstance(e.payload, ToolCallFinished)]
         assert [(e.payload.call_id, e.payload.is_error, e.run_id) for e in closing] == [
-            ("c2", True, "r1")
+            ("c2", True, R1)
         ]
         assert isinstance(new[-1].payload, Diagnostic)
         assert new[-1].payload.code == "RECOVERED"
@@ -196,7 +199,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
         # The dangling tool call got a result, so the transcript is a valid history again.
         transcript = (await rt.get_transcript(wid)).items
         tail = transcript[-1]
-        assert (tail.index, tail.run_id) == (5, "r1")
+        assert (tail.index, tail.run_id) == (5, R1)
         assert tail.message.role is engine.Role.TOOL
         assert (tail.message.tool_call_id, tail.message.is_error) == ("c2", True)
 
@@ -214,7 +217,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
     async with runtime_on(path) as rt:
         log = await events_after(rt, 0)
         ends = Counter(e.payload.run.run_id for e in log if isinstance(e.payload, RunFinished))
-        assert (ends["r1"], ends["r2"]) == (1, 1)
+        assert (ends[R1], ends[R2]) == (1, 1)
         last = log[-1].payload
         assert isinstance(last, Diagnostic)
         assert last.code == "RECOVERED"
@@ -319,14 +322,14 @@ async def test_usage_spent_before_a_crash_is_kept(tmp_path: Path) -> None:
     wid = "01900000-0000-7000-8000-0000000000aa"
     before = engine.Usage(input_tokens=10, output_tokens=4)
     spent = engine.Usage(input_tokens=5, output_tokens=2, cache_read_tokens=1)
-    worker = Worker(wid, "rt-usage", WorkerState.RUNNING, "echo", active_run_id="r1", usage=before)
-    run = Run("r1", wid, RunState.RUNNING, 1.0, "hi", 1.0, usage=spent)
-    store.write([Event(1, 1.0, wid, "r1", RunStarted(run))], [PutWorker(worker), PutRun(run)])
+    worker = Worker(wid, "rt-usage", WorkerState.RUNNING, "echo", active_run_id=R1, usage=before)
+    run = Run(R1, wid, RunState.RUNNING, 1.0, "hi", 1.0, usage=spent)
+    store.write([Event(1, 1.0, wid, R1, RunStarted(run))], [PutWorker(worker), PutRun(run)])
     await store.close()
 
     async with runtime_on(path) as rt:
-        assert (await rt.get_run("r1")).state is RunState.INTERRUPTED
-        assert (await rt.get_run("r1")).usage == spent
+        assert (await rt.get_run(R1)).state is RunState.INTERRUPTED
+        assert (await rt.get_run(R1)).usage == spent
         assert (await rt.get_worker(wid)).usage == before + spent
         assert (await rt.get_usage()).usage == before + spent
     async with runtime_on(path) as rt:  # counted once, not again on the next start

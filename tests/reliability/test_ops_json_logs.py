@@ -16,6 +16,9 @@ from test_secret_scan import CONFIG, ENV, GATEWAY_KEY, KEY, URL_PASSWORD, leaks,
 from engine.testing import LoopbackServer
 from runtime_client import WorkerNotFound
 
+# a well-formed id no worker has (a malformed one is INVALID_ARGUMENT, not NOT_FOUND)
+UNKNOWN_WORKER = "0190a0a0-0000-7000-8000-00000000dead"
+
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
 SHAPES = ["stream-error-message", "retryable-echo", "content-echo", "long-text-body"]
 
@@ -43,7 +46,7 @@ async def test_every_json_line_parses_names_the_runtime_and_leaks_no_key(
                 accepted = await client.send_input(worker.worker_id, f"please answer {shape}")
                 runs.append(await client.wait_run(accepted.run.run_id, timeout=BOUND))
         with pytest.raises(WorkerNotFound):
-            await client.get_worker("no-such-worker")
+            await client.get_worker(UNKNOWN_WORKER)
         runtime_id = (await client.get_runtime()).runtime_id
         assert sp.terminate() == 0
     lines = sp.stderr().splitlines()
@@ -80,7 +83,7 @@ async def test_every_json_line_parses_names_the_runtime_and_leaks_no_key(
     assert missing["level"] == "WARNING"
     assert missing["grpc_code"] == "NOT_FOUND"
     assert missing["reason"] == "WORKER_NOT_FOUND"
-    assert missing["worker_id"] == "no-such-worker"
+    assert missing["worker_id"] == UNKNOWN_WORKER
 
 
 async def test_text_format_stays_the_default_and_the_access_log_can_be_off(
@@ -92,7 +95,7 @@ async def test_text_format_stays_the_default_and_the_access_log_can_be_off(
     )
     for process in (sp, quiet):
         with pytest.raises(WorkerNotFound):
-            await process.client().get_worker("no-such-worker")
+            await process.client().get_worker(UNKNOWN_WORKER)
         assert process.terminate() == 0
     line = next(x for x in sp.stderr().splitlines() if "GetWorker" in x)
     assert " WARNING runtime_server.access: " in line

@@ -54,7 +54,10 @@ class CreateWorkerRequest(_message.Message):
     INITIAL_INPUT_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
-    """Optional UUID chosen by the caller; the Runtime mints a UUIDv7 otherwise."""
+    """Optional UUID chosen by the caller; the Runtime mints a UUIDv7 otherwise. Worker and run ids
+    are spelled in canonical form (lower-case, hyphenated) in every request; any other spelling
+    is INVALID_ARGUMENT.
+    """
     profile: _builtins.str
     """Profile name; empty means the built-in "echo"."""
     display_name: _builtins.str

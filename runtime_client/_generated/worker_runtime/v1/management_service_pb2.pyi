@@ -99,6 +99,10 @@ class Limits(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_RETAINED_RUNS_FIELD_NUMBER: _builtins.int
+    MAX_ID_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_REF_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_PATH_CHARS_FIELD_NUMBER: _builtins.int
+    MAX_REASON_CHARS_FIELD_NUMBER: _builtins.int
     MAX_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     TRANSCRIPT_WINDOW_BYTES_FIELD_NUMBER: _builtins.int
     TRANSCRIPT_CACHE_BYTES_FIELD_NUMBER: _builtins.int
@@ -127,6 +131,16 @@ class Limits(_message.Message):
     max_message_bytes: _builtins.int
     max_retained_runs: _builtins.int
     """Finished runs kept for GetRun; older ones are forgotten (RUN_NOT_FOUND)."""
+    max_id_chars: _builtins.int
+    """Ids and names in requests (worker_id, run_id, profile, config_bundle.id), in characters.
+    Worker and run ids must also be UUIDs in canonical form (lower-case, hyphenated).
+    """
+    max_ref_chars: _builtins.int
+    """Opaque references in requests (config_bundle.digest, page_token), in characters."""
+    max_path_chars: _builtins.int
+    """Paths in requests (workspace.root, workspace.mounts[].path), in characters."""
+    max_reason_chars: _builtins.int
+    """Free-text reasons in requests (StopWorker.reason), in characters."""
     max_memory_bytes: _builtins.int
     """The runtime-wide memory budget in (estimated) bytes; new work past it is refused with
     RESOURCE_EXHAUSTED / MEMORY_BUDGET_EXCEEDED.
@@ -166,6 +180,10 @@ class Limits(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         max_message_bytes: _builtins.int = ...,
         max_retained_runs: _builtins.int = ...,
+        max_id_chars: _builtins.int = ...,
+        max_ref_chars: _builtins.int = ...,
+        max_path_chars: _builtins.int = ...,
+        max_reason_chars: _builtins.int = ...,
         max_memory_bytes: _builtins.int = ...,
         transcript_window_bytes: _builtins.int = ...,
         transcript_cache_bytes: _builtins.int = ...,
@@ -176,7 +194,7 @@ class Limits(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_queue_per_worker", b"max_queue_per_worker", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

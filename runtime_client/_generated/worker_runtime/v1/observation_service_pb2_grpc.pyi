@@ -50,8 +50,8 @@ class ObservationServiceStub:
     (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
     streamed message carries every event that was ready when it was sent, in seq order, gap-free.
     No delay is added to collect more: a message waits only for its first event. A batch holds at
-    most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
-    one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+    most 256 events and, by an upper bound of its encoded size, at most a quarter of
+    max_message_bytes — unless one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
     heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
     buf:lint:ignore RPC_REQUEST_STANDARD_NAME
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -79,8 +79,8 @@ class ObservationServiceAsyncStub(ObservationServiceStub):
     (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
     streamed message carries every event that was ready when it was sent, in seq order, gap-free.
     No delay is added to collect more: a message waits only for its first event. A batch holds at
-    most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
-    one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+    most 256 events and, by an upper bound of its encoded size, at most a quarter of
+    max_message_bytes — unless one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
     heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
     buf:lint:ignore RPC_REQUEST_STANDARD_NAME
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -129,8 +129,8 @@ class ObservationServiceServicer(metaclass=_abc_1.ABCMeta):
         (replay then tail, heartbeats, lagging, cursor errors, clean end on shutdown), but each
         streamed message carries every event that was ready when it was sent, in seq order, gap-free.
         No delay is added to collect more: a message waits only for its first event. A batch holds at
-        most 256 events and, estimated from its text, at most a quarter of max_message_bytes — unless
-        one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
+        most 256 events and, by an upper bound of its encoded size, at most a quarter of
+        max_message_bytes — unless one event is larger on its own, which is then sent alone. A heartbeat is a batch holding one
         heartbeat Event (seq 0). The batch being sent is not counted in the subscriber's buffer.
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
