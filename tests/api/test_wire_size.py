@@ -240,6 +240,7 @@ COUNTED: dict[type, set[str]] = {
     engine.Message: {
         "role", "text", "reasoning", "reasoning_signature", "tool_calls", "tool_call_id",
         "tool_name", "is_error", "stop_reason", "reasoning_blocks", "reasoning_field",
+        "incomplete",  # a bool: a fixed cost, inside the event overhead
     },
     engine.ToolCall: {"call_id", "name", "arguments", "extra"},
     engine.Usage: {
