@@ -297,4 +297,7 @@ async def test_damage_the_check_cannot_see(serve_process: ServeFactory, tmp_path
     assert "Traceback" not in sp.stderr(), sp.stderr()[-3000:]
     after = snapshot(data)
     assert after[DB] == seen[DB]  # nothing went into the damaged file
-    assert after.get(f"{DB}-wal") == seen.get(f"{DB}-wal")
+    # The WAL is either untouched or gone: SQLite deletes it when the last connection closes,
+    # but only after a complete checkpoint, so with the main file unchanged every frame it held
+    # was already in the main file (a stale WAL): nothing was written and nothing lost.
+    assert f"{DB}-wal" not in after or after[f"{DB}-wal"] == seen.get(f"{DB}-wal")
