@@ -26,8 +26,8 @@ import email.utils
 import json
 import os
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 import httpx
 
@@ -40,8 +40,9 @@ from engine._errors import (
     ProviderProtocolError,
     ProviderTimeoutError,
 )
-from engine._redact import Redactor, remember_request_secrets, request_secrets
+from engine._redact import Redactor, remember_request_secrets, request_secrets, url_secrets
 from engine._sse import SSEDecoder, SSEEvent
+from engine._types import Notice, StreamEvent
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 _MAX_ERROR_BODY = 64 * 1024  # bytes of an error body we read; the rest is not worth waiting for
@@ -271,3 +272,58 @@ async def post_sse(
                     yield _clean_event(event, redact) if redact else event
             for event in decoder.flush():
                 yield _clean_event(event, redact) if redact else event
+
+
+class EventParser(Protocol):
+    """A provider's pure stream parser: server-sent events in, engine stream events out."""
+
+    def feed(self, sse: SSEEvent) -> Iterable[StreamEvent]: ...
+
+    def finish(self) -> Iterable[StreamEvent]: ...
+
+
+async def parsed_stream(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str],
+    extra_headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    parser: EventParser,
+    idle_timeout_s: float,
+    connect_timeout_s: float,
+    deadline_s: float | None,
+) -> AsyncGenerator[StreamEvent, None]:
+    """One streamed provider request as engine events: :func:`post_sse` through ``parser``.
+
+    The one place where every provider's stream is redacted against the request's credentials
+    (header values, configured extra headers, a password in the URL): notices and errors are
+    cleaned before they leave. The HTTP stream is closed in ``finally``, so a consumer that stops
+    early (a cancel) closes it at once, not when the generator is collected.
+    """
+    redact = Redactor((*request_secrets(headers, extra_headers), *url_secrets(url)))
+    events = post_sse(
+        client,
+        url,
+        provider=provider,
+        headers=headers,
+        body=body,
+        idle_timeout_s=idle_timeout_s,
+        connect_timeout_s=connect_timeout_s,
+        redact=redact,
+        deadline_s=deadline_s,
+    )
+    try:
+        async for sse in events:
+            for event in parser.feed(sse):
+                if type(event) is Notice and redact:
+                    event = Notice(event.code, redact(event.message))
+                yield event
+        for event in parser.finish():
+            yield event
+    except EngineError as exc:
+        redact_error(exc, redact)
+        raise
+    finally:
+        await events.aclose()  # close the HTTP stream now, not when garbage collected

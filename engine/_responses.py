@@ -32,6 +32,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -41,14 +42,12 @@ import httpx
 
 from engine._errors import (
     ConfigurationError,
-    EngineError,
     ProviderConnectionError,
     ProviderProtocolError,
     ProviderStreamError,
 )
-from engine._http import api_key_from_env, post_sse, redact_error
+from engine._http import api_key_from_env, parsed_stream
 from engine._openai import new_call_id
-from engine._redact import Redactor, request_secrets, url_secrets
 from engine._sse import SSEEvent
 from engine._types import (
     Message,
@@ -364,35 +363,21 @@ class OpenAIResponsesProvider:
         return headers
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
-        body = self.build_body(request)
-        parser = ResponsesStreamParser()
-        headers = self._headers()
-        # Everything this stream lets out is redacted against the request's credentials.
-        redact = Redactor((*request_secrets(headers, self._extra_headers), *url_secrets(self._url)))
-        events = post_sse(
+        events = parsed_stream(
             self._client,
             self._url,
             provider=PROVIDER,
-            headers=headers,
-            body=body,
+            headers=self._headers(),
+            extra_headers=self._extra_headers,
+            body=self.build_body(request),
+            parser=ResponsesStreamParser(),
             idle_timeout_s=self._idle_timeout_s,
             connect_timeout_s=self._connect_timeout_s,
-            redact=redact,
             deadline_s=self._request_deadline_s,
         )
-        try:
-            async for sse in events:
-                for event in parser.feed(sse):
-                    if type(event) is Notice and redact:
-                        event = Notice(event.code, redact(event.message))
-                    yield event
-            for event in parser.finish():
+        async with contextlib.aclosing(events):  # a consumer's early stop closes the stream now
+            async for event in events:
                 yield event
-        except EngineError as exc:
-            redact_error(exc, redact)
-            raise
-        finally:
-            await events.aclose()  # close the HTTP stream now, not when garbage collected
 
     async def aclose(self) -> None:
         return None
