@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 LISTEN ?= 127.0.0.1:50051
 CONFIG ?= config/serve.toml
 DATA_DIR ?= worker-runtime-data
-PROTO_OUT := runtime_client/_generated
+PROTO_OUT := runtime_client/api
 PYTEST_ARGS ?=
 
 .PHONY: help venv serve test lint proto proto-check proto-breaking bench clean

@@ -23,7 +23,7 @@ import grpc
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_client.api import types_pb2 as pb
 
 SERVICE = "bench.Echo"
 UNARY = f"/{SERVICE}/Unary"

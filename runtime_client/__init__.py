@@ -1,7 +1,9 @@
 """Worker Runtime client: a typed asyncio client for remote Runtimes over gRPC.
 
 The public surface is exactly ``__all__``: the client, its models and its errors. Everything in
-underscore modules (including the generated protobuf code in ``_generated``) is private.
+underscore modules is private. The generated protobuf and gRPC modules are the public
+subpackage ``runtime_client.api`` (``from runtime_client.api import types_pb2``), shared by the
+server, the client and any other tool.
 
 One name collides: ``WorkerStopped`` is both an event payload and an error (as on the server).
 Here it is the payload; the error is exported as ``WorkerStoppedError`` and is the same class as

@@ -25,30 +25,6 @@ import grpc
 import grpc.aio
 
 from runtime_client import _convert
-from runtime_client._generated.worker_runtime.v1 import (
-    catalog_service_pb2 as catalog_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    catalog_service_pb2_grpc as catalog_grpc,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    interaction_service_pb2 as interaction_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    interaction_service_pb2_grpc as interaction_grpc,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    management_service_pb2 as management_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    management_service_pb2_grpc as management_grpc,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    observation_service_pb2 as observation_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    observation_service_pb2_grpc as observation_grpc,
-)
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
@@ -72,6 +48,30 @@ from runtime_client._models import (
 )
 from runtime_client._retry import DEFAULT_RETRY, RetryPolicy
 from runtime_client._tls import PathLike, channel_credentials
+from runtime_client.api import (
+    catalog_service_pb2 as catalog_pb,
+)
+from runtime_client.api import (
+    catalog_service_pb2_grpc as catalog_grpc,
+)
+from runtime_client.api import (
+    interaction_service_pb2 as interaction_pb,
+)
+from runtime_client.api import (
+    interaction_service_pb2_grpc as interaction_grpc,
+)
+from runtime_client.api import (
+    management_service_pb2 as management_pb,
+)
+from runtime_client.api import (
+    management_service_pb2_grpc as management_grpc,
+)
+from runtime_client.api import (
+    observation_service_pb2 as observation_pb,
+)
+from runtime_client.api import (
+    observation_service_pb2_grpc as observation_grpc,
+)
 from runtime_client.errors import (
     CursorExpired,
     NotFound,

@@ -16,19 +16,6 @@ from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runtime_client._generated.worker_runtime.v1 import (
-    catalog_service_pb2 as catalog_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    interaction_service_pb2 as interaction_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    management_service_pb2 as management_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import (
-    observation_service_pb2 as observation_pb,
-)
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
@@ -80,6 +67,19 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
+from runtime_client.api import (
+    catalog_service_pb2 as catalog_pb,
+)
+from runtime_client.api import (
+    interaction_service_pb2 as interaction_pb,
+)
+from runtime_client.api import (
+    management_service_pb2 as management_pb,
+)
+from runtime_client.api import (
+    observation_service_pb2 as observation_pb,
+)
+from runtime_client.api import types_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from runtime_client._generated.worker_runtime.v1 import types_pb2
+    from runtime_client.api import types_pb2
 
 __all__ = [
     "Accepted",

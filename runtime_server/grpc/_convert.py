@@ -10,8 +10,8 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import engine
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_client.api import management_service_pb2 as mpb
+from runtime_client.api import types_pb2 as pb
 from runtime_server import errors
 from runtime_server import model as m
 from runtime_server.runtime import Claim, Profile, RuntimeInfo, RuntimeState, StoreState

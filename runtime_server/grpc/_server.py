@@ -11,14 +11,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2_grpc as cgrpc
-from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2 as ipb
-from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2_grpc as igrpc
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2_grpc as mgrpc
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import catalog_service_pb2_grpc as cgrpc
+from runtime_client.api import interaction_service_pb2 as ipb
+from runtime_client.api import interaction_service_pb2_grpc as igrpc
+from runtime_client.api import management_service_pb2 as mpb
+from runtime_client.api import management_service_pb2_grpc as mgrpc
+from runtime_client.api import observation_service_pb2 as opb
+from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_server.grpc._auth import BearerAuthInterceptor
 from runtime_server.grpc._decoding import guard_decoding
 from runtime_server.grpc._ops import Ops, OpsOptions

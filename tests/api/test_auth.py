@@ -18,10 +18,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from engine.testing import LoopbackServer, Reply
 from runtime_client import RunState, RuntimeClient, Unauthenticated
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2 as ipb
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import interaction_service_pb2 as ipb
+from runtime_client.api import management_service_pb2 as mpb
+from runtime_client.api import observation_service_pb2 as opb
 from runtime_server.grpc import SERVICE_NAMES
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from runtime_client import CursorAhead, Event, RunFinished, RunState, RuntimeClient, TextDelta
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_client.api import observation_service_pb2 as opb
+from runtime_client.api import observation_service_pb2_grpc as ogrpc
+from runtime_client.api import types_pb2 as pb
 from runtime_server.grpc._servicers import MAX_BATCH_EVENTS
 from runtime_server.model import Limits
 

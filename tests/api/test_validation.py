@@ -30,13 +30,13 @@ from runtime_client import (
     WorkerNotFound,
     Workspace,
 )
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2_grpc as cgrpc
-from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2 as ipb
-from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2_grpc as igrpc
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import catalog_service_pb2_grpc as cgrpc
+from runtime_client.api import interaction_service_pb2 as ipb
+from runtime_client.api import interaction_service_pb2_grpc as igrpc
+from runtime_client.api import observation_service_pb2 as opb
+from runtime_client.api import observation_service_pb2_grpc as ogrpc
+from runtime_client.api import types_pb2 as pb
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import engine
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import management_service_pb2 as mpb
+from runtime_client.api import observation_service_pb2 as opb
 from runtime_server import model as m
 from runtime_server import wire_size
 from runtime_server.grpc import _convert as cv

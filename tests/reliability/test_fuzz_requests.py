@@ -37,10 +37,10 @@ from google.rpc import error_details_pb2, status_pb2
 from serving import ServeFactory
 
 from runtime_client import RunState, RuntimeClient
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import interaction_service_pb2 as ipb
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import interaction_service_pb2 as ipb
+from runtime_client.api import management_service_pb2 as mpb
+from runtime_client.api import observation_service_pb2 as opb
 
 SEED = 20261127
 STRUCTURED = 2400

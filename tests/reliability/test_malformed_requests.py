@@ -15,8 +15,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from serving import ServeFactory
 
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as mpb
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import management_service_pb2 as mpb
 
 TOKEN = "tok-malformed-4e1f0a9c7b"
 TOKEN_ENV = "WR_MALFORMED_TOKEN"

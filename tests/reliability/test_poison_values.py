@@ -15,10 +15,10 @@ import pytest
 from serving import ServeFactory
 
 from runtime_client import ConfigBundleRef, InvalidArgument, Limits, Mount, Workspace
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2 as cpb
-from runtime_client._generated.worker_runtime.v1 import catalog_service_pb2_grpc as cgrpc
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import catalog_service_pb2_grpc as cgrpc
+from runtime_client.api import observation_service_pb2 as opb
+from runtime_client.api import observation_service_pb2_grpc as ogrpc
 
 BOUND = 60.0  # seconds: a safety net on a shared 2-core machine, not a speed assertion
 BIG = "\N{GRINNING FACE}"  # 4 bytes of UTF-8: the most bytes a character can take

@@ -27,9 +27,9 @@ from runtime_client import RunState as ClientRunState
 from runtime_client import RuntimeDraining as ClientRuntimeDraining
 from runtime_client import TextDelta as ClientTextDelta
 from runtime_client import Unavailable as ClientUnavailable
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as opb
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2_grpc as ogrpc
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as pb
+from runtime_client.api import observation_service_pb2 as opb
+from runtime_client.api import observation_service_pb2_grpc as ogrpc
+from runtime_client.api import types_pb2 as pb
 from runtime_server import errors
 from runtime_server.model import Event, RunFinished, RunState
 from runtime_server.runtime import Runtime, parse_config

@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as worker__runtime_dot_v1_dot_management__service__pb2
+from runtime_client.api.worker_runtime.v1 import management_service_pb2 as worker__runtime_dot_v1_dot_management__service__pb2
 
 GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__

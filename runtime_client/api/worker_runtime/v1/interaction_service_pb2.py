@@ -23,7 +23,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
+from runtime_client.api.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+worker_runtime/v1/interaction_service.proto\x12\x11worker_runtime.v1\x1a\x1dworker_runtime/v1/types.proto\"{\n\x10SendInputRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x32\n\x0b\x62usy_policy\x18\x04 \x01(\x0e\x32\x1d.worker_runtime.v1.BusyPolicy\"E\n\x11SendInputResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x16.worker_runtime.v1.Run\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x11\x43\x61ncelRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x16.worker_runtime.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"5\n\x0eGetRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x16.worker_runtime.v1.Run2\x93\x02\n\x12InteractionService\x12V\n\tSendInput\x12#.worker_runtime.v1.SendInputRequest\x1a$.worker_runtime.v1.SendInputResponse\x12V\n\tCancelRun\x12#.worker_runtime.v1.CancelRunRequest\x1a$.worker_runtime.v1.CancelRunResponse\x12M\n\x06GetRun\x12 .worker_runtime.v1.GetRunRequest\x1a!.worker_runtime.v1.GetRunResponseb\x06proto3')

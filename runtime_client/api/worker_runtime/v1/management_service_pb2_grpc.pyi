@@ -6,7 +6,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from runtime_client._generated.worker_runtime.v1 import management_service_pb2 as _management_service_pb2
+from runtime_client.api.worker_runtime.v1 import management_service_pb2 as _management_service_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -4,8 +4,8 @@
 import grpc
 import warnings
 
-from runtime_client._generated.worker_runtime.v1 import observation_service_pb2 as worker__runtime_dot_v1_dot_observation__service__pb2
-from runtime_client._generated.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
+from runtime_client.api.worker_runtime.v1 import observation_service_pb2 as worker__runtime_dot_v1_dot_observation__service__pb2
+from runtime_client.api.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
