@@ -201,9 +201,10 @@ class RuntimeRegistry:
         self._state = "closed"
         for task in self._monitors:
             task.cancel()
-        for task in self._monitors:
-            with contextlib.suppress(BaseException):
-                await task
+        if self._monitors:
+            # bounded: a health loop stuck in a handle that swallows cancellation must not hang
+            # the Backend's shutdown
+            await asyncio.wait(self._monitors, timeout=5.0)
         for conn in self._remotes.values():
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -99,8 +99,8 @@ async def test_unknown_name_is_invalid_argument_naming_the_field(
     serve: ServeFactory, batched: bool
 ) -> None:
     served = await serve()
+    stream = served.client.subscribe(payload_types=["text_delta", "no_such"], batched=batched)
     with pytest.raises(InvalidArgument) as bad:
-        stream = served.client.subscribe(payload_types=["text_delta", "no_such"], batched=batched)
         await _take(stream, 1)
     assert bad.value.field == "payload_types"
     assert "no_such" in bad.value.message
