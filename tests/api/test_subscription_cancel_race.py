@@ -12,11 +12,11 @@ import pytest
 from runtime_server import Runtime
 
 
-@pytest.mark.parametrize("timeout", [30.0, None])
-async def test_cancel_racing_a_wakeup_still_cancels(timeout: float | None) -> None:
+@pytest.mark.parametrize("wait_s", [30.0, None])
+async def test_cancel_racing_a_wakeup_still_cancels(wait_s: float | None) -> None:
     async with Runtime() as runtime:
         sub = runtime.subscribe(from_now=True)
-        reader = asyncio.ensure_future(sub.next(timeout))
+        reader = asyncio.ensure_future(sub.next(wait_s))
         await asyncio.sleep(0.05)  # the reader waits
         assert not reader.done()
         sub.close()  # wakes the reader ...
