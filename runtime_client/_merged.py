@@ -43,8 +43,10 @@ from runtime_client.errors import (
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
+    RuntimeClientError,
     RuntimeDraining,
     RuntimeIdentityChanged,
+    StatusCode,
     SubscriberLagging,
     Unavailable,
 )
@@ -153,6 +155,10 @@ async def _feed(
             continue
         except (Unavailable, RuntimeDraining, DeadlineExceeded, TimeoutError):
             verified = False
+        except RuntimeClientError as exc:
+            if exc.code is not StatusCode.CANCELLED:
+                raise
+            verified = False  # the channel was replaced under the stream: go on on the new one
         failures += 1
         entry.poke()
         # wait for the health loop to see the runtime go and come back, or try again after a
