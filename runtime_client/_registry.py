@@ -298,6 +298,8 @@ class RuntimeRegistry:
             remaining = deadline - loop.time()
             try:
                 handle = entry.check()
+                if attempt == 1:  # the handle's own call deadline bounds the first try
+                    return await call(handle)
                 async with asyncio.timeout(max(remaining, 0.001)):
                     return await call(handle)
             except RuntimeIdentityChanged:
