@@ -362,7 +362,7 @@ class EmbeddedRuntime:
         Runtime's close the stream delivers every committed event, then raises RuntimeDraining
         (``last_seq``): a closed in-process Runtime does not come back, so it is not awaited."""
         runtime = self._runtime
-        interval = runtime.limits.heartbeat_interval_s or None
+        interval = runtime.limits.heartbeat_interval_seconds or None
         cursor = after_seq
         live_only = from_now  # no cursor yet: (re)subscribe from_now
         failures = 0

@@ -390,7 +390,7 @@ async def test_heartbeats_and_from_now_alike(serve: ServeFactory) -> None:
 def rc_limits(*, heartbeat: float) -> Any:
     from runtime_server.model import Limits
 
-    return Limits(heartbeat_interval_s=heartbeat)
+    return Limits(heartbeat_interval_seconds=heartbeat)
 
 
 async def test_shutdown_ends_both_streams_with_runtime_draining(serve: ServeFactory) -> None:
