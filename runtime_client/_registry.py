@@ -302,21 +302,28 @@ class RuntimeRegistry:
                     return await call(handle)
             except RuntimeIdentityChanged:
                 raise
-            except (RuntimeUnavailable, *_RETRYABLE, TimeoutError) as exc:
-                if not isinstance(exc, RuntimeUnavailable):
-                    entry.poke()
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+            except RuntimeUnavailable:
+                if entry.state is RuntimeHealth.AUTH_FAILED:
+                    raise  # waiting will not make the token right
+                if deadline - loop.time() <= 0:
+                    raise
+            except (*_RETRYABLE, TimeoutError) as exc:
+                entry.poke()  # the connection failed under a call: the health loop looks now
+                if deadline - loop.time() <= 0:
                     if isinstance(exc, TimeoutError):
                         raise DeadlineExceeded(
                             f"runtime {entry.alias!r} did not answer within {budget:g} s",
                             metadata={"runtime_id": entry.runtime_id or ""},
                         ) from exc
                     raise
-                wait = min(remaining, jittered(self._options.backoff_initial_s, attempt, 2.0))
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await entry.wait_changed()
+            # wait for the runtime's state to change (READY again), or a jittered backoff
+            wait = min(
+                deadline - loop.time(),
+                jittered(self._options.backoff_initial_s, attempt, 2.0),
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wait, 0.0)):
+                    await entry.wait_changed()
 
     async def create_worker(
         self,
