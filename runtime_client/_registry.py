@@ -296,8 +296,8 @@ class RuntimeRegistry:
             remaining = deadline - loop.time()
             try:
                 handle = entry.check()
-                if attempt == 1:  # the handle's own call deadline bounds the first try
-                    return await call(handle)
+                if attempt == 1 and budget >= self._options.call_timeout_s:
+                    return await call(handle)  # the handle's own call deadline bounds it
                 async with asyncio.timeout(max(remaining, 0.001)):
                     return await call(handle)
             except RuntimeIdentityChanged:

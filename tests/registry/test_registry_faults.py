@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 
 import pytest
@@ -24,6 +26,7 @@ from serving import all_events, eventually
 
 from runtime_client import (
     CursorReset,
+    DeadlineExceeded,
     RegistryEvent,
     RegistryItem,
     RegistryOptions,
@@ -278,3 +281,47 @@ async def test_blackhole_fails_within_its_deadline_and_never_delays_the_view(
         placed, _ = await registry.create_worker(profile="slow")
         assert placed == status_of(registry, "one").runtime_id
         assert FAST.probe_timeout_s  # (the shared fast options stay untouched)
+
+
+async def test_a_hung_runtime_is_unreachable_and_calls_end_by_their_deadline(
+    remote: RemoteFactory, registry_factory: RegistryFactory
+) -> None:
+    """SIGSTOP: the process holds its connections open and answers nothing (a half-open peer).
+    The periodic GetRuntime's deadline notices; a call in flight ends by its deadline; the
+    cached view answers at once meanwhile; SIGCONT brings it back."""
+    r1, r2 = await remote("r1"), await remote("r2")
+    registry = await registry_factory()
+    registry.add_remote(r1.target, alias="one")
+    registry.add_remote(r2.target, alias="two")
+    await registry.start()
+    rid1 = (await wait_state(registry, "one", RuntimeHealth.READY)).runtime_id
+    await wait_state(registry, "two", RuntimeHealth.READY)
+    assert rid1
+    await registry.create_worker(profile="slow", runtime_id=rid1)
+    os.kill(r1.proc.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        call = asyncio.ensure_future(
+            registry.create_worker(profile="slow", runtime_id=rid1, timeout=2.0)
+        )
+        timings = []
+        while not call.done():
+            t = time.perf_counter()
+            views = registry.list_workers()
+            registry.runtimes()
+            timings.append(time.perf_counter() - t)
+            await asyncio.sleep(0.05)
+        assert max(timings) < 0.2
+        assert any(v.runtime_id == rid1 for v in views)
+        with pytest.raises((DeadlineExceeded, Unavailable)):
+            await call
+        assert time.monotonic() - t0 < 15  # its 2 s deadline, generously
+        await wait_state(registry, "one", RuntimeHealth.UNREACHABLE, within=15)
+        assert "DEADLINE_EXCEEDED" in status_of(registry, "one").last_error
+        # the other runtime is unaffected
+        placed, _ = await registry.create_worker(profile="slow")
+        assert placed != rid1
+    finally:
+        os.kill(r1.proc.proc.pid, signal.SIGCONT)
+    await wait_state(registry, "one", RuntimeHealth.READY, within=30)
+    assert registry.handle(rid1)
