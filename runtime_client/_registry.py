@@ -41,7 +41,7 @@ from runtime_client._merged import merged
 from runtime_client._models import Accepted, BusyPolicy, Created, WorkerState
 from runtime_client._monitor import Monitor, jittered
 from runtime_client._placement import choose
-from runtime_client._registry_config import ClientTLS, RegistryConfig
+from runtime_client._registry_config import ClientTLS, RegistryConfig, RegistryConfigError
 from runtime_client._registry_types import (
     RegistryItem,
     RegistryOptions,
@@ -52,6 +52,7 @@ from runtime_client._registry_types import (
 from runtime_client._remote import RemoteConnection
 from runtime_client._routed import RoutedHandle
 from runtime_client._runtime_entry import RuntimeEntry
+from runtime_client._tls import channel_credentials
 from runtime_client.errors import (
     DeadlineExceeded,
     RuntimeDraining,
@@ -122,6 +123,10 @@ class RuntimeRegistry:
             raise ValueError(f"target: expected host:port, got {target!r}")
         if any(c.target == target for c in self._remotes.values()):
             raise ValueError("target: already registered")
+        if tls is not None:  # the PEM files are read and checked now (ValueError naming one)
+            channel_credentials(
+                True, ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file
+            )
         n = len(self._remotes) + 1
         conn = RemoteConnection(target, token=token, tls=tls, options=self._options)
         # the clients are built in start(), inside the event loop; until then a placeholder
@@ -149,13 +154,18 @@ class RuntimeRegistry:
             alias = config.embedded.alias if config.embedded is not None else "embedded"
             registry.add_embedded(embedded, alias=alias)
         for i, remote in enumerate(config.runtimes):
-            registry.add_remote(
-                remote.target,
-                alias=remote.alias,
-                token=remote.token(f"runtimes[{i}].token_env"),
-                tls=remote.tls,
-                expected_runtime_id=remote.expected_runtime_id,
-            )
+            try:
+                registry.add_remote(
+                    remote.target,
+                    alias=remote.alias,
+                    token=remote.token(f"runtimes[{i}].token_env"),
+                    tls=remote.tls,
+                    expected_runtime_id=remote.expected_runtime_id,
+                )
+            except RegistryConfigError:
+                raise
+            except ValueError as exc:  # a TLS file ("ca_file: No such file ..."), named
+                raise RegistryConfigError(f"runtimes[{i}].{exc}") from exc
         return registry
 
     # --- lifecycle ----------------------------------------------------------------------------
