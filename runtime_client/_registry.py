@@ -33,15 +33,16 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from runtime_client._client import RuntimeClient
 from runtime_client._handle import RuntimeHandle
 from runtime_client._merged import merged
 from runtime_client._models import Accepted, BusyPolicy, Created, WorkerState
-from runtime_client._monitor import Monitor, jittered
+from runtime_client._monitor import Monitor
 from runtime_client._placement import choose
 from runtime_client._registry_config import ClientTLS, RegistryConfig, RegistryConfigError
+from runtime_client._registry_retry import call_with_retries
 from runtime_client._registry_types import (
     RegistryItem,
     RegistryOptions,
@@ -53,22 +54,12 @@ from runtime_client._remote import RemoteConnection
 from runtime_client._routed import RoutedHandle
 from runtime_client._runtime_entry import RuntimeEntry
 from runtime_client._tls import channel_credentials
-from runtime_client.errors import (
-    DeadlineExceeded,
-    RuntimeDraining,
-    RuntimeIdentityChanged,
-    RuntimeNotFound,
-    RuntimeUnavailable,
-    Unavailable,
-)
+from runtime_client.errors import RuntimeNotFound
 
 if TYPE_CHECKING:
     from typing import Self
 
 __all__ = ["RuntimeRegistry"]
-
-T = TypeVar("T")
-_RETRYABLE = (Unavailable, RuntimeDraining, DeadlineExceeded)
 
 
 class RuntimeRegistry:
@@ -295,46 +286,6 @@ class RuntimeRegistry:
         entry.check()
         return self._handles[id(entry)]
 
-    async def _retrying(
-        self, entry: RuntimeEntry, call: Callable[[RuntimeHandle], Awaitable[T]], budget: float
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - loop.time()
-            try:
-                handle = entry.check()
-                if attempt == 1 and budget >= self._options.call_timeout_s:
-                    return await call(handle)  # the handle's own call deadline bounds it
-                async with asyncio.timeout(max(remaining, 0.001)):
-                    return await call(handle)
-            except RuntimeIdentityChanged:
-                raise
-            except RuntimeUnavailable:
-                if entry.state is RuntimeHealth.AUTH_FAILED:
-                    raise  # waiting will not make the token right
-                if deadline - loop.time() <= 0:
-                    raise
-            except (*_RETRYABLE, TimeoutError) as exc:
-                entry.poke()  # the connection failed under a call: the health loop looks now
-                if deadline - loop.time() <= 0:
-                    if isinstance(exc, TimeoutError):
-                        raise DeadlineExceeded(
-                            f"runtime {entry.alias!r} did not answer within {budget:g} s",
-                            metadata={"runtime_id": entry.runtime_id or ""},
-                        ) from exc
-                    raise
-            # wait for the runtime's state to change (READY again), or a jittered backoff
-            wait = min(
-                deadline - loop.time(),
-                jittered(self._options.backoff_initial_s, attempt, 2.0),
-            )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(wait, 0.0)):
-                    await entry.wait_changed()
-
     async def create_worker(
         self,
         *,
@@ -354,7 +305,7 @@ class RuntimeRegistry:
         async def call(h: RuntimeHandle) -> Created:
             return await h.create_worker(profile=profile, request_id=key, **create_kwargs)
 
-        created = await self._retrying(entry, call, budget)
+        created = await call_with_retries(entry, call, budget, self._options)
         entry.cache.upsert(created.worker, created.seq)
         return entry.runtime_id or "", created
 
@@ -377,7 +328,7 @@ class RuntimeRegistry:
         async def call(h: RuntimeHandle) -> Accepted:
             return await h.send_input(worker_id, text, request_id=key, busy_policy=busy_policy)
 
-        return await self._retrying(entry, call, budget)
+        return await call_with_retries(entry, call, budget, self._options)
 
     def subscribe(
         self,
