@@ -237,8 +237,21 @@ async def test_sigterm_is_draining_and_placement_goes_elsewhere(
     )
     placed, _ = await registry.create_worker(profile="slow")
     assert placed == rid2  # least loaded
+    items: list[RegistryItem] = []
+    feeder = asyncio.ensure_future(collect(registry.subscribe(runtime_id=rid2), items))
+    await eventually(lambda: bool(events(items)), what="runtime 2's stream")
     r2.proc.proc.send_signal(15)
     await wait_state(registry, "two", RuntimeHealth.DRAINING)
+    # reported in-band on the held stream (its runs still stream during the grace period)
+    await eventually(
+        lambda: any(
+            isinstance(i, RuntimeStateChanged) and i.state is RuntimeHealth.DRAINING for i in items
+        ),
+        what="DRAINING in-band",
+    )
+    feeder.cancel()
+    with contextlib.suppress(BaseException):
+        await feeder
     for _ in range(3):
         placed, _ = await registry.create_worker(profile="slow")
         assert placed == rid1
