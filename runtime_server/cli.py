@@ -25,7 +25,14 @@ from runtime_server._startup_checks import (
 )
 from runtime_server.errors import StoreFailure
 from runtime_server.logformat import LOG_FORMATS, configure
-from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
+from runtime_server.runtime import (
+    ConfigError,
+    Runtime,
+    RuntimeCloseError,
+    default_config,
+    limits_from,
+    load_config,
+)
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
 log = logging.getLogger("runtime_server")
@@ -208,7 +215,12 @@ async def serve(args: argparse.Namespace) -> int:
     loop.remove_signal_handler(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("shutting down: draining", flush=True)
-    await server.stop(args.grace)
+    try:
+        await server.stop(args.grace)
+    except RuntimeCloseError as exc:  # every resource was released; some releases failed
+        for failure in exc.exceptions:
+            print(f"error during shutdown: {failure}", file=sys.stderr)
+        return 1
     print("stopped", flush=True)
     return 0
 

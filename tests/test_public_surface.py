@@ -127,6 +127,7 @@ SURFACES: dict[str, set[str]] = {
         "ProviderConfig",
         "ProviderFactory",
         "Runtime",
+        "RuntimeCloseError",
         "RuntimeCounters",
         "RuntimeInfo",
         "RuntimeObserver",
