@@ -42,7 +42,7 @@ from runtime_server.runtime._info import (
 )
 from runtime_server.runtime._lifecycle import Resources, RuntimeCloseError
 from runtime_server.runtime._local import LocalModels
-from runtime_server.runtime._observer import RuntimeCounters, RuntimeObserver
+from runtime_server.runtime._observer import RuntimeObserver
 from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, default_config
 from runtime_server.runtime._providers import (
@@ -55,7 +55,7 @@ from runtime_server.runtime._request_limits import (
     check_id,
 )
 from runtime_server.runtime._runbook import RunBook
-from runtime_server.runtime._storewatch import StoreState, StoreStateListener, StoreWatch
+from runtime_server.runtime._storewatch import StoreWatch
 from runtime_server.runtime._transcripts import Transcripts
 from runtime_server.runtime._workspaces import Workspaces
 from runtime_server.store import (
@@ -301,14 +301,6 @@ class RuntimeCore:
             raise errors.FailedPrecondition("set the observer before the runtime starts")
         self._observer = self._book.observer = self._diagnostics.observer = observer
 
-    def counters(self) -> RuntimeCounters:
-        """Monotonic counters since start, for operators' metrics."""
-        log_ = self._require_log()
-        return RuntimeCounters(
-            events_committed=log_.committed_seq - log_.start_seq,
-            subscriber_cuts={"lagging": log_.cuts_lagging, "shutdown": log_.cuts_shutdown},
-        )
-
     @property
     def runtime_id(self) -> str:
         """The stable id, kept by a persistent store across restarts ("" before start)."""
@@ -346,31 +338,7 @@ class RuntimeCore:
         """Whether close() has been called (it may still be draining)."""
         return self._close_task is not None
 
-    @property
-    def store_state(self) -> StoreState:
-        """OK, FAILING (changes refused while the store retries) or DAMAGED (until a restart)."""
-        return self._store_watch.state
-
-    def watch_store(self, listener: StoreStateListener) -> None:
-        """``listener(state)`` is called on the loop when the store's state changes (the gRPC
-        layer switches health with it)."""
-        self._store_watch.add_listener(listener)
-
     # --- diagnostics ---
-
-    def diagnose(
-        self,
-        level: DiagnosticLevel,
-        code: str,
-        message: str,
-        *,
-        worker_id: str = "",
-        run_id: str = "",
-    ) -> None:
-        """Record a diagnostic (kept in the ring, published as an event, stored and logged):
-        the hook for layers above the core, e.g. the gRPC edge's ``RPC_INTERNAL_ERROR`` for a
-        bug answered INTERNAL. ``message`` is cut to 4,096 characters; it must hold no secret."""
-        self._diagnose(level, code, message, worker_id, run_id)
 
     def _diagnose(
         self, level: DiagnosticLevel, code: str, message: str, worker_id: str = "", run_id: str = ""

@@ -28,12 +28,14 @@ from runtime_server.runtime._info import (
     RuntimeInfo,
 )
 from runtime_server.runtime._lifetime import UsageSummary
+from runtime_server.runtime._observer import RuntimeCounters
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import Profile
 from runtime_server.runtime._request_limits import (
     check_id,
     check_page_token,
 )
+from runtime_server.runtime._storewatch import StoreState, StoreStateListener
 from runtime_server.runtime._validation import (
     check_labels,
 )
@@ -44,6 +46,24 @@ class RuntimeQueries(RuntimeCore):
     """Reads and paging over the Runtime's state (see the module doc)."""
 
     # --- management ---
+
+    def counters(self) -> RuntimeCounters:
+        """Monotonic counters since start, for operators' metrics."""
+        log_ = self._require_log()
+        return RuntimeCounters(
+            events_committed=log_.committed_seq - log_.start_seq,
+            subscriber_cuts={"lagging": log_.cuts_lagging, "shutdown": log_.cuts_shutdown},
+        )
+
+    @property
+    def store_state(self) -> StoreState:
+        """OK, FAILING (changes refused while the store retries) or DAMAGED (until a restart)."""
+        return self._store_watch.state
+
+    def watch_store(self, listener: StoreStateListener) -> None:
+        """``listener(state)`` is called on the loop when the store's state changes (the gRPC
+        layer switches health with it)."""
+        self._store_watch.add_listener(listener)
 
     def info(self) -> RuntimeInfo:
         """A synchronous snapshot of :meth:`get_runtime` (for callers that cannot await)."""

@@ -29,6 +29,7 @@ from runtime_server import errors
 from runtime_server.model import (
     BusyPolicy,
     ConfigBundleRef,
+    DiagnosticLevel,
     Payload,
     Run,
     RunQueued,
@@ -119,6 +120,22 @@ class Runtime(RuntimeQueries):
     the bundled local models), which it opens at start and closes at close. A factory given here
     is the caller's to close.
     """
+
+    # --- diagnostics ---
+
+    def diagnose(
+        self,
+        level: DiagnosticLevel,
+        code: str,
+        message: str,
+        *,
+        worker_id: str = "",
+        run_id: str = "",
+    ) -> None:
+        """Record a diagnostic (kept in the ring, published as an event, stored and logged):
+        the hook for layers above the core, e.g. the gRPC edge's ``RPC_INTERNAL_ERROR`` for a
+        bug answered INTERNAL. ``message`` is cut to 4,096 characters; it must hold no secret."""
+        self._diagnose(level, code, message, worker_id, run_id)
 
     # --- catalog ---
 
