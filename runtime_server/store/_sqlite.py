@@ -117,12 +117,7 @@ class SqliteStore(WriterThreads):
         retention_interval: float = 1.0,
         accept_seq_loss: bool = False,
     ) -> None:
-        if durability not in ("process", "power"):
-            raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
-        if retention_events < 1:
-            raise ValueError("retention_events must be >= 1")
-        if retention_seconds < 0 or retention_interval < 0:
-            raise ValueError("retention_seconds and retention_interval must be >= 0")
+        _check_options(durability, retention_events, retention_seconds, retention_interval)
         self.path = Path(path)
         self.durability: Durability = durability
         self._retention_events = retention_events
@@ -390,18 +385,7 @@ class SqliteStore(WriterThreads):
         # Commit reports precede this one (same queue), so last_seq == the reported seq.
         self._reported_seq = max(self._reported_seq, last_seq)
         self._queued_seq = self._reported_seq
-        if corrupt and isinstance(exc, StoreCorrupt):
-            err: StoreFailure = exc
-        elif corrupt:
-            err = StoreCorrupt(self.path, f"the file is damaged ({describe(exc)})")
-        else:
-            err = StoreFailure(
-                f"SQLite store {str(self.path)!r} failed to write ({describe(exc)}); nothing "
-                f"after seq {self._reported_seq} was committed",
-                path=str(self.path),
-            )
-        if exc is not err:
-            err.__cause__ = exc
+        err = _write_failure(self.path, exc, corrupt, self._reported_seq)
         if isinstance(self._failure, StoreCorrupt) and not isinstance(err, StoreCorrupt):
             err = self._failure  # damaged stays damaged
         self._failure = err
@@ -445,18 +429,10 @@ class SqliteStore(WriterThreads):
         try:
             return read(self._reader(), *args)
         except (sqlite3.Error, codec.CodecError) as exc:
-            if isinstance(exc, codec.CodecError) or is_corruption(exc):
-                if not self._corrupt.is_set():
-                    self._corrupt.set()
-                    self._queue.put(WAKE)
-                err: StoreFailure = StoreCorrupt(
-                    self.path, f"the file is damaged ({describe(exc)})"
-                )
-            else:
-                err = StoreFailure(
-                    f"SQLite store {str(self.path)!r} cannot read ({describe(exc)})",
-                    path=str(self.path),
-                )
+            err = _read_failure(self.path, exc)
+            if isinstance(err, StoreCorrupt) and not self._corrupt.is_set():
+                self._corrupt.set()
+                self._queue.put(WAKE)
             raise err from exc
 
 
@@ -465,3 +441,40 @@ class SqliteStore(WriterThreads):
 
 def _closed_error() -> RuntimeError:
     return RuntimeError("SqliteStore is closed")
+
+
+def _check_options(
+    durability: str, retention_events: int, retention_seconds: float, retention_interval: float
+) -> None:
+    if durability not in ("process", "power"):
+        raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
+    if retention_events < 1:
+        raise ValueError("retention_events must be >= 1")
+    if retention_seconds < 0 or retention_interval < 0:
+        raise ValueError("retention_seconds and retention_interval must be >= 0")
+
+
+def _write_failure(
+    path: Path, exc: BaseException, corrupt: bool, reported_seq: int
+) -> StoreFailure:
+    """What a writer failure reported on the loop becomes for the store's callers."""
+    if corrupt and isinstance(exc, StoreCorrupt):
+        return exc
+    if corrupt:
+        err: StoreFailure = StoreCorrupt(path, f"the file is damaged ({describe(exc)})")
+    else:
+        err = StoreFailure(
+            f"SQLite store {str(path)!r} failed to write ({describe(exc)}); nothing "
+            f"after seq {reported_seq} was committed",
+            path=str(path),
+        )
+    err.__cause__ = exc
+    return err
+
+
+def _read_failure(path: Path, exc: sqlite3.Error | codec.CodecError) -> StoreFailure:
+    """What a failed read becomes: a damaged file (an undecodable row, a corrupt page) is
+    StoreCorrupt — the writer then stops writing to it — anything else StoreFailure."""
+    if isinstance(exc, codec.CodecError) or is_corruption(exc):
+        return StoreCorrupt(path, f"the file is damaged ({describe(exc)})")
+    return StoreFailure(f"SQLite store {str(path)!r} cannot read ({describe(exc)})", path=str(path))
