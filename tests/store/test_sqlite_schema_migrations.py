@@ -26,13 +26,26 @@ def _meta(path: Path) -> dict[str, object]:
         conn.close()
 
 
-async def test_an_older_file_is_migrated_in_order_on_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "runtime.sqlite3"
+async def _a_current_file(directory: Path) -> Path:
+    path = directory / "runtime.sqlite3"
     store = SqliteStore(path)
     await store.open("rt-old")
     await store.close()
+    return path
+
+
+def _tables(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+
+
+async def test_an_older_file_is_migrated_in_order_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = await _a_current_file(tmp_path)
     assert int(_meta(path)["schema_version"]) == SCHEMA_VERSION
 
     ran: list[int] = []
@@ -55,19 +68,14 @@ async def test_an_older_file_is_migrated_in_order_on_open(
     assert ran == [SCHEMA_VERSION, SCHEMA_VERSION + 1]
     assert state.runtime_id == "rt-old"  # migrated, never reset
     assert int(_meta(path)["schema_version"]) == newer
-    conn = sqlite3.connect(path)
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    conn.close()
+    tables = _tables(path)
     assert {f"migrated_{SCHEMA_VERSION}", f"migrated_{SCHEMA_VERSION + 1}"} <= tables
 
 
 async def test_a_failed_migration_leaves_the_file_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "runtime.sqlite3"
-    store = SqliteStore(path)
-    await store.open("rt-old")
-    await store.close()
+    path = await _a_current_file(tmp_path)
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
@@ -79,7 +87,5 @@ async def test_a_failed_migration_leaves_the_file_as_it_was(
         await SqliteStore(path).open("rt-unused")
 
     assert int(_meta(path)["schema_version"]) == SCHEMA_VERSION
-    conn = sqlite3.connect(path)
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    conn.close()
+    tables = _tables(path)
     assert "half_done" not in tables
