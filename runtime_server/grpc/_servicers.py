@@ -43,7 +43,7 @@ async def _abort_with(context: Ctx, runtime: Runtime, exc: Exception) -> NoRetur
     """The one place an exception becomes a gRPC status: a domain error by the error table
     (_errors); anything else is a bug, not the caller's mistake — logged with its traceback,
     recorded through the Runtime's diagnostics hook, answered INTERNAL without leaking internals."""
-    if isinstance(exc, errors.RuntimeError_):
+    if isinstance(exc, errors.RuntimeServiceError):
         await abort(context, exc)
     log.exception("unexpected error in RPC")
     runtime.diagnose(DiagnosticLevel.ERROR, "RPC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
@@ -120,7 +120,7 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
         return mpb.ListDiagnosticsResponse(
             diagnostics=[cv.diagnostic(d) for d in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
@@ -141,7 +141,7 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
         return mpb.ListWorkspaceClaimsResponse(
             claims=[cv.workspace_claim(c) for c in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
 
@@ -187,7 +187,7 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
         return cpb.ListWorkersResponse(
             workers=[cv.worker(w) for w in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
@@ -236,7 +236,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         return opb.GetTranscriptResponse(
             entries=[cv.entry(e) for e in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
@@ -266,7 +266,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         sub = runtime.subscribe(
             after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
         )
-        interval = runtime.limits.heartbeat_interval_s or None
+        interval = runtime.limits.heartbeat_interval_seconds or None
         more = max_events - 1
         weigh = wire_size.event_size
         # an upper bound of the batch's encoded size (the same budget as a ListEvents page)

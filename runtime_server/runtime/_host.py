@@ -158,11 +158,11 @@ class WorkerHost:
         started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._ctx.runs.runs[run.run_id] = started
         entry = TranscriptEntry(
-            self.worker.worker_id,
-            len(self.transcript),
-            run.run_id,
-            engine.Message(engine.Role.USER, text=run.input_text),
-            now(),
+            worker_id=self.worker.worker_id,
+            index=len(self.transcript),
+            run_id=run.run_id,
+            message=engine.Message(engine.Role.USER, text=run.input_text),
+            created_at=now(),
         )
         self.transcript.append(entry)
         self.active = started

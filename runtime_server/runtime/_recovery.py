@@ -130,7 +130,10 @@ def close_dangling_calls(log_: EventLog, host: WorkerHost, tail: list[Transcript
             engine.Role.TOOL, text=text, tool_call_id=call.call_id, tool_name=call.name,
             is_error=True,
         )  # fmt: skip
-        closing = TranscriptEntry(wid, len(host.transcript), entry.run_id, result, now())
+        closing = TranscriptEntry(
+            worker_id=wid, index=len(host.transcript), run_id=entry.run_id, created_at=now(),
+            message=result,
+        )  # fmt: skip
         host.transcript.append(closing)
         log_.append(
             wid,

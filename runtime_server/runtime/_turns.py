@@ -85,7 +85,10 @@ def event_mapper(
         append_one(worker_id, run_id, ToolCallFinished(ev.call_id, ev.name, ev.result, ev.is_error))
 
     def on_message(ev: Any) -> None:
-        entry = TranscriptEntry(worker_id, len(host.transcript), run_id, ev.message, now())
+        entry = TranscriptEntry(
+            worker_id=worker_id, index=len(host.transcript), run_id=run_id, created_at=now(),
+            message=ev.message,
+        )  # fmt: skip
         host.transcript.append(entry)
         log_.append(worker_id, run_id, [MessageCommitted(entry)], [AppendTranscript(entry)])
 
