@@ -175,8 +175,7 @@ class RuntimeCore:
     async def _acquire(self, resources: Resources) -> None:
         """Each resource goes on the stack as soon as it is acquired (released in reverse)."""
         factory = self._own_factory
-        if factory is not None:
-            factory.open()
+        if factory is not None:  # (its HTTP client is created at the first provider built)
             resources.push("the HTTP client", factory.aclose)
             resources.push("the local models", factory.local.aclose)
         self._providers.observer = self._observer
