@@ -18,7 +18,7 @@ from runtime_client import CursorAhead, Event, RunFinished, RunState, RuntimeCli
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_client.api import types_pb2 as pb
-from runtime_server.grpc._servicers import MAX_BATCH_EVENTS
+from runtime_server.grpc import MAX_BATCH_EVENTS
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:

@@ -13,8 +13,7 @@ import pytest
 
 import engine
 from engine import ScriptedProvider
-from engine._scripted import text_reply, tool_reply
-from engine.testing import LoopbackServer, Reply
+from engine.testing import LoopbackServer, Reply, text_reply, tool_reply
 from runtime_client import (
     BusyPolicy,
     Event,

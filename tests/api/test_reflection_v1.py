@@ -9,7 +9,7 @@ import grpc
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from runtime_server.grpc._server import SERVICE_NAMES
+from runtime_server.grpc import SERVICE_NAMES
 
 if TYPE_CHECKING:
     from conftest import ServeFactory

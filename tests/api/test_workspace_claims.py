@@ -14,7 +14,7 @@ import pytest
 
 import engine
 from engine import ScriptedProvider
-from engine._scripted import text_reply, tool_reply
+from engine.testing import text_reply, tool_reply
 from runtime_client import (
     CapabilityNotAllowed,
     InvalidArgument,

@@ -29,12 +29,13 @@ from engine import (
     TextDelta,
     TurnConfig,
     TurnEvent,
+    backoff_delay,
     make_provider,
     run_turn,
+    stream_with_retry,
 )
-from engine._http import parse_retry_after
-from engine._retry import backoff_delay, stream_with_retry
 from engine.testing import LoopbackServer, Reply
+from engine.wire import parse_retry_after
 
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01, max_stream_restarts=1)
 HISTORY = (Message(Role.USER, "hi"),)

@@ -21,16 +21,18 @@ from engine import (
     EngineError,
     Message,
     OpenAIChatProvider,
+    RedactingFilter,
     Redactor,
     RetryPolicy,
     Role,
+    SecretRegistry,
     Tool,
     ToolRegistry,
     TurnConfig,
     TurnEvent,
+    request_secrets,
     run_turn,
 )
-from engine._redact import RedactingFilter, SecretRegistry, request_secrets
 from engine.testing import LoopbackServer, RecordedRequest, Reply
 
 KEY = "sk-live-7f3a9c2e51b84d06a1e2c3b4d5e6f708192a3b4c"

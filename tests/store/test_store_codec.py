@@ -12,7 +12,7 @@ from store_samples import FULL_MESSAGE, all_payloads, entry, run, worker
 import runtime_server.store as store_pkg
 from engine import Message, Role
 from runtime_server import model
-from runtime_server.store import _codec as codec
+from runtime_server.store import codec
 
 
 def test_every_payload_type_has_a_codec() -> None:
