@@ -28,8 +28,6 @@ from runtime_server.logformat import LOG_FORMATS, configure
 from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
-log = logging.getLogger("runtime_server")
-
 DEFAULT_DATA_DIR = "worker-runtime-data"
 ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
 
