@@ -16,7 +16,7 @@ import pytest
 from runtime_client import RunFinished, RunState, RuntimeClient, RuntimeDraining, TextDelta
 
 if TYPE_CHECKING:
-    from conftest import Served, SpawnServer
+    from serving import Served, SpawnServer
 
 CLI = Path(sys.executable).parent / "worker-runtime"
 BOUND = 30.0

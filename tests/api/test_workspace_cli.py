@@ -14,7 +14,7 @@ from runtime_client import MountMode
 from runtime_server.runtime import HostPolicy
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 CLI = Path(sys.executable).parent / "worker-runtime"
 pytestmark = pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")

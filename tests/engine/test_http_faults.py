@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -91,12 +90,6 @@ ANTHROPIC_OK = ANTHROPIC_START + ANTHROPIC_TEXT + ANTHROPIC_END
 class Recorder(list[TurnEvent]):
     def __call__(self, event: TurnEvent) -> None:
         self.append(event)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 async def turn(provider: Any, retry: RetryPolicy = FAST) -> tuple[Any, Recorder]:

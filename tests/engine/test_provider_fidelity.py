@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -80,12 +79,6 @@ def tools() -> ToolRegistry:
     registry.add(Tool("weather", "weather", weather))
     registry.add(Tool("clock", "time", clock))
     return registry
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 async def turn(provider: Any, history: tuple[Message, ...] = HISTORY) -> tuple[Any, Recorder]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -301,12 +300,6 @@ def tools() -> ToolRegistry:
         return f"12:00 {args['tz']}"
 
     return ToolRegistry([Tool("weather", "weather", weather), Tool("clock", "time", clock)])
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 async def test_responses_tool_loop_sends_history_as_input_items(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -99,12 +99,6 @@ def echo_in_content_and_field_names(req: RecordedRequest) -> Reply:
     delta = {"content": f"your key is {secret}", secret: "x"}  # unknown field → a Notice
     chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": "stop"}]}
     return Reply(body=sse(json.dumps(chunk)) + sse("[DONE]"))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 class Recorder(list[TurnEvent]):
