@@ -6,6 +6,7 @@
   script item may also be a function of the request that returns the reply (a server that
   echoes what it was sent, e.g. the credential headers).
   Point a provider's ``base_url`` at ``server.url``.
+- :class:`EventRecorder`: an :data:`engine.Emit` that keeps every event a turn emits, in order.
 - :func:`text_reply`, :func:`tool_reply`: scripts for :class:`engine.ScriptedProvider` (an answer;
   a model asking for tool calls).
 - :func:`local_model_missing`: the engine behaves as if the SmolLM2 wheel were not installed.
@@ -37,9 +38,11 @@ from engine._local import (
     smollm2_model_path,
 )
 from engine._scripted import ScriptItem, text_reply, tool_reply
+from engine._types import Notice, TurnEvent
 
 __all__ = [
     "CHATML_TOOLS_TEMPLATE",
+    "EventRecorder",
     "LlamaServer",
     "LoopbackServer",
     "RecordedRequest",
@@ -55,6 +58,17 @@ __all__ = [
 ]
 
 ODD_SIZES = (1, 7, 3, 31, 2, 64, 5, 13)
+
+
+class EventRecorder(list[TurnEvent]):
+    """Pass it as a turn's ``emit``: every event lands in this list, in order."""
+
+    def __call__(self, event: TurnEvent) -> None:
+        self.append(event)
+
+    def notices(self, code: str) -> list[Notice]:
+        """The :class:`engine.Notice` s with this code."""
+        return [e for e in self if isinstance(e, Notice) and e.code == code]
 
 
 def chunked(data: bytes, sizes: Sequence[int] = ODD_SIZES) -> Iterator[bytes]:

@@ -77,6 +77,7 @@ SURFACES: dict[str, set[str]] = {
     },
     "engine.testing": {
         "CHATML_TOOLS_TEMPLATE",
+        "EventRecorder",
         "LlamaServer",
         "LoopbackServer",
         "RecordedRequest",

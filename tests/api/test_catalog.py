@@ -113,7 +113,7 @@ async def test_worker_ids_are_canonical_uuids(client: RuntimeClient) -> None:
     raw = uuid.uuid4()
     spellings = (str(raw).upper(), raw.hex, "{" + str(raw) + "}", raw.urn)
     # one stored form: other spellings of a UUID are refused, never aliased (see
-    # tests/api/test_id_spelling.py for every RPC)
+    # tests/api/test_id_rules.py for every RPC)
     for spelling in spellings:
         with pytest.raises(InvalidArgument) as info:
             await client.create_worker(worker_id=spelling)

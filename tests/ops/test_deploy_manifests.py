@@ -19,8 +19,8 @@ import grpc
 import kubernetes_validate
 import pytest
 import yaml
-from test_ops_health_port import SERVING, check, make_mtls_files
-from test_ops_metrics import scrape, value
+from test_health_port import SERVING, check, make_mtls_files
+from test_metrics_endpoint import scrape, value
 
 from runtime_client import RuntimeClient
 from runtime_server.cli import serve_options
