@@ -63,8 +63,14 @@ def test_runtime_client_never_imports_the_server_or_the_engine() -> None:
 def _imports(path: Path) -> list[tuple[int, str]]:
     """(line, absolute module) of every import in ``path``, relative ones resolved."""
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    return _imports_in(path.read_text(encoding="utf-8"), package, str(path))
+
+
+def _imports_in(source: str, package: str, filename: str = "<source>") -> list[tuple[int, str]]:
+    """:func:`_imports` of ``source``, a module of ``package``: every node of the tree, so an
+    import inside a function (a lazy import) counts as much as one at the top."""
     found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -192,3 +198,19 @@ def test_the_private_import_rule_tells_own_package_from_another() -> None:
     )
     assert _private_part("__future__.annotations") is None
     assert _private_part("runtime_client.api.types_pb2") is None
+
+    source = (
+        "from __future__ import annotations\n"
+        "from ._b import x\n"
+        "def later():\n"
+        "    from runtime_server.store import _codec\n"
+        "    import engine._scripted\n"
+    )
+    private = {
+        _private_part(module) for _, module in _imports_in(source, "runtime_server.runtime")
+    } - {None}
+    assert private == {
+        ("runtime_server.runtime", "runtime_server.runtime._b"),  # relative: its own package
+        ("runtime_server.store", "runtime_server.store._codec"),  # lazy, another package's
+        ("engine", "engine._scripted"),
+    }
