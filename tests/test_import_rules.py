@@ -148,12 +148,17 @@ def _package_of(path: Path) -> str:
 
 def _private_part(module: str) -> tuple[str, str] | None:
     """For ``a.b._c.d`` (a private module, or a private name imported from a module): the package
-    that owns the private part and the private part, ``("a.b", "a.b._c")``. ``None`` when every
+    that holds the private part and the private part, ``("a.b", "a.b._c")``. When the private part
+    is a name in a module (``a.b.m._f``, ``a/b/m.py``), the holder is that module's package
+    (``a.b``): a module may use a private helper of its own package's modules. ``None`` when every
     part is public (dunders such as ``__future__`` are not private)."""
     parts = module.split(".")
     for i, part in enumerate(parts):
         if part.startswith("_") and not part.startswith("__"):
-            return ".".join(parts[:i]), ".".join(parts[: i + 1])
+            holder = parts[:i]
+            if holder and (ROOT.joinpath(*holder[:-1]) / f"{holder[-1]}.py").is_file():
+                holder = holder[:-1]
+            return ".".join(holder), ".".join(parts[: i + 1])
     return None
 
 
@@ -192,8 +197,10 @@ def test_the_private_import_rule_tells_own_package_from_another() -> None:
     b = "runtime_server.runtime._b"
     assert _private_part(f"{b}.name") == ("runtime_server.runtime", b)
     assert _package_of(ROOT / "runtime_server" / "grpc" / "x.py") != "runtime_server.runtime"
+    # a private name of a module: held by the module's package (runtime_server), so a test may
+    # not import it, while runtime_server/x.py could
     assert _private_part("runtime_server.cli._serve_options") == (
-        "runtime_server.cli",
+        "runtime_server",
         "runtime_server.cli._serve_options",
     )
     assert _private_part("__future__.annotations") is None

@@ -104,6 +104,7 @@ SURFACES: dict[str, set[str]] = {
         "render_responses_input",
     },
     "runtime_server.grpc": {
+        "ERROR_DOMAIN",
         "MAX_BATCH_EVENTS",
         "OpsListenError",
         "OpsOptions",
