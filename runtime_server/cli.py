@@ -1,5 +1,5 @@
 """``worker-runtime``: ``serve`` runs the server; every other command is a client command
-(runtime_client._cli)."""
+(runtime_client.cli)."""
 
 from __future__ import annotations
 
@@ -35,19 +35,19 @@ from runtime_server.runtime import (
 )
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
-log = logging.getLogger("runtime_server")
-
 DEFAULT_DATA_DIR = "worker-runtime-data"
 ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
 
 
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the gRPC server", description="Run the gRPC server.")
-    _serve_options(p)
+    serve_options(p)
     p.set_defaults(direct=_serve_main)
 
 
-def _serve_options(p: argparse.ArgumentParser) -> None:
+def serve_options(p: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` flags to ``p``: public, so what ships (deploy/ manifests, docs) can be
+    checked against the flags the server really accepts."""
     p.add_argument(
         "--listen",
         default="127.0.0.1:50051",
@@ -246,8 +246,8 @@ def _serve_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """One parser for every command: ``serve`` is added here to the client's command set
-    (runtime_client._cli), so ``worker-runtime --help`` lists it beside the client commands."""
-    from runtime_client._cli import main as client_main
+    (runtime_client.cli), so ``worker-runtime --help`` lists it beside the client commands."""
+    from runtime_client.cli import main as client_main
 
     return client_main(sys.argv[1:] if argv is None else argv, extra=_add_serve)
 

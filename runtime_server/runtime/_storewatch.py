@@ -42,7 +42,7 @@ from runtime_server.store import PutMeta, StoreCorrupt
 if TYPE_CHECKING:
     from runtime_server.runtime._core import RuntimeCore
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 _RELOAD_RETRY_MIN = 0.1  # seconds between attempts to read the committed state back, doubling
 _RELOAD_RETRY_MAX = 2.0
