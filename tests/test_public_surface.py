@@ -112,6 +112,7 @@ SURFACES: dict[str, set[str]] = {
         "SERVICE_NAMES",
         "TLSFiles",
         "convert",
+        "servicers",
         "start_server",
     },
     "runtime_client": {
@@ -279,6 +280,7 @@ SURFACES: dict[str, set[str]] = {
         "run_input_bytes",
         "text_bytes",
         "codec",
+        "schema",
     },
 }
 

@@ -30,7 +30,7 @@ from runtime_server.grpc._errors import abort, status_details
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Runtime
 
-log = logging.getLogger("runtime_server.grpc")
+log = logging.getLogger(__name__)
 
 Ctx: TypeAlias = Any  # grpc ships no type hints: grpc.aio.ServicerContext
 # SubscribeEventBatches: the most events in one EventBatch (documented in the proto)

@@ -65,7 +65,7 @@ from runtime_server.store import (
     StoredState,
 )
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 MESSAGE_HEADROOM_BYTES = 16 * 1024  # an event's ids, times and framing (< 1 kB) around its text
 

@@ -17,7 +17,7 @@ from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._request_limits import check_page_token
 from runtime_server.store import PutDiagnostic
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 DIAGNOSTIC_MESSAGE_CHARS = 4096
 

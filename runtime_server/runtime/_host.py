@@ -48,7 +48,7 @@ from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._turns import event_mapper, turn_config
 from runtime_server.store import AppendTranscript, Mutation, PutRequestKey, PutRun, PutWorker
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 Diagnose = Callable[..., None]  # (level, code, message, worker_id="", run_id="")
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 Release = Callable[[], Awaitable[None]]
 

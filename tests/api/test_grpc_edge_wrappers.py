@@ -9,7 +9,7 @@ import ast
 import inspect
 from pathlib import Path
 
-from runtime_server.grpc import _servicers as servicers
+from runtime_server.grpc import servicers
 
 SERVICERS = (
     servicers.ManagementServicer,

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_server.store import SCHEMA_VERSION, SqliteStore, StoreOpenError
-from runtime_server.store import _sqlite_schema as schema
+from runtime_server.store import SCHEMA_VERSION, SqliteStore, StoreOpenError, schema
 
 
 def test_every_older_version_has_a_migration() -> None:
