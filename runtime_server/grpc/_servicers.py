@@ -24,6 +24,7 @@ from runtime_server import errors, wire_size
 from runtime_server import model as m
 from runtime_server.grpc import _convert as cv
 from runtime_server.grpc._errors import abort, status_details
+from runtime_server.grpc._eventcache import EventCache
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Runtime
 
@@ -199,6 +200,10 @@ class InteractionServicer(_Base, igrpc.InteractionServiceServicer):
 
 
 class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
+    def __init__(self, runtime: Runtime, *, auth_required: bool = False) -> None:
+        super().__init__(runtime, auth_required=auth_required)
+        self._events = EventCache()  # each event converted once, for every stream and page
+
     @unary
     async def GetTranscript(
         self, request: opb.GetTranscriptRequest, context: Ctx
@@ -220,7 +225,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             after_seq=request.after_seq, worker_id=request.worker_id, page_size=request.page_size
         )
         return opb.ListEventsResponse(
-            events=[cv.event(e) for e in page.events],
+            events=[self._events.convert(e) for e in page.events],
             last_seq=page.last_seq,
             oldest_seq=page.oldest_seq,
             next_after_seq=page.events[-1].seq if page.events else request.after_seq,
@@ -280,7 +285,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def SubscribeEvents(
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncIterator[pb.Event]:
-        convert = cv.event
+        convert = self._events.convert
         async with contextlib.aclosing(self._event_lists(request, context, 1)) as lists:
             async for item in lists:
                 if isinstance(item, int):
@@ -292,7 +297,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def SubscribeEventBatches(
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncIterator[opb.EventBatch]:
-        convert = cv.event
+        convert = self._events.convert
         batch = opb.EventBatch
         async with contextlib.aclosing(
             self._event_lists(request, context, MAX_BATCH_EVENTS)
