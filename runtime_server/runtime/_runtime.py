@@ -63,6 +63,7 @@ from runtime_server.model import (
     now,
 )
 from runtime_server.runtime._allocation import Claim
+from runtime_server.runtime._backpressure import backpressured
 from runtime_server.runtime._budget import (
     KEY_RECORD_BYTES,
     RUN_RECORD_BYTES,
@@ -1026,7 +1027,7 @@ class Runtime:
             raise errors.InvalidArgument(
                 "text", f"is larger than one message can carry ({room} bytes of UTF-8)"
             )
-        fp = fingerprint(text, busy_policy.value)
+        fp = fingerprint(text, busy_policy.value) if request_id else ""  # only keys use it
         if request_id:
             prior = slot.request_keys.get(request_id)
             if prior is not None:
@@ -1476,6 +1477,7 @@ class Runtime:
             provider = factory(profile)
             if self._observer is not None:
                 provider = MeteredProvider(provider, self._observer)
+            provider = backpressured(provider, self._store)  # bounded write queue
             self._providers[profile.name] = provider
         return provider
 
