@@ -94,6 +94,10 @@ Durability = Literal["process", "power"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
+# The default bound of the write backlog (events written, not yet committed) that write_wait()
+# holds producers at; the Runtime passes its limit ``store_write_backlog_events``.
+DEFAULT_MAX_WRITE_BACKLOG = 4096
+
 # One transaction holds at most this many events, so the first batch of a large backlog is
 # reported after one chunk rather than after the whole backlog.
 _MAX_EVENTS_PER_TRANSACTION = 20_000
@@ -165,6 +169,7 @@ class SqliteStore:
         retention_seconds: float = 0.0,
         retention_interval: float = 1.0,
         accept_seq_loss: bool = False,
+        max_write_backlog: int = DEFAULT_MAX_WRITE_BACKLOG,
     ) -> None:
         if durability not in ("process", "power"):
             raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
@@ -182,6 +187,12 @@ class SqliteStore:
         # seqs are skipped, so none is handed out twice. An operator's decision, never a default.
         self._accept_seq_loss = accept_seq_loss
         self._seq_floor = 0  # set by the start-up check: the log continues after it
+        if max_write_backlog < 1:
+            raise ValueError("max_write_backlog must be >= 1")
+        # Backpressure: producers that call write_wait() are held while this many events are
+        # written but not committed (see write_wait).
+        self._max_backlog = max_write_backlog
+        self._backlog_waiters: deque[asyncio.Future[None]] = deque()
 
         self._listener: CommitListener | None = None
         self._failure_listener: FailureListener | None = None
@@ -280,6 +291,36 @@ class SqliteStore:
         self._batches_written += 1
         # Events and mutations are frozen values: a tuple of them is a complete copy.
         self._queue.put((self._batches_written, tuple(events), tuple(mutations)))
+
+    def write_wait(self) -> asyncio.Future[None] | None:
+        """Backpressure: None while fewer than ``max_write_backlog`` events are written but not
+        committed; else a future that completes once the backlog is below the bound again (or
+        the store failed or closed: the next write() then says why). Producers that can wait
+        (run event streams) await it before writing, so the write queue — and with it the
+        publish latency — stays bounded; write() itself never blocks or refuses."""
+        if self._queued_seq - self._reported_seq < self._max_backlog or self._failure is not None:
+            return None
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._backlog_waiters.append(future)
+        return future
+
+    @property
+    def write_backlog(self) -> int:
+        """Events written but not yet committed (seqs above the last reported one)."""
+        return self._queued_seq - self._reported_seq
+
+    def _release_backlog(self) -> None:
+        waiters = self._backlog_waiters
+        if waiters and (
+            self._queued_seq - self._reported_seq < self._max_backlog
+            or self._failure is not None
+            or self._closed
+        ):
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(None)
 
     async def flush(self) -> None:
         self._check_usable()
@@ -383,6 +424,7 @@ class SqliteStore:
             if not future.done():
                 future.set_exception(self._failure or _closed_error())
         self._flush_waiters.clear()
+        self._release_backlog()
         if self._failure is not None:
             raise self._failure
 
@@ -798,6 +840,8 @@ class SqliteStore:
             self._reported_seq = seq
             if self._listener is not None:
                 self._listener(seq)
+            if self._backlog_waiters:
+                self._release_backlog()
 
     def _on_settled(self, batch_no: int) -> None:
         self._batches_committed = batch_no
@@ -830,6 +874,7 @@ class SqliteStore:
             _, future = self._flush_waiters.popleft()
             if not future.done():
                 future.set_exception(err.again())
+        self._release_backlog()
         if self._failure_listener is not None:
             self._failure_listener(err)
 
