@@ -11,7 +11,7 @@ the message it is handed, and ``EventBatch(events=[...])`` / ``ListEventsRespons
 copy their elements. The servicers never modify what they get here (a test checks the bytes of a
 cached message equal a fresh conversion's).
 
-Keyed by seq, bounded (``capacity`` entries, the oldest seq evicted first: seqs grow, and live
+Keyed by seq, bounded (``capacity`` entries, the first inserted evicted first: seqs grow, and live
 subscribers all want the newest events). A hit must be the *same* event (identity, or equality
 for an event read back from the store): a seq the store discarded after a failure can be handed
 out again with a different event — never published, so never converted, but the check keeps
@@ -19,6 +19,8 @@ that argument out of the cache's correctness.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from runtime_client.api import types_pb2 as pb
 from runtime_server import model as m
@@ -32,13 +34,16 @@ DEFAULT_CAPACITY = 4096
 class EventCache:
     """seq -> (event, its pb.Event); ``convert(event)`` is ``_convert.event`` done once."""
 
-    __slots__ = ("_capacity", "_entries", "hits", "misses")
+    __slots__ = ("_capacity", "_entries", "_order", "hits", "misses")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
         self._entries: dict[int, tuple[m.Event, pb.Event]] = {}
+        # insertion order, for eviction: next(iter(dict)) after many deletions from the front
+        # scans the deleted slots (measured 55 µs a miss instead of 10), a deque pops in O(1)
+        self._order: deque[int] = deque()
         self.hits = 0
         self.misses = 0
 
@@ -50,12 +55,15 @@ class EventCache:
         self.misses += 1
         message = cv.event(event)
         entries = self._entries
-        if event.seq:  # (seq 0 is never a published event)
-            entries[event.seq] = (event, message)
+        seq = event.seq
+        if seq:  # (seq 0 is never a published event)
+            if seq not in entries:
+                self._order.append(seq)
+            entries[seq] = (event, message)
             if len(entries) > self._capacity:
-                # dicts keep insertion order; seqs are inserted mostly in increasing order, so
-                # the first key is (close to) the oldest
-                del entries[next(iter(entries))]
+                # the oldest inserted: seqs arrive mostly in increasing order, so (close to)
+                # the oldest seq
+                del entries[self._order.popleft()]
         return message
 
     def __len__(self) -> int:
