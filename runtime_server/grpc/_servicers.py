@@ -23,6 +23,7 @@ from runtime_client.api import types_pb2 as pb
 from runtime_server import errors, wire_size
 from runtime_server import model as m
 from runtime_server.grpc import _convert as cv
+from runtime_server.grpc._coalesce import gather_more
 from runtime_server.grpc._errors import abort, status_details
 from runtime_server.grpc._eventcache import EventCache
 from runtime_server.model import DiagnosticLevel, now
@@ -267,6 +268,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                     return
                 if event is not None:
                     if more:
+                        await gather_more(sub, more)  # fewer, fuller messages (_coalesce)
                         batch = [event]
                         batch += sub.drain(more, weigh=weigh, max_weight=max_bytes - weigh(event))
                         yield batch
