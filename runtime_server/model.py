@@ -296,7 +296,7 @@ class Limits:
     max_file_write_bytes: int = 1024 * 1024
     # The durable store's write backlog (events written, not yet committed) at which a run's
     # event stream waits for commits: bounds the write queue and the publish latency.
-    store_write_backlog_events: int = 4096
+    store_write_backlog_events: int = 1024
 
 
 T = TypeVar("T")

@@ -96,7 +96,7 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # The default bound of the write backlog (events written, not yet committed) that write_wait()
 # holds producers at; the Runtime passes its limit ``store_write_backlog_events``.
-DEFAULT_MAX_WRITE_BACKLOG = 4096
+DEFAULT_MAX_WRITE_BACKLOG = 1024
 
 # One transaction holds at most this many events, so the first batch of a large backlog is
 # reported after one chunk rather than after the whole backlog.
