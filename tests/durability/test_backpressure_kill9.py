@@ -14,7 +14,7 @@ from pathlib import Path
 
 from serving import ServeFactory, all_events, eventually, write_config
 
-from runtime_client import Event, RunFinished, RunState, RuntimeClientError, TextDelta
+from runtime_client import Event, RunFinished, RunState, RuntimeServiceError, TextDelta
 
 WORKERS = 8
 WORDS = 400
@@ -39,7 +39,7 @@ async def test_kill9_while_runs_wait_for_the_writer_loses_nothing(
 
     async def follow() -> None:
         events = client.subscribe(resume=False)
-        with contextlib.suppress(RuntimeClientError):
+        with contextlib.suppress(RuntimeServiceError):
             async with contextlib.aclosing(events):
                 async for event in events:
                     seen.append(event)
