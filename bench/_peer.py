@@ -37,7 +37,7 @@ from pathlib import Path
 
 from bench._bare import BareClient
 from bench._common import Row, ServerProcess, running, runtime_argv, say, show
-from bench._grpc import _until_finished, words
+from bench._grpc import _until_finished, alternate, words
 from runtime_client import RuntimeClient
 
 SECTION = "peer"
@@ -88,20 +88,6 @@ class _Metered:
     @property
     def us_per_op(self) -> float:
         return self.cpu / 1000 / max(1, self.count)
-
-
-async def alternate(
-    a: Callable[[int], Awaitable[int]], b: Callable[[int], Awaitable[int]], n: int, slices: int = 4
-) -> tuple[float, float]:
-    """(bench._grpc.alternate, restated so this section reads on its own)"""
-    times = [0.0, 0.0]
-    counts = [0, 0]
-    for _ in range(slices):
-        for i, work in enumerate((a, b)):
-            start = time.perf_counter()
-            counts[i] += await work(n // slices)
-            times[i] += time.perf_counter() - start
-    return counts[0] / times[0], counts[1] / times[1]
 
 
 class StreamedRuns:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_client._models import RunFinished
+from runtime_client import RunFinished
 from runtime_server.grpc import _convert as cv
 from runtime_server.grpc._eventcache import EventCache
 from runtime_server.model import Event, TextDelta
