@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from runtime_client import RunFinished
-from runtime_server.grpc import _convert as cv
-from runtime_server.grpc._eventcache import EventCache
+from runtime_server.grpc import EventCache
+from runtime_server.grpc import convert as cv
 from runtime_server.model import Event, TextDelta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))

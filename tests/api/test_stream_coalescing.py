@@ -13,7 +13,7 @@ import pytest
 
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import observation_service_pb2_grpc as ogrpc
-from runtime_server.grpc import _coalesce
+from runtime_server.grpc import coalesce as _coalesce
 from runtime_server.model import TextDelta
 from runtime_server.runtime import EventLog
 from runtime_server.store import MemoryStore
