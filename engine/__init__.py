@@ -4,6 +4,7 @@ It knows nothing of the Runtime, gRPC or storage. Entry points:
 
 - :func:`make_provider` builds a provider from a profile (kinds in :data:`PROVIDER_KINDS`);
 - :func:`run_turn` runs one turn (streaming, tools, retries under ``TurnConfig.retry``);
+- :class:`ContextPolicy` and :func:`select` choose the window of a long history a request sends;
 - :class:`ScriptedProvider` is the fake beside the provider seam; :mod:`engine.testing` has a
   loopback HTTP server for tests;
 - :class:`LocalModelServer` starts the bundled offline model (llama.cpp + SmolLM2-135M);
@@ -15,6 +16,16 @@ from __future__ import annotations
 
 from engine._accumulate import Accumulator
 from engine._anthropic import AnthropicProvider
+from engine._context import (
+    COMPACTION_MODES,
+    DEFAULT_MAX_TOKENS,
+    ContextLengthExceededError,
+    ContextPolicy,
+    Window,
+    estimate_tokens,
+    is_context_length_error,
+    select,
+)
 from engine._echo import EchoProvider
 from engine._errors import (
     ConfigurationError,
@@ -72,11 +83,15 @@ from engine._types import (
 
 __all__ = [
     "CANCELLED_RESULT",
+    "COMPACTION_MODES",
+    "DEFAULT_MAX_TOKENS",
     "LOCAL_MODELS",
     "PROVIDER_KINDS",
     "Accumulator",
     "AnthropicProvider",
     "ConfigurationError",
+    "ContextLengthExceededError",
+    "ContextPolicy",
     "EchoProvider",
     "Emit",
     "EngineError",
@@ -127,8 +142,12 @@ __all__ = [
     "Usage",
     "UsageReported",
     "UsageUpdate",
+    "Window",
+    "estimate_tokens",
     "install_log_redaction",
+    "is_context_length_error",
     "local_model_unavailable",
     "make_provider",
     "run_turn",
+    "select",
 ]

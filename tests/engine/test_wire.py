@@ -199,6 +199,8 @@ def test_public_surface_is_pinned() -> None:
         "LOCAL_MODELS", "LocalModelError", "LocalModelServer", "local_model_unavailable",
         "ReasoningBlock", "ReasoningBlockEnd", "OpenAIResponsesProvider", "ProviderTimeoutError",
         "Redactor", "install_log_redaction",
+        "COMPACTION_MODES", "DEFAULT_MAX_TOKENS", "ContextLengthExceededError", "ContextPolicy",
+        "Window", "estimate_tokens", "is_context_length_error", "select",
     }  # fmt: skip
     for name in engine.__all__:
         assert hasattr(engine, name), name
