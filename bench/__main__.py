@@ -5,6 +5,7 @@ Sections (``--only NAME`` runs one):
 * ``grpc``   (issue 2) the Runtime over gRPC vs a bare grpc.aio echo;
 * ``store``  (issue 4) the SQLite store: durable events/s, publish latency, runs/s vs memory,
   restart with 1,000,000 events;
+* ``context`` (issue 14) runs/s on a worker whose history holds 1,000,000 events vs an empty one;
 * ``engine`` (issue 3) parsing recorded provider streams vs the official SDKs; the engine's
   overhead on a llama.cpp turn.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine")
+SECTIONS = ("grpc", "store", "engine", "context")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -39,6 +40,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _store
 
         return _store.run
+    if name == "context":
+        from bench import _context
+
+        return _context.run
     from bench import _engine
 
     return _engine.run

@@ -88,7 +88,7 @@ class Window:
     tokens: int = 0  # the estimate of what is sent
 
     def of(self, messages: Sequence[Message]) -> list[Message]:
-        sent = list(messages[self.start :])
+        sent = list(messages[self.start :]) if self.start else list(messages)
         if self.anchor >= 0:
             sent.insert(0, messages[self.anchor])
         return sent
