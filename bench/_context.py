@@ -63,7 +63,8 @@ async def build_long_worker(path: Path, events: int) -> tuple[str, int, int]:
     wid = str(uuid.uuid4())
     now = time.time()
     runs = int(events / EVENTS_PER_RUN)
-    store.write([], [PutWorker(Worker(wid, "bench-context", WorkerState.IDLE, "echo", now))])
+    worker = Worker(wid, "bench-context", WorkerState.IDLE, "echo", created_at=now)
+    store.write([], [PutWorker(worker)])
     index = 0
     for start in range(0, runs, 500):
         mutations: list[PutRun | AppendTranscript] = []
@@ -95,6 +96,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measured(
+    loop: RunLoop, pid: int, spent: list[float], side: int
+) -> Callable[[int], Awaitable[int]]:
+    """``loop.runs``, adding the server's CPU time over it to ``spent[side]``."""
+
+    async def work(n: int) -> int:
+        before = cpu_seconds(pid)
+        done = await loop.runs(n)
+        spent[side] += cpu_seconds(pid) - before
+        return done
+
+    return work
+
+
 async def run(quick: bool) -> list[Row]:
     s = QUICK if quick else FULL
     rate = Row(SECTION, f"runs/s, worker with a {s.events:,}-event history vs empty", "runs/s",
@@ -119,18 +134,10 @@ async def run(quick: bool) -> list[Row]:
                 await long_loop.runs(5)  # the first run after a restart reads from the store
                 await empty_loop.runs(5)
                 spent = [0.0, 0.0]
-
-                def measured(loop: RunLoop, side: int) -> Callable[[int], Awaitable[int]]:
-                    async def work(n: int) -> int:
-                        before = cpu_seconds(server.pid)
-                        done = await loop.runs(n)
-                        spent[side] += cpu_seconds(server.pid) - before
-                        return done
-
-                    return work
-
                 rate_empty, rate_long = await alternate(
-                    measured(empty_loop, 0), measured(long_loop, 1), s.runs
+                    measured(empty_loop, server.pid, spent, 0),
+                    measured(long_loop, server.pid, spent, 1),
+                    s.runs,
                 )
                 last_seq = (await driver.client.get_runtime()).last_seq
                 await long_loop.close()

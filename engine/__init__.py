@@ -23,8 +23,10 @@ from engine._context import (
     ContextPolicy,
     Window,
     estimate_tokens,
+    fit_suffix,
     is_context_length_error,
     select,
+    settle,
 )
 from engine._echo import EchoProvider
 from engine._errors import (
@@ -144,10 +146,12 @@ __all__ = [
     "UsageUpdate",
     "Window",
     "estimate_tokens",
+    "fit_suffix",
     "install_log_redaction",
     "is_context_length_error",
     "local_model_unavailable",
     "make_provider",
     "run_turn",
     "select",
+    "settle",
 ]

@@ -88,7 +88,10 @@ class Window:
     tokens: int = 0  # the estimate of what is sent
 
     def of(self, messages: Sequence[Message]) -> list[Message]:
-        sent = list(messages[self.start :]) if self.start else list(messages)
+        """The messages to send, copied once (a list slice is already a new list)."""
+        sent = messages[self.start :] if self.start else messages[:]
+        if not isinstance(sent, list):
+            sent = list(sent)
         if self.anchor >= 0:
             sent.insert(0, messages[self.anchor])
         return sent
@@ -100,20 +103,34 @@ class Window:
 
 def select(messages: Sequence[Message], policy: ContextPolicy) -> Window:
     """The window of ``messages`` to send under ``policy`` (see the module docstring)."""
-    n = len(messages)
-    if not policy.bounded or n == 0:
+    if not policy.bounded or not messages:
         return Window(0)
+    first, tokens = fit_suffix(messages, policy)
+    return settle(messages, policy, first, tokens)
+
+
+def fit_suffix(messages: Sequence[Message], policy: ContextPolicy) -> tuple[int, int]:
+    """``(first, tokens)``: ``messages[first:]`` is the longest suffix within the budget (never
+    empty: the newest message counts even alone over it), ``tokens`` its estimate. A caller that
+    keeps this up to date as messages are appended passes it to :func:`settle` itself."""
+    n = len(messages)
     max_tokens = policy.max_tokens or 1 << 62
-    max_messages = policy.max_messages or n
-    # Walk back while the next older message still fits; ``first`` is the oldest one that fits.
+    max_messages = policy.max_messages or 1 << 62
     tokens, first = 0, n
     while first > 0 and n - first < max_messages:
         cost = estimate_tokens(messages[first - 1])
-        if tokens + cost > max_tokens:
+        if tokens + cost > max_tokens and first < n:
             break
         tokens += cost
         first -= 1
-    if first == 0:
+    return first, tokens
+
+
+def settle(messages: Sequence[Message], policy: ContextPolicy, first: int, tokens: int) -> Window:
+    """The window, given the longest suffix ``messages[first:]`` (``tokens`` estimated) that fits
+    the budget: moved to a turn boundary, or inside the newest turn with its question kept."""
+    n = len(messages)
+    if first <= 0:
         return Window(0, tokens=tokens)
     # Oldest turns first: start at the first user message at or after ``first``.
     start, fitted = first, tokens

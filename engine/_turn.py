@@ -45,6 +45,7 @@ from typing import Any
 from engine._accumulate import Accumulator, invalid_arguments
 from engine._context import (
     ContextPolicy,
+    Window,
     context_error,
     is_context_length_error,
     select,
@@ -120,6 +121,7 @@ async def run_turn(
     *,
     emit: Emit,
     tools: ToolRegistry | None = None,
+    windowed: bool = False,
 ) -> TurnResult:
     """Run one user turn on ``history`` (which ends with the user's input).
 
@@ -128,11 +130,15 @@ async def run_turn(
     with a synthetic error result (emitted as :class:`MessageCompleted`) so the history stays valid;
     a cancel during the model's stream emits the answer so far as :class:`PartialMessage` (and its
     usage, if the provider reported any). Then the :class:`asyncio.CancelledError` propagates.
+
+    ``windowed``: ``history`` is already the window ``config.context`` selects (the caller keeps
+    it incrementally, as the Runtime does): it is sent as given on the first request, without
+    walking it again.
     """
     registry = tools or ToolRegistry()
     policy = config.context
     # Only the window is copied, never the whole history: a turn's cost follows what it sends.
-    window = select(history, policy)
+    window = Window(0) if windowed else select(history, policy)
     messages: list[Message] = window.of(history)
     produced: list[Message] = []
     usage = Usage()

@@ -215,6 +215,9 @@ def profile(m: management_pb.Profile) -> Profile:
         m.max_tokens,
         m.max_tool_rounds,
         m.request_deadline_s,
+        context_max_tokens=m.context_max_tokens,
+        context_max_messages=m.context_max_messages,
+        context_compaction=m.context_compaction,
     )
 
 

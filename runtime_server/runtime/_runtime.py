@@ -70,6 +70,7 @@ from runtime_server.runtime._budget import (
     InputQueue,
     MemoryBudget,
 )
+from runtime_server.runtime._context import run_history
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import fingerprint, uuid7
 from runtime_server.runtime._lifetime import (
@@ -1138,14 +1139,23 @@ class Runtime:
                 examples=profile.examples,
                 prefill=profile.prefill,
                 prefill_options=profile.prefill_options,
+                context=profile.context,
             )
             log_ = self._require_log()
-            history = await self._transcripts.history(
-                slot.transcript, lambda: log_.wait_committed(log_.last_assigned_seq)
+            # the context policy's window only (see _context), a new list: run_turn appends to it
+            history = await run_history(
+                self._transcripts,
+                slot.transcript,
+                profile.context,
+                lambda: log_.wait_committed(log_.last_assigned_seq),
             )
-            # run_turn copies the history before it appends to it: passing the list is safe
             result = await engine.run_turn(
-                provider, turn, history, emit=self._emitter(slot, run.run_id, tools), tools=tools
+                provider,
+                turn,
+                history,
+                emit=self._emitter(slot, run.run_id, tools),
+                tools=tools,
+                windowed=profile.context.bounded,
             )
             stop_reason = result.stop_reason.value
             if result.stop_reason is engine.StopReason.LIMIT_REACHED:

@@ -200,7 +200,7 @@ def test_public_surface_is_pinned() -> None:
         "ReasoningBlock", "ReasoningBlockEnd", "OpenAIResponsesProvider", "ProviderTimeoutError",
         "Redactor", "install_log_redaction",
         "COMPACTION_MODES", "DEFAULT_MAX_TOKENS", "ContextLengthExceededError", "ContextPolicy",
-        "Window", "estimate_tokens", "is_context_length_error", "select",
+        "Window", "estimate_tokens", "is_context_length_error", "select", "fit_suffix", "settle",
     }  # fmt: skip
     for name in engine.__all__:
         assert hasattr(engine, name), name
