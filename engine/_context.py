@@ -41,7 +41,9 @@ from engine._types import Message, Role
 DEFAULT_MAX_TOKENS = 24_000
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
-COMPACTION_MODES = ("none", "summarize")
+# "summarize" (the model summarises the trimmed part into a committed summary entry) is
+# planned, not implemented: the only mode is "none".
+COMPACTION_MODES = ("none",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ class ContextPolicy:
 
     max_tokens: int = DEFAULT_MAX_TOKENS
     max_messages: int = 0
-    # "none", or "summarize": the trimmed part is summarised by the model into a summary entry.
+    # What happens to the trimmed part: "none" (it is simply not sent; see COMPACTION_MODES).
     compaction: str = "none"
 
     @classmethod

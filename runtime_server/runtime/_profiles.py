@@ -24,7 +24,7 @@
     request_deadline_s = 600           # each model request ends by then, keep-alives or not
     context_max_tokens = 24000         # history sent per request, estimated tokens (0 = no bound)
     context_max_messages = 0           # ... and messages (0 = no bound); see engine._context
-    context_compaction = "none"        # none | summarize
+    context_compaction = "none"        # none (summarize: not implemented yet)
     # Profile-level preamble, for small models (see engine.TurnConfig): few-shot messages sent
     # before the worker's history in every request but never stored in its transcript, and the
     # opening of the answer on each run's first request, with options for that request only.
@@ -273,6 +273,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
 
 def _context_policy(raw: Mapping[str, Any], key: str, fail: Any) -> engine.ContextPolicy:
     compaction = _get(raw, "context_compaction", str, key, fail) or "none"
+    if compaction == "summarize":
+        raise fail(f"{key}.context_compaction", "summarize is not implemented yet (use none)")
     if compaction not in engine.COMPACTION_MODES:
         modes = ", ".join(engine.COMPACTION_MODES)
         raise fail(f"{key}.context_compaction", f"must be one of {modes}")

@@ -85,6 +85,7 @@ async def test_profile_keys_are_reported_with_their_defaults(serve: ServeFactory
         ("context_max_tokens", -1, "must be >= 0"),
         ("context_max_messages", 1.5, "wrong type"),
         ("context_compaction", "forget", "must be one of"),
+        ("context_compaction", "summarize", "not implemented yet"),
     ],
 )
 def test_bad_policy_keys_are_named(key: str, value: Any, why: str) -> None:

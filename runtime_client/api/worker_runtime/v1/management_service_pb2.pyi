@@ -485,7 +485,7 @@ class Profile(_message.Message):
     """
     context_max_messages: _builtins.int
     context_compaction: _builtins.str
-    """"none", or "summarize" (the trimmed part is summarised into a summary entry)."""
+    """What happens to the trimmed part: "none" (not sent). A "summarize" mode is planned."""
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
