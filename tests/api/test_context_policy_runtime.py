@@ -5,6 +5,7 @@ an OpenAI-compatible provider over real HTTP on loopback (issue 14 item 8):
   reported by ListProfiles (with their defaults), and checked, naming the key;
 - each request carries only the policy's window (the system prompt always), while the transcript
   stays complete — also after a restart, when the window is read back from the store;
+- the Runtime's incremental window equals a fresh selection, also while windows are evicted;
 - a provider's context-length error trims harder and succeeds on the one retry (a diagnostic says
   so); a second one fails the run with CONTEXT_LENGTH_EXCEEDED naming the budget.
 """
@@ -12,6 +13,7 @@ an OpenAI-compatible provider over real HTTP on loopback (issue 14 item 8):
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ import pytest
 import engine
 from engine.testing import LoopbackServer, RecordedRequest, Reply
 from runtime_client import RunState
+from runtime_server.model import Limits
 from runtime_server.runtime import ConfigError, parse_config
 from runtime_server.store import SqliteStore
 
@@ -162,3 +165,30 @@ async def test_a_context_length_error_is_trimmed_and_retried_once(
     assert "24,000 estimated tokens" in run.error.message  # the profile's budget, named
     page = await client.get_transcript(wid, page_size=100)
     assert page.items[-1].message.text == "and another"  # the input stays; nothing is lost
+
+
+async def test_the_incremental_window_matches_a_fresh_selection_under_eviction(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Windows small enough that the workers keep evicting each other: the Runtime's running fit
+    is dropped and rebuilt from the store again and again, and every request must still carry
+    exactly what :func:`engine.select` picks from the whole history."""
+    small = replace(Limits(), transcript_window_bytes=3_000, transcript_cache_bytes=6_000)
+    policy = engine.ContextPolicy(max_tokens=90)
+    async with LoopbackServer(default=echo_last) as provider:
+        cfg = config(provider.url, context_max_tokens=policy.max_tokens)
+        served = await serve(config=cfg, limits=small, store=SqliteStore(tmp_path / "rt.db"))
+        client = served.client
+        workers = [(await client.create_worker(profile="small")).worker.worker_id for _ in range(3)]
+        mirrors: dict[str, list[engine.Message]] = {wid: [] for wid in workers}
+        for j in range(10):
+            for n, wid in enumerate(workers):
+                text = f"w{n} run{j} " + "pad " * (j % 4) * 5
+                mirror = mirrors[wid]
+                mirror.append(engine.Message(engine.Role.USER, text))
+                accepted = await client.send_input(wid, text)
+                run = await client.wait_run(accepted.run.run_id, timeout=BOUND)
+                assert run.state is RunState.COMPLETED, run.error
+                expected = [m.text for m in engine.select(mirror, policy).of(mirror)]
+                assert [m["content"] for m in conversation(provider.requests[-1])] == expected
+                mirror.append(engine.Message(engine.Role.ASSISTANT, "re: " + text))
