@@ -64,7 +64,7 @@ SURFACES: dict[str, set[str]] = {
         "RunStarted",
         "RunState",
         "RuntimeClient",
-        "RuntimeClientError",
+        "RuntimeServiceError",
         "RuntimeDraining",
         "RuntimeInfo",
         "RuntimeState",
