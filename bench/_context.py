@@ -65,17 +65,24 @@ async def build_long_worker(path: Path, events: int) -> tuple[str, int, int]:
     wid = str(uuid.uuid4())
     now = time.time()
     runs = int(events / EVENTS_PER_RUN)
-    worker = Worker(wid, "bench-context", WorkerState.IDLE, "echo", created_at=now)
+    worker = Worker(
+        worker_id=wid, runtime_id="bench-context", state=WorkerState.IDLE, profile="echo",
+        created_at=now,
+    )  # fmt: skip
     store.write([], [PutWorker(worker)])
     index = 0
     for start in range(0, runs, 500):
         mutations: list[PutRun | AppendTranscript] = []
         for _ in range(start, min(runs, start + 500)):
             rid = str(uuid.uuid4())
-            mutations.append(PutRun(Run(rid, wid, RunState.COMPLETED, now)))
+            run = Run(run_id=rid, worker_id=wid, state=RunState.COMPLETED, created_at=now)
+            mutations.append(PutRun(run))
             for role in (Role.USER, Role.ASSISTANT):
                 message = Message(role, "hello world")
-                mutations.append(AppendTranscript(TranscriptEntry(wid, index, rid, message, now)))
+                entry = TranscriptEntry(
+                    worker_id=wid, index=index, run_id=rid, created_at=now, message=message
+                )
+                mutations.append(AppendTranscript(entry))
                 index += 1
         store.write([], mutations)
     seq = 0
