@@ -20,9 +20,11 @@ CLASS_MAX_LINES = 340
 
 # Over the bounds, pending their split (their owners' branches): current size = the ceiling.
 KNOWN_FILES = {
-    "runtime_client/_models.py": 616,  # +5: Profile's three context_* fields (issue 14 item 8)
+    # (+1 line each: Limits.store_write_backlog_events, which every limit must carry;
+    # +5 and +3: Profile's three context_* fields and their conversion, issue 14 item 8)
+    "runtime_client/_models.py": 617,
     "runtime_client/_client.py": 594,
-    "runtime_client/_convert.py": 513,  # +3: the same fields converted
+    "runtime_client/_convert.py": 514,
 }
 KNOWN_CLASSES = {
     "runtime_client/_client.py:RuntimeClient": 470,
