@@ -14,14 +14,16 @@ its metadata is derived from them; received, they are read from the metadata it 
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND    (worker_id)
     │   ├── RunNotFound               RUN_NOT_FOUND       (run_id)
-    │   └── ProfileNotFound           PROFILE_NOT_FOUND   (profile)
+    │   ├── ProfileNotFound           PROFILE_NOT_FOUND   (profile)
+    │   └── RuntimeNotFound           RUNTIME_NOT_FOUND   (runtime_id) registry: no such runtime
     ├── AlreadyExists                 ALREADY_EXISTS
     │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS (worker_id)
     │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED (request_id)
     ├── FailedPrecondition            FAILED_PRECONDITION
     │   ├── WorkerBusy                WORKER_BUSY         (worker_id, active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED      (worker_id)
-    │   └── WorkspaceConflict         WORKSPACE_CONFLICT  (field, path, holder_worker_id, held_path)
+    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT  (field, path, holder_worker_id, held_path)
+    │   └── RuntimeIdentityChanged    RUNTIME_IDENTITY_CHANGED (runtime_id, expected, actual)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
@@ -36,10 +38,17 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED (field)
     │   └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (capability)
     ├── Unavailable                   UNAVAILABLE         retryable: server down, connection cut
-    │   └── RuntimeDraining           RUNTIME_DRAINING    (last_seq) shutting down, back later
+    │   ├── RuntimeDraining           RUNTIME_DRAINING    (last_seq) shutting down, back later
+    │   ├── RuntimeUnavailable        RUNTIME_UNAVAILABLE (runtime_id, state) registry: unusable
+    │   └── NoRuntimeAvailable        NO_RUNTIME_AVAILABLE (profile) registry: nowhere to place
     ├── DeadlineExceeded              DEADLINE_EXCEEDED   transport: the call's timeout passed
     └── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS /
                                                           UNIMPLEMENTED without a known reason
+
+The four registry classes are raised by ``RuntimeRegistry`` in the caller's own process (no
+Runtime sends them, so the server has no counterpart); their reasons are unique and known to
+:func:`from_rpc_error`, so a service that forwards them as gRPC statuses is decoded to the same
+classes.
 
 ``RuntimeDraining`` travels as UNAVAILABLE and is an :class:`Unavailable`: ``except Unavailable``
 is "try again later", and ``except FailedPrecondition`` never catches it.
@@ -72,6 +81,7 @@ from runtime_client._error_tree import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
+    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -80,7 +90,10 @@ from runtime_client._error_tree import (
     ResourceExhausted,
     RunNotFound,
     RuntimeDraining,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
     RuntimeServiceError,
+    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
@@ -117,6 +130,10 @@ __all__ = [
     "ResourceExhausted",
     "RunNotFound",
     "RuntimeDraining",
+    "RuntimeIdentityChanged",
+    "RuntimeNotFound",
+    "RuntimeUnavailable",
+    "NoRuntimeAvailable",
     "RuntimeServiceError",
     "StatusCode",
     "StoreFailure",

@@ -14,6 +14,7 @@ from typing import Any
 
 import engine
 from runtime_server.model import Event, Limits, Run, Worker, WorkerState
+from runtime_server.runtime._payload_filter import FEATURE as PAYLOAD_FILTER_FEATURE
 from runtime_server.runtime._storewatch import StoreState
 
 try:
@@ -34,6 +35,7 @@ FEATURES = (
     "diagnostics",
     "workspaces",
     "capabilities",
+    PAYLOAD_FILTER_FEATURE,
 )
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from serving import eventually
 
 from runtime_client import RunState, RuntimeClient, WorkerNotFound
 from runtime_server import Runtime
