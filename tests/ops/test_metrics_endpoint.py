@@ -20,7 +20,6 @@ from runtime_server.errors import SubscriberLagging
 from runtime_server.grpc import OpsOptions, RuntimeServer, start_server
 from runtime_server.model import Limits
 from runtime_server.runtime import Subscription, parse_config
-from tests.serving import eventually
 
 # a well-formed id no worker has (a malformed one is INVALID_ARGUMENT, not NOT_FOUND)
 UNKNOWN_WORKER = "0190a0a0-0000-7000-8000-00000000dead"
