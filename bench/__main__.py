@@ -5,6 +5,7 @@ Sections (``--only NAME`` runs one):
 * ``grpc``   (issue 2) the Runtime over gRPC vs a bare grpc.aio echo;
 * ``store``  (issue 4) the SQLite store: durable events/s, publish latency, runs/s vs memory,
   restart with 1,000,000 events;
+* ``context`` (issue 14) runs/s on a worker whose history holds 1,000,000 events vs an empty one;
 * ``engine`` (issue 3) parsing recorded provider streams vs the official SDKs; the engine's
   overhead on a llama.cpp turn;
 * ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine", "peer", "registry")
+SECTIONS = ("grpc", "store", "engine", "peer", "registry", "context")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -43,6 +44,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _store
 
         return _store.run
+    if name == "context":
+        from bench import _context
+
+        return _context.run
     if name == "peer":
         from bench import _peer
 

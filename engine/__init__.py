@@ -4,6 +4,7 @@ It knows nothing of the Runtime, gRPC or storage. Entry points:
 
 - :func:`make_provider` builds a provider from a profile (kinds in :data:`PROVIDER_KINDS`);
 - :func:`run_turn` runs one turn (streaming, tools, retries under ``TurnConfig.retry``);
+- :class:`ContextPolicy` and :func:`select` choose the window of a long history a request sends;
 - :class:`ScriptedProvider` is the fake beside the provider seam; :mod:`engine.testing` has a
   loopback HTTP server for tests;
 - :class:`LocalModelServer` starts the bundled offline model (llama.cpp + SmolLM2-135M);
@@ -16,6 +17,18 @@ from __future__ import annotations
 
 from engine._accumulate import Accumulator
 from engine._anthropic import AnthropicProvider
+from engine._context import (
+    COMPACTION_MODES,
+    DEFAULT_MAX_TOKENS,
+    ContextLengthExceededError,
+    ContextPolicy,
+    Window,
+    estimate_tokens,
+    fit_suffix,
+    is_context_length_error,
+    select,
+    settle,
+)
 from engine._echo import EchoProvider
 from engine._errors import (
     ConfigurationError,
@@ -79,11 +92,15 @@ from engine._types import (
 
 __all__ = [
     "CANCELLED_RESULT",
+    "COMPACTION_MODES",
+    "DEFAULT_MAX_TOKENS",
     "LOCAL_MODELS",
     "PROVIDER_KINDS",
     "Accumulator",
     "AnthropicProvider",
     "ConfigurationError",
+    "ContextLengthExceededError",
+    "ContextPolicy",
     "EchoProvider",
     "Emit",
     "EngineError",
@@ -136,11 +153,17 @@ __all__ = [
     "Usage",
     "UsageReported",
     "UsageUpdate",
+    "Window",
     "backoff_delay",
+    "estimate_tokens",
+    "fit_suffix",
     "install_log_redaction",
+    "is_context_length_error",
     "local_model_unavailable",
     "make_provider",
     "request_secrets",
     "run_turn",
+    "select",
+    "settle",
     "stream_with_retry",
 ]

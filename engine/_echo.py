@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from engine._types import (
     Message,
@@ -20,8 +20,45 @@ from engine._types import (
 )
 
 _WORD = re.compile(r"\s*\S+")
-# How many recent prompts the word-count memo keeps (one per active conversation, roughly).
+# How many recent conversations the word-count memo keeps (one per active conversation, roughly).
 _MEMO_PROMPTS = 16
+# How far from a prompt's end the previous prompt's last message is looked for: the messages a
+# conversation gains between two requests (an input; a tool round's call and results).
+_MEMO_NEW = 64
+
+
+class _Counted:
+    """One conversation's memo: weak references to the messages of its prompts, in order, and
+    running word counts (``cum[i]`` = words of the first ``i``); its last prompt is
+    ``refs[start:]``. Only weak references: a deleted conversation is never kept alive."""
+
+    __slots__ = ("cum", "refs", "start")
+
+    def __init__(self) -> None:
+        self.refs: list[weakref.ref[Message]] = []
+        self.cum: list[int] = [0]
+        self.start = 0
+
+    def extend(self, messages: Sequence[Message]) -> None:
+        refs, cum = self.refs, self.cum
+        total = cum[-1]
+        for m in messages:
+            # str.split() splits on exactly the whitespace _WORD's \s matches: the same count.
+            total += len(m.text.split())
+            refs.append(weakref.ref(m))
+            cum.append(total)
+
+    def words(self) -> int:
+        return self.cum[-1] - self.cum[self.start]
+
+    def compact(self) -> None:
+        """Forget what lies before the last prompt once it is most of the lists."""
+        start = self.start
+        if start > 64 and start * 2 > len(self.refs):
+            base = self.cum[start]
+            self.refs = self.refs[start:]
+            self.cum = [c - base for c in self.cum[start:]]
+            self.start = 0
 
 
 class EchoProvider:
@@ -36,12 +73,11 @@ class EchoProvider:
 
     def __init__(self, *, delay_s: float = 0.0) -> None:
         self._delay_s = delay_s
-        # Recent prompts with their word counts, most recent first: (length, a weak reference to
-        # the prompt's last message, words). A conversation's next prompt is its previous one
-        # plus a few messages, so only those are counted: recounting the whole history made
-        # every run O(history) and runs/s decayed as a worker's history grew. Only a weak
-        # reference is held, so a deleted (or evicted) conversation is not kept alive by the memo.
-        self._counted: list[tuple[int, weakref.ref[Message], int]] = []
+        # Recent conversations, most recent first (see _Counted). A conversation's next prompt is
+        # its previous one plus a few messages, maybe without its oldest ones (the context
+        # policy's window slides): only the change is counted. Recounting the whole prompt made
+        # every run O(history), and runs/s decayed as a worker's history grew.
+        self._counted: list[_Counted] = []
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         text = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
@@ -63,23 +99,38 @@ class EchoProvider:
         yield UsageUpdate(Usage(input_tokens=prompt_words, output_tokens=len(words)))
         yield StreamStop(stop, stop.value)
 
-    def _prompt_words(self, messages: tuple[Message, ...]) -> int:
-        counted = self._counted
-        start = total = 0
-        for i, (n, last, count) in enumerate(counted):
-            # Identity with a live message: a history is built by appending, and a message object
-            # sits at one place of one conversation, so the same object at the same position
-            # means the same prefix. (A dead reference never matches: its conversation is gone.)
-            if n <= len(messages) and messages[n - 1] is last():
-                start, total = n, count
-                del counted[i]
-                break
-        # str.split() splits on exactly the whitespace _WORD's \s matches: the same word count.
-        total += sum(len(m.text.split()) for m in messages[start:])
-        if messages:
-            counted.insert(0, (len(messages), weakref.ref(messages[-1]), total))
-            del counted[_MEMO_PROMPTS:]
-        return total
+    def _prompt_words(self, messages: Sequence[Message]) -> int:
+        n = len(messages)
+        if not n:
+            return 0
+        for i, memo in enumerate(self._counted):
+            last = memo.refs[-1]()
+            if last is None:  # its conversation is gone
+                continue
+            # Where the previous prompt's last message stands now (identity: a message object
+            # sits at one place of one conversation).
+            p = n - 1
+            while p >= 0 and p >= n - _MEMO_NEW and messages[p] is not last:
+                p -= 1
+            if p < 0 or p < n - _MEMO_NEW:
+                continue
+            # messages[0..p] are refs[j..]: their two ends are the same objects, and both are a
+            # contiguous stretch of one append-only conversation (after, at most, the kept
+            # question of an over-long turn, which keeps them aligned), so the middles are too.
+            j = len(memo.refs) - 1 - p
+            if j < memo.start or memo.refs[j]() is not messages[0]:
+                continue
+            del self._counted[i]
+            memo.start = j
+            memo.extend(messages[p + 1 :])
+            memo.compact()
+            self._counted.insert(0, memo)
+            return memo.words()
+        memo = _Counted()
+        memo.extend(messages)
+        self._counted.insert(0, memo)
+        del self._counted[_MEMO_PROMPTS:]
+        return memo.words()
 
     async def aclose(self) -> None:
         return None

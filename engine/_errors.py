@@ -47,10 +47,14 @@ class ProviderHTTPError(ProviderError):
         status: int,
         retryable: bool = False,
         retry_after: float | None = None,
+        provider_code: str = "",
     ) -> None:
         super().__init__(message, retryable=retryable)
         self.status = status
         self.retry_after = retry_after
+        # The body's machine-readable ``error.code`` (e.g. OpenAI's "context_length_exceeded"),
+        # which the message text does not carry.
+        self.provider_code = provider_code
 
 
 class ProviderConnectionError(ProviderError):

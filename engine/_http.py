@@ -154,6 +154,18 @@ def error_message_from_json(parsed: Any) -> str:
     return ""
 
 
+def error_code_from_body(body: bytes) -> str:
+    """``error.code`` of a JSON error body when it is a string (OpenAI's
+    ``context_length_exceeded``), else empty."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code[:100] if isinstance(code, str) else ""
+
+
 def error_type_from_json(parsed: Any) -> str:
     if isinstance(parsed, dict):
         error = parsed.get("error")
@@ -238,6 +250,7 @@ async def post_sse(
                     status=status,
                     retryable=is_retryable_status(status),
                     retry_after=parse_retry_after(response.headers),
+                    provider_code=error_code_from_body(raw),
                 )
             content_type = response.headers.get("content-type", "")
             if "json" in content_type:

@@ -20,6 +20,12 @@
   Anthropic and llama.cpp continue) and carry ``prefill_options`` over ``options``; the prefill is
   not committed — the model's answer is (for a tool-call prefill, the parsed call renders back to
   the same text).
+- History sent: ``context`` (:class:`engine._context.ContextPolicy`) picks the window of the
+  history each request carries (oldest turns trimmed first, a tool call never cut from its
+  result); the turn works on that window only, so its cost does not grow with the whole history.
+  A provider's context-length error (before any output) makes the turn halve the window and send
+  the request once more (a ``context_trimmed`` :class:`Notice` says so); a second one fails the
+  turn with :class:`engine._context.ContextLengthExceededError` (``CONTEXT_LENGTH_EXCEEDED``).
 - Cancellation: the HTTP stream is closed (``finally``), running tools are cancelled, every tool
   call without a result gets a synthetic error result (:data:`CANCELLED_RESULT`) so the history
   stays valid for the next turn, then the :class:`asyncio.CancelledError` propagates. A cancel
@@ -37,6 +43,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine._accumulate import Accumulator, invalid_arguments
+from engine._context import (
+    ContextPolicy,
+    Window,
+    context_error,
+    is_context_length_error,
+    select,
+    tighter,
+)
+from engine._errors import ProviderError
 from engine._provider import Provider
 from engine._redact import SECRETS
 from engine._retry import RetryPolicy, stream_with_retry
@@ -84,6 +99,9 @@ class TurnConfig:
     # small local model), with extra options for that request only (e.g. tool_choice).
     prefill: str = ""
     prefill_options: Mapping[str, Any] = field(default_factory=dict)
+    # Which part of the history each request carries (the engine default sends it all; the
+    # Runtime passes the profile's policy).
+    context: ContextPolicy = field(default_factory=ContextPolicy.unbounded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +121,7 @@ async def run_turn(
     *,
     emit: Emit,
     tools: ToolRegistry | None = None,
+    windowed: bool = False,
 ) -> TurnResult:
     """Run one user turn on ``history`` (which ends with the user's input).
 
@@ -111,13 +130,21 @@ async def run_turn(
     with a synthetic error result (emitted as :class:`MessageCompleted`) so the history stays valid;
     a cancel during the model's stream emits the answer so far as :class:`PartialMessage` (and its
     usage, if the provider reported any). Then the :class:`asyncio.CancelledError` propagates.
+
+    ``windowed``: ``history`` is already the window ``config.context`` selects (the caller keeps
+    it incrementally, as the Runtime does): it is sent as given on the first request, without
+    walking it again.
     """
     registry = tools or ToolRegistry()
-    messages: list[Message] = list(history)
+    policy = config.context
+    # Only the window is copied, never the whole history: a turn's cost follows what it sends.
+    window = Window(0) if windowed else select(history, policy)
+    messages: list[Message] = window.of(history)
     produced: list[Message] = []
     usage = Usage()
     tool_rounds = 0
     continuations = 0
+    context_retried = False
 
     def commit(message: Message) -> None:
         messages.append(message)
@@ -126,12 +153,16 @@ async def run_turn(
 
     first = True
     while True:
+        if policy.bounded and (produced or context_retried):
+            # The turn's own messages may push older ones out of the budget.
+            window = select(messages, policy)
+            if window.trimmed:
+                messages = window.of(messages)
         sent = (*config.examples, *messages)
         options = config.options
         if first and config.prefill:
             sent += (Message(Role.ASSISTANT, config.prefill),)
             options = {**options, **config.prefill_options}
-        first = False
         request = ModelRequest(
             model=config.model,
             messages=sent,
@@ -155,8 +186,25 @@ async def run_turn(
         except asyncio.CancelledError:
             _report_partial(acc, emit)
             raise
+        except ProviderError as exc:
+            if not is_context_length_error(exc) or acc.has_content:
+                raise
+            sent_tokens = window.tokens or select(messages, ContextPolicy(1 << 62)).tokens
+            if context_retried:
+                raise context_error(config.context, sent_tokens, exc) from exc
+            context_retried = True
+            policy = tighter(policy, sent_tokens)
+            emit(
+                Notice(
+                    "context_trimmed",
+                    f"the provider refused ~{sent_tokens:,} estimated tokens of history as too "
+                    f"long for the model; retrying once with {policy.describe()}",
+                )
+            )
+            continue
         finally:
             await stream.aclose()
+        first = False
         usage = usage + acc.usage
         emit(UsageReported(acc.usage))
         assistant = acc.message()

@@ -230,6 +230,9 @@ def profile(m: management_pb.Profile) -> Profile:
         max_tokens=m.max_tokens,
         max_tool_rounds=m.max_tool_rounds,
         request_deadline_s=m.request_deadline_s,
+        context_max_tokens=m.context_max_tokens,
+        context_max_messages=m.context_max_messages,
+        context_compaction=m.context_compaction,
     )
 
 

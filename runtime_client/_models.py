@@ -305,6 +305,11 @@ class Profile:
     max_tool_rounds: int = 0
     # Seconds one model request may take in total (keep-alives do not extend it).
     request_deadline_s: float = 0.0
+    # Context policy: the most history one request carries, in estimated tokens and in messages
+    # (0 = no such bound), and "none" or "summarize".
+    context_max_tokens: int = 0
+    context_max_messages: int = 0
+    context_compaction: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,17 @@ import pytest
 
 SURFACES: dict[str, set[str]] = {
     "engine": {
+        # the context policy (issue 14 item 8)
+        "COMPACTION_MODES",
+        "ContextLengthExceededError",
+        "ContextPolicy",
+        "DEFAULT_MAX_TOKENS",
+        "Window",
+        "estimate_tokens",
+        "fit_suffix",
+        "is_context_length_error",
+        "select",
+        "settle",
         "Accumulator",
         "AnthropicProvider",
         "CANCELLED_RESULT",

@@ -20,10 +20,11 @@ CLASS_MAX_LINES = 340
 
 # Over the bounds, pending their split (their owners' branches): current size = the ceiling.
 KNOWN_FILES = {
-    # (+1 line each: Limits.store_write_backlog_events, which every limit must carry)
-    "runtime_client/_models.py": 612,
+    # (+1 line each: Limits.store_write_backlog_events, which every limit must carry;
+    # +5 and +3: Profile's three context_* fields and their conversion, issue 14 item 8)
+    "runtime_client/_models.py": 617,
     "runtime_client/_client.py": 596,  # +2: subscribe's payload_types (issue 11)
-    "runtime_client/_convert.py": 511,
+    "runtime_client/_convert.py": 514,
 }
 KNOWN_CLASSES = {
     "runtime_client/_client.py:RuntimeClient": 472,  # +2: payload_types (issue 11)

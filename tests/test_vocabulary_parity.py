@@ -117,6 +117,7 @@ SERVER_ONLY: dict[str, dict[str, str]] = {
         "examples": "likewise",
         "prefill": "likewise",
         "prefill_options": "likewise",
+        "context": "the engine's ContextPolicy, sent as the three context_* fields",
     },
     "WorkspaceClaim": {
         "parts": "the path split for overlap checks",
@@ -137,7 +138,13 @@ PROTO_ONLY: dict[str, dict[str, tuple[str, ...]]] = {
     },
     # the server's ``provider`` is the provider's whole config; the edge sends its name, and
     # its kind as provider_kind
-    "Profile": {"provider_kind": ("server",)},
+    "Profile": {
+        "provider_kind": ("server",),
+        # the server's ``context`` (an engine.ContextPolicy), field by field
+        "context_max_tokens": ("server",),
+        "context_max_messages": ("server",),
+        "context_compaction": ("server",),
+    },
     "ListEventsResponse": {"next_after_seq": ("server",)},  # the edge computes it
 }
 # The oneof's members are one field ("payload") in both models.

@@ -282,6 +282,9 @@ def profile(p: Profile) -> mpb.Profile:
         max_tokens=p.max_tokens or 0,
         max_tool_rounds=p.max_tool_rounds,
         request_deadline_s=p.request_deadline_s,
+        context_max_tokens=p.context.max_tokens,
+        context_max_messages=p.context.max_messages,
+        context_compaction=p.context.compaction,
     )
 
 

@@ -40,6 +40,7 @@ from runtime_server.model import (
     now,
 )
 from runtime_server.runtime._budget import InputQueue
+from runtime_server.runtime._context import run_history
 from runtime_server.runtime._eventlog import EventLog
 from runtime_server.runtime._profiles import Profile
 from runtime_server.runtime._providers import Providers, ToolsFactory
@@ -201,12 +202,17 @@ class WorkerHost:
             tools = ctx.tools_factory(profile, worker)
             turn = turn_config(profile)
             log_ = ctx.require_log()
-            history = await ctx.transcripts.history(
-                self.transcript, lambda: log_.wait_committed(log_.last_assigned_seq)
+            # the context policy's window only (see _context), a new list: run_turn appends to it
+            history = await run_history(
+                ctx.transcripts,
+                self.transcript,
+                profile.context,
+                lambda: log_.wait_committed(log_.last_assigned_seq),
             )
-            # run_turn copies the history before it appends to it: passing the list is safe
             emit = event_mapper(self, ctx, run.run_id, tools)
-            result = await engine.run_turn(provider, turn, history, emit=emit, tools=tools)
+            result = await engine.run_turn(
+                provider, turn, history, emit=emit, tools=tools, windowed=profile.context.bounded
+            )
             stop_reason = result.stop_reason.value
             if result.stop_reason is engine.StopReason.LIMIT_REACHED:
                 state = RunState.FAILED

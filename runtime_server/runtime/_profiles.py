@@ -22,6 +22,9 @@
     options = { seed = 7 }             # passed through to the provider request
     tools = ["clock"]                  # built-in tools this profile may call
     request_deadline_s = 600           # each model request ends by then, keep-alives or not
+    context_max_tokens = 24000         # history sent per request, estimated tokens (0 = no bound)
+    context_max_messages = 0           # ... and messages (0 = no bound); see engine._context
+    context_compaction = "none"        # none (summarize: not implemented yet)
     # Profile-level preamble, for small models (see engine.TurnConfig): few-shot messages sent
     # before the worker's history in every request but never stored in its transcript, and the
     # opening of the answer on each run's first request, with options for that request only.
@@ -94,6 +97,8 @@ class Profile:
     prefill_options: Mapping[str, Any] = field(default_factory=dict)
     # Total time one model request may take, first byte to last (keep-alives do not extend it).
     request_deadline_s: float = DEFAULT_REQUEST_DEADLINE_S
+    # How much of the history each request carries (the transcript itself stays whole).
+    context: engine.ContextPolicy = field(default_factory=engine.ContextPolicy)
 
 
 BUILTIN_PROVIDER = ProviderConfig(name="builtin", kind="echo")
@@ -207,6 +212,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
                 "provider", "model", "system_prompt", "description", "max_tokens", "temperature",
                 "options", "tools", "max_tool_rounds", "tool_timeout_s", "max_length_continuations",
                 "examples", "prefill", "prefill_options", "request_deadline_s",
+                "context_max_tokens", "context_max_messages", "context_compaction",
             },
         )  # fmt: skip
         provider_name = _get(raw, "provider", str, key, fail, required=True)
@@ -251,6 +257,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
                 default=DEFAULT_REQUEST_DEADLINE_S,
                 minimum=0.001,
             ),
+            context=_context_policy(raw, key, fail),
         )
         if not profiles[name].model:
             raise fail(f"{key}.model", "is required")
@@ -262,6 +269,23 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         raise fail("workspaces.max_mounts", "also set as limits.max_mounts: set it once")
     limits.update(policy_limits)
     return Config(providers, profiles, limits, policy)
+
+
+def _context_policy(raw: Mapping[str, Any], key: str, fail: Any) -> engine.ContextPolicy:
+    compaction = _get(raw, "context_compaction", str, key, fail) or "none"
+    if compaction == "summarize":
+        raise fail(f"{key}.context_compaction", "summarize is not implemented yet (use none)")
+    if compaction not in engine.COMPACTION_MODES:
+        modes = ", ".join(engine.COMPACTION_MODES)
+        raise fail(f"{key}.context_compaction", f"must be one of {modes}")
+    return engine.ContextPolicy(
+        max_tokens=int(
+            _number(raw, "context_max_tokens", key, fail, default=engine.DEFAULT_MAX_TOKENS,
+                    integer=True)
+        ),
+        max_messages=int(_number(raw, "context_max_messages", key, fail, default=0, integer=True)),
+        compaction=compaction,
+    )  # fmt: skip
 
 
 def _examples(raw: list[Any], key: str, fail: Any) -> tuple[engine.Message, ...]:

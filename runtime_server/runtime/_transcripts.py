@@ -45,6 +45,7 @@ class TranscriptWindow:
         "_cache",
         "base",
         "bytes",
+        "context",
         "entries",
         "length",
         "messages",
@@ -67,6 +68,8 @@ class TranscriptWindow:
         # Of the whole transcript, kept up to date once known (not after a restart until the
         # first full read): a history's size without summing it again at every run.
         self.total_bytes: int | None = 0 if length == 0 else None
+        # The context policy's running fit over this transcript (see runtime._context).
+        self.context: object = None
 
     def __len__(self) -> int:
         return self.length

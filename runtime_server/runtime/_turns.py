@@ -49,6 +49,7 @@ def turn_config(profile: Profile) -> engine.TurnConfig:
         examples=profile.examples,
         prefill=profile.prefill,
         prefill_options=profile.prefill_options,
+        context=profile.context,
     )
 
 

@@ -73,10 +73,14 @@ async def test_large_transcripts_are_not_kept_in_memory_nor_reloaded(
     # A window of about one 1 MB entry per worker (the default, 4 MiB, would keep four).
     window = 1024 * 1024
     cfg = config(tmp_path / "serve.toml", limits={"transcript_window_bytes": window})
+    # No context budget (each 1 MB message is over the default one): the whole history is sent.
+    cfg.write_text(
+        cfg.read_text() + '[profiles.whole]\nprovider = "builtin"\ncontext_max_tokens = 0\n'
+    )
     sp = await serve_process(data, config=cfg)
     client = sp.client()
     assert (await client.get_runtime()).limits.transcript_window_bytes == window
-    workers = [(await client.create_worker(profile="echo")).worker.worker_id for _ in range(10)]
+    workers = [(await client.create_worker(profile="whole")).worker.worker_id for _ in range(10)]
     warm = await client.send_input(workers[0], "warm up")  # every code path imported
     await finished(client, warm.run.run_id)
     before = await settled_rss(sp)

@@ -468,6 +468,9 @@ class Profile(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_TOOL_ROUNDS_FIELD_NUMBER: _builtins.int
     REQUEST_DEADLINE_S_FIELD_NUMBER: _builtins.int
+    CONTEXT_MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    CONTEXT_MAX_MESSAGES_FIELD_NUMBER: _builtins.int
+    CONTEXT_COMPACTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     provider: _builtins.str
     provider_kind: _builtins.str
@@ -481,6 +484,14 @@ class Profile(_message.Message):
     byte of its stream; keep-alive comments do not extend it. A request that outlives it fails
     the run with PROVIDER_TIMEOUT.
     """
+    context_max_tokens: _builtins.int
+    """Context policy: the most history one model request carries, in estimated tokens (4
+    characters a token, plus 4 a message; the system prompt and examples are not counted) and in
+    messages; 0 = no such bound. Oldest turns are trimmed first; the transcript stays complete.
+    """
+    context_max_messages: _builtins.int
+    context_compaction: _builtins.str
+    """What happens to the trimmed part: "none" (not sent). A "summarize" mode is planned."""
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -496,10 +507,13 @@ class Profile(_message.Message):
         max_tokens: _builtins.int = ...,
         max_tool_rounds: _builtins.int = ...,
         request_deadline_s: _builtins.float = ...,
+        context_max_tokens: _builtins.int = ...,
+        context_max_messages: _builtins.int = ...,
+        context_compaction: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["builtin", b"builtin", "description", b"description", "max_tokens", b"max_tokens", "max_tool_rounds", b"max_tool_rounds", "model", b"model", "name", b"name", "provider", b"provider", "provider_kind", b"provider_kind", "request_deadline_s", b"request_deadline_s", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["builtin", b"builtin", "context_compaction", b"context_compaction", "context_max_messages", b"context_max_messages", "context_max_tokens", b"context_max_tokens", "description", b"description", "max_tokens", b"max_tokens", "max_tool_rounds", b"max_tool_rounds", "model", b"model", "name", b"name", "provider", b"provider", "provider_kind", b"provider_kind", "request_deadline_s", b"request_deadline_s", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
