@@ -15,13 +15,6 @@ NAMED_CHANNELS = {
     # the access log: a channel operators switch by name (README "Operations"), like uvicorn.access
     "runtime_server/grpc/_observe.py": "runtime_server.access",
 }
-# Being rewritten on the `core` branch (the Runtime split and the gRPC edge wrappers), which owns
-# these files; they switch to __name__ when it lands.
-PENDING = {
-    "runtime_server/runtime/_runtime.py",
-    "runtime_server/grpc/_servicers.py",
-    "runtime_server/grpc/_server.py",
-}
 
 
 def _named_loggers(path: Path) -> list[tuple[int, str]]:
@@ -50,7 +43,7 @@ def test_loggers_are_named_after_their_module() -> None:
                 continue
             for line, name in _named_loggers(path):
                 seen += 1
-                if NAMED_CHANNELS.get(rel) == name or rel in PENDING:
+                if NAMED_CHANNELS.get(rel) == name:
                     continue
                 offenders.append(f"{rel}:{line} getLogger({name!r})")
     assert offenders == []
