@@ -53,6 +53,7 @@ from runtime_client._models import (
     ToolCallFinished,
     ToolCallStarted,
     TranscriptEntry,
+    TranscriptPage,
     UnknownPayload,
     Usage,
     UsageReported,
@@ -189,7 +190,9 @@ def message(m: pb.Message) -> Message:
 
 
 def transcript_entry(m: pb.TranscriptEntry) -> TranscriptEntry:
-    return TranscriptEntry(m.worker_id, m.index, m.run_id, ts(m.created_at), message(m.message))
+    return TranscriptEntry(
+        m.worker_id, m.index, m.run_id, ts(m.created_at), message(m.message), m.seq
+    )
 
 
 def diagnostic(m: pb.Diagnostic) -> Diagnostic:
@@ -375,8 +378,13 @@ def diagnostics_page(m: management_pb.ListDiagnosticsResponse) -> Page[Diagnosti
     return Page(tuple(diagnostic(d) for d in m.diagnostics), m.next_page_token, m.total_size)
 
 
-def transcript_page(m: observation_pb.GetTranscriptResponse) -> Page[TranscriptEntry]:
-    return Page(tuple(transcript_entry(x) for x in m.entries), m.next_page_token, m.total_size)
+def transcript_page(m: observation_pb.GetTranscriptResponse) -> TranscriptPage:
+    return TranscriptPage(
+        tuple(transcript_entry(x) for x in m.entries),
+        m.next_page_token,
+        m.total_size,
+        m.resume_after_seq,
+    )
 
 
 def events_page(m: observation_pb.ListEventsResponse) -> EventsPage:

@@ -118,6 +118,10 @@ class TranscriptEntry:
     run_id: str
     message: Message
     created_at: float
+    # The seq of the event that committed it (InputCommitted / MessageCommitted), stamped by the
+    # event log when that event is assigned its seq (runtime.transcript_seq). 0 = not known: the
+    # entry was committed before this Runtime process started and is read back from the store.
+    seq: int = 0
 
 
 # --- event payloads ---
@@ -359,3 +363,13 @@ def event_chars(e: Event) -> int:
     overhead; a UTF-8 character is at most 4 bytes). Pages and batches are bounded with it."""
     f = _CHARS.get(type(e.payload))
     return EVENT_OVERHEAD_CHARS + (f(e.payload) if f is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptPage(Page[TranscriptEntry]):
+    """A page of GetTranscript plus the cursor to subscribe after (see
+    runtime.transcript_seq.resume_after_seq): loading every page and then subscribing with
+    ``after_seq = resume_after_seq`` of the last page read neither misses nor repeats anything,
+    including the text of a message still being generated."""
+
+    resume_after_seq: int = 0

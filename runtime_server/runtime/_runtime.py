@@ -52,6 +52,7 @@ from runtime_server.model import (
     ToolCallFinished,
     ToolCallStarted,
     TranscriptEntry,
+    TranscriptPage,
     UsageReported,
     Worker,
     WorkerCreated,
@@ -62,6 +63,7 @@ from runtime_server.model import (
     Workspace,
     now,
 )
+from runtime_server.runtime import _transcript_seq
 from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._budget import (
     KEY_RECORD_BYTES,
@@ -1378,9 +1380,9 @@ class Runtime:
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> Page[TranscriptEntry]:
+    ) -> TranscriptPage:
         """One page of the worker's committed history, oldest first (older entries are read
-        from the store)."""
+        from the store), with the cursor to subscribe after (runtime._transcript_seq)."""
         log_ = self._require_log()
         slot = self._slot(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
@@ -1395,7 +1397,10 @@ class Runtime:
         chunk = chunk[: fitting(chunk, wire_size.entry_size, self._page_bytes)]
         end = start + len(chunk)
         token = encode_token("t", str(end)) if end < total else ""
-        return Page(tuple(chunk), token, total)
+        resume = _transcript_seq.resume_cursor(  # no await since the page was read: one moment
+            log_.newest_entry_seq.get(worker_id, 0), slot.active is not None, log_.last_assigned_seq
+        )
+        return TranscriptPage(tuple(chunk), token, total, resume)
 
     async def iter_transcript(
         self, worker_id: str, *, page_size: int = 0
