@@ -13,6 +13,7 @@ Here it is the payload; the error is exported as ``WorkerStoppedError`` and is t
 from __future__ import annotations
 
 from runtime_client._client import DEFAULT_BACKOFF, Backoff, RuntimeClient
+from runtime_client._handle import RuntimeHandle
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
@@ -65,6 +66,25 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
+from runtime_client._registry import RuntimeRegistry
+from runtime_client._registry_config import (
+    ClientTLS,
+    EmbeddedRuntimeConfig,
+    RegistryConfig,
+    RegistryConfigError,
+    RemoteRuntimeConfig,
+)
+from runtime_client._registry_types import (
+    CursorReset,
+    RegistryEvent,
+    RegistryItem,
+    RegistryOptions,
+    RuntimeHealth,
+    RuntimeLoad,
+    RuntimeStateChanged,
+    RuntimeStatus,
+    WorkerView,
+)
 from runtime_client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from runtime_client.errors import (
     AlreadyExists,
@@ -78,6 +98,7 @@ from runtime_client.errors import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
+    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -87,6 +108,9 @@ from runtime_client.errors import (
     RunNotFound,
     RuntimeClientError,
     RuntimeDraining,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
+    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
@@ -192,4 +216,24 @@ __all__ = [
     "WorkspaceClaim",
     "WorkspaceConflict",
     "WorkspaceNotAllowed",
+    "ClientTLS",
+    "EmbeddedRuntimeConfig",
+    "RegistryConfig",
+    "RegistryConfigError",
+    "RemoteRuntimeConfig",
+    "CursorReset",
+    "RegistryEvent",
+    "RegistryItem",
+    "RegistryOptions",
+    "RuntimeHealth",
+    "RuntimeLoad",
+    "RuntimeStateChanged",
+    "RuntimeStatus",
+    "WorkerView",
+    "RuntimeHandle",
+    "RuntimeRegistry",
+    "NoRuntimeAvailable",
+    "RuntimeIdentityChanged",
+    "RuntimeNotFound",
+    "RuntimeUnavailable",
 ]

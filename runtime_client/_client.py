@@ -497,6 +497,7 @@ class RuntimeClient:
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
         on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only.
@@ -528,6 +529,11 @@ class RuntimeClient:
         with ``backoff`` until the Runtime is back (or ``max_reconnects`` is spent), without
         ``resume`` it raises that RuntimeDraining. ``on_retry(error, delay_s)`` is called before
         each wait to reconnect (e.g. to tell a user "waiting for server").
+
+        ``payload_types`` keeps only events whose payload is of those kinds, named as the payload
+        classes' ``KIND`` (``"worker_created"``, ``"run_finished"``, ...; empty = all), filtered
+        by the server (its capabilities list the feature ``payload_type_filter``); seqs then
+        have gaps, and resuming stays exact.
         """
         obs = self._observation
         start: Any = obs.SubscribeEventBatches if batched else obs.SubscribeEvents
@@ -536,10 +542,11 @@ class RuntimeClient:
         eof = grpc.aio.EOF
         cursor = after_seq
         live_only = from_now  # no cursor yet: (re)subscribe from_now
+        kinds = list(payload_types)
         failures = 0
         while True:
             request = observation_pb.SubscribeEventsRequest(
-                worker_id=worker_id, after_seq=cursor, from_now=live_only
+                worker_id=worker_id, after_seq=cursor, from_now=live_only, payload_types=kinds
             )
             call = start(request, metadata=metadata)
             error: RuntimeClientError | None = None

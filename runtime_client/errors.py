@@ -12,7 +12,8 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND
     │   ├── RunNotFound               RUN_NOT_FOUND
-    │   └── ProfileNotFound           PROFILE_NOT_FOUND
+    │   ├── ProfileNotFound           PROFILE_NOT_FOUND
+    │   └── RuntimeNotFound           RUNTIME_NOT_FOUND   registry: no such runtime_id (.runtime_id)
     ├── AlreadyExists                 ALREADY_EXISTS
     │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS
     │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED
@@ -20,7 +21,8 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     │   ├── WorkerBusy                WORKER_BUSY         (.active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
     │   ├── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE; .last_seq)
-    │   └── WorkspaceConflict         WORKSPACE_CONFLICT  (.holder_worker_id, .held_path)
+    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT  (.holder_worker_id, .held_path)
+    │   └── RuntimeIdentityChanged    RUNTIME_IDENTITY_CHANGED  registry (.expected, .actual)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
@@ -35,6 +37,8 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     │   ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED (.field)
     │   └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (.capability)
     ├── Unavailable                   UNAVAILABLE         transport: server down, connection cut
+    │   ├── RuntimeUnavailable        RUNTIME_UNAVAILABLE registry: not READY (.runtime_id, .state)
+    │   └── NoRuntimeAvailable        NO_RUNTIME_AVAILABLE registry: no placement (.profile)
     ├── DeadlineExceeded              DEADLINE_EXCEEDED   transport: the call's timeout passed
     └── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS /
                                                           UNIMPLEMENTED without a known reason
@@ -42,6 +46,12 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
 :func:`from_rpc_error` is the one seam where grpc errors become these: by the ErrorInfo reason
 (domain ``worker-runtime``) in the ``grpc-status-details-bin`` trailer when there is one, else by
 status code. The client always raises the result ``from`` the grpc error.
+
+The four registry classes (RUNTIME_NOT_FOUND, RUNTIME_IDENTITY_CHANGED, RUNTIME_UNAVAILABLE,
+NO_RUNTIME_AVAILABLE) are raised by :class:`runtime_client.RuntimeRegistry` in the caller's own
+process — no Runtime sends them — so they have no server counterpart; their reasons are still
+unique and known to :func:`from_rpc_error`, so a proxy (a Backend) that forwards them as gRPC
+statuses is decoded to the same classes.
 """
 
 from __future__ import annotations
@@ -66,6 +76,7 @@ __all__ = [
     "InvalidArgument",
     "MalformedRequest",
     "MemoryBudgetExceeded",
+    "NoRuntimeAvailable",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
@@ -75,6 +86,9 @@ __all__ = [
     "RunNotFound",
     "RuntimeClientError",
     "RuntimeDraining",
+    "RuntimeIdentityChanged",
+    "RuntimeNotFound",
+    "RuntimeUnavailable",
     "StatusCode",
     "StoreFailure",
     "SubscriberLagging",
@@ -206,6 +220,16 @@ class ProfileNotFound(NotFound):
     reason = "PROFILE_NOT_FOUND"
 
 
+class RuntimeNotFound(NotFound):
+    """The registry holds no runtime with this ``runtime_id`` (raised by the registry itself)."""
+
+    reason = "RUNTIME_NOT_FOUND"
+
+    @property
+    def runtime_id(self) -> str:
+        return self.metadata.get("runtime_id", "")
+
+
 class AlreadyExists(RuntimeClientError):
     reason = "ALREADY_EXISTS"
     code = StatusCode.ALREADY_EXISTS
@@ -264,6 +288,24 @@ class WorkspaceConflict(FailedPrecondition):
     @property
     def held_path(self) -> str:
         return self.metadata.get("held_path", "")
+
+
+class RuntimeIdentityChanged(FailedPrecondition):
+    """The runtime at a registered address now answers with another ``runtime_id`` than the one
+    the registry pinned (its data dir was wiped, the address points at another replica): old
+    worker ids and cursors mean nothing there, so every call to it fails with this."""
+
+    reason = "RUNTIME_IDENTITY_CHANGED"
+
+    @property
+    def expected(self) -> str:
+        """The runtime_id the registry pinned."""
+        return self.metadata.get("expected", "")
+
+    @property
+    def actual(self) -> str:
+        """The runtime_id the address answers with now."""
+        return self.metadata.get("actual", "")
 
 
 class ResourceExhausted(RuntimeClientError):
@@ -376,6 +418,32 @@ class Unavailable(RuntimeClientError):
 
     reason = "UNAVAILABLE"
     code = StatusCode.UNAVAILABLE
+
+
+class RuntimeUnavailable(Unavailable):
+    """The registry's runtime is not usable now (UNREACHABLE, AUTH_FAILED, still CONNECTING, or
+    DRAINING for new work): the call failed fast without waiting on the network. ``state`` is the
+    registry's state of it."""
+
+    reason = "RUNTIME_UNAVAILABLE"
+
+    @property
+    def runtime_id(self) -> str:
+        return self.metadata.get("runtime_id", "")
+
+    @property
+    def state(self) -> str:
+        return self.metadata.get("state", "")
+
+
+class NoRuntimeAvailable(Unavailable):
+    """Placement found no READY runtime offering ``profile``."""
+
+    reason = "NO_RUNTIME_AVAILABLE"
+
+    @property
+    def profile(self) -> str:
+        return self.metadata.get("profile", "")
 
 
 class DeadlineExceeded(RuntimeClientError):

@@ -238,7 +238,10 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         runtime = self._runtime
         try:
             sub = runtime.subscribe(
-                after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
+                after_seq=request.after_seq,
+                worker_id=request.worker_id,
+                from_now=request.from_now,
+                payload_types=tuple(request.payload_types),
             )
         except errors.RuntimeError_ as exc:
             await abort(context, exc)

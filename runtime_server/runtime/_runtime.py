@@ -20,7 +20,7 @@ import enum
 import logging
 import os
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -84,6 +84,8 @@ from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._observer import MeteredProvider, RuntimeCounters, RuntimeObserver
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._partial import incomplete_answer
+from runtime_server.runtime._payload_filter import FEATURE as PAYLOAD_FILTER_FEATURE
+from runtime_server.runtime._payload_filter import payload_kinds
 from runtime_server.runtime._policy import HostPolicy
 from runtime_server.runtime._profiles import Config, Profile, default_config
 from runtime_server.runtime._request_limits import (
@@ -142,6 +144,7 @@ FEATURES = (
     "diagnostics",
     "workspaces",
     "capabilities",
+    PAYLOAD_FILTER_FEATURE,
 )
 
 ProviderFactory = Callable[[Profile], engine.Provider]
@@ -1431,18 +1434,27 @@ class Runtime:
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
-        self, worker_id: str = "", after_seq: int = 0, from_now: bool = False
+        self,
+        worker_id: str = "",
+        after_seq: int = 0,
+        from_now: bool = False,
+        *,
+        payload_types: Sequence[str] = (),
     ) -> Subscription:
         """Events with seq > ``after_seq`` (``from_now``: only new ones), replayed then live,
         optionally of one worker: iterate with ``async for`` (as the client's ``subscribe``). It
         ends when the Runtime closes and raises SubscriberLagging if it falls more than
-        ``subscriber_buffer_events`` behind; ``close()`` it when leaving early."""
+        ``subscriber_buffer_events`` behind; ``close()`` it when leaving early. ``payload_types``
+        keeps only those payload kinds (see runtime._payload_filter)."""
+        kinds = payload_kinds(payload_types)
         log_ = self._require_log()
         if after_seq < 0:
             raise errors.InvalidArgument("after_seq", "must be >= 0")
         if worker_id:
             self._slot_or_known(worker_id)
-        return log_.subscribe(after_seq=after_seq, worker_id=worker_id, from_now=from_now)
+        return log_.subscribe(
+            after_seq=after_seq, worker_id=worker_id, from_now=from_now, kinds=kinds
+        )
 
     def _slot_or_known(self, worker_id: str) -> None:
         # Events outlive a deleted worker (until retention), so a filter on any well-formed id is

@@ -1,0 +1,117 @@
+"""Routing through the registry over real serve subprocesses: distinct pinned identities, a worker
+created on each runtime, inputs reaching exactly the runtime they were addressed to, typed errors
+for unknown runtimes, runtime errors passing through as the client's classes, request ids minted
+for every create/send, and placement (least loaded, the profile offered, never DRAINING)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from registry_support import RegistryFactory, RemoteFactory, status_of, wait_state
+from serving import eventually
+
+from runtime_client import (
+    NoRuntimeAvailable,
+    RegistryEvent,
+    RunFinished,
+    RunNotFound,
+    RuntimeHealth,
+    RuntimeNotFound,
+    WorkerNotFound,
+)
+
+
+async def test_each_runtime_pinned_and_inputs_routed_to_their_runtime(
+    remote: RemoteFactory, registry_factory: RegistryFactory
+) -> None:
+    r1, r2 = await remote("r1"), await remote("r2")
+    registry = await registry_factory()
+    registry.add_remote(r1.target, alias="one")
+    registry.add_remote(r2.target, alias="two")
+    await registry.start()
+    s1 = await wait_state(registry, "one", RuntimeHealth.READY)
+    s2 = await wait_state(registry, "two", RuntimeHealth.READY)
+    c1, c2 = r1.proc.client(), r2.proc.client()
+    # the pinned ids are the runtimes' own
+    assert s1.runtime_id == (await c1.get_runtime()).runtime_id
+    assert s2.runtime_id == (await c2.get_runtime()).runtime_id
+    assert s1.runtime_id != s2.runtime_id
+    assert s1.runtime_id
+    assert s2.runtime_id
+    # no address leaks into a status
+    assert r1.target not in repr(registry.runtimes())
+
+    rid1, w1 = await registry.create_worker(profile="slow", runtime_id=s1.runtime_id)
+    rid2, w2 = await registry.create_worker(profile="slow", runtime_id=s2.runtime_id)
+    assert (rid1, rid2) == (s1.runtime_id, s2.runtime_id)
+    accepted = await registry.send_input(rid2, w2.worker.worker_id, "routed to two")
+    # visible on runtime 2 when asked directly, absent on runtime 1
+    run = await c2.get_run(accepted.run.run_id)
+    assert run.worker_id == w2.worker.worker_id
+    with pytest.raises(RunNotFound):
+        await c1.get_run(accepted.run.run_id)
+    # a request id was minted: the runtime's log shows the input once
+    page = await c2.list_events(worker_id=w2.worker.worker_id)
+    assert sum(type(e.payload).__name__ == "InputCommitted" for e in page.events) == 1
+    # the cache shows both workers with their runtime
+    await eventually(lambda: len(registry.list_workers()) == 2, what="both workers cached")
+    views = {v.worker.worker_id: v for v in registry.list_workers()}
+    assert views[w1.worker.worker_id].runtime_id == rid1
+    assert views[w2.worker.worker_id].runtime_id == rid2
+    assert not any(v.stale for v in views.values())
+    assert [v.worker.worker_id for v in registry.list_workers(runtime_id=rid1)] == [
+        w1.worker.worker_id
+    ]
+
+
+async def test_typed_errors_and_pass_through(
+    remote: RemoteFactory, registry_factory: RegistryFactory
+) -> None:
+    r1 = await remote("r1")
+    registry = await registry_factory()
+    registry.add_remote(r1.target, alias="one")
+    await registry.start()
+    s1 = await wait_state(registry, "one", RuntimeHealth.READY)
+    assert s1.runtime_id
+    with pytest.raises(RuntimeNotFound) as nf:
+        registry.handle("no-such-runtime")
+    assert nf.value.reason == "RUNTIME_NOT_FOUND"
+    assert nf.value.runtime_id == "no-such-runtime"
+    handle = registry.handle(s1.runtime_id)
+    with pytest.raises(WorkerNotFound):
+        await handle.get_worker("0190a0a0-0000-7000-8000-000000000000")
+    with pytest.raises(NoRuntimeAvailable) as none:
+        await registry.create_worker(profile="not-offered-anywhere")
+    assert none.value.profile == "not-offered-anywhere"
+    assert none.value.reason == "NO_RUNTIME_AVAILABLE"
+
+
+async def test_a_run_through_the_registry_streams_to_its_end(
+    remote: RemoteFactory, registry_factory: RegistryFactory
+) -> None:
+    r1 = await remote("r1")
+    registry = await registry_factory()
+    registry.add_remote(r1.target, alias="one")
+    await registry.start()
+    s1 = await wait_state(registry, "one", RuntimeHealth.READY)
+    assert s1.runtime_id
+    rid, created = await registry.create_worker(profile="slow")
+    accepted = await registry.send_input(rid, created.worker.worker_id, "a b c")
+    stream = registry.subscribe(
+        runtime_id=rid, worker_id=created.worker.worker_id, after_seq=accepted.seq
+    )
+    seen = []
+    async with contextlib.aclosing(stream):
+        async with asyncio.timeout(30):
+            async for item in stream:
+                assert isinstance(item, RegistryEvent)
+                seen.append(item.event)
+                if isinstance(item.event.payload, RunFinished):
+                    break
+    direct = await r1.proc.client().list_events(
+        after_seq=accepted.seq, worker_id=created.worker.worker_id
+    )
+    assert [e.seq for e in seen] == [e.seq for e in direct.events][: len(seen)]
+    assert status_of(registry, "one").state is RuntimeHealth.READY
