@@ -353,6 +353,7 @@ class EmbeddedRuntime:
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
         on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only — as RuntimeClient.subscribe, with the
@@ -372,7 +373,10 @@ class EmbeddedRuntime:
             try:
                 with self._translated():
                     sub = runtime.subscribe(
-                        after_seq=cursor, worker_id=worker_id, from_now=live_only
+                        after_seq=cursor,
+                        worker_id=worker_id,
+                        from_now=live_only,
+                        payload_types=payload_types,
                     )
                 try:
                     while True:
