@@ -1,0 +1,91 @@
+"""JSON views of the client's models, for the browser.
+
+Built by walking the frozen dataclasses generically (so a field added to a model shows up without
+edits here), with two exceptions decided here, because the browser must never see a host fact:
+
+- a worker's ``workspace`` (host paths) is left out: the console shows whether a worker has one;
+- free text a runtime writes about failures (diagnostic messages, run error messages) is
+  scrubbed of URLs and HOST:PORT pairs (a provider's base URL, a runtime's address).
+
+Model and user text are passed as they are: the page renders them as text, never as HTML.
+Runtime statuses are built field by field from what the page needs (never the target or token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from backend._errors import scrub
+
+__all__ = ["event_view", "runtime_view", "to_json"]
+
+_SKIP = frozenset({"raw", "workspace"})
+
+
+def to_json(obj: Any) -> Any:
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            if f.name in _SKIP:
+                continue
+            value = to_json(getattr(obj, f.name))
+            if f.name == "message" and _is_failure_text(obj):
+                value = scrub(value)
+            out[f.name] = value
+        if any(f.name == "workspace" for f in dataclasses.fields(obj)):
+            out["has_workspace"] = getattr(obj, "workspace", None) is not None
+        return out
+    if isinstance(obj, Mapping):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_json(v) for v in obj]
+    return str(obj)
+
+
+def _is_failure_text(obj: Any) -> bool:
+    # RunError(code, message) and Diagnostic(level, code, message, ...): the runtime's own words
+    return type(obj).__name__ in ("RunError", "Diagnostic")
+
+
+def event_view(event: Any) -> dict[str, Any]:
+    """An Event for the browser: seq, worker, run, time, ``kind`` (the payload's oneof name) and
+    the payload's fields."""
+    payload = event.payload
+    return {
+        "seq": event.seq,
+        "worker_id": event.worker_id,
+        "run_id": event.run_id,
+        "time": event.time,
+        "kind": getattr(payload, "KIND", "unknown"),
+        "payload": to_json(payload),
+    }
+
+
+def runtime_view(status: Any) -> dict[str, Any]:
+    """A registry RuntimeStatus: identity, health and load. Field by field on purpose: a status
+    object may learn about its target later, and that must not reach a browser."""
+    info = getattr(status, "info", None)
+    profiles = getattr(status, "profiles", ()) or ()
+    load = getattr(status, "load", None)
+    return {
+        "runtime_id": status.runtime_id,
+        "alias": status.alias,
+        "kind": str(getattr(status, "kind", "")),
+        "state": to_json(status.state),
+        "since": getattr(status, "since", 0.0),
+        "last_error": scrub(str(getattr(status, "last_error", "") or "")),
+        "version": getattr(info, "version", "") if info is not None else "",
+        "store_kind": getattr(info, "store_kind", "") if info is not None else "",
+        "profiles": [
+            {"name": p.name, "description": p.description, "builtin": p.builtin} for p in profiles
+        ],
+        "load": to_json(load),
+        "max_input_chars": info.limits.max_input_chars if info is not None else 0,
+    }
