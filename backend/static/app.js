@@ -142,7 +142,13 @@ function showWorker(w) {
   $("usage-total").textContent = fmtTokens(w.usage);
 }
 
+const RANK = { QUEUED: 0, RUNNING: 1, COMPLETED: 2, FAILED: 2, CANCELLED: 2, INTERRUPTED: 2 };
+
 function setBadge(run) {
+  // A late answer (the POST's "RUNNING" after the stream already said COMPLETED) never moves a
+  // run's badge backwards.
+  const cur = state.run;
+  if (run && cur && cur.run_id === run.run_id && (RANK[run.state] ?? 0) < (RANK[cur.state] ?? 0)) return;
   state.run = run;
   const badge = $("run-badge");
   badge.textContent = run ? run.state : "no run";
@@ -248,6 +254,7 @@ function onEvent(ev) {
       if (!state.run || state.run.run_id === p.run.run_id || ev.kind !== "run_queued") setBadge(p.run);
       if (ev.kind === "run_finished") {
         clearLive();
+        refreshDetail();
         refresh();
       }
       break;
@@ -259,6 +266,18 @@ function onEvent(ev) {
       break;
     default:
       break;
+  }
+}
+
+// The worker as its runtime has it now (usage totals), not the registry's cached list.
+async function refreshDetail() {
+  if (!state.current) return;
+  const { rid, wid } = state.current;
+  try {
+    const d = await api(`/api/runtimes/${encodeURIComponent(rid)}/workers/${encodeURIComponent(wid)}`);
+    if (state.current && state.current.wid === wid) showWorker(d.worker);
+  } catch (err) {
+    // the runtime may be away: the list refresh shows its state
   }
 }
 
@@ -293,6 +312,7 @@ function openStream() {
     const d = JSON.parse(m.data);
     logEvent({ seq: "" }, `runtime ${d.state}`);
     $("banner-runtime").hidden = d.state === "READY";
+    if (d.previous) refresh(); // the health strip and the stale marks follow at once
   });
   es.addEventListener("reset", async (m) => {
     const d = JSON.parse(m.data);
