@@ -1,7 +1,7 @@
 """Merged subscriptions: one stream over one runtime (optionally one worker) or over all of them,
 surviving each runtime's disconnects and restarts.
 
-One feed task per runtime reads that runtime's stream with the client's own resumption turned
+Each runtime's stream is read with the client's own resumption turned
 off, because resuming is only safe after the registry has checked the runtime's identity again: a
 feed that loses its stream waits until the runtime is routable (READY / DRAINING), asks its
 GetRuntime once more, and only if the runtime_id is still the pinned one subscribes again after
@@ -16,9 +16,12 @@ snapshot; the stream goes on after the runtime's last seq). For a one-runtime st
 change ends the stream with :class:`RuntimeIdentityChanged`; in an all-runtimes stream it is
 reported in-band and that runtime's feed stops (the others go on).
 
-Feeds hand items over through one queue of ``subscription_buffer`` items; a full queue makes the
-feeds wait (their streams then back up into the runtimes, which cut a lagging subscriber — and
-the feed resumes from its last seq).
+An all-runtimes stream runs one feed task per runtime; feeds hand items over through one queue
+of ``subscription_buffer`` items, and a full queue makes them wait (their streams then back up
+into the runtimes, which cut a lagging subscriber — and the feed resumes from its last seq). A
+one-runtime stream (the Backend's per-worker streams, the hot path) reads its runtime inline,
+without a task or a queue; its state changes are reported at the next event, heartbeat or
+reconnect rather than the instant they happen.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ from runtime_client.errors import (
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
+    RuntimeClientError,
     RuntimeDraining,
     RuntimeIdentityChanged,
+    StatusCode,
     SubscriberLagging,
     Unavailable,
 )
@@ -97,17 +102,18 @@ async def _verify(entry: RuntimeEntry) -> int:
     return info.last_seq
 
 
-async def _feed(
+async def _items(
     entry: RuntimeEntry,
-    out: _Outbox,
     options: RegistryOptions,
     *,
     worker_id: str,
     after_seq: int | None,
     payload_types: Sequence[str],
-) -> None:
-    """One runtime's events into ``out``. ``after_seq`` None: from the runtime's last seq at the
-    time it is first reached."""
+    ticks: bool,
+) -> AsyncGenerator[RegistryEvent | CursorReset | None, None]:
+    """One runtime's items. ``after_seq`` None: from the runtime's last seq at the time it is
+    first reached. With ``ticks``, also None after every wait for a state change and for every
+    heartbeat of the stream: a point where the consumer can report state changes in-band."""
     cursor = after_seq
     failures = 0
     verified = False
@@ -116,6 +122,8 @@ async def _feed(
             if entry.state is RuntimeHealth.IDENTITY_CHANGED:
                 raise entry.unusable()
             await entry.wait_changed()
+            if ticks:
+                yield None
         rid = entry.runtime_id or ""
         try:
             if not verified or cursor is None:
@@ -124,13 +132,20 @@ async def _feed(
                 if cursor is None:
                     cursor = last
             stream = entry.handle.subscribe(
-                worker_id, after_seq=cursor, resume=False, payload_types=payload_types
+                worker_id,
+                after_seq=cursor,
+                resume=False,
+                include_heartbeats=ticks,
+                payload_types=payload_types,
             )
             async with contextlib.aclosing(stream):
                 async for event in stream:
+                    if not event.seq:  # a heartbeat (asked for with ticks)
+                        yield None
+                        continue
                     cursor = event.seq
                     failures = 0
-                    await out.put(RegistryEvent(rid, event))
+                    yield RegistryEvent(rid, event)
                     if worker_id and isinstance(event.payload, WorkerDeleted):
                         return
             # the runtime ended the stream (shutdown): resume once it is verified again
@@ -141,18 +156,22 @@ async def _feed(
             continue  # we were slow; same connection, same runtime
         except CursorExpired as exc:
             last = await _verify(entry)
-            out.put_now(CursorReset(rid, exc.oldest_seq, last))
+            yield CursorReset(rid, exc.oldest_seq, last)
             cursor = last
             continue
         except CursorAhead as exc:
             # the runtime's log is behind our cursor: another runtime, or one that lost its log
             entry.poke()
             last = await _verify(entry)
-            out.put_now(CursorReset(rid, 0, last))
+            yield CursorReset(rid, 0, last)
             cursor = min(exc.last_seq, last) if exc.last_seq else last
             continue
         except (Unavailable, RuntimeDraining, DeadlineExceeded, TimeoutError):
             verified = False
+        except RuntimeClientError as exc:
+            if exc.code is not StatusCode.CANCELLED:
+                raise
+            verified = False  # the channel was replaced under the stream: go on on the new one
         failures += 1
         entry.poke()
         # wait for the health loop to see the runtime go and come back, or try again after a
@@ -160,9 +179,47 @@ async def _feed(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(jittered(options.backoff_initial_s, failures, 2.0)):
                 await entry.wait_changed()
+        if ticks:
+            yield None
 
 
-async def merged(
+async def _single(
+    entry: RuntimeEntry,
+    options: RegistryOptions,
+    *,
+    worker_id: str,
+    after_seq: int,
+    payload_types: Sequence[str],
+) -> AsyncGenerator[RegistryItem, None]:
+    """One runtime, read inline (no task, no queue: the Backend's per-worker streams are the hot
+    path). State changes are reported at the next item, heartbeat or reconnect."""
+    pending: deque[RuntimeStateChanged] = deque()
+    unlisten = entry.listen(pending.append)
+    items = _items(
+        entry,
+        options,
+        worker_id=worker_id,
+        after_seq=after_seq,
+        payload_types=payload_types,
+        ticks=True,
+    )
+    try:
+        async with contextlib.aclosing(items):
+            try:
+                async for item in items:
+                    while pending:
+                        yield pending.popleft()
+                    if item is not None:
+                        yield item
+            except RuntimeIdentityChanged:
+                while pending:
+                    yield pending.popleft()
+                raise
+    finally:
+        unlisten()
+
+
+def merged(
     entries: Sequence[RuntimeEntry],
     options: RegistryOptions,
     *,
@@ -172,6 +229,26 @@ async def merged(
     single: bool,
 ) -> AsyncGenerator[RegistryItem, None]:
     """The merged stream over ``entries`` (see the module docstring)."""
+    if single:
+        [entry] = entries
+        return _single(
+            entry,
+            options,
+            worker_id=worker_id,
+            after_seq=after_seq or 0,
+            payload_types=payload_types,
+        )
+    return _multi(entries, options, worker_id=worker_id, payload_types=payload_types)
+
+
+async def _multi(
+    entries: Sequence[RuntimeEntry],
+    options: RegistryOptions,
+    *,
+    worker_id: str,
+    payload_types: Sequence[str],
+) -> AsyncGenerator[RegistryItem, None]:
+    """Every runtime, each from its last seq when first reached: one feed task per runtime."""
     out = _Outbox(options.subscription_buffer)
     running = len(entries)
     unlisten = []
@@ -181,18 +258,20 @@ async def merged(
         out.put_now(change)
 
     async def run(entry: RuntimeEntry) -> None:
+        items = _items(
+            entry,
+            options,
+            worker_id=worker_id,
+            after_seq=None,
+            payload_types=payload_types,
+            ticks=False,
+        )
         try:
-            await _feed(
-                entry,
-                out,
-                options,
-                worker_id=worker_id,
-                after_seq=after_seq,
-                payload_types=payload_types,
-            )
-        except RuntimeIdentityChanged as exc:
-            if single:
-                out.put_now(exc)
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    await out.put(item)
+        except RuntimeIdentityChanged:
+            pass  # reported in-band (RuntimeStateChanged); the other runtimes go on
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -205,13 +284,13 @@ async def merged(
         tasks.append(asyncio.ensure_future(run(entry)))
     try:
         while running:
-            item = await out.get()
-            if item is _END:
+            got = await out.get()
+            if got is _END:
                 running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item  # type: ignore[misc]
+            elif isinstance(got, BaseException):
+                raise got
+            elif isinstance(got, RegistryEvent | RuntimeStateChanged | CursorReset):
+                yield got
     finally:
         for stop in unlisten:
             stop()

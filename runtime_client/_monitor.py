@@ -234,6 +234,15 @@ class Monitor:
         filtered = info is not None and FILTER_FEATURE in info.capabilities.features
         kinds = LIFECYCLE_TYPES if filtered else ()
         while True:
+            if cache.cursor == 0:
+                # after_seq=0 means "from the oldest retained", not "after seq 0": if retention
+                # already trimmed events since the (empty) snapshot, they would be skipped
+                # silently — take the snapshot again instead
+                async with asyncio.timeout(self.options.probe_timeout_s):
+                    oldest = (await entry.probe.get_runtime()).oldest_seq
+                if oldest > 1:
+                    await self._snapshot()
+                    continue
             stream = entry.handle.subscribe(
                 after_seq=cache.cursor, resume=False, payload_types=kinds
             )

@@ -35,6 +35,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from runtime_client._client import RuntimeClient
 from runtime_client._handle import RuntimeHandle
 from runtime_client._merged import merged
 from runtime_client._models import Accepted, BusyPolicy, Created, WorkerState
@@ -80,6 +81,7 @@ class RuntimeRegistry:
         self._remotes: dict[int, RemoteConnection] = {}  # by id(entry); holds the target
         self._monitors: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
+        self._retired: set[RuntimeClient] = set()  # replaced channels, closed a little later
         self._state = "new"
 
     # --- registration -------------------------------------------------------------------------
@@ -187,8 +189,17 @@ class RuntimeRegistry:
             old = conn.client
             entry.handle, entry.probe = conn.open()
             if old is not None:
-                # in the background: a wedged channel's close must not stall the health loop
-                task = asyncio.ensure_future(old.close(0))
+                # Later and in the background: calls and streams still on the old channel end
+                # by their own deadline and are retried on the new one (closing it now would
+                # fail them with a usage error); a wedged close must not stall the health loop.
+                self._retired.add(old)
+
+                async def retire() -> None:
+                    await asyncio.sleep(self._options.call_timeout_s)
+                    self._retired.discard(old)
+                    await old.close(0)
+
+                task = asyncio.ensure_future(retire())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
 
@@ -201,12 +212,16 @@ class RuntimeRegistry:
         self._state = "closed"
         for task in self._monitors:
             task.cancel()
-        for task in self._monitors:
-            with contextlib.suppress(BaseException):
-                await task
-        for conn in self._remotes.values():
+        if self._monitors:
+            # bounded: a health loop stuck in a handle that swallows cancellation must not hang
+            # the Backend's shutdown
+            await asyncio.wait(self._monitors, timeout=5.0)
+        for task in self._closing:
+            task.cancel()
+        for client in [*self._retired, *(c.client for c in self._remotes.values() if c.client)]:
             with contextlib.suppress(Exception):
-                await conn.close()
+                await client.close(0)
+        self._retired.clear()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -283,6 +298,8 @@ class RuntimeRegistry:
             remaining = deadline - loop.time()
             try:
                 handle = entry.check()
+                if attempt == 1:  # the handle's own call deadline bounds the first try
+                    return await call(handle)
                 async with asyncio.timeout(max(remaining, 0.001)):
                     return await call(handle)
             except RuntimeIdentityChanged:

@@ -52,6 +52,8 @@ class WorkerCache:
         self.workers: dict[str, Worker] = {}
         self.cursor = 0  # the last seq applied (or the snapshot's S)
         self.loaded = False  # a snapshot was taken at least once
+        self.version = 0  # bumped by every change: the unfiltered view is rebuilt only then
+        self._all: tuple[int, str, bool, tuple[WorkerView, ...]] | None = None
 
     async def snapshot(self, handle: RuntimeHandle, page_size: int = 0) -> None:
         """Replace the contents with a fresh snapshot (S first, then the pages)."""
@@ -62,12 +64,14 @@ class WorkerCache:
         self.workers = workers
         self.cursor = start
         self.loaded = True
+        self.version += 1
 
     def apply(self, event: Event) -> None:
         """Apply one event of the runtime's log (events at or below the cursor are dropped)."""
         if event.seq <= self.cursor:
             return
         self.cursor = event.seq
+        self.version += 1
         payload = event.payload
         workers = self.workers
         if isinstance(payload, WorkerCreated):
@@ -103,8 +107,9 @@ class WorkerCache:
     def upsert(self, worker: Worker, seq: int) -> None:
         """A worker the registry just created (``seq`` of its WorkerCreated): shown at once, unless
         the stream already brought something newer."""
-        if seq > self.cursor:
-            self.workers.setdefault(worker.worker_id, worker)
+        if seq > self.cursor and worker.worker_id not in self.workers:
+            self.workers[worker.worker_id] = worker
+            self.version += 1
 
     def live_count(self) -> int:
         return sum(1 for w in self.workers.values() if w.state is not WorkerState.STOPPED)
@@ -118,11 +123,17 @@ class WorkerCache:
         labels: Mapping[str, str] | None = None,
     ) -> Iterable[WorkerView]:
         """The cached workers matching ``state`` and carrying all ``labels``."""
-        for worker in self.workers.values():
-            if state is not None and worker.state != state:
-                continue
-            if labels:
-                have = worker.labels
-                if any(have.get(k) != v for k, v in labels.items()):
-                    continue
-            yield WorkerView(runtime_id, worker, stale)
+        if state is None and not labels:
+            cached = self._all
+            if cached is not None and cached[:3] == (self.version, runtime_id, stale):
+                return cached[3]
+            views = tuple(WorkerView(runtime_id, w, stale) for w in self.workers.values())
+            self._all = (self.version, runtime_id, stale, views)
+            return views
+        wanted = labels.items() if labels else None
+        return [
+            WorkerView(runtime_id, w, stale)
+            for w in self.workers.values()
+            if (state is None or w.state == state)
+            and (wanted is None or wanted <= w.labels.items())
+        ]

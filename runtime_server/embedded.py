@@ -356,7 +356,8 @@ class EmbeddedRuntime:
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
-        replayed then live, optionally for one worker only — as RuntimeClient.subscribe, with the
+        replayed then live, optionally for one worker only — as RuntimeClient.subscribe (also its
+        ``payload_types`` filter), with the
         same resumption after SUBSCRIBER_LAGGING, heartbeats every ``heartbeat_interval`` on a
         quiet stream (yielded with ``include_heartbeats``), and the same end after a
         worker-filtered stream's WorkerDeleted. ``batched`` changes nothing in-process. At the

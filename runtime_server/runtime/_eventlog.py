@@ -368,8 +368,11 @@ class Subscription:
                 if timeout is None:
                     await waiter
                 else:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the waiter's
+                    # result when a cancellation races its wakeup, swallowing the cancellation
                     try:
-                        await asyncio.wait_for(waiter, timeout)
+                        async with asyncio.timeout(timeout):
+                            await waiter
                     except TimeoutError:
                         return None
             finally:

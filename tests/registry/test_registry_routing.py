@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 
 import pytest
-from registry_support import RegistryFactory, RemoteFactory, status_of, wait_state
+from registry_support import RegistryFactory, Remote, RemoteFactory, status_of, wait_state
 from serving import eventually
 
 from runtime_client import (
@@ -19,27 +19,48 @@ from runtime_client import (
     RunNotFound,
     RuntimeHealth,
     RuntimeNotFound,
+    RuntimeRegistry,
     WorkerNotFound,
 )
+from runtime_server.embedded import EmbeddedRuntime
 
 
 async def test_each_runtime_pinned_and_inputs_routed_to_their_runtime(
     remote: RemoteFactory, registry_factory: RegistryFactory
 ) -> None:
     r1, r2 = await remote("r1"), await remote("r2")
+    embedded = await EmbeddedRuntime.open()
     registry = await registry_factory()
     registry.add_remote(r1.target, alias="one")
     registry.add_remote(r2.target, alias="two")
+    registry.add_embedded(embedded, alias="here")
+    try:
+        await _three_runtimes(registry, r1, r2, embedded)
+    finally:
+        await registry.close()
+        await embedded.close()
+
+
+async def _three_runtimes(
+    registry: RuntimeRegistry, r1: Remote, r2: Remote, embedded: EmbeddedRuntime
+) -> None:
     await registry.start()
     s1 = await wait_state(registry, "one", RuntimeHealth.READY)
     s2 = await wait_state(registry, "two", RuntimeHealth.READY)
+    s3 = await wait_state(registry, "here", RuntimeHealth.READY)
+    assert (s1.kind, s2.kind, s3.kind) == ("remote", "remote", "embedded")
     c1, c2 = r1.proc.client(), r2.proc.client()
-    # the pinned ids are the runtimes' own
+    # the pinned ids are the runtimes' own, and distinct
     assert s1.runtime_id == (await c1.get_runtime()).runtime_id
     assert s2.runtime_id == (await c2.get_runtime()).runtime_id
-    assert s1.runtime_id != s2.runtime_id
+    assert s3.runtime_id == (await embedded.get_runtime()).runtime_id
+    assert len({s1.runtime_id, s2.runtime_id, s3.runtime_id}) == 3
     assert s1.runtime_id
     assert s2.runtime_id
+    assert s3.runtime_id
+    rid3, w3 = await registry.create_worker(profile="echo", runtime_id=s3.runtime_id)
+    assert rid3 == s3.runtime_id
+    assert (await embedded.get_worker(w3.worker.worker_id)) == w3.worker
     # no address leaks into a status
     assert r1.target not in repr(registry.runtimes())
 
@@ -56,7 +77,7 @@ async def test_each_runtime_pinned_and_inputs_routed_to_their_runtime(
     page = await c2.list_events(worker_id=w2.worker.worker_id)
     assert sum(type(e.payload).__name__ == "InputCommitted" for e in page.events) == 1
     # the cache shows both workers with their runtime
-    await eventually(lambda: len(registry.list_workers()) == 2, what="both workers cached")
+    await eventually(lambda: len(registry.list_workers()) == 3, what="the workers cached")
     views = {v.worker.worker_id: v for v in registry.list_workers()}
     assert views[w1.worker.worker_id].runtime_id == rid1
     assert views[w2.worker.worker_id].runtime_id == rid2
