@@ -6,6 +6,8 @@
 // last seq seen are dropped, and committed entries are keyed by their index, so nothing shows
 // twice. Committed events are authoritative: MessageCommitted replaces the live text.
 
+import { acquire, giveBack, onSlotLost } from "./slots.js";
+
 const $ = (id) => document.getElementById(id);
 const HEADERS = { "content-type": "application/json", "x-worker-console": "1" };
 const LOG_MAX = 500;
@@ -300,8 +302,20 @@ async function loadTranscript(epoch) {
   return resume;
 }
 
-function openStream() {
-  closeStream();
+async function openStream(steal = false) {
+  if (state.es || state.opening || !state.current) return;
+  state.opening = true;
+  let got = false;
+  try {
+    got = await acquire(steal);
+  } finally {
+    state.opening = false;
+  }
+  if (!got || state.es || !state.current) {
+    if (!got) $("banner-paused").hidden = false;
+    return;
+  }
+  $("banner-paused").hidden = true;
   const { rid, wid } = state.current;
   const url = `/api/runtimes/${encodeURIComponent(rid)}/workers/${encodeURIComponent(wid)}` +
     `/events?after_seq=${state.lastSeq}`;
@@ -335,7 +349,14 @@ function openStream() {
 function closeStream() {
   if (state.es) state.es.close();
   state.es = null;
+  giveBack();
 }
+
+onSlotLost(() => {
+  if (state.es) state.es.close();
+  state.es = null;
+  $("banner-paused").hidden = false;
+});
 
 async function attach(rid, wid) {
   closeStream();
@@ -370,6 +391,7 @@ async function send(ev) {
   const input = $("input");
   const text = input.value;
   if (!text.trim() || !state.current) return;
+  if (!state.es) openStream(true); // the tab in use streams, taking a slot if it must
   const { rid, wid } = state.current;
   const status = $("composer-status");
   status.textContent = "sending…";
@@ -454,8 +476,15 @@ async function start() {
 // resumes from its last seq when shown again.
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) closeStream();
-  else if (state.current && !state.es && state.lastSeq) openStream();
+  else if (state.current && !state.es && state.lastSeq) openStream(true);
 });
+window.addEventListener("focus", () => {
+  if (state.current && !state.es && state.lastSeq && !document.hidden) openStream(true);
+});
+// A paused tab takes a slot as soon as one is free.
+setInterval(() => {
+  if (state.current && !state.es && state.lastSeq && !document.hidden) openStream(false);
+}, 3000);
 window.addEventListener("hashchange", route);
 $("composer").addEventListener("submit", send);
 $("input").addEventListener("keydown", (e) => {

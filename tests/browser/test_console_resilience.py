@@ -111,3 +111,52 @@ async def test_kill9_of_the_remote_runtime_shows_a_banner_and_resumes(
         '#transcript .entry[data-role="ASSISTANT"] .text'
     ).all_text_contents()
     assert texts[-1] == "after the restart"
+
+
+async def test_eight_console_tabs_leave_connections_for_requests(
+    console: ConsoleFactory, browser: Any
+) -> None:
+    """Over HTTP/1.1 a browser opens ~6 connections per origin: eight tabs each holding an
+    EventSource would stall every other request. The tabs share a few stream slots; the one in
+    use streams; a POST from any tab completes."""
+    c = await console(delay_ms=100)
+    _, rid = await c.runtime_ids()
+    wids = [await c.create_worker(rid, "slow", f"tab {i}") for i in range(8)]
+    context = await browser.new_context(viewport={"width": 1100, "height": 700})
+    try:
+        tabs = []
+        for wid in wids:
+            tab = await context.new_page()
+            await open_worker(tab, c.backend.url, rid, wid)
+            tabs.append(tab)
+        # The last tab is the one in use: it sends, and its answer streams in.
+        last = tabs[-1]
+        text = " ".join(f"t{i}" for i in range(25))
+        await last.fill("#input", text)
+        await last.press("#input", "Enter")
+        await eventually(lambda: _live_has(last, "t3 t4"), timeout=BOUND)
+        await eventually(lambda: _has_text(last, text), timeout=BOUND)
+        # A POST from every tab completes (none waits behind the streams' connections).
+        for i, tab in enumerate(tabs[:-1]):
+            status = await tab.evaluate(
+                """async ([rid, wid, n]) => {
+                    const r = await fetch(`/api/runtimes/${rid}/workers/${wid}/input`, {
+                        method: "POST",
+                        headers: {"content-type": "application/json", "x-worker-console": "1"},
+                        body: JSON.stringify({text: `from tab ${n}`}),
+                        signal: AbortSignal.timeout(10000),
+                    });
+                    return r.status;
+                }""",
+                [rid, wids[i], i],
+            )
+            assert status == 202
+    finally:
+        await context.close()
+
+
+async def _has_text(page: Any, text: str) -> bool:
+    shown = await page.locator(
+        '#transcript .entry[data-role="ASSISTANT"] .text'
+    ).all_text_contents()
+    return text in shown
