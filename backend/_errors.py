@@ -34,7 +34,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from runtime_client.errors import RuntimeClientError, StatusCode
+from runtime_client.errors import RuntimeServiceError, StatusCode
 
 __all__ = ["ApiError", "error_response", "from_client_error", "scrub"]
 
@@ -95,7 +95,7 @@ class ApiError(Exception):
         return cls(400, "INVALID_ARGUMENT", f"{field}: {why}", {"field": field})
 
 
-def from_client_error(exc: RuntimeClientError) -> ApiError:
+def from_client_error(exc: RuntimeServiceError) -> ApiError:
     status = _HTTP.get(exc.code, 502)
     message = _FIXED.get(status) or scrub(exc.message)
     metadata = {k: scrub(v) for k, v in exc.metadata.items()}

@@ -32,7 +32,7 @@ from backend._routes import api, backend_of, path_id
 from backend._sse import Frame, parse_cursor, with_heartbeats
 from backend._views import event_view
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
-from runtime_client.errors import NotFound, RuntimeClientError, RuntimeIdentityChanged
+from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
 
 __all__ = ["worker_events"]
 
@@ -116,7 +116,7 @@ async def _frames(
     except RuntimeIdentityChanged:
         yield Frame({"state": "IDENTITY_CHANGED", "previous": "", "error": ""}, "runtime")
         yield Frame({"reason": "RUNTIME_IDENTITY_CHANGED"}, "end", final=True)
-    except RuntimeClientError as exc:
+    except RuntimeServiceError as exc:
         err = from_client_error(exc)
         ended = {"reason": err.reason, "message": err.message, "metadata": err.metadata}
         yield Frame(ended, "end", final=True)
@@ -141,7 +141,7 @@ async def worker_events(request: Request) -> Response:
         await handle.get_worker(wid)
     except NotFound:
         raise
-    except RuntimeClientError:
+    except RuntimeServiceError:
         pass
     release = backend.streams.acquire()  # 429 past the bound
     body = with_heartbeats(_frames(registry, rid, wid, after), backend.config.heartbeat_s)

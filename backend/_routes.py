@@ -22,7 +22,7 @@ from backend._security import COOKIE, session_value
 from backend._service import Backend
 from backend._views import runtime_view, to_json
 from runtime_client import BusyPolicy
-from runtime_client.errors import ProfileNotFound, RuntimeClientError
+from runtime_client.errors import ProfileNotFound, RuntimeServiceError
 
 __all__ = ["api", "backend_of", "body_json", "path_id"]
 
@@ -41,7 +41,7 @@ def api(handler: Handler) -> Handler:
             return await handler(request)
         except ApiError as err:
             return error_response(err)
-        except RuntimeClientError as exc:
+        except RuntimeServiceError as exc:
             return error_response(from_client_error(exc))
 
     return wrapped

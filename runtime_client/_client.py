@@ -76,8 +76,8 @@ from runtime_client.api import (
 from runtime_client.errors import (
     CursorExpired,
     NotFound,
-    RuntimeClientError,
     RuntimeDraining,
+    RuntimeServiceError,
     SubscriberLagging,
     Unavailable,
     from_rpc_error,
@@ -307,9 +307,9 @@ class RuntimeClient:
         )
         resp = await self._unary(self._management.ListWorkspaceClaims, req)
         return Page(
-            tuple(_convert.workspace_claim(c) for c in resp.claims),
-            resp.next_page_token,
-            resp.total_size,
+            items=tuple(_convert.workspace_claim(c) for c in resp.claims),
+            next_page_token=resp.next_page_token,
+            total_size=resp.total_size,
         )
 
     # --- CatalogService -----------------------------------------------------------------------
@@ -496,7 +496,7 @@ class RuntimeClient:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
-        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
@@ -549,7 +549,7 @@ class RuntimeClient:
                 worker_id=worker_id, after_seq=cursor, from_now=live_only, payload_types=kinds
             )
             call = start(request, metadata=metadata)
-            error: RuntimeClientError | None = None
+            error: RuntimeServiceError | None = None
             try:
                 read = call.read
                 while True:

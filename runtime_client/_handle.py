@@ -36,7 +36,7 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
-from runtime_client.errors import RuntimeClientError
+from runtime_client.errors import RuntimeServiceError
 
 __all__ = ["RuntimeHandle"]
 
@@ -135,7 +135,7 @@ class RuntimeHandle(Protocol):
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
-        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]: ...
 

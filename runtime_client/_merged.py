@@ -46,9 +46,9 @@ from runtime_client.errors import (
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
-    RuntimeClientError,
     RuntimeDraining,
     RuntimeIdentityChanged,
+    RuntimeServiceError,
     StatusCode,
     SubscriberLagging,
     Unavailable,
@@ -168,7 +168,7 @@ async def _items(
             continue
         except (Unavailable, RuntimeDraining, DeadlineExceeded, TimeoutError):
             verified = False
-        except RuntimeClientError as exc:
+        except RuntimeServiceError as exc:
             if exc.code is not StatusCode.CANCELLED:
                 raise
             verified = False  # the channel was replaced under the stream: go on on the new one

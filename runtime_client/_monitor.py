@@ -35,8 +35,8 @@ from runtime_client.errors import (
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
-    RuntimeClientError,
     RuntimeDraining,
+    RuntimeServiceError,
     Unauthenticated,
     Unavailable,
 )
@@ -63,7 +63,7 @@ def describe(exc: BaseException, timeout: float) -> str:
         return "the runtime is shutting down (RUNTIME_DRAINING)"
     if isinstance(exc, Unavailable):
         return "cannot reach the runtime (UNAVAILABLE)"
-    if isinstance(exc, RuntimeClientError):
+    if isinstance(exc, RuntimeServiceError):
         return f"{exc.reason}: {exc.message}"[:300]
     return f"{type(exc).__name__}"
 
@@ -119,7 +119,7 @@ class Monitor:
             except Exception as exc:
                 failures += 1
                 error = describe(exc, opts.probe_timeout_s)
-                if not isinstance(exc, RuntimeClientError | TimeoutError):
+                if not isinstance(exc, RuntimeServiceError | TimeoutError):
                     log.warning("runtime %r: health loop error", entry.alias, exc_info=exc)
                 if isinstance(exc, RuntimeDraining) and entry.state in (
                     RuntimeHealth.READY,

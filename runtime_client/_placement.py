@@ -33,7 +33,5 @@ def choose(entries: Iterable[RuntimeEntry], profile: str) -> RuntimeEntry:
             best, best_key = entry, key
     if best is None:
         name = profile or "echo"
-        raise NoRuntimeAvailable(
-            f"no READY runtime offers profile {name!r}", metadata={"profile": name}
-        )
+        raise NoRuntimeAvailable(f"no READY runtime offers profile {name!r}", profile=name)
     return best

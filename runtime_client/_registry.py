@@ -275,9 +275,7 @@ class RuntimeRegistry:
     def _entry(self, runtime_id: str) -> RuntimeEntry:
         entry = self._by_id.get(runtime_id)
         if entry is None:
-            raise RuntimeNotFound(
-                f"no runtime {runtime_id!r} is registered", metadata={"runtime_id": runtime_id}
-            )
+            raise RuntimeNotFound(f"no runtime {runtime_id!r} is registered", runtime_id=runtime_id)
         return entry
 
     def handle(self, runtime_id: str) -> RuntimeHandle:

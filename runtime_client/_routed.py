@@ -35,7 +35,7 @@ from runtime_client._models import (
 )
 from runtime_client._registry_types import RuntimeHealth
 from runtime_client._runtime_entry import RuntimeEntry
-from runtime_client.errors import DeadlineExceeded, RuntimeClientError, Unavailable
+from runtime_client.errors import DeadlineExceeded, RuntimeServiceError, Unavailable
 
 __all__ = ["RoutedHandle"]
 
@@ -262,7 +262,7 @@ class RoutedHandle:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
-        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """The runtime's own subscription. Its reconnects do not re-check identity: for a stream

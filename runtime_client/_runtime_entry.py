@@ -111,12 +111,15 @@ class RuntimeEntry:
         if self.state is RuntimeHealth.IDENTITY_CHANGED:
             return RuntimeIdentityChanged(
                 f"runtime {self.alias!r} changed identity: {self.last_error}",
-                metadata={"runtime_id": rid, "expected": rid, "actual": self.actual_id},
+                runtime_id=rid,
+                expected=rid,
+                actual=self.actual_id,
             )
         why = f": {self.last_error}" if self.last_error else ""
         return RuntimeUnavailable(
             f"runtime {self.alias!r} is {self.state.value}{why}",
-            metadata={"runtime_id": rid, "state": self.state.value},
+            runtime_id=rid,
+            state=self.state.value,
         )
 
     # --- cached facts --------------------------------------------------------------------------

@@ -185,11 +185,11 @@ def profile(p: rt.Profile) -> c.Profile:
 
 def limits(lim: m.Limits) -> c.Limits:
     # Field by field, by keyword, under the client's names.
-    return c.Limits(**{f: getattr(lim, _LIMIT_NAMES.get(f, f)) for f in _LIMIT_FIELDS})
+    # (the parity test pins that both models have the same limit fields)
+    return c.Limits(**{f: getattr(lim, f) for f in _LIMIT_FIELDS})
 
 
 _LIMIT_FIELDS = tuple(c.Limits.__dataclass_fields__)
-_LIMIT_NAMES = {"heartbeat_interval_seconds": "heartbeat_interval_s"}
 
 
 def runtime_info(info: rt.RuntimeInfo) -> c.RuntimeInfo:
@@ -284,7 +284,7 @@ def page(p: m.Page[T], convert: Callable[[T], U]) -> c.Page[U]:
     return c.Page(
         items=tuple(convert(x) for x in p.items),
         next_page_token=p.next_page_token,
-        total_size=p.total,
+        total_size=p.total_size,
     )
 
 
@@ -292,7 +292,7 @@ def transcript_page(p: m.TranscriptPage) -> c.TranscriptPage:
     return c.TranscriptPage(
         items=tuple(entry(x) for x in p.items),
         next_page_token=p.next_page_token,
-        total_size=p.total,
+        total_size=p.total_size,
         resume_after_seq=p.resume_after_seq,
     )
 

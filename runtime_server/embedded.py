@@ -58,7 +58,7 @@ from runtime_client import (
     WorkspaceClaim,
 )
 from runtime_client import errors as cerr
-from runtime_client.errors import RuntimeClientError
+from runtime_client.errors import RuntimeServiceError
 from runtime_server import _embedded_convert as cv
 from runtime_server import errors
 from runtime_server.model import DiagnosticLevel, now
@@ -78,7 +78,7 @@ _RESUMABLE = (cerr.SubscriberLagging, cerr.Unavailable, cerr.RuntimeDraining)
 _INTERNAL_MESSAGE = "internal error (recorded in the runtime's diagnostics)"
 
 
-def client_error(exc: errors.RuntimeError_) -> RuntimeClientError:
+def client_error(exc: errors.RuntimeServiceError) -> RuntimeServiceError:
     """The client error a remote caller would receive for the domain error ``exc``."""
     wire = errors.wire_form(exc)
     return cerr.from_status(cerr.StatusCode(wire.code), wire.message, wire.reason, wire.metadata)
@@ -140,7 +140,7 @@ class EmbeddedRuntime:
         client's classes, anything else a generic InternalError recorded as a diagnostic."""
         try:
             yield
-        except errors.RuntimeError_ as exc:
+        except errors.RuntimeServiceError as exc:
             raise client_error(exc) from exc
         except Exception as exc:
             # A bug, not the caller's mistake: logged with its traceback and recorded, as the
@@ -353,7 +353,7 @@ class EmbeddedRuntime:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
-        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
@@ -365,12 +365,12 @@ class EmbeddedRuntime:
         Runtime's close the stream delivers every committed event, then raises RuntimeDraining
         (``last_seq``): a closed in-process Runtime does not come back, so it is not awaited."""
         runtime = self._runtime
-        interval = runtime.limits.heartbeat_interval_s or None
+        interval = runtime.limits.heartbeat_interval_seconds or None
         cursor = after_seq
         live_only = from_now  # no cursor yet: (re)subscribe from_now
         failures = 0
         while True:
-            error: RuntimeClientError | None = None
+            error: RuntimeServiceError | None = None
             cv.uint64_in(cursor)
             try:
                 with self._translated():
@@ -405,7 +405,7 @@ class EmbeddedRuntime:
                             return
                 finally:
                     sub.close()
-            except RuntimeClientError as exc:
+            except RuntimeServiceError as exc:
                 if not resume or not isinstance(exc, _RESUMABLE) or runtime.closing:
                     raise
                 failures += 1

@@ -519,7 +519,10 @@ class Runtime:
                 engine.Role.TOOL, text=text, tool_call_id=call.call_id, tool_name=call.name,
                 is_error=True,
             )  # fmt: skip
-            closing = TranscriptEntry(wid, len(slot.transcript), entry.run_id, result, now())
+            closing = TranscriptEntry(
+                worker_id=wid, index=len(slot.transcript), run_id=entry.run_id, created_at=now(),
+                message=result,
+            )  # fmt: skip
             slot.transcript.append(closing)
             log_.append(
                 wid,
@@ -1090,11 +1093,11 @@ class Runtime:
         started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._runs[run.run_id] = started
         entry = TranscriptEntry(
-            slot.worker.worker_id,
-            len(slot.transcript),
-            run.run_id,
-            engine.Message(engine.Role.USER, text=run.input_text),
-            now(),
+            worker_id=slot.worker.worker_id,
+            index=len(slot.transcript),
+            run_id=run.run_id,
+            message=engine.Message(engine.Role.USER, text=run.input_text),
+            created_at=now(),
         )
         slot.transcript.append(entry)
         slot.active = started
@@ -1206,7 +1209,10 @@ class Runtime:
             )
 
         def on_message(ev: Any) -> None:
-            entry = TranscriptEntry(worker_id, len(slot.transcript), run_id, ev.message, now())
+            entry = TranscriptEntry(
+                worker_id=worker_id, index=len(slot.transcript), run_id=run_id, created_at=now(),
+                message=ev.message,
+            )  # fmt: skip
             slot.transcript.append(entry)
             log_.append(worker_id, run_id, [MessageCommitted(entry)], [AppendTranscript(entry)])
 
@@ -1403,7 +1409,9 @@ class Runtime:
         resume = _transcript_seq.resume_cursor(  # no await since the page was read: one moment
             log_.newest_entry_seq.get(worker_id, 0), slot.active is not None, log_.last_assigned_seq
         )
-        return TranscriptPage(tuple(chunk), token, total, resume)
+        return TranscriptPage(
+            items=tuple(chunk), next_page_token=token, total_size=total, resume_after_seq=resume
+        )
 
     async def iter_transcript(
         self, worker_id: str, *, page_size: int = 0

@@ -73,7 +73,7 @@ async def test_only_the_named_kinds_arrive_and_resume_is_exact(
 
 
 async def test_heartbeats_flow_under_a_filter(serve: ServeFactory) -> None:
-    served = await serve(limits=Limits(heartbeat_interval_s=0.05))
+    served = await serve(limits=Limits(heartbeat_interval_seconds=0.05))
     stream = served.client.subscribe(
         payload_types=["worker_deleted"], include_heartbeats=True, from_now=True
     )

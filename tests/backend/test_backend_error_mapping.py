@@ -28,7 +28,7 @@ from runtime_client import errors as e
         (e.Unauthenticated("bad token"), 502),
     ],
 )
-def test_status_and_shape(exc: e.RuntimeClientError, status: int) -> None:
+def test_status_and_shape(exc: e.RuntimeServiceError, status: int) -> None:
     resp = error_response(from_client_error(exc))
     assert resp.status_code == status
     body = json.loads(bytes(resp.body))
