@@ -32,6 +32,7 @@ __all__ = ["Frame", "StreamSlots", "encode", "parse_cursor", "with_heartbeats"]
 
 MAX_CURSOR_DIGITS = 20  # a uint64
 RETRY_MS = 1000
+MAX_BATCH = 256  # frames joined into one write at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +141,22 @@ async def with_heartbeats(
             except TimeoutError:
                 yield HEARTBEAT
                 continue
+            # Everything already waiting goes out as one write: one ASGI send (one socket write)
+            # per batch, not per event, when the stream is busy (a replay, a fast model).
+            chunks: list[bytes] = []
+            while True:
+                if item is None or isinstance(item, BaseException):
+                    break
+                chunks.append(encode(item))
+                if item.final or len(chunks) >= MAX_BATCH or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if chunks:
+                yield b"".join(chunks)
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield encode(item)
             if item.final:
                 return
     finally:

@@ -30,16 +30,12 @@ def to_json(obj: Any) -> Any:
         return obj
     if isinstance(obj, enum.Enum):
         return obj.value
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
-            if f.name in _SKIP:
-                continue
-            value = to_json(getattr(obj, f.name))
-            if f.name == "message" and _is_failure_text(obj):
-                value = scrub(value)
-            out[f.name] = value
-        if any(f.name == "workspace" for f in dataclasses.fields(obj)):
+    names = _fields(type(obj))
+    if names is not None:
+        out: dict[str, Any] = {name: to_json(getattr(obj, name)) for name in names}
+        if type(obj).__name__ in ("RunError", "Diagnostic"):  # the runtime's own words
+            out["message"] = scrub(out["message"])
+        if "workspace" in _ALL_FIELDS[type(obj)]:
             out["has_workspace"] = getattr(obj, "workspace", None) is not None
         return out
     if isinstance(obj, Mapping):
@@ -49,9 +45,24 @@ def to_json(obj: Any) -> Any:
     return str(obj)
 
 
-def _is_failure_text(obj: Any) -> bool:
-    # RunError(code, message) and Diagnostic(level, code, message, ...): the runtime's own words
-    return type(obj).__name__ in ("RunError", "Diagnostic")
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_ALL_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...] | None:
+    """The fields shown of a dataclass type (None: not a dataclass); cached per type, as the
+    event path walks thousands of events a second."""
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        pass
+    names: tuple[str, ...] | None = None
+    if dataclasses.is_dataclass(cls):
+        every = [f.name for f in dataclasses.fields(cls)]
+        _ALL_FIELDS[cls] = frozenset(every)
+        names = tuple(n for n in every if n not in _SKIP)
+    _FIELDS[cls] = names
+    return names
 
 
 def event_view(event: Any) -> dict[str, Any]:

@@ -9,6 +9,8 @@ Sections (``--only NAME`` runs one):
   overhead on a llama.cpp turn;
 * ``registry`` (issue 11) RuntimeRegistry's overhead on a remote and an embedded run, and
   list_workers over 3 runtimes x 10,000 workers.
+* ``backend`` (issue 12) SSE events/s through the Backend vs subscribing to the runtime
+  directly; the Backend's RSS with 256 open console streams.
 
 Every figure is the median of >= 3 repetitions; baseline and product are measured back to back
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine", "registry")
+SECTIONS = ("grpc", "store", "engine", "registry", "backend")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -45,6 +47,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _registry
 
         return _registry.run
+    if name == "backend":
+        from bench import _backend
+
+        return _backend.run
     from bench import _engine
 
     return _engine.run
