@@ -30,11 +30,13 @@ from starlette.types import Receive, Scope, Send
 from backend._errors import from_client_error, scrub
 from backend._routes import api, backend_of, path_id
 from backend._sse import Frame, parse_cursor, with_heartbeats
-from backend._views import event_view
+from backend._views import event_frame_bytes
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
 from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
 
 __all__ = ["worker_events"]
+
+_NO_DATA: dict[str, Any] = {}
 
 
 class EventStream(Response):
@@ -98,7 +100,7 @@ async def _frames(
                 event = item.event
                 if event.seq == 0:
                     continue
-                yield Frame(event_view(event), id=event.seq)
+                yield Frame(_NO_DATA, id=event.seq, encoded=event_frame_bytes(event))
                 if event.payload.KIND == "worker_deleted":
                     yield Frame({"reason": "WORKER_DELETED"}, "end", final=True)
                     return

@@ -41,16 +41,19 @@ class Frame:
     event: str = ""  # "" = message
     id: int | None = None
     final: bool = False  # the stream ends after this frame
+    encoded: bytes = b""  # the whole frame, already encoded (the event hot path)
 
 
 def encode(frame: Frame) -> bytes:
     """One SSE frame. JSON never holds a raw newline, so ``data`` is one line."""
+    if frame.encoded:
+        return frame.encoded
     lines = []
     if frame.event:
         lines.append(f"event: {frame.event}")
     if frame.id is not None:
         lines.append(f"id: {frame.id}")
-    lines.append("data: " + json.dumps(frame.data, separators=(",", ":")))
+    lines.append("data: " + json.dumps(frame.data, separators=(",", ":"), ensure_ascii=False))
     return ("\n".join(lines) + "\n\n").encode()
 
 

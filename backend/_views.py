@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from backend._errors import scrub
 
-__all__ = ["event_view", "runtime_view", "to_json"]
+__all__ = ["event_frame_bytes", "event_view", "runtime_view", "to_json"]
 
 _SKIP = frozenset({"raw", "workspace"})
 
@@ -77,6 +78,27 @@ def event_view(event: Any) -> dict[str, Any]:
         "kind": getattr(payload, "KIND", "unknown"),
         "payload": to_json(payload),
     }
+
+
+_DELTAS = {"text_delta", "reasoning_delta"}
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def event_frame_bytes(event: Any) -> bytes:
+    """The SSE frame of an event (``id:`` + ``data:``), equal to encoding :func:`event_view`.
+    Text and reasoning deltas — most of a run's events — are written directly (a string per
+    event, json-escaped), without building the generic view: the Backend's per-event cost."""
+    payload = event.payload
+    kind = getattr(payload, "KIND", "unknown")
+    if kind in _DELTAS:
+        data = (
+            f'{{"seq":{event.seq},"worker_id":{_dumps(event.worker_id)},'
+            f'"run_id":{_dumps(event.run_id)},"time":{_dumps(event.time)},'
+            f'"kind":"{kind}","payload":{{"text":{_dumps(payload.text)}}}}}'
+        )
+    else:
+        data = _dumps(event_view(event))
+    return f"id: {event.seq}\ndata: {data}\n\n".encode()
 
 
 def runtime_view(status: Any) -> dict[str, Any]:
