@@ -197,3 +197,51 @@ async def test_no_response_body_holds_a_runtime_address_or_token(
     assert "hello there" in everything  # the check reads real bodies
     for secret in (c.remote.target, f":{c.remote.port}", REMOTE_TOKEN, str(c.remote_data)):
         assert secret not in everything
+
+
+async def _set_hidden(page: Any, hidden: bool) -> None:
+    # Headless chromium reports every tab visible: emulate the tab being hidden / shown again.
+    await page.evaluate(
+        """(hidden) => {
+            Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+            Object.defineProperty(document, "visibilityState",
+                {value: hidden ? "hidden" : "visible", configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+async def test_a_hidden_tab_closes_its_stream_and_resumes_from_its_last_id(
+    console: ConsoleFactory, page: Any
+) -> None:
+    c = await console(delay_ms=50)
+    _, remote_id = await c.runtime_ids()
+    wid = await c.create_worker(remote_id, "slow")
+    await open_worker(page, c, remote_id, wid)
+
+    async def streams() -> int:
+        return int((await c.call("GET", "/healthz")).json()["open_streams"])
+
+    await eventually(lambda: _eq(streams(), 1), timeout=BOUND)
+    await _set_hidden(page, True)
+    await eventually(lambda: _eq(streams(), 0), timeout=BOUND)  # the connection is given back
+    text = "said while the tab was hidden"
+    run = await c.send(remote_id, wid, text)
+    await eventually(lambda: _run_done(c, remote_id, run["run_id"]), timeout=BOUND)
+    assert text not in await assistant_texts(page)
+    await _set_hidden(page, False)
+    await eventually(lambda: _has_assistant(page, text), timeout=BOUND)
+    assert (await assistant_texts(page)).count(text) == 1
+    users = await page.locator('#transcript .entry[data-role="USER"] .text').all_text_contents()
+    assert users.count(text) == 1
+    await eventually(lambda: _eq(streams(), 1), timeout=BOUND)
+
+
+async def _eq(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+async def _run_done(c: Console, rid: str, run_id: str) -> bool:
+    run = (await c.call("GET", f"/api/runtimes/{rid}/runs/{run_id}")).json()["run"]
+    return bool(run["state"] == "COMPLETED")
