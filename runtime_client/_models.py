@@ -289,8 +289,8 @@ class TranscriptEntry:
     run_id: str
     created_at: float
     message: Message
-    # The seq of the event that committed it; 0 = not known (committed before the Runtime's
-    # last restart).
+    # The seq of the event that committed it; 0 = not known (written by a Runtime version that
+    # did not record it).
     seq: int = 0
 
 

@@ -130,8 +130,8 @@ class TranscriptEntry:
     created_at: float
     message: Message
     # The seq of the event that committed it (InputCommitted / MessageCommitted), stamped by the
-    # event log when that event is assigned its seq (runtime.transcript_seq). 0 = not known: the
-    # entry was committed before this Runtime process started and is read back from the store.
+    # event log when that event is assigned its seq (runtime._transcript_seq); SQLite keeps it
+    # (store._transcript_seqs). 0 = not known: written by a version that did not record it.
     seq: int = 0
 
 

@@ -69,6 +69,7 @@ from typing import Any, Literal
 from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry, Worker, now
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_reads as reads
+from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreCorrupt, StoreFailure, StoreOpenError
 from runtime_server.store._integrity import SeqMark, check_seq, is_corruption, quick_check
 from runtime_server.store._protocol import (
@@ -123,6 +124,7 @@ _SCHEMA = (
 # diagnostics ring (PutDiagnostic; bounded by each write's ``keep``).
 _ADDED_TABLES = (
     "CREATE TABLE IF NOT EXISTS diagnostics (number INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+    transcript_seqs.SCHEMA,  # each entry's committing seq
 )
 
 _Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
@@ -974,11 +976,13 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
             " VALUES (?, ?, ?, ?, ?)",
             (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
         )
+        transcript_seqs.put(conn, e)
     elif isinstance(mutation, DeleteWorkerData):
         wid = mutation.worker_id
         conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
         conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
         conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
+        transcript_seqs.delete(conn, wid)
         reads.delete_run_inputs(conn, wid)
         # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
         conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))

@@ -521,7 +521,7 @@ class TranscriptEntry(_message.Message):
     run_id: _builtins.str
     seq: _builtins.int
     """The seq of the event that committed this entry (InputCommitted / MessageCommitted);
-    0 when not known (committed before the Runtime's last restart).
+    0 when not known (written by a Runtime version that did not record it).
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
