@@ -146,6 +146,9 @@ async def with_heartbeats(
                 continue
             # Everything already waiting goes out as one write: one ASGI send (one socket write)
             # per batch, not per event, when the stream is busy (a replay, a fast model).
+            # One pass of the loop lets the pump add what is already readable upstream (no
+            # added wait): a busy stream then goes out in fewer, larger writes.
+            await asyncio.sleep(0)
             chunks: list[bytes] = []
             while True:
                 if item is None or isinstance(item, BaseException):
