@@ -59,3 +59,22 @@ def test_defaults_bind_loopback_with_no_token() -> None:
 def test_bad_values_name_their_key(data: dict[str, object], key: str) -> None:
     with pytest.raises(BackendConfigError, match=re.escape(key)):
         parse_config(data, env={})
+
+
+def test_the_companion_profile_is_configured_else_the_local_model_else_echo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine
+    from backend import _service
+
+    cfg = parse_config({}, env={})
+    profiles = {"echo", _service.LOCAL_CHAT_PROFILE}
+    monkeypatch.setattr(engine, "local_model_unavailable", lambda name="smollm2": None)
+    assert _service.companion_profile(cfg, profiles) == _service.LOCAL_CHAT_PROFILE
+    monkeypatch.setattr(engine, "local_model_unavailable", lambda name="smollm2": "not installed")
+    assert _service.companion_profile(cfg, profiles) == "echo"
+    assert _service.companion_profile(cfg, {"echo"}) == "echo"
+    chosen = parse_config({"companion": {"profile": "echo-slow"}}, env={})
+    assert _service.companion_profile(chosen, profiles) == "echo-slow"
+    # the default embedded config offers the local chat profile
+    assert _service.LOCAL_CHAT_PROFILE in _service.runtime_config(cfg).profiles
