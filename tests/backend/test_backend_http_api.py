@@ -196,3 +196,32 @@ async def test_with_a_token_the_api_needs_the_login_cookie(console: ConsoleFacto
     # httpx keeps the cookie: the API answers now
     assert (await c.call("GET", "/api/workers")).status_code == 200
     assert (await c.call("GET", "/api/session")).json()["authenticated"] is True
+
+
+async def test_a_client_that_leaves_ends_the_upstream_subscription(console: ConsoleFactory) -> None:
+    c = await console()
+    rid, wid = await _worker(c)
+    direct = c.remote.client(token=REMOTE_TOKEN)  # reads the runtime's own subscriber count
+
+    async def subscribers() -> int:
+        return (await direct.get_runtime()).subscribers
+
+    before = await subscribers()
+    async with c.http.stream(
+        "GET", f"/api/runtimes/{rid}/workers/{wid}/events", headers=CSRF
+    ) as resp:
+        assert resp.status_code == 200
+        reader = resp.aiter_bytes()
+        async with asyncio.timeout(BOUND):
+            await anext(reader)
+        await eventually(lambda: _at_least(subscribers(), before + 1), timeout=BOUND)
+    # the HTTP stream is closed: the Backend cancels its subscription on the runtime
+    await eventually(lambda: _at_most(subscribers(), before), timeout=BOUND)
+
+
+async def _at_least(value: Any, n: int) -> bool:
+    return bool(await value >= n)
+
+
+async def _at_most(value: Any, n: int) -> bool:
+    return bool(await value <= n)
