@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import json.encoder
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,6 +84,7 @@ def event_view(event: Any) -> dict[str, Any]:
 
 _DELTAS = {"text_delta", "reasoning_delta"}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_string = json.encoder.encode_basestring
 
 
 def event_frame_bytes(event: Any) -> bytes:
@@ -90,11 +93,13 @@ def event_frame_bytes(event: Any) -> bytes:
     event, json-escaped), without building the generic view: the Backend's per-event cost."""
     payload = event.payload
     kind = getattr(payload, "KIND", "unknown")
-    if kind in _DELTAS:
+    if kind in _DELTAS and type(event.time) is float and math.isfinite(event.time):
+        # encode_basestring is json's own C string escaper (what dumps uses with
+        # ensure_ascii=False); a finite float's JSON is its repr
         data = (
-            f'{{"seq":{event.seq},"worker_id":{_dumps(event.worker_id)},'
-            f'"run_id":{_dumps(event.run_id)},"time":{_dumps(event.time)},'
-            f'"kind":"{kind}","payload":{{"text":{_dumps(payload.text)}}}}}'
+            f'{{"seq":{event.seq:d},"worker_id":{_string(event.worker_id)},'
+            f'"run_id":{_string(event.run_id)},"time":{event.time!r},'
+            f'"kind":"{kind}","payload":{{"text":{_string(payload.text)}}}}}'
         )
     else:
         data = _dumps(event_view(event))
