@@ -9,6 +9,6 @@ config does not start importing the server stack.
 
 from __future__ import annotations
 
-from backend._config import BackendConfig, BackendConfigError, RemoteRuntime, load_config
+from backend.config import BackendConfig, BackendConfigError, RemoteRuntime, load_config
 
 __all__ = ["BackendConfig", "BackendConfigError", "RemoteRuntime", "load_config"]

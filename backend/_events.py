@@ -2,7 +2,7 @@
 
 The upstream is the registry's subscription for that runtime and worker, which stays open while
 the registry reconnects the runtime and resumes after the last seq it delivered (across the
-runtime's restarts). What comes out (framing in ``backend._sse``):
+runtime's restarts). What comes out (framing in ``backend.sse``):
 
 - each runtime event as ``id: seq`` + JSON (heartbeats of the runtime are not forwarded: the
   Backend sends its own comment lines, timed for the browser connection);
@@ -27,10 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from backend._errors import from_client_error, scrub
 from backend._routes import api, backend_of, path_id
-from backend._sse import Frame, parse_cursor, with_heartbeats
-from backend._views import event_frame_bytes
+from backend.errors import from_client_error, scrub
+from backend.sse import Frame, parse_cursor, with_heartbeats
+from backend.views import event_frame_bytes
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
 from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
 

@@ -1,5 +1,5 @@
 """The HTTP API under ``/api/`` (JSON) and ``/healthz``. Every handler is wrapped by ``@api``,
-the one place where errors become responses (``backend._errors``); handlers validate their input
+the one place where errors become responses (``backend.errors``); handlers validate their input
 first and name the field that is wrong.
 
 The browser only ever names a runtime by its ``runtime_id`` (from ``GET /api/runtimes``); the
@@ -17,10 +17,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from backend._errors import ApiError, error_response, from_client_error
 from backend._security import COOKIE, session_value
-from backend._service import Backend
-from backend._views import runtime_view, to_json
+from backend.errors import ApiError, error_response, from_client_error
+from backend.service import Backend
+from backend.views import runtime_view, to_json
 from runtime_client import BusyPolicy
 from runtime_client.errors import ProfileNotFound, RuntimeServiceError
 

@@ -1,5 +1,5 @@
 """The Starlette application: routes, static files, the security middleware, the lifespan that
-starts and closes the :class:`~backend._service.Backend`."""
+starts and closes the :class:`~backend.service.Backend`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from backend import _routes as r
-from backend._config import BackendConfig
 from backend._events import worker_events
 from backend._security import SecurityMiddleware
-from backend._service import Backend
+from backend.config import BackendConfig
+from backend.service import Backend
 
 __all__ = ["create_app"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import uvicorn
 
-from backend._config import BackendConfigError, load_config
 from backend.app import create_app
+from backend.config import BackendConfigError, load_config
 
 __all__ = ["main"]
 

@@ -146,7 +146,7 @@ class EmbeddedRuntime:
             # A bug, not the caller's mistake: logged with its traceback and recorded, as the
             # servicers do (the message says nothing of it; the cause keeps it for debugging).
             log.exception("unexpected error in an embedded call")
-            self._runtime._diagnose(
+            self._runtime.diagnose(
                 DiagnosticLevel.ERROR, "RPC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"
             )
             raise cerr.from_status(

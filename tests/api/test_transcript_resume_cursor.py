@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from serving import eventually
 
 from runtime_client import (
     Event,
@@ -19,9 +20,7 @@ from runtime_client import (
 )
 
 if TYPE_CHECKING:
-    from conftest import Served
-
-Until = Callable[..., Awaitable[Any]]
+    from serving import Served
 
 
 async def _events(served: Served, worker_id: str) -> list[Event]:
@@ -51,7 +50,7 @@ async def test_entries_carry_the_seq_of_their_committing_event(served: Served) -
 
 
 async def test_subscribing_after_the_cursor_mid_message_misses_and_repeats_nothing(
-    served: Served, until: Until
+    served: Served,
 ) -> None:
     client = served.client
     wid = (await client.create_worker(profile="slow")).worker.worker_id
@@ -61,7 +60,7 @@ async def test_subscribing_after_the_cursor_mid_message_misses_and_repeats_nothi
     async def some_deltas() -> bool:
         return sum(isinstance(e.payload, TextDelta) for e in await _events(served, wid)) >= 3
 
-    await until(some_deltas, timeout=30)
+    await eventually(some_deltas, within=30)
     page = await client.get_transcript(wid)
     # The input is committed; the answer is still streaming, so it is not in the page...
     assert [x.message.role.value for x in page.items][-1] == "USER"

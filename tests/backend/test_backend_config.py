@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend import BackendConfigError, load_config
-from backend._config import parse_config
+from backend.config import parse_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -65,16 +65,16 @@ def test_the_companion_profile_is_configured_else_the_local_model_else_echo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import engine
-    from backend import _service
+    from backend import service
 
     cfg = parse_config({}, env={})
-    profiles = {"echo", _service.LOCAL_CHAT_PROFILE}
+    profiles = {"echo", service.LOCAL_CHAT_PROFILE}
     monkeypatch.setattr(engine, "local_model_unavailable", lambda name="smollm2": None)
-    assert _service.companion_profile(cfg, profiles) == _service.LOCAL_CHAT_PROFILE
+    assert service.companion_profile(cfg, profiles) == service.LOCAL_CHAT_PROFILE
     monkeypatch.setattr(engine, "local_model_unavailable", lambda name="smollm2": "not installed")
-    assert _service.companion_profile(cfg, profiles) == "echo"
-    assert _service.companion_profile(cfg, {"echo"}) == "echo"
+    assert service.companion_profile(cfg, profiles) == "echo"
+    assert service.companion_profile(cfg, {"echo"}) == "echo"
     chosen = parse_config({"companion": {"profile": "echo-slow"}}, env={})
-    assert _service.companion_profile(chosen, profiles) == "echo-slow"
+    assert service.companion_profile(chosen, profiles) == "echo-slow"
     # the default embedded config offers the local chat profile
-    assert _service.LOCAL_CHAT_PROFILE in _service.runtime_config(cfg).profiles
+    assert service.LOCAL_CHAT_PROFILE in service.runtime_config(cfg).profiles

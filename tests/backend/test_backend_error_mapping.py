@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from backend._errors import error_response, from_client_error, scrub
+from backend.errors import error_response, from_client_error, scrub
 from runtime_client import errors as e
 
 

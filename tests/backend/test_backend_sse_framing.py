@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backend._errors import ApiError
-from backend._sse import (
+from backend.errors import ApiError
+from backend.sse import (
     HEARTBEAT,
     PREAMBLE,
     Frame,
@@ -127,7 +127,7 @@ async def test_a_final_frame_ends_the_stream_and_an_upstream_error_is_raised() -
 
 
 def test_the_delta_fast_path_writes_the_same_frame_as_the_generic_view() -> None:
-    from backend._views import event_frame_bytes, event_view
+    from backend.views import event_frame_bytes, event_view
     from runtime_client import (
         Event,
         ReasoningDelta,

@@ -16,13 +16,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from runtime_server.embedded import EmbeddedRuntime
-
 import engine
 from backend._companion import ensure_companion
-from backend._config import BackendConfig
-from backend._sse import StreamSlots
+from backend.config import BackendConfig
+from backend.sse import StreamSlots
 from runtime_client import RuntimeRegistry
+from runtime_server.embedded import EmbeddedRuntime
 from runtime_server.runtime import Config, limits_from, load_config, parse_config
 from runtime_server.store import MemoryStore, SqliteStore, Store
 

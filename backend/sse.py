@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backend._errors import ApiError
+from backend.errors import ApiError
 
 __all__ = ["Frame", "StreamSlots", "encode", "parse_cursor", "with_heartbeats"]
 

@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from backend._errors import scrub
+from backend.errors import scrub
 
 __all__ = ["event_frame_bytes", "event_view", "runtime_view", "to_json"]
 
