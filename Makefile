@@ -9,11 +9,13 @@ DATA_DIR ?= worker-runtime-data
 PROTO_OUT := runtime_client/api
 PYTEST_ARGS ?=
 
-.PHONY: help venv serve test lint proto proto-check proto-breaking bench clean
+.PHONY: help venv serve console test lint proto proto-check proto-breaking bench clean
 
 help:
 	@echo "make serve        run the server on $(LISTEN) with $(CONFIG), data in $(DATA_DIR)"
 	@echo "                  (override: make serve LISTEN=host:port CONFIG=file DATA_DIR=dir)"
+	@echo "make console      run the Backend and its web console on $(CONSOLE_LISTEN)"
+	@echo "                  (override: make console CONSOLE_LISTEN=host:port BACKEND_CONFIG=file)"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff + mypy (strict) + buf lint"
 	@echo "make proto        regenerate $(PROTO_OUT) from proto/"
@@ -32,6 +34,12 @@ venv: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/worker-runtime serve --listen $(LISTEN) --config $(CONFIG) --data-dir $(DATA_DIR)
+
+# The Backend with its embedded runtime (data in backend-data/) and the web console.
+CONSOLE_LISTEN ?= 127.0.0.1:8080
+BACKEND_CONFIG ?=
+console: $(STAMP)
+	$(BIN)/worker-backend serve --listen $(CONSOLE_LISTEN) $(if $(BACKEND_CONFIG),--config $(BACKEND_CONFIG))
 
 # The README's Node.js client example is run by the tests; its two npm packages, pinned, go to
 # .node/ when npm is on PATH (without npm that one test skips, except under CI=true).

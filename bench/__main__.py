@@ -11,7 +11,9 @@ Sections (``--only NAME`` runs one):
 * ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
   c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run;
 * ``registry`` (issue 11) RuntimeRegistry's overhead on a remote and an embedded run, and
-  list_workers over 3 runtimes x 10,000 workers.
+  list_workers over 3 runtimes x 10,000 workers;
+* ``backend`` (issue 12) SSE events/s through the Backend vs subscribing to the runtime
+  directly; the Backend's RSS with 256 open console streams.
 
 Every figure is the median of >= 3 repetitions; baseline and product are measured back to back
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine", "peer", "registry", "context")
+SECTIONS = ("grpc", "store", "engine", "peer", "registry", "backend", "context")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -48,6 +50,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _context
 
         return _context.run
+    if name == "backend":
+        from bench import _backend
+
+        return _backend.run
     if name == "peer":
         from bench import _peer
 

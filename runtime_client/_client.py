@@ -39,6 +39,7 @@ from runtime_client._models import (
     RunFinished,
     RuntimeInfo,
     TranscriptEntry,
+    TranscriptPage,
     UsageSummary,
     Worker,
     WorkerDeleted,
@@ -449,7 +450,7 @@ class RuntimeClient:
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> Page[TranscriptEntry]:
+    ) -> TranscriptPage:
         req = observation_pb.GetTranscriptRequest(
             worker_id=worker_id, page_size=page_size, page_token=page_token
         )

@@ -53,6 +53,7 @@ from runtime_client._models import (
     ToolCallFinished,
     ToolCallStarted,
     TranscriptEntry,
+    TranscriptPage,
     UnknownPayload,
     Usage,
     UsageReported,
@@ -204,6 +205,7 @@ def transcript_entry(m: pb.TranscriptEntry) -> TranscriptEntry:
         run_id=m.run_id,
         created_at=ts(m.created_at),
         message=message(m.message),
+        seq=m.seq,
     )
 
 
@@ -427,11 +429,12 @@ def diagnostics_page(m: management_pb.ListDiagnosticsResponse) -> Page[Diagnosti
     )
 
 
-def transcript_page(m: observation_pb.GetTranscriptResponse) -> Page[TranscriptEntry]:
-    return Page(
+def transcript_page(m: observation_pb.GetTranscriptResponse) -> TranscriptPage:
+    return TranscriptPage(
         items=tuple(transcript_entry(x) for x in m.entries),
         next_page_token=m.next_page_token,
         total_size=m.total_size,
+        resume_after_seq=m.resume_after_seq,
     )
 
 

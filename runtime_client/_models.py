@@ -42,6 +42,7 @@ __all__ = [
     "Mount",
     "MountMode",
     "Page",
+    "TranscriptPage",
     "PartialDiscarded",
     "Payload",
     "Profile",
@@ -288,6 +289,9 @@ class TranscriptEntry:
     run_id: str
     created_at: float
     message: Message
+    # The seq of the event that committed it; 0 = not known (written by a Runtime version that
+    # did not record it).
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,6 +590,16 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptPage(Page["TranscriptEntry"]):
+    """``get_transcript``: a page plus the cursor to subscribe after. Read the pages, then
+    subscribe with ``after_seq = resume_after_seq`` of the last page read: nothing the transcript
+    holds comes again and nothing is missed, including the deltas of a message still being
+    generated (the cursor is then the seq of the active run's newest entry)."""
+
+    resume_after_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

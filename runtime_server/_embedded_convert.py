@@ -147,6 +147,7 @@ def entry(e: m.TranscriptEntry) -> c.TranscriptEntry:
         run_id=e.run_id,
         created_at=ts(e.created_at),
         message=message(e.message),
+        seq=e.seq,
     )
 
 
@@ -287,6 +288,15 @@ def page(p: m.Page[T], convert: Callable[[T], U]) -> c.Page[U]:
         items=tuple(convert(x) for x in p.items),
         next_page_token=p.next_page_token,
         total_size=p.total_size,
+    )
+
+
+def transcript_page(p: m.TranscriptPage) -> c.TranscriptPage:
+    return c.TranscriptPage(
+        items=tuple(entry(x) for x in p.items),
+        next_page_token=p.next_page_token,
+        total_size=p.total_size,
+        resume_after_seq=p.resume_after_seq,
     )
 
 

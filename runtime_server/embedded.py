@@ -49,6 +49,7 @@ from runtime_client import (
     Run,
     RuntimeInfo,
     TranscriptEntry,
+    TranscriptPage,
     UsageSummary,
     Worker,
     WorkerDeleted,
@@ -303,13 +304,13 @@ class EmbeddedRuntime:
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> Page[TranscriptEntry]:
+    ) -> TranscriptPage:
         cv.int32_in(page_size)
         with self._translated():
             page = await self._runtime.get_transcript(
                 worker_id, page_size=page_size, page_token=page_token
             )
-            return cv.page(page, cv.entry)
+            return cv.transcript_page(page)
 
     async def iter_transcript(
         self, worker_id: str, *, page_size: int = 0

@@ -129,6 +129,10 @@ class TranscriptEntry:
     run_id: str
     created_at: float
     message: Message
+    # The seq of the event that committed it (InputCommitted / MessageCommitted), stamped by the
+    # event log when that event is assigned its seq (runtime._transcript_seq); SQLite keeps it
+    # (store._transcript_seqs). 0 = not known: written by a version that did not record it.
+    seq: int = 0
 
 
 # --- event payloads ---
@@ -363,3 +367,13 @@ def event_chars(e: Event) -> int:
     overhead; a UTF-8 character is at most 4 bytes). Pages and batches are bounded with it."""
     f = _CHARS.get(type(e.payload))
     return EVENT_OVERHEAD_CHARS + (f(e.payload) if f is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptPage(Page[TranscriptEntry]):
+    """A page of GetTranscript plus the cursor to subscribe after (see
+    runtime.transcript_seq.resume_after_seq): loading every page and then subscribing with
+    ``after_seq = resume_after_seq`` of the last page read neither misses nor repeats anything,
+    including the text of a message still being generated."""
+
+    resume_after_seq: int = 0

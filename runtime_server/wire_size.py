@@ -136,6 +136,7 @@ def entry_body(e: TranscriptEntry) -> int:
         string(e.worker_id)
         + string(e.run_id)
         + SCALAR  # index
+        + SCALAR  # seq
         + TIMESTAMP
         + nested(message_body(e.message))
     )

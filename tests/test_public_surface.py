@@ -167,6 +167,7 @@ SURFACES: dict[str, set[str]] = {
         "NotFound",
         "OutOfRange",
         "Page",
+        "TranscriptPage",
         "PartialDiscarded",
         "Payload",
         "Profile",

@@ -238,13 +238,25 @@ def test_the_listed_exceptions_are_still_true() -> None:
         assert set(fields) <= set(_proto_fields(_messages()[name])), name
 
 
+# A page that carries a cursor after its page fields, modelled by a Page subclass on both sides.
+PAGE_EXTRAS: dict[str, tuple[tuple[type, type], list[str]]] = {
+    "GetTranscriptResponse": ((m.TranscriptPage, c.TranscriptPage), ["resume_after_seq"]),
+}
+
+
+def _page_tail(name: str) -> list[str]:
+    return ["next_page_token", "total_size", *(PAGE_EXTRAS[name][1] if name in PAGE_EXTRAS else [])]
+
+
 def test_server_and_client_pages_agree() -> None:
     # every List* response is (repeated items, next_page_token, total_size): one Page shape
     assert _fields(m.Page) == _fields(c.Page) == ["items", "next_page_token", "total_size"]
+    for (server, client), extra in PAGE_EXTRAS.values():
+        assert _fields(server) == _fields(client) == [*_fields(m.Page), *extra]
     for _, _, out in _rpcs():
         names = [f.name for f in out.fields]
         if "next_page_token" in names:
-            assert names[1:] == ["next_page_token", "total_size"], out.name
+            assert names[1:] == _page_tail(out.name), out.name
             assert out.fields[0].is_repeated, out.name
 
 
@@ -331,7 +343,7 @@ def test_request_fields_are_the_parameters(rpc: str) -> None:
     assert (
         response.name in ENVELOPES
         or response.name in MODELS
-        or out[1:] == ["next_page_token", "total_size"]
+        or out[1:] == _page_tail(response.name)
     ), response.name
     if response.name in ENVELOPES:
         assert len(out) <= 1, response.name

@@ -126,6 +126,7 @@ def entry(e: m.TranscriptEntry) -> pb.TranscriptEntry:
         run_id=e.run_id,
         created_at=ts(e.created_at),
         message=message(e.message),
+        seq=e.seq,
     )
 
 

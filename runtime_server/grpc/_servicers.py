@@ -243,6 +243,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             entries=[cv.entry(e) for e in page.items],
             next_page_token=page.next_page_token,
             total_size=page.total_size,
+            resume_after_seq=page.resume_after_seq,
         )
 
     @unary

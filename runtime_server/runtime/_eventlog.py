@@ -38,6 +38,7 @@ from runtime_server.errors import (
     SubscriberLagging,
 )
 from runtime_server.model import Event, Payload, now
+from runtime_server.runtime import _transcript_seq
 from runtime_server.store import Mutation, Store
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class EventLog:
         # Operators' counters (read at scrape time; see _observer): events committed is the
         # committed seq minus this, so the event path pays nothing for it.
         self.start_seq = last_seq
+        # worker_id -> seq of its newest transcript entry committed by this process (one int per
+        # worker that ran here): GetTranscript's resume cursor (runtime._transcript_seq)
+        self.newest_entry_seq: dict[str, int] = {}
         self.cuts_lagging = 0
         self.cuts_shutdown = 0
         self.observer: RuntimeObserver | None = None  # told once per commit report
@@ -95,6 +99,7 @@ class EventLog:
         if self._failure is not None:
             return events  # not written, seqs not taken: waiting on them raises
         self._next_seq = seq + len(events)
+        _transcript_seq.stamp(events, self.newest_entry_seq)
         self._pending.extend(events)
         self._store.write(events, mutations)
         return events

@@ -14,9 +14,11 @@ from runtime_server.model import (
     Page,
     Run,
     TranscriptEntry,
+    TranscriptPage,
     Worker,
     WorkerState,
 )
+from runtime_server.runtime import _transcript_seq
 from runtime_server.runtime._allocation import Claim
 from runtime_server.runtime._core import RuntimeCore
 from runtime_server.runtime._eventlog import Subscription
@@ -207,9 +209,9 @@ class RuntimeQueries(RuntimeCore):
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> Page[TranscriptEntry]:
+    ) -> TranscriptPage:
         """One page of the worker's committed history, oldest first (older entries are read
-        from the store)."""
+        from the store), with the cursor to subscribe after (runtime._transcript_seq)."""
         log_ = self._require_log()
         host = self._host(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
@@ -224,7 +226,12 @@ class RuntimeQueries(RuntimeCore):
         chunk = chunk[: fitting(chunk, wire_size.entry_size, self._page_bytes)]
         end = start + len(chunk)
         token = encode_token("t", str(end)) if end < total else ""
-        return Page(tuple(chunk), token, total)
+        resume = _transcript_seq.resume_cursor(  # no await since the page was read: one moment
+            log_.newest_entry_seq.get(worker_id, 0), host.active is not None, log_.last_assigned_seq
+        )
+        return TranscriptPage(
+            items=tuple(chunk), next_page_token=token, total_size=total, resume_after_seq=resume
+        )
 
     async def iter_transcript(
         self, worker_id: str, *, page_size: int = 0

@@ -267,6 +267,7 @@ def entry_to_obj(entry: TranscriptEntry) -> Obj:
         "run_id": entry.run_id,
         "message": message_to_obj(entry.message),
         "created_at": entry.created_at,
+        **({"seq": entry.seq} if entry.seq else {}),
     }
 
 
@@ -277,6 +278,7 @@ def entry_from_obj(obj: Mapping[str, Any]) -> TranscriptEntry:
         run_id=obj["run_id"],
         message=message_from_obj(obj["message"]),
         created_at=float(obj["created_at"]),
+        seq=int(obj.get("seq", 0)),
     )
 
 

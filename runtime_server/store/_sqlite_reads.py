@@ -17,6 +17,7 @@ from typing import Any
 from engine import Role
 from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry
 from runtime_server.store import _codec as codec
+from runtime_server.store import _transcript_seqs as seqs
 from runtime_server.store._protocol import PutRequestKey, StoredState
 
 RUN_INPUTS_SCHEMA = (
@@ -43,14 +44,15 @@ def delete_run_inputs(conn: sqlite3.Connection, worker_id: str) -> None:
     conn.execute("DELETE FROM run_inputs WHERE worker_id = ?", (worker_id,))
 
 
-def _entry(worker_id: str, row: tuple[int, str, float, bytes]) -> TranscriptEntry:
-    idx, run_id, created_at, body = row
+def _entry(worker_id: str, row: tuple[int, str, float, bytes, int | None]) -> TranscriptEntry:
+    idx, run_id, created_at, body, seq = row
     return TranscriptEntry(
         worker_id=worker_id,
         index=idx,
         run_id=run_id,
         created_at=created_at,
         message=codec.decode_message(body),
+        seq=seq or 0,
     )
 
 
@@ -70,8 +72,7 @@ def load_transcript_summary(
     for wid in lengths:
         tail: list[TranscriptEntry] = []
         for row in conn.execute(
-            "SELECT idx, run_id, created_at, body FROM transcript WHERE worker_id = ?"
-            " ORDER BY idx DESC",
+            seqs.SELECT + " WHERE t.worker_id = ? ORDER BY t.idx DESC",
             (wid,),
         ):
             entry = _entry(wid, row)
@@ -87,8 +88,7 @@ def read_transcript(
     conn: sqlite3.Connection, worker_id: str, start: int, limit: int
 ) -> list[TranscriptEntry]:
     rows = conn.execute(
-        "SELECT idx, run_id, created_at, body FROM transcript"
-        " WHERE worker_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
+        seqs.SELECT + " WHERE t.worker_id = ? AND t.idx >= ? ORDER BY t.idx LIMIT ?",
         (worker_id, start, limit),
     )
     return [_entry(worker_id, row) for row in rows]

@@ -22,6 +22,7 @@ from typing import Any
 
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_reads as reads
+from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreOpenError
 from runtime_server.store._integrity import check_seq, quick_check
 
@@ -52,6 +53,7 @@ SCHEMA = (
 # diagnostics ring (PutDiagnostic; bounded by each write's ``keep``).
 ADDED_TABLES = (
     "CREATE TABLE IF NOT EXISTS diagnostics (number INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+    transcript_seqs.SCHEMA,  # each transcript entry's committing seq
 )
 
 Migration = Callable[[sqlite3.Connection], None]

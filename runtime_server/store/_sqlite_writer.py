@@ -27,6 +27,7 @@ from typing import Any, Literal
 from runtime_server.model import Event, Run, Worker, now
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_reads as reads
+from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreCorrupt
 from runtime_server.store._integrity import SeqMark, is_corruption
 from runtime_server.store._protocol import (
@@ -343,11 +344,13 @@ def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
             " VALUES (?, ?, ?, ?, ?)",
             (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
         )
+        transcript_seqs.put(conn, e)
     elif isinstance(mutation, DeleteWorkerData):
         wid = mutation.worker_id
         conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
         conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
         conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
+        transcript_seqs.delete(conn, wid)
         reads.delete_run_inputs(conn, wid)
         # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
         conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))

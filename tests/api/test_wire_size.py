@@ -234,7 +234,7 @@ COUNTED: dict[type, set[str]] = {
         "usage", "error", "stop_reason",
     },
     m.RunError: {"code", "message"},
-    m.TranscriptEntry: {"worker_id", "index", "run_id", "message", "created_at"},
+    m.TranscriptEntry: {"worker_id", "index", "run_id", "message", "created_at", "seq"},
     # reasoning_signature, reasoning_blocks, reasoning_field (and ToolCall.extra) are provider
     # data kept for the next request, not sent to clients (_convert.message leaves them out)
     engine.Message: {

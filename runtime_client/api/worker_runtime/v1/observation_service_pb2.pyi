@@ -52,8 +52,14 @@ class GetTranscriptResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    RESUME_AFTER_SEQ_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     total_size: _builtins.int
+    resume_after_seq: _builtins.int
+    """Subscribe with after_seq = this (from the last page read) to receive exactly what the
+    transcript lacks: nothing it already holds, and every delta of a message still being
+    generated (the seq of the active run's newest entry; else the newest seq).
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.TranscriptEntry]: ...
     def __init__(
@@ -62,10 +68,11 @@ class GetTranscriptResponse(_message.Message):
         entries: _abc.Iterable[_types_pb2.TranscriptEntry] | None = ...,
         next_page_token: _builtins.str = ...,
         total_size: _builtins.int = ...,
+        resume_after_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token", "resume_after_seq", b"resume_after_seq", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -515,9 +515,14 @@ class TranscriptEntry(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     index: _builtins.int
     run_id: _builtins.str
+    seq: _builtins.int
+    """The seq of the event that committed this entry (InputCommitted / MessageCommitted);
+    0 when not known (written by a Runtime version that did not record it).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -530,10 +535,11 @@ class TranscriptEntry(_message.Message):
         run_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         message: Global___Message | None = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "index", b"index", "message", b"message", "run_id", b"run_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "index", b"index", "message", b"message", "run_id", b"run_id", "seq", b"seq", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,150 @@
+"""``GET /api/runtimes/{runtime_id}/workers/{worker_id}/events``: one worker's events as SSE.
+
+The upstream is the registry's subscription for that runtime and worker, which stays open while
+the registry reconnects the runtime and resumes after the last seq it delivered (across the
+runtime's restarts). What comes out (framing in ``backend.sse``):
+
+- each runtime event as ``id: seq`` + JSON (heartbeats of the runtime are not forwarded: the
+  Backend sends its own comment lines, timed for the browser connection);
+- ``event: runtime`` first with the runtime's current health, then at every change;
+- ``event: reset`` when the cursor aged out of the runtime's retention;
+- ``event: end`` when the worker was deleted, the runtime's identity changed, or the runtime
+  refused the stream (the error is in the data): the page stops instead of reconnecting.
+
+The response is a small ASGI callable, not a ``StreamingResponse``: it watches for the browser's
+``http.disconnect`` while it writes, so a closed tab cancels the upstream subscription at once
+rather than at the next failed write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from backend._routes import api, backend_of, path_id
+from backend.errors import from_client_error, scrub
+from backend.sse import Frame, parse_cursor, with_heartbeats
+from backend.views import event_frame_bytes
+from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
+from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
+
+__all__ = ["worker_events"]
+
+_NO_DATA: dict[str, Any] = {}
+
+
+class EventStream(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(None, headers={"x-accel-buffering": "no"}, media_type=self.media_type)
+        # a stream has no length: chunked transfer (Response would announce an empty body)
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self._body = body
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+            async def pump() -> None:
+                async for chunk in self._body:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
+            tasks = [asyncio.create_task(pump()), asyncio.create_task(watch())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, OSError, Exception):
+                        await task
+        finally:
+            aclose = getattr(self._body, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            self._release()
+
+
+def _status_frame(registry: RuntimeRegistry, runtime_id: str) -> Frame | None:
+    for status in registry.runtimes():
+        if status.runtime_id == runtime_id:
+            return Frame({"state": str(status.state), "previous": "", "error": ""}, "runtime")
+    return None
+
+
+async def _frames(
+    registry: RuntimeRegistry, runtime_id: str, worker_id: str, after_seq: int
+) -> AsyncIterator[Frame]:
+    first = _status_frame(registry, runtime_id)
+    if first is not None:
+        yield first
+    stream: AsyncIterator[Any] | None = None
+    try:
+        stream = registry.subscribe(runtime_id=runtime_id, worker_id=worker_id, after_seq=after_seq)
+        async for item in stream:
+            if isinstance(item, RegistryEvent):
+                event = item.event
+                if event.seq == 0:
+                    continue
+                yield Frame(_NO_DATA, id=event.seq, encoded=event_frame_bytes(event))
+                if event.payload.KIND == "worker_deleted":
+                    yield Frame({"reason": "WORKER_DELETED"}, "end", final=True)
+                    return
+            elif isinstance(item, RuntimeStateChanged):
+                data: dict[str, Any] = {
+                    "state": str(item.state),
+                    "previous": str(item.previous),
+                    "error": scrub(item.error),
+                }
+                yield Frame(data, "runtime")
+            elif isinstance(item, CursorReset):
+                reset = {"oldest_seq": item.oldest_seq, "last_seq": item.last_seq}
+                yield Frame(reset, "reset", id=item.last_seq)
+        yield Frame({"reason": "STREAM_ENDED"}, "end", final=True)
+    except RuntimeIdentityChanged:
+        yield Frame({"state": "IDENTITY_CHANGED", "previous": "", "error": ""}, "runtime")
+        yield Frame({"reason": "RUNTIME_IDENTITY_CHANGED"}, "end", final=True)
+    except RuntimeServiceError as exc:
+        err = from_client_error(exc)
+        ended = {"reason": err.reason, "message": err.message, "metadata": err.metadata}
+        yield Frame(ended, "end", final=True)
+    finally:
+        aclose = getattr(stream, "aclose", None)  # cancels the upstream subscription
+        if aclose is not None:
+            await aclose()
+
+
+@api
+async def worker_events(request: Request) -> Response:
+    backend = backend_of(request)
+    registry = backend.require_registry()
+    rid, wid = path_id(request, "runtime_id"), path_id(request, "worker_id")
+    after = parse_cursor(
+        request.headers.get("last-event-id"), request.query_params.get("after_seq")
+    )
+    try:
+        # Unknown runtime or worker: a plain 404 now, not a stream that ends at once. A runtime
+        # that is down still gets its stream (the page shows "reconnecting").
+        handle = registry.handle(rid)
+        await handle.get_worker(wid)
+    except NotFound:
+        raise
+    except RuntimeServiceError:
+        pass
+    release = backend.streams.acquire()  # 429 past the bound
+    body = with_heartbeats(_frames(registry, rid, wid, after), backend.config.heartbeat_s)
+    return EventStream(body, release)

@@ -1,0 +1,261 @@
+"""The HTTP API under ``/api/`` (JSON) and ``/healthz``. Every handler is wrapped by ``@api``,
+the one place where errors become responses (``backend.errors``); handlers validate their input
+first and name the field that is wrong.
+
+The browser only ever names a runtime by its ``runtime_id`` (from ``GET /api/runtimes``); the
+Backend routes through the registry, so no runtime address reaches a page.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from backend._security import COOKIE, session_value
+from backend.errors import ApiError, error_response, from_client_error
+from backend.service import Backend
+from backend.views import runtime_view, to_json
+from runtime_client import BusyPolicy
+from runtime_client.errors import ProfileNotFound, RuntimeServiceError
+
+__all__ = ["api", "backend_of", "body_json", "path_id"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+MAX_BODY_BYTES = 1 << 20
+MAX_ID_CHARS = 200
+# How long a create or send may wait for an unreachable runtime to come back (the registry
+# retries within it, never running the input twice): a person is waiting, so 503 soon after.
+CALL_BUDGET_S = 4.0
+
+
+def api(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return error_response(err)
+        except RuntimeServiceError as exc:
+            return error_response(from_client_error(exc))
+
+    return wrapped
+
+
+def backend_of(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def path_id(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if not value or len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise ApiError.invalid(name, "must be a non-empty id of at most 200 printable characters")
+    return value
+
+
+async def body_json(request: Request) -> Mapping[str, Any]:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError.invalid("body", f"larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError.invalid("body", "is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ApiError.invalid("body", "must be a JSON object")
+    return data
+
+
+def _str(data: Mapping[str, Any], key: str, *, required: bool = False, limit: int = 0) -> str:
+    value = data.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ApiError.invalid(key, "must be a string")
+    if required and not value:
+        raise ApiError.invalid(key, "is required")
+    if limit and len(value) > limit:
+        raise ApiError.invalid(key, f"longer than {limit} characters")
+    return value
+
+
+# --- session ----------------------------------------------------------------------------------
+
+
+@api
+async def session(request: Request) -> Response:
+    token = backend_of(request).config.token
+    cookie = request.cookies.get(COOKIE, "")
+    authed = token is None or hmac.compare_digest(cookie, session_value(token))
+    return JSONResponse({"auth_required": token is not None, "authenticated": authed})
+
+
+@api
+async def login(request: Request) -> Response:
+    token = backend_of(request).config.token
+    data = await body_json(request)
+    given = _str(data, "token", required=True, limit=1000)
+    if token is None:
+        return Response(status_code=204)
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "UNAUTHENTICATED", "wrong token")
+    resp = Response(status_code=204)
+    resp.set_cookie(
+        COOKIE, session_value(token), httponly=True, samesite="strict", path="/", secure=False
+    )
+    return resp
+
+
+# --- runtimes and workers ---------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    """The Backend itself: 200 while it serves. A remote runtime being down is reported, never a
+    failure of this check."""
+    backend = backend_of(request)
+    states: dict[str, int] = {}
+    if backend.registry is not None:
+        for status in backend.registry.runtimes():
+            states[str(status.state)] = states.get(str(status.state), 0) + 1
+    return JSONResponse(
+        {"status": "ok", "runtimes": states, "open_streams": backend.streams.open},
+        headers={"cache-control": "no-store"},
+    )
+
+
+@api
+async def runtimes(request: Request) -> Response:
+    registry = backend_of(request).require_registry()
+    return JSONResponse({"runtimes": [runtime_view(s) for s in registry.runtimes()]})
+
+
+@api
+async def workers(request: Request) -> Response:
+    backend = backend_of(request)
+    views = backend.require_registry().list_workers()
+    companion = backend.companion_id
+    ordered = sorted(views, key=lambda v: (v.worker.worker_id != companion, v.worker.created_at))
+    return JSONResponse(
+        {
+            "workers": [
+                {
+                    "runtime_id": v.runtime_id,
+                    "stale": v.stale,
+                    "companion": v.worker.worker_id == companion,
+                    "worker": to_json(v.worker),
+                }
+                for v in ordered
+            ]
+        }
+    )
+
+
+@api
+async def create_worker(request: Request) -> Response:
+    registry = backend_of(request).require_registry()
+    data = await body_json(request)
+    profile = _str(data, "profile", required=True, limit=MAX_ID_CHARS)
+    runtime_id = _str(data, "runtime_id", limit=MAX_ID_CHARS) or None
+    kwargs = {
+        "display_name": _str(data, "display_name", limit=MAX_ID_CHARS),
+        "request_id": _str(data, "request_id", limit=MAX_ID_CHARS),
+    }
+    try:
+        rid, created = await registry.create_worker(
+            profile=profile, runtime_id=runtime_id, timeout=CALL_BUDGET_S, **kwargs
+        )
+    except ProfileNotFound as exc:
+        raise ApiError.invalid("profile", f"no profile {profile!r} on that runtime") from exc
+    return JSONResponse(
+        {"runtime_id": rid, "worker": to_json(created.worker), "seq": created.seq},
+        status_code=201,
+    )
+
+
+@api
+async def worker_detail(request: Request) -> Response:
+    rid, wid = path_id(request, "runtime_id"), path_id(request, "worker_id")
+    handle = backend_of(request).require_registry().handle(rid)
+    worker = await handle.get_worker(wid)
+    run = await handle.get_run(worker.active_run_id) if worker.active_run_id else None
+    return JSONResponse({"runtime_id": rid, "worker": to_json(worker), "run": to_json(run)})
+
+
+@api
+async def transcript(request: Request) -> Response:
+    rid, wid = path_id(request, "runtime_id"), path_id(request, "worker_id")
+    page_token = request.query_params.get("page_token", "")
+    raw_size = request.query_params.get("page_size", "0") or "0"
+    if not raw_size.isdigit() or len(raw_size) > 6:
+        raise ApiError.invalid("page_size", "must be a non-negative integer")
+    handle = backend_of(request).require_registry().handle(rid)
+    page = await handle.get_transcript(wid, page_size=int(raw_size), page_token=page_token)
+    return JSONResponse(
+        {
+            "entries": [to_json(e) for e in page.items],
+            "next_page_token": page.next_page_token,
+            "total_size": page.total_size,
+            "resume_after_seq": getattr(page, "resume_after_seq", 0),
+        }
+    )
+
+
+@api
+async def send_input(request: Request) -> Response:
+    backend = backend_of(request)
+    rid, wid = path_id(request, "runtime_id"), path_id(request, "worker_id")
+    data = await body_json(request)
+    text = _str(data, "text")
+    if not text.strip():
+        raise ApiError.invalid("text", "must not be empty")
+    if len(text) > backend.config.max_input_chars:
+        raise ApiError.invalid("text", f"longer than {backend.config.max_input_chars} characters")
+    policy = _str(data, "busy_policy") or "REJECT"
+    if policy not in BusyPolicy.__members__:
+        raise ApiError.invalid("busy_policy", "must be REJECT, ENQUEUE or INTERRUPT")
+    accepted = await backend.require_registry().send_input(
+        rid,
+        wid,
+        text,
+        request_id=_str(data, "request_id", limit=MAX_ID_CHARS),
+        busy_policy=BusyPolicy[policy],
+        timeout=CALL_BUDGET_S,
+    )
+    return JSONResponse({"run": to_json(accepted.run), "seq": accepted.seq}, status_code=202)
+
+
+@api
+async def get_run(request: Request) -> Response:
+    rid, run_id = path_id(request, "runtime_id"), path_id(request, "run_id")
+    run = await backend_of(request).require_registry().handle(rid).get_run(run_id)
+    return JSONResponse({"run": to_json(run)})
+
+
+@api
+async def cancel_run(request: Request) -> Response:
+    """CancelRun: stops the model and any tool (not only the printing) and answers with the
+    final run once its RunFinished is committed. Idempotent: a finished run comes back as it is
+    (200, ``cancelled: false``)."""
+    rid, run_id = path_id(request, "runtime_id"), path_id(request, "run_id")
+    handle = backend_of(request).require_registry().handle(rid)
+    before = await handle.get_run(run_id)
+    run = before if before.terminal else await handle.cancel_run(run_id)
+    return JSONResponse({"run": to_json(run), "cancelled": not before.terminal})
+
+
+@api
+async def usage(request: Request) -> Response:
+    rid, wid = path_id(request, "runtime_id"), path_id(request, "worker_id")
+    summary = await backend_of(request).require_registry().handle(rid).get_usage(wid)
+    return JSONResponse({"usage": to_json(summary)})

@@ -1,0 +1,65 @@
+"""The Starlette application: routes, static files, the security middleware, the lifespan that
+starts and closes the :class:`~backend.service.Backend`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from backend import _routes as r
+from backend._events import worker_events
+from backend._security import SecurityMiddleware
+from backend.config import BackendConfig
+from backend.service import Backend
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+W = "/api/runtimes/{runtime_id}/workers/{worker_id}"
+
+
+async def index(_request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+
+def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Starlette:
+    """The ASGI app. Its lifespan starts the Backend (embedded runtime, registry, Companion)
+    and closes it on shutdown."""
+    service = backend or Backend(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", r.healthz),
+        Route("/api/session", r.session),
+        Route("/api/login", r.login, methods=["POST"]),
+        Route("/api/runtimes", r.runtimes),
+        Route("/api/workers", r.workers),
+        Route("/api/workers", r.create_worker, methods=["POST"]),
+        Route(W, r.worker_detail),
+        Route(W + "/transcript", r.transcript),
+        Route(W + "/input", r.send_input, methods=["POST"]),
+        Route(W + "/usage", r.usage),
+        Route(W + "/events", worker_events),
+        Route("/api/runtimes/{runtime_id}/runs/{run_id}", r.get_run),
+        Route("/api/runtimes/{runtime_id}/runs/{run_id}/cancel", r.cancel_run, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.backend = service
+    app.add_middleware(SecurityMiddleware, token=config.token)
+    return app

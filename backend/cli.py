@@ -1,0 +1,84 @@
+"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]``.
+
+Prints ``worker-backend serving on http://HOST:PORT`` once the port is bound (tests and scripts
+wait for that line; with port 0 it names the port chosen). SIGINT/SIGTERM shut down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from backend.app import create_app
+from backend.config import BackendConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="worker-backend", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the Backend and its web console")
+    s.add_argument("--config", type=Path, default=None, help="backend TOML file (optional)")
+    s.add_argument("--listen", default=None, help="HOST:PORT (default from config: 127.0.0.1:8080)")
+    s.add_argument("--data-dir", type=Path, default=None, help="the embedded runtime's data")
+    s.add_argument("--log-level", default="warning")
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except BackendConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.listen:
+        config = dataclasses.replace(config, listen=args.listen)
+    if args.data_dir:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+    host, _, port = config.listen.rpartition(":")
+    host = host.strip("[]")
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot listen on {config.listen}: {exc}", file=sys.stderr)
+        return 2
+    bound = sock.getsockname()[1]
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="on")
+    )
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"worker-backend serving on http://{shown}:{bound}", flush=True)
+
+    watcher = asyncio.create_task(announce())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+    return 0 if server.started else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""The Backend's lifecycle: the embedded Runtime, the RuntimeRegistry, the Companion.
+
+Start order: the embedded Runtime (SQLite under ``data_dir``, so the Companion and its history
+survive a restart), then the registry with it and every remote runtime of the config (the
+registry connects in the background: a remote runtime that is down never stops the Backend from
+starting), then the Companion. Everything is entered into one ``AsyncExitStack``, so ``close``
+unwinds in reverse order (registry first: its subscriptions end before the runtime they read
+from closes) and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import engine
+from backend._companion import ensure_companion
+from backend.config import BackendConfig
+from backend.sse import StreamSlots
+from runtime_client import RuntimeRegistry
+from runtime_server.embedded import EmbeddedRuntime
+from runtime_server.runtime import Config, limits_from, load_config, parse_config
+from runtime_server.store import MemoryStore, SqliteStore, Store
+
+__all__ = ["DEFAULT_RUNTIME_CONFIG", "Backend", "LOCAL_CHAT_PROFILE"]
+
+log = logging.getLogger(__name__)
+
+LOCAL_CHAT_PROFILE = "smollm2-chat"
+
+# With no runtime_config: the built-in echo, a slow echo to watch a run stream (and cancel it),
+# and the local SmolLM2 chat model (started on first use; runs fail clearly if not installed).
+DEFAULT_RUNTIME_CONFIG: dict[str, Any] = {
+    "providers": {"local": {"kind": "openai_chat", "local_model": "smollm2", "timeout_s": 60}},
+    "profiles": {
+        "echo-slow": {
+            "provider": "builtin",
+            "description": "Offline echo, 200 ms per word.",
+            "options": {"delay_ms": 200},
+        },
+        LOCAL_CHAT_PROFILE: {
+            "provider": "local",
+            "description": "Offline chat: SmolLM2-135M on llama.cpp (starts on first use).",
+            "max_tokens": 64,
+            "temperature": 0,
+            "options": {"seed": 42},
+        },
+    },
+}
+
+
+def runtime_config(config: BackendConfig) -> Config:
+    if config.runtime_config is not None:
+        return load_config(config.runtime_config)
+    return parse_config(DEFAULT_RUNTIME_CONFIG, source="<backend default>")
+
+
+def companion_profile(config: BackendConfig, profiles: set[str]) -> str:
+    """The configured profile; else the local chat model where it is installed; else echo."""
+    if config.companion_profile:
+        return config.companion_profile
+    if LOCAL_CHAT_PROFILE in profiles and engine.local_model_unavailable() is None:
+        return LOCAL_CHAT_PROFILE
+    return "echo"
+
+
+class Backend:
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.streams = StreamSlots(config.max_streams)
+        self.registry: RuntimeRegistry | None = None
+        self.embedded_runtime_id = ""
+        self.companion_id = ""
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        cfg = self.config
+        rconfig = runtime_config(cfg)
+        limits = limits_from(rconfig.limits)
+        store: Store
+        if cfg.store == "sqlite":
+            await asyncio.to_thread(Path(cfg.data_dir).mkdir, parents=True, exist_ok=True)
+            store = SqliteStore(
+                Path(cfg.data_dir) / "runtime.sqlite3",
+                retention_events=limits.event_retention_events,
+                retention_seconds=limits.event_retention_seconds,
+            )
+        else:
+            store = MemoryStore(
+                retention_events=limits.event_retention_events,
+                retention_seconds=limits.event_retention_seconds,
+            )
+        embedded = await EmbeddedRuntime.open(rconfig, store=store, limits=limits)
+        self._stack.push_async_callback(embedded.close)
+        info = await embedded.get_runtime()
+        self.embedded_runtime_id = info.runtime_id
+        registry = RuntimeRegistry()
+        registry.add_embedded(embedded, alias="embedded")
+        for remote in cfg.runtimes:
+            registry.add_remote(
+                remote.target,
+                alias=remote.alias or None,
+                token=remote.token,
+                expected_runtime_id=remote.expected_runtime_id,
+            )
+        await registry.start()
+        self._stack.push_async_callback(registry.close)
+        self.registry = registry
+        profiles = {p.name for p in await embedded.list_profiles()}
+        worker = await ensure_companion(
+            embedded,
+            profile=companion_profile(cfg, profiles),
+            display_name=cfg.companion_name,
+        )
+        self.companion_id = worker.worker_id
+        log.info("companion %s on profile %s", worker.worker_id, worker.profile)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    def require_registry(self) -> RuntimeRegistry:
+        if self.registry is None:
+            raise RuntimeError("the Backend is not started")
+        return self.registry

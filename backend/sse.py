@@ -1,0 +1,171 @@
+"""Server-Sent Events for the console: framing, the resume cursor, heartbeats, the stream bound.
+
+A worker's event stream is ``text/event-stream``:
+
+- a runtime event: ``id: <seq>`` and ``data: <json>`` (default event type ``message``), so the
+  browser's ``EventSource`` resumes after a cut by sending ``Last-Event-ID: <seq>``;
+- ``event: reset`` (``id:`` = the seq the stream continues after): the cursor is older than the
+  runtime's retention; the page reloads its transcript and goes on;
+- ``event: runtime``: the runtime's health changed (e.g. UNREACHABLE while the registry
+  reconnects, then READY); the stream stays open meanwhile;
+- ``event: end``: the stream ended for good (worker deleted, runtime identity changed); the page
+  must not reconnect;
+- ``: hb`` comment lines while nothing else is sent, so a proxy or the browser can tell "quiet"
+  from "cut" (a sleeping laptop's dead connection is noticed at the next write);
+- ``retry: 1000`` once at the start: reconnect after one second, not the browser default of three.
+
+Everything here is pure (no I/O) except :func:`with_heartbeats`, which only waits on its input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from backend.errors import ApiError
+
+__all__ = ["Frame", "StreamSlots", "encode", "parse_cursor", "with_heartbeats"]
+
+MAX_CURSOR_DIGITS = 20  # a uint64
+RETRY_MS = 1000
+MAX_BATCH = 256  # frames joined into one write at most
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    data: Mapping[str, Any]
+    event: str = ""  # "" = message
+    id: int | None = None
+    final: bool = False  # the stream ends after this frame
+    encoded: bytes = b""  # the whole frame, already encoded (the event hot path)
+
+
+def encode(frame: Frame) -> bytes:
+    """One SSE frame. JSON never holds a raw newline, so ``data`` is one line."""
+    if frame.encoded:
+        return frame.encoded
+    lines = []
+    if frame.event:
+        lines.append(f"event: {frame.event}")
+    if frame.id is not None:
+        lines.append(f"id: {frame.id}")
+    lines.append("data: " + json.dumps(frame.data, separators=(",", ":"), ensure_ascii=False))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+HEARTBEAT = b": hb\n\n"
+PREAMBLE = f"retry: {RETRY_MS}\n\n".encode()
+
+
+def parse_cursor(last_event_id: str | None, after_seq: str | None) -> int:
+    """The seq to resume after: ``Last-Event-ID`` (sent by the browser on reconnect) wins over
+    ``?after_seq=``; neither = 0 (from the oldest retained). Anything but a decimal uint64 is a
+    400 naming the field."""
+    for field, value in (("Last-Event-ID", last_event_id), ("after_seq", after_seq)):
+        if value is None:
+            continue
+        text = value.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > MAX_CURSOR_DIGITS:
+            raise ApiError.invalid(field, "must be a non-negative integer (an event seq)")
+        seq = int(text)
+        if seq >= 2**64:
+            raise ApiError.invalid(field, "must fit in 64 bits")
+        return seq
+    return 0
+
+
+class StreamSlots:
+    """A bound on open console streams over all browsers: each holds an upstream subscription,
+    a task and a socket. Past it a new stream is refused with 429 (the page retries), never
+    queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def acquire(self) -> Callable[[], None]:
+        """Take a slot; returns its release (idempotent). Raises 429 when none is free."""
+        if self.open >= self.limit:
+            raise ApiError(
+                429,
+                "TOO_MANY_STREAMS",
+                f"at most {self.limit} console streams may be open",
+                {"limit": str(self.limit)},
+                retry_after=2,
+            )
+        self.open += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.open -= 1
+
+        return release
+
+
+async def with_heartbeats(
+    frames: AsyncIterator[Frame], interval_s: float, *, buffer: int = 256
+) -> AsyncIterator[bytes]:
+    """The encoded frames with a heartbeat whenever ``interval_s`` passes without one. A pump task
+    reads ``frames`` into a bounded queue (a slow browser holds the pump back, and behind it the
+    upstream subscription, which the runtime cuts and the registry resumes: never unbounded
+    memory). Closing this generator (the browser left) cancels the pump and so the upstream
+    subscription."""
+    queue: asyncio.Queue[Frame | BaseException | None] = asyncio.Queue(buffer)
+
+    async def pump() -> None:
+        try:
+            async for frame in frames:
+                await queue.put(frame)
+            await queue.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the consumer, which renders it
+            await queue.put(exc)
+        finally:
+            aclose = getattr(frames, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    task = asyncio.create_task(pump(), name="sse-pump")
+    try:
+        yield PREAMBLE
+        while True:
+            try:
+                async with asyncio.timeout(interval_s):
+                    item = await queue.get()
+            except TimeoutError:
+                yield HEARTBEAT
+                continue
+            # Everything already waiting goes out as one write: one ASGI send (one socket write)
+            # per batch, not per event, when the stream is busy (a replay, a fast model).
+            # One pass of the loop lets the pump add what is already readable upstream (no
+            # added wait): a busy stream then goes out in fewer, larger writes.
+            await asyncio.sleep(0)
+            chunks: list[bytes] = []
+            while True:
+                if item is None or isinstance(item, BaseException):
+                    break
+                chunks.append(encode(item))
+                if item.final or len(chunks) >= MAX_BATCH or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if chunks:
+                yield b"".join(chunks)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if item.final:
+                return
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,129 @@
+"""JSON views of the client's models, for the browser.
+
+Built by walking the frozen dataclasses generically (so a field added to a model shows up without
+edits here), with two exceptions decided here, because the browser must never see a host fact:
+
+- a worker's ``workspace`` (host paths) is left out: the console shows whether a worker has one;
+- free text a runtime writes about failures (diagnostic messages, run error messages) is
+  scrubbed of URLs and HOST:PORT pairs (a provider's base URL, a runtime's address).
+
+Model and user text are passed as they are: the page renders them as text, never as HTML.
+Runtime statuses are built field by field from what the page needs (never the target or token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import json.encoder
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from backend.errors import scrub
+
+__all__ = ["event_frame_bytes", "event_view", "runtime_view", "to_json"]
+
+_SKIP = frozenset({"raw", "workspace"})
+
+
+def to_json(obj: Any) -> Any:
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    names = _fields(type(obj))
+    if names is not None:
+        out: dict[str, Any] = {name: to_json(getattr(obj, name)) for name in names}
+        if type(obj).__name__ in ("RunError", "Diagnostic"):  # the runtime's own words
+            out["message"] = scrub(out["message"])
+        if "workspace" in _ALL_FIELDS[type(obj)]:
+            out["has_workspace"] = getattr(obj, "workspace", None) is not None
+        return out
+    if isinstance(obj, Mapping):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_json(v) for v in obj]
+    return str(obj)
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_ALL_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...] | None:
+    """The fields shown of a dataclass type (None: not a dataclass); cached per type, as the
+    event path walks thousands of events a second."""
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        pass
+    names: tuple[str, ...] | None = None
+    if dataclasses.is_dataclass(cls):
+        every = [f.name for f in dataclasses.fields(cls)]
+        _ALL_FIELDS[cls] = frozenset(every)
+        names = tuple(n for n in every if n not in _SKIP)
+    _FIELDS[cls] = names
+    return names
+
+
+def event_view(event: Any) -> dict[str, Any]:
+    """An Event for the browser: seq, worker, run, time, ``kind`` (the payload's oneof name) and
+    the payload's fields."""
+    payload = event.payload
+    return {
+        "seq": event.seq,
+        "worker_id": event.worker_id,
+        "run_id": event.run_id,
+        "time": event.time,
+        "kind": getattr(payload, "KIND", "unknown"),
+        "payload": to_json(payload),
+    }
+
+
+_DELTAS = {"text_delta", "reasoning_delta"}
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_string = json.encoder.encode_basestring
+
+
+def event_frame_bytes(event: Any) -> bytes:
+    """The SSE frame of an event (``id:`` + ``data:``), equal to encoding :func:`event_view`.
+    Text and reasoning deltas — most of a run's events — are written directly (a string per
+    event, json-escaped), without building the generic view: the Backend's per-event cost."""
+    payload = event.payload
+    kind = getattr(payload, "KIND", "unknown")
+    if kind in _DELTAS and type(event.time) is float and math.isfinite(event.time):
+        # encode_basestring is json's own C string escaper (what dumps uses with
+        # ensure_ascii=False); a finite float's JSON is its repr
+        data = (
+            f'{{"seq":{event.seq:d},"worker_id":{_string(event.worker_id)},'
+            f'"run_id":{_string(event.run_id)},"time":{event.time!r},'
+            f'"kind":"{kind}","payload":{{"text":{_string(payload.text)}}}}}'
+        )
+    else:
+        data = _dumps(event_view(event))
+    return f"id: {event.seq}\ndata: {data}\n\n".encode()
+
+
+def runtime_view(status: Any) -> dict[str, Any]:
+    """A registry RuntimeStatus: identity, health and load. Field by field on purpose: a status
+    object may learn about its target later, and that must not reach a browser."""
+    info = getattr(status, "info", None)
+    profiles = getattr(status, "profiles", ()) or ()
+    load = getattr(status, "load", None)
+    return {
+        "runtime_id": status.runtime_id,
+        "alias": status.alias,
+        "kind": str(getattr(status, "kind", "")),
+        "state": to_json(status.state),
+        "since": getattr(status, "since", 0.0),
+        "last_error": scrub(str(getattr(status, "last_error", "") or "")),
+        "version": getattr(info, "version", "") if info is not None else "",
+        "store_kind": getattr(info, "store_kind", "") if info is not None else "",
+        "profiles": [
+            {"name": p.name, "description": p.description, "builtin": p.builtin} for p in profiles
+        ],
+        "load": to_json(load),
+        "max_input_chars": info.limits.max_input_chars if info is not None else 0,
+    }
