@@ -20,6 +20,7 @@ from runtime_client._models import (
     Accepted,
     BusyPolicy,
     Capabilities,
+    ConfigBundle,
     ConfigBundleRef,
     Created,
     Diagnostic,
@@ -69,6 +70,9 @@ from runtime_client._models import (
 )
 from runtime_client.api import (
     catalog_service_pb2 as catalog_pb,
+)
+from runtime_client.api import (
+    config_service_pb2 as config_pb,
 )
 from runtime_client.api import (
     interaction_service_pb2 as interaction_pb,
@@ -251,6 +255,10 @@ def limits(m: management_pb.Limits) -> Limits:
         max_file_read_bytes=m.max_file_read_bytes,
         max_file_scan_bytes=m.max_file_scan_bytes,
         max_file_write_bytes=m.max_file_write_bytes,
+        max_bundle_bytes=m.max_bundle_bytes,
+        max_bundles=m.max_bundles,
+        max_bundle_profiles=m.max_bundle_profiles,
+        max_bundle_id_chars=m.max_bundle_id_chars,
     )
 
 
@@ -445,4 +453,18 @@ def send_input_request(
         text=text,
         request_id=request_id,
         busy_policy=_BUSY_POLICY_TO_WIRE[BusyPolicy(busy_policy)],
+    )
+
+
+def config_bundle(m: config_pb.ConfigBundle) -> ConfigBundle:
+    return ConfigBundle(
+        id=m.id,
+        digest=m.digest,
+        media_type=m.media_type,
+        size_bytes=m.size_bytes,
+        created_at=ts(m.created_at),
+        profiles=tuple(m.profiles),
+        referencing_workers=tuple(m.referencing_workers),
+        annotations=dict(m.annotations),
+        referencing_worker_count=m.referencing_worker_count,
     )

@@ -28,6 +28,9 @@ __all__ = [
     "Accepted",
     "BusyPolicy",
     "Capabilities",
+    "ConfigBundle",
+    "ConfigBundleContent",
+    "ConfigBundlePut",
     "ConfigBundleRef",
     "Created",
     "Diagnostic",
@@ -225,6 +228,43 @@ class Worker:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigBundle:
+    """A config bundle stored on a runtime: ``digest`` is ``sha256:<hex>`` of its exact bytes.
+    ``referencing_workers`` lists at most the first 100 (``referencing_worker_count`` has all)."""
+
+    id: str
+    digest: str
+    media_type: str = ""
+    size_bytes: int = 0
+    created_at: float = 0.0
+    profiles: tuple[str, ...] = ()
+    referencing_workers: tuple[str, ...] = ()
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    referencing_worker_count: int = 0
+
+    @property
+    def ref(self) -> ConfigBundleRef:
+        """The reference CreateWorker takes."""
+        return ConfigBundleRef(self.id, self.digest)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigBundlePut:
+    """What ``put_bundle`` did: ``created`` is False when these bytes were already stored."""
+
+    bundle: ConfigBundle
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigBundleContent:
+    """``get_bundle``'s answer: the metadata, and the bytes when asked for (else ``b""``)."""
+
+    bundle: ConfigBundle
+    content: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkspaceClaim:
     """A path a live worker holds (real path, symlinks resolved), read-only or read-write."""
 
@@ -342,6 +382,10 @@ class Limits:
     max_file_read_bytes: int = 0
     max_file_scan_bytes: int = 0
     max_file_write_bytes: int = 0
+    max_bundle_bytes: int = 0
+    max_bundles: int = 0
+    max_bundle_profiles: int = 0
+    max_bundle_id_chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)

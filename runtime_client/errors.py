@@ -8,7 +8,9 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
 
     RuntimeClientError                base; any status not listed below keeps its own code
     ├── InvalidArgument               INVALID_ARGUMENT    (.field)
-    │   └── MalformedRequest          MALFORMED_REQUEST   (the body did not decode)
+    │   ├── MalformedRequest          MALFORMED_REQUEST   (the body did not decode)
+    │   ├── ConfigBundleInvalid       CONFIG_BUNDLE_INVALID (.field, .line)
+    │   └── DigestMismatch            DIGEST_MISMATCH     (.computed_digest)
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND
     │   ├── RunNotFound               RUN_NOT_FOUND
@@ -20,7 +22,10 @@ status as a :class:`StatusCode` string enum, so callers never import grpc) and `
     │   ├── WorkerBusy                WORKER_BUSY         (.active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
     │   ├── RuntimeDraining           RUNTIME_DRAINING    (status UNAVAILABLE; .last_seq)
-    │   └── WorkspaceConflict         WORKSPACE_CONFLICT  (.holder_worker_id, .held_path)
+    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT  (.holder_worker_id, .held_path)
+    │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (.bundle_id, .digest)
+    │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (.worker_count)
+    │   └── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (.provider)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
@@ -58,8 +63,12 @@ __all__ = [
     "AlreadyExists",
     "CursorAhead",
     "CapabilityNotAllowed",
+    "ConfigBundleInUse",
+    "ConfigBundleInvalid",
+    "ConfigBundleNotFound",
     "CursorExpired",
     "DeadlineExceeded",
+    "DigestMismatch",
     "FailedPrecondition",
     "IdempotencyConflict",
     "InternalError",
@@ -70,6 +79,7 @@ __all__ = [
     "OutOfRange",
     "PermissionDenied",
     "ProfileNotFound",
+    "ProviderNotAvailable",
     "QueueFull",
     "ResourceExhausted",
     "RunNotFound",
@@ -189,6 +199,27 @@ class MalformedRequest(InvalidArgument):
     reason = "MALFORMED_REQUEST"
 
 
+class ConfigBundleInvalid(InvalidArgument):
+    """A config bundle's content was refused: ``field`` is the key path in the bundle (or
+    ``content``), ``line`` its line in the bundle (0 when there is none)."""
+
+    reason = "CONFIG_BUNDLE_INVALID"
+
+    @property
+    def line(self) -> int:
+        return self._int("line")
+
+
+class DigestMismatch(InvalidArgument):
+    """``expected_digest`` differs from the digest of the bytes sent (``computed_digest``)."""
+
+    reason = "DIGEST_MISMATCH"
+
+    @property
+    def computed_digest(self) -> str:
+        return self.metadata.get("computed_digest", "")
+
+
 class NotFound(RuntimeClientError):
     reason = "NOT_FOUND"
     code = StatusCode.NOT_FOUND
@@ -264,6 +295,40 @@ class WorkspaceConflict(FailedPrecondition):
     @property
     def held_path(self) -> str:
         return self.metadata.get("held_path", "")
+
+
+class ConfigBundleNotFound(FailedPrecondition):
+    """No config bundle with this id and digest is stored on the runtime (push it, then retry)."""
+
+    reason = "CONFIG_BUNDLE_NOT_FOUND"
+
+    @property
+    def bundle_id(self) -> str:
+        return self.metadata.get("bundle_id", "")
+
+    @property
+    def digest(self) -> str:
+        return self.metadata.get("digest", "")
+
+
+class ConfigBundleInUse(FailedPrecondition):
+    """Workers still reference the config bundle (the message names the first few)."""
+
+    reason = "CONFIG_BUNDLE_IN_USE"
+
+    @property
+    def worker_count(self) -> int:
+        return self._int("worker_count")
+
+
+class ProviderNotAvailable(FailedPrecondition):
+    """The bundle's profile names a provider this runtime's host config does not define."""
+
+    reason = "PROVIDER_NOT_AVAILABLE"
+
+    @property
+    def provider(self) -> str:
+        return self.metadata.get("provider", "")
 
 
 class ResourceExhausted(RuntimeClientError):

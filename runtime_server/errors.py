@@ -5,7 +5,9 @@
 
     RuntimeError_                     base; ``reason`` is the ErrorInfo reason
     ├── InvalidArgument               INVALID_ARGUMENT  (names the field)
-    │   └── MalformedRequest          MALFORMED_REQUEST (the body is not this method's message)
+    │   ├── MalformedRequest          MALFORMED_REQUEST (the body is not this method's message)
+    │   ├── ConfigBundleInvalid       CONFIG_BUNDLE_INVALID (names the field and line)
+    │   └── DigestMismatch            DIGEST_MISMATCH (carries the computed digest)
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND
     │   ├── RunNotFound               RUN_NOT_FOUND
@@ -17,7 +19,10 @@
     │   ├── WorkerBusy                WORKER_BUSY (carries active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED
     │   ├── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE; a stream's last_seq)
-    │   └── WorkspaceConflict         WORKSPACE_CONFLICT (carries holder worker_id and path)
+    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT (carries holder worker_id and path)
+    │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (carries bundle_id, digest)
+    │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (names the referencing workers)
+    │   └── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (a bundle's provider this host lacks)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL
     │   ├── TooManyWorkers            TOO_MANY_WORKERS
@@ -71,6 +76,31 @@ class MalformedRequest(InvalidArgument):
         )
 
 
+class ConfigBundleInvalid(InvalidArgument):
+    """A config bundle's content is refused: ``field`` is the key path in the bundle
+    (``profiles.x.api_key``) or ``content``; ``line`` its line (0 when it has none)."""
+
+    reason = "CONFIG_BUNDLE_INVALID"
+
+    def __init__(self, field: str, message: str, line: int = 0) -> None:
+        where = f" (line {line})" if line else ""
+        InvalidArgument.__init__(self, field, f"{message}{where}", line=str(line))
+        self.line = line
+
+
+class DigestMismatch(InvalidArgument):
+    reason = "DIGEST_MISMATCH"
+
+    def __init__(self, expected: str, computed: str) -> None:
+        super().__init__(
+            "expected_digest",
+            f"{expected!r} does not match the content's digest {computed!r}",
+            expected_digest=expected,
+            computed_digest=computed,
+        )
+        self.computed_digest = computed
+
+
 class NotFound(RuntimeError_):
     reason = "NOT_FOUND"
 
@@ -92,8 +122,15 @@ class RunNotFound(NotFound):
 class ProfileNotFound(NotFound):
     reason = "PROFILE_NOT_FOUND"
 
-    def __init__(self, profile: str) -> None:
-        super().__init__(f"profile {profile!r} not found", profile=profile)
+    def __init__(self, profile: str, bundle: str = "") -> None:
+        if bundle:  # "id@digest": the profile is not in that config bundle
+            super().__init__(
+                f"profile {profile!r} not found in config bundle {bundle!r}",
+                profile=profile,
+                bundle=bundle,
+            )
+        else:
+            super().__init__(f"profile {profile!r} not found", profile=profile)
 
 
 class AlreadyExists(RuntimeError_):
@@ -172,6 +209,50 @@ class WorkspaceConflict(FailedPrecondition):
             held_path=held_path,
         )
         self.holder_worker_id = holder
+
+
+class ConfigBundleNotFound(FailedPrecondition):
+    """No bundle with this id and digest is stored here (a Backend pushes it, then retries)."""
+
+    reason = "CONFIG_BUNDLE_NOT_FOUND"
+
+    def __init__(self, bundle_id: str, digest: str) -> None:
+        super().__init__(
+            f"config bundle {bundle_id!r} with digest {digest!r} is not stored on this runtime",
+            bundle_id=bundle_id,
+            digest=digest,
+        )
+
+
+class ConfigBundleInUse(FailedPrecondition):
+    """Workers still reference the bundle (delete them first): the first few are named."""
+
+    reason = "CONFIG_BUNDLE_IN_USE"
+
+    def __init__(self, bundle_id: str, digest: str, worker_ids: tuple[str, ...]) -> None:
+        shown = ", ".join(worker_ids[:5]) + (", ..." if len(worker_ids) > 5 else "")
+        super().__init__(
+            f"config bundle {bundle_id!r} ({digest}) is referenced by {len(worker_ids)} "
+            f"worker(s): {shown}",
+            bundle_id=bundle_id,
+            digest=digest,
+            worker_ids=",".join(worker_ids[:3]),
+            worker_count=str(len(worker_ids)),
+        )
+        self.worker_ids = worker_ids
+
+
+class ProviderNotAvailable(FailedPrecondition):
+    """A bundle's profile names a provider this host's config does not define."""
+
+    reason = "PROVIDER_NOT_AVAILABLE"
+
+    def __init__(self, provider: str, profile: str) -> None:
+        super().__init__(
+            f"profile {profile!r} needs provider {provider!r}, which this runtime does not define",
+            provider=provider,
+            profile=profile,
+        )
 
 
 class ResourceExhausted(RuntimeError_):

@@ -70,6 +70,7 @@ from runtime_server.runtime._budget import (
     InputQueue,
     MemoryBudget,
 )
+from runtime_server.runtime._bundles import ConfigBundles
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._ids import fingerprint, uuid7
 from runtime_server.runtime._lifetime import (
@@ -140,6 +141,7 @@ FEATURES = (
     "diagnostics",
     "workspaces",
     "capabilities",
+    "config_bundles",
 )
 
 ProviderFactory = Callable[[Profile], engine.Provider]
@@ -345,6 +347,7 @@ class Runtime:
         self._store_watch = StoreWatch(self)
         self._open_tails: Mapping[str, list[TranscriptEntry]] = {}  # _load -> _recover
         self._observer: RuntimeObserver | None = None  # operators' metrics (_observer)
+        self._bundles = ConfigBundles(self)  # config bundles and profile snapshots (_bundles)
 
     # --- lifecycle ---
 
@@ -420,6 +423,7 @@ class Runtime:
         for slot in self._slots.values():
             self._usage = self._usage + slot.worker.usage
         self._deleted = load_deleted(stored.meta)
+        self._bundles.load(stored)
 
     def _recover(self, why: str = "the runtime stopped", *, diagnose: bool = True) -> None:
         """Runs left QUEUED or RUNNING by a previous process become INTERRUPTED; workers IDLE;
@@ -610,6 +614,11 @@ class Runtime:
         return self._limits
 
     @property
+    def config_bundles(self) -> ConfigBundles:
+        """Config bundles: put, get, list, delete (see ``_bundles``)."""
+        return self._bundles
+
+    @property
     def config(self) -> Config:
         """The providers and profiles it was given."""
         return self._config
@@ -780,7 +789,7 @@ class Runtime:
             check_id("worker_id", worker_id, lim)
         check_name("profile", profile, lim)
         profile = profile or "echo"
-        if profile not in self._config.profiles:
+        if config_bundle is None and profile not in self._config.profiles:
             raise errors.ProfileNotFound(profile)
         check_len("display_name", display_name, lim.max_display_name_chars)
         check_request_id(request_id, lim)
@@ -795,6 +804,7 @@ class Runtime:
             if not initial_input.strip():
                 raise errors.InvalidArgument("initial_input", "must not be blank")
             check_len("initial_input", initial_input, lim.max_input_chars)
+        bundled = await self._bundles.resolve(config_bundle, profile)  # None without a bundle
         fp = fingerprint(
             worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
             initial_input, *([list(capabilities)] if capabilities else []),
@@ -816,7 +826,9 @@ class Runtime:
         # Host policy, paths and capabilities: after the idempotency lookup (a retry returns the
         # first result even if a directory has gone since), and synchronous up to the claim.
         prepared = self._workspaces.prepare(
-            self._config.profiles[profile], workspace, tuple(capabilities)
+            self._bundles.confirm(bundled) or self._config.profiles[profile],
+            workspace,
+            tuple(capabilities),
         )
         if worker_id and worker_id in self._slots:
             raise errors.WorkerAlreadyExists(worker_id)
@@ -845,6 +857,7 @@ class Runtime:
         slot = self._new_slot(worker)
         self._slots[worker.worker_id] = slot
         mutations: list[Mutation] = [PutWorker(worker)]
+        mutations += self._bundles.attach(bundled, worker.worker_id)
         seq = log_.last_assigned_seq + 1
         if request_id:
             key = PutRequestKey("create", request_id, fp, worker.worker_id, seq)
@@ -964,6 +977,7 @@ class Runtime:
         if self._slots.get(worker_id) is not slot:
             return  # a concurrent delete won
         del self._slots[worker_id]
+        self._bundles.forget(slot.worker)
         self._transcripts.drop(slot.transcript)
         self._workspaces.allocations.release(worker_id)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a
@@ -1118,7 +1132,7 @@ class Runtime:
         logcontext.run_id.set(run.run_id)
         logcontext.request_id.set("")
         logcontext.rpc.set("")
-        profile = self._config.profiles.get(worker.profile)
+        profile = self._bundles.profile_of(worker)  # a bundle worker's snapshot, or the host's
         state, error, stop_reason = RunState.COMPLETED, None, ""
         try:
             if profile is None:

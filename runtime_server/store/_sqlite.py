@@ -68,6 +68,7 @@ from typing import Any, Literal
 
 from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry, Worker, now
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store._errors import StoreCorrupt, StoreFailure, StoreOpenError
 from runtime_server.store._integrity import SeqMark, check_seq, is_corruption, quick_check
@@ -339,6 +340,17 @@ class SqliteStore:
         )
         return text
 
+    async def read_config_bundle(self, bundle_id: str, digest: str) -> bytes | None:
+        pool = self._read_pool_or_raise()
+
+        def read() -> bytes | None:
+            return bundle_rows.read_content(self._reader(), bundle_id, digest)
+
+        content: bytes | None = await asyncio.get_running_loop().run_in_executor(
+            pool, self._read_guarded, read
+        )
+        return content
+
     def memory_bytes(self) -> int:
         """0: the data lives in the file. (SQLite's page cache is bounded per connection, about
         2 MB by default, and batches queued for the writer are in flight, not kept.)"""
@@ -543,6 +555,7 @@ class SqliteStore:
             for statement in _ADDED_TABLES:
                 conn.execute(statement)
             reads.create_tables(conn)  # on every open: a file made before them gains them
+            bundle_rows.create_tables(conn)  # config bundles and profile snapshots, likewise
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         _check_versions(self.path, meta)
         if self._seq_floor > int(meta["last_seq"]):
@@ -584,6 +597,7 @@ class SqliteStore:
             request_keys=keys,
             meta={str(k): str(v) for k, v in meta.items() if "." in str(k)},  # PutMeta's keys
             transcript_lengths=lengths,
+            **bundle_rows.load(conn),
         )
 
     # --- writer thread --------------------------------------------------------------------------
@@ -952,6 +966,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
+    if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
+        return
     if isinstance(mutation, PutWorker):
         w: Worker = mutation.worker
         conn.execute(
