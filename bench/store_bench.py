@@ -175,7 +175,7 @@ async def build_log(path: Path, events: int, workers: int, entries: int) -> None
         run = Run(f"run-{w:05d}", wid, RunState.COMPLETED, time.time(), input_text="hi")
         transcript = [
             AppendTranscript(
-                TranscriptEntry(wid, i, run.run_id, Message(Role.USER, "x" * 200), time.time())
+                TranscriptEntry(wid, i, run.run_id, time.time(), Message(Role.USER, "x" * 200))
             )
             for i in range(entries)
         ]

@@ -318,9 +318,9 @@ class RuntimeClient:
         )
         resp = await self._unary(self._management.ListWorkspaceClaims, req)
         return Page(
-            tuple(_convert.workspace_claim(c) for c in resp.claims),
-            resp.next_page_token,
-            resp.total_size,
+            items=tuple(_convert.workspace_claim(c) for c in resp.claims),
+            next_page_token=resp.next_page_token,
+            total_size=resp.total_size,
         )
 
     # --- CatalogService -----------------------------------------------------------------------

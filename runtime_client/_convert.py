@@ -117,12 +117,12 @@ def ts(t: Timestamp) -> float:
 
 def usage(m: pb.Usage) -> Usage:
     return Usage(
-        m.input_tokens,
-        m.output_tokens,
-        m.cache_read_tokens,
-        m.cache_write_tokens,
-        m.reasoning_tokens,
-        m.total_tokens,
+        input_tokens=m.input_tokens,
+        output_tokens=m.output_tokens,
+        cache_read_tokens=m.cache_read_tokens,
+        cache_write_tokens=m.cache_write_tokens,
+        reasoning_tokens=m.reasoning_tokens,
+        total_tokens=m.total_tokens,
     )
 
 
@@ -131,14 +131,21 @@ def usage(m: pb.Usage) -> Usage:
 
 def workspace(m: pb.Workspace) -> Workspace:
     return Workspace(
-        m.root,
-        tuple(Mount(x.path, _MOUNT_MODE.get(x.mode, MountMode.UNSPECIFIED)) for x in m.mounts),
-        _MOUNT_MODE.get(m.root_mode, MountMode.UNSPECIFIED),
+        root=m.root,
+        mounts=tuple(
+            Mount(path=x.path, mode=_MOUNT_MODE.get(x.mode, MountMode.UNSPECIFIED))
+            for x in m.mounts
+        ),
+        root_mode=_MOUNT_MODE.get(m.root_mode, MountMode.UNSPECIFIED),
     )
 
 
 def workspace_claim(m: management_pb.WorkspaceClaim) -> WorkspaceClaim:
-    return WorkspaceClaim(m.worker_id, m.path, _MOUNT_MODE.get(m.mode, MountMode.UNSPECIFIED))
+    return WorkspaceClaim(
+        worker_id=m.worker_id,
+        path=m.path,
+        mode=_MOUNT_MODE.get(m.mode, MountMode.UNSPECIFIED),
+    )
 
 
 def worker(m: pb.Worker) -> Worker:
@@ -154,7 +161,7 @@ def worker(m: pb.Worker) -> Worker:
         usage=usage(m.usage),
         workspace=workspace(m.workspace) if m.HasField("workspace") else None,
         config_bundle=(
-            ConfigBundleRef(m.config_bundle.id, m.config_bundle.digest)
+            ConfigBundleRef(id=m.config_bundle.id, digest=m.config_bundle.digest)
             if m.HasField("config_bundle")
             else None
         ),
@@ -166,59 +173,67 @@ def worker(m: pb.Worker) -> Worker:
 
 def run(m: pb.Run) -> Run:
     return Run(
-        m.run_id,
-        m.worker_id,
-        _RUN_STATE.get(m.state, RunState.UNSPECIFIED),
-        ts(m.created_at),
-        ts(m.started_at),
-        ts(m.finished_at),
-        usage(m.usage),
-        RunError(m.error.code, m.error.message) if m.HasField("error") else None,
-        m.stop_reason,
+        run_id=m.run_id,
+        worker_id=m.worker_id,
+        state=_RUN_STATE.get(m.state, RunState.UNSPECIFIED),
+        created_at=ts(m.created_at),
+        started_at=ts(m.started_at),
+        finished_at=ts(m.finished_at),
+        usage=usage(m.usage),
+        error=RunError(code=m.error.code, message=m.error.message) if m.HasField("error") else None,
+        stop_reason=m.stop_reason,
     )
 
 
 def message(m: pb.Message) -> Message:
     return Message(
-        _ROLE.get(m.role, Role.UNSPECIFIED),
-        m.text,
-        m.reasoning,
-        tuple(ToolCall(c.call_id, c.name, c.arguments) for c in m.tool_calls),
-        m.tool_call_id,
-        m.tool_name,
-        m.is_error,
-        m.stop_reason,
-        m.incomplete,
+        role=_ROLE.get(m.role, Role.UNSPECIFIED),
+        text=m.text,
+        reasoning=m.reasoning,
+        tool_calls=tuple(
+            ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments) for c in m.tool_calls
+        ),
+        tool_call_id=m.tool_call_id,
+        tool_name=m.tool_name,
+        is_error=m.is_error,
+        stop_reason=m.stop_reason,
+        incomplete=m.incomplete,
     )
 
 
 def transcript_entry(m: pb.TranscriptEntry) -> TranscriptEntry:
-    return TranscriptEntry(m.worker_id, m.index, m.run_id, ts(m.created_at), message(m.message))
+    return TranscriptEntry(
+        worker_id=m.worker_id,
+        index=m.index,
+        run_id=m.run_id,
+        created_at=ts(m.created_at),
+        message=message(m.message),
+    )
 
 
 def diagnostic(m: pb.Diagnostic) -> Diagnostic:
     return Diagnostic(
-        _DIAGNOSTIC_LEVEL.get(m.level, DiagnosticLevel.UNSPECIFIED),
-        m.code,
-        m.message,
-        ts(m.time),
-        m.worker_id,
-        m.run_id,
+        level=_DIAGNOSTIC_LEVEL.get(m.level, DiagnosticLevel.UNSPECIFIED),
+        code=m.code,
+        message=m.message,
+        time=ts(m.time),
+        worker_id=m.worker_id,
+        run_id=m.run_id,
     )
 
 
 def profile(m: management_pb.Profile) -> Profile:
     return Profile(
-        m.name,
-        m.provider,
-        m.provider_kind,
-        m.model,
-        m.description,
-        tuple(m.tools),
-        m.builtin,
-        m.max_tokens,
-        m.max_tool_rounds,
-        m.request_deadline_s,
+        name=m.name,
+        provider=m.provider,
+        provider_kind=m.provider_kind,
+        model=m.model,
+        description=m.description,
+        tools=tuple(m.tools),
+        builtin=m.builtin,
+        max_tokens=m.max_tokens,
+        max_tool_rounds=m.max_tool_rounds,
+        request_deadline_s=m.request_deadline_s,
     )
 
 
@@ -271,7 +286,7 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         version=m.version,
         store_kind=m.store_kind,
         started_at=ts(m.started_at),
-        workers=WorkerCounts(w.idle, w.running, w.stopped, w.total),
+        workers=WorkerCounts(idle=w.idle, running=w.running, stopped=w.stopped, total=w.total),
         active_runs=m.active_runs,
         queued_runs=m.queued_runs,
         last_seq=m.last_seq,
@@ -279,10 +294,10 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
         subscribers=m.subscribers,
         limits=limits(m.limits),
         capabilities=Capabilities(
-            tuple(c.provider_kinds),
-            tuple(c.profiles),
-            tuple(c.features),
-            tuple(c.worker_capabilities),
+            provider_kinds=tuple(c.provider_kinds),
+            profiles=tuple(c.profiles),
+            features=tuple(c.features),
+            worker_capabilities=tuple(c.worker_capabilities),
         ),
         usage=usage(m.usage),
         auth_required=m.auth_required,
@@ -303,31 +318,35 @@ _UNKNOWN = UnknownPayload()
 
 # Each function takes the whole Event message: one attribute read beats getattr(msg, kind).
 _PAYLOAD: dict[str | None, Callable[[pb.Event], Payload]] = {
-    "text_delta": lambda e: TextDelta(e.text_delta.text),
-    "reasoning_delta": lambda e: ReasoningDelta(e.reasoning_delta.text),
+    "text_delta": lambda e: TextDelta(text=e.text_delta.text),
+    "reasoning_delta": lambda e: ReasoningDelta(text=e.reasoning_delta.text),
     "tool_call_started": lambda e: ToolCallStarted(
-        e.tool_call_started.call_id, e.tool_call_started.tool_name, e.tool_call_started.arguments
+        call_id=e.tool_call_started.call_id,
+        tool_name=e.tool_call_started.tool_name,
+        arguments=e.tool_call_started.arguments,
     ),
     "tool_call_finished": lambda e: ToolCallFinished(
-        e.tool_call_finished.call_id,
-        e.tool_call_finished.tool_name,
-        e.tool_call_finished.result,
-        e.tool_call_finished.is_error,
+        call_id=e.tool_call_finished.call_id,
+        tool_name=e.tool_call_finished.tool_name,
+        result=e.tool_call_finished.result,
+        is_error=e.tool_call_finished.is_error,
     ),
-    "heartbeat": lambda e: Heartbeat(e.heartbeat.last_seq),
-    "usage_reported": lambda e: UsageReported(usage(e.usage_reported.usage)),
-    "input_committed": lambda e: InputCommitted(transcript_entry(e.input_committed.entry)),
-    "message_committed": lambda e: MessageCommitted(transcript_entry(e.message_committed.entry)),
-    "run_queued": lambda e: RunQueued(run(e.run_queued.run)),
-    "run_started": lambda e: RunStarted(run(e.run_started.run)),
-    "run_finished": lambda e: RunFinished(run(e.run_finished.run)),
+    "heartbeat": lambda e: Heartbeat(last_seq=e.heartbeat.last_seq),
+    "usage_reported": lambda e: UsageReported(usage=usage(e.usage_reported.usage)),
+    "input_committed": lambda e: InputCommitted(entry=transcript_entry(e.input_committed.entry)),
+    "message_committed": lambda e: MessageCommitted(
+        entry=transcript_entry(e.message_committed.entry)
+    ),
+    "run_queued": lambda e: RunQueued(run=run(e.run_queued.run)),
+    "run_started": lambda e: RunStarted(run=run(e.run_started.run)),
+    "run_finished": lambda e: RunFinished(run=run(e.run_finished.run)),
     "worker_state_changed": lambda e: WorkerStateChanged(
-        _WORKER_STATE.get(e.worker_state_changed.previous, WorkerState.UNSPECIFIED),
-        _WORKER_STATE.get(e.worker_state_changed.state, WorkerState.UNSPECIFIED),
+        previous=_WORKER_STATE.get(e.worker_state_changed.previous, WorkerState.UNSPECIFIED),
+        state=_WORKER_STATE.get(e.worker_state_changed.state, WorkerState.UNSPECIFIED),
     ),
-    "worker_created": lambda e: WorkerCreated(worker(e.worker_created.worker)),
-    "partial_discarded": lambda e: PartialDiscarded(e.partial_discarded.reason),
-    "worker_stopped": lambda e: WorkerStopped(e.worker_stopped.reason),
+    "worker_created": lambda e: WorkerCreated(worker=worker(e.worker_created.worker)),
+    "partial_discarded": lambda e: PartialDiscarded(reason=e.partial_discarded.reason),
+    "worker_stopped": lambda e: WorkerStopped(reason=e.worker_stopped.reason),
     "worker_deleted": lambda e: _WORKER_DELETED,
     "diagnostic": lambda e: diagnostic(e.diagnostic),
     # A oneof member this client's generated code does not know arrives as an unknown field.
@@ -367,32 +386,56 @@ def event(m: pb.Event) -> Event:
 
 def created(m: catalog_pb.CreateWorkerResponse) -> Created:
     return Created(
-        worker(m.worker), m.seq, run(m.initial_run) if m.HasField("initial_run") else None
+        worker=worker(m.worker),
+        seq=m.seq,
+        initial_run=run(m.initial_run) if m.HasField("initial_run") else None,
     )
 
 
 def accepted(m: interaction_pb.SendInputResponse) -> Accepted:
-    return Accepted(run(m.run), m.seq)
+    return Accepted(run=run(m.run), seq=m.seq)
 
 
 def workers_page(m: catalog_pb.ListWorkersResponse) -> Page[Worker]:
-    return Page(tuple(worker(w) for w in m.workers), m.next_page_token, m.total_size)
+    return Page(
+        items=tuple(worker(w) for w in m.workers),
+        next_page_token=m.next_page_token,
+        total_size=m.total_size,
+    )
 
 
 def diagnostics_page(m: management_pb.ListDiagnosticsResponse) -> Page[Diagnostic]:
-    return Page(tuple(diagnostic(d) for d in m.diagnostics), m.next_page_token, m.total_size)
+    return Page(
+        items=tuple(diagnostic(d) for d in m.diagnostics),
+        next_page_token=m.next_page_token,
+        total_size=m.total_size,
+    )
 
 
 def transcript_page(m: observation_pb.GetTranscriptResponse) -> Page[TranscriptEntry]:
-    return Page(tuple(transcript_entry(x) for x in m.entries), m.next_page_token, m.total_size)
+    return Page(
+        items=tuple(transcript_entry(x) for x in m.entries),
+        next_page_token=m.next_page_token,
+        total_size=m.total_size,
+    )
 
 
 def events_page(m: observation_pb.ListEventsResponse) -> EventsPage:
-    return EventsPage(tuple(event(e) for e in m.events), m.last_seq, m.oldest_seq, m.next_after_seq)
+    return EventsPage(
+        events=tuple(event(e) for e in m.events),
+        last_seq=m.last_seq,
+        oldest_seq=m.oldest_seq,
+        next_after_seq=m.next_after_seq,
+    )
 
 
 def usage_summary(m: observation_pb.GetUsageResponse) -> UsageSummary:
-    return UsageSummary(usage(m.usage), m.runs, usage(m.lifetime_usage), m.lifetime_runs)
+    return UsageSummary(
+        usage=usage(m.usage),
+        runs=m.runs,
+        lifetime_usage=usage(m.lifetime_usage),
+        lifetime_runs=m.lifetime_runs,
+    )
 
 
 # --- requests ---------------------------------------------------------------------------------

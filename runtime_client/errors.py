@@ -98,6 +98,7 @@ __all__ = [
     "WorkspaceConflict",
     "WorkspaceNotAllowed",
     "from_rpc_error",
+    "from_status",
 ]
 
 ERROR_DOMAIN = "worker-runtime"
@@ -518,6 +519,15 @@ def from_rpc_error(exc: Any) -> RuntimeClientError:
                     reason = info.reason
                     metadata = dict(info.metadata)
                     break
+    return from_status(code, message, reason, metadata)
+
+
+def from_status(
+    code: StatusCode, message: str, reason: str | None, metadata: Mapping[str, str]
+) -> RuntimeClientError:
+    """The client error for a status: the class of ``reason`` when this client knows it, else the
+    class of ``code``. :func:`from_rpc_error` uses it for a remote Runtime; the embedded handle
+    (``runtime_server.embedded``) for an in-process one, so both raise the same error."""
     cls = _BY_REASON.get(reason) if reason else None
     if cls is None:
         cls = _BY_CODE.get(code, RuntimeClientError)

@@ -1,5 +1,13 @@
 """The Runtime's domain model: frozen values and enums. Protobuf never appears here; the gRPC edge
-converts (runtime_server.grpc._convert)."""
+converts (runtime_server.grpc._convert), and the embedded handle converts to the client's models
+(runtime_server._embedded_convert), which are the one public vocabulary.
+
+The names are the public ones: every field here that the API carries has the proto's and the
+client model's name (``Page.total_size``, ``Limits.heartbeat_interval_seconds``, TranscriptEntry's
+field order), and tests/test_vocabulary_parity.py walks proto <-> server <-> client so a field
+added in one place and not the others fails. Payloads identical to the engine's turn events
+(TextDelta, UsageReported) are the engine's classes, not copies; the engine sits below the
+Runtime, and the Runtime commits what the engine emits."""
 
 from __future__ import annotations
 
@@ -10,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from engine import Message, Usage
+from engine import TextDelta as TextDelta  # an event payload: the engine's delta, not a copy
+from engine import UsageReported as UsageReported  # likewise
 
 
 def now() -> float:
@@ -127,13 +137,14 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptEntry:
-    """One committed history entry of a worker, with its position and the run that produced it."""
+    """One committed history entry of a worker, with its position and the run that produced it
+    (fields in the proto's order; build it by keyword)."""
 
     worker_id: str
     index: int
     run_id: str
-    message: Message
     created_at: float
+    message: Message
 
 
 # --- event payloads ---
@@ -166,11 +177,6 @@ class InputCommitted:
 
 
 @dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class ReasoningDelta:
     text: str
 
@@ -193,11 +199,6 @@ class ToolCallFinished:
 @dataclass(frozen=True, slots=True)
 class MessageCommitted:
     entry: TranscriptEntry
-
-
-@dataclass(frozen=True, slots=True)
-class UsageReported:
-    usage: Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +290,7 @@ class Limits:
     idempotency_keys_create: int = 100_000
     event_retention_events: int = 1_000_000
     event_retention_seconds: float = 0.0  # 0 = no age limit
-    heartbeat_interval_s: float = 10.0
+    heartbeat_interval_seconds: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
     # Finished runs kept for GetRun (oldest forgotten first; a forgotten run is RUN_NOT_FOUND).
     max_retained_runs: int = 100_000
@@ -325,7 +326,7 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: tuple[T, ...]
     next_page_token: str = ""
-    total: int = 0
+    total_size: int = 0  # every item the listing holds, not only what is left after the token
 
 
 # --- size estimates ---

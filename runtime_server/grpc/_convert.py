@@ -4,8 +4,9 @@ dispatched by type."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -17,56 +18,27 @@ from runtime_server import errors
 from runtime_server import model as m
 from runtime_server.runtime import Claim, Profile, RuntimeInfo, RuntimeState, StoreState
 
-WORKER_STATE = {
-    m.WorkerState.IDLE: pb.WORKER_STATE_IDLE,
-    m.WorkerState.RUNNING: pb.WORKER_STATE_RUNNING,
-    m.WorkerState.STOPPED: pb.WORKER_STATE_STOPPED,
-}
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _to_wire(model: type[E], wrapper: Any, prefix: str) -> dict[E, Any]:
+    """{domain member: proto enum number}, matched by name (``IDLE`` -> ``WORKER_STATE_IDLE``):
+    a member with no proto value of its name, or a proto value renamed, fails at import."""
+    return {member: wrapper.Value(prefix + member.name) for member in model}
+
+
+WORKER_STATE = _to_wire(m.WorkerState, pb.WorkerState, "WORKER_STATE_")
 WORKER_STATE_IN = {v: k for k, v in WORKER_STATE.items()}
-RUN_STATE = {
-    m.RunState.QUEUED: pb.RUN_STATE_QUEUED,
-    m.RunState.RUNNING: pb.RUN_STATE_RUNNING,
-    m.RunState.COMPLETED: pb.RUN_STATE_COMPLETED,
-    m.RunState.FAILED: pb.RUN_STATE_FAILED,
-    m.RunState.CANCELLED: pb.RUN_STATE_CANCELLED,
-    m.RunState.INTERRUPTED: pb.RUN_STATE_INTERRUPTED,
-}
-BUSY_POLICY_IN = {
-    pb.BUSY_POLICY_UNSPECIFIED: m.BusyPolicy.REJECT,
-    pb.BUSY_POLICY_REJECT: m.BusyPolicy.REJECT,
-    pb.BUSY_POLICY_ENQUEUE: m.BusyPolicy.ENQUEUE,
-    pb.BUSY_POLICY_INTERRUPT: m.BusyPolicy.INTERRUPT,
-}
-MOUNT_MODE = {
-    m.MountMode.READ_ONLY: pb.MOUNT_MODE_READ_ONLY,
-    m.MountMode.READ_WRITE: pb.MOUNT_MODE_READ_WRITE,
-}
-MOUNT_MODE_IN = {
-    pb.MOUNT_MODE_UNSPECIFIED: m.MountMode.READ_ONLY,
-    pb.MOUNT_MODE_READ_ONLY: m.MountMode.READ_ONLY,
-    pb.MOUNT_MODE_READ_WRITE: m.MountMode.READ_WRITE,
-}
-ROLE = {
-    engine.Role.USER: pb.ROLE_USER,
-    engine.Role.ASSISTANT: pb.ROLE_ASSISTANT,
-    engine.Role.TOOL: pb.ROLE_TOOL,
-}
-LEVEL = {
-    m.DiagnosticLevel.INFO: pb.DIAGNOSTIC_LEVEL_INFO,
-    m.DiagnosticLevel.WARNING: pb.DIAGNOSTIC_LEVEL_WARNING,
-    m.DiagnosticLevel.ERROR: pb.DIAGNOSTIC_LEVEL_ERROR,
-}
-RUNTIME_STATE = {
-    RuntimeState.STARTING: mpb.RUNTIME_STATE_STARTING,
-    RuntimeState.SERVING: mpb.RUNTIME_STATE_SERVING,
-    RuntimeState.DRAINING: mpb.RUNTIME_STATE_DRAINING,
-    RuntimeState.STOPPED: mpb.RUNTIME_STATE_STOPPED,
-}
-STORE_STATE = {
-    StoreState.OK: mpb.STORE_STATE_OK,
-    StoreState.FAILING: mpb.STORE_STATE_FAILING,
-    StoreState.DAMAGED: mpb.STORE_STATE_DAMAGED,
-}
+RUN_STATE = _to_wire(m.RunState, pb.RunState, "RUN_STATE_")
+BUSY_POLICY_IN = {v: k for k, v in _to_wire(m.BusyPolicy, pb.BusyPolicy, "BUSY_POLICY_").items()}
+BUSY_POLICY_IN[pb.BUSY_POLICY_UNSPECIFIED] = m.BusyPolicy.REJECT  # unset: the default policy
+MOUNT_MODE = _to_wire(m.MountMode, pb.MountMode, "MOUNT_MODE_")
+MOUNT_MODE_IN = {v: k for k, v in MOUNT_MODE.items()}
+MOUNT_MODE_IN[pb.MOUNT_MODE_UNSPECIFIED] = m.MountMode.READ_ONLY  # unset: the safe default
+ROLE = _to_wire(engine.Role, pb.Role, "ROLE_")
+LEVEL = _to_wire(m.DiagnosticLevel, pb.DiagnosticLevel, "DIAGNOSTIC_LEVEL_")
+RUNTIME_STATE = _to_wire(RuntimeState, mpb.RuntimeState, "RUNTIME_STATE_")
+STORE_STATE = _to_wire(StoreState, mpb.StoreState, "STORE_STATE_")
 
 
 def ts(t: float) -> Timestamp | None:
@@ -239,7 +211,7 @@ def limits(lim: m.Limits) -> mpb.Limits:
         idempotency_keys_create=lim.idempotency_keys_create,
         event_retention_events=lim.event_retention_events,
         event_retention_seconds=lim.event_retention_seconds,
-        heartbeat_interval_seconds=lim.heartbeat_interval_s,
+        heartbeat_interval_seconds=lim.heartbeat_interval_seconds,
         max_message_bytes=lim.max_message_bytes,
         max_retained_runs=lim.max_retained_runs,
         max_id_chars=lim.max_id_chars,
@@ -322,7 +294,7 @@ def profile(p: Profile) -> mpb.Profile:
 
 def busy_policy(value: int) -> m.BusyPolicy:
     try:
-        return BUSY_POLICY_IN[value]  # type: ignore[index]  # proto enums are open: any int
+        return BUSY_POLICY_IN[value]  # proto enums are open: any int
     except KeyError:
         raise errors.InvalidArgument("busy_policy", f"unknown value {value}") from None
 
@@ -331,7 +303,7 @@ def worker_state_filter(value: int) -> m.WorkerState | None:
     if value == pb.WORKER_STATE_UNSPECIFIED:
         return None
     try:
-        return WORKER_STATE_IN[value]  # type: ignore[index]  # proto enums are open: any int
+        return WORKER_STATE_IN[value]  # proto enums are open: any int
     except KeyError:
         raise errors.InvalidArgument("state", f"unknown value {value}") from None
 
@@ -346,17 +318,17 @@ def workspace(msg: pb.Workspace, present: bool) -> m.Workspace | None:
             raise errors.InvalidArgument(
                 f"workspace.mounts[{i}].mode", f"unknown value {mount.mode}"
             )
-        mounts.append(m.Mount(mount.path, mode))
+        mounts.append(m.Mount(path=mount.path, mode=mode))
     if not msg.root:
         raise errors.InvalidArgument("workspace.root", "is required when workspace is set")
     root_mode = MOUNT_MODE_IN.get(msg.root_mode)
     if root_mode is None:
         raise errors.InvalidArgument("workspace.root_mode", f"unknown value {msg.root_mode}")
-    return m.Workspace(msg.root, tuple(mounts), root_mode)
+    return m.Workspace(root=msg.root, mounts=tuple(mounts), root_mode=root_mode)
 
 
 def config_bundle(msg: pb.ConfigBundleRef, present: bool) -> m.ConfigBundleRef | None:
-    return m.ConfigBundleRef(msg.id, msg.digest) if present else None
+    return m.ConfigBundleRef(id=msg.id, digest=msg.digest) if present else None
 
 
 # --- batch sizing -----------------------------------------------------------------------------

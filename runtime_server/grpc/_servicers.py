@@ -93,7 +93,7 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
         return mpb.ListDiagnosticsResponse(
             diagnostics=[cv.diagnostic(d) for d in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
@@ -114,7 +114,7 @@ class ManagementServicer(_Base, mgrpc.ManagementServiceServicer):
         return mpb.ListWorkspaceClaimsResponse(
             claims=[cv.workspace_claim(c) for c in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
 
@@ -160,7 +160,7 @@ class CatalogServicer(_Base, cgrpc.CatalogServiceServicer):
         return cpb.ListWorkersResponse(
             workers=[cv.worker(w) for w in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
@@ -209,7 +209,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         return opb.GetTranscriptResponse(
             entries=[cv.entry(e) for e in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
@@ -245,7 +245,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         except Exception as exc:  # a bug: INTERNAL without leaking it, as in the unary RPCs
             await _internal(context, runtime, exc)
             return
-        interval = runtime.limits.heartbeat_interval_s or None
+        interval = runtime.limits.heartbeat_interval_seconds or None
         more = max_events - 1
         weigh = wire_size.event_size
         # an upper bound of the batch's encoded size (the same budget as a ListEvents page)

@@ -518,7 +518,10 @@ class Runtime:
                 engine.Role.TOOL, text=text, tool_call_id=call.call_id, tool_name=call.name,
                 is_error=True,
             )  # fmt: skip
-            closing = TranscriptEntry(wid, len(slot.transcript), entry.run_id, result, now())
+            closing = TranscriptEntry(
+                worker_id=wid, index=len(slot.transcript), run_id=entry.run_id, created_at=now(),
+                message=result,
+            )  # fmt: skip
             slot.transcript.append(closing)
             log_.append(
                 wid,
@@ -1099,11 +1102,11 @@ class Runtime:
         started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._runs[run.run_id] = started
         entry = TranscriptEntry(
-            slot.worker.worker_id,
-            len(slot.transcript),
-            run.run_id,
-            engine.Message(engine.Role.USER, text=run.input_text),
-            now(),
+            worker_id=slot.worker.worker_id,
+            index=len(slot.transcript),
+            run_id=run.run_id,
+            message=engine.Message(engine.Role.USER, text=run.input_text),
+            created_at=now(),
         )
         slot.transcript.append(entry)
         slot.active = started
@@ -1215,7 +1218,10 @@ class Runtime:
             )
 
         def on_message(ev: Any) -> None:
-            entry = TranscriptEntry(worker_id, len(slot.transcript), run_id, ev.message, now())
+            entry = TranscriptEntry(
+                worker_id=worker_id, index=len(slot.transcript), run_id=run_id, created_at=now(),
+                message=ev.message,
+            )  # fmt: skip
             slot.transcript.append(entry)
             log_.append(worker_id, run_id, [MessageCommitted(entry)], [AppendTranscript(entry)])
 

@@ -42,7 +42,13 @@ def delete_run_inputs(conn: sqlite3.Connection, worker_id: str) -> None:
 
 def _entry(worker_id: str, row: tuple[int, str, float, bytes]) -> TranscriptEntry:
     idx, run_id, created_at, body = row
-    return TranscriptEntry(worker_id, idx, run_id, codec.decode_message(body), created_at)
+    return TranscriptEntry(
+        worker_id=worker_id,
+        index=idx,
+        run_id=run_id,
+        created_at=created_at,
+        message=codec.decode_message(body),
+    )
 
 
 def load_transcript_summary(

@@ -190,7 +190,7 @@ async def test_lagging_batch_subscriber_is_cut_with_its_last_seq_and_resumes(
 
 
 async def test_heartbeats_are_batches_of_one_heartbeat(serve: ServeFactory) -> None:
-    served = await serve(config=CONFIG, limits=Limits(heartbeat_interval_s=0.05))
+    served = await serve(config=CONFIG, limits=Limits(heartbeat_interval_seconds=0.05))
     client = served.client
     await client.create_worker()
     head = (await client.get_runtime()).last_seq

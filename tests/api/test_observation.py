@@ -478,7 +478,7 @@ async def test_cursor_older_than_retention_is_expired_with_oldest_seq(
 async def test_quiet_subscription_gets_heartbeats_the_client_hides_by_default(
     serve: ServeFactory, until: Until
 ) -> None:
-    served = await serve(config=CONFIG, limits=Limits(heartbeat_interval_s=0.05))
+    served = await serve(config=CONFIG, limits=Limits(heartbeat_interval_seconds=0.05))
     client = served.client
     await client.create_worker()
     head = (await client.get_runtime()).last_seq

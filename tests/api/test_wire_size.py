@@ -107,7 +107,7 @@ def message(rng: random.Random) -> engine.Message:
 
 
 def entry(rng: random.Random) -> m.TranscriptEntry:
-    return m.TranscriptEntry(text(rng), rng.choice(INTS[:6]), text(rng), message(rng), when(rng))
+    return m.TranscriptEntry(text(rng), rng.choice(INTS[:6]), text(rng), when(rng), message(rng))
 
 
 def diagnostic(rng: random.Random) -> m.Diagnostic:

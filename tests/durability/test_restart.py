@@ -152,7 +152,7 @@ async def write_crashed_state(path: Path) -> str:
         (R1, engine.Message(engine.Role.ASSISTANT, tool_calls=calls)),
         (R1, engine.Message(engine.Role.TOOL, "12:00", tool_call_id="c1", tool_name="clock")),
     ]
-    entries = [TranscriptEntry(wid, i, r, m, 4.0) for i, (r, m) in enumerate(messages)]
+    entries = [TranscriptEntry(wid, i, r, 4.0, m) for i, (r, m) in enumerate(messages)]
     store.write(
         [Event(1, 1.0, wid, R1, RunStarted(r1)), Event(2, 2.0, wid, R1, TextDelta("x"))],
         [PutWorker(w), PutRun(r0), PutRun(r1), PutRun(r2)]

@@ -103,7 +103,7 @@ FULL_MESSAGE = Message(
 def entry(
     worker_id: str = "w1", index: int = 0, message: Message = FULL_MESSAGE
 ) -> TranscriptEntry:
-    return TranscriptEntry(worker_id, index, "r1", message, 1_700_000_004.75)
+    return TranscriptEntry(worker_id, index, "r1", 1_700_000_004.75, message)
 
 
 def all_payloads() -> list[Payload]:
