@@ -82,7 +82,7 @@ async def _cmd_list(client: RuntimeClient, args: argparse.Namespace) -> int:
     found: list[ConfigBundle] = []
     token = ""
     while True:
-        page = await client.list_bundles(bundle_id=args.bundle_id, page_token=token)
+        page = await client.list_bundles(id=args.bundle_id, page_token=token)
         found.extend(page.items)
         token = page.next_page_token
         if not token:

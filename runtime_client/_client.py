@@ -406,7 +406,7 @@ class RuntimeClient:
 
     async def put_bundle(
         self,
-        bundle_id: str,
+        id: str,
         content: bytes,
         *,
         media_type: str = "",
@@ -414,10 +414,10 @@ class RuntimeClient:
         annotations: Mapping[str, str] | None = None,
     ) -> ConfigBundlePut:
         """Store a config bundle (TOML bytes, sent and digested exactly as given). Putting bytes
-        already stored under ``bundle_id`` answers ``created=False`` (so a retry is harmless);
+        already stored under ``id`` answers ``created=False`` (so a retry is harmless);
         ``expected_digest`` that differs from the content's raises DigestMismatch."""
         req = config_pb.PutConfigBundleRequest(
-            id=bundle_id,
+            id=id,
             content=content,
             media_type=media_type,
             expected_digest=expected_digest,
@@ -427,22 +427,28 @@ class RuntimeClient:
         return ConfigBundlePut(_convert.config_bundle(resp.bundle), resp.created)
 
     async def get_bundle(
-        self, bundle_id: str, digest: str, *, include_content: bool = False
+        self,
+        id: str,
+        digest: str,
+        *,
+        include_content: bool = False,
     ) -> ConfigBundleContent:
         """A bundle's metadata, and its bytes with ``include_content``."""
         req = config_pb.GetConfigBundleRequest(
-            id=bundle_id, digest=digest, include_content=include_content
+            id=id, digest=digest, include_content=include_content
         )
         resp = await self._unary(self._config.GetConfigBundle, req, safe=True)
         return ConfigBundleContent(_convert.config_bundle(resp.bundle), resp.content)
 
     async def list_bundles(
-        self, *, page_size: int = 0, page_token: str = "", bundle_id: str = ""
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        id: str = "",
     ) -> Page[ConfigBundle]:
-        """One page by id, then digest; ``bundle_id`` lists that id's versions only."""
-        req = config_pb.ListConfigBundlesRequest(
-            page_size=page_size, page_token=page_token, id=bundle_id
-        )
+        """One page by id, then digest; ``id`` lists that id's versions only."""
+        req = config_pb.ListConfigBundlesRequest(page_size=page_size, page_token=page_token, id=id)
         resp = await self._unary(self._config.ListConfigBundles, req, safe=True)
         return Page(
             tuple(_convert.config_bundle(b) for b in resp.bundles),
@@ -450,9 +456,9 @@ class RuntimeClient:
             resp.total_size,
         )
 
-    async def delete_bundle(self, bundle_id: str, digest: str) -> None:
+    async def delete_bundle(self, id: str, digest: str) -> None:
         """Remove a bundle; ConfigBundleInUse while a worker (not yet deleted) references it."""
-        req = config_pb.DeleteConfigBundleRequest(id=bundle_id, digest=digest)
+        req = config_pb.DeleteConfigBundleRequest(id=id, digest=digest)
         await self._unary(self._config.DeleteConfigBundle, req)
 
     # --- InteractionService -------------------------------------------------------------------

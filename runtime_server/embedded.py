@@ -39,6 +39,9 @@ from runtime_client import (
     Accepted,
     Backoff,
     BusyPolicy,
+    ConfigBundle,
+    ConfigBundleContent,
+    ConfigBundlePut,
     ConfigBundleRef,
     Created,
     Diagnostic,
@@ -264,6 +267,62 @@ class EmbeddedRuntime:
     async def delete_worker(self, worker_id: str) -> None:
         with self._translated():
             await self._runtime.delete_worker(worker_id)
+
+    # --- ConfigService ------------------------------------------------------------------------
+
+    async def put_bundle(
+        self,
+        id: str,
+        content: bytes,
+        *,
+        media_type: str = "",
+        expected_digest: str = "",
+        annotations: Mapping[str, str] | None = None,
+    ) -> ConfigBundlePut:
+        """Store a config bundle; see RuntimeClient.put_bundle."""
+        with self._translated():
+            bundle, created = await self._runtime.config_bundles.put_bundle(
+                id,
+                bytes(content),
+                media_type=media_type,
+                expected_digest=expected_digest,
+                annotations=cv.labels_in(annotations),
+            )
+            return ConfigBundlePut(bundle=cv.config_bundle(bundle), created=created)
+
+    async def get_bundle(
+        self,
+        id: str,
+        digest: str,
+        *,
+        include_content: bool = False,
+    ) -> ConfigBundleContent:
+        """A bundle's metadata, and its bytes with ``include_content``."""
+        with self._translated():
+            found = await self._runtime.config_bundles.get_bundle(
+                id, digest, include_content=include_content
+            )
+            return ConfigBundleContent(bundle=cv.config_bundle(found.bundle), content=found.content)
+
+    async def list_bundles(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        id: str = "",
+    ) -> Page[ConfigBundle]:
+        """One page by id, then digest; ``id`` lists that id's versions only."""
+        cv.int32_in(page_size)
+        with self._translated():
+            page = await self._runtime.config_bundles.list_bundles(
+                page_size=page_size, page_token=page_token, id=id
+            )
+            return cv.page(page, cv.config_bundle)
+
+    async def delete_bundle(self, id: str, digest: str) -> None:
+        """Remove a bundle; ConfigBundleInUse while a worker references it."""
+        with self._translated():
+            await self._runtime.config_bundles.delete_bundle(id, digest)
 
     # --- InteractionService -------------------------------------------------------------------
 

@@ -89,8 +89,8 @@ class ConfigBundle:
     size_bytes: int
     created_at: float
     profiles: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = field(default_factory=dict)
     referencing_workers: tuple[str, ...] = ()
+    annotations: Mapping[str, str] = field(default_factory=dict)
     referencing_worker_count: int = 0
 
 

@@ -20,7 +20,7 @@ class ConfigServicer(_Base, cfgrpc.ConfigServiceServicer):
     async def PutConfigBundle(
         self, request: cfpb.PutConfigBundleRequest, context: Ctx
     ) -> cfpb.PutConfigBundleResponse:
-        bundle, created = await self._runtime.config_bundles.put(
+        bundle, created = await self._runtime.config_bundles.put_bundle(
             request.id,
             request.content,
             media_type=request.media_type,
@@ -33,7 +33,7 @@ class ConfigServicer(_Base, cfgrpc.ConfigServiceServicer):
     async def GetConfigBundle(
         self, request: cfpb.GetConfigBundleRequest, context: Ctx
     ) -> cfpb.GetConfigBundleResponse:
-        found = await self._runtime.config_bundles.get(
+        found = await self._runtime.config_bundles.get_bundle(
             request.id, request.digest, include_content=request.include_content
         )
         return cfpb.GetConfigBundleResponse(
@@ -44,20 +44,20 @@ class ConfigServicer(_Base, cfgrpc.ConfigServiceServicer):
     async def ListConfigBundles(
         self, request: cfpb.ListConfigBundlesRequest, context: Ctx
     ) -> cfpb.ListConfigBundlesResponse:
-        page = await self._runtime.config_bundles.list_page(
-            page_size=request.page_size, page_token=request.page_token, bundle_id=request.id
+        page = await self._runtime.config_bundles.list_bundles(
+            page_size=request.page_size, page_token=request.page_token, id=request.id
         )
         return cfpb.ListConfigBundlesResponse(
             bundles=[cv.config_bundle_info(b) for b in page.items],
             next_page_token=page.next_page_token,
-            total_size=page.total,
+            total_size=page.total_size,
         )
 
     @unary
     async def DeleteConfigBundle(
         self, request: cfpb.DeleteConfigBundleRequest, context: Ctx
     ) -> cfpb.DeleteConfigBundleResponse:
-        await self._runtime.config_bundles.delete(request.id, request.digest)
+        await self._runtime.config_bundles.delete_bundle(request.id, request.digest)
         return cfpb.DeleteConfigBundleResponse()
 
 

@@ -175,9 +175,9 @@ class ConfigBundles:
 
     # --- ConfigService ---
 
-    async def put(
+    async def put_bundle(
         self,
-        bundle_id: str,
+        id: str,
         content: bytes,
         *,
         media_type: str = "",
@@ -185,6 +185,7 @@ class ConfigBundles:
         annotations: Mapping[str, str] | None = None,
     ) -> tuple[ConfigBundle, bool]:
         """Store a bundle; ``(bundle, created)`` (created False: these bytes were already here)."""
+        bundle_id = id
         rt = self._rt
         log_ = rt._check_serving()
         lim = rt.limits
@@ -234,10 +235,15 @@ class ConfigBundles:
         await rt._store.flush()
         return self._with_refs(bundle), True
 
-    async def get(
-        self, bundle_id: str, digest: str, *, include_content: bool = False
+    async def get_bundle(
+        self,
+        id: str,
+        digest: str,
+        *,
+        include_content: bool = False,
     ) -> BundleContent:
         """A bundle's metadata, and its bytes if asked for."""
+        bundle_id = id
         key = self._key(bundle_id, digest)
         bundle = self._index.get(key)
         if bundle is None:
@@ -250,10 +256,15 @@ class ConfigBundles:
             content = read
         return BundleContent(self._with_refs(bundle), content)
 
-    async def list_page(
-        self, *, page_size: int = 0, page_token: str = "", bundle_id: str = ""
+    async def list_bundles(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        id: str = "",
     ) -> Page[ConfigBundle]:
         """One page of bundles by id, then digest (optionally one id's versions)."""
+        bundle_id = id
         rt = self._rt
         size = rt._page_size(page_size)
         check_len("page_token", page_token, rt.limits.max_ref_chars)
@@ -270,8 +281,9 @@ class ConfigBundles:
         token = encode_token("b", f"{chunk[-1].id} {chunk[-1].digest}") if more and chunk else ""
         return Page(tuple(chunk), token, len(keys))
 
-    async def delete(self, bundle_id: str, digest: str) -> None:
+    async def delete_bundle(self, id: str, digest: str) -> None:
         """Remove a bundle; refused while a worker references it."""
+        bundle_id = id
         rt = self._rt
         log_ = rt._check_serving()
         key = self._key(bundle_id, digest)

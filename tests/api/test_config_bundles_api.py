@@ -82,7 +82,7 @@ async def test_put_is_content_addressed_and_idempotent(serve: ServeFactory) -> N
         [("team", sha(BUNDLE)), ("team", sha(v2)), ("other", sha(BUNDLE))]
     )
     assert page.total_size == 3
-    versions = await client.list_bundles(bundle_id="team")
+    versions = await client.list_bundles(id="team")
     assert {x.digest for x in versions.items} == {sha(BUNDLE), sha(v2)}
     # paged
     seen, token = [], ""
