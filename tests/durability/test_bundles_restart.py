@@ -1,6 +1,6 @@
-"""Issue 13 items 3-4 with real ``serve`` processes on a real SQLite file: bundles survive kill -9,
-and a worker created from a bundle keeps working from its profile snapshot even after the
-bundle's row is removed from the database behind the runtime's back."""
+"""Issue 13 items 1, 3 and 4 with real ``serve`` processes on a real SQLite file: bundles (and
+their versions) survive kill -9, and a worker created from a bundle keeps working from its profile
+snapshot even after the bundle's row is removed from the database behind the runtime's back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 from serving import ServeFactory
 
 from engine.testing import LoopbackServer, RecordedRequest, Reply
-from runtime_client import ConfigBundleNotFound, ConfigBundleRef, RunState, RuntimeClient
+from runtime_client import (
+    ConfigBundleNotFound,
+    ConfigBundleRef,
+    DigestMismatch,
+    RunState,
+    RuntimeClient,
+)
 
 BOUND = 60.0  # a safety net on a shared machine, never a speed assertion
 
@@ -72,16 +78,25 @@ async def test_bundles_survive_kill_9_and_workers_never_need_them_again(
         second = (await client.create_worker(profile="helper", config_bundle=ref)).worker
         assert await _answer(client, second.worker_id) == "Bundle prompt: be terse."
         assert (await client.put_bundle("team", BUNDLE)).created is False
+        # a second version under the same id; a wrong expected digest changes nothing
+        v2 = BUNDLE.replace(b"be terse", b"be brief")
+        with pytest.raises(DigestMismatch) as mismatch:
+            await client.put_bundle("team", v2, expected_digest=ref.digest)
+        assert mismatch.value.computed_digest != ref.digest
+        assert (await client.put_bundle("team", v2)).created
 
         # snapshot independence: the bundle's row goes, behind the runtime's back
         sp.kill9()
         with sqlite3.connect(data / "runtime.sqlite3") as conn:
-            assert conn.execute("DELETE FROM config_bundles").rowcount == 1
+            removed = conn.execute("DELETE FROM config_bundles WHERE digest = ?", (ref.digest,))
+            assert removed.rowcount == 1
         conn.close()
         sp = await serve_process(data, config=config)
         client = sp.client()
         with pytest.raises(ConfigBundleNotFound):
             await client.get_bundle("team", ref.digest)
+        listed = (await client.list_bundles(id="team")).items
+        assert [b.digest for b in listed] == [mismatch.value.computed_digest]
         # both workers still run with their resolved profiles (recovered from the snapshot)
         assert await _answer(client, first.worker_id) == "Bundle prompt: be terse."
         assert await _answer(client, second.worker_id) == "Bundle prompt: be terse."
