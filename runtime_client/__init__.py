@@ -12,6 +12,7 @@ Here it is the payload; the error is exported as ``WorkerStoppedError`` and is t
 
 from __future__ import annotations
 
+from runtime_client._bundle_dir import BundleDirectory, BundleFile
 from runtime_client._client import DEFAULT_BACKOFF, Backoff, RuntimeClient
 from runtime_client._models import (
     Accepted,
@@ -117,6 +118,8 @@ __all__ = [
     "Accepted",
     "AlreadyExists",
     "Backoff",
+    "BundleDirectory",
+    "BundleFile",
     "BusyPolicy",
     "Capabilities",
     "CapabilityNotAllowed",

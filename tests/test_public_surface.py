@@ -12,6 +12,8 @@ SURFACES: dict[str, set[str]] = {
         "Accepted",
         "AlreadyExists",
         "Backoff",
+        "BundleDirectory",
+        "BundleFile",
         "BusyPolicy",
         "Capabilities",
         "ConfigBundle",
@@ -121,7 +123,9 @@ SURFACES: dict[str, set[str]] = {
     },
     "runtime_server.runtime": {
         "Accepted",
+        "BundleContent",
         "Config",
+        "ConfigBundles",
         "ConfigError",
         "Created",
         "EventLog",
