@@ -26,6 +26,7 @@ Decisions:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -41,7 +42,7 @@ from runtime_server.runtime._bundle_format import (
     snapshot_json,
 )
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
-from runtime_server.runtime._profiles import Profile
+from runtime_server.runtime._profiles import ConfigError, Profile
 from runtime_server.runtime._validation import check_len
 from runtime_server.store import (
     DeleteConfigBundle,
@@ -53,6 +54,8 @@ from runtime_server.store import (
 
 if TYPE_CHECKING:
     from runtime_server.runtime._runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 # ConfigBundle.referencing_workers lists at most this many (referencing_worker_count has all).
 MAX_LISTED_REFERENCES = 100
@@ -164,12 +167,17 @@ class ConfigBundles:
         raw = self._snapshots.get(worker.worker_id)
         if raw is None:
             return None
-        snap = json.loads(raw)
-        provider = self._rt.config.providers.get(str(snap["table"].get("provider", "")))
-        if provider is None:
+        try:
+            snap = json.loads(raw)
+            provider = self._rt.config.providers.get(str(snap["table"].get("provider", "")))
+            if provider is None:
+                return None
+            ref = ConfigBundleRef(snap["bundle_id"], snap["digest"])
+            profile = _named(profile_from_table(snap["profile"], snap["table"], provider), ref)
+        except (ValueError, KeyError, TypeError, AttributeError, ConfigError):
+            # a snapshot this build cannot read: the run fails (CONFIGURATION_ERROR), no crash
+            log.warning("worker %s: unreadable profile snapshot", worker.worker_id)
             return None
-        ref = ConfigBundleRef(snap["bundle_id"], snap["digest"])
-        profile = _named(profile_from_table(snap["profile"], snap["table"], provider), ref)
         self._profiles[worker.worker_id] = profile
         return profile
 
