@@ -22,7 +22,7 @@ from typing import Any
 from runtime_client._cli_parser import Command, _parser
 from runtime_client._client import RuntimeClient
 from runtime_client._retry import RetryPolicy
-from runtime_client.errors import RuntimeClientError
+from runtime_client.errors import RuntimeServiceError
 
 __all__ = ["main"]
 
@@ -82,7 +82,7 @@ async def _run(command: Command, args: argparse.Namespace) -> int:
     try:
         async with client:
             return await command(client, args)
-    except RuntimeClientError as exc:
+    except RuntimeServiceError as exc:
         sys.stdout.flush()
         _error(args, exc.reason, exc.message, code=exc.code.name, metadata=dict(exc.metadata))
         return 1

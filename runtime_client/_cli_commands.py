@@ -43,7 +43,7 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
-from runtime_client.errors import RuntimeClientError, from_rpc_error
+from runtime_client.errors import RuntimeServiceError, from_rpc_error
 
 # --- commands ---------------------------------------------------------------------------------
 
@@ -237,7 +237,7 @@ class _Waiting:
     def __init__(self) -> None:
         self.down = False
 
-    def retry(self, error: RuntimeClientError, delay: float) -> None:
+    def retry(self, error: RuntimeServiceError, delay: float) -> None:
         if not self.down:
             self.down = True
             print(f"waiting for server… ({error.reason}: {error.message})", file=sys.stderr)

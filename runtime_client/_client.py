@@ -84,8 +84,8 @@ from runtime_client.api import (
 from runtime_client.errors import (
     CursorExpired,
     NotFound,
-    RuntimeClientError,
     RuntimeDraining,
+    RuntimeServiceError,
     SubscriberLagging,
     Unavailable,
     from_rpc_error,
@@ -566,7 +566,7 @@ class RuntimeClient:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
-        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only.
@@ -612,7 +612,7 @@ class RuntimeClient:
                 worker_id=worker_id, after_seq=cursor, from_now=live_only
             )
             call = start(request, metadata=metadata)
-            error: RuntimeClientError | None = None
+            error: RuntimeServiceError | None = None
             try:
                 read = call.read
                 while True:

@@ -316,10 +316,29 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
 _WORKER_DELETED = WorkerDeleted()
 _UNKNOWN = UnknownPayload()
 
+# The two streaming payloads (most events of a run) are built like events below: their one slot
+# written by name through its descriptor, which is keyword construction without __init__'s cost.
+_set_text_delta = getattr(TextDelta, "text").__set__  # noqa: B009
+_set_reasoning_delta = getattr(ReasoningDelta, "text").__set__  # noqa: B009
+assert [f.name for f in fields(TextDelta)] == [f.name for f in fields(ReasoningDelta)] == ["text"]
+
+
+def _text_delta(text: str) -> TextDelta:
+    p: TextDelta = object.__new__(TextDelta)
+    _set_text_delta(p, text)
+    return p
+
+
+def _reasoning_delta(text: str) -> ReasoningDelta:
+    p: ReasoningDelta = object.__new__(ReasoningDelta)
+    _set_reasoning_delta(p, text)
+    return p
+
+
 # Each function takes the whole Event message: one attribute read beats getattr(msg, kind).
 _PAYLOAD: dict[str | None, Callable[[pb.Event], Payload]] = {
-    "text_delta": lambda e: TextDelta(text=e.text_delta.text),
-    "reasoning_delta": lambda e: ReasoningDelta(text=e.reasoning_delta.text),
+    "text_delta": lambda e: _text_delta(e.text_delta.text),
+    "reasoning_delta": lambda e: _reasoning_delta(e.reasoning_delta.text),
     "tool_call_started": lambda e: ToolCallStarted(
         call_id=e.tool_call_started.call_id,
         tool_name=e.tool_call_started.tool_name,

@@ -60,7 +60,7 @@ from runtime_client import (
     WorkspaceClaim,
 )
 from runtime_client import errors as cerr
-from runtime_client.errors import RuntimeClientError
+from runtime_client.errors import RuntimeServiceError
 from runtime_server import _embedded_convert as cv
 from runtime_server import errors
 from runtime_server.model import DiagnosticLevel, now
@@ -80,7 +80,7 @@ _RESUMABLE = (cerr.SubscriberLagging, cerr.Unavailable, cerr.RuntimeDraining)
 _INTERNAL_MESSAGE = "internal error (recorded in the runtime's diagnostics)"
 
 
-def client_error(exc: errors.RuntimeError_) -> RuntimeClientError:
+def client_error(exc: errors.RuntimeServiceError) -> RuntimeServiceError:
     """The client error a remote caller would receive for the domain error ``exc``."""
     wire = errors.wire_form(exc)
     return cerr.from_status(cerr.StatusCode(wire.code), wire.message, wire.reason, wire.metadata)
@@ -142,7 +142,7 @@ class EmbeddedRuntime:
         client's classes, anything else a generic InternalError recorded as a diagnostic."""
         try:
             yield
-        except errors.RuntimeError_ as exc:
+        except errors.RuntimeServiceError as exc:
             raise client_error(exc) from exc
         except Exception as exc:
             # A bug, not the caller's mistake: logged with its traceback and recorded, as the
@@ -411,7 +411,7 @@ class EmbeddedRuntime:
         max_reconnects: int | None = 10,
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
-        on_retry: Callable[[RuntimeClientError, float], object] | None = None,
+        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
         replayed then live, optionally for one worker only — as RuntimeClient.subscribe, with the
@@ -426,7 +426,7 @@ class EmbeddedRuntime:
         live_only = from_now  # no cursor yet: (re)subscribe from_now
         failures = 0
         while True:
-            error: RuntimeClientError | None = None
+            error: RuntimeServiceError | None = None
             cv.uint64_in(cursor)
             try:
                 with self._translated():
@@ -458,7 +458,7 @@ class EmbeddedRuntime:
                             return
                 finally:
                     sub.close()
-            except RuntimeClientError as exc:
+            except RuntimeServiceError as exc:
                 if not resume or not isinstance(exc, _RESUMABLE) or runtime.closing:
                     raise
                 failures += 1

@@ -1,41 +1,52 @@
-"""Errors of the Runtime core. The gRPC edge maps each class to a status code and ErrorInfo reason
-(runtime_server.grpc._errors); the client maps reasons back to the same classes.
+"""Errors of the Runtime core. :data:`STATUS_CODES` maps each family to a gRPC status code (by
+name: no grpc here) and each class carries its ErrorInfo reason; :func:`wire_form` is what leaves
+the Runtime, through the gRPC edge (runtime_server.grpc._errors) or the embedded handle
+(runtime_server.embedded). The client maps reasons back to the classes of the same names
+(runtime_client.errors), whose typed attributes are these classes' metadata keys.
+
+Every leaf takes typed constructor arguments, keeps them as attributes and derives its string
+metadata from them (the parenthesised names below):
 
 ::
 
-    RuntimeError_                     base; ``reason`` is the ErrorInfo reason
-    ├── InvalidArgument               INVALID_ARGUMENT  (names the field)
-    │   ├── MalformedRequest          MALFORMED_REQUEST (the body is not this method's message)
-    │   ├── ConfigBundleInvalid       CONFIG_BUNDLE_INVALID (names the field and line)
-    │   └── DigestMismatch            DIGEST_MISMATCH (carries the computed digest)
+    RuntimeServiceError               base; ``reason`` is the ErrorInfo reason  INTERNAL
+    ├── InvalidArgument               INVALID_ARGUMENT  (field)
+    │   ├── MalformedRequest          MALFORMED_REQUEST (field, method) not this method's message
+    │   ├── ConfigBundleInvalid       CONFIG_BUNDLE_INVALID (field, line) a bundle's key, its line
+    │   └── DigestMismatch            DIGEST_MISMATCH (field, expected_digest, computed_digest)
     ├── NotFound                      NOT_FOUND
-    │   ├── WorkerNotFound            WORKER_NOT_FOUND
-    │   ├── RunNotFound               RUN_NOT_FOUND
-    │   └── ProfileNotFound           PROFILE_NOT_FOUND
+    │   ├── WorkerNotFound            WORKER_NOT_FOUND  (worker_id)
+    │   ├── RunNotFound               RUN_NOT_FOUND     (run_id)
+    │   └── ProfileNotFound           PROFILE_NOT_FOUND (profile, bundle when in a config bundle)
     ├── AlreadyExists                 ALREADY_EXISTS
-    │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS
-    │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED (same request_id, different request)
+    │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS  (worker_id)
+    │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED (request_id) same id, other request
     ├── FailedPrecondition            FAILED_PRECONDITION
-    │   ├── WorkerBusy                WORKER_BUSY (carries active_run_id)
-    │   ├── WorkerStopped             WORKER_STOPPED
-    │   ├── RuntimeDraining           RUNTIME_DRAINING   (UNAVAILABLE; a stream's last_seq)
-    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT (carries holder worker_id and path)
-    │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (carries bundle_id, digest)
-    │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (names the referencing workers)
-    │   └── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (a bundle's provider this host lacks)
+    │   ├── WorkerBusy                WORKER_BUSY        (worker_id, active_run_id)
+    │   ├── WorkerStopped             WORKER_STOPPED     (worker_id)
+    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT (field, path, holder_worker_id, held_path)
+    │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (bundle_id, digest)
+    │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (bundle_id, digest, worker_ids,
+    │   │                                                 worker_count)
+    │   └── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (provider, profile)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
-    │   ├── QueueFull                 QUEUE_FULL
-    │   ├── TooManyWorkers            TOO_MANY_WORKERS
-    │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (carries last_seq)
-    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (carries limit, held, needed)
+    │   ├── QueueFull                 QUEUE_FULL         (worker_id, limit)
+    │   ├── TooManyWorkers            TOO_MANY_WORKERS   (limit)
+    │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (last_seq, buffer)
+    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
     ├── OutOfRange                    OUT_OF_RANGE
-    │   ├── CursorExpired             CURSOR_EXPIRED (carries oldest_seq)
-    │   └── CursorAhead               CURSOR_AHEAD (carries last_seq)
+    │   ├── CursorExpired             CURSOR_EXPIRED     (after_seq, oldest_seq)
+    │   └── CursorAhead               CURSOR_AHEAD       (after_seq, last_seq)
     ├── Unauthenticated               UNAUTHENTICATED
     ├── StoreFailure                  STORE_FAILURE (INTERNAL: never the caller's fault)
-    └── PermissionDenied              PERMISSION_DENIED (host policy refuses the request)
-        ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED (names the field and path)
-        └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (names the capability)
+    ├── PermissionDenied              PERMISSION_DENIED (host policy refuses the request)
+    │   ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED  (field)
+    │   └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (capability)
+    └── Unavailable                   UNAVAILABLE (retryable: try again later)
+        └── RuntimeDraining           RUNTIME_DRAINING (last_seq, when it ends a stream)
+
+``RuntimeDraining`` travels as UNAVAILABLE, so it is an :class:`Unavailable`, not a
+:class:`FailedPrecondition`: ``except FailedPrecondition`` does not catch a retryable condition.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
-class RuntimeError_(Exception):
+class RuntimeServiceError(Exception):
     """Base of Runtime errors: a stable ``reason`` plus string ``metadata`` for ErrorInfo."""
 
     reason = "RUNTIME_ERROR"
@@ -55,7 +66,7 @@ class RuntimeError_(Exception):
         self.metadata: Mapping[str, str] = metadata
 
 
-class InvalidArgument(RuntimeError_):
+class InvalidArgument(RuntimeServiceError):
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, message: str, **metadata: str) -> None:
@@ -75,6 +86,7 @@ class MalformedRequest(InvalidArgument):
             f"the body is not a valid protobuf message for {method}",
             method=method,
         )
+        self.method = method
 
 
 class ConfigBundleInvalid(InvalidArgument):
@@ -83,26 +95,27 @@ class ConfigBundleInvalid(InvalidArgument):
 
     reason = "CONFIG_BUNDLE_INVALID"
 
-    def __init__(self, field: str, message: str, line: int = 0) -> None:
+    def __init__(self, field: str, why: str, line: int = 0) -> None:
         where = f" (line {line})" if line else ""
-        InvalidArgument.__init__(self, field, f"{message}{where}", line=str(line))
+        InvalidArgument.__init__(self, field, f"{why}{where}", line=str(line))
         self.line = line
 
 
 class DigestMismatch(InvalidArgument):
     reason = "DIGEST_MISMATCH"
 
-    def __init__(self, expected: str, computed: str) -> None:
+    def __init__(self, expected_digest: str, computed_digest: str) -> None:
         super().__init__(
             "expected_digest",
-            f"{expected!r} does not match the content's digest {computed!r}",
-            expected_digest=expected,
-            computed_digest=computed,
+            f"{expected_digest!r} does not match the content's digest {computed_digest!r}",
+            expected_digest=expected_digest,
+            computed_digest=computed_digest,
         )
-        self.computed_digest = computed
+        self.expected_digest = expected_digest
+        self.computed_digest = computed_digest
 
 
-class NotFound(RuntimeError_):
+class NotFound(RuntimeServiceError):
     reason = "NOT_FOUND"
 
 
@@ -111,6 +124,7 @@ class WorkerNotFound(NotFound):
 
     def __init__(self, worker_id: str) -> None:
         super().__init__(f"worker {worker_id!r} not found", worker_id=worker_id)
+        self.worker_id = worker_id
 
 
 class RunNotFound(NotFound):
@@ -118,6 +132,7 @@ class RunNotFound(NotFound):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id!r} not found", run_id=run_id)
+        self.run_id = run_id
 
 
 class ProfileNotFound(NotFound):
@@ -132,9 +147,11 @@ class ProfileNotFound(NotFound):
             )
         else:
             super().__init__(f"profile {profile!r} not found", profile=profile)
+        self.profile = profile
+        self.bundle = bundle
 
 
-class AlreadyExists(RuntimeError_):
+class AlreadyExists(RuntimeServiceError):
     reason = "ALREADY_EXISTS"
 
 
@@ -143,6 +160,7 @@ class WorkerAlreadyExists(AlreadyExists):
 
     def __init__(self, worker_id: str) -> None:
         super().__init__(f"worker {worker_id!r} already exists", worker_id=worker_id)
+        self.worker_id = worker_id
 
 
 class IdempotencyConflict(AlreadyExists):
@@ -153,9 +171,10 @@ class IdempotencyConflict(AlreadyExists):
             f"request_id {request_id!r} was already used for a different request",
             request_id=request_id,
         )
+        self.request_id = request_id
 
 
-class FailedPrecondition(RuntimeError_):
+class FailedPrecondition(RuntimeServiceError):
     reason = "FAILED_PRECONDITION"
 
 
@@ -168,6 +187,7 @@ class WorkerBusy(FailedPrecondition):
             worker_id=worker_id,
             active_run_id=active_run_id,
         )
+        self.worker_id = worker_id
         self.active_run_id = active_run_id
 
 
@@ -176,24 +196,7 @@ class WorkerStopped(FailedPrecondition):
 
     def __init__(self, worker_id: str) -> None:
         super().__init__(f"worker {worker_id!r} is stopped", worker_id=worker_id)
-
-
-class RuntimeDraining(FailedPrecondition):
-    """New work refused while shutting down; also how an event stream ends at shutdown, after it
-    delivered everything committed: ``last_seq`` (ErrorInfo metadata) is the seq to resume after,
-    later or elsewhere."""
-
-    reason = "RUNTIME_DRAINING"
-
-    def __init__(self, last_seq: int | None = None) -> None:
-        if last_seq is None:
-            super().__init__("the runtime is shutting down and takes no new work")
-        else:
-            super().__init__(
-                f"the runtime is shutting down; resume with after_seq={last_seq} once it is back",
-                last_seq=str(last_seq),
-            )
-        self.last_seq = last_seq
+        self.worker_id = worker_id
 
 
 class WorkspaceConflict(FailedPrecondition):
@@ -209,7 +212,10 @@ class WorkspaceConflict(FailedPrecondition):
             holder_worker_id=holder,
             held_path=held_path,
         )
+        self.field = field
+        self.path = path
         self.holder_worker_id = holder
+        self.held_path = held_path
 
 
 class ConfigBundleNotFound(FailedPrecondition):
@@ -223,24 +229,30 @@ class ConfigBundleNotFound(FailedPrecondition):
             bundle_id=bundle_id,
             digest=digest,
         )
+        self.bundle_id = bundle_id
+        self.digest = digest
 
 
 class ConfigBundleInUse(FailedPrecondition):
-    """Workers still reference the bundle (delete them first): the first few are named."""
+    """Workers still reference the bundle (delete them first): ``worker_count`` of them, the first
+    three (by id) in ``worker_ids``, comma-separated."""
 
     reason = "CONFIG_BUNDLE_IN_USE"
 
-    def __init__(self, bundle_id: str, digest: str, worker_ids: tuple[str, ...]) -> None:
-        shown = ", ".join(worker_ids[:5]) + (", ..." if len(worker_ids) > 5 else "")
+    def __init__(self, bundle_id: str, digest: str, worker_ids: str, worker_count: int) -> None:
+        more = ", ..." if worker_count > len([w for w in worker_ids.split(",") if w]) else ""
         super().__init__(
-            f"config bundle {bundle_id!r} ({digest}) is referenced by {len(worker_ids)} "
-            f"worker(s): {shown}",
+            f"config bundle {bundle_id!r} ({digest}) is referenced by {worker_count} "
+            f"worker(s): {worker_ids.replace(',', ', ')}{more}",
             bundle_id=bundle_id,
             digest=digest,
-            worker_ids=",".join(worker_ids[:3]),
-            worker_count=str(len(worker_ids)),
+            worker_ids=worker_ids,
+            worker_count=str(worker_count),
         )
+        self.bundle_id = bundle_id
+        self.digest = digest
         self.worker_ids = worker_ids
+        self.worker_count = worker_count
 
 
 class ProviderNotAvailable(FailedPrecondition):
@@ -254,9 +266,11 @@ class ProviderNotAvailable(FailedPrecondition):
             provider=provider,
             profile=profile,
         )
+        self.provider = provider
+        self.profile = profile
 
 
-class ResourceExhausted(RuntimeError_):
+class ResourceExhausted(RuntimeServiceError):
     reason = "RESOURCE_EXHAUSTED"
 
 
@@ -269,6 +283,8 @@ class QueueFull(ResourceExhausted):
             worker_id=worker_id,
             limit=str(limit),
         )
+        self.worker_id = worker_id
+        self.limit = limit
 
 
 class TooManyWorkers(ResourceExhausted):
@@ -276,6 +292,7 @@ class TooManyWorkers(ResourceExhausted):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"the runtime holds its maximum of {limit} workers", limit=str(limit))
+        self.limit = limit
 
 
 class SubscriberLagging(ResourceExhausted):
@@ -288,6 +305,7 @@ class SubscriberLagging(ResourceExhausted):
             buffer=str(buffer),
         )
         self.last_seq = last_seq
+        self.buffer = buffer
 
 
 class MemoryBudgetExceeded(ResourceExhausted):
@@ -308,7 +326,7 @@ class MemoryBudgetExceeded(ResourceExhausted):
         self.needed = needed
 
 
-class OutOfRange(RuntimeError_):
+class OutOfRange(RuntimeServiceError):
     reason = "OUT_OF_RANGE"
 
 
@@ -321,6 +339,7 @@ class CursorExpired(OutOfRange):
             after_seq=str(after_seq),
             oldest_seq=str(oldest_seq),
         )
+        self.after_seq = after_seq
         self.oldest_seq = oldest_seq
 
 
@@ -333,25 +352,35 @@ class CursorAhead(OutOfRange):
             after_seq=str(after_seq),
             last_seq=str(last_seq),
         )
+        self.after_seq = after_seq
         self.last_seq = last_seq
 
 
-class Unauthenticated(RuntimeError_):
+class Unauthenticated(RuntimeServiceError):
     reason = "UNAUTHENTICATED"
 
 
-class StoreFailure(RuntimeError_):
+class StoreFailure(RuntimeServiceError):
+    """The store failed (never the caller's fault). ``path``: the store file it is about;
+    ``state``: the store's state (FAILING, DAMAGED) when a change is refused; each "" when not
+    known, and then not in the metadata."""
+
     reason = "STORE_FAILURE"
+
+    def __init__(self, message: str, *, path: str = "", state: str = "") -> None:
+        super().__init__(message, **{k: v for k, v in (("path", path), ("state", state)) if v})
+        self.path = path
+        self.state = state
 
     def again(self) -> StoreFailure:
         """A fresh copy for one more caller: raising one instance from many places would chain
         every caller's traceback onto it."""
-        err = StoreFailure(self.message, **self.metadata)
+        err = StoreFailure(self.message, path=self.path, state=self.state)
         err.__cause__ = self.__cause__
         return err
 
 
-class PermissionDenied(RuntimeError_):
+class PermissionDenied(RuntimeServiceError):
     reason = "PERMISSION_DENIED"
 
 
@@ -374,23 +403,47 @@ class CapabilityNotAllowed(PermissionDenied):
         self.capability = capability
 
 
+class Unavailable(RuntimeServiceError):
+    """Try again later: the Runtime cannot take the request now (sent with status UNAVAILABLE)."""
+
+    reason = "UNAVAILABLE"
+
+
+class RuntimeDraining(Unavailable):
+    """New work refused while shutting down; also how an event stream ends at shutdown, after it
+    delivered everything committed: ``last_seq`` (ErrorInfo metadata) is the seq to resume after,
+    later or elsewhere."""
+
+    reason = "RUNTIME_DRAINING"
+
+    def __init__(self, last_seq: int | None = None) -> None:
+        if last_seq is None:
+            super().__init__("the runtime is shutting down and takes no new work")
+        else:
+            super().__init__(
+                f"the runtime is shutting down; resume with after_seq={last_seq} once it is back",
+                last_seq=str(last_seq),
+            )
+        self.last_seq = last_seq
+
+
 # --- the wire form ------------------------------------------------------------------------------
 
 # The status code of each family, by the name of the gRPC code (grpc is not imported here: the
 # embedded handle needs the same table without the network). Walked by class hierarchy, most
 # specific class first, so a subclass takes its family's code unless listed itself.
-STATUS_CODES: dict[type[RuntimeError_], str] = {
-    RuntimeError_: "INTERNAL",
+STATUS_CODES: dict[type[RuntimeServiceError], str] = {
+    RuntimeServiceError: "INTERNAL",
     InvalidArgument: "INVALID_ARGUMENT",
     NotFound: "NOT_FOUND",
     AlreadyExists: "ALREADY_EXISTS",
     FailedPrecondition: "FAILED_PRECONDITION",
-    RuntimeDraining: "UNAVAILABLE",
     ResourceExhausted: "RESOURCE_EXHAUSTED",
     OutOfRange: "OUT_OF_RANGE",
     Unauthenticated: "UNAUTHENTICATED",
     StoreFailure: "INTERNAL",
     PermissionDenied: "PERMISSION_DENIED",
+    Unavailable: "UNAVAILABLE",
 }
 
 # What an error may echo: its message and each ErrorInfo metadata value are cut to these many
@@ -407,7 +460,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def status_name(exc: RuntimeError_) -> str:
+def status_name(exc: RuntimeServiceError) -> str:
     """The name of the gRPC status code ``exc`` travels as (``"UNAVAILABLE"``)."""
     for cls in type(exc).__mro__:
         code = STATUS_CODES.get(cls)
@@ -428,7 +481,7 @@ class WireError:
     metadata: Mapping[str, str]
 
 
-def wire_form(exc: RuntimeError_) -> WireError:
+def wire_form(exc: RuntimeServiceError) -> WireError:
     return WireError(
         code=status_name(exc),
         message=clip(exc.message, MESSAGE_CHARS),

@@ -74,7 +74,7 @@ SURFACES: dict[str, set[str]] = {
         "RunStarted",
         "RunState",
         "RuntimeClient",
-        "RuntimeClientError",
+        "RuntimeServiceError",
         "RuntimeDraining",
         "RuntimeInfo",
         "RuntimeState",

@@ -8,18 +8,17 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from runtime_client.errors import ERROR_DOMAIN as DOMAIN  # defined once, where clients read it
 from runtime_server import errors
-
-DOMAIN = "worker-runtime"
 
 # The codes come from the one table in runtime_server.errors (grpc-free: the embedded handle uses
 # it too), by name, so a code name that grpc does not know fails at import.
-STATUS: dict[type[errors.RuntimeError_], grpc.StatusCode] = {
+STATUS: dict[type[errors.RuntimeServiceError], grpc.StatusCode] = {
     cls: grpc.StatusCode[name] for cls, name in errors.STATUS_CODES.items()
 }
 
 
-def status_code(exc: errors.RuntimeError_) -> grpc.StatusCode:
+def status_code(exc: errors.RuntimeServiceError) -> grpc.StatusCode:
     return grpc.StatusCode[errors.status_name(exc)]
 
 
@@ -36,7 +35,7 @@ def status_details(
 
 
 async def abort(
-    context: grpc.aio.ServicerContext[object, object], exc: errors.RuntimeError_
+    context: grpc.aio.ServicerContext[object, object], exc: errors.RuntimeServiceError
 ) -> None:
     """Abort the call with ``exc``'s status and ErrorInfo: the one place errors leave the server.
     Echoed values are cut by :func:`runtime_server.errors.wire_form` (ids are bounded before

@@ -56,7 +56,7 @@ def unary(
     async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
         try:
             return await fn(self, request, context)
-        except errors.RuntimeError_ as exc:
+        except errors.RuntimeServiceError as exc:
             await abort(context, exc)
         except grpc.aio.AbortError:
             raise
@@ -239,7 +239,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             sub = runtime.subscribe(
                 after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
             )
-        except errors.RuntimeError_ as exc:
+        except errors.RuntimeServiceError as exc:
             await abort(context, exc)
             return
         except Exception as exc:  # a bug: INTERNAL without leaking it, as in the unary RPCs
@@ -254,7 +254,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             while True:
                 try:
                     event = await sub.next(interval)
-                except errors.RuntimeError_ as exc:  # lagging; the cursor expired during replay
+                except errors.RuntimeServiceError as exc:  # lagging; cursor expired in replay
                     await abort(context, exc)
                     return
                 except Exception as exc:

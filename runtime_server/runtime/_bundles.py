@@ -299,7 +299,8 @@ class ConfigBundles:
             raise errors.ConfigBundleNotFound(bundle_id, digest)
         refs = self._refs.get(key)
         if refs:
-            raise errors.ConfigBundleInUse(bundle_id, digest, tuple(sorted(refs)))
+            first = ",".join(sorted(refs)[:3])
+            raise errors.ConfigBundleInUse(bundle_id, digest, first, len(refs))
         rt._store_watch.check()
         del self._index[key]
         log_.append("", "", [], [DeleteConfigBundle(bundle_id, digest)])

@@ -61,7 +61,7 @@ class Workspaces:
             return ()
         return effective_tools(profile.tools, worker.capabilities, self.policy, worker.workspace)
 
-    def rebuild(self, workers: Sequence[Worker]) -> list[tuple[str, errors.RuntimeError_]]:
+    def rebuild(self, workers: Sequence[Worker]) -> list[tuple[str, errors.RuntimeServiceError]]:
         """Claims of the live workers, in creation order, with their paths resolved again; returns
         the workers that must stop: a path that now conflicts with an earlier worker's, or that
         now resolves outside the host policy (a symlink retargeted while the runtime was down)."""
@@ -69,7 +69,7 @@ class Workspaces:
             (w for w in workers if w.state is not WorkerState.STOPPED and w.workspace is not None),
             key=lambda w: (w.created_at, w.worker_id),
         )
-        refused: list[tuple[str, errors.RuntimeError_]] = []
+        refused: list[tuple[str, errors.RuntimeServiceError]] = []
         claimable: list[tuple[str, list[Place]]] = []
         for w in live:
             places = places_of(w.workspace)

@@ -281,6 +281,7 @@ async def test_delete_is_refused_while_referenced_then_allowed(serve: ServeFacto
     with pytest.raises(ConfigBundleInUse) as info:
         await client.delete_bundle("team", digest)
     assert info.value.worker_count == 2
+    assert info.value.worker_ids == ",".join(sorted([w1.worker_id, w2.worker_id]))
     assert w1.worker_id in info.value.message
     assert w2.worker_id in info.value.message
     await client.delete_worker(w1.worker_id)

@@ -21,9 +21,9 @@ Call = Callable[[Any], Awaitable[Any]]
 
 
 async def _same_error(served: Served, embedded: EmbeddedRuntime, call: Call) -> None:
-    with pytest.raises(rc.RuntimeClientError) as remote:
+    with pytest.raises(rc.RuntimeServiceError) as remote:
         await call(served.client)
-    with pytest.raises(rc.RuntimeClientError) as local:
+    with pytest.raises(rc.RuntimeServiceError) as local:
         await call(embedded)
     r, e = remote.value, local.value
     assert type(e) is type(r)

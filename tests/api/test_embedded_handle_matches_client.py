@@ -46,7 +46,7 @@ async def outcome(call: Call, handle: Any) -> Any:
     """What ``call(handle)`` returns, or the error it raises as comparable data."""
     try:
         return ("ok", await call(handle))
-    except client_errors.RuntimeClientError as exc:
+    except client_errors.RuntimeServiceError as exc:
         return ("error", type(exc), exc.reason, exc.code, exc.message, dict(exc.metadata))
 
 
@@ -199,7 +199,7 @@ async def test_every_refusal_answers_the_same(
     await c.stop_worker(stopped.worker_id)
     await c.create_worker(request_id="key-1", display_name="first")
     unknown = str(uuid.uuid4())
-    refusals: list[tuple[type[client_errors.RuntimeClientError], Call]] = [
+    refusals: list[tuple[type[client_errors.RuntimeServiceError], Call]] = [
         (client_errors.WorkerNotFound, lambda h: h.get_worker(unknown)),
         (client_errors.RunNotFound, lambda h: h.get_run(unknown)),
         (client_errors.RunNotFound, lambda h: h.cancel_run(unknown)),
@@ -273,14 +273,17 @@ async def _first(events: AsyncIterator[rc.Event]) -> rc.Event:
 # --- every server error class, walked as test_errors walks them -----------------------------
 
 
-def _tree(cls: type[server_errors.RuntimeError_]) -> list[type[server_errors.RuntimeError_]]:
+ServerError = type[server_errors.RuntimeServiceError]
+
+
+def _tree(cls: ServerError) -> list[ServerError]:
     out = [cls]
     for sub in cls.__subclasses__():
         out += _tree(sub)
     return out
 
 
-def sample(cls: type[server_errors.RuntimeError_]) -> server_errors.RuntimeError_:
+def sample(cls: type[server_errors.RuntimeServiceError]) -> server_errors.RuntimeServiceError:
     """An instance of ``cls`` built from its signature (ints for int parameters)."""
     kwargs: dict[str, Any] = {}
     for name, param in inspect.signature(cls.__init__).parameters.items():
@@ -288,19 +291,19 @@ def sample(cls: type[server_errors.RuntimeError_]) -> server_errors.RuntimeError
             continue
         is_int = param.annotation in ("int", int, "int | None")
         kwargs[name] = 7 if is_int else f"{name}-Ü-{cls.__name__}" + "x" * 300
-    if cls.__init__ is server_errors.RuntimeError_.__init__:
+    if cls.__init__ is server_errors.RuntimeServiceError.__init__:
         kwargs["detail"] = "y" * 300  # plain classes take free metadata; cut to the echo bound
     return cls(**kwargs)
 
 
-ALL = _tree(server_errors.RuntimeError_)
+ALL = _tree(server_errors.RuntimeServiceError)
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 async def test_every_error_class_is_raised_alike(
     both: tuple[Served, EmbeddedRuntime],
     monkeypatch: pytest.MonkeyPatch,
-    cls: type[server_errors.RuntimeError_],
+    cls: type[server_errors.RuntimeServiceError],
 ) -> None:
     served, embedded = both
     exc = sample(cls)
@@ -312,7 +315,7 @@ async def test_every_error_class_is_raised_alike(
     result = await same(served, embedded, lambda h: h.get_worker(str(uuid.uuid4())))
     assert result[0] == "error"
     assert result[2] == cls.reason or "reason" not in vars(cls)
-    with pytest.raises(client_errors.RuntimeClientError) as info:
+    with pytest.raises(client_errors.RuntimeServiceError) as info:
         await embedded.get_worker(str(uuid.uuid4()))
     assert info.value.__cause__ is exc  # the domain error stays reachable in-process
 
@@ -405,7 +408,7 @@ async def test_shutdown_ends_both_streams_with_runtime_draining(serve: ServeFact
         try:
             async for _ in h.subscribe(resume=False):
                 pass
-        except client_errors.RuntimeClientError as exc:
+        except client_errors.RuntimeServiceError as exc:
             ends.append((type(exc), exc.reason, exc.code, exc.message, dict(exc.metadata)))
 
     tasks = [asyncio.ensure_future(follow(h)) for h in (served.client, embedded)]

@@ -24,7 +24,7 @@ from runtime_client import (
     RunNotFound,
     RunState,
     RuntimeClient,
-    RuntimeClientError,
+    RuntimeServiceError,
     StatusCode,
     TextDelta,
     WorkerNotFound,
@@ -296,7 +296,7 @@ async def invoke(call: Call, ctx: Ctx) -> tuple[StatusCode, str, dict[str, str],
     """Run a bad call; (status, reason, ErrorInfo metadata, message) from whichever API it used."""
     try:
         await call(ctx)
-    except RuntimeClientError as exc:
+    except RuntimeServiceError as exc:
         return exc.code, exc.reason, dict(exc.metadata), exc.message
     except grpc.aio.AioRpcError as exc:
         info = error_info(exc)

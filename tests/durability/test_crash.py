@@ -29,7 +29,7 @@ from runtime_client import (
     RunQueued,
     RunState,
     RuntimeClient,
-    RuntimeClientError,
+    RuntimeServiceError,
     SubscriberLagging,
     TextDelta,
     WorkerState,
@@ -63,7 +63,7 @@ class Follower:
     def count(self, kind: type, since: int = 0) -> int:
         return sum(1 for e in self.events[since:] if isinstance(e.payload, kind))
 
-    async def follow(self, client: RuntimeClient) -> RuntimeClientError | None:
+    async def follow(self, client: RuntimeClient) -> RuntimeServiceError | None:
         """Until the stream breaks (the process died) or the task is cancelled."""
         while True:
             events = client.subscribe(after_seq=self.last_seq, resume=False)
@@ -74,7 +74,7 @@ class Follower:
                 return None  # the server ended the stream
             except SubscriberLagging:
                 continue  # resume from the last seq, like any client would
-            except RuntimeClientError as exc:
+            except RuntimeServiceError as exc:
                 return exc
 
 

@@ -205,7 +205,7 @@ async def test_recovery_of_a_crashed_state(tmp_path: Path) -> None:
 
         # Only the newest create keys are kept (the limit is 10): an old one is free again.
         assert (await rt.create_worker(request_id="key-0")).worker.worker_id
-        with pytest.raises(errors.RuntimeError_):
+        with pytest.raises(errors.RuntimeServiceError):
             await rt.create_worker(request_id="key-29")
 
         # New input works.

@@ -34,7 +34,7 @@ from serving import (
     serve_argv,
 )
 
-from runtime_client import RuntimeClient, RuntimeClientError, StoreFailure, StoreState
+from runtime_client import RuntimeClient, RuntimeServiceError, StoreFailure, StoreState
 from runtime_server.store import SqliteStore
 
 DB = "runtime.sqlite3"
@@ -114,7 +114,7 @@ async def reads_answer_cleanly(port: int) -> int:
                 return await call()  # type: ignore[misc]
             except StoreFailure:
                 failures += 1
-            except RuntimeClientError as exc:
+            except RuntimeServiceError as exc:
                 raise AssertionError(f"{type(exc).__name__}: {exc}") from exc
             return None
 
