@@ -13,14 +13,12 @@ Here it is the payload; the error is exported as ``WorkerStoppedError`` and is t
 from __future__ import annotations
 
 from runtime_client._bundle_dir import BundleDirectory, BundleFile
+from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff, RuntimeClient
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
     Capabilities,
-    ConfigBundle,
-    ConfigBundleContent,
-    ConfigBundlePut,
     ConfigBundleRef,
     Created,
     Diagnostic,

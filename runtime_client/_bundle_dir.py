@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from runtime_client._models import ConfigBundleContent, ConfigBundlePut, ConfigBundleRef, Created
+from runtime_client._bundles import ConfigBundleContent, ConfigBundlePut
+from runtime_client._models import ConfigBundleRef, Created
 from runtime_client.errors import ConfigBundleNotFound
 
 __all__ = ["BundleDirectory", "BundleFile"]

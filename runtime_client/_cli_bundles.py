@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime_client._bundles import ConfigBundle
 from runtime_client._cli_render import _block, _print_json, _table, _time
 from runtime_client._client import RuntimeClient
-from runtime_client._models import ConfigBundle, ConfigBundleRef
+from runtime_client._models import ConfigBundleRef
 
 
 def bundle_ref(text: str) -> ConfigBundleRef:

@@ -25,12 +25,10 @@ import grpc
 import grpc.aio
 
 from runtime_client import _convert
+from runtime_client._bundles import BundleCalls
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
-    ConfigBundle,
-    ConfigBundleContent,
-    ConfigBundlePut,
     ConfigBundleRef,
     Created,
     Diagnostic,
@@ -56,12 +54,6 @@ from runtime_client.api import (
 )
 from runtime_client.api import (
     catalog_service_pb2_grpc as catalog_grpc,
-)
-from runtime_client.api import (
-    config_service_pb2 as config_pb,
-)
-from runtime_client.api import (
-    config_service_pb2_grpc as config_grpc,
 )
 from runtime_client.api import (
     interaction_service_pb2 as interaction_pb,
@@ -131,7 +123,7 @@ class Backoff:
 DEFAULT_BACKOFF = Backoff()
 
 
-class RuntimeClient:
+class RuntimeClient(BundleCalls):
     """A client of one Runtime. Use as ``async with RuntimeClient("host:port") as client:``.
 
     Construct it inside a running event loop (grpc.aio binds the channel to it). TLS needs no
@@ -219,9 +211,6 @@ class RuntimeClient:
         self._observation = cast(
             "observation_grpc.ObservationServiceAsyncStub",
             observation_grpc.ObservationServiceStub(channel),
-        )
-        self._config = cast(
-            "config_grpc.ConfigServiceAsyncStub", config_grpc.ConfigServiceStub(channel)
         )
 
     @property
@@ -401,65 +390,6 @@ class RuntimeClient:
     async def delete_worker(self, worker_id: str) -> None:
         req = catalog_pb.DeleteWorkerRequest(worker_id=worker_id)
         await self._unary(self._catalog.DeleteWorker, req, safe=True, gone_is_done=True)
-
-    # --- ConfigService ------------------------------------------------------------------------
-
-    async def put_bundle(
-        self,
-        id: str,
-        content: bytes,
-        *,
-        media_type: str = "",
-        expected_digest: str = "",
-        annotations: Mapping[str, str] | None = None,
-    ) -> ConfigBundlePut:
-        """Store a config bundle (TOML bytes, sent and digested exactly as given). Putting bytes
-        already stored under ``id`` answers ``created=False`` (so a retry is harmless);
-        ``expected_digest`` that differs from the content's raises DigestMismatch."""
-        req = config_pb.PutConfigBundleRequest(
-            id=id,
-            content=content,
-            media_type=media_type,
-            expected_digest=expected_digest,
-            annotations=dict(annotations or {}),
-        )
-        resp = await self._unary(self._config.PutConfigBundle, req, safe=True)
-        return ConfigBundlePut(_convert.config_bundle(resp.bundle), resp.created)
-
-    async def get_bundle(
-        self,
-        id: str,
-        digest: str,
-        *,
-        include_content: bool = False,
-    ) -> ConfigBundleContent:
-        """A bundle's metadata, and its bytes with ``include_content``."""
-        req = config_pb.GetConfigBundleRequest(
-            id=id, digest=digest, include_content=include_content
-        )
-        resp = await self._unary(self._config.GetConfigBundle, req, safe=True)
-        return ConfigBundleContent(_convert.config_bundle(resp.bundle), resp.content)
-
-    async def list_bundles(
-        self,
-        *,
-        page_size: int = 0,
-        page_token: str = "",
-        id: str = "",
-    ) -> Page[ConfigBundle]:
-        """One page by id, then digest; ``id`` lists that id's versions only."""
-        req = config_pb.ListConfigBundlesRequest(page_size=page_size, page_token=page_token, id=id)
-        resp = await self._unary(self._config.ListConfigBundles, req, safe=True)
-        return Page(
-            tuple(_convert.config_bundle(b) for b in resp.bundles),
-            resp.next_page_token,
-            resp.total_size,
-        )
-
-    async def delete_bundle(self, id: str, digest: str) -> None:
-        """Remove a bundle; ConfigBundleInUse while a worker (not yet deleted) references it."""
-        req = config_pb.DeleteConfigBundleRequest(id=id, digest=digest)
-        await self._unary(self._config.DeleteConfigBundle, req)
 
     # --- InteractionService -------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from runtime_client._models import (
     Accepted,
     BusyPolicy,
     Capabilities,
-    ConfigBundle,
     ConfigBundleRef,
     Created,
     Diagnostic,
@@ -70,9 +69,6 @@ from runtime_client._models import (
 )
 from runtime_client.api import (
     catalog_service_pb2 as catalog_pb,
-)
-from runtime_client.api import (
-    config_service_pb2 as config_pb,
 )
 from runtime_client.api import (
     interaction_service_pb2 as interaction_pb,
@@ -515,18 +511,4 @@ def send_input_request(
         text=text,
         request_id=request_id,
         busy_policy=_BUSY_POLICY_TO_WIRE[BusyPolicy(busy_policy)],
-    )
-
-
-def config_bundle(m: config_pb.ConfigBundle) -> ConfigBundle:
-    return ConfigBundle(
-        id=m.id,
-        digest=m.digest,
-        media_type=m.media_type,
-        size_bytes=m.size_bytes,
-        created_at=ts(m.created_at),
-        profiles=tuple(m.profiles),
-        referencing_workers=tuple(m.referencing_workers),
-        annotations=dict(m.annotations),
-        referencing_worker_count=m.referencing_worker_count,
     )

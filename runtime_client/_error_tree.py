@@ -124,8 +124,7 @@ class MalformedRequest(InvalidArgument):
 
 
 class ConfigBundleInvalid(InvalidArgument):
-    """A config bundle's content was refused: ``field`` is the key path in the bundle (or
-    ``content``), ``line`` its line in the bundle (0 when there is none)."""
+    """Bundle content refused: ``field``, its key path (or ``content``); ``line``, 0 if none."""
 
     reason = "CONFIG_BUNDLE_INVALID"
     line: int
@@ -144,19 +143,12 @@ class DigestMismatch(InvalidArgument):
     computed_digest: str
 
     def __init__(
-        self,
-        message: str = "",
-        *,
-        field: str = "expected_digest",
-        expected_digest: str = "",
-        computed_digest: str = "",
-        **wire: Unpack[Wire],
-    ) -> None:
+        self, message: str = "", *, field: str = "expected_digest", expected_digest: str = "",
+        computed_digest: str = "", **wire: Unpack[Wire],
+    ) -> None:  # fmt: skip
         text = message or f"{expected_digest!r} is not the content's digest {computed_digest!r}"
-        self._typed(
-            text, wire, field=field, expected_digest=expected_digest,
-            computed_digest=computed_digest,
-        )  # fmt: skip
+        self._typed(text, wire, field=field, expected_digest=expected_digest,
+                    computed_digest=computed_digest)  # fmt: skip
 
 
 class NotFound(RuntimeServiceError):
@@ -300,15 +292,9 @@ class ConfigBundleInUse(FailedPrecondition):
     worker_count: int
 
     def __init__(
-        self,
-        message: str = "",
-        *,
-        bundle_id: str = "",
-        digest: str = "",
-        worker_ids: str = "",
-        worker_count: int = 0,
-        **wire: Unpack[Wire],
-    ) -> None:
+        self, message: str = "", *, bundle_id: str = "", digest: str = "", worker_ids: str = "",
+        worker_count: int = 0, **wire: Unpack[Wire],
+    ) -> None:  # fmt: skip
         text = message or f"config bundle {bundle_id!r} is referenced by {worker_count} worker(s)"
         self._typed(
             text, wire, bundle_id=bundle_id, digest=digest, worker_ids=worker_ids,

@@ -28,9 +28,6 @@ __all__ = [
     "Accepted",
     "BusyPolicy",
     "Capabilities",
-    "ConfigBundle",
-    "ConfigBundleContent",
-    "ConfigBundlePut",
     "ConfigBundleRef",
     "Created",
     "Diagnostic",
@@ -225,43 +222,6 @@ class Worker:
     queued_runs: int = 0
     capabilities: tuple[str, ...] = ()  # as requested (empty = the profile's tools)
     tools: tuple[str, ...] = ()  # the effective tool set the worker's runs may call
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigBundle:
-    """A config bundle stored on a runtime: ``digest`` is ``sha256:<hex>`` of its exact bytes.
-    ``referencing_workers`` lists at most the first 100 (``referencing_worker_count`` has all)."""
-
-    id: str
-    digest: str
-    media_type: str = ""
-    size_bytes: int = 0
-    created_at: float = 0.0
-    profiles: tuple[str, ...] = ()
-    referencing_workers: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    referencing_worker_count: int = 0
-
-    @property
-    def ref(self) -> ConfigBundleRef:
-        """The reference CreateWorker takes."""
-        return ConfigBundleRef(self.id, self.digest)
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigBundlePut:
-    """What ``put_bundle`` did: ``created`` is False when these bytes were already stored."""
-
-    bundle: ConfigBundle
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigBundleContent:
-    """``get_bundle``'s answer: the metadata, and the bytes when asked for (else ``b""``)."""
-
-    bundle: ConfigBundle
-    content: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
