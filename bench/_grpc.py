@@ -26,8 +26,7 @@ from functools import partial
 
 from bench._bare import BareClient
 from bench._common import Row, rss_bytes, running, runtime_argv, say, show, timed
-from runtime_client import RuntimeClient
-from runtime_client._models import Event, RunFinished, TextDelta
+from runtime_client import Event, RunFinished, RuntimeClient, TextDelta
 
 SECTION = "grpc"
 

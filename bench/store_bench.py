@@ -34,8 +34,7 @@ from runtime_server.model import (
     Worker,
     WorkerState,
 )
-from runtime_server.store import AppendTranscript, PutRun, PutWorker, SqliteStore
-from runtime_server.store._sqlite import Durability
+from runtime_server.store import AppendTranscript, Durability, PutRun, PutWorker, SqliteStore
 
 
 def _pct(values: list[float], q: float) -> float:

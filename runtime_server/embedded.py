@@ -39,9 +39,6 @@ from runtime_client import (
     Accepted,
     Backoff,
     BusyPolicy,
-    ConfigBundle,
-    ConfigBundleContent,
-    ConfigBundlePut,
     ConfigBundleRef,
     Created,
     Diagnostic,
@@ -63,6 +60,7 @@ from runtime_client import errors as cerr
 from runtime_client.errors import RuntimeServiceError
 from runtime_server import _embedded_convert as cv
 from runtime_server import errors
+from runtime_server._embedded_bundles import EmbeddedBundleCalls
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Config, Runtime
 
@@ -86,7 +84,7 @@ def client_error(exc: errors.RuntimeServiceError) -> RuntimeServiceError:
     return cerr.from_status(cerr.StatusCode(wire.code), wire.message, wire.reason, wire.metadata)
 
 
-class EmbeddedRuntime:
+class EmbeddedRuntime(EmbeddedBundleCalls):
     """A :class:`~runtime_client.RuntimeHandle` over an in-process Runtime.
 
     ``EmbeddedRuntime(runtime)`` wraps a Runtime the caller owns and has started (``close`` leaves
@@ -148,7 +146,7 @@ class EmbeddedRuntime:
             # A bug, not the caller's mistake: logged with its traceback and recorded, as the
             # servicers do (the message says nothing of it; the cause keeps it for debugging).
             log.exception("unexpected error in an embedded call")
-            self._runtime._diagnose(
+            self._runtime.diagnose(
                 DiagnosticLevel.ERROR, "RPC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"
             )
             raise cerr.from_status(
@@ -267,62 +265,6 @@ class EmbeddedRuntime:
     async def delete_worker(self, worker_id: str) -> None:
         with self._translated():
             await self._runtime.delete_worker(worker_id)
-
-    # --- ConfigService ------------------------------------------------------------------------
-
-    async def put_bundle(
-        self,
-        id: str,
-        content: bytes,
-        *,
-        media_type: str = "",
-        expected_digest: str = "",
-        annotations: Mapping[str, str] | None = None,
-    ) -> ConfigBundlePut:
-        """Store a config bundle; see RuntimeClient.put_bundle."""
-        with self._translated():
-            bundle, created = await self._runtime.config_bundles.put_bundle(
-                id,
-                bytes(content),
-                media_type=media_type,
-                expected_digest=expected_digest,
-                annotations=cv.labels_in(annotations),
-            )
-            return ConfigBundlePut(bundle=cv.config_bundle(bundle), created=created)
-
-    async def get_bundle(
-        self,
-        id: str,
-        digest: str,
-        *,
-        include_content: bool = False,
-    ) -> ConfigBundleContent:
-        """A bundle's metadata, and its bytes with ``include_content``."""
-        with self._translated():
-            found = await self._runtime.config_bundles.get_bundle(
-                id, digest, include_content=include_content
-            )
-            return ConfigBundleContent(bundle=cv.config_bundle(found.bundle), content=found.content)
-
-    async def list_bundles(
-        self,
-        *,
-        page_size: int = 0,
-        page_token: str = "",
-        id: str = "",
-    ) -> Page[ConfigBundle]:
-        """One page by id, then digest; ``id`` lists that id's versions only."""
-        cv.int32_in(page_size)
-        with self._translated():
-            page = await self._runtime.config_bundles.list_bundles(
-                page_size=page_size, page_token=page_token, id=id
-            )
-            return cv.page(page, cv.config_bundle)
-
-    async def delete_bundle(self, id: str, digest: str) -> None:
-        """Remove a bundle; ConfigBundleInUse while a worker references it."""
-        with self._translated():
-            await self._runtime.config_bundles.delete_bundle(id, digest)
 
     # --- InteractionService -------------------------------------------------------------------
 

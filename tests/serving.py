@@ -1,15 +1,22 @@
-"""Helpers for tests that drive real ``worker-runtime serve`` processes on temp data dirs.
+"""The shared helpers of the test suite, in one place (fixtures over them are in conftest.py).
 
-The ``serve_process`` fixture (conftest) starts ``python -m runtime_server.cli serve --listen
-127.0.0.1:0`` as a subprocess, waits for its banner (``worker-runtime serving on HOST:PORT``) and
-returns a :class:`ServeProcess` with the port; ``kill9()`` ends it the way a crash would. Every
-process still alive at the end of the test is killed. ``run_serve(...)`` runs a ``serve`` that is
-expected to fail at startup and returns its exit code and output.
+- Served runtimes: :class:`Served` (a Runtime behind a real grpc.aio server on 127.0.0.1 port 0,
+  with the real client: fixtures ``serve``, ``served``, ``client``); :class:`ServeProcess` (a real
+  ``worker-runtime serve`` subprocess on a temp data dir, fixture ``serve_process``; ``kill9()``
+  ends it the way a crash would); :class:`ServerProcess` (a ``serve --store memory`` subprocess
+  with any flags, fixture ``spawn_server``); :func:`run_serve` for a ``serve`` expected to fail at
+  startup. Every process still alive at the end of its test is killed.
+- Waiting and reading: :func:`eventually` (poll instead of sleeping), :func:`all_events`,
+  :func:`assert_gap_free`, :func:`error_info` (the ErrorInfo of a raw gRPC error, read without
+  the client's help), :func:`sse` (a provider's SSE body from JSON payloads).
+- :func:`missing`: a skip locally, a failure under ``CI`` (fixtures, the local model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import signal
@@ -21,12 +28,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
 from runtime_client import Event, RuntimeClient
+from runtime_server import Runtime
+from runtime_server.grpc import RuntimeServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 if not PYTHON.exists():  # e.g. a CI image with the package installed into the running interpreter
     PYTHON = Path(sys.executable)
+
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(reason: str) -> None:
+    """Skip locally; fail in CI, where everything must be installed and present."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+# --- a Runtime behind a real grpc.aio server, in this process ------------------------------------
+
+# Profiles every API test can use: the built-in echo plus a slow echo for long, cancellable runs.
+BASE_CONFIG: dict[str, Any] = {
+    "profiles": {
+        "slow": {"provider": "builtin", "options": {"delay_ms": 20}},
+        "very-slow": {"provider": "builtin", "options": {"delay_ms": 500}},
+    }
+}
+
+
+@dataclass
+class Served:
+    runtime: Runtime
+    server: RuntimeServer
+    client: RuntimeClient
+    target: str
+    extra_clients: list[RuntimeClient] = field(default_factory=list)
+
+    async def new_client(self, **kwargs: Any) -> RuntimeClient:
+        client = RuntimeClient(self.target, **kwargs)
+        self.extra_clients.append(client)
+        return client
+
+
+# ``await serve(config=..., limits=..., auth_token=...)`` (the ``serve`` fixture)
+ServeFactory = Callable[..., Awaitable[Served]]
+
+
+# --- `worker-runtime serve` in a subprocess ------------------------------------------------------
 
 BANNER = re.compile(r"worker-runtime serving on (?P<host>[^\s:]+):(?P<port>\d+)")
 START_TIMEOUT = 30.0  # a safety net on a busy 2-core machine, not a speed assertion
@@ -112,7 +166,46 @@ def env() -> dict[str, str]:
     return env
 
 
-ServeFactory = Callable[..., Awaitable[ServeProcess]]
+# ``await serve_process(data_dir, config=..., durability=...)`` (the ``serve_process`` fixture)
+ServeProcessFactory = Callable[..., Awaitable[ServeProcess]]
+
+SERVE_BANNER = re.compile(r"^worker-runtime serving on (\S+):(\d+)$")
+
+
+@dataclass
+class ServerProcess:
+    """A ``serve --store memory`` child started with asyncio (fixture ``spawn_server``, for flag
+    and signal tests); stdout/stderr go to files (a pipe nobody reads could fill up and stall the
+    server)."""
+
+    proc: asyncio.subprocess.Process
+    stdout_path: Path
+    stderr_path: Path
+    target: str = ""
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    async def terminate(self, timeout: float = 30.0) -> int:  # noqa: ASYNC109 - a safety bound
+        """SIGTERM, then wait for the exit code (killing it if it overruns ``timeout``)."""
+        if self.proc.returncode is None:
+            # os.kill, not send_signal: Popen.send_signal polls first and may reap an exiting
+            # child behind asyncio's child watcher, which then reports returncode 255
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(f"server did not exit within {timeout}s after SIGTERM") from None
+
+
+# ``await spawn_server("--auth-token-env", "X", env={...})`` (the ``spawn_server`` fixture)
+SpawnServer = Callable[..., Awaitable[ServerProcess]]
 
 
 @dataclass(frozen=True)
@@ -154,6 +247,9 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+# --- waiting and reading -------------------------------------------------------------------------
+
+
 async def all_events(client: RuntimeClient, after_seq: int = 0) -> list[Event]:
     """The whole retained log from ``after_seq``, through ListEvents pages."""
     out: list[Event] = []
@@ -170,3 +266,28 @@ def files_of(directory: Path) -> Iterator[tuple[str, bytes]]:
     for p in sorted(directory.iterdir()):
         if p.is_file():
             yield p.name, p.read_bytes()
+
+
+def assert_gap_free(seqs: list[int]) -> None:
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+
+def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo in the grpc-status-details-bin trailer (a google.rpc.Status whose code is the
+    call's), read without the client's help."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            assert status.code == exc.code().value[0]
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info
+    raise AssertionError(f"no ErrorInfo in {exc!r}")
+
+
+def sse(*payloads: Any) -> bytes:
+    """An SSE body of ``data:`` events, one per payload (JSON-encoded unless already a string)."""
+    return b"".join(
+        f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads
+    )

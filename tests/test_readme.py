@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serving import REPO_ROOT, ServeFactory, env
+from serving import REPO_ROOT, ServeProcessFactory, env
 
 from runtime_server.runtime import parse_config
 
@@ -106,7 +106,10 @@ def test_toml_blocks_are_valid_config(block: Block) -> None:
     "block", [b for b in RUN if b.lang in ("python", "sh")], ids=lambda b: b.id
 )
 async def test_snippet_runs_against_a_real_server(
-    block: Block, serve_process: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    block: Block,
+    serve_process: ServeProcessFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     extra: list[str] = []
     if block.marker == "run-against":

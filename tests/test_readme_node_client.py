@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from serving import REPO_ROOT, ServeFactory, env
+from serving import REPO_ROOT, ServeProcessFactory, env
 
 BOUND = 60.0
 NODE = shutil.which("node")
@@ -46,7 +46,9 @@ def test_the_readme_has_the_node_example() -> None:
     assert "google/rpc" in code
 
 
-async def test_the_readme_node_client_runs(serve_process: ServeFactory, tmp_path: Path) -> None:
+async def test_the_readme_node_client_runs(
+    serve_process: ServeProcessFactory, tmp_path: Path
+) -> None:
     if not _node_has("@grpc/grpc-js", "@grpc/proto-loader", "protobufjs"):
         missing = "node and the npm packages @grpc/grpc-js, @grpc/proto-loader are not installed"
         if os.environ.get("CI") == "true":

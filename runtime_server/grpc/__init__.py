@@ -1,12 +1,27 @@
-"""The gRPC edge: the only server code that imports grpc."""
+"""The gRPC edge: the only server code that imports grpc.
+
+Public: the server (:func:`start_server`, :class:`RuntimeServer`), the services it registers
+(:data:`SERVICE_NAMES`), the ErrorInfo domain of its errors (:data:`ERROR_DOMAIN`), the largest
+event batch a stream sends (:data:`MAX_BATCH_EVENTS`), :mod:`convert`, the one module converting
+domain values to and from protobuf messages (for checks that compare the domain with the wire,
+such as the wire-size accounting), and :mod:`servicers`, the four servicers and the one unary and
+one stream wrapper every RPC goes through (for checks of the edge's structure)."""
 
 from __future__ import annotations
 
+from runtime_client.errors import ERROR_DOMAIN  # defined once, where clients read it
+from runtime_server.grpc import _convert as convert
+from runtime_server.grpc import _servicers as servicers
 from runtime_server.grpc._ops import OpsListenError, OpsOptions
 from runtime_server.grpc._server import SERVICE_NAMES, RuntimeServer, TLSFiles, start_server
+from runtime_server.grpc._servicers import MAX_BATCH_EVENTS
 
 __all__ = [
+    "ERROR_DOMAIN",
+    "MAX_BATCH_EVENTS",
     "SERVICE_NAMES",
+    "convert",
+    "servicers",
     "OpsListenError",
     "OpsOptions",
     "RuntimeServer",

@@ -31,7 +31,7 @@ import grpc
 from runtime_server import errors
 from runtime_server.grpc._errors import abort
 
-log = logging.getLogger("runtime_server.grpc")
+log = logging.getLogger(__name__)
 
 WARN_EVERY_S = 60.0
 

@@ -30,7 +30,7 @@ from runtime_server.runtime import Runtime
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-log = logging.getLogger("runtime_server.grpc")
+log = logging.getLogger(__name__)
 
 MAX_REQUEST_HEAD = 8192  # bytes of an HTTP request head we read before giving up
 HTTP_TIMEOUT_S = 10.0

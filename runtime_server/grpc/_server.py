@@ -32,7 +32,7 @@ from runtime_server.grpc._servicers import (
 )
 from runtime_server.runtime import Runtime, StoreState
 
-log = logging.getLogger("runtime_server.grpc")
+log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     mpb.DESCRIPTOR.services_by_name["ManagementService"].full_name,

@@ -1,13 +1,16 @@
 """Thin servicers: validate the request's wire-level shape, call the Runtime, convert the answer.
-All domain rules live in the Runtime; all conversions in _convert; all error mapping in _errors."""
+All domain rules live in the Runtime; all conversions in _convert; the error table in _errors.
+
+Every RPC goes through one of two wrappers — :func:`unary` or :func:`stream` — which are the only
+places that turn an exception into a gRPC status (:func:`_abort_with`); a servicer just raises."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 
@@ -27,7 +30,7 @@ from runtime_server.grpc._errors import abort, status_details
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Runtime
 
-log = logging.getLogger("runtime_server.grpc")
+log = logging.getLogger(__name__)
 
 Ctx: TypeAlias = Any  # grpc ships no type hints: grpc.aio.ServicerContext
 # SubscribeEventBatches: the most events in one EventBatch (documented in the proto)
@@ -36,35 +39,59 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-async def _internal(context: Ctx, runtime: Runtime, exc: Exception) -> None:
-    # A bug, not the caller's mistake: log it with its traceback, record a diagnostic, answer
-    # INTERNAL without leaking internals.
+async def _abort_with(context: Ctx, runtime: Runtime, exc: Exception) -> NoReturn:
+    """The one place an exception becomes a gRPC status: a domain error by the error table
+    (_errors); anything else is a bug, not the caller's mistake — logged with its traceback,
+    recorded through the Runtime's diagnostics hook, answered INTERNAL without leaking internals."""
+    if isinstance(exc, errors.RuntimeServiceError):
+        await abort(context, exc)
     log.exception("unexpected error in RPC")
-    runtime._diagnose(DiagnosticLevel.ERROR, "RPC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+    runtime.diagnose(DiagnosticLevel.ERROR, "RPC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
     message = "internal error (recorded in the runtime's diagnostics)"
     await context.abort(
         grpc.StatusCode.INTERNAL,
         message,
         trailing_metadata=status_details(grpc.StatusCode.INTERNAL, message, "INTERNAL", {}),
     )
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
 def unary(
     fn: Callable[[Any, Req, Ctx], Awaitable[Resp]],
 ) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
+    """The wrapper of every unary RPC (a2a's ``_handle_unary``): errors -> status."""
+
     @functools.wraps(fn)
-    async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
+    async def handle_unary(self: Any, request: Req, context: Ctx) -> Resp:
         try:
             return await fn(self, request, context)
-        except errors.RuntimeServiceError as exc:
-            await abort(context, exc)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _internal(context, self._runtime, exc)
-        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+            await _abort_with(context, self._runtime, exc)
 
-    return wrapper
+    return handle_unary
+
+
+def stream(
+    fn: Callable[[Any, Req, Ctx], AsyncGenerator[Resp, None]],
+) -> Callable[[Any, Req, Ctx], AsyncGenerator[Resp, None]]:
+    """The wrapper of every server-streaming RPC (a2a's ``_handle_stream``): errors raised
+    before the first message or between messages -> status, as in :func:`unary`. The wrapped
+    generator is closed promptly when the stream ends or the client goes away."""
+
+    @functools.wraps(fn)
+    async def handle_stream(self: Any, request: Req, context: Ctx) -> AsyncGenerator[Resp, None]:
+        try:
+            async with contextlib.aclosing(fn(self, request, context)) as messages:
+                async for message in messages:
+                    yield message
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort_with(context, self._runtime, exc)
+
+    return handle_stream
 
 
 class _Base:
@@ -227,24 +254,18 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         )
 
     async def _event_lists(
-        self, request: opb.SubscribeEventsRequest, context: Ctx, max_events: int
+        self, request: opb.SubscribeEventsRequest, max_events: int
     ) -> AsyncGenerator[list[m.Event] | int, None]:
         """The one subscription loop behind SubscribeEvents and SubscribeEventBatches: lists of
         1..``max_events`` events in seq order (the first awaited, the rest whatever is already
         buffered: no added delay), or an int — a heartbeat at that last seq. When the runtime
         shuts down it aborts with UNAVAILABLE / RUNTIME_DRAINING (metadata ``last_seq``) after the
-        last event; it aborts likewise on lagging, cursor errors and bugs."""
+        last event (raising it for the stream wrapper to map, like lagging, cursor errors and
+        bugs)."""
         runtime = self._runtime
-        try:
-            sub = runtime.subscribe(
-                after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
-            )
-        except errors.RuntimeServiceError as exc:
-            await abort(context, exc)
-            return
-        except Exception as exc:  # a bug: INTERNAL without leaking it, as in the unary RPCs
-            await _internal(context, runtime, exc)
-            return
+        sub = runtime.subscribe(
+            after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
+        )
         interval = runtime.limits.heartbeat_interval_seconds or None
         more = max_events - 1
         weigh = wire_size.event_size
@@ -252,14 +273,8 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         max_bytes = wire_size.page_budget(runtime.limits.max_message_bytes)
         try:
             while True:
-                try:
-                    event = await sub.next(interval)
-                except errors.RuntimeServiceError as exc:  # lagging; cursor expired in replay
-                    await abort(context, exc)
-                    return
-                except Exception as exc:
-                    await _internal(context, runtime, exc)
-                    return
+                # raises SubscriberLagging, or a cursor error found during replay (-> status)
+                event = await sub.next(interval)
                 if event is not None:
                     if more:
                         batch = [event]
@@ -270,18 +285,18 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                 elif sub.closed:
                     # The runtime is shutting down and everything committed was delivered: say
                     # so, with the resume point (a clean OK end would read as "all is well").
-                    await abort(context, errors.RuntimeDraining(sub.last_seq))
-                    return
+                    raise errors.RuntimeDraining(sub.last_seq)
                 else:
                     yield sub.last_seq
         finally:
             sub.close()
 
+    @stream
     async def SubscribeEvents(
         self, request: opb.SubscribeEventsRequest, context: Ctx
-    ) -> AsyncIterator[pb.Event]:
+    ) -> AsyncGenerator[pb.Event, None]:
         convert = cv.event
-        async with contextlib.aclosing(self._event_lists(request, context, 1)) as lists:
+        async with contextlib.aclosing(self._event_lists(request, 1)) as lists:
             async for item in lists:
                 if isinstance(item, int):
                     yield cv.heartbeat(item, now())
@@ -289,14 +304,13 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                     for event in item:
                         yield convert(event)
 
+    @stream
     async def SubscribeEventBatches(
         self, request: opb.SubscribeEventsRequest, context: Ctx
-    ) -> AsyncIterator[opb.EventBatch]:
+    ) -> AsyncGenerator[opb.EventBatch, None]:
         convert = cv.event
         batch = opb.EventBatch
-        async with contextlib.aclosing(
-            self._event_lists(request, context, MAX_BATCH_EVENTS)
-        ) as lists:
+        async with contextlib.aclosing(self._event_lists(request, MAX_BATCH_EVENTS)) as lists:
             async for item in lists:
                 if isinstance(item, int):
                     yield batch(events=[cv.heartbeat(item, now())])

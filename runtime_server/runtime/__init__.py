@@ -7,8 +7,15 @@ from runtime_server.runtime._bundles import BundleContent, ConfigBundles
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._lifetime import UsageSummary
 from runtime_server.runtime._observer import RuntimeCounters, RuntimeObserver
-from runtime_server.runtime._policy import CAPABILITY_TOOLS, HostPolicy
+from runtime_server.runtime._policy import (
+    CAPABILITY_TOOLS,
+    HostPolicy,
+    effective_tools,
+    overlaps,
+    real_parts,
+)
 from runtime_server.runtime._profiles import (
+    BUILTIN_PROVIDER,
     PROVIDER_KINDS,
     Config,
     ConfigError,
@@ -26,12 +33,14 @@ from runtime_server.runtime._runtime import (
     EventsPage,
     ProviderFactory,
     Runtime,
+    RuntimeCloseError,
     RuntimeInfo,
     RuntimeState,
     ToolsFactory,
     limits_from,
 )
 from runtime_server.runtime._storewatch import StoreState
+from runtime_server.runtime._tools import BUILTIN_TOOLS, MAX_SCANNED_ENTRIES, builtin_tools
 
 __all__ = [
     "FEATURES",
@@ -52,6 +61,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderFactory",
     "Runtime",
+    "RuntimeCloseError",
     "RuntimeCounters",
     "RuntimeInfo",
     "RuntimeObserver",
@@ -64,4 +74,12 @@ __all__ = [
     "limits_from",
     "load_config",
     "parse_config",
+    # the built-in tools and the host's workspace rules (what a worker may touch, and with what)
+    "BUILTIN_PROVIDER",
+    "BUILTIN_TOOLS",
+    "MAX_SCANNED_ENTRIES",
+    "builtin_tools",
+    "effective_tools",
+    "overlaps",
+    "real_parts",
 ]

@@ -53,7 +53,7 @@ from runtime_server.store import (
 )
 
 if TYPE_CHECKING:
-    from runtime_server.runtime._runtime import Runtime
+    from runtime_server.runtime._core import RuntimeCore
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class BundleContent:
 
 
 class ConfigBundles:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: RuntimeCore) -> None:
         self._rt = runtime
         self._index: dict[_Key, ConfigBundle] = {}
         self._refs: dict[_Key, set[str]] = {}  # bundle -> ids of workers referencing it

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 import engine
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 ServerFactory = Callable[[str], engine.LocalModelServer]
 Notify = Callable[[str, str], None]  # (code, message): LOCAL_MODEL_STARTED, LOCAL_MODEL_FAILED

@@ -40,9 +40,9 @@ from runtime_server.model import DiagnosticLevel, RunState, now
 from runtime_server.store import PutMeta, StoreCorrupt
 
 if TYPE_CHECKING:
-    from runtime_server.runtime._runtime import Runtime
+    from runtime_server.runtime._core import RuntimeCore
 
-log = logging.getLogger("runtime_server")
+log = logging.getLogger(__name__)
 
 _RELOAD_RETRY_MIN = 0.1  # seconds between attempts to read the committed state back, doubling
 _RELOAD_RETRY_MAX = 2.0
@@ -60,7 +60,7 @@ StoreStateListener = Callable[[StoreState], None]
 class StoreWatch:
     """The Runtime's view of its store's health, and the roll-back-and-resume task."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: RuntimeCore) -> None:
         self._rt = runtime
         self.state = StoreState.OK
         self.error = ""
@@ -151,7 +151,7 @@ class StoreWatch:
                     delay = min(delay * 2, _RELOAD_RETRY_MAX)
                     continue
                 rt._reset_state()
-                rt._load(stored)
+                tails = rt._load(stored)
                 if self.state is StoreState.DAMAGED:
                     return  # memory is what the file has; it is not written to again
                 try:
@@ -160,7 +160,7 @@ class StoreWatch:
                     return  # damaged (or closed): stays refused
                 log_ = rt._require_log()
                 log_.resume()
-                rt._recover(why="the store failed", diagnose=False)
+                rt._recover(tails, why="the store failed", diagnose=False)
                 # The probe: something is written even when nothing needed recovering, so OK
                 # means a write really committed. The writer backs off before each retry.
                 log_.append("", "", [], [PutMeta("store.resumed_at", now())])
@@ -187,15 +187,10 @@ class StoreWatch:
         """Stop everything that would change state: runs end (nothing they emit is written while
         the log is failed), queues go, and stops in progress finish (they fail)."""
         rt = self._rt
-        for slot in rt._slots.values():
-            slot.queue.clear()
-            rt._cancel_active(slot, RunState.INTERRUPTED, "the store failed")
-        pending = [
-            t
-            for slot in rt._slots.values()
-            for t in (slot.task, slot.stop_task)
-            if t is not None and not t.done()
-        ]
+        for host in rt._hosts.values():
+            host.queue.clear()
+            host.cancel_active(RunState.INTERRUPTED, "the store failed")
+        pending = [t for host in rt._hosts.values() for t in host.pending_tasks()]
         if pending:
             await asyncio.wait(pending)
             for t in pending:  # their callers got the error; here it is only marked as seen

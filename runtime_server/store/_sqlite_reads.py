@@ -1,5 +1,6 @@
-"""The SQLite store's on-demand reads (transcripts, run inputs) and the open-time transcript
-summary, kept beside ``_sqlite`` so the Runtime never has to hold a whole transcript in memory.
+"""The SQLite store's reads: the committed state at open (:func:`load_state`, with the transcript
+summary: the Runtime never has to hold a whole transcript in memory), events, diagnostics, and
+the on-demand reads of transcripts and run inputs.
 
 Run inputs live in their own table, ``run_inputs``, created with ``CREATE TABLE IF NOT EXISTS`` on
 every open (so a v1 file made before it gains it; no schema version change): a run's record is
@@ -11,10 +12,13 @@ the run record's body.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from engine import Role
-from runtime_server.model import Run, TranscriptEntry
+from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store._protocol import PutRequestKey, StoredState
 
 RUN_INPUTS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL,"
@@ -97,3 +101,71 @@ def read_run_input(conn: sqlite3.Connection, run_id: str) -> str | None:
         return str(row[0])
     row = conn.execute("SELECT body FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return None if row is None else codec.decode_run(row[0]).input_text
+
+
+def load_state(conn: sqlite3.Connection, meta: dict[str, Any]) -> StoredState:
+    """Everything but the events, as committed (at open, and by reload())."""
+    workers = [codec.decode_worker(b) for (b,) in conn.execute("SELECT body FROM workers")]
+    workers.sort(key=lambda w: (w.created_at, w.worker_id))
+    runs = [codec.decode_run(b) for (b,) in conn.execute("SELECT body FROM runs")]
+    runs.sort(key=lambda r: (r.created_at, r.run_id))
+    # Lengths and open tails only: the rest is read on demand (read_transcript).
+    lengths, transcripts = load_transcript_summary(conn)
+    keys = [
+        PutRequestKey(*row)
+        for row in conn.execute(
+            "SELECT scope, request_id, fingerprint, result, seq FROM request_keys ORDER BY seq"
+        )
+    ]
+    return StoredState(
+        runtime_id=str(meta["runtime_id"]),
+        last_seq=int(meta["last_seq"]),
+        workers=workers,
+        runs=runs,
+        transcripts=transcripts,
+        request_keys=keys,
+        meta={str(k): str(v) for k, v in meta.items() if "." in str(k)},  # PutMeta's keys
+        transcript_lengths=lengths,
+        **bundle_rows.load(conn),  # config bundles (metadata) and profile snapshots
+    )
+
+
+def reload_state(conn: sqlite3.Connection) -> StoredState:
+    """:func:`load_state` from one snapshot of every table (a reader connection)."""
+    conn.execute("BEGIN")
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        return load_state(conn, meta)
+    finally:
+        conn.execute("COMMIT")
+
+
+def read_diagnostics(conn: sqlite3.Connection) -> list[tuple[int, Diagnostic]]:
+    rows = conn.execute("SELECT number, body FROM diagnostics ORDER BY number")
+    out: list[tuple[int, Diagnostic]] = []
+    for number, body in rows:
+        diag = codec.decode_payload("diagnostic", body)
+        assert isinstance(diag, Diagnostic)
+        out.append((number, diag))
+    return out
+
+
+def read_events(
+    conn: sqlite3.Connection, after_seq: int, limit: int, worker_id: str
+) -> list[Event]:
+    if worker_id:
+        cursor = conn.execute(
+            "SELECT seq, time, worker_id, run_id, kind, body FROM events"
+            " WHERE worker_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (worker_id, after_seq, limit),
+        )
+    else:
+        cursor = conn.execute(
+            "SELECT seq, time, worker_id, run_id, kind, body FROM events"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+    return [
+        Event(seq, t, wid, rid, codec.decode_payload(kind, body))
+        for seq, t, wid, rid, kind, body in cursor
+    ]

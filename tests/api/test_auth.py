@@ -12,9 +12,9 @@ import grpc
 import grpc.aio
 import pytest
 from google.protobuf import descriptor, message_factory
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from serving import error_info
 
 from engine.testing import LoopbackServer, Reply
 from runtime_client import RunState, RuntimeClient, Unauthenticated
@@ -26,7 +26,7 @@ from runtime_client.api import observation_service_pb2 as opb
 from runtime_server.grpc import SERVICE_NAMES
 
 if TYPE_CHECKING:
-    from conftest import Served, ServeFactory, SpawnServer
+    from serving import Served, ServeFactory, SpawnServer
 
 TOKEN = "tok-3f9a1c77e0b24d8e"
 BOUND = 30.0
@@ -40,16 +40,6 @@ def methods() -> Iterator[descriptor.MethodDescriptor]:
 
 
 ALL_METHODS = [f"{m.containing_service.full_name}/{m.name}" for m in methods()]
-
-
-def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in exc.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {exc!r}")
 
 
 async def call(

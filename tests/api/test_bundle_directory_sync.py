@@ -19,7 +19,7 @@ from runtime_client import (
 from runtime_server.embedded import EmbeddedRuntime
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from serving import Served
 
 TEAM = b'[profiles.helper]\nprovider = "builtin"\nmodel = "echo"\n'
 OPS = b'[profiles.oncall]\nprovider = "builtin"\nmodel = "echo"\n'

@@ -26,7 +26,7 @@ from runtime_client import (
 from runtime_server.runtime import RuntimeState
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 BOUND = 30.0
 QUICK = RetryPolicy(max_attempts=4, budget_s=5.0, initial_backoff_s=0.01, max_backoff_s=0.05)

@@ -27,7 +27,7 @@ from runtime_client import (
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 BUNDLE = b"""\
 # a team's profiles

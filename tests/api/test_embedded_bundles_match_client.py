@@ -12,7 +12,7 @@ import runtime_client as rc
 from runtime_server.embedded import EmbeddedRuntime
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from serving import Served
 
 BUNDLE = (
     b'[prompts]\nhi = "Hi."\n\n[profiles.p]\nprovider = "builtin"\nmodel = "echo"\nprompt = "hi"\n'

@@ -24,7 +24,7 @@ from runtime_server.embedded import EmbeddedRuntime
 from runtime_server.runtime import HostPolicy
 
 if TYPE_CHECKING:
-    from conftest import Served, ServeFactory
+    from serving import Served, ServeFactory
 
 BOUND = 30.0  # a safety net, never a speed assertion
 Call = Callable[[Any], Awaitable[Any]]

@@ -21,7 +21,7 @@ from runtime_server import Runtime, errors
 from runtime_server.runtime import parse_config
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOUND = 30.0  # a safety net, never a speed assertion

@@ -8,13 +8,21 @@ from __future__ import annotations
 import inspect
 import pickle
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+import grpc
 import pytest
+from serving import error_info
 
 import runtime_client
 import runtime_client.errors as client_errors
+from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import catalog_service_pb2_grpc as cgrpc
 from runtime_server import errors as server_errors
-from runtime_server.grpc import _errors as grpc_errors
+from runtime_server.grpc import ERROR_DOMAIN as SERVER_DOMAIN
+
+if TYPE_CHECKING:
+    from serving import Served
 
 
 def _tree(cls: type) -> Iterator[type]:
@@ -101,5 +109,11 @@ def test_every_server_leaf_has_typed_attributes_for_its_metadata() -> None:
         } <= client_params, cls
 
 
-def test_one_error_domain() -> None:
-    assert grpc_errors.DOMAIN is client_errors.ERROR_DOMAIN
+async def test_one_error_domain(served: Served) -> None:
+    assert SERVER_DOMAIN is client_errors.ERROR_DOMAIN
+    # and it is the domain the server stamps on the wire, read from a raw call
+    stub = cgrpc.CatalogServiceStub(served.client.channel)
+    unknown = "0190a0a0-0000-7000-8000-000000000000"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetWorker(cpb.GetWorkerRequest(worker_id=unknown))
+    assert error_info(caught.value).domain == client_errors.ERROR_DOMAIN

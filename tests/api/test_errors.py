@@ -18,7 +18,7 @@ from runtime_client import RuntimeClient, StatusCode
 from runtime_server import errors as server_errors
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from serving import Served
 
 # The status codes the contract names; every other class takes its nearest ancestor's code.
 SPECIAL = {

@@ -29,7 +29,7 @@ from runtime_client import (
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import Served, ServeFactory
+    from serving import Served, ServeFactory
 
 BOUND = 30.0
 

@@ -5,16 +5,15 @@ of a running tool, of queued runs and of a whole worker."""
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from serving import eventually, sse
 
 import engine
 from engine import ScriptedProvider
-from engine._scripted import text_reply, tool_reply
-from engine.testing import LoopbackServer, Reply
+from engine.testing import LoopbackServer, Reply, text_reply, tool_reply
 from runtime_client import (
     BusyPolicy,
     Event,
@@ -38,9 +37,8 @@ from runtime_client import (
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
-Until = Callable[..., Awaitable[None]]
 LONG = " ".join(f"w{i}" for i in range(200))  # minutes on "very-slow", seconds on "slow"
 BOUND = 30.0  # seconds: a safety net only, never a speed assertion
 
@@ -416,19 +414,13 @@ async def test_concurrent_stop_workers_stop_once(serve: ServeFactory) -> None:
     assert finished(events, run.run_id) == [RunState.CANCELLED]
 
 
-def _sse(*payloads: Any) -> bytes:
-    return b"".join(
-        f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads
-    )
-
-
 def _chunk(content: str) -> dict[str, Any]:
     return {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
 
 
-async def test_cancel_closes_the_provider_http_stream(serve: ServeFactory, until: Until) -> None:
+async def test_cancel_closes_the_provider_http_stream(serve: ServeFactory) -> None:
     # The first chunk arrives, then the server goes silent and waits for the client to leave.
-    reply = Reply(body=_sse(_chunk("Hel"), _chunk("lo")), then="hang")
+    reply = Reply(body=sse(_chunk("Hel"), _chunk("lo")), then="hang")
     async with LoopbackServer([reply]) as provider_server:
         config = {
             "providers": {"loop": {"kind": "openai_chat", "base_url": provider_server.url + "/v1"}},
@@ -450,12 +442,10 @@ async def test_cancel_closes_the_provider_http_stream(serve: ServeFactory, until
         assert provider_server.requests[0].path == "/v1/chat/completions"
         events = await events_of(client, w.worker_id)
         assert finished(events, accepted.run.run_id) == [RunState.CANCELLED]
-        await until(lambda: served.runtime.info().active_runs == 0)
+        await eventually(lambda: served.runtime.info().active_runs == 0)
 
 
-async def test_cancel_while_a_tool_runs_cancels_it_and_closes_the_call(
-    serve: ServeFactory, until: Until
-) -> None:
+async def test_cancel_while_a_tool_runs_cancels_it_and_closes_the_call(serve: ServeFactory) -> None:
     tool_started = asyncio.Event()
     tool_cancelled = asyncio.Event()
 
@@ -515,4 +505,4 @@ async def test_cancel_while_a_tool_runs_cancels_it_and_closes_the_call(
     ]
     assert sent[2].tool_call_id == "call-1"
     assert (await transcript_texts(client, w.worker_id))[-1] == "all good"
-    await until(lambda: provider.closed == provider.opened)
+    await eventually(lambda: provider.closed == provider.opened)

@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2
 from runtime_client import RunState
 
 if TYPE_CHECKING:
-    from conftest import Served, ServeFactory
+    from serving import Served, ServeFactory
 
 BUF = Path(sys.executable).parent / "buf"
 BOUND = 30.0

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving import assert_gap_free, error_info, eventually
 
 from runtime_client import (
     CursorAhead,
@@ -38,9 +38,8 @@ from runtime_client.api import types_pb2 as pb
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import Served, ServeFactory
+    from serving import Served, ServeFactory
 
-Until = Callable[..., Awaitable[None]]
 BOUND = 30.0  # seconds: a safety net only, never a speed assertion
 
 # "fast" yields to the loop between words (so subscribers can keep up); "big" words make a
@@ -56,18 +55,6 @@ CONFIG: dict[str, Any] = {
 
 def words(n: int, size: int = 0) -> str:
     return " ".join(f"w{i}" + "x" * size for i in range(n))
-
-
-def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    """The ErrorInfo in the google.rpc.Status trailer, parsed here (not by the client)."""
-    for key, value in exc.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {exc!r}")
 
 
 async def all_events(client: RuntimeClient, worker_id: str = "", page_size: int = 0) -> list[Any]:
@@ -113,10 +100,6 @@ async def consume(stream: AsyncIterator[Event]) -> None:
     async with asyncio.timeout(BOUND):
         async for _ in stream:
             pass
-
-
-def assert_gap_free(seqs: list[int]) -> None:
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 
 
 @pytest.fixture
@@ -240,9 +223,7 @@ async def test_usage_per_worker_and_runtime_wide_matches_the_runs(obs: Served) -
 # --- subscriptions: replay then tail ----------------------------------------------------------
 
 
-async def test_subscribe_from_zero_mid_run_replays_then_tails_without_gap(
-    obs: Served, until: Until
-) -> None:
+async def test_subscribe_from_zero_mid_run_replays_then_tails_without_gap(obs: Served) -> None:
     client = obs.client
     w = (await client.create_worker(profile="slow")).worker.worker_id
     other = (await client.create_worker()).worker.worker_id
@@ -253,7 +234,7 @@ async def test_subscribe_from_zero_mid_run_replays_then_tails_without_gap(
         page = await client.list_events(after_seq=accepted.seq, worker_id=w)
         return sum(isinstance(e.payload, TextDelta) for e in page.events) >= 3
 
-    await until(some_deltas, timeout=BOUND)
+    await eventually(some_deltas, within=BOUND)
     head_at_subscribe = (await client.get_runtime()).last_seq
     received: list[Event] = []
     per_worker: list[Event] = []
@@ -283,7 +264,7 @@ async def test_subscribe_from_zero_mid_run_replays_then_tails_without_gap(
     assert "".join(e.payload.text for e in deltas) == words(40)
 
 
-async def test_from_now_only_gets_new_events(obs: Served, until: Until) -> None:
+async def test_from_now_only_gets_new_events(obs: Served) -> None:
     client = obs.client
     w = (await client.create_worker()).worker.worker_id
     await run_to_end(client, w, "old news")
@@ -299,7 +280,7 @@ async def test_from_now_only_gets_new_events(obs: Served, until: Until) -> None:
 
     async with contextlib.aclosing(stream):
         task = asyncio.create_task(consume())
-        await until(lambda: obs.runtime.info().subscribers >= 1, timeout=BOUND)
+        await eventually(lambda: obs.runtime.info().subscribers >= 1, within=BOUND)
         await run_to_end(client, w, "fresh news")
         await asyncio.wait_for(task, BOUND)
     assert got[0].seq == head + 1
@@ -314,7 +295,7 @@ async def test_from_now_only_gets_new_events(obs: Served, until: Until) -> None:
 
 
 async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resumes(
-    serve: ServeFactory, until: Until
+    serve: ServeFactory,
 ) -> None:
     # 128 events of slack for the reader that keeps up (a loaded 2-core CI box can stall it for a
     # few ms); the laggard still overflows: 400 events of 1 kB > 128 + its 64 kB HTTP/2 window.
@@ -331,7 +312,7 @@ async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resu
         fast = ogrpc.ObservationServiceStub(client.channel).SubscribeEvents(
             opb.SubscribeEventsRequest(after_seq=0)
         )
-        await until(lambda: served.runtime.info().subscribers == 2, timeout=BOUND)
+        await eventually(lambda: served.runtime.info().subscribers == 2, within=BOUND)
         accepted = await client.send_input(w, words(400, size=1000))
         fast_events = await read_until_finished(fast, accepted.run.run_id)
         run = await client.wait_run(accepted.run.run_id, timeout=BOUND)
@@ -370,7 +351,7 @@ async def test_slow_subscriber_is_cut_without_slowing_the_run_or_others_and_resu
 
 @pytest.mark.parametrize("batched", [True, False])
 async def test_client_subscribe_resumes_by_itself_after_being_cut(
-    serve: ServeFactory, until: Until, batched: bool
+    serve: ServeFactory, batched: bool
 ) -> None:
     served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=64))
     channel = grpc.aio.insecure_channel(served.target, options=[("grpc.http2.bdp_probe", 0)])
@@ -476,7 +457,7 @@ async def test_cursor_older_than_retention_is_expired_with_oldest_seq(
 
 
 async def test_quiet_subscription_gets_heartbeats_the_client_hides_by_default(
-    serve: ServeFactory, until: Until
+    serve: ServeFactory,
 ) -> None:
     served = await serve(config=CONFIG, limits=Limits(heartbeat_interval_seconds=0.05))
     client = served.client
@@ -528,9 +509,7 @@ async def test_quiet_subscription_gets_heartbeats_the_client_hides_by_default(
 # --- shutdown ---------------------------------------------------------------------------------
 
 
-async def test_graceful_stop_interrupts_the_run_and_ends_streams_cleanly(
-    obs: Served, until: Until
-) -> None:
+async def test_graceful_stop_interrupts_the_run_and_ends_streams_cleanly(obs: Served) -> None:
     client = obs.client
     w = (await client.create_worker(profile="very-slow")).worker.worker_id
     accepted = await client.send_input(w, words(200))
@@ -540,7 +519,7 @@ async def test_graceful_stop_interrupts_the_run_and_ends_streams_cleanly(
     health = health_pb2_grpc.HealthStub(client.channel)
     check = health_pb2.HealthCheckRequest(service="")
     assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
-    await until(lambda: obs.runtime.info().subscribers == 2, timeout=BOUND)
+    await eventually(lambda: obs.runtime.info().subscribers == 2, within=BOUND)
 
     stopping = asyncio.create_task(obs.server.stop(3.0))  # the run cannot finish in 3 s
     try:
@@ -549,7 +528,7 @@ async def test_graceful_stop_interrupts_the_run_and_ends_streams_cleanly(
             resp = await health.Check(check)
             return bool(resp.status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
-        await until(not_serving, timeout=BOUND)
+        await eventually(not_serving, within=BOUND)
         # new work is refused while draining
         with pytest.raises(RuntimeDraining) as caught:
             await client.send_input(w, "too late")

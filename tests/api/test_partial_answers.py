@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from serving import eventually
+from serving import eventually, sse
 
 from engine.testing import LoopbackServer, Reply
 from runtime_client import (
@@ -31,9 +30,8 @@ from runtime_client import (
 )
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
-Until = Callable[..., Awaitable[None]]
 BOUND = 30.0  # seconds: a safety net only, never a speed assertion
 # 200 words at 500 ms a word ("very-slow"): the run is still streaming when the test cuts it.
 LONG = " ".join(f"w{i}" for i in range(200))
@@ -158,12 +156,6 @@ async def test_shutdown_commits_the_partial_answer_as_interrupted(serve: ServeFa
 # --- providers over real HTTP ---------------------------------------------------------------
 
 
-def _sse(*payloads: Any) -> bytes:
-    return b"".join(
-        f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads
-    )
-
-
 def _openai_chunk(content: str) -> dict[str, Any]:
     return {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
 
@@ -176,7 +168,7 @@ def _openai_reply(*texts: str, hang: bool) -> Reply:
             {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}},
             "[DONE]",
         ]
-    return Reply(body=_sse(*chunks), then="hang" if hang else "end")
+    return Reply(body=sse(*chunks), then="hang" if hang else "end")
 
 
 def _anthropic_reply(*texts: str, hang: bool) -> Reply:

@@ -25,7 +25,7 @@ from runtime_client import (
 from runtime_server.model import DiagnosticLevel, Limits
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 LIMITS = replace(
     Limits(),

@@ -16,7 +16,7 @@ from runtime_server.model import RunState as ServerRunState
 from runtime_server.store import SqliteStore
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 
 async def test_oldest_finished_runs_are_forgotten(serve: ServeFactory) -> None:

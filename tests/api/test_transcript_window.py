@@ -19,7 +19,7 @@ from runtime_server.model import Limits
 from runtime_server.store import MemoryStore, SqliteStore, Store
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 # A few small entries per window, two windows in the cache: three workers keep evicting.
 SMALL = replace(Limits(), transcript_window_bytes=3_000, transcript_cache_bytes=6_000)

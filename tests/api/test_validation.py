@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving import error_info
 
 from runtime_client import (
     ConfigBundleRef,
@@ -40,7 +40,7 @@ from runtime_client.api import types_pb2 as pb
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 BOUND = 30.0  # seconds: a safety net only
 LIMITS = Limits(
@@ -277,19 +277,6 @@ async def _first(call: Any) -> Any:
         return await call.read()
     finally:
         call.cancel()
-
-
-def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    """The ErrorInfo in the grpc-status-details-bin trailer, read without the client's help."""
-    for key, value in exc.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            assert status.code == exc.code().value[0]
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {exc!r}")
 
 
 async def invoke(call: Call, ctx: Ctx) -> tuple[StatusCode, str, dict[str, str], str]:

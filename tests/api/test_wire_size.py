@@ -20,7 +20,7 @@ from runtime_client.api import management_service_pb2 as mpb
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_server import model as m
 from runtime_server import wire_size
-from runtime_server.grpc import _convert as cv
+from runtime_server.grpc import convert as cv
 
 # 1-, 2-, 3- and 4-byte UTF-8 characters
 ALPHABETS = ("abcxyz09 _-/", "éüßñÆ", "日本語字", "\N{GRINNING FACE}\N{ROCKET}\U00010348")

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from serving import ServeFactory
+from serving import ServeProcessFactory
 
 from engine.testing import LoopbackServer, RecordedRequest, Reply
 from runtime_client import (
@@ -52,7 +52,7 @@ async def _answer(client: RuntimeClient, worker_id: str) -> str:
 
 
 async def test_bundles_survive_kill_9_and_workers_never_need_them_again(
-    tmp_path: Path, serve_process: ServeFactory
+    tmp_path: Path, serve_process: ServeProcessFactory
 ) -> None:
     data = tmp_path / "data"
     async with LoopbackServer(default=_answer_with_system_prompt) as provider:

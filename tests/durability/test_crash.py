@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving import ServeFactory, all_events, eventually, write_config
+from serving import ServeProcessFactory, all_events, eventually, write_config
 
 from runtime_client import (
     Accepted,
@@ -152,7 +152,7 @@ async def check_recovered(client: RuntimeClient, acks: list[Ack], runtime_id: st
 
 
 async def test_kill9_mid_stream_then_resume_without_gap_or_loss(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     config = write_config(tmp_path / "slow.toml", delay_ms=10)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving import ServeFactory, write_config
+from serving import ServeProcessFactory, write_config
 
 from runtime_client import Diagnostic, RuntimeClient
 
@@ -18,7 +18,7 @@ async def _diagnostics(client: RuntimeClient) -> list[Diagnostic]:
 
 
 async def test_diagnostics_survive_kill9_restarts_within_their_capacity(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     config = write_config(tmp_path / "cfg.toml", diagnostics_capacity=2)

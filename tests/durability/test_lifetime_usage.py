@@ -9,7 +9,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from serving import PYTHON, REPO_ROOT, ServeFactory, env
+from serving import PYTHON, REPO_ROOT, ServeProcessFactory, env
 
 from runtime_client import RuntimeClient, UsageSummary
 
@@ -43,7 +43,7 @@ def _totals(summary: UsageSummary) -> tuple[int, int, int, int]:
 
 
 async def test_delete_never_lowers_lifetime_usage_and_kill9_restart_keeps_it(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     sp = await serve_process(data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving import ServeFactory, all_events, eventually, write_config
+from serving import ServeProcessFactory, all_events, eventually, write_config
 
 from runtime_client import MessageCommitted, Role, RunFinished, RunState, TextDelta
 
@@ -16,7 +16,7 @@ WORDS = " ".join(f"w{i}" for i in range(200))  # 100 s at 500 ms a word: cut lon
 
 
 async def test_sigterm_mid_stream_commits_the_partial_answer_as_interrupted(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     config = write_config(tmp_path / "cfg.toml", delay_ms=500)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving import ServeFactory, all_events, eventually, write_config
+from serving import ServeProcessFactory, all_events, eventually, write_config
 
 import engine
 from runtime_client import BusyPolicy as ClientBusyPolicy
@@ -247,7 +247,7 @@ async def test_queued_run_starts_under_its_own_run_id(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("durability", ["process", "power"])
 async def test_kill9_restart_through_cli(
-    serve_process: ServeFactory, tmp_path: Path, durability: str
+    serve_process: ServeProcessFactory, tmp_path: Path, durability: str
 ) -> None:
     data = tmp_path / "data"
     config = write_config(tmp_path / "cfg.toml", delay_ms=200, event_retention_events=5000)

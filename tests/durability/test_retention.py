@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from serving import ServeFactory, all_events, eventually, write_config
+from serving import ServeProcessFactory, all_events, eventually, write_config
 
 from runtime_client import BusyPolicy, CursorExpired, OutOfRange, RuntimeClient
 
@@ -32,7 +32,7 @@ async def expect_expired(client: RuntimeClient, after_seq: int) -> int:
 
 
 async def test_expired_cursor_after_restart_names_the_oldest_seq(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     config = write_config(tmp_path / "cfg.toml", delay_ms=0, event_retention_events=RETENTION)

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from serving import ServeFactory, files_of, run_serve, serve_argv
+from serving import ServeProcessFactory, files_of, run_serve, serve_argv
 
 from runtime_server.store import SCHEMA_VERSION, SqliteStore
 
@@ -76,7 +76,7 @@ async def test_bad_store_file_fails_startup_and_is_left_untouched(
     assert after == before
 
 
-async def test_store_memory(serve_process: ServeFactory, tmp_path: Path) -> None:
+async def test_store_memory(serve_process: ServeProcessFactory, tmp_path: Path) -> None:
     sp = await serve_process(None, store="memory", cwd=tmp_path)
     assert "store      memory (nothing persists)" in sp.banner
     info = await sp.client().get_runtime()
@@ -87,7 +87,7 @@ async def test_store_memory(serve_process: ServeFactory, tmp_path: Path) -> None
 
 
 async def test_default_data_dir_is_in_the_working_directory(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     sp = await serve_process(None, cwd=tmp_path)  # no --data-dir
     path = (tmp_path / "worker-runtime-data" / DB_NAME).resolve()

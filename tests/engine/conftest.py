@@ -2,34 +2,32 @@
 
 - ``stream_fixture`` / ``openai_fixture`` / ``anthropic_fixture``: parametrized over the recorded
   provider streams in ``../shared/fixtures/provider-streams`` (read in place, never copied).
-- ``llama``: one llama.cpp server (SmolLM2-135M) for the whole session, see
-  :class:`engine.testing.LlamaServer`.
+- ``client``: an ``httpx.AsyncClient`` for the providers under test (here ``client`` is the
+  provider seam's HTTP client, not the RuntimeClient of the root conftest).
+- ``llama`` (root conftest): one llama.cpp server (SmolLM2-135M) for the whole session.
 
 A missing fixture directory or model is a skip locally and a failure when ``CI`` is set.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
-
-from engine.testing import LlamaServer, llama_unavailable
+from serving import missing
 
 # tests/engine/conftest.py -> repository root -> its sibling "shared"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 STREAMS = SHARED / "fixtures" / "provider-streams"
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def missing(reason: str) -> None:
-    """Skip locally; fail in CI, where everything must be installed and present."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI is set: this is a failure, not a skip)")
-    pytest.skip(reason)
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as c:
+        yield c
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,3 @@ def openai_fixture(request: pytest.FixtureRequest) -> StreamFixture:
 @pytest.fixture
 def anthropic_fixture(request: pytest.FixtureRequest) -> StreamFixture:
     return _fixture_param(request)
-
-
-@pytest.fixture(scope="session")
-def llama() -> Iterator[LlamaServer]:
-    reason = llama_unavailable()
-    if reason is not None:
-        missing(reason)
-    with LlamaServer() as server:
-        yield server

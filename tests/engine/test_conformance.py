@@ -41,9 +41,10 @@ from engine import (
     StopReason,
     Usage,
 )
-from engine._anthropic import STOP_REASONS, render_anthropic_messages
-from engine._openai import FINISH_REASONS
 from engine.testing import LoopbackServer, Reply
+from engine.wire import ANTHROPIC_STOP_REASONS as STOP_REASONS
+from engine.wire import OPENAI_FINISH_REASONS as FINISH_REASONS
+from engine.wire import render_anthropic_messages
 
 REQUEST = ModelRequest(model="m", messages=(Message(Role.USER, "hi"),))
 SIZES = (3, 1, 17, 64, 5, 250)

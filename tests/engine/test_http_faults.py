@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -29,12 +28,13 @@ from engine import (
     TextDelta,
     TurnConfig,
     TurnEvent,
+    backoff_delay,
     make_provider,
     run_turn,
+    stream_with_retry,
 )
-from engine._http import parse_retry_after
-from engine._retry import backoff_delay, stream_with_retry
-from engine.testing import LoopbackServer, Reply
+from engine.testing import EventRecorder, LoopbackServer, Reply
+from engine.wire import parse_retry_after
 
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01, max_stream_restarts=1)
 HISTORY = (Message(Role.USER, "hi"),)
@@ -87,19 +87,8 @@ ANTHROPIC_END = (
 ANTHROPIC_OK = ANTHROPIC_START + ANTHROPIC_TEXT + ANTHROPIC_END
 
 
-class Recorder(list[TurnEvent]):
-    def __call__(self, event: TurnEvent) -> None:
-        self.append(event)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-async def turn(provider: Any, retry: RetryPolicy = FAST) -> tuple[Any, Recorder]:
-    rec = Recorder()
+async def turn(provider: Any, retry: RetryPolicy = FAST) -> tuple[Any, EventRecorder]:
+    rec = EventRecorder()
     result = await asyncio.wait_for(
         run_turn(provider, TurnConfig(model="m", retry=retry), HISTORY, emit=rec), BOUND
     )
@@ -268,10 +257,10 @@ async def test_cancel_mid_stream_disconnects_from_the_server(client: httpx.Async
             base = server.url + ("/v1" if provider_kind == "openai_chat" else "")
             provider = make_provider(provider_kind, client=client, base_url=base)
             started = asyncio.Event()
-            rec = Recorder()
+            rec = EventRecorder()
 
             def emit(
-                event: TurnEvent, rec: Recorder = rec, started: asyncio.Event = started
+                event: TurnEvent, rec: EventRecorder = rec, started: asyncio.Event = started
             ) -> None:
                 rec.append(event)
                 started.set()
@@ -307,7 +296,7 @@ async def test_api_key_from_env_goes_in_headers_only(
         anthropic_p = AnthropicProvider(client, server.url, "WR_TEST_KEY")
         with pytest.raises(ProviderHTTPError) as info:
             await turn(anthropic_p)
-        rec = Recorder()
+        rec = EventRecorder()
         await run_turn(anthropic_p, TurnConfig(model="m"), HISTORY, emit=rec)
     first, second, _ = server.requests
     assert first.headers["authorization"] == f"Bearer {secret}"

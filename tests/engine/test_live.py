@@ -8,7 +8,7 @@ at ≤ 64 tokens. The ``llama`` fixture skips locally without the model and fail
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -80,12 +80,6 @@ async def _rainy(args: Mapping[str, Any]) -> str:
 
 def weather_registry(function: Any = _rainy) -> ToolRegistry:
     return ToolRegistry([Tool("get_weather", WEATHER_DOC, function, WEATHER_SCHEMA)])
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 def provider_for(kind: str, llama: LlamaServer, client: httpx.AsyncClient) -> Provider:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ import pytest
 from engine import (
     AnthropicProvider,
     Message,
-    Notice,
     OpenAIChatProvider,
     ProviderTimeoutError,
     RetryPolicy,
@@ -28,12 +26,11 @@ from engine import (
     Tool,
     ToolRegistry,
     TurnConfig,
-    TurnEvent,
     Usage,
     UsageReported,
     run_turn,
 )
-from engine.testing import LoopbackServer, Reply
+from engine.testing import EventRecorder, LoopbackServer, Reply
 
 BOUND = 20  # seconds: a safety net only, never a speed assertion
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01, max_stream_restarts=1)
@@ -61,14 +58,6 @@ def usage(prompt: int = 5, completion: int = 3, **extra: Any) -> dict[str, Any]:
 TEXT_ANSWER = sse(delta(content="Sunny."), delta("stop"), usage(), "[DONE]")
 
 
-class Recorder(list[TurnEvent]):
-    def __call__(self, event: TurnEvent) -> None:
-        self.append(event)
-
-    def notices(self, code: str) -> list[Notice]:
-        return [e for e in self if isinstance(e, Notice) and e.code == code]
-
-
 def tools() -> ToolRegistry:
     async def weather(args: dict[str, Any]) -> str:
         return f"sunny in {args['city']}"
@@ -82,14 +71,8 @@ def tools() -> ToolRegistry:
     return registry
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-async def turn(provider: Any, history: tuple[Message, ...] = HISTORY) -> tuple[Any, Recorder]:
-    rec = Recorder()
+async def turn(provider: Any, history: tuple[Message, ...] = HISTORY) -> tuple[Any, EventRecorder]:
+    rec = EventRecorder()
     result = await asyncio.wait_for(
         run_turn(provider, TurnConfig(model="m", retry=FAST), history, emit=rec, tools=tools()),
         BOUND,
@@ -398,7 +381,7 @@ async def test_keep_alives_do_not_extend_the_request_deadline(client: httpx.Asyn
         with pytest.raises(ProviderTimeoutError, match=r"deadline of 0\.5s") as caught:
             await asyncio.wait_for(
                 run_turn(provider, TurnConfig(model="m", retry=retrying), HISTORY,
-                         emit=Recorder()),
+                         emit=EventRecorder()),
                 BOUND,
             )  # fmt: skip
     assert caught.value.code == "PROVIDER_TIMEOUT"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -43,7 +42,7 @@ from engine import (
     make_provider,
     run_turn,
 )
-from engine.testing import LoopbackServer, Reply
+from engine.testing import EventRecorder, LoopbackServer, Reply
 
 BOUND = 20  # seconds: a safety net only
 SIZES = (3, 1, 17, 64, 5, 250)
@@ -288,11 +287,6 @@ async def sdk_read_partial(data: bytes) -> tuple[None, list[Any]]:
 # --- the tool loop, failures, cancellation ------------------------------------------------------
 
 
-class Recorder(list[TurnEvent]):
-    def __call__(self, event: TurnEvent) -> None:
-        self.append(event)
-
-
 def tools() -> ToolRegistry:
     async def weather(args: dict[str, Any]) -> str:
         return f"sunny in {args['city']}"
@@ -303,12 +297,6 @@ def tools() -> ToolRegistry:
     return ToolRegistry([Tool("weather", "weather", weather), Tool("clock", "time", clock)])
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
 async def test_responses_tool_loop_sends_history_as_input_items(client: httpx.AsyncClient) -> None:
     replies = [Reply(body=STREAMS["parallel_calls"]), Reply(body=STREAMS["reasoning_then_text"])]
     async with LoopbackServer(replies) as server:
@@ -316,7 +304,7 @@ async def test_responses_tool_loop_sends_history_as_input_items(client: httpx.As
         config = TurnConfig(model="m", system="be brief", max_tokens=50, retry=FAST)
         history = (Message(Role.USER, "weather and time?"),)
         result = await asyncio.wait_for(
-            run_turn(provider, config, history, emit=Recorder(), tools=tools()), BOUND
+            run_turn(provider, config, history, emit=EventRecorder(), tools=tools()), BOUND
         )
     assert result.stop_reason is StopReason.END_TURN
     assert result.messages[-1].text == "Hello, world!"
@@ -349,7 +337,7 @@ async def test_responses_cut_stream_is_retried(client: httpx.AsyncClient) -> Non
         provider = OpenAIResponsesProvider(client, server.url + "/v1")
         result = await asyncio.wait_for(
             run_turn(provider, TurnConfig(model="m", retry=FAST), REQUEST.messages,
-                     emit=Recorder()),
+                     emit=EventRecorder()),
             BOUND,
         )  # fmt: skip
     assert result.messages[-1].text == "Hello, world!"

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,17 +21,18 @@ from engine import (
     EngineError,
     Message,
     OpenAIChatProvider,
+    RedactingFilter,
     Redactor,
     RetryPolicy,
     Role,
+    SecretRegistry,
     Tool,
     ToolRegistry,
     TurnConfig,
-    TurnEvent,
+    request_secrets,
     run_turn,
 )
-from engine._redact import RedactingFilter, SecretRegistry, request_secrets
-from engine.testing import LoopbackServer, RecordedRequest, Reply
+from engine.testing import EventRecorder, LoopbackServer, RecordedRequest, Reply
 
 KEY = "sk-live-7f3a9c2e51b84d06a1e2c3b4d5e6f708192a3b4c"
 ENV = "WR_SECRET_SCAN_KEY"
@@ -99,20 +100,9 @@ def echo_in_content_and_field_names(req: RecordedRequest) -> Reply:
     return Reply(body=sse(json.dumps(chunk)) + sse("[DONE]"))
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-class Recorder(list[TurnEvent]):
-    def __call__(self, event: TurnEvent) -> None:
-        self.append(event)
-
-
 async def drive(provider: Any) -> tuple[list[str], str | None]:
     """Run one turn; the texts it let out (events and error)."""
-    rec = Recorder()
+    rec = EventRecorder()
     error: str | None = None
     try:
         result = await asyncio.wait_for(
@@ -205,7 +195,7 @@ async def test_key_with_inner_control_or_non_ascii_is_refused_by_name(
                     OpenAIChatProvider(client, server.url + "/v1", ENV),
                     TurnConfig(model="m", retry=FAST),
                     HISTORY,
-                    emit=Recorder(),
+                    emit=EventRecorder(),
                 ),
                 BOUND,
             )
@@ -343,7 +333,7 @@ async def test_tool_output_holding_the_live_key_is_redacted(
         return "x" * 90 + f"OPENAI_API_KEY={KEY}\n"  # the cap below falls inside the key
 
     tools = ToolRegistry([Tool("env", "reads .env", read_env)])
-    rec = Recorder()
+    rec = EventRecorder()
     async with LoopbackServer(replies) as server:
         provider = OpenAIChatProvider(client, server.url + "/v1", ENV)
         config = TurnConfig(model="m", retry=FAST, tool_output_max_chars=120)

@@ -32,7 +32,7 @@ from engine import (
     Usage,
     run_turn,
 )
-from engine._scripted import text_reply, tool_reply
+from engine.testing import text_reply, tool_reply
 
 FAST_RETRY = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01)
 HISTORY = (Message(Role.USER, "go"),)

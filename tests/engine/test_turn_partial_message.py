@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,12 +15,6 @@ from engine import AnthropicProvider, OpenAIChatProvider
 from engine.testing import LoopbackServer, Reply
 
 BOUND = 30.0  # a safety net, never a speed assertion
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 def _anthropic(*events: tuple[str, dict[str, object]]) -> bytes:

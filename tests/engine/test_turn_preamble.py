@@ -22,7 +22,7 @@ from engine import (
     TurnEvent,
     run_turn,
 )
-from engine._scripted import text_reply, tool_reply
+from engine.testing import text_reply, tool_reply
 
 EXAMPLES = (
     Message(Role.USER, "What time is it?"),

@@ -29,7 +29,7 @@ from runtime_client import (
 )
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 pytestmark = pytest.mark.live
 
@@ -59,7 +59,7 @@ def payloads(events: list[Event], kind: type) -> list[Any]:
 
 
 async def test_text_run_streams_deltas_and_completes_with_usage(serve: ServeFactory, live_config):
-    served = await serve(live_config)
+    served = await serve(config=live_config)
     client = served.client
     created = await client.create_worker(profile="smollm2-chat")
     worker_id = created.worker.worker_id
@@ -81,7 +81,7 @@ async def test_text_run_streams_deltas_and_completes_with_usage(serve: ServeFact
 
 
 async def test_tool_round_on_the_shipped_smollm2_profile(serve: ServeFactory, live_config):
-    served = await serve(live_config)
+    served = await serve(config=live_config)
     client = served.client
     created = await client.create_worker(profile="smollm2")
     worker_id = created.worker.worker_id
@@ -127,7 +127,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 async def test_cancel_a_live_run_mid_stream(
     serve: ServeFactory, live_config: dict[str, Any], llama: LlamaServer, http: httpx.AsyncClient
 ) -> None:
-    served = await serve(live_config)
+    served = await serve(config=live_config)
     client = served.client
     created = await client.create_worker(profile="ramble")
     worker_id = created.worker.worker_id

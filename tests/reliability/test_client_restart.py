@@ -10,7 +10,7 @@ import contextlib
 import socket
 from pathlib import Path
 
-from serving import ServeFactory, eventually
+from serving import ServeProcessFactory, eventually
 
 from runtime_client import BusyPolicy, RetryPolicy, RuntimeClient
 
@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 async def test_unary_calls_50ms_apart_all_succeed_across_a_restart(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     port = free_port()
     listen = ["--listen", f"127.0.0.1:{port}"]

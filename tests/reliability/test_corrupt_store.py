@@ -27,7 +27,7 @@ from serving import (
     BANNER,
     START_TIMEOUT,
     Finished,
-    ServeFactory,
+    ServeProcessFactory,
     all_events,
     env,
     run_serve,
@@ -44,7 +44,7 @@ SEED = 20261127
 OK_REASONS = {"STORE_FAILURE"}
 
 
-async def populated(data: Path, serve_process: ServeFactory) -> int:
+async def populated(data: Path, serve_process: ServeProcessFactory) -> int:
     """A store written by a real server (workers, runs, transcripts, events), stopped cleanly.
     Returns its last seq."""
     sp = await serve_process(data)
@@ -131,7 +131,7 @@ async def reads_answer_cleanly(port: int) -> int:
     return failures
 
 
-async def test_random_page_overwritten(serve_process: ServeFactory, tmp_path: Path) -> None:
+async def test_random_page_overwritten(serve_process: ServeProcessFactory, tmp_path: Path) -> None:
     src = tmp_path / "clean"
     await populated(src, serve_process)
     pages = (src / DB).stat().st_size // PAGE
@@ -175,7 +175,7 @@ async def test_random_page_overwritten(serve_process: ServeFactory, tmp_path: Pa
     assert refused + started == TRIALS
 
 
-async def test_last_page_overwritten(serve_process: ServeFactory, tmp_path: Path) -> None:
+async def test_last_page_overwritten(serve_process: ServeProcessFactory, tmp_path: Path) -> None:
     src = tmp_path / "clean"
     await populated(src, serve_process)
 
@@ -205,7 +205,7 @@ def overwrite_middle(wal: Path) -> None:
 
 @pytest.mark.parametrize("damage", [truncate_half, overwrite_middle])
 async def test_damaged_wal_after_kill_9_refuses_to_reuse_seqs(
-    serve_process: ServeFactory, tmp_path: Path, damage: Callable[[Path], None]
+    serve_process: ServeProcessFactory, tmp_path: Path, damage: Callable[[Path], None]
 ) -> None:
     data = tmp_path / "data"
     sp = await serve_process(data)
@@ -265,7 +265,9 @@ async def test_damaged_wal_after_kill_9_refuses_to_reuse_seqs(
     assert sp.terminate() == 0
 
 
-async def test_damage_the_check_cannot_see(serve_process: ServeFactory, tmp_path: Path) -> None:
+async def test_damage_the_check_cannot_see(
+    serve_process: ServeProcessFactory, tmp_path: Path
+) -> None:
     """A row whose bytes are damaged inside an intact page passes quick_check: the server starts;
     reading the row answers STORE_FAILURE (never INTERNAL), the store turns DAMAGED (health
     NOT_SERVING, changes refused) and nothing more is written into the file, not even the

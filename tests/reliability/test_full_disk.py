@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving import ServeFactory, all_events, eventually, run_serve, serve_argv, write_config
+from serving import ServeProcessFactory, all_events, eventually, run_serve, serve_argv, write_config
 
 from runtime_client import (
     DiagnosticLevel,
@@ -101,7 +101,7 @@ class Tally:
 
 
 async def test_full_disk_under_load(
-    serve_process: ServeFactory, small_fs: Path, tmp_path: Path
+    serve_process: ServeProcessFactory, small_fs: Path, tmp_path: Path
 ) -> None:
     data = small_fs / "data"
     # Runs stream for a while (a word every 20 ms), so inputs also meet busy workers.
@@ -249,7 +249,7 @@ async def test_full_disk_under_load(
 
 
 async def test_sigterm_while_the_disk_is_full(
-    serve_process: ServeFactory, small_fs: Path, tmp_path: Path
+    serve_process: ServeProcessFactory, small_fs: Path, tmp_path: Path
 ) -> None:
     """Shutting down while writes fail is clean (exit 0, no traceback); what was acknowledged
     before is there after the restart, and nothing of what failed is."""
@@ -284,7 +284,7 @@ async def test_sigterm_while_the_disk_is_full(
 
 
 async def test_full_disk_at_start(
-    serve_process: ServeFactory, small_fs: Path, tmp_path: Path
+    serve_process: ServeProcessFactory, small_fs: Path, tmp_path: Path
 ) -> None:
     """A disk too full to open the store stops ``serve`` cleanly (exit 2, one line naming the
     file, no traceback); with space back, it starts with everything there."""

@@ -34,7 +34,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
-from serving import ServeFactory
+from serving import ServeProcessFactory
 
 from runtime_client import RunState, RuntimeClient
 from runtime_client.api import catalog_service_pb2 as cpb
@@ -240,7 +240,7 @@ async def run_all(channel: grpc.aio.Channel, jobs: list[tuple[Method, bytes, str
 
 
 async def seeded_server(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> tuple[Any, RuntimeClient, list[str]]:
     sp = await serve_process(tmp_path / "data")
     client = sp.client()
@@ -284,7 +284,7 @@ def offending(results: list[Result]) -> list[str]:
 
 
 async def test_structured_fuzz_never_answers_unknown_or_internal(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     sp, client, ids = await seeded_server(serve_process, tmp_path)
     rng = random.Random(SEED)
@@ -308,7 +308,7 @@ async def test_structured_fuzz_never_answers_unknown_or_internal(
 
 
 async def test_raw_bytes_fuzz_is_invalid_argument(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     sp, client, ids = await seeded_server(serve_process, tmp_path)
     rng = random.Random(SEED + 1)

@@ -12,8 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
-from serving import ServeFactory
+from serving import ServeProcessFactory, error_info
 
 from runtime_client.api import catalog_service_pb2 as cpb
 from runtime_client.api import management_service_pb2 as mpb
@@ -41,16 +40,6 @@ STREAMS = [
 
 def identity(data: bytes) -> bytes:
     return data
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            info = error_details_pb2.ErrorInfo()
-            assert status.details[0].Unpack(info)
-            return info
-    raise AssertionError(f"no ErrorInfo in {error!r}")
 
 
 async def call(
@@ -82,7 +71,7 @@ def code_of(result: grpc.aio.AioRpcError | bytes) -> grpc.StatusCode:
 
 @pytest.mark.parametrize("auth", [True, False], ids=["auth", "no-auth"])
 async def test_undecodable_bodies_answer_invalid_argument_after_auth(
-    auth: bool, serve_process: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    auth: bool, serve_process: ServeProcessFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extra = ["--log-level", "INFO"]
     if auth:
@@ -141,7 +130,7 @@ async def test_undecodable_bodies_answer_invalid_argument_after_auth(
 
 
 async def test_unknown_methods_need_the_token_first(
-    serve_process: ServeFactory, monkeypatch: pytest.MonkeyPatch
+    serve_process: ServeProcessFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     sp = await serve_process(None, store="memory", extra=["--auth-token-env", TOKEN_ENV])
@@ -159,7 +148,7 @@ async def test_unknown_methods_need_the_token_first(
 
 
 async def test_health_and_reflection_bodies_are_checked_too(
-    serve_process: ServeFactory, monkeypatch: pytest.MonkeyPatch
+    serve_process: ServeProcessFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Health needs no token, so its bad bodies get INVALID_ARGUMENT at once; reflection (a
     bidirectional stream) checks each request message, after auth."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from serving import ServeFactory, ServeProcess, eventually
+from serving import ServeProcess, ServeProcessFactory, eventually
 
 from runtime_client import BusyPolicy, MemoryBudgetExceeded, RunState, RuntimeClient
 
@@ -67,7 +67,7 @@ async def settled_rss(sp: ServeProcess) -> int:
 
 
 async def test_large_transcripts_are_not_kept_in_memory_nor_reloaded(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     # A window of about one 1 MB entry per worker (the default, 4 MiB, would keep four).
@@ -125,7 +125,7 @@ async def test_large_transcripts_are_not_kept_in_memory_nor_reloaded(
 
 
 async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     """50 workers, each with a long run and inputs of 250,000 characters queued behind it: 200 MB
     asked for. Queued text is held only while queued, within ``max_memory_bytes`` (80 MB here);
@@ -188,7 +188,7 @@ async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
 
 
 async def test_memory_store_runtime_refuses_input_when_its_budget_is_full(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     """The memory store IS the storage: its transcripts and inputs count against
     ``max_memory_bytes``, and when they fill it new input gets RESOURCE_EXHAUSTED /

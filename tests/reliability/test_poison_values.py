@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
-from serving import ServeFactory
+from serving import ServeProcessFactory
 
 from runtime_client import ConfigBundleRef, InvalidArgument, Limits, Mount, Workspace
 from runtime_client.api import catalog_service_pb2 as cpb
@@ -62,7 +62,7 @@ def policy_config(tmp_path: Path) -> Path:
     return config
 
 
-async def test_a_huge_digest_is_refused(serve_process: ServeFactory, tmp_path: Path) -> None:
+async def test_a_huge_digest_is_refused(serve_process: ServeProcessFactory, tmp_path: Path) -> None:
     sp = await serve_process(tmp_path / "data")
     client = sp.client()
     with pytest.raises(InvalidArgument) as info:
@@ -72,7 +72,7 @@ async def test_a_huge_digest_is_refused(serve_process: ServeFactory, tmp_path: P
 
 
 async def test_workers_at_every_limit_leave_listing_and_replay_working(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     sp = await serve_process(tmp_path / "data", config=policy_config(tmp_path))
     client = sp.client()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from serving import ServeFactory, all_events
+from serving import ServeProcessFactory, all_events
 
 from engine.testing import LoopbackServer, RecordedRequest, Reply
 from runtime_client import RunState
@@ -142,7 +142,7 @@ RUNS = [
 
 
 async def test_no_key_in_any_output(
-    serve_process: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve_process: ServeProcessFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV, KEY + "\n")
     async with LoopbackServer(default=respond) as provider:

@@ -20,7 +20,7 @@ import grpc
 import grpc.aio
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from serving import PYTHON, REPO_ROOT, ServeFactory, env, eventually, write_config
+from serving import PYTHON, REPO_ROOT, ServeProcessFactory, env, eventually, write_config
 
 from runtime_client import RunFinished as ClientRunFinished
 from runtime_client import RunState as ClientRunState
@@ -109,7 +109,7 @@ async def _raw(
 
 
 async def test_sigterm_delivers_run_finished_to_every_kind_of_subscriber(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path / "slow.toml", delay_ms=50)
     sp = await serve_process(tmp_path / "data", config=config, extra=["--grace", "0.2"])
@@ -201,7 +201,7 @@ async def test_sigterm_delivers_run_finished_to_every_kind_of_subscriber(
 
 
 async def test_typed_client_and_cli_follow_resume_when_the_runtime_is_back(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     """After RUNTIME_DRAINING the typed client (resume on) and ``events --follow`` keep trying
     with backoff; when the runtime is back on the same address they go on after the last seq

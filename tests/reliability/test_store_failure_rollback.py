@@ -39,7 +39,7 @@ def cap(store: SqliteStore, pages: int | None) -> None:
     conn.execute(f"PRAGMA max_page_count = {now + pages}")
 
 
-async def _state_is(rt: Runtime, run_id: str, state: RunState) -> bool:
+async def state_is(rt: Runtime, run_id: str, state: RunState) -> bool:
     return (await rt.get_run(run_id)).state is state
 
 
@@ -76,7 +76,7 @@ async def test_failed_stop_rolls_back_and_writes_resume(tmp_path: Path) -> None:
         ]
         assert [d.code for d in errors_] == ["STORE_FAILURE"]
         # Memory went back to what is committed: the stop never happened, the run is over.
-        await eventually(lambda: _state_is(rt, active.run.run_id, RunState.INTERRUPTED))
+        await eventually(lambda: state_is(rt, active.run.run_id, RunState.INTERRUPTED))
         assert (await rt.get_worker(w)).state is not WorkerState.STOPPED
 
         cap(store, None)  # space is back

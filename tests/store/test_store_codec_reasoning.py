@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from engine import Message, ReasoningBlock, Role, ToolCall
-from runtime_server.store import _codec as codec
+from runtime_server.store import codec
 
 BLOCKS = (
     ReasoningBlock("thinking", "first", "SIG-1"),

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from serving import ServeFactory, all_events
+from serving import ServeProcessFactory, all_events
 
 from runtime_client import (
     MountMode,
@@ -33,7 +33,9 @@ def real(path: Path) -> str:
     return os.path.realpath(path)
 
 
-async def test_claims_after_kill9_and_restart(tmp_path: Path, serve_process: ServeFactory) -> None:
+async def test_claims_after_kill9_and_restart(
+    tmp_path: Path, serve_process: ServeProcessFactory
+) -> None:
     allowed = tmp_path / "allowed"
     for d in ("a", "b", "c", "d"):
         (allowed / d).mkdir(parents=True)
@@ -116,7 +118,7 @@ async def test_claims_after_kill9_and_restart(tmp_path: Path, serve_process: Ser
 
 
 async def test_serve_refuses_workspaces_over_its_data_dir_and_config(
-    tmp_path: Path, serve_process: ServeFactory
+    tmp_path: Path, serve_process: ServeProcessFactory
 ) -> None:
     config = tmp_path / "conf" / "serve.toml"
     config.parent.mkdir()

@@ -22,8 +22,13 @@ import pytest
 
 import engine
 from runtime_server.model import Mount, MountMode, Worker, WorkerState, Workspace
-from runtime_server.runtime._profiles import BUILTIN_PROVIDER, Profile
-from runtime_server.runtime._tools import BUILTIN_TOOLS, MAX_SCANNED_ENTRIES, builtin_tools
+from runtime_server.runtime import (
+    BUILTIN_PROVIDER,
+    BUILTIN_TOOLS,
+    MAX_SCANNED_ENTRIES,
+    Profile,
+    builtin_tools,
+)
 
 SECRET = b"OUTSIDE-SECRET\n"  # outside bytes: never in a result
 MARK = "OUTSIDE"  # no name or content inside the workspace contains it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from serving import ServeFactory, eventually
+from serving import ServeProcessFactory, eventually
 from ws_scripted import provider_config, text_reply, tool_call_reply
 
 from engine.testing import LoopbackServer
@@ -15,7 +15,7 @@ BOUND = 30.0  # a safety net on a shared machine, never a speed assertion
 
 
 async def test_fifo_read_is_an_error_result_and_sigterm_then_exits_cleanly(
-    tmp_path: Path, serve_process: ServeFactory
+    tmp_path: Path, serve_process: ServeProcessFactory
 ) -> None:
     root = tmp_path / "ws"
     root.mkdir()
@@ -52,7 +52,7 @@ async def test_fifo_read_is_an_error_result_and_sigterm_then_exits_cleanly(
 
 
 async def test_a_run_reads_and_edits_files_through_the_tools(
-    tmp_path: Path, serve_process: ServeFactory
+    tmp_path: Path, serve_process: ServeProcessFactory
 ) -> None:
     root = tmp_path / "project"
     (root / ".git").mkdir(parents=True)

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from serving import sse
+
 from engine.testing import Reply
-
-
-def sse(*payloads: Any) -> bytes:
-    return b"".join(
-        f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads
-    )
 
 
 def tool_call_reply(*calls: tuple[str, str, dict[str, Any]]) -> Reply:

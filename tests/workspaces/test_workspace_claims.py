@@ -14,7 +14,7 @@ import pytest
 
 import engine
 from engine import ScriptedProvider
-from engine._scripted import text_reply, tool_reply
+from engine.testing import text_reply, tool_reply
 from runtime_client import (
     CapabilityNotAllowed,
     InvalidArgument,
@@ -32,7 +32,7 @@ from runtime_server.runtime import HostPolicy, parse_config
 from runtime_server.store import SqliteStore
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 RW, RO = MountMode.READ_WRITE, MountMode.READ_ONLY
 ALL_TOOLS = ["clock", "read_file", "list_files", "write_file", "edit_file"]

@@ -9,10 +9,10 @@ import grpc
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from runtime_server.grpc._server import SERVICE_NAMES
+from runtime_server.grpc import SERVICE_NAMES
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 BOUND = 10.0
 V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"

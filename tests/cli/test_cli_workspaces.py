@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
+from console_script import cli, needs_console_script
 
 from runtime_client import MountMode
 from runtime_server.runtime import HostPolicy
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
-CLI = Path(sys.executable).parent / "worker-runtime"
-pytestmark = pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")
-BOUND = 30.0
-
-
-async def cli(target: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(CLI), "--target", target, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), BOUND)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+pytestmark = needs_console_script
 
 
 async def test_create_with_a_workspace_and_list_claims(serve: ServeFactory, tmp_path: Path) -> None:

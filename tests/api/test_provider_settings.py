@@ -15,7 +15,7 @@ from runtime_client import RunState
 from runtime_server.runtime import ConfigError, parse_config
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 BOUND = 30.0  # seconds: a safety net only
 

@@ -3,22 +3,17 @@ as real subprocesses against a real server."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
+from console_script import cli, needs_console_script
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from serving import Served
 
-CLI = Path(sys.executable).parent / "worker-runtime"
-BOUND = 30.0
-
-pytestmark = pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")
+pytestmark = needs_console_script
 
 BUNDLE = b"""\
 [prompts]
@@ -29,20 +24,6 @@ provider = "builtin"
 model = "echo"
 prompt = "short"
 """
-
-
-async def cli(target: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(CLI),
-        "--target",
-        target,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), BOUND)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_put_create_list_get_delete(served: Served, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from serving import ServeFactory
+from serving import ServeProcessFactory
 from test_secret_scan import CONFIG, ENV, GATEWAY_KEY, KEY, URL_PASSWORD, leaks, respond
 
 from engine.testing import LoopbackServer
@@ -24,7 +24,7 @@ SHAPES = ["stream-error-message", "retryable-echo", "content-echo", "long-text-b
 
 
 async def test_every_json_line_parses_names_the_runtime_and_leaks_no_key(
-    serve_process: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve_process: ServeProcessFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV, KEY + "\n")
     async with LoopbackServer(default=respond) as provider:
@@ -87,7 +87,7 @@ async def test_every_json_line_parses_names_the_runtime_and_leaks_no_key(
 
 
 async def test_text_format_stays_the_default_and_the_access_log_can_be_off(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     sp = await serve_process(None, store="memory", extra=["--log-level", "INFO"])
     quiet = await serve_process(

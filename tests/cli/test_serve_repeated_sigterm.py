@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from runtime_client import RuntimeClient
 
 if TYPE_CHECKING:
-    from conftest import SpawnServer
+    from serving import SpawnServer
 
 
 async def test_repeated_sigterm_during_shutdown_still_exits_zero(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from serving import eventually
-from test_store_failure_rollback import CONFIG, cap
+from test_store_failure_rollback import CONFIG, cap, state_is
 
 import engine
 from runtime_server.errors import StoreFailure
@@ -46,10 +46,6 @@ class Recorder:
         pass
 
 
-async def _state_is(rt: Runtime, run_id: str, state: RunState) -> bool:
-    return (await rt.get_run(run_id)).state is state
-
-
 async def test_runs_reloaded_after_a_store_failure_are_not_counted_again(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "runtime.sqlite3", retention_interval=0.0)
     rt = Runtime(store=store, config=CONFIG)
@@ -72,7 +68,7 @@ async def test_runs_reloaded_after_a_store_failure_are_not_counted_again(tmp_pat
         await eventually(lambda: rt.info().store_state is StoreState.FAILING)
         with pytest.raises(StoreFailure):
             await rt.send_input(w, "refused while failing")
-        await eventually(lambda: _state_is(rt, active.run.run_id, RunState.INTERRUPTED))
+        await eventually(lambda: state_is(rt, active.run.run_id, RunState.INTERRUPTED))
         cap(store, None)  # space is back: the Runtime reloads every run from the file
         await eventually(lambda: rt.info().store_state is StoreState.OK, within=30)
         assert (await rt.get_run(done.run.run_id)).state is RunState.COMPLETED

@@ -22,7 +22,7 @@ from runtime_server.runtime import Runtime
 from runtime_server.store import SqliteStore
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from serving import Served
 
 BOUND = 30.0
 UNKNOWN = "0190a0a0-0000-7000-8000-000000000000"

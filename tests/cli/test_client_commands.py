@@ -7,36 +7,20 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from console_script import BOUND, cli, needs_console_script
 
 from runtime_client import RunFinished, RunState, RuntimeClient, RuntimeDraining, TextDelta
 
 if TYPE_CHECKING:
-    from conftest import Served, SpawnServer
+    from serving import Served, SpawnServer
 
-CLI = Path(sys.executable).parent / "worker-runtime"
-BOUND = 30.0
 UNKNOWN = "0190a0a0-0000-7000-8000-000000000000"
 
-pytestmark = pytest.mark.skipif(not CLI.exists(), reason="the console script is not installed")
-
-
-async def cli(target: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(CLI),
-        "--target",
-        target,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), BOUND)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+pytestmark = needs_console_script
 
 
 async def test_workers_create_and_list(served: Served) -> None:

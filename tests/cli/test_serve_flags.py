@@ -17,7 +17,7 @@ from tlsfiles import Certs, make_certs
 from runtime_client import RuntimeClient, Unavailable
 
 if TYPE_CHECKING:
-    from conftest import SpawnServer
+    from serving import SpawnServer
 
 BOUND = 30.0
 CLI = [sys.executable, "-m", "runtime_server.cli"]

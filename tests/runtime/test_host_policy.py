@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 
 from runtime_server.model import MountMode, Worker, WorkerState, Workspace
-from runtime_server.runtime import ConfigError, Runtime, parse_config
-from runtime_server.runtime._policy import HostPolicy, effective_tools, overlaps, real_parts
-from runtime_server.store import PutWorker, SqliteStore
-from runtime_server.store import _codec as codec
+from runtime_server.runtime import (
+    ConfigError,
+    HostPolicy,
+    Runtime,
+    effective_tools,
+    overlaps,
+    parse_config,
+    real_parts,
+)
+from runtime_server.store import PutWorker, SqliteStore, codec
 
 
 def test_the_default_policy_denies_workspaces_and_protects_git() -> None:

@@ -6,25 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from serving import assert_gap_free, error_info, eventually
 
 from runtime_client import CursorAhead, Event, RunFinished, RunState, RuntimeClient, TextDelta
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_client.api import types_pb2 as pb
-from runtime_server.grpc._servicers import MAX_BATCH_EVENTS
+from runtime_server.grpc import MAX_BATCH_EVENTS
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
-Until = Callable[..., Awaitable[None]]
 BOUND = 30.0  # seconds: a safety net only, never a speed assertion
 CONFIG: dict[str, Any] = {
     "profiles": {"fast": {"provider": "builtin", "options": {"delay_ms": 1}}},
@@ -33,17 +31,6 @@ CONFIG: dict[str, Any] = {
 
 def words(n: int, size: int = 0) -> str:
     return " ".join(f"w{i}" + "x" * size for i in range(n))
-
-
-def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in exc.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError(f"no ErrorInfo in {exc!r}")
 
 
 async def logged(client: RuntimeClient, worker_id: str = "", page_size: int = 0) -> list[pb.Event]:
@@ -89,10 +76,6 @@ async def read_batches_until_finished(
 
 def flat(batches: list[opb.EventBatch]) -> list[pb.Event]:
     return [e for b in batches for e in b.events]
-
-
-def assert_gap_free(seqs: list[int]) -> None:
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 
 
 async def test_batches_are_gap_free_equal_to_list_events_and_group_ready_events(
@@ -148,7 +131,7 @@ async def test_a_batch_stays_under_the_message_size_bound(serve: ServeFactory) -
 
 
 async def test_lagging_batch_subscriber_is_cut_with_its_last_seq_and_resumes(
-    serve: ServeFactory, until: Until
+    serve: ServeFactory,
 ) -> None:
     served = await serve(config=CONFIG, limits=Limits(subscriber_buffer_events=128))
     client = served.client
@@ -157,7 +140,7 @@ async def test_lagging_batch_subscriber_is_cut_with_its_last_seq_and_resumes(
     lag_channel = grpc.aio.insecure_channel(served.target, options=[("grpc.http2.bdp_probe", 0)])
     try:
         laggard = batches_stub(lag_channel, after_seq=0)
-        await until(lambda: served.runtime.info().subscribers == 1, timeout=BOUND)
+        await eventually(lambda: served.runtime.info().subscribers == 1, within=BOUND)
         accepted = await client.send_input(w, words(400, size=1000))
         run = await client.wait_run(accepted.run.run_id, timeout=BOUND)
         assert run.state is RunState.COMPLETED, run.error  # the run was not harmed
@@ -221,7 +204,7 @@ async def test_cursor_errors_as_on_the_per_event_stream(serve: ServeFactory) -> 
 
 
 async def test_client_subscribe_batched_and_per_event_give_the_same_events(
-    serve: ServeFactory, until: Until
+    serve: ServeFactory,
 ) -> None:
     served = await serve(config=CONFIG)
     client = served.client
@@ -246,7 +229,7 @@ async def test_client_subscribe_batched_and_per_event_give_the_same_events(
     tasks = [asyncio.create_task(follow(flag, last_run, got[flag])) for flag in (True, False)]
     try:
         # both replay the first run, then tail the next ones live
-        await until(lambda: served.runtime.info().subscribers >= 2, timeout=BOUND)
+        await eventually(lambda: served.runtime.info().subscribers >= 2, within=BOUND)
         await client.send_input(a, words(100))
         accepted = await client.send_input(b, words(100))
         last_run.append(accepted.run.run_id)

@@ -19,11 +19,11 @@ import grpc
 import kubernetes_validate
 import pytest
 import yaml
-from test_ops_health_port import SERVING, check, make_mtls_files
-from test_ops_metrics import scrape, value
+from test_health_port import SERVING, check, make_mtls_files
+from test_metrics_endpoint import scrape, value
 
 from runtime_client import RuntimeClient
-from runtime_server.cli import _serve_options
+from runtime_server.cli import serve_options
 from runtime_server.runtime import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed asserti
 
 def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worker-runtime serve")
-    _serve_options(parser)
+    serve_options(parser)
     return parser
 
 

@@ -1,0 +1,111 @@
+"""What the Runtime answers with: its state, its :class:`RuntimeInfo` snapshot, the results of
+CreateWorker, SendInput and ListEvents, and :func:`limits_from` (config overrides -> Limits).
+
+Plain frozen values with no behaviour, kept apart from the Runtime so that reading the Runtime is
+reading what it does, not what it returns."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import engine
+from runtime_server.model import Event, Limits, Run, Worker, WorkerState
+from runtime_server.runtime._storewatch import StoreState
+
+try:
+    VERSION = version("worker-runtime")
+except PackageNotFoundError:  # running from a source tree without an install
+    VERSION = "0.0.0+source"
+
+FEATURES = (
+    "single_flight",
+    "busy_policy_enqueue",
+    "busy_policy_interrupt",
+    "idempotent_requests",
+    "event_replay",
+    "event_subscription",
+    "heartbeats",
+    "cancellation",
+    "usage",
+    "diagnostics",
+    "workspaces",
+    "capabilities",
+    "config_bundles",
+)
+
+
+class RuntimeState(enum.Enum):
+    STARTING = "STARTING"
+    SERVING = "SERVING"
+    DRAINING = "DRAINING"
+    STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeInfo:
+    runtime_id: str
+    state: RuntimeState
+    version: str
+    store_kind: str
+    started_at: float
+    workers_by_state: Mapping[WorkerState, int]
+    active_runs: int
+    queued_runs: int
+    last_seq: int
+    oldest_seq: int
+    subscribers: int
+    limits: Limits
+    provider_kinds: tuple[str, ...]
+    profiles: tuple[str, ...]
+    features: tuple[str, ...]
+    usage: engine.Usage  # of the workers held now (finished runs)
+    workspace_claims: int = 0
+    workspace_claims_read_write: int = 0
+    worker_capabilities: tuple[str, ...] = ()
+    store_state: StoreState = StoreState.OK  # not OK: changes are refused (see _storewatch)
+    store_error: str = ""
+    # since the store was created: never decreases (deletes and restarts included; see _lifetime)
+    lifetime_usage: engine.Usage = field(default_factory=engine.Usage)
+    lifetime_runs: int = 0
+    memory_bytes: int = 0  # estimated, against limits.max_memory_bytes (see _budget)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """SendInput's answer: the run as accepted, and the seq of the event that accepted it."""
+
+    run: Run
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    worker: Worker
+    seq: int
+    initial_run: Run | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    events: tuple[Event, ...]
+    last_seq: int  # the committed head of the log when read
+    oldest_seq: int
+
+
+def limits_from(overrides: Mapping[str, Any]) -> Limits:
+    """Build :class:`Limits` from config overrides, rejecting unknown keys and bad values."""
+    known = {f.name: f for f in fields(Limits)}
+    defaults = Limits()
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"limits.{key}: unknown limit")
+        want = type(getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"limits.{key}: must be a non-negative number")
+        values[key] = want(value)
+    return replace(defaults, **values)

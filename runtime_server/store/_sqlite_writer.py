@@ -1,0 +1,410 @@
+"""The SQLite store's writer side: the one writer thread (group commit, retention, failure
+handling) and the checkpointer thread, as a mixin of :class:`~._sqlite.SqliteStore`.
+
+Everything here runs on those two threads; it hands results to the event loop only through
+``_post`` (``call_soon_threadsafe``): commits (``_on_commit``), settled batches (``_on_settled``)
+and failures (``_on_failure``), which the loop side of the store defines. The state it owns —
+the write connection, the counters, the oldest seq — is written only here once the store is open
+(plain int reads and writes are atomic under the GIL, so the loop may read them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime_server.model import Event, Run, Worker, now
+from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_reads as reads
+from runtime_server.store._errors import StoreCorrupt
+from runtime_server.store._integrity import SeqMark, is_corruption
+from runtime_server.store._protocol import (
+    AppendTranscript,
+    DeleteWorkerData,
+    Mutation,
+    PutDiagnostic,
+    PutMeta,
+    PutRequestKey,
+    PutRun,
+    PutWorker,
+)
+from runtime_server.store._sqlite_schema import transaction as _transaction
+
+log = logging.getLogger(__name__)
+
+Durability = Literal["process", "power"]
+
+# One transaction holds at most this many events, so the first batch of a large backlog is
+# reported after one chunk rather than after the whole backlog.
+_MAX_EVENTS_PER_TRANSACTION = 20_000
+
+# Checkpoint at most this often; the WAL meanwhile grows by one interval's worth of commits.
+_CHECKPOINT_PAUSE = 0.25
+
+Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
+STOP = object()  # queued by close(): commit what precedes it, then exit
+RESUME = object()  # queued by resume(): batches before it were discarded, commit those after it
+WAKE = object()  # queued by a reader that found the file damaged: the writer fails for good
+
+# Backoff of the writer's retries after a failure (seconds; doubles per failure, capped).
+_RETRY_MIN = 0.1
+_RETRY_MAX = 2.0
+# A retry is attempted only with this much free space on the store's filesystem: a tiny write can
+# succeed into the WAL's already allocated slack on a disk that is still full, and resuming on
+# that would only fail again at the next real write.
+_MIN_FREE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counters of the writer, for diagnostics and tests (``batches / transactions`` is the
+    group-commit factor)."""
+
+    transactions: int = 0
+    batches: int = 0
+    events: int = 0
+    retention_runs: int = 0
+    events_deleted: int = 0
+
+
+class WriterThreads:
+    """The writer and checkpointer threads of a SqliteStore (see the module doc)."""
+
+    # set by SqliteStore.__init__ / open()
+    path: Path
+    durability: Durability
+    _retention_events: int
+    _retention_seconds: float
+    _retention_interval: float
+    _loop: asyncio.AbstractEventLoop | None
+    _conn: sqlite3.Connection | None
+    _queue: queue.SimpleQueue[Batch | object]
+    _checkpoint_wanted: threading.Event
+    _stopping: threading.Event
+    _closing: threading.Event
+    _corrupt: threading.Event
+    _mark: SeqMark
+    _last_seq: int
+    _event_count: int
+    _oldest: int
+    _stats: StoreStats
+    _failures_in_row: int
+
+    # the loop side's callbacks (defined by SqliteStore)
+    def _on_commit(self, seq: int) -> None: ...
+
+    def _on_settled(self, batch_no: int) -> None: ...
+
+    def _on_failure(self, exc: BaseException, corrupt: bool, last_seq: int) -> None: ...
+
+    def _set_sync(self, conn: sqlite3.Connection) -> None:
+        if self.durability == "power":
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA fullfsync=ON")  # macOS: F_FULLFSYNC; a no-op elsewhere
+            conn.execute("PRAGMA checkpoint_fullfsync=ON")
+        else:
+            conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _writer_main(self) -> None:
+        # Age retention needs a clock even when nothing is written; count retention only grows
+        # with commits, so without an age limit the writer sleeps until there is work.
+        idle = max(self._retention_interval, 0.05) if self._retention_seconds > 0 else None
+        last_retention = time.monotonic()
+        stop = False
+        discarding = False  # after a failure, until resume()'s marker: nothing is committed
+        while not stop:
+            batches: list[Batch] = []
+            try:
+                item = self._queue.get(timeout=idle)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                if item is STOP:
+                    stop = True  # still commit everything queued before it
+                elif item is RESUME:
+                    discarding = False  # (a damaged file is caught just below)
+                elif item is not WAKE and not discarding:
+                    batches.append(item)  # type: ignore[arg-type]
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            if discarding:
+                continue
+            if self._corrupt.is_set():
+                self._writer_failed(StoreCorrupt(self.path, "a read found a damaged row or page"))
+                discarding = True
+                continue
+            if batches and self._failures_in_row and not self._closing.is_set():
+                # Retrying after a failure: back off (close() cuts the wait short).
+                self._closing.wait(min(_RETRY_MAX, _RETRY_MIN * 2 ** (self._failures_in_row - 1)))
+                free = _free_bytes(self.path.parent)
+                if free is not None and free < _MIN_FREE_BYTES:
+                    self._writer_failed(
+                        OSError(
+                            errno.ENOSPC,
+                            f"disk full: only {free} bytes free on the store's filesystem "
+                            f"(writes resume with {_MIN_FREE_BYTES})",
+                        )
+                    )
+                    discarding = True
+                    continue
+            try:
+                for chunk in _chunks(batches):
+                    self._commit(chunk)
+                if time.monotonic() - last_retention >= self._retention_interval:
+                    last_retention = time.monotonic()
+                    self._apply_retention()
+            except Exception as exc:
+                self._writer_failed(exc)
+                discarding = True
+                continue
+            if batches:
+                if self._failures_in_row:
+                    log.warning(
+                        "SQLite store %s: writes resumed after %d failed attempts",
+                        self.path,
+                        self._failures_in_row,
+                    )
+                    self._failures_in_row = 0
+                # flush() returns after retention, so a flushed store is a settled one.
+                self._post(self._on_settled, batches[-1][0])
+
+    def _commit(self, batches: list[Batch]) -> None:
+        conn = self._conn
+        assert conn is not None
+        rows: list[tuple[int, float, str, str, str, bytes]] = []
+        for _, events, _ in batches:
+            for e in events:
+                kind, body = codec.encode_payload(e.payload)
+                rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
+        with _transaction(conn):
+            for _, _, mutations in batches:
+                for mutation in mutations:
+                    _apply(conn, mutation)
+            if rows:
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+                last_seq = rows[-1][0]
+                count = self._event_count + len(rows)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+        if rows:
+            self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
+            if not self._oldest:
+                self._oldest = rows[0][0]
+            # The mark goes up before the seq is reported: every seq a client sees is below it.
+            error = self._mark.write(self._last_seq)
+            if error is not None:
+                log.error(
+                    "SQLite store %s: cannot write the seq high-water mark: %s", self.path, error
+                )
+        s = self._stats
+        self._stats = replace(
+            s,
+            transactions=s.transactions + 1,
+            batches=s.batches + len(batches),
+            events=s.events + len(rows),
+        )
+        if rows:
+            self._post(self._on_commit, rows[-1][0])
+        self._checkpoint_wanted.set()
+
+    def _apply_retention(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        if not self._event_count:
+            return
+        cutoff = self._oldest  # the new oldest seq; everything below it goes
+        excess = self._event_count - self._retention_events
+        if excess > 0:
+            row = conn.execute(
+                "SELECT seq FROM events WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
+                (self._oldest, excess),
+            ).fetchone()
+            cutoff = max(cutoff, row[0] if row else self._last_seq)
+        if self._retention_seconds > 0:
+            # seq order is time order (give or take clock steps), so the scan stops at the first
+            # young event: its cost is the number of expired events, not the log size.
+            row = conn.execute(
+                "SELECT seq FROM events WHERE seq >= ? AND time >= ? ORDER BY seq LIMIT 1",
+                (cutoff, now() - self._retention_seconds),
+            ).fetchone()
+            cutoff = max(cutoff, row[0] if row else self._last_seq)  # never the newest
+        if cutoff <= self._oldest:
+            return
+        # Raise the visible bound first: a reader that checked oldest_seq() may then find a few
+        # more events than promised, never fewer.
+        self._oldest = cutoff
+        with _transaction(conn):
+            deleted = conn.execute("DELETE FROM events WHERE seq < ?", (cutoff,)).rowcount
+            count = self._event_count - deleted
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+        self._event_count = count
+        s = self._stats
+        self._stats = replace(
+            s, retention_runs=s.retention_runs + 1, events_deleted=s.events_deleted + deleted
+        )
+
+    def _checkpointer_main(self) -> None:
+        """PASSIVE checkpoints beside the writer: they never block it (or readers); the WAL
+        restarts from its beginning once a checkpoint has caught up."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._set_sync(conn)
+        except sqlite3.Error:
+            log.exception("SQLite store %s: no checkpointer; the WAL will grow", self.path)
+            return
+        try:
+            while not self._stopping.is_set():
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                if self._stopping.is_set():
+                    break
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:
+                    # Not fatal by itself (the data is in the WAL); a full disk also fails the
+                    # writer, which is what callers see. One line: it repeats on a full disk.
+                    log.warning("SQLite store %s: checkpoint failed: %s", self.path, exc)
+                self._stopping.wait(_CHECKPOINT_PAUSE)  # batch the WAL into fewer checkpoints
+        finally:
+            conn.close()
+
+    def _writer_failed(self, exc: Exception) -> None:
+        """The transaction was rolled back: discard it and everything queued behind it, and tell
+        the loop where the log really ends. An I/O condition (disk full) is one log line; anything
+        else gets its traceback."""
+        self._failures_in_row += 1
+        # (a CodecError here is a bug in what was written, not a damaged file: retried after the
+        # owner rolls back, the bad batch is gone)
+        corrupt = isinstance(exc, StoreCorrupt) or is_corruption(exc)
+        if corrupt:
+            self._corrupt.set()
+        expected = isinstance(exc, sqlite3.Error | OSError | StoreCorrupt)
+        if self._failures_in_row == 1 or corrupt:
+            log.error(
+                "SQLite store %s: the writer failed (%s); writes after seq %d are discarded%s",
+                self.path,
+                describe(exc),
+                self._last_seq,
+                "; the file is damaged: nothing more is written to it" if corrupt else "",
+                exc_info=None if expected else exc,
+            )
+        elif _worth_logging(self._failures_in_row - 1):
+            log.warning(
+                "SQLite store %s: retry %d failed (%s)",
+                self.path,
+                self._failures_in_row - 1,
+                describe(exc),
+            )
+        self._post(self._on_failure, exc, corrupt, self._last_seq)
+
+    def _post(self, callback: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        # The loop may already be closed if the owner never closed the store; the data is
+        # committed either way, there is just nobody left to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback, *args)
+
+
+def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
+    if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
+        return
+    if isinstance(mutation, PutWorker):
+        w: Worker = mutation.worker
+        conn.execute(
+            "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)",
+            (w.worker_id, codec.encode_worker(w)),
+        )
+    elif isinstance(mutation, PutRun):
+        r: Run = mutation.run
+        reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
+        body = codec.encode_run(replace(r, input_text="") if r.input_text else r)
+        conn.execute(
+            "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
+            (r.run_id, r.worker_id, body),
+        )
+    elif isinstance(mutation, AppendTranscript):
+        e = mutation.entry
+        # REPLACE, not INSERT: writing the entry at an index again states the same fact.
+        conn.execute(
+            "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
+        )
+    elif isinstance(mutation, DeleteWorkerData):
+        wid = mutation.worker_id
+        conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
+        conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
+        conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
+        reads.delete_run_inputs(conn, wid)
+        # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
+        conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))
+    elif isinstance(mutation, PutRequestKey):
+        k = mutation
+        conn.execute(
+            "INSERT OR REPLACE INTO request_keys (scope, request_id, fingerprint, result, seq)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
+        )
+    elif isinstance(mutation, PutMeta):
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (mutation.key, mutation.value)
+        )
+    elif isinstance(mutation, PutDiagnostic):
+        _, body = codec.encode_payload(mutation.diagnostic)
+        conn.execute(
+            "INSERT OR REPLACE INTO diagnostics (number, body) VALUES (?, ?)",
+            (mutation.number, body),
+        )
+        conn.execute(
+            "DELETE FROM diagnostics WHERE number <= ?",
+            (mutation.number - max(1, mutation.keep),),
+        )
+    else:  # pragma: no cover - the Mutation union is closed
+        raise TypeError(f"unknown mutation {mutation!r}")
+
+
+def _chunks(batches: list[Batch]) -> Iterator[list[Batch]]:
+    chunk: list[Batch] = []
+    size = 0
+    for batch in batches:
+        chunk.append(batch)
+        size += len(batch[1])
+        if size >= _MAX_EVENTS_PER_TRANSACTION:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _worth_logging(attempt: int) -> bool:
+    """Retries 1, 2, 4, 8, ... and then every 30th (a minute at the 2 s cap): a disk that stays
+    full for hours must not flood the log."""
+    return attempt & (attempt - 1) == 0 or attempt % 30 == 0
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
