@@ -7,6 +7,8 @@ Sections (``--only NAME`` runs one):
   restart with 1,000,000 events;
 * ``engine`` (issue 3) parsing recorded provider streams vs the official SDKs; the engine's
   overhead on a llama.cpp turn.
+* ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
+  c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run.
 
 Every figure is the median of >= 3 repetitions; baseline and product are measured back to back
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine")
+SECTIONS = ("grpc", "store", "engine", "peer")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -39,6 +41,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _store
 
         return _store.run
+    if name == "peer":
+        from bench import _peer
+
+        return _peer.run
     from bench import _engine
 
     return _engine.run

@@ -270,6 +270,7 @@ def limits(m: management_pb.Limits) -> Limits:
         max_bundles=m.max_bundles,
         max_bundle_profiles=m.max_bundle_profiles,
         max_bundle_id_chars=m.max_bundle_id_chars,
+        store_write_backlog_events=m.store_write_backlog_events,
     )
 
 

@@ -317,6 +317,9 @@ class Limits:
     max_bundles: int = 1000
     max_bundle_profiles: int = 64
     max_bundle_id_chars: int = 128
+    # The durable store's write backlog (events written, not yet committed) at which a run's
+    # event stream waits for commits: bounds the write queue and the publish latency.
+    store_write_backlog_events: int = 1024
 
 
 T = TypeVar("T")

@@ -20,9 +20,11 @@ CLASS_MAX_LINES = 340
 
 # Over the bounds, pending their split (their owners' branches): current size = the ceiling.
 KNOWN_FILES = {
-    "runtime_client/_models.py": 615,  # +4: Limits' config bundle fields (issue 13)
+    # Limits fields, which every limit must carry: +1 line each for store_write_backlog_events,
+    # +4 for the config bundle limits (issue 13)
+    "runtime_client/_models.py": 616,
     "runtime_client/_client.py": 594,
-    "runtime_client/_convert.py": 514,  # +4: Limits' config bundle fields (issue 13)
+    "runtime_client/_convert.py": 515,
 }
 KNOWN_CLASSES = {
     "runtime_client/_client.py:RuntimeClient": 470,
