@@ -6,9 +6,11 @@ Sections (``--only NAME`` runs one):
 * ``store``  (issue 4) the SQLite store: durable events/s, publish latency, runs/s vs memory,
   restart with 1,000,000 events;
 * ``engine`` (issue 3) parsing recorded provider streams vs the official SDKs; the engine's
-  overhead on a llama.cpp turn.
+  overhead on a llama.cpp turn;
 * ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
-  c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run.
+  c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run;
+* ``registry`` (issue 11) RuntimeRegistry's overhead on a remote and an embedded run, and
+  list_workers over 3 runtimes x 10,000 workers.
 
 Every figure is the median of >= 3 repetitions; baseline and product are measured back to back
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine", "peer")
+SECTIONS = ("grpc", "store", "engine", "peer", "registry")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -45,6 +47,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _peer
 
         return _peer.run
+    if name == "registry":
+        from bench import _registry
+
+        return _registry.run
     from bench import _engine
 
     return _engine.run

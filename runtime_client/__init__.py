@@ -15,6 +15,7 @@ from __future__ import annotations
 from runtime_client._bundle_dir import BundleDirectory, BundleFile
 from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff, RuntimeClient
+from runtime_client._handle import RuntimeHandle
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
@@ -66,6 +67,25 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
+from runtime_client._registry import RuntimeRegistry
+from runtime_client._registry_config import (
+    ClientTLS,
+    EmbeddedRuntimeConfig,
+    RegistryConfig,
+    RegistryConfigError,
+    RemoteRuntimeConfig,
+)
+from runtime_client._registry_types import (
+    CursorReset,
+    RegistryEvent,
+    RegistryItem,
+    RegistryOptions,
+    RuntimeHealth,
+    RuntimeLoad,
+    RuntimeStateChanged,
+    RuntimeStatus,
+    WorkerView,
+)
 from runtime_client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from runtime_client.errors import (
     AlreadyExists,
@@ -83,6 +103,7 @@ from runtime_client.errors import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
+    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -92,7 +113,10 @@ from runtime_client.errors import (
     ResourceExhausted,
     RunNotFound,
     RuntimeDraining,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
     RuntimeServiceError,
+    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
@@ -207,4 +231,24 @@ __all__ = [
     "WorkspaceClaim",
     "WorkspaceConflict",
     "WorkspaceNotAllowed",
+    "ClientTLS",
+    "EmbeddedRuntimeConfig",
+    "RegistryConfig",
+    "RegistryConfigError",
+    "RemoteRuntimeConfig",
+    "CursorReset",
+    "RegistryEvent",
+    "RegistryItem",
+    "RegistryOptions",
+    "RuntimeHealth",
+    "RuntimeLoad",
+    "RuntimeStateChanged",
+    "RuntimeStatus",
+    "WorkerView",
+    "RuntimeHandle",
+    "RuntimeRegistry",
+    "NoRuntimeAvailable",
+    "RuntimeIdentityChanged",
+    "RuntimeNotFound",
+    "RuntimeUnavailable",
 ]

@@ -496,9 +496,10 @@ class RuntimeClient(_bundles.BundleCalls):
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
         on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
+        payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
-        replayed then live, optionally for one worker only.
+        replayed then live, optionally for one worker only, of ``payload_types`` kinds only.
 
         With ``resume`` (the default) the stream survives being cut: after SUBSCRIBER_LAGGING,
         UNAVAILABLE / RUNTIME_DRAINING, or a stream the server ended (shutdown), it reconnects
@@ -535,10 +536,11 @@ class RuntimeClient(_bundles.BundleCalls):
         eof = grpc.aio.EOF
         cursor = after_seq
         live_only = from_now  # no cursor yet: (re)subscribe from_now
+        kinds = list(payload_types)  # KIND names, filtered by the server (seqs then have gaps)
         failures = 0
         while True:
             request = observation_pb.SubscribeEventsRequest(
-                worker_id=worker_id, after_seq=cursor, from_now=live_only
+                worker_id=worker_id, after_seq=cursor, from_now=live_only, payload_types=kinds
             )
             call = start(request, metadata=metadata)
             error: RuntimeServiceError | None = None

@@ -123,34 +123,6 @@ class MalformedRequest(InvalidArgument):
         self._typed(message or f"undecodable body for {method}", wire, field=field, method=method)
 
 
-class ConfigBundleInvalid(InvalidArgument):
-    """Bundle content refused: ``field``, its key path (or ``content``); ``line``, 0 if none."""
-
-    reason = "CONFIG_BUNDLE_INVALID"
-    line: int
-
-    def __init__(
-        self, message: str = "", *, field: str = "", line: int = 0, **wire: Unpack[Wire]
-    ) -> None:
-        self._typed(message or f"{field}: refused (line {line})", wire, field=field, line=line)
-
-
-class DigestMismatch(InvalidArgument):
-    """``expected_digest`` differs from the digest of the bytes sent (``computed_digest``)."""
-
-    reason = "DIGEST_MISMATCH"
-    expected_digest: str
-    computed_digest: str
-
-    def __init__(
-        self, message: str = "", *, field: str = "expected_digest", expected_digest: str = "",
-        computed_digest: str = "", **wire: Unpack[Wire],
-    ) -> None:  # fmt: skip
-        text = message or f"{expected_digest!r} is not the content's digest {computed_digest!r}"
-        self._typed(text, wire, field=field, expected_digest=expected_digest,
-                    computed_digest=computed_digest)  # fmt: skip
-
-
 class NotFound(RuntimeServiceError):
     reason = "NOT_FOUND"
     code = StatusCode.NOT_FOUND
@@ -184,6 +156,18 @@ class ProfileNotFound(NotFound):
     ) -> None:
         text = message or f"profile {profile!r} not found" + (f" in {bundle!r}" if bundle else "")
         self._typed(text, wire, profile=profile, bundle=bundle)
+
+
+class RuntimeNotFound(NotFound):
+    """The registry holds no runtime with this ``runtime_id`` (raised by RuntimeRegistry itself,
+    in the caller's process)."""
+
+    reason = "RUNTIME_NOT_FOUND"
+    runtime_id: str
+
+    def __init__(self, message: str = "", *, runtime_id: str = "", **wire: Unpack[Wire]) -> None:
+        text = message or f"no runtime {runtime_id!r} is registered"
+        self._typed(text, wire, runtime_id=runtime_id)
 
 
 class AlreadyExists(RuntimeServiceError):
@@ -267,53 +251,28 @@ class WorkspaceConflict(FailedPrecondition):
         )  # fmt: skip
 
 
-class ConfigBundleNotFound(FailedPrecondition):
-    """No config bundle with this id and digest is stored on the runtime (push it, then retry)."""
+class RuntimeIdentityChanged(FailedPrecondition):
+    """The runtime at a registered address now answers with another ``runtime_id`` (``actual``)
+    than the one the registry pinned (``expected``): its data dir was wiped, or the address points
+    at another replica. Old worker ids and cursors mean nothing there, so every call to it fails
+    with this (raised by RuntimeRegistry)."""
 
-    reason = "CONFIG_BUNDLE_NOT_FOUND"
-    bundle_id: str
-    digest: str
+    reason = "RUNTIME_IDENTITY_CHANGED"
+    runtime_id: str
+    expected: str
+    actual: str
 
     def __init__(
-        self, message: str = "", *, bundle_id: str = "", digest: str = "", **wire: Unpack[Wire]
+        self,
+        message: str = "",
+        *,
+        runtime_id: str = "",
+        expected: str = "",
+        actual: str = "",
+        **wire: Unpack[Wire],
     ) -> None:
-        text = message or f"config bundle {bundle_id!r} with digest {digest!r} is not stored"
-        self._typed(text, wire, bundle_id=bundle_id, digest=digest)
-
-
-class ConfigBundleInUse(FailedPrecondition):
-    """Workers still reference the config bundle: ``worker_count`` of them, the first few in
-    ``worker_ids`` (comma-separated) and in the message."""
-
-    reason = "CONFIG_BUNDLE_IN_USE"
-    bundle_id: str
-    digest: str
-    worker_ids: str
-    worker_count: int
-
-    def __init__(
-        self, message: str = "", *, bundle_id: str = "", digest: str = "", worker_ids: str = "",
-        worker_count: int = 0, **wire: Unpack[Wire],
-    ) -> None:  # fmt: skip
-        text = message or f"config bundle {bundle_id!r} is referenced by {worker_count} worker(s)"
-        self._typed(
-            text, wire, bundle_id=bundle_id, digest=digest, worker_ids=worker_ids,
-            worker_count=worker_count,
-        )  # fmt: skip
-
-
-class ProviderNotAvailable(FailedPrecondition):
-    """The config bundle's profile ``profile`` names a provider this runtime does not define."""
-
-    reason = "PROVIDER_NOT_AVAILABLE"
-    provider: str
-    profile: str
-
-    def __init__(
-        self, message: str = "", *, provider: str = "", profile: str = "", **wire: Unpack[Wire]
-    ) -> None:
-        text = message or f"profile {profile!r} needs provider {provider!r}, not defined here"
-        self._typed(text, wire, provider=provider, profile=profile)
+        text = message or f"runtime {expected!r} now answers as {actual!r}"
+        self._typed(text, wire, runtime_id=runtime_id, expected=expected, actual=actual)
 
 
 class ResourceExhausted(RuntimeServiceError):
@@ -479,6 +438,33 @@ class RuntimeDraining(Unavailable):
     def __init__(self, message: str = "", *, last_seq: int = 0, **wire: Unpack[Wire]) -> None:
         text = message or "the runtime is shutting down and takes no new work"
         self._typed(text, wire, last_seq=last_seq)
+
+
+class RuntimeUnavailable(Unavailable):
+    """The registry's runtime cannot be used now (``state``: UNREACHABLE, AUTH_FAILED, still
+    CONNECTING): the call failed at once, without waiting on the network (raised by
+    RuntimeRegistry)."""
+
+    reason = "RUNTIME_UNAVAILABLE"
+    runtime_id: str
+    state: str
+
+    def __init__(
+        self, message: str = "", *, runtime_id: str = "", state: str = "", **wire: Unpack[Wire]
+    ) -> None:
+        text = message or f"runtime {runtime_id!r} is {state or 'unavailable'}"
+        self._typed(text, wire, runtime_id=runtime_id, state=state)
+
+
+class NoRuntimeAvailable(Unavailable):
+    """Placement found no READY runtime offering ``profile`` (raised by RuntimeRegistry)."""
+
+    reason = "NO_RUNTIME_AVAILABLE"
+    profile: str
+
+    def __init__(self, message: str = "", *, profile: str = "", **wire: Unpack[Wire]) -> None:
+        text = message or f"no READY runtime offers profile {profile!r}"
+        self._typed(text, wire, profile=profile)
 
 
 class DeadlineExceeded(RuntimeServiceError):

@@ -16,7 +16,8 @@ its metadata is derived from them; received, they are read from the metadata it 
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND    (worker_id)
     │   ├── RunNotFound               RUN_NOT_FOUND       (run_id)
-    │   └── ProfileNotFound           PROFILE_NOT_FOUND   (profile, bundle)
+    │   ├── ProfileNotFound           PROFILE_NOT_FOUND   (profile, bundle)
+    │   └── RuntimeNotFound           RUNTIME_NOT_FOUND   (runtime_id) registry: no such runtime
     ├── AlreadyExists                 ALREADY_EXISTS
     │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS (worker_id)
     │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED (request_id)
@@ -27,7 +28,8 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (bundle_id, digest)
     │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (bundle_id, digest, worker_ids,
     │   │                                                 worker_count)
-    │   └── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (provider, profile)
+    │   ├── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (provider, profile)
+    │   └── RuntimeIdentityChanged    RUNTIME_IDENTITY_CHANGED (runtime_id, expected, actual)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
@@ -42,10 +44,17 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── WorkspaceNotAllowed       WORKSPACE_NOT_ALLOWED (field)
     │   └── CapabilityNotAllowed      CAPABILITY_NOT_ALLOWED (capability)
     ├── Unavailable                   UNAVAILABLE         retryable: server down, connection cut
-    │   └── RuntimeDraining           RUNTIME_DRAINING    (last_seq) shutting down, back later
+    │   ├── RuntimeDraining           RUNTIME_DRAINING    (last_seq) shutting down, back later
+    │   ├── RuntimeUnavailable        RUNTIME_UNAVAILABLE (runtime_id, state) registry: unusable
+    │   └── NoRuntimeAvailable        NO_RUNTIME_AVAILABLE (profile) registry: nowhere to place
     ├── DeadlineExceeded              DEADLINE_EXCEEDED   transport: the call's timeout passed
     └── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS /
                                                           UNIMPLEMENTED without a known reason
+
+The four registry classes are raised by ``RuntimeRegistry`` in the caller's own process (no
+Runtime sends them, so the server has no counterpart); their reasons are unique and known to
+:func:`from_rpc_error`, so a service that forwards them as gRPC statuses is decoded to the same
+classes.
 
 ``RuntimeDraining`` travels as UNAVAILABLE and is an :class:`Unavailable`: ``except Unavailable``
 is "try again later", and ``except FailedPrecondition`` never catches it.
@@ -65,33 +74,39 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from runtime_client._bundle_errors import (
+    ConfigBundleInUse,
+    ConfigBundleInvalid,
+    ConfigBundleNotFound,
+    DigestMismatch,
+    ProviderNotAvailable,
+)
 from runtime_client._error_tree import (
     ERROR_DOMAIN,
     AlreadyExists,
     CapabilityNotAllowed,
-    ConfigBundleInUse,
-    ConfigBundleInvalid,
-    ConfigBundleNotFound,
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
-    DigestMismatch,
     FailedPrecondition,
     IdempotencyConflict,
     InternalError,
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
+    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
     ProfileNotFound,
-    ProviderNotAvailable,
     QueueFull,
     ResourceExhausted,
     RunNotFound,
     RuntimeDraining,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
     RuntimeServiceError,
+    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
@@ -133,6 +148,10 @@ __all__ = [
     "ResourceExhausted",
     "RunNotFound",
     "RuntimeDraining",
+    "RuntimeIdentityChanged",
+    "RuntimeNotFound",
+    "RuntimeUnavailable",
+    "NoRuntimeAvailable",
     "RuntimeServiceError",
     "StatusCode",
     "StoreFailure",

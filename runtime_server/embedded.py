@@ -354,9 +354,11 @@ class EmbeddedRuntime(EmbeddedBundleCalls):
         backoff: Backoff = DEFAULT_BACKOFF,
         batched: bool = True,
         on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
+        payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
-        replayed then live, optionally for one worker only — as RuntimeClient.subscribe, with the
+        replayed then live, optionally for one worker only — as RuntimeClient.subscribe (also its
+        ``payload_types`` filter), with the
         same resumption after SUBSCRIBER_LAGGING, heartbeats every ``heartbeat_interval`` on a
         quiet stream (yielded with ``include_heartbeats``), and the same end after a
         worker-filtered stream's WorkerDeleted. ``batched`` changes nothing in-process. At the
@@ -373,7 +375,10 @@ class EmbeddedRuntime(EmbeddedBundleCalls):
             try:
                 with self._translated():
                     sub = runtime.subscribe(
-                        after_seq=cursor, worker_id=worker_id, from_now=live_only
+                        after_seq=cursor,
+                        worker_id=worker_id,
+                        from_now=live_only,
+                        payload_types=payload_types,
                     )
                 try:
                     while True:

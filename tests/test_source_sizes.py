@@ -23,11 +23,11 @@ KNOWN_FILES = {
     # Limits fields, which every limit must carry: +1 line each for store_write_backlog_events,
     # +4 for the config bundle limits (issue 13)
     "runtime_client/_models.py": 616,
-    "runtime_client/_client.py": 594,
+    "runtime_client/_client.py": 596,  # +2: subscribe's payload_types (issue 11)
     "runtime_client/_convert.py": 515,
 }
 KNOWN_CLASSES = {
-    "runtime_client/_client.py:RuntimeClient": 470,
+    "runtime_client/_client.py:RuntimeClient": 472,  # +2: payload_types (issue 11)
 }
 
 

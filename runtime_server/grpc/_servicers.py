@@ -270,7 +270,10 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         bugs)."""
         runtime = self._runtime
         sub = runtime.subscribe(
-            after_seq=request.after_seq, worker_id=request.worker_id, from_now=request.from_now
+            after_seq=request.after_seq,
+            worker_id=request.worker_id,
+            from_now=request.from_now,
+            payload_types=tuple(request.payload_types),
         )
         interval = runtime.limits.heartbeat_interval_seconds or None
         more = max_events - 1

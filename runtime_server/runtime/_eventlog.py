@@ -204,7 +204,12 @@ class EventLog:
         return events
 
     def subscribe(
-        self, *, after_seq: int = 0, worker_id: str = "", from_now: bool = False
+        self,
+        *,
+        after_seq: int = 0,
+        worker_id: str = "",
+        from_now: bool = False,
+        kinds: frozenset[type] | None = None,
     ) -> Subscription:
         if self._closing:
             # the caller's own cursor is its resume point (a from_now caller has none yet)
@@ -212,7 +217,7 @@ class EventLog:
         if not from_now:
             self.check_cursor(after_seq)
         start = self._committed if from_now else after_seq
-        sub = Subscription(self, start, worker_id, self._buffer_limit)
+        sub = Subscription(self, start, worker_id, self._buffer_limit, kinds)
         self._open.add(sub)
         if start >= self._committed:
             sub._go_live()  # nothing to replay: join now, synchronously, so nothing is missed
@@ -263,9 +268,19 @@ class Subscription:
 
     _REPLAY_PAGE = 512
 
-    def __init__(self, log: EventLog, after_seq: int, worker_id: str, limit: int) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        after_seq: int,
+        worker_id: str,
+        limit: int,
+        kinds: frozenset[type] | None = None,
+    ) -> None:
         self._log = log
         self.worker_id = worker_id
+        # payload classes kept (None = all): filtered out on the way in, so they never take
+        # buffer room (runtime._payload_filter)
+        self._kinds = kinds
         self.last_seq = after_seq
         self._scanned = after_seq
         self._limit = limit
@@ -278,6 +293,9 @@ class Subscription:
     # called by the log, synchronously, for every published event that matches; False = cut
     # (the log removes it from the fan-out after its loop: never while iterating the set)
     def _offer(self, event: Event) -> bool:
+        kinds = self._kinds
+        if kinds is not None and event.payload.__class__ not in kinds:
+            return True
         kept = len(self._buffer) < self._limit
         if kept:
             self._buffer.append(event)
@@ -308,7 +326,12 @@ class Subscription:
         page = min(self._REPLAY_PAGE, self._limit)
         events = await log.read(self._scanned, page, self.worker_id)
         if events:
-            self._buffer.extend(e for e in events if e.seq > self.last_seq)
+            kinds = self._kinds
+            self._buffer.extend(
+                e
+                for e in events
+                if e.seq > self.last_seq and (kinds is None or e.payload.__class__ in kinds)
+            )
         if len(events) >= page:
             self._scanned = events[-1].seq
             return
@@ -340,8 +363,11 @@ class Subscription:
                 if timeout is None:
                     await waiter
                 else:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the waiter's
+                    # result when a cancellation races its wakeup, swallowing the cancellation
                     try:
-                        await asyncio.wait_for(waiter, timeout)
+                        async with asyncio.timeout(timeout):
+                            await waiter
                     except TimeoutError:
                         return None
             finally:

@@ -14,6 +14,7 @@ from typing import Any
 
 import engine
 from runtime_server.model import Event, Limits, Run, Worker, WorkerState
+from runtime_server.runtime._payload_filter import FEATURE as PAYLOAD_FILTER_FEATURE
 from runtime_server.runtime._storewatch import StoreState
 
 try:
@@ -35,6 +36,7 @@ FEATURES = (
     "workspaces",
     "capabilities",
     "config_bundles",
+    PAYLOAD_FILTER_FEATURE,
 )
 
 

@@ -5,7 +5,7 @@ fits one gRPC message. Nothing here changes state."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 import engine
 from runtime_server import errors, wire_size
@@ -30,6 +30,7 @@ from runtime_server.runtime._info import (
 from runtime_server.runtime._lifetime import UsageSummary
 from runtime_server.runtime._observer import RuntimeCounters
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
+from runtime_server.runtime._payload_filter import payload_kinds
 from runtime_server.runtime._profiles import Profile
 from runtime_server.runtime._request_limits import (
     check_id,
@@ -254,18 +255,27 @@ class RuntimeQueries(RuntimeCore):
         return EventsPage(tuple(events), log_.committed_seq, self._store.oldest_seq())
 
     def subscribe(
-        self, worker_id: str = "", after_seq: int = 0, from_now: bool = False
+        self,
+        worker_id: str = "",
+        after_seq: int = 0,
+        from_now: bool = False,
+        *,
+        payload_types: Sequence[str] = (),
     ) -> Subscription:
         """Events with seq > ``after_seq`` (``from_now``: only new ones), replayed then live,
         optionally of one worker: iterate with ``async for`` (as the client's ``subscribe``). It
         ends when the Runtime closes and raises SubscriberLagging if it falls more than
-        ``subscriber_buffer_events`` behind; ``close()`` it when leaving early."""
+        ``subscriber_buffer_events`` behind; ``close()`` it when leaving early. ``payload_types``
+        keeps only those payload kinds (see runtime._payload_filter)."""
+        kinds = payload_kinds(payload_types)
         log_ = self._require_log()
         if after_seq < 0:
             raise errors.InvalidArgument("after_seq", "must be >= 0")
         if worker_id:
             self._slot_or_known(worker_id)
-        return log_.subscribe(after_seq=after_seq, worker_id=worker_id, from_now=from_now)
+        return log_.subscribe(
+            after_seq=after_seq, worker_id=worker_id, from_now=from_now, kinds=kinds
+        )
 
     def _slot_or_known(self, worker_id: str) -> None:
         # Events outlive a deleted worker (until retention), so a filter on any well-formed id is

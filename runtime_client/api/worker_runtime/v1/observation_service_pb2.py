@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from runtime_client.api.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+worker_runtime/v1/observation_service.proto\x12\x11worker_runtime.v1\x1a\x1dworker_runtime/v1/types.proto\"P\n\x14GetTranscriptRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"y\n\x15GetTranscriptResponse\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".worker_runtime.v1.TranscriptEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r\"L\n\x11ListEventsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"|\n\x12ListEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.worker_runtime.v1.Event\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x12\n\noldest_seq\x18\x03 \x01(\x04\x12\x16\n\x0enext_after_seq\x18\x04 \x01(\x04\"P\n\x16SubscribeEventsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x10\n\x08\x66rom_now\x18\x03 \x01(\x08\"6\n\nEventBatch\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.worker_runtime.v1.Event\"$\n\x0fGetUsageRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x92\x01\n\x10GetUsageResponse\x12\'\n\x05usage\x18\x01 \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x0c\n\x04runs\x18\x02 \x01(\r\x12\x30\n\x0elifetime_usage\x18\x46 \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x15\n\rlifetime_runs\x18G \x01(\x04\x32\xe7\x03\n\x12ObservationService\x12\x62\n\rGetTranscript\x12\'.worker_runtime.v1.GetTranscriptRequest\x1a(.worker_runtime.v1.GetTranscriptResponse\x12Y\n\nListEvents\x12$.worker_runtime.v1.ListEventsRequest\x1a%.worker_runtime.v1.ListEventsResponse\x12X\n\x0fSubscribeEvents\x12).worker_runtime.v1.SubscribeEventsRequest\x1a\x18.worker_runtime.v1.Event0\x01\x12\x63\n\x15SubscribeEventBatches\x12).worker_runtime.v1.SubscribeEventsRequest\x1a\x1d.worker_runtime.v1.EventBatch0\x01\x12S\n\x08GetUsage\x12\".worker_runtime.v1.GetUsageRequest\x1a#.worker_runtime.v1.GetUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+worker_runtime/v1/observation_service.proto\x12\x11worker_runtime.v1\x1a\x1dworker_runtime/v1/types.proto\"P\n\x14GetTranscriptRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"y\n\x15GetTranscriptResponse\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".worker_runtime.v1.TranscriptEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r\"L\n\x11ListEventsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"|\n\x12ListEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.worker_runtime.v1.Event\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x12\n\noldest_seq\x18\x03 \x01(\x04\x12\x16\n\x0enext_after_seq\x18\x04 \x01(\x04\"h\n\x16SubscribeEventsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x10\n\x08\x66rom_now\x18\x03 \x01(\x08\x12\x16\n\rpayload_types\x18\x82\x01 \x03(\t\"6\n\nEventBatch\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.worker_runtime.v1.Event\"$\n\x0fGetUsageRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x92\x01\n\x10GetUsageResponse\x12\'\n\x05usage\x18\x01 \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x0c\n\x04runs\x18\x02 \x01(\r\x12\x30\n\x0elifetime_usage\x18\x46 \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x15\n\rlifetime_runs\x18G \x01(\x04\x32\xe7\x03\n\x12ObservationService\x12\x62\n\rGetTranscript\x12\'.worker_runtime.v1.GetTranscriptRequest\x1a(.worker_runtime.v1.GetTranscriptResponse\x12Y\n\nListEvents\x12$.worker_runtime.v1.ListEventsRequest\x1a%.worker_runtime.v1.ListEventsResponse\x12X\n\x0fSubscribeEvents\x12).worker_runtime.v1.SubscribeEventsRequest\x1a\x18.worker_runtime.v1.Event0\x01\x12\x63\n\x15SubscribeEventBatches\x12).worker_runtime.v1.SubscribeEventsRequest\x1a\x1d.worker_runtime.v1.EventBatch0\x01\x12S\n\x08GetUsage\x12\".worker_runtime.v1.GetUsageRequest\x1a#.worker_runtime.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,13 +42,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTEVENTSRESPONSE']._serialized_start=380
   _globals['_LISTEVENTSRESPONSE']._serialized_end=504
   _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=506
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=586
-  _globals['_EVENTBATCH']._serialized_start=588
-  _globals['_EVENTBATCH']._serialized_end=642
-  _globals['_GETUSAGEREQUEST']._serialized_start=644
-  _globals['_GETUSAGEREQUEST']._serialized_end=680
-  _globals['_GETUSAGERESPONSE']._serialized_start=683
-  _globals['_GETUSAGERESPONSE']._serialized_end=829
-  _globals['_OBSERVATIONSERVICE']._serialized_start=832
-  _globals['_OBSERVATIONSERVICE']._serialized_end=1319
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=610
+  _globals['_EVENTBATCH']._serialized_start=612
+  _globals['_EVENTBATCH']._serialized_end=666
+  _globals['_GETUSAGEREQUEST']._serialized_start=668
+  _globals['_GETUSAGEREQUEST']._serialized_end=704
+  _globals['_GETUSAGERESPONSE']._serialized_start=707
+  _globals['_GETUSAGERESPONSE']._serialized_end=853
+  _globals['_OBSERVATIONSERVICE']._serialized_start=856
+  _globals['_OBSERVATIONSERVICE']._serialized_end=1343
 # @@protoc_insertion_point(module_scope)

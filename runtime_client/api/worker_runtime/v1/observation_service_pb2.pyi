@@ -136,20 +136,31 @@ class SubscribeEventsRequest(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     FROM_NOW_FIELD_NUMBER: _builtins.int
+    PAYLOAD_TYPES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     after_seq: _builtins.int
     from_now: _builtins.bool
     """Only events committed after the subscription starts (after_seq is ignored)."""
+    @_builtins.property
+    def payload_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events whose payload is one of these Event.payload oneof field names ("worker_created",
+        "run_finished", ...); empty = all. Heartbeats always flow. An unknown name is
+        INVALID_ARGUMENT naming this field. Seqs keep their meaning: a filtered stream has gaps, and
+        resuming after the last seq delivered is still exact. Advertised as the capability feature
+        "payload_type_filter".
+        """
+
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
         from_now: _builtins.bool = ...,
+        payload_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "from_now", b"from_now", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "from_now", b"from_now", "payload_types", b"payload_types", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
