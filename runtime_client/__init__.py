@@ -12,6 +12,8 @@ Here it is the payload; the error is exported as ``WorkerStoppedError`` and is t
 
 from __future__ import annotations
 
+from runtime_client._bundle_dir import BundleDirectory, BundleFile
+from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff, RuntimeClient
 from runtime_client._handle import RuntimeHandle
 from runtime_client._models import (
@@ -89,9 +91,13 @@ from runtime_client._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from runtime_client.errors import (
     AlreadyExists,
     CapabilityNotAllowed,
+    ConfigBundleInUse,
+    ConfigBundleInvalid,
+    ConfigBundleNotFound,
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
+    DigestMismatch,
     FailedPrecondition,
     IdempotencyConflict,
     InternalError,
@@ -103,6 +109,7 @@ from runtime_client.errors import (
     OutOfRange,
     PermissionDenied,
     ProfileNotFound,
+    ProviderNotAvailable,
     QueueFull,
     ResourceExhausted,
     RunNotFound,
@@ -134,14 +141,23 @@ __all__ = [
     "Accepted",
     "AlreadyExists",
     "Backoff",
+    "BundleDirectory",
+    "BundleFile",
     "BusyPolicy",
     "Capabilities",
     "CapabilityNotAllowed",
+    "ConfigBundle",
+    "ConfigBundleContent",
+    "ConfigBundleInUse",
+    "ConfigBundleInvalid",
+    "ConfigBundleNotFound",
+    "ConfigBundlePut",
     "ConfigBundleRef",
     "Created",
     "CursorAhead",
     "CursorExpired",
     "DeadlineExceeded",
+    "DigestMismatch",
     "Diagnostic",
     "DiagnosticLevel",
     "Event",
@@ -168,6 +184,7 @@ __all__ = [
     "PermissionDenied",
     "Profile",
     "ProfileNotFound",
+    "ProviderNotAvailable",
     "QueueFull",
     "ReasoningDelta",
     "ResourceExhausted",

@@ -162,6 +162,7 @@ async def _cmd_workers_create(client: RuntimeClient, args: argparse.Namespace) -
         initial_input=args.input,
         workspace=_workspace_arg(args),
         capabilities=args.capability,
+        config_bundle=args.bundle,
     )
     if args.json:
         _print_json(created)

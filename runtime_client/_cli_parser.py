@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
+from runtime_client._cli_bundles import add_bundle_commands, bundle_ref
 from runtime_client._cli_commands import (
     _cmd_cancel,
     _cmd_claims,
@@ -143,6 +144,10 @@ def _parser(
         "--capability", action="append", default=[], metavar="CAP",
         help="fs.read, fs.write or clock (repeatable; none = the profile's tools)",
     )  # fmt: skip
+    p.add_argument(
+        "--bundle", type=bundle_ref, default=None, metavar="ID@DIGEST",
+        help="take --profile from this config bundle (see bundles put)",
+    )  # fmt: skip
     p = command(wsub, "get", _cmd_workers_get, "show a worker")
     p.add_argument("worker_id", metavar="ID")
     p = command(wsub, "stop", _cmd_workers_stop, "stop a worker (cancels its run)")
@@ -150,6 +155,8 @@ def _parser(
     p.add_argument("--reason", default="")
     p = command(wsub, "delete", _cmd_workers_delete, "delete a worker and its data")
     p.add_argument("worker_id", metavar="ID")
+
+    add_bundle_commands(sub, command)  # bundles put/list/get/delete (_cli_bundles)
 
     p = command(sub, "send", _cmd_send, "send input to a worker; prints the run id")
     p.add_argument("worker_id", metavar="WORKER")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import grpc
 import grpc.aio
 
-from runtime_client import _convert
+from runtime_client import _bundles, _convert
 from runtime_client._models import (
     Accepted,
     BusyPolicy,
@@ -123,7 +123,7 @@ class Backoff:
 DEFAULT_BACKOFF = Backoff()
 
 
-class RuntimeClient:
+class RuntimeClient(_bundles.BundleCalls):
     """A client of one Runtime. Use as ``async with RuntimeClient("host:port") as client:``.
 
     Construct it inside a running event loop (grpc.aio binds the channel to it). TLS needs no

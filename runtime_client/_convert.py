@@ -271,6 +271,10 @@ def limits(m: management_pb.Limits) -> Limits:
         max_file_read_bytes=m.max_file_read_bytes,
         max_file_scan_bytes=m.max_file_scan_bytes,
         max_file_write_bytes=m.max_file_write_bytes,
+        max_bundle_bytes=m.max_bundle_bytes,
+        max_bundles=m.max_bundles,
+        max_bundle_profiles=m.max_bundle_profiles,
+        max_bundle_id_chars=m.max_bundle_id_chars,
         store_write_backlog_events=m.store_write_backlog_events,
     )
 

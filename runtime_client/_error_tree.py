@@ -164,11 +164,17 @@ class RunNotFound(NotFound):
 
 
 class ProfileNotFound(NotFound):
+    """No profile ``profile`` (in config bundle ``bundle``, ``id@digest``, when one was named)."""
+
     reason = "PROFILE_NOT_FOUND"
     profile: str
+    bundle: str
 
-    def __init__(self, message: str = "", *, profile: str = "", **wire: Unpack[Wire]) -> None:
-        self._typed(message or f"profile {profile!r} not found", wire, profile=profile)
+    def __init__(
+        self, message: str = "", *, profile: str = "", bundle: str = "", **wire: Unpack[Wire]
+    ) -> None:
+        text = message or f"profile {profile!r} not found" + (f" in {bundle!r}" if bundle else "")
+        self._typed(text, wire, profile=profile, bundle=bundle)
 
 
 class RuntimeNotFound(NotFound):

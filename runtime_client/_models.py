@@ -351,6 +351,10 @@ class Limits:
     max_file_read_bytes: int = 0
     max_file_scan_bytes: int = 0
     max_file_write_bytes: int = 0
+    max_bundle_bytes: int = 0
+    max_bundles: int = 0
+    max_bundle_profiles: int = 0
+    max_bundle_id_chars: int = 0
     store_write_backlog_events: int = 0
 
 

@@ -10,11 +10,13 @@ its metadata is derived from them; received, they are read from the metadata it 
 
     RuntimeServiceError               base; any status not listed below keeps its own code
     ├── InvalidArgument               INVALID_ARGUMENT    (field)
-    │   └── MalformedRequest          MALFORMED_REQUEST   (field, method) the body did not decode
+    │   ├── MalformedRequest          MALFORMED_REQUEST   (field, method) the body did not decode
+    │   ├── ConfigBundleInvalid       CONFIG_BUNDLE_INVALID (field, line)
+    │   └── DigestMismatch            DIGEST_MISMATCH     (field, expected_digest, computed_digest)
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND    (worker_id)
     │   ├── RunNotFound               RUN_NOT_FOUND       (run_id)
-    │   ├── ProfileNotFound           PROFILE_NOT_FOUND   (profile)
+    │   ├── ProfileNotFound           PROFILE_NOT_FOUND   (profile, bundle)
     │   └── RuntimeNotFound           RUNTIME_NOT_FOUND   (runtime_id) registry: no such runtime
     ├── AlreadyExists                 ALREADY_EXISTS
     │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS (worker_id)
@@ -23,6 +25,10 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── WorkerBusy                WORKER_BUSY         (worker_id, active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED      (worker_id)
     │   ├── WorkspaceConflict         WORKSPACE_CONFLICT  (field, path, holder_worker_id, held_path)
+    │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (bundle_id, digest)
+    │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (bundle_id, digest, worker_ids,
+    │   │                                                 worker_count)
+    │   ├── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (provider, profile)
     │   └── RuntimeIdentityChanged    RUNTIME_IDENTITY_CHANGED (runtime_id, expected, actual)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
@@ -68,6 +74,13 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from runtime_client._bundle_errors import (
+    ConfigBundleInUse,
+    ConfigBundleInvalid,
+    ConfigBundleNotFound,
+    DigestMismatch,
+    ProviderNotAvailable,
+)
 from runtime_client._error_tree import (
     ERROR_DOMAIN,
     AlreadyExists,
@@ -113,9 +126,13 @@ __all__ = [
     "ERROR_DOMAIN",
     "AlreadyExists",
     "CapabilityNotAllowed",
+    "ConfigBundleInUse",
+    "ConfigBundleInvalid",
+    "ConfigBundleNotFound",
     "CursorAhead",
     "CursorExpired",
     "DeadlineExceeded",
+    "DigestMismatch",
     "FailedPrecondition",
     "IdempotencyConflict",
     "InternalError",
@@ -126,6 +143,7 @@ __all__ = [
     "OutOfRange",
     "PermissionDenied",
     "ProfileNotFound",
+    "ProviderNotAvailable",
     "QueueFull",
     "ResourceExhausted",
     "RunNotFound",

@@ -23,6 +23,7 @@ from runtime_server import runtime as rt
 
 __all__ = [
     "accepted",
+    "config_bundle",
     "created",
     "diagnostic",
     "entry",
@@ -384,3 +385,17 @@ def uint64_in(value: int) -> int:
     if not 0 <= value < 2**64:
         raise ValueError(f"Value out of range: {value}")
     return value
+
+
+def config_bundle(b: m.ConfigBundle) -> c.ConfigBundle:
+    return c.ConfigBundle(
+        id=b.id,
+        digest=b.digest,
+        media_type=b.media_type,
+        size_bytes=b.size_bytes,
+        created_at=ts(b.created_at),
+        profiles=tuple(b.profiles),
+        referencing_workers=tuple(b.referencing_workers),
+        annotations=dict(b.annotations),
+        referencing_worker_count=b.referencing_worker_count,
+    )

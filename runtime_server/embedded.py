@@ -61,6 +61,7 @@ from runtime_client import errors as cerr
 from runtime_client.errors import RuntimeServiceError
 from runtime_server import _embedded_convert as cv
 from runtime_server import errors
+from runtime_server._embedded_bundles import EmbeddedBundleCalls
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Config, Runtime
 
@@ -84,7 +85,7 @@ def client_error(exc: errors.RuntimeServiceError) -> RuntimeServiceError:
     return cerr.from_status(cerr.StatusCode(wire.code), wire.message, wire.reason, wire.metadata)
 
 
-class EmbeddedRuntime:
+class EmbeddedRuntime(EmbeddedBundleCalls):
     """A :class:`~runtime_client.RuntimeHandle` over an in-process Runtime.
 
     ``EmbeddedRuntime(runtime)`` wraps a Runtime the caller owns and has started (``close`` leaves

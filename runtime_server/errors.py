@@ -11,18 +11,24 @@ metadata from them (the parenthesised names below):
 
     RuntimeServiceError               base; ``reason`` is the ErrorInfo reason  INTERNAL
     ├── InvalidArgument               INVALID_ARGUMENT  (field)
-    │   └── MalformedRequest          MALFORMED_REQUEST (field, method) not this method's message
+    │   ├── MalformedRequest          MALFORMED_REQUEST (field, method) not this method's message
+    │   ├── ConfigBundleInvalid       CONFIG_BUNDLE_INVALID (field, line) a bundle's key, its line
+    │   └── DigestMismatch            DIGEST_MISMATCH (field, expected_digest, computed_digest)
     ├── NotFound                      NOT_FOUND
     │   ├── WorkerNotFound            WORKER_NOT_FOUND  (worker_id)
     │   ├── RunNotFound               RUN_NOT_FOUND     (run_id)
-    │   └── ProfileNotFound           PROFILE_NOT_FOUND (profile)
+    │   └── ProfileNotFound           PROFILE_NOT_FOUND (profile, bundle when in a config bundle)
     ├── AlreadyExists                 ALREADY_EXISTS
     │   ├── WorkerAlreadyExists       WORKER_ALREADY_EXISTS  (worker_id)
     │   └── IdempotencyConflict       IDEMPOTENCY_KEY_REUSED (request_id) same id, other request
     ├── FailedPrecondition            FAILED_PRECONDITION
     │   ├── WorkerBusy                WORKER_BUSY        (worker_id, active_run_id)
     │   ├── WorkerStopped             WORKER_STOPPED     (worker_id)
-    │   └── WorkspaceConflict         WORKSPACE_CONFLICT (field, path, holder_worker_id, held_path)
+    │   ├── WorkspaceConflict         WORKSPACE_CONFLICT (field, path, holder_worker_id, held_path)
+    │   ├── ConfigBundleNotFound      CONFIG_BUNDLE_NOT_FOUND (bundle_id, digest)
+    │   ├── ConfigBundleInUse         CONFIG_BUNDLE_IN_USE (bundle_id, digest, worker_ids,
+    │   │                                                 worker_count)
+    │   └── ProviderNotAvailable      PROVIDER_NOT_AVAILABLE (provider, profile)
     ├── ResourceExhausted             RESOURCE_EXHAUSTED
     │   ├── QueueFull                 QUEUE_FULL         (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS   (limit)
@@ -83,6 +89,32 @@ class MalformedRequest(InvalidArgument):
         self.method = method
 
 
+class ConfigBundleInvalid(InvalidArgument):
+    """A config bundle's content is refused: ``field`` is the key path in the bundle
+    (``profiles.x.api_key``) or ``content``; ``line`` its line (0 when it has none)."""
+
+    reason = "CONFIG_BUNDLE_INVALID"
+
+    def __init__(self, field: str, why: str, line: int = 0) -> None:
+        where = f" (line {line})" if line else ""
+        InvalidArgument.__init__(self, field, f"{why}{where}", line=str(line))
+        self.line = line
+
+
+class DigestMismatch(InvalidArgument):
+    reason = "DIGEST_MISMATCH"
+
+    def __init__(self, expected_digest: str, computed_digest: str) -> None:
+        super().__init__(
+            "expected_digest",
+            f"{expected_digest!r} does not match the content's digest {computed_digest!r}",
+            expected_digest=expected_digest,
+            computed_digest=computed_digest,
+        )
+        self.expected_digest = expected_digest
+        self.computed_digest = computed_digest
+
+
 class NotFound(RuntimeServiceError):
     reason = "NOT_FOUND"
 
@@ -106,9 +138,17 @@ class RunNotFound(NotFound):
 class ProfileNotFound(NotFound):
     reason = "PROFILE_NOT_FOUND"
 
-    def __init__(self, profile: str) -> None:
-        super().__init__(f"profile {profile!r} not found", profile=profile)
+    def __init__(self, profile: str, bundle: str = "") -> None:
+        if bundle:  # "id@digest": the profile is not in that config bundle
+            super().__init__(
+                f"profile {profile!r} not found in config bundle {bundle!r}",
+                profile=profile,
+                bundle=bundle,
+            )
+        else:
+            super().__init__(f"profile {profile!r} not found", profile=profile)
         self.profile = profile
+        self.bundle = bundle
 
 
 class AlreadyExists(RuntimeServiceError):
@@ -176,6 +216,58 @@ class WorkspaceConflict(FailedPrecondition):
         self.path = path
         self.holder_worker_id = holder
         self.held_path = held_path
+
+
+class ConfigBundleNotFound(FailedPrecondition):
+    """No bundle with this id and digest is stored here (a Backend pushes it, then retries)."""
+
+    reason = "CONFIG_BUNDLE_NOT_FOUND"
+
+    def __init__(self, bundle_id: str, digest: str) -> None:
+        super().__init__(
+            f"config bundle {bundle_id!r} with digest {digest!r} is not stored on this runtime",
+            bundle_id=bundle_id,
+            digest=digest,
+        )
+        self.bundle_id = bundle_id
+        self.digest = digest
+
+
+class ConfigBundleInUse(FailedPrecondition):
+    """Workers still reference the bundle (delete them first): ``worker_count`` of them, the first
+    three (by id) in ``worker_ids``, comma-separated."""
+
+    reason = "CONFIG_BUNDLE_IN_USE"
+
+    def __init__(self, bundle_id: str, digest: str, worker_ids: str, worker_count: int) -> None:
+        more = ", ..." if worker_count > len([w for w in worker_ids.split(",") if w]) else ""
+        super().__init__(
+            f"config bundle {bundle_id!r} ({digest}) is referenced by {worker_count} "
+            f"worker(s): {worker_ids.replace(',', ', ')}{more}",
+            bundle_id=bundle_id,
+            digest=digest,
+            worker_ids=worker_ids,
+            worker_count=str(worker_count),
+        )
+        self.bundle_id = bundle_id
+        self.digest = digest
+        self.worker_ids = worker_ids
+        self.worker_count = worker_count
+
+
+class ProviderNotAvailable(FailedPrecondition):
+    """A bundle's profile names a provider this host's config does not define."""
+
+    reason = "PROVIDER_NOT_AVAILABLE"
+
+    def __init__(self, provider: str, profile: str) -> None:
+        super().__init__(
+            f"profile {profile!r} needs provider {provider!r}, which this runtime does not define",
+            provider=provider,
+            profile=profile,
+        )
+        self.provider = provider
+        self.profile = profile
 
 
 class ResourceExhausted(RuntimeServiceError):

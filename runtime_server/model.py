@@ -79,6 +79,22 @@ class ConfigBundleRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigBundle:
+    """A stored config bundle's metadata (its bytes are read from the store on demand).
+    ``referencing_workers``/``referencing_worker_count`` are filled in when it is read."""
+
+    id: str
+    digest: str
+    media_type: str
+    size_bytes: int
+    created_at: float
+    profiles: tuple[str, ...] = ()
+    referencing_workers: tuple[str, ...] = ()
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    referencing_worker_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class RunError:
     code: str
     message: str
@@ -299,6 +315,12 @@ class Limits:
     max_file_read_bytes: int = 64 * 1024
     max_file_scan_bytes: int = 16 * 1024 * 1024
     max_file_write_bytes: int = 1024 * 1024
+    # Config bundles: bytes of one, how many (id + digest) are kept, profiles one may define,
+    # and the characters of an id.
+    max_bundle_bytes: int = 256 * 1024
+    max_bundles: int = 1000
+    max_bundle_profiles: int = 64
+    max_bundle_id_chars: int = 128
     # The durable store's write backlog (events written, not yet committed) at which a run's
     # event stream waits for commits: bounds the write queue and the publish latency.
     store_write_backlog_events: int = 1024

@@ -22,10 +22,11 @@ CLASS_MAX_LINES = 340
 # (After merging registry — subscribe's payload_types — and backend — TranscriptEntry.seq,
 # TranscriptPage and its converter.)
 KNOWN_FILES = {
-    # (+ Limits.store_write_backlog_events, Profile's context_* fields, TranscriptEntry.seq)
-    "runtime_client/_models.py": 631,
+    # (+ Limits.store_write_backlog_events and the config bundle limits, Profile's context_*
+    # fields, TranscriptEntry.seq: every limit and field must be carried)
+    "runtime_client/_models.py": 635,
     "runtime_client/_client.py": 602,
-    "runtime_client/_convert.py": 517,
+    "runtime_client/_convert.py": 521,
 }
 KNOWN_CLASSES = {
     "runtime_client/_client.py:RuntimeClient": 477,

@@ -25,6 +25,7 @@ import engine
 import runtime_client as c
 from runtime_client.api import (
     catalog_service_pb2,
+    config_service_pb2,
     interaction_service_pb2,
     management_service_pb2,
     observation_service_pb2,
@@ -42,6 +43,7 @@ FILES: tuple[FileDescriptor, ...] = tuple(
         catalog_service_pb2,
         interaction_service_pb2,
         observation_service_pb2,
+        config_service_pb2,
     )
 )
 
@@ -88,6 +90,10 @@ MODELS: dict[str, tuple[type | None, type | None]] = {
     "SendInputResponse": (rt.Accepted, c.Accepted),
     "GetUsageResponse": (rt.UsageSummary, c.UsageSummary),
     "ListEventsResponse": (rt.EventsPage, c.EventsPage),
+    # config bundles (issue 13): the core answers a put with a (bundle, created) pair
+    "ConfigBundle": (m.ConfigBundle, c.ConfigBundle),
+    "PutConfigBundleResponse": (None, c.ConfigBundlePut),
+    "GetConfigBundleResponse": (rt.BundleContent, c.ConfigBundleContent),
 }
 
 # Fields a side has that the proto does not carry, each deliberate. (message, side) -> {field: why}
@@ -308,7 +314,19 @@ def test_event_payloads_agree() -> None:
 
 # --- RPCs: request fields are the methods' parameters ------------------------------------------
 
-METHOD = {"SubscribeEvents": "subscribe", "SubscribeEventBatches": "subscribe"}
+METHOD = {
+    "SubscribeEvents": "subscribe",
+    "SubscribeEventBatches": "subscribe",
+    "PutConfigBundle": "put_bundle",
+    "GetConfigBundle": "get_bundle",
+    "ListConfigBundles": "list_bundles",
+    "DeleteConfigBundle": "delete_bundle",
+}
+# RPCs the core serves from one of its parts rather than from Runtime itself (rpc -> class).
+CORE = {
+    m_: rt.ConfigBundles
+    for m_ in ("PutConfigBundle", "GetConfigBundle", "ListConfigBundles", "DeleteConfigBundle")
+}
 # Parameters a method has beyond its request fields, each deliberate.
 EXTRA_PARAMETERS = {
     # how the client follows a stream across cuts: not part of the request
@@ -320,6 +338,7 @@ EXTRA_PARAMETERS = {
 ENVELOPES = {
     "GetRuntimeResponse", "ListProfilesResponse", "GetWorkerResponse", "StopWorkerResponse",
     "DeleteWorkerResponse", "CancelRunResponse", "GetRunResponse", "EventBatch",
+    "DeleteConfigBundleResponse",
 }  # fmt: skip
 
 
@@ -332,9 +351,10 @@ def test_request_fields_are_the_parameters(rpc: str) -> None:
     _, request, response = next(r for r in _rpcs() if r[0] == rpc)
     name = METHOD.get(rpc, _snake(rpc))
     fields = {f.name for f in request.fields}
-    for cls in (c.RuntimeClient, EmbeddedRuntime, rt.Runtime):
+    core: type = CORE.get(rpc, rt.Runtime)
+    for cls in (c.RuntimeClient, EmbeddedRuntime, core):
         params = set(inspect.signature(getattr(cls, name)).parameters) - {"self"}
-        if cls is rt.Runtime:  # the core takes the request; how a client follows it is not its
+        if cls is core:  # the core takes the request; how a client follows it is not its
             assert params == fields, f"{cls.__name__}.{name}"
         else:
             assert params == fields | EXTRA_PARAMETERS.get(name, set()), f"{cls.__name__}.{name}"

@@ -3,6 +3,8 @@
 
 from runtime_client.api.worker_runtime.v1 import catalog_service_pb2 as catalog_service_pb2
 from runtime_client.api.worker_runtime.v1 import catalog_service_pb2_grpc as catalog_service_pb2_grpc
+from runtime_client.api.worker_runtime.v1 import config_service_pb2 as config_service_pb2
+from runtime_client.api.worker_runtime.v1 import config_service_pb2_grpc as config_service_pb2_grpc
 from runtime_client.api.worker_runtime.v1 import interaction_service_pb2 as interaction_service_pb2
 from runtime_client.api.worker_runtime.v1 import interaction_service_pb2_grpc as interaction_service_pb2_grpc
 from runtime_client.api.worker_runtime.v1 import management_service_pb2 as management_service_pb2
@@ -15,6 +17,8 @@ from runtime_client.api.worker_runtime.v1 import types_pb2_grpc as types_pb2_grp
 __all__ = [
     "catalog_service_pb2",
     "catalog_service_pb2_grpc",
+    "config_service_pb2",
+    "config_service_pb2_grpc",
     "interaction_service_pb2",
     "interaction_service_pb2_grpc",
     "management_service_pb2",

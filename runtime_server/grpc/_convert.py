@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import engine
+from runtime_client.api import config_service_pb2 as cfpb
 from runtime_client.api import management_service_pb2 as mpb
 from runtime_client.api import types_pb2 as pb
 from runtime_server import errors
@@ -225,6 +226,10 @@ def limits(lim: m.Limits) -> mpb.Limits:
         max_file_read_bytes=lim.max_file_read_bytes,
         max_file_scan_bytes=lim.max_file_scan_bytes,
         max_file_write_bytes=lim.max_file_write_bytes,
+        max_bundle_bytes=lim.max_bundle_bytes,
+        max_bundles=lim.max_bundles,
+        max_bundle_profiles=lim.max_bundle_profiles,
+        max_bundle_id_chars=lim.max_bundle_id_chars,
         store_write_backlog_events=lim.store_write_backlog_events,
     )
 
@@ -332,3 +337,17 @@ def config_bundle(msg: pb.ConfigBundleRef, present: bool) -> m.ConfigBundleRef |
 
 
 # --- batch sizing -----------------------------------------------------------------------------
+
+
+def config_bundle_info(b: m.ConfigBundle) -> cfpb.ConfigBundle:
+    return cfpb.ConfigBundle(
+        id=b.id,
+        digest=b.digest,
+        media_type=b.media_type,
+        size_bytes=b.size_bytes,
+        created_at=ts(b.created_at),
+        profiles=b.profiles,
+        referencing_workers=b.referencing_workers,
+        annotations=dict(b.annotations),
+        referencing_worker_count=b.referencing_worker_count,
+    )

@@ -19,6 +19,7 @@ from runtime_client.api import management_service_pb2 as mpb
 from runtime_client.api import management_service_pb2_grpc as mgrpc
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import observation_service_pb2_grpc as ogrpc
+from runtime_server.grpc import _config
 from runtime_server.grpc._auth import BearerAuthInterceptor
 from runtime_server.grpc._decoding import guard_decoding
 from runtime_server.grpc._ops import Ops, OpsOptions
@@ -38,6 +39,7 @@ SERVICE_NAMES = (
     cpb.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     ipb.DESCRIPTOR.services_by_name["InteractionService"].full_name,
     opb.DESCRIPTOR.services_by_name["ObservationService"].full_name,
+    _config.SERVICE_NAME,
 )
 
 
@@ -108,6 +110,7 @@ class RuntimeServer:
         cgrpc.add_CatalogServiceServicer_to_server(CatalogServicer(runtime), target)
         igrpc.add_InteractionServiceServicer_to_server(InteractionServicer(runtime), target)
         ogrpc.add_ObservationServiceServicer_to_server(ObservationServicer(runtime), target)
+        _config.add_config_service(runtime, target)  # config bundles (_config)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, target)
         # grpc.reflection.v1 and v1alpha (_reflection)
         add_reflection(

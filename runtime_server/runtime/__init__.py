@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime_server.runtime._allocation import Claim
+from runtime_server.runtime._bundles import BundleContent, ConfigBundles
 from runtime_server.runtime._eventlog import EventLog, Subscription
 from runtime_server.runtime._lifetime import UsageSummary
 from runtime_server.runtime._observer import RuntimeCounters, RuntimeObserver
@@ -47,9 +48,11 @@ __all__ = [
     "PROVIDER_KINDS",
     "VERSION",
     "Accepted",
+    "BundleContent",
     "CAPABILITY_TOOLS",
     "Claim",
     "Config",
+    "ConfigBundles",
     "ConfigError",
     "Created",
     "EventLog",

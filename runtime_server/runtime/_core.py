@@ -32,6 +32,7 @@ from runtime_server.runtime._budget import (
     InputQueue,
     MemoryBudget,
 )
+from runtime_server.runtime._bundles import ConfigBundles
 from runtime_server.runtime._diagnostics import Diagnostics
 from runtime_server.runtime._eventlog import EventLog
 from runtime_server.runtime._host import HostContext, WorkerHost
@@ -128,12 +129,13 @@ class RuntimeCore:
         self._started_at = 0.0
         self._hosts: dict[str, WorkerHost] = {}
         self._create_keys: OrderedDict[str, PutRequestKey] = OrderedDict()
+        self._bundles = ConfigBundles(self)  # config bundles and profile snapshots (_bundles)
         self._ctx = HostContext(
             runs=self._book,
             transcripts=self._transcripts,
             providers=self._providers,
             tools_factory=tools_factory or self._workspaces.tools_factory(),
-            profile=self._config.profiles.get,
+            profile=self._bundles.profile_of,  # a bundle worker's snapshot, or the host's
             diagnose=self._diagnose,
             release_claims=self._workspaces.allocations.release,
             serving=lambda: self._state is RuntimeState.SERVING,
@@ -223,6 +225,7 @@ class RuntimeCore:
         """Workers, runs, transcripts and keys as the store has them (at start, and after a
         store failure); returns the open transcript tails for ``_recover``."""
         lim = self._limits
+        self._bundles.load(stored)
         return recovery.load(
             stored,
             self._hosts,
@@ -310,6 +313,11 @@ class RuntimeCore:
     def limits(self) -> Limits:
         """Every bound the Runtime enforces."""
         return self._limits
+
+    @property
+    def config_bundles(self) -> ConfigBundles:
+        """Config bundles: put, get, list, delete (see ``_bundles``)."""
+        return self._bundles
 
     @property
     def config(self) -> Config:

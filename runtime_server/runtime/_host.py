@@ -62,7 +62,7 @@ class HostContext:
     transcripts: Transcripts
     providers: Providers
     tools_factory: ToolsFactory
-    profile: Callable[[str], Profile | None]
+    profile: Callable[[Worker], Profile | None]  # its snapshot, or the host's of its name
     diagnose: Diagnose
     release_claims: Callable[[str], None]
     serving: Callable[[], bool]  # whether a finished run may start the next queued one
@@ -193,7 +193,7 @@ class WorkerHost:
         logcontext.run_id.set(run.run_id)
         logcontext.request_id.set("")
         logcontext.rpc.set("")
-        profile = ctx.profile(worker.profile)
+        profile = ctx.profile(worker)
         state, error, stop_reason = RunState.COMPLETED, None, ""
         try:
             if profile is None:

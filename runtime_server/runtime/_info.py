@@ -35,6 +35,7 @@ FEATURES = (
     "diagnostics",
     "workspaces",
     "capabilities",
+    "config_bundles",
     PAYLOAD_FILTER_FEATURE,
 )
 

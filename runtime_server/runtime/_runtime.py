@@ -161,7 +161,7 @@ class Runtime(RuntimeQueries):
             check_id("worker_id", worker_id, lim)
         check_name("profile", profile, lim)
         profile = profile or "echo"
-        if profile not in self._config.profiles:
+        if config_bundle is None and profile not in self._config.profiles:
             raise errors.ProfileNotFound(profile)
         check_len("display_name", display_name, lim.max_display_name_chars)
         check_request_id(request_id, lim)
@@ -176,6 +176,7 @@ class Runtime(RuntimeQueries):
             if not initial_input.strip():
                 raise errors.InvalidArgument("initial_input", "must not be blank")
             check_len("initial_input", initial_input, lim.max_input_chars)
+        bundled = await self._bundles.resolve(config_bundle, profile)  # None without a bundle
         fp = fingerprint(
             worker_id, profile, display_name, sorted(labels.items()), workspace, config_bundle,
             initial_input, *([list(capabilities)] if capabilities else []),
@@ -197,7 +198,9 @@ class Runtime(RuntimeQueries):
         # Host policy, paths and capabilities: after the idempotency lookup (a retry returns the
         # first result even if a directory has gone since), and synchronous up to the claim.
         prepared = self._workspaces.prepare(
-            self._config.profiles[profile], workspace, tuple(capabilities)
+            self._bundles.confirm(bundled) or self._config.profiles[profile],
+            workspace,
+            tuple(capabilities),
         )
         if worker_id and worker_id in self._hosts:
             raise errors.WorkerAlreadyExists(worker_id)
@@ -226,6 +229,7 @@ class Runtime(RuntimeQueries):
         host = self._new_host(worker)
         self._hosts[worker.worker_id] = host
         mutations: list[Mutation] = [PutWorker(worker)]
+        mutations += self._bundles.attach(bundled, worker.worker_id)
         seq = log_.last_assigned_seq + 1
         if request_id:
             key = PutRequestKey("create", request_id, fp, worker.worker_id, seq)
@@ -267,6 +271,7 @@ class Runtime(RuntimeQueries):
         if self._hosts.get(worker_id) is not host:
             return  # a concurrent delete won
         del self._hosts[worker_id]
+        self._bundles.forget(host.worker)
         self._transcripts.drop(host.transcript)
         self._workspaces.allocations.release(worker_id)
         # Runtime-wide usage is the sum over the workers it holds (as rebuilt on restart): a

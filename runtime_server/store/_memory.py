@@ -21,9 +21,11 @@ from runtime_server.model import Diagnostic, Event, TranscriptEntry, now
 from runtime_server.store._protocol import (
     AppendTranscript,
     CommitListener,
+    DeleteConfigBundle,
     DeleteWorkerData,
     FailureListener,
     Mutation,
+    PutConfigBundle,
     PutDiagnostic,
     PutRequestKey,
     PutRun,
@@ -65,6 +67,8 @@ class MemoryStore:
         self._runs_of: dict[str, set[str]] = {}  # worker_id -> its run ids in _inputs
         self._state_bytes = 0  # transcripts and inputs
         self._diagnostics: deque[tuple[int, Diagnostic]] = deque()
+        # Config bundles' bytes (the Runtime keeps their metadata, as it keeps workers).
+        self._bundles: dict[tuple[str, str], bytes] = {}
 
     async def open(self, new_runtime_id: str) -> StoredState:
         return StoredState(runtime_id=new_runtime_id)
@@ -128,6 +132,15 @@ class MemoryStore:
             ring.append((mutation.number, mutation.diagnostic))
             while ring and ring[0][0] <= mutation.number - max(1, mutation.keep):
                 ring.popleft()
+        elif isinstance(mutation, PutConfigBundle):
+            key = (mutation.bundle.id, mutation.bundle.digest)
+            if key not in self._bundles:
+                self._bundles[key] = mutation.content
+                self._state_bytes += len(mutation.content)
+        elif isinstance(mutation, DeleteConfigBundle):
+            content = self._bundles.pop((mutation.bundle_id, mutation.digest), None)
+            if content is not None:
+                self._state_bytes -= len(content)
         elif isinstance(mutation, DeleteWorkerData):
             wid = mutation.worker_id
             self._transcripts.pop(wid, None)
@@ -202,6 +215,9 @@ class MemoryStore:
     async def read_run_input(self, run_id: str) -> str | None:
         found = self._inputs.get(run_id)
         return found[1] if found is not None else None
+
+    async def read_config_bundle(self, bundle_id: str, digest: str) -> bytes | None:
+        return self._bundles.get((bundle_id, digest))
 
     def memory_bytes(self) -> int:
         return self._state_bytes + self._event_bytes

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from runtime_server.errors import StoreFailure
-from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry, Worker
+from runtime_server.model import ConfigBundle, Diagnostic, Event, Run, TranscriptEntry, Worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,31 @@ class PutDiagnostic:
     keep: int
 
 
+@dataclass(frozen=True, slots=True)
+class PutConfigBundle:
+    """A config bundle's metadata and bytes, stored under (id, digest). Bundles are immutable:
+    the Runtime writes a pair only once (a put of the same bytes again writes nothing)."""
+
+    bundle: ConfigBundle
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteConfigBundle:
+    bundle_id: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutWorkerProfile:
+    """The snapshot of a worker's profile resolved from a config bundle (JSON text, see
+    ``runtime_server.runtime._bundles``), written with the worker's creation; removed by
+    DeleteWorkerData. Like workers, a store hands these back when it opens."""
+
+    worker_id: str
+    snapshot: str
+
+
 Mutation = (
     PutWorker
     | PutRun
@@ -84,6 +109,9 @@ Mutation = (
     | PutRequestKey
     | PutMeta
     | PutDiagnostic
+    | PutConfigBundle
+    | DeleteConfigBundle
+    | PutWorkerProfile
 )
 
 
@@ -104,6 +132,10 @@ class StoredState:
     request_keys: list[PutRequestKey] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)  # every PutMeta key, with its last value
     transcript_lengths: dict[str, int] = field(default_factory=dict)
+    # Config bundles (metadata only: bytes are read with read_config_bundle), and the profile
+    # snapshots of workers created from them (PutWorkerProfile), by worker id.
+    config_bundles: list[ConfigBundle] = field(default_factory=list)
+    worker_profiles: dict[str, str] = field(default_factory=dict)
 
 
 CommitListener = Callable[[int], None]
@@ -169,6 +201,11 @@ class Store(Protocol):
         """The input text last written for run ``run_id`` with ``PutRun`` (a later ``PutRun``
         of the run without text, as the Runtime writes once it started, keeps it); ``None`` if
         the store has no such run (never written, or its worker deleted)."""
+        ...
+
+    async def read_config_bundle(self, bundle_id: str, digest: str) -> bytes | None:
+        """The bytes committed for config bundle (``bundle_id``, ``digest``) with
+        ``PutConfigBundle``; ``None`` if there is none (never put, or deleted)."""
         ...
 
     def memory_bytes(self) -> int:

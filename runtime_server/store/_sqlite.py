@@ -67,6 +67,7 @@ from typing import Any, TypeVar
 
 from runtime_server.model import Diagnostic, Event, TranscriptEntry
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _sqlite_schema as schema
 from runtime_server.store._backlog import DEFAULT_MAX_WRITE_BACKLOG, BacklogBound, WriteBacklog
@@ -259,6 +260,9 @@ class SqliteStore(WriterThreads, BacklogBound):
 
     async def read_run_input(self, run_id: str) -> str | None:
         return await self._read(reads.read_run_input, run_id)
+
+    async def read_config_bundle(self, bundle_id: str, digest: str) -> bytes | None:
+        return await self._read(bundle_rows.read_content, bundle_id, digest)
 
     def memory_bytes(self) -> int:
         """0: the data lives in the file. (SQLite's page cache is bounded per connection, about

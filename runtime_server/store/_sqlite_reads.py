@@ -17,6 +17,7 @@ from typing import Any
 from engine import Role
 from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _transcript_seqs as seqs
 from runtime_server.store._protocol import PutRequestKey, StoredState
 
@@ -125,6 +126,7 @@ def load_state(conn: sqlite3.Connection, meta: dict[str, Any]) -> StoredState:
         request_keys=keys,
         meta={str(k): str(v) for k, v in meta.items() if "." in str(k)},  # PutMeta's keys
         transcript_lengths=lengths,
+        **bundle_rows.load(conn),  # config bundles (metadata) and profile snapshots
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreOpenError
@@ -212,6 +213,7 @@ def create_or_migrate(conn: sqlite3.Connection, new_runtime_id: str) -> None:
         for statement in ADDED_TABLES:
             conn.execute(statement)
         reads.create_tables(conn)  # on every open: a file made before them gains them
+        bundle_rows.create_tables(conn)  # config bundles and profile snapshots, likewise
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from runtime_server.model import Event, Run, Worker, now
 from runtime_server.store import _codec as codec
+from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreCorrupt
@@ -322,6 +323,8 @@ class WriterThreads:
 
 
 def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
+    if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
+        return
     if isinstance(mutation, PutWorker):
         w: Worker = mutation.worker
         conn.execute(

@@ -19,6 +19,7 @@ from serving import error_info
 from engine.testing import LoopbackServer, Reply
 from runtime_client import RunState, RuntimeClient, Unauthenticated
 from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import config_service_pb2 as cfpb
 from runtime_client.api import interaction_service_pb2 as ipb
 from runtime_client.api import management_service_pb2 as mpb
 from runtime_client.api import observation_service_pb2 as opb
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 TOKEN = "tok-3f9a1c77e0b24d8e"
 BOUND = 30.0
-FILES = (mpb, cpb, ipb, opb)
+FILES = (mpb, cpb, ipb, opb, cfpb)
 
 
 def methods() -> Iterator[descriptor.MethodDescriptor]:

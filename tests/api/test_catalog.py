@@ -41,6 +41,9 @@ LONG = " ".join(f"w{i}" for i in range(200))  # on "very-slow" this runs for min
 
 # --- CatalogService: create / get -----------------------------------------------------------
 
+# A config bundle with a profile named like the host's slow echo (a bundle's profile wins).
+BUNDLE = b'[profiles.slow]\nprovider = "builtin"\nmodel = "echo"\n'
+
 
 async def test_create_worker_round_trips_every_field(serve: ServeFactory, tmp_path: Path) -> None:
     # the host allows workspaces below tmp_path and /usr (none by default)
@@ -48,6 +51,7 @@ async def test_create_worker_round_trips_every_field(serve: ServeFactory, tmp_pa
     policy = HostPolicy(allowed_roots=(str(tmp_path), "/usr"))
     client = (await serve(policy=policy)).client
     worker_id = str(uuid.uuid4())
+    bundle = (await client.put_bundle("bundle-1", BUNDLE)).bundle
     workspace = Workspace(
         str(tmp_path), (Mount(str(tmp_path / "data"), MountMode.READ_WRITE), Mount("/usr"))
     )
@@ -57,7 +61,7 @@ async def test_create_worker_round_trips_every_field(serve: ServeFactory, tmp_pa
         display_name="Ada",
         labels={"team": "core", "env": "test"},
         workspace=workspace,
-        config_bundle=ConfigBundleRef("bundle-1", "sha256:abc"),
+        config_bundle=ConfigBundleRef("bundle-1", bundle.digest),
     )
     w = created.worker
 
@@ -70,7 +74,7 @@ async def test_create_worker_round_trips_every_field(serve: ServeFactory, tmp_pa
         str(tmp_path),
         (Mount(str(tmp_path / "data"), MountMode.READ_WRITE), Mount("/usr", MountMode.READ_ONLY)),
     )
-    assert w.config_bundle == ConfigBundleRef("bundle-1", "sha256:abc")
+    assert w.config_bundle == ConfigBundleRef("bundle-1", bundle.digest)
     assert w.active_run_id == ""
     assert w.created_at > 0
     assert created.initial_run is None

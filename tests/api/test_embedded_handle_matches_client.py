@@ -74,6 +74,8 @@ async def build_state(served: Served, tmp_path: Path) -> dict[str, str]:
     and failed, a stopped worker, a deleted one, and diagnostics: every payload kind is logged."""
     c = served.client
     (tmp_path / "ws").mkdir()
+    echo = b'[profiles.echo]\nprovider = "builtin"\nmodel = "echo"\n'
+    bundle = (await c.put_bundle("bundle", echo)).bundle
     first = await c.create_worker(
         profile="echo",
         display_name="one",
@@ -83,7 +85,7 @@ async def build_state(served: Served, tmp_path: Path) -> dict[str, str]:
             root_mode=rc.MountMode.READ_WRITE,
             mounts=(rc.Mount(path=str(tmp_path)),),
         ),
-        config_bundle=rc.ConfigBundleRef(id="bundle", digest="sha256:" + "0" * 64),
+        config_bundle=rc.ConfigBundleRef(id="bundle", digest=bundle.digest),
         initial_input="hello there",
     )
     w1 = first.worker

@@ -17,6 +17,8 @@ HANDLE_METHODS = {
     "get_worker", "list_workers", "iter_workers", "stop_worker", "delete_worker", "send_input",
     "cancel_run", "get_run", "wait_run", "get_transcript", "iter_transcript", "list_events",
     "get_usage", "subscribe", "close",
+    # ConfigService (issue 13)
+    "put_bundle", "get_bundle", "list_bundles", "delete_bundle",
 }  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from serving import ServeProcessFactory
 
 from runtime_client import RunState, RuntimeClient
 from runtime_client.api import catalog_service_pb2 as cpb
+from runtime_client.api import config_service_pb2 as cfpb
 from runtime_client.api import interaction_service_pb2 as ipb
 from runtime_client.api import management_service_pb2 as mpb
 from runtime_client.api import observation_service_pb2 as opb
@@ -63,7 +64,7 @@ class Method:
 
 def methods() -> list[Method]:
     out = []
-    for module in (mpb, cpb, ipb, opb):
+    for module in (mpb, cpb, ipb, opb, cfpb):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 out.append(

@@ -52,7 +52,6 @@ def maximal_worker_fields(lim: Limits, roots: Path) -> dict[str, object]:
             for i in range(lim.max_labels)
         },
         "workspace": Workspace(path(-1), tuple(Mount(path(i)) for i in range(lim.max_mounts))),
-        "config_bundle": ConfigBundleRef(BIG * lim.max_id_chars, BIG * lim.max_ref_chars),
     }
 
 
@@ -85,6 +84,11 @@ async def test_workers_at_every_limit_leave_listing_and_replay_working(
 
     created = []
     fields = maximal_worker_fields(lim, tmp_path / "ws")  # read-only places: shared by all
+    # a bundle reference must name a stored bundle: the longest id a bundle may have
+    echo = b'[profiles.echo]\nprovider = "builtin"\nmodel = "echo"\n'
+    fields["config_bundle"] = (
+        await client.put_bundle("b" * lim.max_bundle_id_chars, echo)
+    ).bundle.ref
     for _ in range(WORKERS):
         created.append((await client.create_worker(**fields)).worker)  # type: ignore[arg-type]
         # one more of anything is refused, naming the field
