@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
+from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff
 from runtime_client._models import (
     Accepted,
@@ -290,6 +291,58 @@ class RoutedHandle:
                 yield event
         finally:
             await stream.aclose()
+
+    # --- ConfigService ---
+
+    async def put_bundle(
+        self,
+        id: str,
+        content: bytes,
+        *,
+        media_type: str = "",
+        expected_digest: str = "",
+        annotations: Mapping[str, str] | None = None,
+    ) -> ConfigBundlePut:
+        h = self._entry.check()
+        try:
+            return await h.put_bundle(
+                id,
+                content,
+                media_type=media_type,
+                expected_digest=expected_digest,
+                annotations=annotations,
+            )
+        except _CUT:
+            self._entry.poke()
+            raise
+
+    async def get_bundle(
+        self, id: str, digest: str, *, include_content: bool = False
+    ) -> ConfigBundleContent:
+        h = self._entry.check()
+        try:
+            return await h.get_bundle(id, digest, include_content=include_content)
+        except _CUT:
+            self._entry.poke()
+            raise
+
+    async def list_bundles(
+        self, *, page_size: int = 0, page_token: str = "", id: str = ""
+    ) -> Page[ConfigBundle]:
+        h = self._entry.check()
+        try:
+            return await h.list_bundles(page_size=page_size, page_token=page_token, id=id)
+        except _CUT:
+            self._entry.poke()
+            raise
+
+    async def delete_bundle(self, id: str, digest: str) -> None:
+        h = self._entry.check()
+        try:
+            await h.delete_bundle(id, digest)
+        except _CUT:
+            self._entry.poke()
+            raise
 
     async def close(self, grace: float | None = None) -> None:
         """Nothing to do: the registry owns the connection."""

@@ -14,6 +14,8 @@ from registry_support import FAST
 
 from runtime_client import (
     BusyPolicy,
+    ConfigBundleInUse,
+    ConfigBundleNotFound,
     CursorAhead,
     InvalidArgument,
     RunFinished,
@@ -149,3 +151,24 @@ async def test_filtered_subscription_and_worker_lifecycle(handle: RuntimeHandle)
     await handle.delete_worker(worker.worker_id)
     with pytest.raises(WorkerNotFound):
         await handle.get_worker(worker.worker_id)
+
+
+async def test_config_bundles(handle: RuntimeHandle) -> None:
+    content = b'[profiles.bundled]\nprovider = "builtin"\nmodel = "echo"\n'
+    put = await handle.put_bundle("contract-bundle", content)
+    assert put.created
+    assert put.bundle.digest.startswith("sha256:")
+    again = await handle.put_bundle("contract-bundle", content)
+    assert (again.created, again.bundle.digest) == (False, put.bundle.digest)
+    got = await handle.get_bundle("contract-bundle", put.bundle.digest, include_content=True)
+    assert got.content == content
+    assert got.bundle.profiles == ("bundled",)
+    listed = await handle.list_bundles()
+    assert [(b.id, b.digest) for b in listed.items] == [("contract-bundle", put.bundle.digest)]
+    worker = (await handle.create_worker(profile="bundled", config_bundle=put.bundle.ref)).worker
+    with pytest.raises(ConfigBundleInUse):
+        await handle.delete_bundle("contract-bundle", put.bundle.digest)
+    await handle.delete_worker(worker.worker_id)
+    await handle.delete_bundle("contract-bundle", put.bundle.digest)
+    with pytest.raises(ConfigBundleNotFound):
+        await handle.get_bundle("contract-bundle", put.bundle.digest)
