@@ -16,10 +16,22 @@ each has a ``KIND`` class attribute equal to the proto oneof field name (``"text
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar
+
+from runtime_client._enums import (
+    _TERMINAL_RUN_STATES,
+    BusyPolicy,
+    DiagnosticLevel,
+    MountMode,
+    Role,
+    RunState,
+    RuntimeState,
+    StoreState,
+    WorkerState,
+)
+from runtime_client._responses import Accepted, Created, EventsPage, Page, TranscriptPage
 
 if TYPE_CHECKING:
     from runtime_client.api import types_pb2
@@ -76,85 +88,6 @@ __all__ = [
     "WorkspaceClaim",
     "UsageReported",
 ]
-
-# --- enums ------------------------------------------------------------------------------------
-
-
-class WorkerState(enum.StrEnum):
-    """Worker lifecycle: ``IDLE`` <-> ``RUNNING`` -> ``STOPPED``."""
-
-    UNSPECIFIED = "UNSPECIFIED"
-    IDLE = "IDLE"
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-
-
-class RunState(enum.StrEnum):
-    """Run lifecycle: ``QUEUED`` -> ``RUNNING`` -> one terminal state."""
-
-    UNSPECIFIED = "UNSPECIFIED"
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    INTERRUPTED = "INTERRUPTED"
-
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL_RUN_STATES
-
-
-_TERMINAL_RUN_STATES = frozenset(
-    {RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.INTERRUPTED}
-)
-
-
-class BusyPolicy(enum.StrEnum):
-    """What ``send_input`` does when the worker already has an active run."""
-
-    REJECT = "REJECT"
-    ENQUEUE = "ENQUEUE"
-    INTERRUPT = "INTERRUPT"
-
-
-class MountMode(enum.StrEnum):
-    UNSPECIFIED = "UNSPECIFIED"
-    READ_ONLY = "READ_ONLY"
-    READ_WRITE = "READ_WRITE"
-
-
-class Role(enum.StrEnum):
-    UNSPECIFIED = "UNSPECIFIED"
-    USER = "USER"
-    ASSISTANT = "ASSISTANT"
-    TOOL = "TOOL"
-
-
-class RuntimeState(enum.StrEnum):
-    UNSPECIFIED = "UNSPECIFIED"
-    STARTING = "STARTING"
-    SERVING = "SERVING"
-    DRAINING = "DRAINING"
-    STOPPED = "STOPPED"
-
-
-class StoreState(enum.StrEnum):
-    """Whether the Runtime's store can write: FAILING (e.g. a full disk: changes are refused
-    with StoreFailure, health is NOT_SERVING, it resumes by itself) or DAMAGED (restart needed)."""
-
-    UNSPECIFIED = "UNSPECIFIED"
-    OK = "OK"
-    FAILING = "FAILING"
-    DAMAGED = "DAMAGED"
-
-
-class DiagnosticLevel(enum.StrEnum):
-    UNSPECIFIED = "UNSPECIFIED"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
 
 # --- values -----------------------------------------------------------------------------------
 
@@ -574,62 +507,3 @@ class Event:
     def kind(self) -> str:
         """The payload's oneof name, e.g. ``"text_delta"``."""
         return self.payload.KIND
-
-
-# --- responses --------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of a listing; pass ``next_page_token`` back for the next ("" = last page)."""
-
-    items: tuple[T, ...]
-    next_page_token: str = ""
-    total_size: int = 0
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptPage(Page["TranscriptEntry"]):
-    """``get_transcript``: a page plus the cursor to subscribe after. Read the pages, then
-    subscribe with ``after_seq = resume_after_seq`` of the last page read: nothing the transcript
-    holds comes again and nothing is missed, including the deltas of a message still being
-    generated (the cursor is then the seq of the active run's newest entry)."""
-
-    resume_after_seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class EventsPage:
-    """``list_events``: a batch plus the log's bounds when it was read and the next cursor."""
-
-    events: tuple[Event, ...]
-    last_seq: int = 0
-    oldest_seq: int = 0
-    next_after_seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """``send_input``: the run and the seq of its RunQueued event (subscribe after it to see
-    everything the run does)."""
-
-    run: Run
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    """``create_worker``: the worker, the seq of its WorkerCreated event, and the run started by
-    ``initial_input`` if one was given."""
-
-    worker: Worker
-    seq: int
-    initial_run: Run | None = None
