@@ -11,6 +11,8 @@ Sections (``--only NAME`` runs one):
   list_workers over 3 runtimes x 10,000 workers.
 * ``backend`` (issue 12) SSE events/s through the Backend vs subscribing to the runtime
   directly; the Backend's RSS with 256 open console streams.
+* ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
+  c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run.
 
 Every figure is the median of >= 3 repetitions; baseline and product are measured back to back
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from bench._common import Row, say, table
 
-SECTIONS = ("grpc", "store", "engine", "registry", "backend")
+SECTIONS = ("grpc", "store", "engine", "registry", "backend", "peer")
 
 
 def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
@@ -51,6 +53,10 @@ def _section(name: str) -> Callable[[bool], Awaitable[list[Row]]]:
         from bench import _backend
 
         return _backend.run
+    if name == "peer":
+        from bench import _peer
+
+        return _peer.run
     from bench import _engine
 
     return _engine.run

@@ -268,6 +268,7 @@ def limits(m: management_pb.Limits) -> Limits:
         max_file_read_bytes=m.max_file_read_bytes,
         max_file_scan_bytes=m.max_file_scan_bytes,
         max_file_write_bytes=m.max_file_write_bytes,
+        store_write_backlog_events=m.store_write_backlog_events,
     )
 
 

@@ -346,6 +346,7 @@ class Limits:
     max_file_read_bytes: int = 0
     max_file_scan_bytes: int = 0
     max_file_write_bytes: int = 0
+    store_write_backlog_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,7 @@ async def serve(args: argparse.Namespace) -> int:
             retention_events=limits.event_retention_events,
             retention_seconds=limits.event_retention_seconds,
             accept_seq_loss=args.accept_lost_seqs,
+            max_write_backlog=max(1, limits.store_write_backlog_events),
         )
         where = f"sqlite {path.resolve()} (durability {args.durability})"
     else:

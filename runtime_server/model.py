@@ -299,6 +299,9 @@ class Limits:
     max_file_read_bytes: int = 64 * 1024
     max_file_scan_bytes: int = 16 * 1024 * 1024
     max_file_write_bytes: int = 1024 * 1024
+    # The durable store's write backlog (events written, not yet committed) at which a run's
+    # event stream waits for commits: bounds the write queue and the publish latency.
+    store_write_backlog_events: int = 1024
 
 
 T = TypeVar("T")

@@ -225,6 +225,7 @@ def limits(lim: m.Limits) -> mpb.Limits:
         max_file_read_bytes=lim.max_file_read_bytes,
         max_file_scan_bytes=lim.max_file_scan_bytes,
         max_file_write_bytes=lim.max_file_write_bytes,
+        store_write_backlog_events=lim.store_write_backlog_events,
     )
 
 

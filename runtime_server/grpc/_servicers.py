@@ -26,7 +26,9 @@ from runtime_client.api import types_pb2 as pb
 from runtime_server import errors, wire_size
 from runtime_server import model as m
 from runtime_server.grpc import _convert as cv
+from runtime_server.grpc._coalesce import gather_more
 from runtime_server.grpc._errors import abort, status_details
+from runtime_server.grpc._eventcache import EventCache
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Runtime
 
@@ -226,6 +228,10 @@ class InteractionServicer(_Base, igrpc.InteractionServiceServicer):
 
 
 class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
+    def __init__(self, runtime: Runtime, *, auth_required: bool = False) -> None:
+        super().__init__(runtime, auth_required=auth_required)
+        self._events = EventCache()  # each event converted once, for every stream and page
+
     @unary
     async def GetTranscript(
         self, request: opb.GetTranscriptRequest, context: Ctx
@@ -248,7 +254,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
             after_seq=request.after_seq, worker_id=request.worker_id, page_size=request.page_size
         )
         return opb.ListEventsResponse(
-            events=[cv.event(e) for e in page.events],
+            events=[self._events.convert(e) for e in page.events],
             last_seq=page.last_seq,
             oldest_seq=page.oldest_seq,
             next_after_seq=page.events[-1].seq if page.events else request.after_seq,
@@ -281,6 +287,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                 event = await sub.next(interval)
                 if event is not None:
                     if more:
+                        await gather_more(sub, more)  # fewer, fuller messages (_coalesce)
                         batch = [event]
                         batch += sub.drain(more, weigh=weigh, max_weight=max_bytes - weigh(event))
                         yield batch
@@ -299,7 +306,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def SubscribeEvents(
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncGenerator[pb.Event, None]:
-        convert = cv.event
+        convert = self._events.convert
         async with contextlib.aclosing(self._event_lists(request, 1)) as lists:
             async for item in lists:
                 if isinstance(item, int):
@@ -312,7 +319,7 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def SubscribeEventBatches(
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncGenerator[opb.EventBatch, None]:
-        convert = cv.event
+        convert = self._events.convert
         batch = opb.EventBatch
         async with contextlib.aclosing(self._event_lists(request, MAX_BATCH_EVENTS)) as lists:
             async for item in lists:

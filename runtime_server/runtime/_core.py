@@ -120,6 +120,7 @@ class RuntimeCore:
                 LocalModels(notify=self._on_local_model)
             )
         self._providers = Providers(provider_factory)
+        self._providers.store = self._store  # its write backlog paces run streams (_backpressure)
         self._book = RunBook(lim.max_retained_runs)
         self._diagnostics = Diagnostics(lim)
         self._state = RuntimeState.STARTING

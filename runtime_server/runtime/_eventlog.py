@@ -409,6 +409,11 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def buffered(self) -> int:
+        """Events waiting in the buffer (delivered ones dropped on take not yet subtracted)."""
+        return len(self._buffer)
+
     def close(self) -> None:
         """End it: leave the fan-out and wake the reader, which still drains its buffer (the
         consumer closing it, or the log at shutdown). Safe to call again."""

@@ -18,6 +18,7 @@ import httpx
 
 import engine
 from runtime_server.model import Worker
+from runtime_server.runtime._backpressure import backpressured
 from runtime_server.runtime._local import LocalModelProvider, LocalModels
 from runtime_server.runtime._observer import MeteredProvider, RuntimeObserver
 from runtime_server.runtime._profiles import Profile
@@ -81,6 +82,7 @@ class Providers:
         self._factory = factory
         self._providers: dict[str, engine.Provider] = {}
         self.observer: RuntimeObserver | None = None
+        self.store: object | None = None  # with write_wait(): streams wait on its backlog
 
     def get(self, profile: Profile) -> engine.Provider:
         provider = self._providers.get(profile.name)
@@ -88,6 +90,7 @@ class Providers:
             provider = self._factory(profile)
             if self.observer is not None:
                 provider = MeteredProvider(provider, self.observer)
+            provider = backpressured(provider, self.store)  # bounded write queue
             self._providers[profile.name] = provider
         return provider
 

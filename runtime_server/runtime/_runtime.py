@@ -312,7 +312,7 @@ class Runtime(RuntimeQueries):
             raise errors.InvalidArgument(
                 "text", f"is larger than one message can carry ({room} bytes of UTF-8)"
             )
-        fp = fingerprint(text, busy_policy.value)
+        fp = fingerprint(text, busy_policy.value) if request_id else ""  # only keys use it
         if request_id:
             prior = host.request_keys.get(request_id)
             if prior is not None:

@@ -69,6 +69,7 @@ from runtime_server.model import Diagnostic, Event, TranscriptEntry
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _sqlite_schema as schema
+from runtime_server.store._backlog import DEFAULT_MAX_WRITE_BACKLOG, BacklogBound, WriteBacklog
 from runtime_server.store._errors import StoreCorrupt, StoreFailure, StoreOpenError
 from runtime_server.store._integrity import SeqMark, is_corruption
 from runtime_server.store._protocol import (
@@ -102,7 +103,7 @@ log = logging.getLogger(__name__)
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-class SqliteStore(WriterThreads):
+class SqliteStore(WriterThreads, BacklogBound):
     """The Store protocol on one SQLite file (created with its parent directory if absent)."""
 
     kind = "sqlite"
@@ -116,6 +117,7 @@ class SqliteStore(WriterThreads):
         retention_seconds: float = 0.0,
         retention_interval: float = 1.0,
         accept_seq_loss: bool = False,
+        max_write_backlog: int = DEFAULT_MAX_WRITE_BACKLOG,
     ) -> None:
         _check_options(durability, retention_events, retention_seconds, retention_interval)
         self.path = Path(path)
@@ -128,6 +130,7 @@ class SqliteStore(WriterThreads):
         # seqs are skipped, so none is handed out twice. An operator's decision, never a default.
         self._accept_seq_loss = accept_seq_loss
         self._seq_floor = 0  # set by the start-up check: the log continues after it
+        self._backlog = WriteBacklog(max_write_backlog)  # backpressure (see write_wait)
 
         self._listener: CommitListener | None = None
         self._failure_listener: FailureListener | None = None
@@ -303,6 +306,7 @@ class SqliteStore(WriterThreads):
             if not future.done():
                 future.set_exception(self._failure or _closed_error())
         self._flush_waiters.clear()
+        self._backlog.release(0, ended=True)
         if self._failure is not None:
             raise self._failure
 
@@ -372,6 +376,7 @@ class SqliteStore(WriterThreads):
             self._reported_seq = seq
             if self._listener is not None:
                 self._listener(seq)
+            self._backlog.release(self.write_backlog)
 
     def _on_settled(self, batch_no: int) -> None:
         self._batches_committed = batch_no
@@ -393,6 +398,7 @@ class SqliteStore(WriterThreads):
             _, future = self._flush_waiters.popleft()
             if not future.done():
                 future.set_exception(err.again())
+        self._backlog.release(0, ended=True)
         if self._failure_listener is not None:
             self._failure_listener(err)
 

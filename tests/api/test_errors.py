@@ -206,6 +206,7 @@ async def test_a_runtime_error_mid_stream_reaches_the_subscriber(
             self._inner = inner
             self.closed = False
             self.last_seq = 0
+            self.buffered = 0  # nothing buffered (the batch stream's coalescing reads it)
             self._served = 0
 
         async def next(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - its signature

@@ -27,45 +27,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from runtime_client.api.worker_runtime.v1 import types_pb2 as worker__runtime_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*worker_runtime/v1/management_service.proto\x12\x11worker_runtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dworker_runtime/v1/types.proto\"\xee\x06\n\x06Limits\x12\x15\n\rmax_page_size\x18\x01 \x01(\r\x12\x19\n\x11\x64\x65\x66\x61ult_page_size\x18\x02 \x01(\r\x12\x17\n\x0fmax_input_chars\x18\x03 \x01(\r\x12\x1e\n\x16max_display_name_chars\x18\x04 \x01(\r\x12\x12\n\nmax_labels\x18\x05 \x01(\r\x12\x17\n\x0fmax_label_chars\x18\x06 \x01(\r\x12\x1c\n\x14max_request_id_chars\x18\x07 \x01(\r\x12\x1c\n\x14max_queue_per_worker\x18\x08 \x01(\r\x12\x13\n\x0bmax_workers\x18\t \x01(\r\x12 \n\x18subscriber_buffer_events\x18\n \x01(\r\x12\x17\n\x0f\x65vent_batch_max\x18\x0b \x01(\r\x12\x1b\n\x13transcript_page_max\x18\x0c \x01(\r\x12\x1c\n\x14\x64iagnostics_capacity\x18\r \x01(\r\x12#\n\x1bidempotency_keys_per_worker\x18\x0e \x01(\r\x12\x1f\n\x17idempotency_keys_create\x18\x0f \x01(\r\x12\x1e\n\x16\x65vent_retention_events\x18\x10 \x01(\x04\x12\x1f\n\x17\x65vent_retention_seconds\x18\x11 \x01(\x01\x12\"\n\x1aheartbeat_interval_seconds\x18\x12 \x01(\x01\x12\x19\n\x11max_message_bytes\x18\x13 \x01(\r\x12\x19\n\x11max_retained_runs\x18\x14 \x01(\r\x12\x14\n\x0cmax_id_chars\x18\x1e \x01(\r\x12\x15\n\rmax_ref_chars\x18\x1f \x01(\r\x12\x16\n\x0emax_path_chars\x18  \x01(\r\x12\x18\n\x10max_reason_chars\x18\" \x01(\r\x12\x18\n\x10max_memory_bytes\x18\x32 \x01(\x04\x12\x1f\n\x17transcript_window_bytes\x18\x33 \x01(\x04\x12\x1e\n\x16transcript_cache_bytes\x18\x34 \x01(\x04\x12\x12\n\nmax_mounts\x18< \x01(\r\x12\x1b\n\x13max_file_read_bytes\x18= \x01(\r\x12\x1b\n\x13max_file_scan_bytes\x18> \x01(\x04\x12\x1c\n\x14max_file_write_bytes\x18? \x01(\r\"g\n\x0c\x43\x61pabilities\x12\x16\n\x0eprovider_kinds\x18\x01 \x03(\t\x12\x10\n\x08profiles\x18\x02 \x03(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\x1b\n\x13worker_capabilities\x18< \x03(\t\"M\n\x0cWorkerCounts\x12\x0c\n\x04idle\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0f\n\x07stopped\x18\x03 \x01(\r\x12\r\n\x05total\x18\x04 \x01(\r\"\xc6\x05\n\x0bRuntimeInfo\x12\x12\n\nruntime_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.worker_runtime.v1.RuntimeState\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x12\n\nstore_kind\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07workers\x18\x06 \x01(\x0b\x32\x1f.worker_runtime.v1.WorkerCounts\x12\x13\n\x0b\x61\x63tive_runs\x18\x07 \x01(\r\x12\x13\n\x0bqueued_runs\x18\x08 \x01(\r\x12\x10\n\x08last_seq\x18\t \x01(\x04\x12\x12\n\noldest_seq\x18\n \x01(\x04\x12\x13\n\x0bsubscribers\x18\x0b \x01(\r\x12)\n\x06limits\x18\x0c \x01(\x0b\x32\x19.worker_runtime.v1.Limits\x12\x35\n\x0c\x63\x61pabilities\x18\r \x01(\x0b\x32\x1f.worker_runtime.v1.Capabilities\x12\'\n\x05usage\x18\x0e \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x15\n\rauth_required\x18\x0f \x01(\x08\x12\x32\n\x0bstore_state\x18( \x01(\x0e\x32\x1d.worker_runtime.v1.StoreState\x12\x13\n\x0bstore_error\x18) \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x32 \x01(\x04\x12\x18\n\x10workspace_claims\x18< \x01(\r\x12#\n\x1bworkspace_claims_read_write\x18= \x01(\r\x12\x30\n\x0elifetime_usage\x18\x46 \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x15\n\rlifetime_runs\x18G \x01(\x04\"\x13\n\x11GetRuntimeRequest\"E\n\x12GetRuntimeResponse\x12/\n\x07runtime\x18\x01 \x01(\x0b\x32\x1e.worker_runtime.v1.RuntimeInfo\"?\n\x16ListDiagnosticsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"z\n\x17ListDiagnosticsResponse\x12\x32\n\x0b\x64iagnostics\x18\x01 \x03(\x0b\x32\x1d.worker_runtime.v1.Diagnostic\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r\"\xcd\x01\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rprovider_kind\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\r\n\x05tools\x18\x06 \x03(\t\x12\x0f\n\x07\x62uiltin\x18\x07 \x01(\x08\x12\x12\n\nmax_tokens\x18\x08 \x01(\r\x12\x17\n\x0fmax_tool_rounds\x18\t \x01(\r\x12\x1a\n\x12request_deadline_s\x18\x64 \x01(\x01\"\x15\n\x13ListProfilesRequest\"D\n\x14ListProfilesResponse\x12,\n\x08profiles\x18\x01 \x03(\x0b\x32\x1a.worker_runtime.v1.Profile\"]\n\x0eWorkspaceClaim\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12*\n\x04mode\x18\x03 \x01(\x0e\x32\x1c.worker_runtime.v1.MountMode\"V\n\x1aListWorkspaceClaimsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"}\n\x1bListWorkspaceClaimsResponse\x12\x31\n\x06\x63laims\x18\x01 \x03(\x0b\x32!.worker_runtime.v1.WorkspaceClaim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r*\x9b\x01\n\x0cRuntimeState\x12\x1d\n\x19RUNTIME_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RUNTIME_STATE_STARTING\x10\x01\x12\x19\n\x15RUNTIME_STATE_SERVING\x10\x02\x12\x1a\n\x16RUNTIME_STATE_DRAINING\x10\x03\x12\x19\n\x15RUNTIME_STATE_STOPPED\x10\x04*o\n\nStoreState\x12\x1b\n\x17STORE_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTORE_STATE_OK\x10\x01\x12\x17\n\x13STORE_STATE_FAILING\x10\x02\x12\x17\n\x13STORE_STATE_DAMAGED\x10\x03\x32\xaf\x03\n\x11ManagementService\x12Y\n\nGetRuntime\x12$.worker_runtime.v1.GetRuntimeRequest\x1a%.worker_runtime.v1.GetRuntimeResponse\x12h\n\x0fListDiagnostics\x12).worker_runtime.v1.ListDiagnosticsRequest\x1a*.worker_runtime.v1.ListDiagnosticsResponse\x12_\n\x0cListProfiles\x12&.worker_runtime.v1.ListProfilesRequest\x1a\'.worker_runtime.v1.ListProfilesResponse\x12t\n\x13ListWorkspaceClaims\x12-.worker_runtime.v1.ListWorkspaceClaimsRequest\x1a..worker_runtime.v1.ListWorkspaceClaimsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*worker_runtime/v1/management_service.proto\x12\x11worker_runtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dworker_runtime/v1/types.proto\"\x93\x07\n\x06Limits\x12\x15\n\rmax_page_size\x18\x01 \x01(\r\x12\x19\n\x11\x64\x65\x66\x61ult_page_size\x18\x02 \x01(\r\x12\x17\n\x0fmax_input_chars\x18\x03 \x01(\r\x12\x1e\n\x16max_display_name_chars\x18\x04 \x01(\r\x12\x12\n\nmax_labels\x18\x05 \x01(\r\x12\x17\n\x0fmax_label_chars\x18\x06 \x01(\r\x12\x1c\n\x14max_request_id_chars\x18\x07 \x01(\r\x12\x1c\n\x14max_queue_per_worker\x18\x08 \x01(\r\x12\x13\n\x0bmax_workers\x18\t \x01(\r\x12 \n\x18subscriber_buffer_events\x18\n \x01(\r\x12\x17\n\x0f\x65vent_batch_max\x18\x0b \x01(\r\x12\x1b\n\x13transcript_page_max\x18\x0c \x01(\r\x12\x1c\n\x14\x64iagnostics_capacity\x18\r \x01(\r\x12#\n\x1bidempotency_keys_per_worker\x18\x0e \x01(\r\x12\x1f\n\x17idempotency_keys_create\x18\x0f \x01(\r\x12\x1e\n\x16\x65vent_retention_events\x18\x10 \x01(\x04\x12\x1f\n\x17\x65vent_retention_seconds\x18\x11 \x01(\x01\x12\"\n\x1aheartbeat_interval_seconds\x18\x12 \x01(\x01\x12\x19\n\x11max_message_bytes\x18\x13 \x01(\r\x12\x19\n\x11max_retained_runs\x18\x14 \x01(\r\x12\x14\n\x0cmax_id_chars\x18\x1e \x01(\r\x12\x15\n\rmax_ref_chars\x18\x1f \x01(\r\x12\x16\n\x0emax_path_chars\x18  \x01(\r\x12\x18\n\x10max_reason_chars\x18\" \x01(\r\x12\x18\n\x10max_memory_bytes\x18\x32 \x01(\x04\x12\x1f\n\x17transcript_window_bytes\x18\x33 \x01(\x04\x12\x1e\n\x16transcript_cache_bytes\x18\x34 \x01(\x04\x12\x12\n\nmax_mounts\x18< \x01(\r\x12\x1b\n\x13max_file_read_bytes\x18= \x01(\r\x12\x1b\n\x13max_file_scan_bytes\x18> \x01(\x04\x12\x1c\n\x14max_file_write_bytes\x18? \x01(\r\x12#\n\x1astore_write_backlog_events\x18\xaa\x01 \x01(\r\"g\n\x0c\x43\x61pabilities\x12\x16\n\x0eprovider_kinds\x18\x01 \x03(\t\x12\x10\n\x08profiles\x18\x02 \x03(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\x1b\n\x13worker_capabilities\x18< \x03(\t\"M\n\x0cWorkerCounts\x12\x0c\n\x04idle\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0f\n\x07stopped\x18\x03 \x01(\r\x12\r\n\x05total\x18\x04 \x01(\r\"\xc6\x05\n\x0bRuntimeInfo\x12\x12\n\nruntime_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.worker_runtime.v1.RuntimeState\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x12\n\nstore_kind\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07workers\x18\x06 \x01(\x0b\x32\x1f.worker_runtime.v1.WorkerCounts\x12\x13\n\x0b\x61\x63tive_runs\x18\x07 \x01(\r\x12\x13\n\x0bqueued_runs\x18\x08 \x01(\r\x12\x10\n\x08last_seq\x18\t \x01(\x04\x12\x12\n\noldest_seq\x18\n \x01(\x04\x12\x13\n\x0bsubscribers\x18\x0b \x01(\r\x12)\n\x06limits\x18\x0c \x01(\x0b\x32\x19.worker_runtime.v1.Limits\x12\x35\n\x0c\x63\x61pabilities\x18\r \x01(\x0b\x32\x1f.worker_runtime.v1.Capabilities\x12\'\n\x05usage\x18\x0e \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x15\n\rauth_required\x18\x0f \x01(\x08\x12\x32\n\x0bstore_state\x18( \x01(\x0e\x32\x1d.worker_runtime.v1.StoreState\x12\x13\n\x0bstore_error\x18) \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x32 \x01(\x04\x12\x18\n\x10workspace_claims\x18< \x01(\r\x12#\n\x1bworkspace_claims_read_write\x18= \x01(\r\x12\x30\n\x0elifetime_usage\x18\x46 \x01(\x0b\x32\x18.worker_runtime.v1.Usage\x12\x15\n\rlifetime_runs\x18G \x01(\x04\"\x13\n\x11GetRuntimeRequest\"E\n\x12GetRuntimeResponse\x12/\n\x07runtime\x18\x01 \x01(\x0b\x32\x1e.worker_runtime.v1.RuntimeInfo\"?\n\x16ListDiagnosticsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"z\n\x17ListDiagnosticsResponse\x12\x32\n\x0b\x64iagnostics\x18\x01 \x03(\x0b\x32\x1d.worker_runtime.v1.Diagnostic\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r\"\xcd\x01\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rprovider_kind\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\r\n\x05tools\x18\x06 \x03(\t\x12\x0f\n\x07\x62uiltin\x18\x07 \x01(\x08\x12\x12\n\nmax_tokens\x18\x08 \x01(\r\x12\x17\n\x0fmax_tool_rounds\x18\t \x01(\r\x12\x1a\n\x12request_deadline_s\x18\x64 \x01(\x01\"\x15\n\x13ListProfilesRequest\"D\n\x14ListProfilesResponse\x12,\n\x08profiles\x18\x01 \x03(\x0b\x32\x1a.worker_runtime.v1.Profile\"]\n\x0eWorkspaceClaim\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12*\n\x04mode\x18\x03 \x01(\x0e\x32\x1c.worker_runtime.v1.MountMode\"V\n\x1aListWorkspaceClaimsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"}\n\x1bListWorkspaceClaimsResponse\x12\x31\n\x06\x63laims\x18\x01 \x03(\x0b\x32!.worker_runtime.v1.WorkspaceClaim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\r*\x9b\x01\n\x0cRuntimeState\x12\x1d\n\x19RUNTIME_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RUNTIME_STATE_STARTING\x10\x01\x12\x19\n\x15RUNTIME_STATE_SERVING\x10\x02\x12\x1a\n\x16RUNTIME_STATE_DRAINING\x10\x03\x12\x19\n\x15RUNTIME_STATE_STOPPED\x10\x04*o\n\nStoreState\x12\x1b\n\x17STORE_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTORE_STATE_OK\x10\x01\x12\x17\n\x13STORE_STATE_FAILING\x10\x02\x12\x17\n\x13STORE_STATE_DAMAGED\x10\x03\x32\xaf\x03\n\x11ManagementService\x12Y\n\nGetRuntime\x12$.worker_runtime.v1.GetRuntimeRequest\x1a%.worker_runtime.v1.GetRuntimeResponse\x12h\n\x0fListDiagnostics\x12).worker_runtime.v1.ListDiagnosticsRequest\x1a*.worker_runtime.v1.ListDiagnosticsResponse\x12_\n\x0cListProfiles\x12&.worker_runtime.v1.ListProfilesRequest\x1a\'.worker_runtime.v1.ListProfilesResponse\x12t\n\x13ListWorkspaceClaims\x12-.worker_runtime.v1.ListWorkspaceClaimsRequest\x1a..worker_runtime.v1.ListWorkspaceClaimsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'worker_runtime.v1.management_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNTIMESTATE']._serialized_start=2800
-  _globals['_RUNTIMESTATE']._serialized_end=2955
-  _globals['_STORESTATE']._serialized_start=2957
-  _globals['_STORESTATE']._serialized_end=3068
+  _globals['_RUNTIMESTATE']._serialized_start=2837
+  _globals['_RUNTIMESTATE']._serialized_end=2992
+  _globals['_STORESTATE']._serialized_start=2994
+  _globals['_STORESTATE']._serialized_end=3105
   _globals['_LIMITS']._serialized_start=130
-  _globals['_LIMITS']._serialized_end=1008
-  _globals['_CAPABILITIES']._serialized_start=1010
-  _globals['_CAPABILITIES']._serialized_end=1113
-  _globals['_WORKERCOUNTS']._serialized_start=1115
-  _globals['_WORKERCOUNTS']._serialized_end=1192
-  _globals['_RUNTIMEINFO']._serialized_start=1195
-  _globals['_RUNTIMEINFO']._serialized_end=1905
-  _globals['_GETRUNTIMEREQUEST']._serialized_start=1907
-  _globals['_GETRUNTIMEREQUEST']._serialized_end=1926
-  _globals['_GETRUNTIMERESPONSE']._serialized_start=1928
-  _globals['_GETRUNTIMERESPONSE']._serialized_end=1997
-  _globals['_LISTDIAGNOSTICSREQUEST']._serialized_start=1999
-  _globals['_LISTDIAGNOSTICSREQUEST']._serialized_end=2062
-  _globals['_LISTDIAGNOSTICSRESPONSE']._serialized_start=2064
-  _globals['_LISTDIAGNOSTICSRESPONSE']._serialized_end=2186
-  _globals['_PROFILE']._serialized_start=2189
-  _globals['_PROFILE']._serialized_end=2394
-  _globals['_LISTPROFILESREQUEST']._serialized_start=2396
-  _globals['_LISTPROFILESREQUEST']._serialized_end=2417
-  _globals['_LISTPROFILESRESPONSE']._serialized_start=2419
-  _globals['_LISTPROFILESRESPONSE']._serialized_end=2487
-  _globals['_WORKSPACECLAIM']._serialized_start=2489
-  _globals['_WORKSPACECLAIM']._serialized_end=2582
-  _globals['_LISTWORKSPACECLAIMSREQUEST']._serialized_start=2584
-  _globals['_LISTWORKSPACECLAIMSREQUEST']._serialized_end=2670
-  _globals['_LISTWORKSPACECLAIMSRESPONSE']._serialized_start=2672
-  _globals['_LISTWORKSPACECLAIMSRESPONSE']._serialized_end=2797
-  _globals['_MANAGEMENTSERVICE']._serialized_start=3071
-  _globals['_MANAGEMENTSERVICE']._serialized_end=3502
+  _globals['_LIMITS']._serialized_end=1045
+  _globals['_CAPABILITIES']._serialized_start=1047
+  _globals['_CAPABILITIES']._serialized_end=1150
+  _globals['_WORKERCOUNTS']._serialized_start=1152
+  _globals['_WORKERCOUNTS']._serialized_end=1229
+  _globals['_RUNTIMEINFO']._serialized_start=1232
+  _globals['_RUNTIMEINFO']._serialized_end=1942
+  _globals['_GETRUNTIMEREQUEST']._serialized_start=1944
+  _globals['_GETRUNTIMEREQUEST']._serialized_end=1963
+  _globals['_GETRUNTIMERESPONSE']._serialized_start=1965
+  _globals['_GETRUNTIMERESPONSE']._serialized_end=2034
+  _globals['_LISTDIAGNOSTICSREQUEST']._serialized_start=2036
+  _globals['_LISTDIAGNOSTICSREQUEST']._serialized_end=2099
+  _globals['_LISTDIAGNOSTICSRESPONSE']._serialized_start=2101
+  _globals['_LISTDIAGNOSTICSRESPONSE']._serialized_end=2223
+  _globals['_PROFILE']._serialized_start=2226
+  _globals['_PROFILE']._serialized_end=2431
+  _globals['_LISTPROFILESREQUEST']._serialized_start=2433
+  _globals['_LISTPROFILESREQUEST']._serialized_end=2454
+  _globals['_LISTPROFILESRESPONSE']._serialized_start=2456
+  _globals['_LISTPROFILESRESPONSE']._serialized_end=2524
+  _globals['_WORKSPACECLAIM']._serialized_start=2526
+  _globals['_WORKSPACECLAIM']._serialized_end=2619
+  _globals['_LISTWORKSPACECLAIMSREQUEST']._serialized_start=2621
+  _globals['_LISTWORKSPACECLAIMSREQUEST']._serialized_end=2707
+  _globals['_LISTWORKSPACECLAIMSRESPONSE']._serialized_start=2709
+  _globals['_LISTWORKSPACECLAIMSRESPONSE']._serialized_end=2834
+  _globals['_MANAGEMENTSERVICE']._serialized_start=3108
+  _globals['_MANAGEMENTSERVICE']._serialized_end=3539
 # @@protoc_insertion_point(module_scope)
