@@ -148,7 +148,7 @@ def _wait_for(child: Child, pattern: re.Pattern[str], stop: threading.Event) -> 
             return match
         if child.proc.poll() is not None or time.monotonic() > deadline or stop.is_set():
             tail = "\n".join(text.splitlines()[-15:])
-            why = "stopped" if stop.is_set() else f"did not start (log {child.log})"
+            why = "start interrupted" if stop.is_set() else f"did not start (log {child.log})"
             raise ClusterError(f"{child.name} {why}:\n{tail}")
         stop.wait(0.05)
 
