@@ -5,7 +5,8 @@ One end-to-end test walks the scale-out story: a worker created and run on each 
 runtime killed with SIGKILL; the others keep serving (new workers are placed on them and their
 runs complete) while the killed one is shown UNREACHABLE and its worker stale; SIGTERM to the
 command then leaves no process behind. Smaller tests check the command's argument errors and that
-the generated Backend config is one the Backend and the registry accept.
+the generated Backend config is one the Backend and the registry accept, and that the children
+stop even when the command itself is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -271,3 +272,33 @@ def test_the_generated_config_is_accepted_by_the_backend_and_the_registry(
     assert config.data_dir == tmp_path / "backend-data"
     registry = RegistryConfig.load(path)
     assert [r.token_env for r in registry.runtimes] == ["WORKER_CLUSTER_RUNTIME_TOKEN"] * 2
+
+
+async def test_children_stop_when_the_command_itself_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the supervisor runs none of its code: the kernel's parent-death signal
+    (PR_SET_PDEATHSIG, Linux) still stops the runtime and the Backend."""
+    base = tmp_path / "cluster"
+    out_path = tmp_path / "cluster.out"
+    argv = _cluster_argv(base, "--runtimes", "1", "--listen", "127.0.0.1:0", "--grace", "1")
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - only forks; the waits below poll
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env()
+        )
+    try:
+
+        def started() -> bool:
+            assert proc.poll() is None, out_path.read_text(errors="replace")
+            return CONSOLE.search(out_path.read_text(errors="replace")) is not None
+
+        await eventually(started, timeout=START_TIMEOUT * 3)
+        children = set(_processes_mentioning(str(base))) - {proc.pid}
+        assert len(children) == 2  # the runtime and the Backend
+        proc.kill()
+        await asyncio.to_thread(proc.wait, START_TIMEOUT)
+        await eventually(lambda: _processes_mentioning(str(base)) == [], timeout=START_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _processes_mentioning(str(base)):
+            os.kill(pid, signal.SIGKILL)
