@@ -8,9 +8,9 @@ Sections (``--only NAME`` runs one):
 * ``engine`` (issue 3) parsing recorded provider streams vs the official SDKs; the engine's
   overhead on a llama.cpp turn;
 * ``registry`` (issue 11) RuntimeRegistry's overhead on a remote and an embedded run, and
-  list_workers over 3 runtimes x 10,000 workers.
+  list_workers over 3 runtimes x 10,000 workers;
 * ``backend`` (issue 12) SSE events/s through the Backend vs subscribing to the runtime
-  directly; the Backend's RSS with 256 open console streams.
+  directly; the Backend's RSS with 256 open console streams;
 * ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
   c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run.
 
