@@ -156,7 +156,8 @@ async def remote_rows(runs: int, reps: int) -> Row:
     row.note = (
         "echo profile, 2 words, sequential runs on one worker each, alternated in 6 slices; "
         "serve --store memory in a subprocess; the registry adds its routing checks, a minted "
-        "request_id per send, and one task + queue hop per event of its merged subscription"
+        "request_id per send (an idempotency key the runtime records) and a RegistryEvent "
+        "wrapper per event of its (inline, one-runtime) subscription"
     )
     return row
 

@@ -500,7 +500,7 @@ class RuntimeClient:
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]:
         """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
-        replayed then live, optionally for one worker only.
+        replayed then live, optionally for one worker only, of ``payload_types`` kinds only.
 
         With ``resume`` (the default) the stream survives being cut: after SUBSCRIBER_LAGGING,
         UNAVAILABLE / RUNTIME_DRAINING, or a stream the server ended (shutdown), it reconnects
@@ -529,11 +529,6 @@ class RuntimeClient:
         with ``backoff`` until the Runtime is back (or ``max_reconnects`` is spent), without
         ``resume`` it raises that RuntimeDraining. ``on_retry(error, delay_s)`` is called before
         each wait to reconnect (e.g. to tell a user "waiting for server").
-
-        ``payload_types`` keeps only events whose payload is of those kinds, named as the payload
-        classes' ``KIND`` (``"worker_created"``, ``"run_finished"``, ...; empty = all), filtered
-        by the server (its capabilities list the feature ``payload_type_filter``); seqs then
-        have gaps, and resuming stays exact.
         """
         obs = self._observation
         start: Any = obs.SubscribeEventBatches if batched else obs.SubscribeEvents
@@ -542,7 +537,7 @@ class RuntimeClient:
         eof = grpc.aio.EOF
         cursor = after_seq
         live_only = from_now  # no cursor yet: (re)subscribe from_now
-        kinds = list(payload_types)
+        kinds = list(payload_types)  # KIND names, filtered by the server (seqs then have gaps)
         failures = 0
         while True:
             request = observation_pb.SubscribeEventsRequest(

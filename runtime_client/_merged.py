@@ -46,11 +46,11 @@ from runtime_client.errors import (
     CursorAhead,
     CursorExpired,
     DeadlineExceeded,
-    RuntimeDraining,
     RuntimeIdentityChanged,
     RuntimeServiceError,
     StatusCode,
     SubscriberLagging,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -166,7 +166,9 @@ async def _items(
             yield CursorReset(rid, 0, last)
             cursor = min(exc.last_seq, last) if exc.last_seq else last
             continue
-        except (Unavailable, RuntimeDraining, DeadlineExceeded, TimeoutError):
+        except (Unavailable, DeadlineExceeded, Unauthenticated, TimeoutError):
+            # cut, draining, or the token refused (AUTH_FAILED): the health loop says when the
+            # runtime is usable again
             verified = False
         except RuntimeServiceError as exc:
             if exc.code is not StatusCode.CANCELLED:

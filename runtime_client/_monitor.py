@@ -164,7 +164,6 @@ class Monitor:
             self._verify(info.runtime_id)
             entry.profiles = await entry.probe.list_profiles()
         entry.info = info
-        entry.placed = 0
         if not entry.cache.loaded:
             await self._snapshot()
         self._apply_health()
@@ -221,7 +220,6 @@ class Monitor:
                 info = await entry.probe.get_runtime()
             self._verify(info.runtime_id)
             entry.info = info
-            entry.placed = 0
             if rounds % _PROFILES_EVERY == 0:
                 async with asyncio.timeout(opts.probe_timeout_s):
                     entry.profiles = await entry.probe.list_profiles()

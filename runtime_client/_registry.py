@@ -33,15 +33,16 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from runtime_client._client import RuntimeClient
 from runtime_client._handle import RuntimeHandle
 from runtime_client._merged import merged
 from runtime_client._models import Accepted, BusyPolicy, Created, WorkerState
-from runtime_client._monitor import Monitor, jittered
+from runtime_client._monitor import Monitor
 from runtime_client._placement import choose
-from runtime_client._registry_config import ClientTLS, RegistryConfig
+from runtime_client._registry_config import ClientTLS, RegistryConfig, RegistryConfigError
+from runtime_client._registry_retry import call_with_retries
 from runtime_client._registry_types import (
     RegistryItem,
     RegistryOptions,
@@ -52,22 +53,13 @@ from runtime_client._registry_types import (
 from runtime_client._remote import RemoteConnection
 from runtime_client._routed import RoutedHandle
 from runtime_client._runtime_entry import RuntimeEntry
-from runtime_client.errors import (
-    DeadlineExceeded,
-    RuntimeDraining,
-    RuntimeIdentityChanged,
-    RuntimeNotFound,
-    RuntimeUnavailable,
-    Unavailable,
-)
+from runtime_client._tls import channel_credentials
+from runtime_client.errors import RuntimeNotFound
 
 if TYPE_CHECKING:
     from typing import Self
 
 __all__ = ["RuntimeRegistry"]
-
-T = TypeVar("T")
-_RETRYABLE = (Unavailable, RuntimeDraining, DeadlineExceeded)
 
 
 class RuntimeRegistry:
@@ -122,6 +114,10 @@ class RuntimeRegistry:
             raise ValueError(f"target: expected host:port, got {target!r}")
         if any(c.target == target for c in self._remotes.values()):
             raise ValueError("target: already registered")
+        if tls is not None:  # the PEM files are read and checked now (ValueError naming one)
+            channel_credentials(
+                True, ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file
+            )
         n = len(self._remotes) + 1
         conn = RemoteConnection(target, token=token, tls=tls, options=self._options)
         # the clients are built in start(), inside the event loop; until then a placeholder
@@ -149,13 +145,18 @@ class RuntimeRegistry:
             alias = config.embedded.alias if config.embedded is not None else "embedded"
             registry.add_embedded(embedded, alias=alias)
         for i, remote in enumerate(config.runtimes):
-            registry.add_remote(
-                remote.target,
-                alias=remote.alias,
-                token=remote.token(f"runtimes[{i}].token_env"),
-                tls=remote.tls,
-                expected_runtime_id=remote.expected_runtime_id,
-            )
+            try:
+                registry.add_remote(
+                    remote.target,
+                    alias=remote.alias,
+                    token=remote.token(f"runtimes[{i}].token_env"),
+                    tls=remote.tls,
+                    expected_runtime_id=remote.expected_runtime_id,
+                )
+            except RegistryConfigError:
+                raise
+            except ValueError as exc:  # a TLS file ("ca_file: No such file ..."), named
+                raise RegistryConfigError(f"runtimes[{i}].{exc}") from exc
         return registry
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -285,39 +286,6 @@ class RuntimeRegistry:
         entry.check()
         return self._handles[id(entry)]
 
-    async def _retrying(
-        self, entry: RuntimeEntry, call: Callable[[RuntimeHandle], Awaitable[T]], budget: float
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - loop.time()
-            try:
-                handle = entry.check()
-                if attempt == 1:  # the handle's own call deadline bounds the first try
-                    return await call(handle)
-                async with asyncio.timeout(max(remaining, 0.001)):
-                    return await call(handle)
-            except RuntimeIdentityChanged:
-                raise
-            except (RuntimeUnavailable, *_RETRYABLE, TimeoutError) as exc:
-                if not isinstance(exc, RuntimeUnavailable):
-                    entry.poke()
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    if isinstance(exc, TimeoutError):
-                        raise DeadlineExceeded(
-                            f"runtime {entry.alias!r} did not answer within {budget:g} s",
-                            metadata={"runtime_id": entry.runtime_id or ""},
-                        ) from exc
-                    raise
-                wait = min(remaining, jittered(self._options.backoff_initial_s, attempt, 2.0))
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await entry.wait_changed()
-
     async def create_worker(
         self,
         *,
@@ -337,7 +305,7 @@ class RuntimeRegistry:
         async def call(h: RuntimeHandle) -> Created:
             return await h.create_worker(profile=profile, request_id=key, **create_kwargs)
 
-        created = await self._retrying(entry, call, budget)
+        created = await call_with_retries(entry, call, budget, self._options)
         entry.cache.upsert(created.worker, created.seq)
         return entry.runtime_id or "", created
 
@@ -360,7 +328,7 @@ class RuntimeRegistry:
         async def call(h: RuntimeHandle) -> Accepted:
             return await h.send_input(worker_id, text, request_id=key, busy_policy=busy_policy)
 
-        return await self._retrying(entry, call, budget)
+        return await call_with_retries(entry, call, budget, self._options)
 
     def subscribe(
         self,

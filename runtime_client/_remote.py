@@ -64,10 +64,6 @@ class RemoteConnection:
         self.client, self.probe = client, probe
         return client, probe
 
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close(0)
-
     async def watch(self) -> AsyncIterator[bool]:
         """The overall health status, as it changes (True = SERVING). Health needs no token."""
         assert self.client is not None

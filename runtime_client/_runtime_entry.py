@@ -63,7 +63,6 @@ class RuntimeEntry:
         self.profiles: tuple[Profile, ...] = ()
         self.health_serving = True  # the last grpc.health Watch answer (remote)
         self.cache = WorkerCache()
-        self.placed = 0  # workers placed here since the last GetRuntime (a load estimate)
         self._changed = asyncio.Event()
         self._listeners: set[Listener] = set()
         self.poked = asyncio.Event()  # "check now": a routed call saw the connection fail

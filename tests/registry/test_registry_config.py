@@ -112,7 +112,11 @@ def test_bad_config_names_the_key(data: dict[str, Any], message: str) -> None:
 async def test_tokens_come_from_the_environment_and_never_show(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = RegistryConfig.from_toml_dict(tomllib.loads(GOOD))
+    data = tomllib.loads(GOOD)
+    for key in ("ca_file", "cert_file", "key_file"):  # (no PEM files here: system roots)
+        del data["runtimes"][1][key]
+    data["runtimes"][1]["tls"] = True
+    config = RegistryConfig.from_toml_dict(data)
     monkeypatch.delenv("REG_TEST_TOKEN", raising=False)
     with pytest.raises(RegistryConfigError, match=r"^runtimes\[0\]\.token_env: \$REG_TEST_TOKEN"):
         RuntimeRegistry.from_config(config)
@@ -124,6 +128,17 @@ async def test_tokens_come_from_the_environment_and_never_show(
     assert "s3cret" not in repr(statuses)
     assert "127.0.0.1:50051" not in repr(statuses)
     await registry.close()
+
+
+def test_tls_files_are_checked_when_registered(tmp_path: Path) -> None:
+    config = RegistryConfig.from_toml_dict(
+        {"runtimes": [{"target": "h:1"}, {"target": "h:2", "ca_file": str(tmp_path / "no.pem")}]}
+    )
+    with pytest.raises(RegistryConfigError, match=r"^runtimes\[1\]\.ca_file: No such file"):
+        RuntimeRegistry.from_config(config)
+    (tmp_path / "junk.pem").write_text("not pem")
+    with pytest.raises(ValueError, match=r"^ca_file: .* is not a PEM file"):
+        RuntimeRegistry().add_remote("h:3", tls=ClientTLS(ca_file=str(tmp_path / "junk.pem")))
 
 
 def test_registration_mistakes() -> None:

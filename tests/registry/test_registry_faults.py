@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 
 import pytest
@@ -24,6 +26,7 @@ from serving import all_events, eventually
 
 from runtime_client import (
     CursorReset,
+    DeadlineExceeded,
     RegistryEvent,
     RegistryItem,
     RegistryOptions,
@@ -234,8 +237,21 @@ async def test_sigterm_is_draining_and_placement_goes_elsewhere(
     )
     placed, _ = await registry.create_worker(profile="slow")
     assert placed == rid2  # least loaded
+    items: list[RegistryItem] = []
+    feeder = asyncio.ensure_future(collect(registry.subscribe(runtime_id=rid2), items))
+    await eventually(lambda: bool(events(items)), what="runtime 2's stream")
     r2.proc.proc.send_signal(15)
     await wait_state(registry, "two", RuntimeHealth.DRAINING)
+    # reported in-band on the held stream (its runs still stream during the grace period)
+    await eventually(
+        lambda: any(
+            isinstance(i, RuntimeStateChanged) and i.state is RuntimeHealth.DRAINING for i in items
+        ),
+        what="DRAINING in-band",
+    )
+    feeder.cancel()
+    with contextlib.suppress(BaseException):
+        await feeder
     for _ in range(3):
         placed, _ = await registry.create_worker(profile="slow")
         assert placed == rid1
@@ -278,3 +294,47 @@ async def test_blackhole_fails_within_its_deadline_and_never_delays_the_view(
         placed, _ = await registry.create_worker(profile="slow")
         assert placed == status_of(registry, "one").runtime_id
         assert FAST.probe_timeout_s  # (the shared fast options stay untouched)
+
+
+async def test_a_hung_runtime_is_unreachable_and_calls_end_by_their_deadline(
+    remote: RemoteFactory, registry_factory: RegistryFactory
+) -> None:
+    """SIGSTOP: the process holds its connections open and answers nothing (a half-open peer).
+    The periodic GetRuntime's deadline notices; a call in flight ends by its deadline; the
+    cached view answers at once meanwhile; SIGCONT brings it back."""
+    r1, r2 = await remote("r1"), await remote("r2")
+    registry = await registry_factory()
+    registry.add_remote(r1.target, alias="one")
+    registry.add_remote(r2.target, alias="two")
+    await registry.start()
+    rid1 = (await wait_state(registry, "one", RuntimeHealth.READY)).runtime_id
+    await wait_state(registry, "two", RuntimeHealth.READY)
+    assert rid1
+    await registry.create_worker(profile="slow", runtime_id=rid1)
+    os.kill(r1.proc.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        call = asyncio.ensure_future(
+            registry.create_worker(profile="slow", runtime_id=rid1, timeout=2.0)
+        )
+        timings = []
+        while not call.done():
+            t = time.perf_counter()
+            views = registry.list_workers()
+            registry.runtimes()
+            timings.append(time.perf_counter() - t)
+            await asyncio.sleep(0.05)
+        assert max(timings) < 0.2
+        assert any(v.runtime_id == rid1 for v in views)
+        with pytest.raises((DeadlineExceeded, Unavailable)):
+            await call
+        assert time.monotonic() - t0 < 15  # its 2 s deadline, generously
+        await wait_state(registry, "one", RuntimeHealth.UNREACHABLE, within=15)
+        assert "DEADLINE_EXCEEDED" in status_of(registry, "one").last_error
+        # the other runtime is unaffected
+        placed, _ = await registry.create_worker(profile="slow")
+        assert placed != rid1
+    finally:
+        os.kill(r1.proc.proc.pid, signal.SIGCONT)
+    await wait_state(registry, "one", RuntimeHealth.READY, within=30)
+    assert registry.handle(rid1)

@@ -59,7 +59,6 @@ async def test_a_wrong_token_is_auth_failed_at_once_and_probed_slowly(
     metrics_port = int(found[1])
     registry = await registry_factory()
     registry.add_remote(r1.target, alias="locked", token="not-the-token")
-    registry.add_remote(r1.target.replace("127.0.0.1", "localhost"), alias="open", token=TOKEN)
     t0 = time.monotonic()
     await registry.start()
     await wait_state(registry, "locked", RuntimeHealth.AUTH_FAILED, within=10)
@@ -67,17 +66,17 @@ async def test_a_wrong_token_is_auth_failed_at_once_and_probed_slowly(
     status = status_of(registry, "locked")
     assert "UNAUTHENTICATED" in status.last_error
     assert "not-the-token" not in repr(status)
-    # the right token on the same runtime works (and is the one identity: "open" pins it)
-    await wait_state(registry, "open", RuntimeHealth.READY)
     before = _probes(metrics_port)
-    good_rate_window = time.monotonic()
     await asyncio.sleep(10)  # a window to count probes in, not a wait for a condition
-    window = time.monotonic() - good_rate_window
     after = _probes(metrics_port)
-    # "open" refreshes every 0.5 s (~20 in 10 s); "locked" adds at most a few on top
-    refreshes = window / 0.5
-    assert after - before <= refreshes + 4
+    # probed again after ~2-4 s, then ~4-8 s later: no tight loop on a bad token
+    assert after - before <= 4
     assert status_of(registry, "locked").state is RuntimeHealth.AUTH_FAILED
+    # the right token reaches the same runtime
+    good = await registry_factory()
+    good.add_remote(r1.target, alias="open", token=TOKEN)
+    await good.start()
+    await wait_state(good, "open", RuntimeHealth.READY)
 
 
 @contextlib.asynccontextmanager

@@ -136,3 +136,62 @@ async def test_a_run_through_the_registry_streams_to_its_end(
     )
     assert [e.seq for e in seen] == [e.seq for e in direct.events][: len(seen)]
     assert status_of(registry, "one").state is RuntimeHealth.READY
+
+
+async def test_a_subscription_over_all_runtimes_merges_them_from_now(
+    remote: RemoteFactory, registry_factory: RegistryFactory
+) -> None:
+    r1 = await remote("r1")
+    embedded = await EmbeddedRuntime.open()
+    try:
+        old = (await embedded.create_worker(profile="echo")).worker  # before: not delivered
+        registry = await registry_factory()
+        registry.add_remote(r1.target, alias="one")
+        registry.add_embedded(embedded, alias="here")
+        await registry.start()
+        rid1 = (await wait_state(registry, "one", RuntimeHealth.READY)).runtime_id
+        rid2 = (await wait_state(registry, "here", RuntimeHealth.READY)).runtime_id
+        items: list[object] = []
+        stream = registry.subscribe(payload_types=["worker_created"])
+
+        async def follow() -> None:
+            async for item in stream:
+                items.append(item)
+
+        task = asyncio.ensure_future(follow())
+        try:
+            created = {}
+            # each runtime's feed starts from its last seq when first reached (a create before
+            # that is not delivered): keep creating until both runtimes have delivered one
+            for rid in (rid1, rid2):
+                assert rid
+                _, c = await registry.create_worker(profile="echo", runtime_id=rid)
+                created[c.worker.worker_id] = rid
+
+            def seen() -> dict[str, str]:
+                return {
+                    i.event.payload.worker.worker_id: i.runtime_id  # type: ignore[union-attr]
+                    for i in items
+                    if isinstance(i, RegistryEvent)
+                }
+
+            async def both() -> bool:
+                if set(seen().values()) == {rid1, rid2}:
+                    return True
+                for rid in (rid1, rid2):  # a feed not yet started misses a create: make more
+                    _, c = await registry.create_worker(profile="echo", runtime_id=rid)
+                    created[c.worker.worker_id] = rid
+                return False
+
+            await eventually(both, interval=0.2, what="a WorkerCreated from each runtime")
+            got = seen()
+            assert {got[w] for w in got} == {rid1, rid2}
+            assert all(got[w] == created[w] for w in got)  # each tagged with its own runtime
+            assert old.worker_id not in got  # nothing from before the subscription
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    finally:
+        await registry.close()
+        await embedded.close()
