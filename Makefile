@@ -9,13 +9,15 @@ DATA_DIR ?= worker-runtime-data
 PROTO_OUT := runtime_client/api
 PYTEST_ARGS ?=
 
-.PHONY: help venv serve console test lint proto proto-check proto-breaking bench clean
+.PHONY: help venv serve console cluster test lint proto proto-check proto-breaking bench clean
 
 help:
 	@echo "make serve        run the server on $(LISTEN) with $(CONFIG), data in $(DATA_DIR)"
 	@echo "                  (override: make serve LISTEN=host:port CONFIG=file DATA_DIR=dir)"
 	@echo "make console      run the Backend and its web console on $(CONSOLE_LISTEN)"
 	@echo "                  (override: make console CONSOLE_LISTEN=host:port BACKEND_CONFIG=file)"
+	@echo "make cluster      N runtimes (own data dir and port each) and the Backend on this machine"
+	@echo "                  (override: make cluster N=3 CLUSTER_DIR=dir CONSOLE_LISTEN=host:port)"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff + mypy (strict) + buf lint"
 	@echo "make proto        regenerate $(PROTO_OUT) from proto/"
@@ -40,6 +42,12 @@ CONSOLE_LISTEN ?= 127.0.0.1:8080
 BACKEND_CONFIG ?=
 console: $(STAMP)
 	$(BIN)/worker-backend serve --listen $(CONSOLE_LISTEN) $(if $(BACKEND_CONFIG),--config $(BACKEND_CONFIG))
+
+# N runtimes (data in $(CLUSTER_DIR)/runtime-I) and the Backend over them (backend.cluster).
+N ?= 3
+CLUSTER_DIR ?= cluster-data
+cluster: $(STAMP)
+	$(BIN)/worker-backend cluster --runtimes $(N) --base-dir $(CLUSTER_DIR) --runtime-config $(CONFIG) --listen $(CONSOLE_LISTEN)
 
 # The README's Node.js client example is run by the tests; its two npm packages, pinned, go to
 # .node/ when npm is on PATH (without npm that one test skips, except under CI=true).

@@ -17,6 +17,7 @@ from backend import _routes as r
 from backend._events import worker_events
 from backend._security import SecurityMiddleware
 from backend.config import BackendConfig
+from backend.metrics import BackendMetrics, MetricsMiddleware, metrics_endpoint
 from backend.service import Backend
 
 __all__ = ["create_app"]
@@ -45,6 +46,7 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
     routes = [
         Route("/", index),
         Route("/healthz", r.healthz),
+        Route("/metrics", metrics_endpoint),
         Route("/api/session", r.session),
         Route("/api/login", r.login, methods=["POST"]),
         Route("/api/runtimes", r.runtimes),
@@ -62,4 +64,7 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.backend = service
     app.add_middleware(SecurityMiddleware, token=config.token)
+    # outermost: requests the security layer refuses (401, 403) are counted too
+    app.state.metrics = BackendMetrics(service)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=routes)
     return app

@@ -1,4 +1,5 @@
-"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]``.
+"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]``;
+``worker-backend cluster --runtimes N --base-dir DIR`` (runtimes and the Backend: backend.cluster).
 
 Prints ``worker-backend serving on http://HOST:PORT`` once the port is bound (tests and scripts
 wait for that line; with port 0 it names the port chosen). SIGINT/SIGTERM shut down gracefully.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from backend import cluster
 from backend.app import create_app
 from backend.config import BackendConfigError, load_config
 
@@ -30,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--listen", default=None, help="HOST:PORT (default from config: 127.0.0.1:8080)")
     s.add_argument("--data-dir", type=Path, default=None, help="the embedded runtime's data")
     s.add_argument("--log-level", default="warning")
+    cluster.add_parser(sub)
     return p
 
 
@@ -76,6 +79,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "cluster":
+        return cluster.run_cluster(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return asyncio.run(_serve(args))
 
