@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff
 from runtime_client._models import (
     Accepted,
@@ -138,5 +139,25 @@ class RuntimeHandle(Protocol):
         on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]: ...
+
+    async def put_bundle(
+        self,
+        id: str,
+        content: bytes,
+        *,
+        media_type: str = "",
+        expected_digest: str = "",
+        annotations: Mapping[str, str] | None = None,
+    ) -> ConfigBundlePut: ...
+
+    async def get_bundle(
+        self, id: str, digest: str, *, include_content: bool = False
+    ) -> ConfigBundleContent: ...
+
+    async def list_bundles(
+        self, *, page_size: int = 0, page_token: str = "", id: str = ""
+    ) -> Page[ConfigBundle]: ...
+
+    async def delete_bundle(self, id: str, digest: str) -> None: ...
 
     async def close(self, grace: float | None = None) -> None: ...

@@ -34,6 +34,7 @@ from runtime_client._models import (
     WorkspaceClaim,
 )
 from runtime_client._registry_types import RuntimeHealth
+from runtime_client._routed_bundles import RoutedBundleCalls
 from runtime_client._runtime_entry import RuntimeEntry
 from runtime_client.errors import DeadlineExceeded, RuntimeServiceError, Unavailable
 
@@ -42,7 +43,7 @@ __all__ = ["RoutedHandle"]
 _CUT = (Unavailable, DeadlineExceeded)
 
 
-class RoutedHandle:
+class RoutedHandle(RoutedBundleCalls):
     """A :class:`RuntimeHandle` for one registered runtime (see the module docstring)."""
 
     __slots__ = ("_entry",)

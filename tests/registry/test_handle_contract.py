@@ -14,6 +14,7 @@ from registry_support import FAST
 
 from runtime_client import (
     BusyPolicy,
+    ConfigBundleInUse,
     CursorAhead,
     InvalidArgument,
     RunFinished,
@@ -149,3 +150,20 @@ async def test_filtered_subscription_and_worker_lifecycle(handle: RuntimeHandle)
     await handle.delete_worker(worker.worker_id)
     with pytest.raises(WorkerNotFound):
         await handle.get_worker(worker.worker_id)
+
+
+async def test_config_bundles(handle: RuntimeHandle) -> None:
+    """Issue 13: the bundle calls over every handle (routed ones included)."""
+    content = b'[profiles.helper]\nprovider = "builtin"\nmodel = "echo"\n'
+    put = await handle.put_bundle("team", content)
+    assert put.created
+    assert not (await handle.put_bundle("team", content)).created
+    w = (await handle.create_worker(profile="helper", config_bundle=put.bundle.ref)).worker
+    got = await handle.get_bundle("team", put.bundle.digest, include_content=True)
+    assert (got.content, got.bundle.referencing_workers) == (content, (w.worker_id,))
+    assert [b.id for b in (await handle.list_bundles()).items] == ["team"]
+    with pytest.raises(ConfigBundleInUse):
+        await handle.delete_bundle("team", put.bundle.digest)
+    await handle.delete_worker(w.worker_id)
+    await handle.delete_bundle("team", put.bundle.digest)
+    assert (await handle.list_bundles()).total_size == 0
