@@ -1,5 +1,24 @@
 """The error classes of :mod:`runtime_client.errors` (which draws the tree and maps statuses to
-them); kept apart so that module stays readable. Import them from ``runtime_client.errors``."""
+them); kept apart so that module stays readable. Import them from ``runtime_client.errors``.
+
+Adding a class: put it at the end of its family here, add it to the tree drawn in
+``runtime_client.errors`` and to its ``__all__``, and give it its reason and typed keyword
+arguments named as its metadata keys, set through :meth:`RuntimeServiceError._typed`::
+
+    class QueueFull(ResourceExhausted):
+        reason = "QUEUE_FULL"
+        worker_id: str
+        limit: int
+
+        def __init__(
+            self, message: str = "", *, worker_id: str = "", limit: int = 0, **wire: Unpack[Wire]
+        ) -> None:
+            self._typed(message or f"...", wire, worker_id=worker_id, limit=limit)
+
+``from_status`` reads ``str`` and ``int`` arguments back from a received error's metadata by
+those names. A class raised by the server needs the server class of the same name and reason
+(``runtime_server.errors``); tests/api/test_errors.py walks them through a real server.
+"""
 
 from __future__ import annotations
 

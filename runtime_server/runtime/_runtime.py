@@ -111,8 +111,8 @@ class Runtime(RuntimeQueries):
     ``list_workers``, ``iter_workers``, ``get_run``, ``wait_run``, ``get_transcript``,
     ``iter_transcript``, ``list_events``, ``get_usage``, ``list_diagnostics``, ``list_profiles``)
     and ``subscribe`` is iterated with ``async for`` — so code written against one runs against
-    the other. What they return are the server's domain values (``runtime_server.model``), not
-    the client's models: the two vocabularies are not unified (yet). :meth:`info` stays as a
+    the other. What they return are the server's domain values (``runtime_server.model``); the
+    client's models and errors come through ``runtime_server.embedded``. :meth:`info` stays as a
     synchronous snapshot for in-process callers that cannot await (health, metrics, tests).
 
     ``provider_factory`` builds a provider per profile; without one, the Runtime uses

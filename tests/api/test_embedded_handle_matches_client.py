@@ -21,6 +21,7 @@ import runtime_client as rc
 import runtime_client.errors as client_errors
 from runtime_server import errors as server_errors
 from runtime_server.embedded import EmbeddedRuntime
+from runtime_server.model import Limits
 from runtime_server.runtime import HostPolicy
 
 if TYPE_CHECKING:
@@ -377,7 +378,7 @@ async def test_subscriptions_deliver_the_same_events(
 
 
 async def test_heartbeats_and_from_now_alike(serve: ServeFactory) -> None:
-    served = await serve(limits=rc_limits(heartbeat=0.05))
+    served = await serve(limits=Limits(heartbeat_interval_seconds=0.05))
     embedded = EmbeddedRuntime(served.runtime)
 
     async def beat(h: Any) -> rc.Event:
@@ -390,12 +391,6 @@ async def test_heartbeats_and_from_now_alike(serve: ServeFactory) -> None:
         local.worker_id,
         local.payload,
     )
-
-
-def rc_limits(*, heartbeat: float) -> Any:
-    from runtime_server.model import Limits
-
-    return Limits(heartbeat_interval_seconds=heartbeat)
 
 
 async def test_shutdown_ends_both_streams_with_runtime_draining(serve: ServeFactory) -> None:
@@ -437,3 +432,35 @@ async def test_open_owns_the_runtime_and_close_closes_it() -> None:
         assert run.state is rc.RunState.COMPLETED
     assert handle.runtime.state.name == "STOPPED"
     await handle.close()  # twice is fine
+
+
+async def test_a_lagging_embedded_subscription_resumes_without_gaps() -> None:
+    """Cut for lagging (a buffer of 8 events, a consumer that pauses while a run streams 30
+    words), the handle resubscribes from the last seq it yielded, as the client does: every event
+    arrives once, in order; with ``resume=False`` the cut is raised as SubscriberLagging."""
+    handle = await EmbeddedRuntime.open(limits=Limits(subscriber_buffer_events=8))
+    async with handle:
+        worker = (await handle.create_worker()).worker
+        retries: list[str] = []
+        events = handle.subscribe(worker.worker_id, on_retry=lambda e, d: retries.append(e.reason))
+        strict = handle.subscribe(worker.worker_id, resume=False)
+        first = await anext(events)  # subscribed (WorkerCreated); now stop reading a while
+        assert await anext(strict) == first
+        accepted = await handle.send_input(worker.worker_id, " ".join(["word"] * 30))
+        await handle.wait_run(accepted.run.run_id, timeout=BOUND)
+        seen = [first, *await _until_finished(events, accepted.run.run_id)]
+        logged = (await handle.list_events(worker_id=worker.worker_id, page_size=1000)).events
+        assert seen == list(logged[: len(seen)])  # up to the run's RunFinished, nothing missed
+        assert len(seen) > 30
+        assert handle.runtime.counters().subscriber_cuts["lagging"] >= 1
+        assert retries == []  # the first cut after progress resumes at once, without a wait
+        got = [first]
+        with pytest.raises(client_errors.SubscriberLagging) as info:
+            await _collect_into(strict, got)  # what it holds, then the cut
+        assert got == seen[: len(got)]
+        assert info.value.last_seq == got[-1].seq
+
+
+async def _collect_into(events: AsyncIterator[rc.Event], into: list[rc.Event]) -> None:
+    async for event in events:
+        into.append(event)
