@@ -31,7 +31,6 @@ from runtime_client._models import (
     Run,
     RuntimeInfo,
     TranscriptEntry,
-    TranscriptPage,
     UsageSummary,
     Worker,
     WorkerState,
@@ -114,7 +113,7 @@ class RuntimeHandle(Protocol):
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> TranscriptPage: ...
+    ) -> Page[TranscriptEntry]: ...
 
     def iter_transcript(
         self, worker_id: str, *, page_size: int = 0
@@ -140,8 +139,6 @@ class RuntimeHandle(Protocol):
         on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
         payload_types: Sequence[str] = (),
     ) -> AsyncGenerator[Event, None]: ...
-
-    # ConfigService (config bundles)
 
     async def put_bundle(
         self,

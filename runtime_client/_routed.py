@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
-from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff
 from runtime_client._models import (
     Accepted,
@@ -28,7 +27,6 @@ from runtime_client._models import (
     Run,
     RuntimeInfo,
     TranscriptEntry,
-    TranscriptPage,
     UsageSummary,
     Worker,
     WorkerState,
@@ -36,6 +34,7 @@ from runtime_client._models import (
     WorkspaceClaim,
 )
 from runtime_client._registry_types import RuntimeHealth
+from runtime_client._routed_bundles import RoutedBundleCalls
 from runtime_client._runtime_entry import RuntimeEntry
 from runtime_client.errors import DeadlineExceeded, RuntimeServiceError, Unavailable
 
@@ -44,7 +43,7 @@ __all__ = ["RoutedHandle"]
 _CUT = (Unavailable, DeadlineExceeded)
 
 
-class RoutedHandle:
+class RoutedHandle(RoutedBundleCalls):
     """A :class:`RuntimeHandle` for one registered runtime (see the module docstring)."""
 
     __slots__ = ("_entry",)
@@ -218,7 +217,7 @@ class RoutedHandle:
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> TranscriptPage:
+    ) -> Page[TranscriptEntry]:
         h = self._entry.check()
         try:
             return await h.get_transcript(worker_id, page_size=page_size, page_token=page_token)
@@ -291,58 +290,6 @@ class RoutedHandle:
                 yield event
         finally:
             await stream.aclose()
-
-    # --- ConfigService ---
-
-    async def put_bundle(
-        self,
-        id: str,
-        content: bytes,
-        *,
-        media_type: str = "",
-        expected_digest: str = "",
-        annotations: Mapping[str, str] | None = None,
-    ) -> ConfigBundlePut:
-        h = self._entry.check()
-        try:
-            return await h.put_bundle(
-                id,
-                content,
-                media_type=media_type,
-                expected_digest=expected_digest,
-                annotations=annotations,
-            )
-        except _CUT:
-            self._entry.poke()
-            raise
-
-    async def get_bundle(
-        self, id: str, digest: str, *, include_content: bool = False
-    ) -> ConfigBundleContent:
-        h = self._entry.check()
-        try:
-            return await h.get_bundle(id, digest, include_content=include_content)
-        except _CUT:
-            self._entry.poke()
-            raise
-
-    async def list_bundles(
-        self, *, page_size: int = 0, page_token: str = "", id: str = ""
-    ) -> Page[ConfigBundle]:
-        h = self._entry.check()
-        try:
-            return await h.list_bundles(page_size=page_size, page_token=page_token, id=id)
-        except _CUT:
-            self._entry.poke()
-            raise
-
-    async def delete_bundle(self, id: str, digest: str) -> None:
-        h = self._entry.check()
-        try:
-            await h.delete_bundle(id, digest)
-        except _CUT:
-            self._entry.poke()
-            raise
 
     async def close(self, grace: float | None = None) -> None:
         """Nothing to do: the registry owns the connection."""

@@ -219,7 +219,7 @@ def _typed_parameters(cls: type[RuntimeServiceError]) -> dict[str, bool]:
 _ALL: list[type[RuntimeServiceError]] = [RuntimeServiceError, *_subclasses(RuntimeServiceError)]
 for _cls in (*_ALL, StatusCode):
     # named where they are imported from (tracebacks, reprs, pickles): runtime_client.errors.X
-    if _cls.__module__ == "runtime_client._error_tree":
+    if _cls.__module__ in ("runtime_client._error_tree", "runtime_client._bundle_errors"):
         _cls.__module__ = __name__
 _TYPED: dict[type[RuntimeServiceError], dict[str, bool]] = {c: _typed_parameters(c) for c in _ALL}
 

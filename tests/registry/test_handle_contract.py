@@ -15,7 +15,6 @@ from registry_support import FAST
 from runtime_client import (
     BusyPolicy,
     ConfigBundleInUse,
-    ConfigBundleNotFound,
     CursorAhead,
     InvalidArgument,
     RunFinished,
@@ -154,21 +153,17 @@ async def test_filtered_subscription_and_worker_lifecycle(handle: RuntimeHandle)
 
 
 async def test_config_bundles(handle: RuntimeHandle) -> None:
-    content = b'[profiles.bundled]\nprovider = "builtin"\nmodel = "echo"\n'
-    put = await handle.put_bundle("contract-bundle", content)
+    """Issue 13: the bundle calls over every handle (routed ones included)."""
+    content = b'[profiles.helper]\nprovider = "builtin"\nmodel = "echo"\n'
+    put = await handle.put_bundle("team", content)
     assert put.created
-    assert put.bundle.digest.startswith("sha256:")
-    again = await handle.put_bundle("contract-bundle", content)
-    assert (again.created, again.bundle.digest) == (False, put.bundle.digest)
-    got = await handle.get_bundle("contract-bundle", put.bundle.digest, include_content=True)
-    assert got.content == content
-    assert got.bundle.profiles == ("bundled",)
-    listed = await handle.list_bundles()
-    assert [(b.id, b.digest) for b in listed.items] == [("contract-bundle", put.bundle.digest)]
-    worker = (await handle.create_worker(profile="bundled", config_bundle=put.bundle.ref)).worker
+    assert not (await handle.put_bundle("team", content)).created
+    w = (await handle.create_worker(profile="helper", config_bundle=put.bundle.ref)).worker
+    got = await handle.get_bundle("team", put.bundle.digest, include_content=True)
+    assert (got.content, got.bundle.referencing_workers) == (content, (w.worker_id,))
+    assert [b.id for b in (await handle.list_bundles()).items] == ["team"]
     with pytest.raises(ConfigBundleInUse):
-        await handle.delete_bundle("contract-bundle", put.bundle.digest)
-    await handle.delete_worker(worker.worker_id)
-    await handle.delete_bundle("contract-bundle", put.bundle.digest)
-    with pytest.raises(ConfigBundleNotFound):
-        await handle.get_bundle("contract-bundle", put.bundle.digest)
+        await handle.delete_bundle("team", put.bundle.digest)
+    await handle.delete_worker(w.worker_id)
+    await handle.delete_bundle("team", put.bundle.digest)
+    assert (await handle.list_bundles()).total_size == 0
