@@ -31,6 +31,7 @@ from runtime_client._models import (
     Run,
     RuntimeInfo,
     TranscriptEntry,
+    TranscriptPage,
     UsageSummary,
     Worker,
     WorkerState,
@@ -113,7 +114,7 @@ class RuntimeHandle(Protocol):
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> Page[TranscriptEntry]: ...
+    ) -> TranscriptPage: ...
 
     def iter_transcript(
         self, worker_id: str, *, page_size: int = 0

@@ -27,6 +27,7 @@ from runtime_client._models import (
     Run,
     RuntimeInfo,
     TranscriptEntry,
+    TranscriptPage,
     UsageSummary,
     Worker,
     WorkerState,
@@ -217,7 +218,7 @@ class RoutedHandle(RoutedBundleCalls):
 
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> Page[TranscriptEntry]:
+    ) -> TranscriptPage:
         h = self._entry.check()
         try:
             return await h.get_transcript(worker_id, page_size=page_size, page_token=page_token)
