@@ -25,12 +25,9 @@ KNOWN_FILES = {
     # (+ Limits.store_write_backlog_events and the config bundle limits, Profile's context_*
     # fields, TranscriptEntry.seq: every limit and field must be carried)
     "runtime_client/_models.py": 509,  # its enums and responses now in _enums, _responses
-    "runtime_client/_client.py": 602,
     "runtime_client/_convert.py": 521,
 }
-KNOWN_CLASSES = {
-    "runtime_client/_client.py:RuntimeClient": 477,
-}
+KNOWN_CLASSES = {}
 
 
 def _sources() -> list[Path]:
