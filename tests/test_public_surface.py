@@ -127,6 +127,7 @@ SURFACES: dict[str, set[str]] = {
         "convert",
         "servicers",
         "start_server",
+        "wire",
     },
     "runtime_client": {
         "Accepted",

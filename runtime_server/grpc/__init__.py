@@ -6,8 +6,9 @@ event batch a stream sends (:data:`MAX_BATCH_EVENTS`), :mod:`convert`, the one m
 domain values to and from protobuf messages (for checks that compare the domain with the wire,
 such as the wire-size accounting), and :mod:`servicers`, the four servicers and the one unary and
 one stream wrapper every RPC goes through (for checks of the edge's structure); the two stream
-economies, for checks of their behaviour: :class:`EventCache` (each event converted once) and
-:mod:`coalesce` (fewer, fuller batch messages)."""
+economies, for checks of their behaviour: :class:`EventCache` (each event encoded once),
+:mod:`wire` (events as the bytes the streams send) and :mod:`coalesce` (fewer, fuller batch
+messages)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from runtime_client.errors import ERROR_DOMAIN  # defined once, where clients re
 from runtime_server.grpc import _coalesce as coalesce
 from runtime_server.grpc import _convert as convert
 from runtime_server.grpc import _servicers as servicers
+from runtime_server.grpc import _wire as wire
 from runtime_server.grpc._eventcache import EventCache
 from runtime_server.grpc._ops import OpsListenError, OpsOptions
 from runtime_server.grpc._server import SERVICE_NAMES, RuntimeServer, TLSFiles, start_server
@@ -28,6 +30,7 @@ __all__ = [
     "coalesce",
     "convert",
     "servicers",
+    "wire",
     "OpsListenError",
     "OpsOptions",
     "RuntimeServer",

@@ -176,6 +176,11 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         self.stats = stats
         self._access = access
         self._refused = RefusedCalls()
+        # method -> (the handler it routed to, our wrapper of it): a method's handler is the same
+        # object call after call, so its wrapper is built once, not per call (a deny handler of
+        # the auth interceptor differs: it is wrapped afresh). At most one entry per method the
+        # server has (calls to others have no handler).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -186,6 +191,15 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         if handler is None:
             return None
         method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        if len(self._wrapped) < MAX_METHODS:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         known = method.lstrip("/").partition("/")[0] in self._known
         kw = {
             "request_deserializer": handler.request_deserializer,

@@ -30,6 +30,7 @@ from runtime_server.grpc._servicers import (
     ManagementServicer,
     ObservationServicer,
 )
+from runtime_server.grpc._wire import send_encoded
 from runtime_server.runtime import Runtime, StoreState
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ SERVICE_NAMES = (
     opb.DESCRIPTOR.services_by_name["ObservationService"].full_name,
     _config.SERVICE_NAME,
 )
+_OBSERVATION = opb.DESCRIPTOR.services_by_name["ObservationService"].full_name
+ENCODED_METHODS = (f"/{_OBSERVATION}/SubscribeEvents", f"/{_OBSERVATION}/SubscribeEventBatches")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +107,14 @@ class RuntimeServer:
         # Handlers are registered through the decode guard: a body that does not decode answers
         # INVALID_ARGUMENT (MALFORMED_REQUEST), never UNKNOWN with a traceback (_decoding).
         target = guard_decoding(self._server)
+        # The subscription streams send events as wire bytes encoded once per event (_wire).
+        observation = send_encoded(target, ENCODED_METHODS)
         mgrpc.add_ManagementServiceServicer_to_server(
             ManagementServicer(runtime, auth_required=auth), target
         )
         cgrpc.add_CatalogServiceServicer_to_server(CatalogServicer(runtime), target)
         igrpc.add_InteractionServiceServicer_to_server(InteractionServicer(runtime), target)
-        ogrpc.add_ObservationServiceServicer_to_server(ObservationServicer(runtime), target)
+        ogrpc.add_ObservationServiceServicer_to_server(ObservationServicer(runtime), observation)
         _config.add_config_service(runtime, target)  # config bundles (_config)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, target)
         # grpc.reflection.v1 and v1alpha (_reflection)

@@ -29,6 +29,7 @@ from runtime_server.grpc import _convert as cv
 from runtime_server.grpc._coalesce import gather_more
 from runtime_server.grpc._errors import abort, status_details
 from runtime_server.grpc._eventcache import EventCache
+from runtime_server.grpc._wire import FRAME_OVERHEAD, batch_bytes
 from runtime_server.model import DiagnosticLevel, now
 from runtime_server.runtime import Runtime
 
@@ -278,8 +279,12 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         )
         interval = runtime.limits.heartbeat_interval_seconds or None
         more = max_events - 1
-        weigh = wire_size.event_size
-        # an upper bound of the batch's encoded size (the same budget as a ListEvents page)
+        encode = self._events.encode
+
+        def weigh(event: m.Event) -> int:  # its exact share of the batch (encoded once, kept)
+            return len(encode(event)) + FRAME_OVERHEAD
+
+        # the batch's encoded size (the same budget as a ListEvents page)
         max_bytes = wire_size.page_budget(runtime.limits.max_message_bytes)
         try:
             while True:
@@ -302,31 +307,33 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         finally:
             sub.close()
 
+    # The two streams send an event as its wire bytes, encoded once (_wire, _eventcache); they
+    # are registered to send bytes as they are (_server: send_encoded).
+
     @stream
-    async def SubscribeEvents(
+    async def SubscribeEvents(  # type: ignore[override]  # (bytes: see above)
         self, request: opb.SubscribeEventsRequest, context: Ctx
-    ) -> AsyncGenerator[pb.Event, None]:
-        convert = self._events.convert
+    ) -> AsyncGenerator[pb.Event | bytes, None]:
+        encode = self._events.encode
         async with contextlib.aclosing(self._event_lists(request, 1)) as lists:
             async for item in lists:
                 if isinstance(item, int):
                     yield cv.heartbeat(item, now())
                 else:
                     for event in item:
-                        yield convert(event)
+                        yield encode(event)
 
     @stream
-    async def SubscribeEventBatches(
+    async def SubscribeEventBatches(  # type: ignore[override]  # (bytes: see above)
         self, request: opb.SubscribeEventsRequest, context: Ctx
-    ) -> AsyncGenerator[opb.EventBatch, None]:
-        convert = self._events.convert
-        batch = opb.EventBatch
+    ) -> AsyncGenerator[opb.EventBatch | bytes, None]:
+        encode = self._events.encode
         async with contextlib.aclosing(self._event_lists(request, MAX_BATCH_EVENTS)) as lists:
             async for item in lists:
                 if isinstance(item, int):
-                    yield batch(events=[cv.heartbeat(item, now())])
+                    yield opb.EventBatch(events=[cv.heartbeat(item, now())])
                 else:
-                    yield batch(events=[convert(e) for e in item])
+                    yield batch_bytes([encode(e) for e in item])
 
     @unary
     async def GetUsage(self, request: opb.GetUsageRequest, context: Ctx) -> opb.GetUsageResponse:
