@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import os
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from engine import _json
 from engine._errors import (
     ConfigurationError,
     EngineError,
@@ -123,7 +123,7 @@ def error_message_from_body(body: bytes, redact: Redactor | None = None) -> str:
     request's secrets redacted before the text is cut (a key straddling the cut would leak)."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
-        from_json = error_message_from_json(json.loads(text))
+        from_json = error_message_from_json(_json.loads(text))
     except ValueError:
         from_json = ""
     message = from_json or text
@@ -158,7 +158,7 @@ def error_code_from_body(body: bytes) -> str:
     """``error.code`` of a JSON error body when it is a string (OpenAI's
     ``context_length_exceeded``), else empty."""
     try:
-        parsed = json.loads(body)
+        parsed = _json.loads(body)
     except ValueError:
         return ""
     error = parsed.get("error") if isinstance(parsed, dict) else None
