@@ -41,7 +41,7 @@ from engine._errors import (
     ProviderTimeoutError,
 )
 from engine._redact import Redactor, remember_request_secrets, request_secrets, url_secrets
-from engine._sse import SSEDecoder, SSEEvent
+from engine._sse import SSEDecoder, SSEEvent, SSEEventTooLarge
 from engine._types import Notice, StreamEvent
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
@@ -281,7 +281,11 @@ async def post_sse(
                     raise ProviderConnectionError(
                         f"{provider}: the stream sent nothing for {idle_timeout_s:g}s"
                     ) from exc
-                for event in decoder.feed(chunk):
+                try:
+                    events = decoder.feed(chunk)
+                except SSEEventTooLarge as exc:
+                    raise ProviderProtocolError(f"{provider}: {exc}") from None
+                for event in events:
                     yield _clean_event(event, redact) if redact else event
             for event in decoder.flush():
                 yield _clean_event(event, redact) if redact else event
