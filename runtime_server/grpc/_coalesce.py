@@ -55,17 +55,17 @@ class Coalescer:
     """The subscriptions of one event loop that are gathering a batch, and the one callback per
     loop step that tells each when its batch is ready (see the module docstring)."""
 
-    __slots__ = ("_gathering", "_loop", "_scheduled")
+    # (no reference to its loop: it is the value of a weak mapping keyed by that loop)
+    __slots__ = ("_gathering", "_scheduled")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._gathering: list[_Gathering] = []
         self._scheduled = False
 
     async def gather(self, sub: Subscription, max_events: int) -> None:
         if sub.buffered >= max_events:
             return
-        loop = self._loop
+        loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._gathering.append(_Gathering(sub, max_events, loop.time() + MAX_WAIT, done))
         if not self._scheduled:
@@ -74,7 +74,8 @@ class Coalescer:
         await done  # (cancelled: the next tick drops it)
 
     def _tick(self) -> None:
-        now = self._loop.time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         keep: list[_Gathering] = []
         for g in self._gathering:
             done = g.done
@@ -95,7 +96,7 @@ class Coalescer:
                 keep.append(g)
         self._gathering = keep
         if keep:
-            self._loop.call_soon(self._tick)
+            loop.call_soon(self._tick)
         else:
             self._scheduled = False
 
@@ -111,5 +112,5 @@ async def gather_more(sub: Subscription, max_events: int) -> None:
     loop = asyncio.get_running_loop()
     coalescer = _coalescers.get(loop)
     if coalescer is None:
-        coalescer = _coalescers[loop] = Coalescer(loop)
+        coalescer = _coalescers[loop] = Coalescer()
     await coalescer.gather(sub, max_events)

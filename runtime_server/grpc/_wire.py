@@ -9,9 +9,10 @@ from a separate estimate (``wire_size.event_size``, ~3 µs an event).
 Here an event is encoded straight to protobuf's wire format: the envelope (seq, ids, time) by
 hand, and by hand too the payloads every run sends (deltas, Run, TranscriptEntry, Usage, state
 changes); the rarer ones through their generated class. Measured against building the message
-and serialising it: a delta 1.9 µs vs 3.2, a RunFinished 10 vs 14, an InputCommitted 6 vs 10. The bytes are exactly the ones ``pb.Event.SerializeToString()``
-gives (fields in number order, defaults left out; a test compares them for every payload type),
-so any client decodes them as before. An ``EventBatch`` is ``events = 1`` repeated: its bytes
+and serialising it: a delta 1.9 µs vs 3.2, a RunFinished 10 vs 14, an InputCommitted 6 vs 10.
+The bytes are exactly the ones ``pb.Event.SerializeToString()`` gives (fields in number order,
+defaults left out; a test compares them for every payload type), so any client decodes them as
+before. An ``EventBatch`` is ``events = 1`` repeated: its bytes
 are each event's bytes behind a tag and a length, joined — nothing is copied or re-encoded, and
 a batch's size is known exactly.
 

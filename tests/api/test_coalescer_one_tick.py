@@ -124,3 +124,22 @@ async def test_a_short_runs_events_travel_in_one_message(serve) -> None:  # type
         call.cancel()
     # (the call starts at its first read: the first run's first events come from the replay)
     assert per_run[1:] == [1, 1, 1]
+
+
+def test_a_finished_loops_coalescer_is_released() -> None:
+    # one Coalescer per event loop, in a weak mapping: it must not keep its loop alive
+    import gc
+
+    async def one_gather() -> None:
+        log = await opened_log()
+        sub = log.subscribe(worker_id="w1")
+        log.append_one("w1", "r1", TextDelta("x"))
+        await _coalesce.gather_more(sub, 255)
+        sub.close()
+
+    gc.collect()
+    before = len(_coalesce._coalescers)
+    for _ in range(3):
+        asyncio.run(one_gather())
+    gc.collect()
+    assert len(_coalesce._coalescers) <= before
