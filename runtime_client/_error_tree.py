@@ -334,6 +334,15 @@ class SubscriberLagging(ResourceExhausted):
         self._typed(text, wire, last_seq=last_seq, buffer=buffer)
 
 
+class TooManySubscribers(ResourceExhausted):
+    reason = "TOO_MANY_SUBSCRIBERS"
+    limit: int
+
+    def __init__(self, message: str = "", *, limit: int = 0, **wire: Unpack[Wire]) -> None:
+        text = message or f"the runtime has its maximum of {limit} open event subscriptions"
+        self._typed(text, wire, limit=limit)
+
+
 class MemoryBudgetExceeded(ResourceExhausted):
     """The runtime's estimated memory is at its ``max_memory_bytes`` (``limit``): ``held`` bytes,
     and the request needed ``needed`` more."""

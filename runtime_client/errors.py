@@ -34,6 +34,7 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (last_seq, buffer)
+    │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
     │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (after_seq, oldest_seq)
@@ -110,6 +111,7 @@ from runtime_client._error_tree import (
     StatusCode,
     StoreFailure,
     SubscriberLagging,
+    TooManySubscribers,
     TooManyWorkers,
     Unauthenticated,
     Unavailable,
@@ -156,6 +158,7 @@ __all__ = [
     "StatusCode",
     "StoreFailure",
     "SubscriberLagging",
+    "TooManySubscribers",
     "TooManyWorkers",
     "Unauthenticated",
     "Unavailable",

@@ -33,6 +33,7 @@ metadata from them (the parenthesised names below):
     │   ├── QueueFull                 QUEUE_FULL         (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS   (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (last_seq, buffer)
+    │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
     │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED     (after_seq, oldest_seq)
@@ -306,6 +307,16 @@ class SubscriberLagging(ResourceExhausted):
         )
         self.last_seq = last_seq
         self.buffer = buffer
+
+
+class TooManySubscribers(ResourceExhausted):
+    reason = "TOO_MANY_SUBSCRIBERS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the runtime has its maximum of {limit} open event subscriptions", limit=str(limit)
+        )
+        self.limit = limit
 
 
 class MemoryBudgetExceeded(ResourceExhausted):
