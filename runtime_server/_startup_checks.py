@@ -21,6 +21,7 @@ __all__ = [
     "TLSPaths",
     "check_bindable",
     "check_exposure",
+    "is_loopback",
     "check_tls",
     "listen_address",
     "log_level",

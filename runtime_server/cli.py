@@ -21,6 +21,7 @@ from runtime_server._startup_checks import (
     check_bindable,
     check_exposure,
     check_tls,
+    is_loopback,
     listen_address,
     log_level,
 )
@@ -38,6 +39,10 @@ from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
 DEFAULT_DATA_DIR = "worker-runtime-data"
 ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
+
+
+# What ships with serve and is checked from outside (deploy/ manifests, the exposure rule's tests).
+__all__ = ["StartupError", "check_exposure", "is_loopback", "main", "serve", "serve_options"]
 
 
 def _add_serve(sub: Any) -> None:

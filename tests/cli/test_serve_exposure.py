@@ -19,7 +19,7 @@ import pytest
 from serving import Finished, run_serve, serve_argv
 
 from runtime_client import RuntimeClient
-from runtime_server._startup_checks import StartupError, check_exposure, is_loopback
+from runtime_server.cli import StartupError, check_exposure, is_loopback
 
 BOUND = 30.0
 
