@@ -95,7 +95,6 @@ from runtime_client._error_tree import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
-    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -104,10 +103,7 @@ from runtime_client._error_tree import (
     ResourceExhausted,
     RunNotFound,
     RuntimeDraining,
-    RuntimeIdentityChanged,
-    RuntimeNotFound,
     RuntimeServiceError,
-    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
@@ -122,6 +118,12 @@ from runtime_client._error_tree import (
     WorkerStopped,
     WorkspaceConflict,
     WorkspaceNotAllowed,
+)
+from runtime_client._registry_errors import (
+    NoRuntimeAvailable,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
+    RuntimeUnavailable,
 )
 
 __all__ = [
