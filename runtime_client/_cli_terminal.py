@@ -12,7 +12,7 @@ a program reading it gets the text exactly.
 from __future__ import annotations
 
 import io
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 __all__ = ["TerminalText", "visible_controls"]
 
@@ -52,3 +52,9 @@ class TerminalText(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return self._stream.encoding
+
+    @property
+    def buffer(self) -> BinaryIO:
+        """The raw byte stream, for output that is a file's bytes on purpose (``bundles get
+        --content > file``): it is not text for people, so nothing is escaped."""
+        return self._stream.buffer
