@@ -19,7 +19,7 @@ stream wakes twice per batch: for its first event, and when the batch is ready.
 
 ``MAX_WAIT`` bounds the hold in time. It was 1 ms: under load a loop step takes longer (16
 concurrent runs: 1-3 ms), so that bound cut a 10-word run into ~3.4 messages exactly when the
-CPU was scarcest; 10 ms keeps it at ~1.1 (measured: 5 ms gave 2.4). It only matters for a
+CPU was scarcest; 10 ms keeps it at 1.1-1.6 (measured: 5 ms gave 2.4). It only matters for a
 producer that brings an event every loop step — a real model's tokens arrive milliseconds apart,
 with quiet steps between them that end the wait first — and it stays below one display frame.
 
