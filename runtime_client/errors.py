@@ -34,7 +34,8 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (last_seq, buffer)
-    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   ├── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   └── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (after_seq, oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD        (after_seq, last_seq)
@@ -80,6 +81,7 @@ from runtime_client._bundle_errors import (
     ConfigBundleNotFound,
     DigestMismatch,
     ProviderNotAvailable,
+    TooManyConfigBundles,
 )
 from runtime_client._error_tree import (
     ERROR_DOMAIN,
@@ -156,6 +158,7 @@ __all__ = [
     "StatusCode",
     "StoreFailure",
     "SubscriberLagging",
+    "TooManyConfigBundles",
     "TooManyWorkers",
     "Unauthenticated",
     "Unavailable",

@@ -33,7 +33,8 @@ metadata from them (the parenthesised names below):
     │   ├── QueueFull                 QUEUE_FULL         (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS   (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (last_seq, buffer)
-    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   ├── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   └── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit) max_bundles are stored
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED     (after_seq, oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD       (after_seq, last_seq)
@@ -324,6 +325,20 @@ class MemoryBudgetExceeded(ResourceExhausted):
         self.limit = limit
         self.held = held
         self.needed = needed
+
+
+class TooManyConfigBundles(ResourceExhausted):
+    """The runtime stores its maximum of ``limit`` config bundles (``max_bundles``); named like
+    TOO_MANY_WORKERS, so a caller can tell this limit from the memory budget or a queue."""
+
+    reason = "TOO_MANY_CONFIG_BUNDLES"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the runtime holds its maximum of {limit} config bundles (delete unused ones)",
+            limit=str(limit),
+        )
+        self.limit = limit
 
 
 class OutOfRange(RuntimeServiceError):

@@ -224,6 +224,7 @@ SURFACES: dict[str, set[str]] = {
         "StoreState",
         "SubscriberLagging",
         "TextDelta",
+        "TooManyConfigBundles",
         "TooManyWorkers",
         "ToolCall",
         "ToolCallFinished",

@@ -234,11 +234,7 @@ class ConfigBundles:
             return self._with_refs(existing), False
         parsed = parse_bundle(content, policy=rt._workspaces.policy, limits=lim)
         if len(self._index) >= lim.max_bundles:
-            raise errors.ResourceExhausted(
-                f"the runtime holds its maximum of {lim.max_bundles} config bundles (delete "
-                "unused ones)",
-                limit=str(lim.max_bundles),
-            )
+            raise errors.TooManyConfigBundles(lim.max_bundles)
         rt._store_watch.check()
         rt._budget.admit(len(content))  # the memory store keeps the bytes
         bundle = ConfigBundle(
