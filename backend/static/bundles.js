@@ -37,11 +37,12 @@ function renderPanel() {
     const head = el("div", "name", b.id);
     if (b.digest) head.append(el("span", "meta", ` ${b.digest.slice(7, 19)}`));
     li.append(head);
-    if (b.error) {
+    if (b.error) { // pushed nowhere: no runtime chips
       li.append(el("div", "error", `${b.file}: ${b.error}`));
-    } else {
-      li.append(el("div", "meta", b.profiles.length ? b.profiles.join(", ") : "no profiles"));
+      list.append(li);
+      continue;
     }
+    li.append(el("div", "meta", b.profiles.length ? b.profiles.join(", ") : "no profiles"));
     const places = el("div", "places");
     for (const r of b.runtimes) {
       const chip = el("span", "chip", `${r.alias || r.runtime_id.slice(0, 8)}: ${r.state}`);
