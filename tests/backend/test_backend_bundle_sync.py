@@ -8,13 +8,18 @@ Backend's own count in ``GET /api/bundles``; the runtime's own ListBundles says 
 from __future__ import annotations
 
 import re
+import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from backend_serving import REMOTE_TOKEN, Console, ConsoleFactory, eventually
-from serving import START_TIMEOUT, ServeProcess
+from serving import PYTHON, REPO_ROOT, START_TIMEOUT, ServeFactory, ServeProcess, env
 
+from backend._bundle_files import BundleFiles
+from backend.config import BackendConfigError, check_bundles_dir, parse_config
 from runtime_client import ConfigBundleRef, RuntimeClient
 
 TEAM = b'[prompts]\nterse = "Be terse."\n\n[profiles.helper]\nprovider = "builtin"\nmodel = "echo"\nprompt = "terse"\n'  # noqa: E501
@@ -231,3 +236,38 @@ async def test_an_edited_file_is_a_new_version_and_a_restarted_runtime_is_synced
     held = await remote_client(c).list_bundles(id="team")
     assert sorted(b.digest for b in held.items) == sorted([first, second])
     assert ConfigBundleRef("team", second) in {b.ref for b in held.items}
+
+
+async def test_the_readme_example_config_and_bundle_work(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    section = (REPO_ROOT / "README.md").read_text(encoding="utf-8").split("**Config bundles.**")[1]
+    config, bundle = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)[:2]
+    cfg = parse_config(tomllib.loads(config), env={}, base=tmp_path)
+    assert cfg.bundles_dir == tmp_path / "bundles"
+    cfg.bundles_dir.mkdir()
+    (cfg.bundles_dir / "team.toml").write_text(bundle, encoding="utf-8")
+    (found,) = BundleFiles(cfg.bundles_dir).scan().values()
+    assert (found.id, found.profiles, found.error) == ("team", ("helper",), "")
+    put = await (await serve()).client.put_bundle(found.id, found.content)
+    assert put.bundle.digest == found.digest
+    assert put.bundle.profiles == ("helper",)
+
+
+def test_bundles_dir_is_checked_with_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(BackendConfigError, match="bundles_dir: must be a str"):
+        parse_config({"bundles_dir": 5}, env={})
+    missing = parse_config({"bundles_dir": "nope"}, env={}, base=tmp_path).bundles_dir
+    with pytest.raises(BackendConfigError, match=r"bundles_dir: .*nope does not exist"):
+        check_bundles_dir(missing)
+    (tmp_path / "file.toml").write_text("")
+    with pytest.raises(BackendConfigError, match="is not a directory"):
+        check_bundles_dir(tmp_path / "file.toml")
+    argv = [str(PYTHON), "-m", "backend.cli", "serve", "--listen", "127.0.0.1:0"]
+    argv += ["--data-dir", str(tmp_path / "data"), "--bundles-dir", str(tmp_path / "nope")]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, cwd=REPO_ROOT, env=env(), timeout=START_TIMEOUT * 2
+    )
+    assert done.returncode == 2
+    assert "bundles_dir" in done.stderr
+    assert "does not exist" in done.stderr
