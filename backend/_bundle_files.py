@@ -66,6 +66,8 @@ def read_bundle(path: Path) -> LocalBundle:
         return LocalBundle(bundle_id, name, digest, error="not UTF-8 text")
     except tomllib.TOMLDecodeError as exc:
         return LocalBundle(bundle_id, name, digest, error=f"not valid TOML: {exc}")
+    except RecursionError:  # tomllib recurses per nesting level: `a = [[[…]]]` a few hundred deep
+        return LocalBundle(bundle_id, name, digest, error="not valid TOML: nested too deeply")
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         return LocalBundle(bundle_id, name, digest, error="profiles: must be a table")

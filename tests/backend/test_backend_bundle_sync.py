@@ -174,6 +174,7 @@ async def test_bad_bundle_files_are_reported_per_bundle_and_the_backend_keeps_se
         team=TEAM,
         broken=b'[profiles.x]\nprovider = "builtin"\nmodel = \n',
         secret=b'[profiles.y]\nprovider = "builtin"\nmodel = "echo"\napi_key = "sk-1"\n',
+        deep=b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n",
     )
     (d / "bad name!.toml").write_bytes(OPS)
     c = await console(bundles_dir=d, remote_extra=METRICS)
@@ -192,6 +193,7 @@ async def test_bad_bundle_files_are_reported_per_bundle_and_the_backend_keeps_se
     assert states["broken"]["ref"] == ""
     assert {p["state"] for p in states["broken"]["runtimes"]} == {"missing"}
     assert "file name" in states["bad name!"]["error"]
+    assert states["deep"]["error"] == "not valid TOML: nested too deeply"
     # forbidden content is each runtime's judgement: failed there, with its reason and key
     for place in states["secret"]["runtimes"]:
         assert place["reason"].startswith("CONFIG_BUNDLE_INVALID"), place
