@@ -328,16 +328,11 @@ class MemoryBudgetExceeded(ResourceExhausted):
 
 
 class TooManyConfigBundles(ResourceExhausted):
-    """The runtime stores its maximum of ``limit`` config bundles (``max_bundles``); named like
-    TOO_MANY_WORKERS, so a caller can tell this limit from the memory budget or a queue."""
-
-    reason = "TOO_MANY_CONFIG_BUNDLES"
+    reason = "TOO_MANY_CONFIG_BUNDLES"  # max_bundles are stored (named like TOO_MANY_WORKERS)
 
     def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"the runtime holds its maximum of {limit} config bundles (delete unused ones)",
-            limit=str(limit),
-        )
+        why = f"the runtime holds its maximum of {limit} config bundles (delete unused ones)"
+        super().__init__(why, limit=str(limit))
         self.limit = limit
 
 

@@ -18,7 +18,6 @@ import pytest
 from backend_serving import REMOTE_TOKEN, Console, ConsoleFactory, eventually
 from serving import PYTHON, REPO_ROOT, START_TIMEOUT, ServeFactory, ServeProcess, env
 
-from backend._bundle_files import BundleFiles
 from backend.config import BackendConfigError, check_bundles_dir, parse_config
 from runtime_client import ConfigBundleRef, RuntimeClient
 
@@ -249,10 +248,9 @@ async def test_the_readme_example_config_and_bundle_work(
     assert cfg.bundles_dir == tmp_path / "bundles"
     cfg.bundles_dir.mkdir()
     (cfg.bundles_dir / "team.toml").write_text(bundle, encoding="utf-8")
-    (found,) = BundleFiles(cfg.bundles_dir).scan().values()
-    assert (found.id, found.profiles, found.error) == ("team", ("helper",), "")
-    put = await (await serve()).client.put_bundle(found.id, found.content)
-    assert put.bundle.digest == found.digest
+    content = (cfg.bundles_dir / "team.toml").read_bytes()
+    put = await (await serve()).client.put_bundle("team", content)
+    assert put.created
     assert put.bundle.profiles == ("helper",)
 
 
