@@ -56,6 +56,7 @@ SURFACES: dict[str, set[str]] = {
         "Role",
         "SSEDecoder",
         "SSEEvent",
+        "SSEEventTooLarge",
         "ScriptedProvider",
         "SecretRegistry",
         "StopReason",
