@@ -141,6 +141,11 @@ async def test_a_fresh_runtime_gets_each_bundle_once_and_a_lost_one_is_put_again
     listed = (await c.call("GET", "/api/bundles")).json()["puts"]
     puts = {p["runtime_id"]: p["puts"] for p in listed}
     assert puts[rem] == 3
+    # and on the Backend's /metrics, by alias (no bundle id as a label)
+    metrics = (await c.call("GET", "/metrics")).text
+    assert 'worker_backend_bundle_puts_total{alias="remote"} 3.0' in metrics
+    assert 'worker_backend_bundles{alias="remote",state="present"} 2.0' in metrics
+    assert 'worker_backend_bundles{alias="embedded",state="failed"} 0.0' in metrics
 
 
 async def test_a_bundle_the_backend_does_not_hold_is_a_typed_error_and_nothing_is_put(
