@@ -34,6 +34,7 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (last_seq, buffer)
+    │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
     │   ├── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
     │   └── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit)
     ├── OutOfRange                    OUT_OF_RANGE
@@ -96,7 +97,6 @@ from runtime_client._error_tree import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
-    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -105,13 +105,11 @@ from runtime_client._error_tree import (
     ResourceExhausted,
     RunNotFound,
     RuntimeDraining,
-    RuntimeIdentityChanged,
-    RuntimeNotFound,
     RuntimeServiceError,
-    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
+    TooManySubscribers,
     TooManyWorkers,
     Unauthenticated,
     Unavailable,
@@ -122,6 +120,12 @@ from runtime_client._error_tree import (
     WorkerStopped,
     WorkspaceConflict,
     WorkspaceNotAllowed,
+)
+from runtime_client._registry_errors import (
+    NoRuntimeAvailable,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
+    RuntimeUnavailable,
 )
 
 __all__ = [
@@ -159,6 +163,7 @@ __all__ = [
     "StoreFailure",
     "SubscriberLagging",
     "TooManyConfigBundles",
+    "TooManySubscribers",
     "TooManyWorkers",
     "Unauthenticated",
     "Unavailable",

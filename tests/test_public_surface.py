@@ -106,6 +106,7 @@ SURFACES: dict[str, set[str]] = {
     "engine.wire": {
         "ANTHROPIC_STOP_REASONS",
         "AnthropicStreamParser",
+        "DeltaRepair",
         "OPENAI_FINISH_REASONS",
         "OpenAIStreamParser",
         "ResponsesStreamParser",
@@ -114,6 +115,7 @@ SURFACES: dict[str, set[str]] = {
         "render_anthropic_messages",
         "render_openai_messages",
         "render_responses_input",
+        "valid_text",
     },
     "runtime_server.grpc": {
         "ERROR_DOMAIN",
@@ -226,6 +228,7 @@ SURFACES: dict[str, set[str]] = {
         "SubscriberLagging",
         "TextDelta",
         "TooManyConfigBundles",
+        "TooManySubscribers",
         "TooManyWorkers",
         "ToolCall",
         "ToolCallFinished",
