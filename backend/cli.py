@@ -1,8 +1,14 @@
-"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]``;
+"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]
+[--allow-unauthenticated]``;
 ``worker-backend cluster --runtimes N --base-dir DIR`` (runtimes and the Backend: backend.cluster).
 
 Prints ``worker-backend serving on http://HOST:PORT`` once the port is bound (tests and scripts
 wait for that line; with port 0 it names the port chosen). SIGINT/SIGTERM shut down gracefully.
+
+Before binding, ``serve`` refuses (exit 2, ``error: ...`` on stderr) a config the Backend cannot
+run with: an unreadable or mismatched TLS file of a remote runtime, and an open console on a
+non-loopback address (no ``token_env``, no ``allow_unauthenticated``; see
+``backend.config.exposure_error``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import uvicorn
 
 from backend import cluster
 from backend.app import create_app
-from backend.config import BackendConfigError, load_config
+from backend.config import BackendConfigError, exposure_error, load_config
+from backend.service import build_registry
 
 __all__ = ["main"]
 
@@ -31,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, default=None, help="backend TOML file (optional)")
     s.add_argument("--listen", default=None, help="HOST:PORT (default from config: 127.0.0.1:8080)")
     s.add_argument("--data-dir", type=Path, default=None, help="the embedded runtime's data")
+    s.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve the console with no login token on a non-loopback address (config: "
+        "allow_unauthenticated = true); without it, set token_env or listen on loopback",
+    )
     s.add_argument("--log-level", default="warning")
     cluster.add_parser(sub)
     return p
@@ -46,6 +59,17 @@ async def _serve(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, listen=args.listen)
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
+    if args.allow_unauthenticated:
+        config = dataclasses.replace(config, allow_unauthenticated=True)
+    refused = exposure_error(config)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    try:
+        build_registry(config)  # reads and checks each remote runtime's TLS files; no connection
+    except BackendConfigError as exc:
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
+        return 2
     host, _, port = config.listen.rpartition(":")
     host = host.strip("[]")
     try:
