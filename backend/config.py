@@ -19,7 +19,7 @@
     alias = "lab"
     token_env = "LAB_RUNTIME_TOKEN"  # the runtime's bearer token, from the environment
     expected_runtime_id = ""
-    ca_file = "tls/ca.pem"           # TLS: verify the runtime against this CA (tls = true: system roots)
+    ca_file = "tls/ca.pem"           # TLS against this CA (tls = true: the system roots)
     cert_file = "tls/client.pem"     # with key_file: mutual TLS
     key_file = "tls/client.key"
 

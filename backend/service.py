@@ -67,14 +67,12 @@ def companion_profile(config: BackendConfig, profiles: set[str]) -> str:
     return "echo"
 
 
-def build_registry(
-    config: BackendConfig, embedded: RuntimeHandle | None = None
-) -> RuntimeRegistry:
+def build_registry(config: BackendConfig, embedded: RuntimeHandle | None = None) -> RuntimeRegistry:
     """A registry of ``embedded`` (first, alias ``embedded``) and the config's remote runtimes,
-    not started (no connection yet). Each
-    runtime's TLS files are read and checked here — a missing file, a certificate without its
-    key, a key that does not match — as a BackendConfigError naming ``runtimes[i].<key>``; the CLI
-    calls this before binding its port, so such a mistake stops ``serve`` with that message."""
+    not started (no connection yet). Each runtime's TLS files are read and checked here — a
+    missing file, a certificate without its key, a key that does not match — as a
+    BackendConfigError naming ``runtimes[i].<key>``; the CLI calls this before binding its port,
+    so such a mistake stops ``serve`` with that message."""
     registry = RuntimeRegistry()
     if embedded is not None:
         registry.add_embedded(embedded, alias="embedded")

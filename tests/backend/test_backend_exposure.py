@@ -44,7 +44,8 @@ def test_an_open_console_on_a_network_address_is_refused_with_the_fix_named(
         code, err = _serve(tmp_path, "--listen", listen)
         assert code == 2, err
         assert f"listen: {listen} is not a loopback address" in err
-        assert "token_env" in err and "allow_unauthenticated" in err
+        assert "token_env" in err
+        assert "allow_unauthenticated" in err
         assert "Traceback" not in err
     assert not (tmp_path / "data").exists()  # refused before anything started
 

@@ -78,14 +78,14 @@ async def test_the_backend_drives_a_runtime_over_mtls_and_reports_bad_tls_as_not
             async def settled() -> bool:
                 found.update(await _by_alias(http))
                 return found["mtls"]["state"] == "READY" and all(
-                    found[a]["state"] not in ("CONNECTING", "READY")
-                    and found[a]["last_error"]
+                    found[a]["state"] not in ("CONNECTING", "READY") and found[a]["last_error"]
                     for a in ("wrong-ca", "no-client-cert")
                 )
 
             await eventually(settled, timeout=BOUND)
             rid = found["mtls"]["runtime_id"]
-            assert rid and "echo" in {p["name"] for p in found["mtls"]["profiles"]}
+            assert rid
+            assert "echo" in {p["name"] for p in found["mtls"]["profiles"]}
             for alias in ("wrong-ca", "no-client-cert"):
                 assert not found[alias]["runtime_id"], found[alias]  # never reached it
             # the reason names the TLS failure; the refused client certificate reads as a cut

@@ -112,6 +112,7 @@ def test_the_configmap_is_a_backend_config_and_the_deployment_holds_together(
         if "secret" in volume:
             assert volume["secret"]["secretName"] in examples
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
