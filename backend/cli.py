@@ -28,7 +28,7 @@ from backend.app import create_app
 from backend.config import BackendConfigError, exposure_error, load_config
 from backend.service import build_registry
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +99,11 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         watcher.cancel()
     return 0 if server.started else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (tests check the Kubernetes manifests' arguments against it)."""
+    return _parser()
 
 
 def main(argv: list[str] | None = None) -> int:

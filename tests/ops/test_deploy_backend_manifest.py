@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from test_deploy_manifests import BOUND, DEPLOY, REPO_ROOT, documents, one, runtime_pod
 
-from backend.cli import _parser as backend_parser
+from backend.cli import parser as backend_parser
 from backend.config import exposure_error, load_config
 
 MOUNT = "/etc/worker-backend"
