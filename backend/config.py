@@ -46,7 +46,6 @@ Decisions:
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -55,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime_client import ClientTLS, RegistryConfig, RegistryConfigError
+from runtime_server.cli import is_loopback
 
 __all__ = [
     "BackendConfig",
@@ -224,26 +224,18 @@ def parse_config(
     )
 
 
-def _loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # any other name may resolve to a network address
-        return False
-
-
 def exposure_error(config: BackendConfig) -> str | None:
     """Why the console must not serve on ``config.listen``, or None.
 
     Without a login token, the console drives every agent it reaches, with their tools (files of
     their workspaces, commands): open to anyone who can connect. That is fine on loopback
-    (127.0.0.0/8, ::1, ``localhost``: this machine's users, the default), refused on any other
-    address (``0.0.0.0``, a LAN address, a host name) unless the operator says so with
-    ``allow_unauthenticated = true`` or ``--allow-unauthenticated``."""
+    (127.0.0.0/8, ::1, a name such as ``localhost`` that resolves only to loopback: this
+    machine's users, the default), refused on any other address (``0.0.0.0``, a LAN address)
+    unless the operator says so with ``allow_unauthenticated = true`` or
+    ``--allow-unauthenticated``. Loopback is decided by ``worker-runtime serve``'s own rule
+    (``runtime_server.cli.is_loopback``), so both commands agree."""
     host = config.listen.rpartition(":")[0]
-    if config.token is not None or config.allow_unauthenticated or _loopback(host):
+    if config.token is not None or config.allow_unauthenticated or is_loopback(host):
         return None
     return (
         f"listen: {config.listen} is not a loopback address and the console has no login token: "
