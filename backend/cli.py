@@ -1,5 +1,5 @@
 """``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]
-[--allow-unauthenticated]``;
+[--bundles-dir DIR] [--allow-unauthenticated]``;
 ``worker-backend cluster --runtimes N --base-dir DIR`` (runtimes and the Backend: backend.cluster).
 
 Prints ``worker-backend serving on http://HOST:PORT`` once the port is bound (tests and scripts
@@ -25,7 +25,12 @@ import uvicorn
 
 from backend import cluster
 from backend.app import create_app
-from backend.config import BackendConfigError, exposure_error, load_config
+from backend.config import (
+    BackendConfigError,
+    check_bundles_dir,
+    exposure_error,
+    load_config,
+)
 from backend.service import build_registry
 
 __all__ = ["main", "parser"]
@@ -38,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, default=None, help="backend TOML file (optional)")
     s.add_argument("--listen", default=None, help="HOST:PORT (default from config: 127.0.0.1:8080)")
     s.add_argument("--data-dir", type=Path, default=None, help="the embedded runtime's data")
+    s.add_argument(
+        "--bundles-dir", type=Path, default=None, help="config bundles to push (one *.toml each)"
+    )
     s.add_argument(
         "--allow-unauthenticated",
         action="store_true",
@@ -59,6 +67,13 @@ async def _serve(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, listen=args.listen)
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
+    if args.bundles_dir:
+        config = dataclasses.replace(config, bundles_dir=args.bundles_dir)
+    try:
+        check_bundles_dir(config.bundles_dir)
+    except BackendConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.allow_unauthenticated:
         config = dataclasses.replace(config, allow_unauthenticated=True)
     refused = exposure_error(config)

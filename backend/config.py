@@ -9,6 +9,7 @@
     max_streams = 64                 # open console event streams (SSE), over all browsers
     heartbeat_s = 15.0               # SSE comment lines while a stream is quiet
     max_input_chars = 32000          # checked before a request reaches a runtime
+    bundles_dir = "bundles"          # config bundles pushed to every runtime (one *.toml each)
 
     [companion]
     profile = ""                     # default: smollm2-chat when the local model is installed
@@ -42,6 +43,8 @@ Decisions:
 - ``allow_unauthenticated``: the console refuses to listen on a non-loopback address without a
   login token (``token_env``) — an open console drives agents and their tools — unless this is
   true (or ``serve --allow-unauthenticated``). See :func:`exposure_error`.
+- ``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
+  in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ __all__ = [
     "BackendConfig",
     "BackendConfigError",
     "RemoteRuntime",
+    "check_bundles_dir",
     "exposure_error",
     "load_config",
     "parse_config",
@@ -94,6 +98,7 @@ class BackendConfig:
     companion_profile: str = ""  # "" = smollm2-chat where installed, else echo
     companion_name: str = "Companion"
     runtimes: tuple[RemoteRuntime, ...] = ()
+    bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
     allow_unauthenticated: bool = False  # an open console on a network address, on purpose
 
 
@@ -109,6 +114,7 @@ _TOP = {
     "max_input_chars",
     "companion",
     "runtimes",
+    "bundles_dir",
 }
 
 
@@ -208,6 +214,7 @@ def parse_config(
         for i, remote in enumerate(registry.runtimes)
     ]
     runtime_config = typed(data, "runtime_config", str, "")
+    bundles_dir = typed(data, "bundles_dir", str, "")
     return BackendConfig(
         listen=listen,
         data_dir=path(typed(data, "data_dir", str, "backend-data")),
@@ -220,6 +227,7 @@ def parse_config(
         companion_profile=typed(companion, "profile", str, "", "companion."),
         companion_name=typed(companion, "display_name", str, "Companion", "companion."),
         runtimes=tuple(runtimes),
+        bundles_dir=path(bundles_dir) if bundles_dir else None,
         allow_unauthenticated=typed(data, "allow_unauthenticated", bool, False),
     )
 
@@ -243,3 +251,12 @@ def exposure_error(config: BackendConfig) -> str | None:
         "of an environment variable holding the token), or listen on 127.0.0.1; to serve an "
         "open console anyway, set allow_unauthenticated = true (or --allow-unauthenticated)"
     )
+
+
+def check_bundles_dir(path: Path | None) -> None:
+    """``bundles_dir`` names an existing directory (checked at start, not at parse time: the
+    file may be parsed on another host). A missing one is an error, not an empty set: a typo
+    must not silently leave every runtime without its bundles."""
+    if path is not None and not path.is_dir():
+        why = "does not exist" if not path.exists() else "is not a directory"
+        raise BackendConfigError(f"bundles_dir: {path} {why}")
