@@ -24,23 +24,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from runtime_server.model import Event, Run, Worker, now
+from runtime_server.model import Event, now
 from runtime_server.store import _codec as codec
-from runtime_server.store import _sqlite_bundles as bundle_rows
-from runtime_server.store import _sqlite_reads as reads
-from runtime_server.store import _transcript_seqs as transcript_seqs
+from runtime_server.store import _sqlite_rows as row_rules
 from runtime_server.store._errors import StoreCorrupt
 from runtime_server.store._integrity import SeqMark, is_corruption
-from runtime_server.store._protocol import (
-    AppendTranscript,
-    DeleteWorkerData,
-    Mutation,
-    PutDiagnostic,
-    PutMeta,
-    PutRequestKey,
-    PutRun,
-    PutWorker,
-)
+from runtime_server.store._protocol import Mutation
 from runtime_server.store._sqlite_schema import transaction as _transaction
 
 log = logging.getLogger(__name__)
@@ -55,6 +44,12 @@ _MAX_EVENTS_PER_TRANSACTION = 20_000
 _CHECKPOINT_PAUSE = 0.25
 
 Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
+
+# Both counters in one statement: one step (and one GIL hand-off) less per transaction.
+_UPDATE_COUNTERS = (
+    "UPDATE meta SET value = CASE key WHEN 'last_seq' THEN ?1 ELSE ?2 END"
+    " WHERE key IN ('last_seq', 'event_count')"
+)
 STOP = object()  # queued by close(): commit what precedes it, then exit
 RESUME = object()  # queued by resume(): batches before it were discarded, commit those after it
 WAKE = object()  # queued by a reader that found the file damaged: the writer fails for good
@@ -186,21 +181,17 @@ class WriterThreads:
     def _commit(self, batches: list[Batch]) -> None:
         conn = self._conn
         assert conn is not None
-        rows: list[tuple[int, float, str, str, str, bytes]] = []
-        for _, events, _ in batches:
-            for e in events:
-                kind, body = codec.encode_payload(e.payload)
-                rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
+        memo: codec.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
+        rows = row_rules.event_rows((e for _, events, _ in batches for e in events), memo)
+        mutations = [m for _, _, ms in batches for m in ms]
         with _transaction(conn):
-            for _, _, mutations in batches:
-                for mutation in mutations:
-                    _apply(conn, mutation)
+            if mutations:
+                row_rules.apply_all(conn, mutations, memo)
             if rows:
                 conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
                 last_seq = rows[-1][0]
                 count = self._event_count + len(rows)
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+                conn.execute(_UPDATE_COUNTERS, (last_seq, count))
         if rows:
             self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
             if not self._oldest:
@@ -320,66 +311,6 @@ class WriterThreads:
         # committed either way, there is just nobody left to tell.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(callback, *args)
-
-
-def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
-    if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
-        return
-    if isinstance(mutation, PutWorker):
-        w: Worker = mutation.worker
-        conn.execute(
-            "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)",
-            (w.worker_id, codec.encode_worker(w)),
-        )
-    elif isinstance(mutation, PutRun):
-        r: Run = mutation.run
-        reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
-        body = codec.encode_run(replace(r, input_text="") if r.input_text else r)
-        conn.execute(
-            "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
-            (r.run_id, r.worker_id, body),
-        )
-    elif isinstance(mutation, AppendTranscript):
-        e = mutation.entry
-        # REPLACE, not INSERT: writing the entry at an index again states the same fact.
-        conn.execute(
-            "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
-        )
-        transcript_seqs.put(conn, e)
-    elif isinstance(mutation, DeleteWorkerData):
-        wid = mutation.worker_id
-        conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
-        conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
-        conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
-        transcript_seqs.delete(conn, wid)
-        reads.delete_run_inputs(conn, wid)
-        # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
-        conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))
-    elif isinstance(mutation, PutRequestKey):
-        k = mutation
-        conn.execute(
-            "INSERT OR REPLACE INTO request_keys (scope, request_id, fingerprint, result, seq)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
-        )
-    elif isinstance(mutation, PutMeta):
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (mutation.key, mutation.value)
-        )
-    elif isinstance(mutation, PutDiagnostic):
-        _, body = codec.encode_payload(mutation.diagnostic)
-        conn.execute(
-            "INSERT OR REPLACE INTO diagnostics (number, body) VALUES (?, ?)",
-            (mutation.number, body),
-        )
-        conn.execute(
-            "DELETE FROM diagnostics WHERE number <= ?",
-            (mutation.number - max(1, mutation.keep),),
-        )
-    else:  # pragma: no cover - the Mutation union is closed
-        raise TypeError(f"unknown mutation {mutation!r}")
 
 
 def _chunks(batches: list[Batch]) -> Iterator[list[Batch]]:
