@@ -4,7 +4,7 @@ Threads and who owns what::
 
     event loop ── write() ──► SimpleQueue ──► writer thread (the only write connection)
         ▲                                        │ BEGIN; every queued batch; COMMIT
-        └──── call_soon_threadsafe(_on_commit) ◄─┘ then retention, now and then
+        └─── call_soon_threadsafe(_on_written) ◄─┘ then retention, now and then
     event loop ── read_events() ──► read pool (2 threads, one read-only connection each)
     checkpointer thread: PASSIVE WAL checkpoints after commits, off the writer's path
 
@@ -381,6 +381,12 @@ class SqliteStore(WriterThreads, BacklogBound):
             if self._listener is not None:
                 self._listener(seq)
             self._backlog.release(self.write_backlog)
+
+    def _on_written(self, seq: int, batch_no: int) -> None:
+        """The writer's pass ended: ``seq`` committed (0: nothing new), ``batch_no`` settled."""
+        if seq:
+            self._on_commit(seq)
+        self._on_settled(batch_no)
 
     def _on_settled(self, batch_no: int) -> None:
         self._batches_committed = batch_no

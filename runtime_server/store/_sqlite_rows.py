@@ -7,6 +7,7 @@ so a transaction writes each fact once:
 * **Encoded once.** A run's record is in its event (``RunStarted``, ``RunFinished``) and in the
   ``PutRun`` written with it — the same object: its JSON is built once per transaction
   (``codec.Memo``), and the runs table's form (without the input text) needs no copy of the run.
+* **Few statements.** Events are inserted many rows to a statement (:func:`insert_events`).
 * **Superseded puts skipped.** ``PutRun``/``PutWorker`` replace a whole row, so within one
   transaction only the last put of a run or worker is written (a run is put when queued and again
   when started, in the same batch; its usage and its end usually commit together): the rows read
@@ -48,6 +49,27 @@ def event_rows(events: Iterable[Event], memo: codec.Memo) -> list[EventRow]:
         kind, body = encode(e.payload, memo)
         rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
     return rows
+
+
+# Events go in with multi-row INSERTs of 2**k rows (k <= _MAX_ROWS_LOG2): one statement step per
+# group instead of one per row (each step releases and retakes the GIL, which the busy event loop
+# holds), and only a few distinct statements for the connection's statement cache.
+_MAX_ROWS_LOG2 = 6
+_INSERT_EVENTS = [
+    "INSERT INTO events VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * (1 << k))
+    for k in range(_MAX_ROWS_LOG2 + 1)
+]
+
+
+def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> None:
+    """``rows`` in seq order, in as few statements as the power-of-two groups allow."""
+    i, n = 0, len(rows)
+    while i < n:
+        k = min(_MAX_ROWS_LOG2, (n - i).bit_length() - 1)
+        size = 1 << k
+        params = [value for row in rows[i : i + size] for value in row]
+        conn.execute(_INSERT_EVENTS[k], params)
+        i += size
 
 
 def superseded(mutations: Sequence[Mutation]) -> set[int]:

@@ -2,9 +2,10 @@
 handling) and the checkpointer thread, as a mixin of :class:`~._sqlite.SqliteStore`.
 
 Everything here runs on those two threads; it hands results to the event loop only through
-``_post`` (``call_soon_threadsafe``): commits (``_on_commit``), settled batches (``_on_settled``)
-and failures (``_on_failure``), which the loop side of the store defines. The state it owns —
-the write connection, the counters, the oldest seq — is written only here once the store is open
+``_post`` (``call_soon_threadsafe``): commits (``_on_commit``) and settled batches
+(``_on_settled``) — both in one call, ``_on_written``, once per pass of the writer — and failures
+(``_on_failure``), which the loop side of the store defines. The state it owns — the write
+connection, the counters, the oldest seq — is written only here once the store is open
 (plain int reads and writes are atomic under the GIL, so the loop may read them).
 """
 
@@ -103,6 +104,8 @@ class WriterThreads:
 
     def _on_settled(self, batch_no: int) -> None: ...
 
+    def _on_written(self, seq: int, batch_no: int) -> None: ...
+
     def _on_failure(self, exc: BaseException, corrupt: bool, last_seq: int) -> None: ...
 
     def _set_sync(self, conn: sqlite3.Connection) -> None:
@@ -158,9 +161,20 @@ class WriterThreads:
                     discarding = True
                     continue
             try:
+                # One report to the loop per pass (commit and settle together), not one per
+                # chunk plus one for settling: each is a wake-up of the loop. Only a pass that
+                # spans several chunks reports the earlier ones as they commit, and one that runs
+                # retention reports its commit before it (flush() waits for retention, commit
+                # listeners do not).
+                seq = 0
                 for chunk in _chunks(batches):
-                    self._commit(chunk)
+                    if seq:
+                        self._post(self._on_commit, seq)
+                    seq = self._commit(chunk)
                 if time.monotonic() - last_retention >= self._retention_interval:
+                    if seq:
+                        self._post(self._on_commit, seq)
+                        seq = 0
                     last_retention = time.monotonic()
                     self._apply_retention()
             except Exception as exc:
@@ -176,9 +190,10 @@ class WriterThreads:
                     )
                     self._failures_in_row = 0
                 # flush() returns after retention, so a flushed store is a settled one.
-                self._post(self._on_settled, batches[-1][0])
+                self._post(self._on_written, seq, batches[-1][0])
 
-    def _commit(self, batches: list[Batch]) -> None:
+    def _commit(self, batches: list[Batch]) -> int:
+        """Commit ``batches`` in one transaction; the last seq it committed (0: no events)."""
         conn = self._conn
         assert conn is not None
         memo: codec.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
@@ -188,7 +203,7 @@ class WriterThreads:
             if mutations:
                 row_rules.apply_all(conn, mutations, memo)
             if rows:
-                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+                row_rules.insert_events(conn, rows)
                 last_seq = rows[-1][0]
                 count = self._event_count + len(rows)
                 conn.execute(_UPDATE_COUNTERS, (last_seq, count))
@@ -209,9 +224,8 @@ class WriterThreads:
             batches=s.batches + len(batches),
             events=s.events + len(rows),
         )
-        if rows:
-            self._post(self._on_commit, rows[-1][0])
         self._checkpoint_wanted.set()
+        return rows[-1][0] if rows else 0
 
     def _apply_retention(self) -> None:
         conn = self._conn

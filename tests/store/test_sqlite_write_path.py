@@ -1,0 +1,184 @@
+"""The SQLite writer's cheaper write path (issue 15 item 6) writes the same data with less work:
+bodies byte-identical to the generic encoder, a run encoded once per transaction, superseded
+PutRun/PutWorker rows skipped (what reads back is unchanged, the input text kept), events
+inserted many rows to a statement, and one report to the loop per writer pass. Counts come from
+the real writer connection's statement trace and the real loop's call_soon_threadsafe."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_samples import all_payloads, event, run, worker
+
+from runtime_server import model
+from runtime_server.model import RunFinished, RunStarted, RunState, WorkerState
+from runtime_server.store import (
+    DeleteWorkerData,
+    PutRun,
+    PutWorker,
+    SqliteStore,
+    codec,
+)
+
+
+@pytest.mark.parametrize("payload", all_payloads(), ids=lambda p: type(p).__name__)
+def test_fast_bodies_equal_the_generic_encoder(payload: model.Payload) -> None:
+    kind, body = codec.encode_payload(payload, {})
+    generic = codec.dumps(codec._PAYLOADS[kind][1](payload))
+    assert body == generic
+    assert codec.encode_payload(payload) == (kind, generic)
+    assert codec.decode_payload(kind, body) == payload
+
+
+def test_text_bodies_keep_lone_surrogates_and_escapes() -> None:
+    for text in ("\ud83d", 'a"b\\c\n\t\u2028é', ""):
+        kind, body = codec.encode_payload(model.TextDelta(text))
+        assert body == codec.dumps({"text": text})
+        assert codec.decode_payload(kind, body) == model.TextDelta(text)
+
+
+def test_a_run_is_encoded_once_per_memo_and_without_its_input_for_the_runs_table() -> None:
+    r = run(input_text="hello")
+    memo: codec.Memo = {}
+    _, started = codec.encode_payload(RunStarted(r), memo)
+    assert started == codec.dumps({"run": codec.run_to_obj(r)})
+    assert len(memo) == 1
+    stored = codec.encode_run(r, memo, with_input=False)
+    assert stored == codec.encode_run(replace(r, input_text=""))
+    assert codec.encode_run(r, memo) == codec.encode_run(r)
+    assert len(memo) == 2  # the event's form and the table's form, each once
+    codec.encode_payload(RunFinished(r), memo)
+    assert len(memo) == 2
+
+
+class _Trace:
+    """The statements the store's writer connection runs (its sqlite3 trace callback)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(self.statements.append)
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for s in self.statements if s.startswith(prefix))
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "runtime.db"
+
+
+async def _open(path: Path) -> SqliteStore:
+    store = SqliteStore(path, retention_interval=3600.0)
+    await store.open("rt-new")
+    return store
+
+
+async def test_superseded_puts_are_skipped_and_read_back_as_written(store_path: Path) -> None:
+    store = await _open(store_path)
+    trace = _Trace(store)
+    queued = run("r1", input_text="the input")
+    started = replace(queued, state=RunState.RUNNING, started_at=2.0, input_text="")
+    w_idle, w_running = worker("w1"), worker("w1", state=WorkerState.RUNNING)
+    store.write(
+        [event(1), event(2)],
+        [PutRun(queued), PutWorker(w_idle), PutRun(started), PutWorker(w_running)],
+    )
+    await store.flush()
+    assert trace.count("INSERT OR REPLACE INTO runs") == 1
+    assert trace.count("INSERT OR REPLACE INTO workers") == 1
+    assert trace.count("INSERT OR REPLACE INTO run_inputs") == 1  # the input is kept
+    await store.close()
+
+    reopened = SqliteStore(store_path)
+    state = await reopened.open("rt-new")
+    try:
+        assert state.runs == [started]
+        assert state.workers == [w_running]
+        assert await reopened.read_run_input("r1") == "the input"
+    finally:
+        await reopened.close()
+
+
+async def test_puts_around_a_delete_are_all_written_in_order(store_path: Path) -> None:
+    store = await _open(store_path)
+    trace = _Trace(store)
+    first, second = run("r1", worker_id="w1"), run("r2", worker_id="w1")
+    store.write(
+        [event(1)],
+        [
+            PutWorker(worker("w1")),
+            PutRun(first),
+            DeleteWorkerData("w1"),
+            PutWorker(worker("w1", display_name="again")),
+            PutRun(second),
+            PutRun(replace(second, state=RunState.RUNNING)),
+        ],
+    )
+    await store.flush()
+    assert trace.count("INSERT OR REPLACE INTO runs") == 3
+    await store.close()
+    reopened = SqliteStore(store_path)
+    state = await reopened.open("rt-new")
+    await reopened.close()
+    assert state.workers == [worker("w1", display_name="again")]
+    assert state.runs == [replace(second, state=RunState.RUNNING, input_text="")]
+
+
+async def test_events_go_in_many_rows_to_a_statement(store_path: Path) -> None:
+    store = await _open(store_path)
+    trace = _Trace(store)
+    store.write([event(s) for s in range(1, 101)])  # 100 = 64 + 32 + 4
+    await store.flush()
+    assert trace.count("INSERT INTO events") == 3
+    got = await store.read_events(0, 1000)
+    await store.close()
+    assert [e.seq for e in got] == list(range(1, 101))
+    assert got == [event(s) for s in range(1, 101)]
+
+
+async def test_one_report_to_the_loop_per_writer_pass(store_path: Path) -> None:
+    store = await _open(store_path)
+    loop = asyncio.get_running_loop()
+    calls: list[Any] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(callback)
+        return original(callback, *args, **kw)
+
+    committed: list[int] = []
+    store.set_commit_listener(committed.append)
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        for s in range(1, 6):
+            store.write([event(s)])
+            await store.flush()
+    finally:
+        del loop.call_soon_threadsafe
+    await store.close()
+    assert committed == [1, 2, 3, 4, 5]
+    writer_reports = [c for c in calls if getattr(c, "__self__", None) is store]
+    assert len(writer_reports) == 5  # was two per pass: the commit, then the settled batch
+
+
+def test_the_counters_statement_sets_both_meta_values(tmp_path: Path) -> None:
+    from runtime_server.store._sqlite_writer import _UPDATE_COUNTERS
+
+    conn = sqlite3.connect(tmp_path / "m.db")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?)", [("last_seq", 0), ("event_count", 0), ("other", 7)]
+    )
+    conn.execute(_UPDATE_COUNTERS, (41, 12))
+    assert dict(conn.execute("SELECT key, value FROM meta")) == {
+        "last_seq": 41,
+        "event_count": 12,
+        "other": 7,
+    }
+    conn.close()
