@@ -421,61 +421,14 @@ _KIND_OF: dict[type[Any], str] = {cls: kind for kind, (cls, _, _) in _PAYLOADS.i
 PAYLOAD_KINDS: frozenset[str] = frozenset(_PAYLOADS)
 
 
-Memo = dict[int, str]
-"""Run bodies already encoded, by ``id()`` of the run (see :func:`encode_payload`)."""
-
-_STATE_CHANGES: dict[tuple[WorkerState, WorkerState], bytes] = {}  # every pair, filled below
-_RUN_KINDS: dict[type[Any], str] = {
-    RunQueued: "run_queued",
-    RunStarted: "run_started",
-    RunFinished: "run_finished",
-}
-
-
-def encode_payload(payload: Payload, memo: Memo | None = None) -> tuple[str, bytes]:
-    """``(kind, body)`` for the events table.
-
-    The SQLite writer encodes every event and mutation of a transaction, so the common kinds take
-    shortcuts that write the very bytes the generic path writes (tests pin that): text deltas and
-    worker state changes without building a dict, and a run's JSON once per ``memo`` — the same
-    run object is in its event and in the ``PutRun`` written with it. ``memo`` maps ``id()`` of
-    runs: pass one only while every run it saw is alive (the writer's: one transaction's)."""
-    cls = payload.__class__
-    if cls is TextDelta:
-        return "text_delta", _text_body(payload.text)  # type: ignore[union-attr]
-    if cls is ReasoningDelta:
-        return "reasoning_delta", _text_body(payload.text)  # type: ignore[union-attr]
-    if cls is WorkerStateChanged:
-        p: WorkerStateChanged = payload  # type: ignore[assignment]
-        return "worker_state_changed", _STATE_CHANGES[p.previous, p.state]
-    if memo is not None and cls in _RUN_KINDS:
-        run_json = _run_json(payload.run, memo, True)  # type: ignore[union-attr]
-        return _RUN_KINDS[cls], ('{"run":' + run_json + "}").encode("utf-8", "surrogatepass")
+def encode_payload(payload: Payload) -> tuple[str, bytes]:
+    """``(kind, body)`` for the events table (the SQLite writer takes shortcuts for the common
+    kinds that write these very bytes: ``_sqlite_rows``)."""
     try:
-        kind = _KIND_OF[cls]
+        kind = _KIND_OF[type(payload)]
     except KeyError:
-        raise CodecError(f"no codec for payload type {cls.__name__}") from None
+        raise CodecError(f"no codec for payload type {type(payload).__name__}") from None
     return kind, dumps(_PAYLOADS[kind][1](payload))
-
-
-def _text_body(text: str) -> bytes:
-    return ('{"text":' + _encode_str(text) + "}").encode("utf-8", "surrogatepass")
-
-
-def _run_json(run: Run, memo: Memo, with_input: bool) -> str:
-    # the form without the input is a different text only when the run has one
-    key = id(run) * 2 + (not with_input and bool(run.input_text))
-    text = memo.get(key)
-    if text is None:
-        text = memo[key] = _dumps_text(run_to_obj(run, with_input=with_input))
-    return text
-
-
-for _previous in WorkerState:
-    for _state in WorkerState:
-        _STATE_CHANGES[_previous, _state] = dumps(
-            _PAYLOADS["worker_state_changed"][1](WorkerStateChanged(_previous, _state))
-        )
 
 
 def decode_payload(kind: str, body: bytes) -> Payload:
@@ -501,11 +454,9 @@ def decode_worker(body: bytes) -> Worker:
     return _decode("worker", worker_from_obj, body)
 
 
-def encode_run(run: Run, memo: Memo | None = None, *, with_input: bool = True) -> bytes:
+def encode_run(run: Run, *, with_input: bool = True) -> bytes:
     """``with_input=False``: the body of ``replace(run, input_text="")``, without the copy."""
-    if memo is None:
-        return dumps(run_to_obj(run, with_input=with_input))
-    return _run_json(run, memo, with_input).encode("utf-8", "surrogatepass")
+    return dumps(run_to_obj(run, with_input=with_input))
 
 
 def decode_run(body: bytes) -> Run:

@@ -382,12 +382,6 @@ class SqliteStore(WriterThreads, BacklogBound):
                 self._listener(seq)
             self._backlog.release(self.write_backlog)
 
-    def _on_written(self, seq: int, batch_no: int) -> None:
-        """The writer's pass ended: ``seq`` committed (0: nothing new), ``batch_no`` settled."""
-        if seq:
-            self._on_commit(seq)
-        self._on_settled(batch_no)
-
     def _on_settled(self, batch_no: int) -> None:
         self._batches_committed = batch_no
         waiters = self._flush_waiters

@@ -6,7 +6,7 @@ so a transaction writes each fact once:
 
 * **Encoded once.** A run's record is in its event (``RunStarted``, ``RunFinished``) and in the
   ``PutRun`` written with it — the same object: its JSON is built once per transaction
-  (``codec.Memo``), and the runs table's form (without the input text) needs no copy of the run.
+  (``Memo``), and the runs table's form (without the input text) needs no copy of the run.
 * **Few statements.** Events are inserted many rows to a statement (:func:`insert_events`).
 * **Superseded puts skipped.** ``PutRun``/``PutWorker`` replace a whole row, so within one
   transaction only the last put of a run or worker is written (a run is put when queued and again
@@ -22,8 +22,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from runtime_server.model import Event, Run, Worker
+from runtime_server.model import (
+    Event,
+    Payload,
+    ReasoningDelta,
+    Run,
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    TextDelta,
+    Worker,
+    WorkerState,
+    WorkerStateChanged,
+)
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _sqlite_reads as reads
@@ -41,12 +54,65 @@ from runtime_server.store._protocol import (
 
 EventRow = tuple[int, float, str, str, str, bytes]
 
+Memo = dict[int, str]
+"""Run bodies already encoded in this transaction, by ``id()`` of the run: valid only while every
+run it saw is alive (the batches being committed hold them)."""
 
-def event_rows(events: Iterable[Event], memo: codec.Memo) -> list[EventRow]:
-    encode = codec.encode_payload
+_STATE_CHANGES: dict[tuple[WorkerState, WorkerState], bytes] = {
+    (a, b): codec.encode_payload(WorkerStateChanged(a, b))[1]
+    for a in WorkerState
+    for b in WorkerState
+}
+_RUN_KINDS: dict[type[Any], str] = {
+    RunQueued: "run_queued",
+    RunStarted: "run_started",
+    RunFinished: "run_finished",
+}
+
+
+def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes]:
+    """``codec.encode_payload``, with shortcuts for the common kinds that write the very bytes it
+    writes (tests pin that): text deltas and worker state changes without building a dict, and a
+    run's JSON once per transaction."""
+    cls = payload.__class__
+    if cls is TextDelta:
+        return "text_delta", _text_body(payload.text)  # type: ignore[union-attr]
+    if cls is ReasoningDelta:
+        return "reasoning_delta", _text_body(payload.text)  # type: ignore[union-attr]
+    if cls is WorkerStateChanged:
+        p: WorkerStateChanged = payload  # type: ignore[assignment]
+        return "worker_state_changed", _STATE_CHANGES[p.previous, p.state]
+    kind = _RUN_KINDS.get(cls)
+    if kind is not None:
+        run_json = _run_json(payload.run, memo, True)  # type: ignore[union-attr]
+        return kind, ('{"run":' + run_json + "}").encode("utf-8", "surrogatepass")
+    return codec.encode_payload(payload)
+
+
+def encode_run(run: Run, memo: Memo | None, *, with_input: bool = True) -> bytes:
+    """``codec.encode_run``, once per ``memo``."""
+    if memo is None:
+        return codec.encode_run(run, with_input=with_input)
+    return _run_json(run, memo, with_input).encode("utf-8", "surrogatepass")
+
+
+def _text_body(text: str) -> bytes:
+    return ('{"text":' + codec._encode_str(text) + "}").encode("utf-8", "surrogatepass")
+
+
+def _run_json(run: Run, memo: Memo, with_input: bool) -> str:
+    # the form without the input is a different text only when the run has one
+    key = id(run) * 2 + (not with_input and bool(run.input_text))
+    text = memo.get(key)
+    if text is None:
+        text = memo[key] = codec._dumps_text(codec.run_to_obj(run, with_input=with_input))
+    return text
+
+
+def event_rows(events: Iterable[Event], memo: Memo) -> list[EventRow]:
     rows: list[EventRow] = []
     for e in events:
-        kind, body = encode(e.payload, memo)
+        kind, body = encode_payload(e.payload, memo)
         rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
     return rows
 
@@ -94,7 +160,7 @@ def superseded(mutations: Sequence[Mutation]) -> set[int]:
     return skip
 
 
-def apply_all(conn: sqlite3.Connection, mutations: Sequence[Mutation], memo: codec.Memo) -> None:
+def apply_all(conn: sqlite3.Connection, mutations: Sequence[Mutation], memo: Memo) -> None:
     skip = superseded(mutations) if len(mutations) > 1 else ()
     for i, mutation in enumerate(mutations):
         if i in skip:
@@ -104,7 +170,7 @@ def apply_all(conn: sqlite3.Connection, mutations: Sequence[Mutation], memo: cod
         apply(conn, mutation, memo)
 
 
-def apply(conn: sqlite3.Connection, mutation: Mutation, memo: codec.Memo | None = None) -> None:
+def apply(conn: sqlite3.Connection, mutation: Mutation, memo: Memo | None = None) -> None:
     if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
         return
     if isinstance(mutation, PutWorker):
@@ -118,7 +184,7 @@ def apply(conn: sqlite3.Connection, mutation: Mutation, memo: codec.Memo | None 
         reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
         conn.execute(
             "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
-            (r.run_id, r.worker_id, codec.encode_run(r, memo, with_input=False)),
+            (r.run_id, r.worker_id, encode_run(r, memo, with_input=False)),
         )
     elif isinstance(mutation, AppendTranscript):
         e = mutation.entry

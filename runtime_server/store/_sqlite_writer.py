@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runtime_server.model import Event, now
-from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_rows as row_rules
 from runtime_server.store._errors import StoreCorrupt
 from runtime_server.store._integrity import SeqMark, is_corruption
@@ -104,7 +103,12 @@ class WriterThreads:
 
     def _on_settled(self, batch_no: int) -> None: ...
 
-    def _on_written(self, seq: int, batch_no: int) -> None: ...
+    def _on_written(self, seq: int, batch_no: int) -> None:
+        """(On the loop.) A writer pass ended: ``seq`` committed (0: nothing new), ``batch_no``
+        settled — the pass's one report."""
+        if seq:
+            self._on_commit(seq)
+        self._on_settled(batch_no)
 
     def _on_failure(self, exc: BaseException, corrupt: bool, last_seq: int) -> None: ...
 
@@ -196,7 +200,7 @@ class WriterThreads:
         """Commit ``batches`` in one transaction; the last seq it committed (0: no events)."""
         conn = self._conn
         assert conn is not None
-        memo: codec.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
+        memo: row_rules.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
         rows = row_rules.event_rows((e for _, events, _ in batches for e in events), memo)
         mutations = [m for _, _, ms in batches for m in ms]
         with _transaction(conn):

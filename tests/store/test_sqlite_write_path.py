@@ -26,34 +26,29 @@ from runtime_server.store import (
 )
 
 
-@pytest.mark.parametrize("payload", all_payloads(), ids=lambda p: type(p).__name__)
-def test_fast_bodies_equal_the_generic_encoder(payload: model.Payload) -> None:
-    kind, body = codec.encode_payload(payload, {})
-    generic = codec.dumps(codec._PAYLOADS[kind][1](payload))
-    assert body == generic
-    assert codec.encode_payload(payload) == (kind, generic)
-    assert codec.decode_payload(kind, body) == payload
-
-
-def test_text_bodies_keep_lone_surrogates_and_escapes() -> None:
-    for text in ("\ud83d", 'a"b\\c\n\t\u2028é', ""):
-        kind, body = codec.encode_payload(model.TextDelta(text))
-        assert body == codec.dumps({"text": text})
-        assert codec.decode_payload(kind, body) == model.TextDelta(text)
-
-
-def test_a_run_is_encoded_once_per_memo_and_without_its_input_for_the_runs_table() -> None:
-    r = run(input_text="hello")
-    memo: codec.Memo = {}
-    _, started = codec.encode_payload(RunStarted(r), memo)
-    assert started == codec.dumps({"run": codec.run_to_obj(r)})
-    assert len(memo) == 1
-    stored = codec.encode_run(r, memo, with_input=False)
-    assert stored == codec.encode_run(replace(r, input_text=""))
-    assert codec.encode_run(r, memo) == codec.encode_run(r)
-    assert len(memo) == 2  # the event's form and the table's form, each once
-    codec.encode_payload(RunFinished(r), memo)
-    assert len(memo) == 2
+async def test_stored_bodies_are_the_codecs_bytes(tmp_path: Path) -> None:
+    """The writer's shortcuts (text deltas, state changes, a run's JSON once per transaction)
+    store exactly the bytes of the codec's plain encoder, lone surrogates and escapes included."""
+    payloads = [
+        *all_payloads(),
+        *(model.TextDelta(t) for t in ("\ud83d", 'a"b\\c\n\t\u2028é', "")),
+        model.ReasoningDelta("\udc00 r"),
+    ]
+    r = run(input_text="the input")
+    payloads += [RunStarted(r), RunFinished(r)]  # the same run twice in one transaction
+    store = await _open(tmp_path / "runtime.db")
+    store.write([event(i + 1, payload=p) for i, p in enumerate(payloads)], [PutRun(r)])
+    await store.flush()
+    await store.close()
+    with sqlite3.connect(tmp_path / "runtime.db") as conn:
+        rows = conn.execute("SELECT kind, body FROM events ORDER BY seq").fetchall()
+        (stored_run,) = conn.execute("SELECT body FROM runs").fetchone()
+    conn.close()
+    assert rows == [codec.encode_payload(p) for p in payloads]
+    for p, (kind, body) in zip(payloads, rows, strict=True):
+        assert body == codec.dumps(codec._PAYLOADS[kind][1](p))  # the plain JSON encoder's
+        assert codec.decode_payload(kind, body) == p
+    assert stored_run == codec.encode_run(replace(r, input_text=""))
 
 
 class _Trace:
@@ -167,18 +162,14 @@ async def test_one_report_to_the_loop_per_writer_pass(store_path: Path) -> None:
     assert len(writer_reports) == 5  # was two per pass: the commit, then the settled batch
 
 
-def test_the_counters_statement_sets_both_meta_values(tmp_path: Path) -> None:
-    from runtime_server.store._sqlite_writer import _UPDATE_COUNTERS
-
-    conn = sqlite3.connect(tmp_path / "m.db")
-    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
-    conn.executemany(
-        "INSERT INTO meta VALUES (?, ?)", [("last_seq", 0), ("event_count", 0), ("other", 7)]
-    )
-    conn.execute(_UPDATE_COUNTERS, (41, 12))
-    assert dict(conn.execute("SELECT key, value FROM meta")) == {
-        "last_seq": 41,
-        "event_count": 12,
-        "other": 7,
-    }
+async def test_meta_counters_follow_every_commit(tmp_path: Path) -> None:
+    store = await _open(tmp_path / "runtime.db")
+    for s in range(1, 8):
+        store.write([event(s)])
+        if s % 3 == 0:
+            await store.flush()
+    await store.close()
+    with sqlite3.connect(tmp_path / "runtime.db") as conn:
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
     conn.close()
+    assert (int(meta["last_seq"]), int(meta["event_count"])) == (7, 7)
