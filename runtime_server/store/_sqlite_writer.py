@@ -86,7 +86,7 @@ class WriterThreads:
     _retention_interval: float
     _loop: asyncio.AbstractEventLoop | None
     _conn: sqlite3.Connection | None
-    _queue: queue.SimpleQueue[Batch | object]
+    _queue: queue.SimpleQueue[Batch | list[Batch] | object]
     _checkpoint_wanted: threading.Event
     _stopping: threading.Event
     _closing: threading.Event
@@ -138,6 +138,9 @@ class WriterThreads:
                     stop = True  # still commit everything queued before it
                 elif item is RESUME:
                     discarding = False  # (a damaged file is caught just below)
+                elif item.__class__ is list:
+                    if not discarding:
+                        batches.extend(item)  # handed over at once
                 elif item is not WAKE and not discarding:
                     batches.append(item)  # type: ignore[arg-type]
                 try:

@@ -173,3 +173,31 @@ async def test_meta_counters_follow_every_commit(tmp_path: Path) -> None:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
     conn.close()
     assert (int(meta["last_seq"]), int(meta["event_count"])) == (7, 7)
+
+
+async def test_a_burst_of_writes_over_loop_steps_is_one_transaction(store_path: Path) -> None:
+    store = await _open(store_path)
+    committed: list[int] = []
+    store.set_commit_listener(committed.append)
+    before = store.stats.transactions
+    for s in range(1, 11):  # one write per loop step, like a run's streamed chunks
+        store.write([event(s)])
+        await asyncio.sleep(0)
+    await store.flush()
+    assert store.stats.transactions - before == 1
+    assert committed == [10]
+    store.write([event(11)])  # a lone write still goes (after a few idle loop steps)
+    await asyncio.wait_for(store.flush(), 10)
+    assert committed == [10, 11]
+    await store.close()
+
+
+async def test_close_commits_what_is_still_held(store_path: Path) -> None:
+    store = await _open(store_path)
+    store.write([event(1)], [PutWorker(worker("w1"))])
+    await store.close()  # no loop step in between: the batch is still held
+    reopened = SqliteStore(store_path)
+    state = await reopened.open("rt-new")
+    got = await reopened.read_events(0, 10)
+    await reopened.close()
+    assert (state.last_seq, state.workers, got) == (1, [worker("w1")], [event(1)])
