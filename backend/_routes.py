@@ -72,6 +72,8 @@ async def body_json(request: Request) -> Mapping[str, Any]:
         data = json.loads(raw) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError.invalid("body", "is not valid JSON") from exc
+    except RecursionError:  # json recurses per nesting level: [[[…]]] a thousand deep is 2 KB
+        raise ApiError.invalid("body", "is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError.invalid("body", "must be a JSON object")
     return data

@@ -59,7 +59,7 @@ from engine._redact import (
 from engine._responses import OpenAIResponsesProvider
 from engine._retry import RetryPolicy, backoff_delay, stream_with_retry
 from engine._scripted import Pause, ScriptedProvider
-from engine._sse import SSEDecoder, SSEEvent
+from engine._sse import SSEDecoder, SSEEvent, SSEEventTooLarge
 from engine._tools import Tool, ToolFunction, ToolRegistry
 from engine._turn import CANCELLED_RESULT, Emit, TurnConfig, TurnResult, run_turn
 from engine._types import (
@@ -131,6 +131,7 @@ __all__ = [
     "Role",
     "SSEDecoder",
     "SSEEvent",
+    "SSEEventTooLarge",
     "ScriptedProvider",
     "SecretRegistry",
     "StopReason",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
+from engine import _json
 from engine._types import (
     Message,
     Notice,
@@ -114,7 +114,7 @@ def invalid_arguments(message: Message) -> list[Notice]:
         if not call.arguments.strip():
             continue
         try:
-            json.loads(call.arguments)
+            _json.loads(call.arguments)
         except ValueError as exc:
             notices.append(
                 Notice(

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from engine import _json
 from engine._errors import (
     ConfigurationError,
     ProviderConnectionError,
@@ -110,7 +111,7 @@ class AnthropicStreamParser:
 
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
         try:
-            payload = json.loads(sse.data)
+            payload = _json.loads(sse.data)
         except ValueError as exc:
             raise ProviderProtocolError(
                 f"{PROVIDER}: malformed JSON in the stream: {sse.data[:200]!r}"
@@ -355,7 +356,7 @@ def _input(arguments: str) -> dict[str, Any]:
     # The API wants an object; arguments the model got wrong were already answered with an error
     # result, so an empty object keeps the history valid.
     try:
-        parsed = json.loads(arguments) if arguments.strip() else {}
+        parsed = _json.loads(arguments) if arguments.strip() else {}
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}

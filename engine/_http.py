@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import os
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from engine import _json
 from engine._errors import (
     ConfigurationError,
     EngineError,
@@ -41,7 +41,7 @@ from engine._errors import (
     ProviderTimeoutError,
 )
 from engine._redact import Redactor, remember_request_secrets, request_secrets, url_secrets
-from engine._sse import SSEDecoder, SSEEvent
+from engine._sse import SSEDecoder, SSEEvent, SSEEventTooLarge
 from engine._types import Notice, StreamEvent
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
@@ -123,7 +123,7 @@ def error_message_from_body(body: bytes, redact: Redactor | None = None) -> str:
     request's secrets redacted before the text is cut (a key straddling the cut would leak)."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
-        from_json = error_message_from_json(json.loads(text))
+        from_json = error_message_from_json(_json.loads(text))
     except ValueError:
         from_json = ""
     message = from_json or text
@@ -158,7 +158,7 @@ def error_code_from_body(body: bytes) -> str:
     """``error.code`` of a JSON error body when it is a string (OpenAI's
     ``context_length_exceeded``), else empty."""
     try:
-        parsed = json.loads(body)
+        parsed = _json.loads(body)
     except ValueError:
         return ""
     error = parsed.get("error") if isinstance(parsed, dict) else None
@@ -281,7 +281,11 @@ async def post_sse(
                     raise ProviderConnectionError(
                         f"{provider}: the stream sent nothing for {idle_timeout_s:g}s"
                     ) from exc
-                for event in decoder.feed(chunk):
+                try:
+                    events = decoder.feed(chunk)
+                except SSEEventTooLarge as exc:
+                    raise ProviderProtocolError(f"{provider}: {exc}") from None
+                for event in events:
                     yield _clean_event(event, redact) if redact else event
             for event in decoder.flush():
                 yield _clean_event(event, redact) if redact else event

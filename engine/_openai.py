@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 
+from engine import _json
 from engine._errors import (
     ConfigurationError,
     ProviderConnectionError,
@@ -121,7 +122,7 @@ class OpenAIStreamParser:
             self._done = True
             return []
         try:
-            chunk = json.loads(data)
+            chunk = _json.loads(data)
         except ValueError as exc:
             raise ProviderProtocolError(
                 f"{PROVIDER}: malformed JSON in the stream: {data[:200]!r}"
@@ -329,7 +330,7 @@ def _render_message(message: Message, reasoning_field: str) -> dict[str, Any]:
     if reasoning_field == "auto":
         details = next((b for b in message.reasoning_blocks if b.kind == "reasoning_details"), None)
         if details is not None:
-            rendered["reasoning_details"] = json.loads(details.data)
+            rendered["reasoning_details"] = _json.loads(details.data)
         elif message.reasoning and message.reasoning_field:
             rendered[message.reasoning_field] = message.reasoning
         elif message.reasoning and not message.reasoning_blocks:
@@ -351,7 +352,7 @@ def _render_call(call: ToolCall) -> dict[str, Any]:
         "function": {"name": call.name, "arguments": call.arguments or "{}"},
     }
     if call.extra:
-        rendered["extra_content"] = json.loads(call.extra)
+        rendered["extra_content"] = _json.loads(call.extra)
     return rendered
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from engine import _json
 from engine._errors import (
     ConfigurationError,
     ProviderConnectionError,
@@ -106,7 +107,7 @@ class ResponsesStreamParser:
 
     def feed(self, sse: SSEEvent) -> list[StreamEvent]:
         try:
-            payload = json.loads(sse.data)
+            payload = _json.loads(sse.data)
         except ValueError as exc:
             raise ProviderProtocolError(
                 f"{PROVIDER}: malformed JSON in the stream: {sse.data[:200]!r}"
@@ -284,7 +285,7 @@ def _assistant_items(message: Message, stateless: bool) -> list[dict[str, Any]]:
     for block in message.reasoning_blocks:
         if block.kind != "openai_reasoning" or not (message.text or message.tool_calls):
             continue  # the API refuses a reasoning item without the item it led to
-        item = json.loads(block.data)
+        item = _json.loads(block.data)
         if stateless and not item.get("encrypted_content"):
             continue  # the server keeps nothing: an id alone would not be found
         items.append(item)

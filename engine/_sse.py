@@ -11,6 +11,12 @@ One deliberate deviation: :meth:`SSEDecoder.flush` treats an unterminated last l
 dispatches a pending event. The spec discards it, but real bodies (and recorded ones) often end
 without the final blank line, and dropping e.g. Anthropic's ``message_stop`` would be worse. A body
 cut by the network is detected at the HTTP layer (incomplete chunked read), not here.
+
+Bounded and linear: one event (its data lines, or a line still waiting for its ending) may hold at
+most ``max_event_chars`` characters — past that, :class:`SSEEventTooLarge` — and a long line that
+arrives in many chunks is joined once, when its ending arrives, so a provider streaming a 100 MB
+line without a newline costs memory up to the bound and time linear in its size (it used to be
+quadratic: seconds of a blocked event loop for 10 MB).
 """
 
 from __future__ import annotations
@@ -20,6 +26,19 @@ import re
 from dataclasses import dataclass
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_HAS_LINE_END = re.compile(r"[\r\n]")
+
+# The largest event a provider sends is one tool call's arguments or a reasoning block: kilobytes
+# to a few megabytes. 16 Mi characters leaves room and still bounds a runaway stream.
+DEFAULT_MAX_EVENT_CHARS = 16 * 1024 * 1024
+
+
+class SSEEventTooLarge(ValueError):
+    """One event (or one line of it) is over the decoder's ``max_event_chars``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a stream event is larger than {limit} characters")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +55,14 @@ class SSEEvent:
 class SSEDecoder:
     """Incremental decoder: ``feed`` bytes as they arrive, ``flush`` at end of stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_chars: int = DEFAULT_MAX_EVENT_CHARS) -> None:
+        self.max_event_chars = max_event_chars
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._started = False  # whether the BOM check has run
         self._pending = ""  # text after the last complete line ending
+        self._tail: list[str] = []  # chunks of a line still waiting for its ending (after _pending)
+        self._tail_chars = 0
+        self._data_chars = 0  # characters in the pending event's data lines
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
         self._event = ""
         self._data: list[str] = []
@@ -53,7 +76,7 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         text = self._utf8.decode(b"", final=True)
         events = self._feed_text(text)
-        if self._pending:
+        if self._pending or self._tail:
             # the unterminated last line, then the blank line it never got (CR, not LF: a pending
             # "skip the LF of a CRLF" must not swallow it)
             events += self._feed_text("\r\r")
@@ -74,7 +97,19 @@ class SSEDecoder:
                 text = text[1:]
         if not text:
             return []
-        buffer = self._pending + text
+        if _HAS_LINE_END.search(text) is None:
+            # the middle of a long line: keep the chunk, join once when the line ends
+            self._tail.append(text)
+            self._tail_chars += len(text)
+            if len(self._pending) + self._tail_chars + self._data_chars > self.max_event_chars:
+                raise SSEEventTooLarge(self.max_event_chars)
+            return []
+        if self._tail:
+            buffer = "".join((self._pending, *self._tail, text))
+            self._tail = []
+            self._tail_chars = 0
+        else:
+            buffer = self._pending + text
         lines = _LINE_END.split(buffer)
         # The last element has no line ending yet. A trailing CR was consumed as a line ending,
         # but an LF may still follow in the next chunk: remember to skip it.
@@ -94,11 +129,18 @@ class SSEDecoder:
                         )
                     )
                     data = self._data = []
+                    self._data_chars = 0
                 self._event = ""
             elif line.startswith("data:"):
-                data.append(line[6:] if line[5:6] == " " else line[5:])
+                value = line[6:] if line[5:6] == " " else line[5:]
+                data.append(value)
+                self._data_chars += len(value) + 1
+                if self._data_chars > self.max_event_chars:
+                    raise SSEEventTooLarge(self.max_event_chars)
             else:
                 self._field(line)
+        if len(self._pending) + self._data_chars > self.max_event_chars:
+            raise SSEEventTooLarge(self.max_event_chars)
         return events
 
     def _field(self, line: str) -> None:

@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from engine import _json
 from engine._accumulate import Accumulator, invalid_arguments
 from engine._context import (
     ContextPolicy,
@@ -311,7 +312,7 @@ async def _run_one(call: ToolCall, registry: ToolRegistry, config: TurnConfig) -
         known = ", ".join(spec.name for spec in registry.specs()) or "none"
         return f"error: unknown tool {call.name!r} (available: {known})", True
     try:
-        args = json.loads(call.arguments or "{}")
+        args = _json.loads(call.arguments or "{}")
     except json.JSONDecodeError as exc:
         return f"error: arguments are not valid JSON ({exc.msg} at {exc.pos})", True
     if not isinstance(args, dict):

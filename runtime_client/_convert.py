@@ -68,18 +68,10 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
-from runtime_client.api import (
-    catalog_service_pb2 as catalog_pb,
-)
-from runtime_client.api import (
-    interaction_service_pb2 as interaction_pb,
-)
-from runtime_client.api import (
-    management_service_pb2 as management_pb,
-)
-from runtime_client.api import (
-    observation_service_pb2 as observation_pb,
-)
+from runtime_client.api import catalog_service_pb2 as catalog_pb
+from runtime_client.api import interaction_service_pb2 as interaction_pb
+from runtime_client.api import management_service_pb2 as management_pb
+from runtime_client.api import observation_service_pb2 as observation_pb
 from runtime_client.api import types_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -238,45 +230,13 @@ def profile(m: management_pb.Profile) -> Profile:
     )
 
 
+# Every limit is a number under the same name on both sides (tests/test_vocabulary_parity.py
+# checks the names), so a new limit needs only its proto field and its model field.
+_LIMIT_FIELDS = tuple(f.name for f in fields(Limits))
+
+
 def limits(m: management_pb.Limits) -> Limits:
-    return Limits(
-        max_page_size=m.max_page_size,
-        default_page_size=m.default_page_size,
-        max_input_chars=m.max_input_chars,
-        max_display_name_chars=m.max_display_name_chars,
-        max_labels=m.max_labels,
-        max_label_chars=m.max_label_chars,
-        max_request_id_chars=m.max_request_id_chars,
-        max_queue_per_worker=m.max_queue_per_worker,
-        max_workers=m.max_workers,
-        subscriber_buffer_events=m.subscriber_buffer_events,
-        event_batch_max=m.event_batch_max,
-        transcript_page_max=m.transcript_page_max,
-        diagnostics_capacity=m.diagnostics_capacity,
-        idempotency_keys_per_worker=m.idempotency_keys_per_worker,
-        idempotency_keys_create=m.idempotency_keys_create,
-        event_retention_events=m.event_retention_events,
-        event_retention_seconds=m.event_retention_seconds,
-        heartbeat_interval_seconds=m.heartbeat_interval_seconds,
-        max_message_bytes=m.max_message_bytes,
-        max_retained_runs=m.max_retained_runs,
-        max_id_chars=m.max_id_chars,
-        max_ref_chars=m.max_ref_chars,
-        max_path_chars=m.max_path_chars,
-        max_reason_chars=m.max_reason_chars,
-        max_memory_bytes=m.max_memory_bytes,
-        transcript_window_bytes=m.transcript_window_bytes,
-        transcript_cache_bytes=m.transcript_cache_bytes,
-        max_mounts=m.max_mounts,
-        max_file_read_bytes=m.max_file_read_bytes,
-        max_file_scan_bytes=m.max_file_scan_bytes,
-        max_file_write_bytes=m.max_file_write_bytes,
-        max_bundle_bytes=m.max_bundle_bytes,
-        max_bundles=m.max_bundles,
-        max_bundle_profiles=m.max_bundle_profiles,
-        max_bundle_id_chars=m.max_bundle_id_chars,
-        store_write_backlog_events=m.store_write_backlog_events,
-    )
+    return Limits(**{name: getattr(m, name) for name in _LIMIT_FIELDS})
 
 
 def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:

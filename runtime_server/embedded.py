@@ -27,22 +27,18 @@ stream ends with ``RuntimeDraining`` (carrying ``last_seq``) even with ``resume`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from runtime_client import (
-    DEFAULT_BACKOFF,
     Accepted,
-    Backoff,
     BusyPolicy,
     ConfigBundleRef,
     Created,
     Diagnostic,
-    Event,
     EventsPage,
     Page,
     Profile,
@@ -52,7 +48,6 @@ from runtime_client import (
     TranscriptPage,
     UsageSummary,
     Worker,
-    WorkerDeleted,
     WorkerState,
     Workspace,
     WorkspaceClaim,
@@ -62,7 +57,8 @@ from runtime_client.errors import RuntimeServiceError
 from runtime_server import _embedded_convert as cv
 from runtime_server import errors
 from runtime_server._embedded_bundles import EmbeddedBundleCalls
-from runtime_server.model import DiagnosticLevel, now
+from runtime_server._embedded_streams import EmbeddedStreamCalls
+from runtime_server.model import DiagnosticLevel
 from runtime_server.runtime import Config, Runtime
 
 if TYPE_CHECKING:
@@ -74,8 +70,6 @@ __all__ = ["EmbeddedRuntime"]
 
 log = logging.getLogger(__name__)
 
-# As RuntimeClient.subscribe: errors after which a subscription resumes instead of raising.
-_RESUMABLE = (cerr.SubscriberLagging, cerr.Unavailable, cerr.RuntimeDraining)
 _INTERNAL_MESSAGE = "internal error (recorded in the runtime's diagnostics)"
 
 
@@ -85,7 +79,7 @@ def client_error(exc: errors.RuntimeServiceError) -> RuntimeServiceError:
     return cerr.from_status(cerr.StatusCode(wire.code), wire.message, wire.reason, wire.metadata)
 
 
-class EmbeddedRuntime(EmbeddedBundleCalls):
+class EmbeddedRuntime(EmbeddedStreamCalls, EmbeddedBundleCalls):
     """A :class:`~runtime_client.RuntimeHandle` over an in-process Runtime.
 
     ``EmbeddedRuntime(runtime)`` wraps a Runtime the caller owns and has started (``close`` leaves
@@ -294,13 +288,6 @@ class EmbeddedRuntime(EmbeddedBundleCalls):
         with self._translated():
             return cv.run(await self._runtime.get_run(run_id))
 
-    # a timeout parameter (not only asyncio.timeout around the call) is part of the API contract
-    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
-        """Wait until the run is terminal and return it; ``TimeoutError`` after ``timeout``."""
-        async with asyncio.timeout(timeout):
-            with self._translated():
-                return cv.run(await self._runtime.wait_run(run_id))
-
     # --- ObservationService -------------------------------------------------------------------
 
     async def get_transcript(
@@ -342,80 +329,3 @@ class EmbeddedRuntime(EmbeddedBundleCalls):
         """Usage of one worker, or of the whole Runtime when ``worker_id`` is empty."""
         with self._translated():
             return cv.usage_summary(await self._runtime.get_usage(worker_id))
-
-    async def subscribe(
-        self,
-        worker_id: str = "",
-        after_seq: int = 0,
-        from_now: bool = False,
-        *,
-        resume: bool = True,
-        include_heartbeats: bool = False,
-        max_reconnects: int | None = 10,
-        backoff: Backoff = DEFAULT_BACKOFF,
-        batched: bool = True,
-        on_retry: Callable[[RuntimeServiceError, float], object] | None = None,
-        payload_types: Sequence[str] = (),
-    ) -> AsyncGenerator[Event, None]:
-        """Events with seq > ``after_seq`` (0 = oldest retained; ``from_now`` = only new ones),
-        replayed then live, optionally for one worker only — as RuntimeClient.subscribe (also its
-        ``payload_types`` filter), with the
-        same resumption after SUBSCRIBER_LAGGING, heartbeats every ``heartbeat_interval`` on a
-        quiet stream (yielded with ``include_heartbeats``), and the same end after a
-        worker-filtered stream's WorkerDeleted. ``batched`` changes nothing in-process. At the
-        Runtime's close the stream delivers every committed event, then raises RuntimeDraining
-        (``last_seq``): a closed in-process Runtime does not come back, so it is not awaited."""
-        runtime = self._runtime
-        interval = runtime.limits.heartbeat_interval_seconds or None
-        cursor = after_seq
-        live_only = from_now  # no cursor yet: (re)subscribe from_now
-        failures = 0
-        while True:
-            error: RuntimeServiceError | None = None
-            cv.uint64_in(cursor)
-            try:
-                with self._translated():
-                    sub = runtime.subscribe(
-                        after_seq=cursor,
-                        worker_id=worker_id,
-                        from_now=live_only,
-                        payload_types=payload_types,
-                    )
-                try:
-                    while True:
-                        with self._translated():
-                            item = await sub.next(interval)
-                            if item is None and sub.closed:
-                                # shutdown, after everything committed was delivered
-                                raise errors.RuntimeDraining(sub.last_seq)
-                        failures = 0
-                        if item is None:  # a quiet stream: heartbeat
-                            if live_only:
-                                cursor = max(cursor, sub.last_seq)
-                                live_only = False
-                            if include_heartbeats:
-                                yield cv.heartbeat(sub.last_seq, now())
-                            continue
-                        if item.seq <= cursor and not live_only:
-                            continue  # already delivered
-                        event = cv.event(item)
-                        cursor = item.seq
-                        live_only = False
-                        yield event
-                        if worker_id and event.payload.__class__ is WorkerDeleted:
-                            return
-                finally:
-                    sub.close()
-            except RuntimeServiceError as exc:
-                if not resume or not isinstance(exc, _RESUMABLE) or runtime.closing:
-                    raise
-                failures += 1
-                if max_reconnects is not None and failures > max_reconnects:
-                    raise
-                error = exc
-            if isinstance(error, cerr.SubscriberLagging) and failures == 1:
-                continue  # we were merely slow; the runtime is healthy
-            delay = backoff.delay(failures)
-            if on_retry is not None and error is not None:
-                on_retry(error, delay)
-            await asyncio.sleep(delay)

@@ -140,6 +140,9 @@ def parse_bundle(content: bytes, *, policy: HostPolicy, limits: Limits) -> Parse
         line = int(found.group(1)) if found else 0
         why = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise errors.ConfigBundleInvalid("content", f"not valid TOML: {why}", line) from None
+    except RecursionError:  # tomllib recurses per nesting level: `a = [[[…]]]` a few hundred deep
+        why = "not valid TOML: nested too deeply"
+        raise errors.ConfigBundleInvalid("content", why, 0) from None
     lines = LineMap(text)
 
     def fail(path: str, why: str) -> errors.ConfigBundleInvalid:

@@ -171,6 +171,8 @@ REFUSED: list[tuple[str, str, str, int]] = [
     ("mount key", PROFILE + 'mounts = ["data"]\n', "profiles.p.mounts", 4),
     ("workspaces table", '[workspaces]\nallowed_roots = ["x"]\n\n' + PROFILE, "workspaces", 1),
     ("toml error", PROFILE + "temperature = = 1\n", "content", 4),
+    # tomllib recurses per level: this raised RecursionError, answered INTERNAL
+    ("nested too deeply", PROFILE + "x = " + "[" * 600 + "]" * 600 + "\n", "content", 0),
     ("unknown key", PROFILE + "\n\nshiny = true\n", "profiles.p.shiny", 6),
     ("bad type", PROFILE + 'max_tokens = "many"\n', "profiles.p.max_tokens", 4),
     ("no model", '[profiles.p]\nprovider = "builtin"\n', "profiles.p.model", 1),

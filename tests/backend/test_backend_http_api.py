@@ -49,6 +49,15 @@ async def test_bad_inputs_are_clear_errors(console: ConsoleFactory) -> None:
     )
     assert not_json.status_code == 400
     assert error_of(not_json)["metadata"]["field"] == "body"
+    # 10 KB nested past Python's recursion limit: json.loads raised RecursionError (a 500)
+    deep = await c.call(
+        "POST",
+        base + "/input",
+        content=b"[" * 5000 + b"]" * 5000,
+        headers={"content-type": "application/json"},
+    )
+    assert deep.status_code == 400
+    assert error_of(deep)["metadata"]["field"] == "body"
 
     unknown_runtime = await c.call("GET", "/api/runtimes/no-such-runtime/workers/" + wid)
     assert unknown_runtime.status_code == 404
