@@ -12,7 +12,7 @@ How: ``write()`` holds the batch and, for the first one held, schedules a check 
 step. The check hands everything held over as *one* queue item once ``IDLE_STEPS`` loop steps in
 a row went by without a new write, or once the first held batch has waited ``MAX_HOLD`` (a loop
 that writes on every step — many concurrent runs — still hands over at least that often). So a
-lone write waits a few loop steps (microseconds when the loop has nothing else to do), a burst
+lone write waits one loop step (microseconds when the loop has nothing else to do), a burst
 waits until it ends, and nothing waits longer than ``MAX_HOLD`` plus one step.
 
 Nothing about durability changes: a batch is reported committed (and its events published, its
@@ -30,12 +30,13 @@ from typing import Any
 
 # The longest a written batch is held before it goes to the writer (seconds).
 MAX_HOLD = 0.002
-# Loop steps in a row without a new write that end the burst. Not one: a run's task takes a few
-# steps to start (its history, the provider's request, the backlog check) before its first chunk,
-# so with one or two the start of a run went to the writer alone, a transaction of its own
-# (measured, sequential echo runs: 1.7 transactions a run with 1 or 2, 1.0 with 4). A provider
-# that waits on the network leaves idle steps first, so its run's start still goes at once.
-IDLE_STEPS = 4
+# Loop steps in a row without a new write that end the burst. One: more would let the start of a
+# CPU-bound run (the echo provider's, which writes a chunk every step) join the run's chunks in
+# one transaction (measured: 1.0 instead of ~1.5 transactions a sequential echo run), but then
+# SendInput's acknowledgement waits for the run's burst — and with it when anything first encodes
+# the input text (CPython caches its UTF-8 form in the string then, which the transcript window's
+# accounting sees: tests/api/test_transcript_window.py). An acknowledgement waits one step.
+IDLE_STEPS = 1
 
 
 class HandOver:
