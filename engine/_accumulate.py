@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine import _json
 from engine._types import (
@@ -23,6 +23,7 @@ from engine._types import (
     Usage,
     UsageUpdate,
 )
+from engine._unicode import valid_text
 
 
 @dataclass(slots=True)
@@ -88,19 +89,26 @@ class Accumulator:
         return bool(self._text or self._reasoning or self._calls or self._blocks)
 
     def message(self) -> Message:
+        """The message, every string valid Unicode (see engine._unicode): the deltas were repaired
+        as they streamed; a tool call's arguments, ids and reasoning blocks are repaired here."""
+        v = valid_text
         calls = tuple(
-            ToolCall(c.call_id, c.name, "".join(c.arguments), c.extra)
+            ToolCall(v(c.call_id), v(c.name), v("".join(c.arguments)), v(c.extra))
             for _, c in sorted(self._calls.items())
         )
-        reasoning = "".join(self._reasoning)
+        reasoning = v("".join(self._reasoning))
+        blocks = tuple(
+            replace(b, text=v(b.text), signature=v(b.signature), data=v(b.data))
+            for b in self._blocks
+        )
         return Message(
             role=Role.ASSISTANT,
-            text="".join(self._text),
+            text=v("".join(self._text)),
             reasoning=reasoning,
-            reasoning_signature=self._signature,
+            reasoning_signature=v(self._signature),
             tool_calls=calls,
             stop_reason=self.stop_reason,
-            reasoning_blocks=tuple(self._blocks),
+            reasoning_blocks=blocks,
             reasoning_field=self._field if reasoning else "",
         )
 

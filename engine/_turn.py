@@ -75,6 +75,7 @@ from engine._types import (
     Usage,
     UsageReported,
 )
+from engine._unicode import DeltaRepair, valid_text
 
 CANCELLED_RESULT = "cancelled: the run was cancelled before this tool call finished"
 
@@ -174,16 +175,26 @@ async def run_turn(
             options=options,
         )
         acc = Accumulator()
+        repair = DeltaRepair()  # provider text -> valid Unicode (engine._unicode)
         stream = stream_with_retry(provider, request, config.retry)
         try:
-            async for event in stream:
-                if isinstance(event, PartialDiscarded):
+            async for raw in stream:
+                if isinstance(raw, PartialDiscarded):
                     acc = Accumulator()  # the retry streams the whole message again
-                    emit(event)
+                    repair = DeltaRepair()
+                    emit(raw)
+                    continue
+                event = repair.repair(raw)
+                if event is None:  # a delta's held-back half of a surrogate pair
                     continue
                 acc.add(event)
-                if isinstance(event, (TextDelta, ReasoningDelta, Notice)):
+                if isinstance(event, (TextDelta, ReasoningDelta)):
                     emit(event)
+                elif isinstance(event, Notice):
+                    emit(Notice(event.code, valid_text(event.message)))
+            for owed in repair.flush():
+                acc.add(owed)
+                emit(owed)
         except asyncio.CancelledError:
             _report_partial(acc, emit)
             raise

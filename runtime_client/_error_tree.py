@@ -177,18 +177,6 @@ class ProfileNotFound(NotFound):
         self._typed(text, wire, profile=profile, bundle=bundle)
 
 
-class RuntimeNotFound(NotFound):
-    """The registry holds no runtime with this ``runtime_id`` (raised by RuntimeRegistry itself,
-    in the caller's process)."""
-
-    reason = "RUNTIME_NOT_FOUND"
-    runtime_id: str
-
-    def __init__(self, message: str = "", *, runtime_id: str = "", **wire: Unpack[Wire]) -> None:
-        text = message or f"no runtime {runtime_id!r} is registered"
-        self._typed(text, wire, runtime_id=runtime_id)
-
-
 class AlreadyExists(RuntimeServiceError):
     reason = "ALREADY_EXISTS"
     code = StatusCode.ALREADY_EXISTS
@@ -270,30 +258,6 @@ class WorkspaceConflict(FailedPrecondition):
         )  # fmt: skip
 
 
-class RuntimeIdentityChanged(FailedPrecondition):
-    """The runtime at a registered address now answers with another ``runtime_id`` (``actual``)
-    than the one the registry pinned (``expected``): its data dir was wiped, or the address points
-    at another replica. Old worker ids and cursors mean nothing there, so every call to it fails
-    with this (raised by RuntimeRegistry)."""
-
-    reason = "RUNTIME_IDENTITY_CHANGED"
-    runtime_id: str
-    expected: str
-    actual: str
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        runtime_id: str = "",
-        expected: str = "",
-        actual: str = "",
-        **wire: Unpack[Wire],
-    ) -> None:
-        text = message or f"runtime {expected!r} now answers as {actual!r}"
-        self._typed(text, wire, runtime_id=runtime_id, expected=expected, actual=actual)
-
-
 class ResourceExhausted(RuntimeServiceError):
     reason = "RESOURCE_EXHAUSTED"
     code = StatusCode.RESOURCE_EXHAUSTED
@@ -332,6 +296,15 @@ class SubscriberLagging(ResourceExhausted):
     ) -> None:
         text = message or f"subscriber fell {buffer} events behind; resume after {last_seq}"
         self._typed(text, wire, last_seq=last_seq, buffer=buffer)
+
+
+class TooManySubscribers(ResourceExhausted):
+    reason = "TOO_MANY_SUBSCRIBERS"
+    limit: int
+
+    def __init__(self, message: str = "", *, limit: int = 0, **wire: Unpack[Wire]) -> None:
+        text = message or f"the runtime has its maximum of {limit} open event subscriptions"
+        self._typed(text, wire, limit=limit)
 
 
 class MemoryBudgetExceeded(ResourceExhausted):
@@ -457,33 +430,6 @@ class RuntimeDraining(Unavailable):
     def __init__(self, message: str = "", *, last_seq: int = 0, **wire: Unpack[Wire]) -> None:
         text = message or "the runtime is shutting down and takes no new work"
         self._typed(text, wire, last_seq=last_seq)
-
-
-class RuntimeUnavailable(Unavailable):
-    """The registry's runtime cannot be used now (``state``: UNREACHABLE, AUTH_FAILED, still
-    CONNECTING): the call failed at once, without waiting on the network (raised by
-    RuntimeRegistry)."""
-
-    reason = "RUNTIME_UNAVAILABLE"
-    runtime_id: str
-    state: str
-
-    def __init__(
-        self, message: str = "", *, runtime_id: str = "", state: str = "", **wire: Unpack[Wire]
-    ) -> None:
-        text = message or f"runtime {runtime_id!r} is {state or 'unavailable'}"
-        self._typed(text, wire, runtime_id=runtime_id, state=state)
-
-
-class NoRuntimeAvailable(Unavailable):
-    """Placement found no READY runtime offering ``profile`` (raised by RuntimeRegistry)."""
-
-    reason = "NO_RUNTIME_AVAILABLE"
-    profile: str
-
-    def __init__(self, message: str = "", *, profile: str = "", **wire: Unpack[Wire]) -> None:
-        text = message or f"no READY runtime offers profile {profile!r}"
-        self._typed(text, wire, profile=profile)
 
 
 class DeadlineExceeded(RuntimeServiceError):

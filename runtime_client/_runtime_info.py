@@ -98,6 +98,7 @@ class Limits:
     max_bundle_profiles: int = 0
     max_bundle_id_chars: int = 0
     store_write_backlog_events: int = 0
+    max_subscribers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime_client._cli_parser import Command, _parser
+from runtime_client._cli_terminal import TerminalText, visible_controls
 from runtime_client._client import RuntimeClient
 from runtime_client._retry import RetryPolicy
 from runtime_client.errors import RuntimeServiceError
@@ -80,7 +81,10 @@ async def _run(command: Command, args: argparse.Namespace) -> int:
         _error(args, "USAGE", text, code="", metadata={})
         return 2
     try:
-        async with client:
+        async with client, contextlib.AsyncExitStack() as human:
+            if not args.json:  # what people read: no control character reaches the terminal
+                human.enter_context(contextlib.redirect_stdout(TerminalText(sys.stdout)))
+                human.enter_context(contextlib.redirect_stderr(TerminalText(sys.stderr)))
             return await command(client, args)
     except RuntimeServiceError as exc:
         sys.stdout.flush()
@@ -97,6 +101,6 @@ def _error(
         body = {"reason": reason, "code": code, "message": message, "metadata": metadata}
         print(json.dumps({"error": body}, ensure_ascii=False), file=sys.stderr)
     elif code:
-        print(f"error: {reason}: {message}", file=sys.stderr)
+        print(visible_controls(f"error: {reason}: {message}"), file=sys.stderr)
     else:  # not from the server: no reason to show
-        print(f"error: {message}", file=sys.stderr)
+        print(visible_controls(f"error: {message}"), file=sys.stderr)

@@ -34,6 +34,7 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── QueueFull                 QUEUE_FULL          (worker_id, limit)
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (last_seq, buffer)
+    │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
     │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (after_seq, oldest_seq)
@@ -94,7 +95,6 @@ from runtime_client._error_tree import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
-    NoRuntimeAvailable,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -103,13 +103,11 @@ from runtime_client._error_tree import (
     ResourceExhausted,
     RunNotFound,
     RuntimeDraining,
-    RuntimeIdentityChanged,
-    RuntimeNotFound,
     RuntimeServiceError,
-    RuntimeUnavailable,
     StatusCode,
     StoreFailure,
     SubscriberLagging,
+    TooManySubscribers,
     TooManyWorkers,
     Unauthenticated,
     Unavailable,
@@ -120,6 +118,12 @@ from runtime_client._error_tree import (
     WorkerStopped,
     WorkspaceConflict,
     WorkspaceNotAllowed,
+)
+from runtime_client._registry_errors import (
+    NoRuntimeAvailable,
+    RuntimeIdentityChanged,
+    RuntimeNotFound,
+    RuntimeUnavailable,
 )
 
 __all__ = [
@@ -156,6 +160,7 @@ __all__ = [
     "StatusCode",
     "StoreFailure",
     "SubscriberLagging",
+    "TooManySubscribers",
     "TooManyWorkers",
     "Unauthenticated",
     "Unavailable",

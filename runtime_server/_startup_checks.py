@@ -20,6 +20,8 @@ __all__ = [
     "StartupError",
     "TLSPaths",
     "check_bindable",
+    "check_exposure",
+    "is_loopback",
     "check_tls",
     "listen_address",
     "log_level",
@@ -79,6 +81,38 @@ def check_bindable(listen: str) -> None:
             failures.append(exc)
     if failures and len(failures) == len(infos):  # grpc serves if any one address binds
         raise StartupError(f"--listen: cannot listen on {listen}: {failures[0].strerror}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address (``localhost``, 127.0.0.0/8,
+    ``[::1]``). A name that does not resolve is not loopback (the bind check reports it)."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def check_exposure(listen: str, *, authenticated: bool, allow_unauthenticated: bool) -> None:
+    """Refuse an API that anyone on the network could drive: a non-loopback ``--listen`` (which
+    includes ``0.0.0.0``) needs a bearer token or client certificates, unless the operator says
+    ``--allow-unauthenticated`` (a network they trust entirely, e.g. a NetworkPolicy)."""
+    host = listen.rpartition(":")[0]
+    if authenticated or allow_unauthenticated or is_loopback(host):
+        return
+    raise StartupError(
+        f"--listen: {listen} is reachable from the network and nothing authenticates callers: "
+        "require a token (--auth-token-env or --auth-token-file) or client certificates "
+        "(--tls-client-ca), or pass --allow-unauthenticated if every host that can reach "
+        "this address may drive the runtime"
+    )
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

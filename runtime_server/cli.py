@@ -19,7 +19,9 @@ from runtime_server._startup_checks import (
     LOG_LEVELS,
     StartupError,
     check_bindable,
+    check_exposure,
     check_tls,
+    is_loopback,
     listen_address,
     log_level,
 )
@@ -37,6 +39,10 @@ from runtime_server.store import MemoryStore, SqliteStore, Store, StoreOpenError
 
 DEFAULT_DATA_DIR = "worker-runtime-data"
 ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imported lazily)
+
+
+# What ships with serve and is checked from outside (deploy/ manifests, the exposure rule's tests).
+__all__ = ["StartupError", "check_exposure", "is_loopback", "main", "serve", "serve_options"]
 
 
 def _add_serve(sub: Any) -> None:
@@ -71,6 +77,11 @@ def serve_options(p: argparse.ArgumentParser) -> None:
     auth = p.add_mutually_exclusive_group()
     auth.add_argument("--auth-token-env", metavar="VAR", help="require this env var's bearer token")
     auth.add_argument("--auth-token-file", type=Path, help="require the bearer token in this file")
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen on a non-loopback address without a token or client certificates",
+    )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle: require client certs (mTLS)")
@@ -140,6 +151,11 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         token = _token(args)
         tls_paths = check_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+        check_exposure(
+            args.listen,
+            authenticated=token is not None or bool(tls_paths and tls_paths.client_ca),
+            allow_unauthenticated=args.allow_unauthenticated,
+        )
         check_bindable(args.listen)
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,9 +12,10 @@ scenarios both ways):
   drops and quantises times as a protobuf Timestamp does, so embedded and remote answers
   compare equal (``Event.raw`` is ``None`` here: there is no wire message);
 - a domain error becomes the client class of the same reason, with the same status code,
-  message and metadata (both sides cut echoed values by :func:`runtime_server.errors.wire_form`),
-  raised ``from`` the domain error; an unexpected exception becomes a generic
-  :class:`~runtime_client.InternalError`, recorded as a diagnostic, as the gRPC edge does;
+  message and metadata (both sides cut echoed values by
+  :func:`runtime_server.wire_errors.wire_form`), raised ``from`` the domain error; an
+  unexpected exception becomes a generic :class:`~runtime_client.InternalError`, recorded as a
+  diagnostic, as the gRPC edge does;
 - request values the gRPC edge would check (a workspace without a root) are checked alike, and
   values the client itself would refuse before sending (an unknown ``busy_policy``) raise the same
   ``ValueError``.
@@ -55,7 +56,7 @@ from runtime_client import (
 from runtime_client import errors as cerr
 from runtime_client.errors import RuntimeServiceError
 from runtime_server import _embedded_convert as cv
-from runtime_server import errors
+from runtime_server import errors, wire_errors
 from runtime_server._embedded_bundles import EmbeddedBundleCalls
 from runtime_server._embedded_streams import EmbeddedStreamCalls
 from runtime_server.model import DiagnosticLevel
@@ -75,7 +76,7 @@ _INTERNAL_MESSAGE = "internal error (recorded in the runtime's diagnostics)"
 
 def client_error(exc: errors.RuntimeServiceError) -> RuntimeServiceError:
     """The client error a remote caller would receive for the domain error ``exc``."""
-    wire = errors.wire_form(exc)
+    wire = wire_errors.wire_form(exc)
     return cerr.from_status(cerr.StatusCode(wire.code), wire.message, wire.reason, wire.metadata)
 
 

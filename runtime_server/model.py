@@ -324,6 +324,9 @@ class Limits:
     # The durable store's write backlog (events written, not yet committed) at which a run's
     # event stream waits for commits: bounds the write queue and the publish latency.
     store_write_backlog_events: int = 1024
+    # Open event subscriptions over the whole runtime (each holds a buffer and a stream; ~25 KB
+    # idle): without a bound, one client could open them until the process runs out of memory.
+    max_subscribers: int = 10_000
 
 
 T = TypeVar("T")

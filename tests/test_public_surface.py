@@ -56,6 +56,7 @@ SURFACES: dict[str, set[str]] = {
         "Role",
         "SSEDecoder",
         "SSEEvent",
+        "SSEEventTooLarge",
         "ScriptedProvider",
         "SecretRegistry",
         "StopReason",
@@ -105,6 +106,7 @@ SURFACES: dict[str, set[str]] = {
     "engine.wire": {
         "ANTHROPIC_STOP_REASONS",
         "AnthropicStreamParser",
+        "DeltaRepair",
         "OPENAI_FINISH_REASONS",
         "OpenAIStreamParser",
         "ResponsesStreamParser",
@@ -113,6 +115,7 @@ SURFACES: dict[str, set[str]] = {
         "render_anthropic_messages",
         "render_openai_messages",
         "render_responses_input",
+        "valid_text",
     },
     "runtime_server.grpc": {
         "ERROR_DOMAIN",
@@ -224,6 +227,7 @@ SURFACES: dict[str, set[str]] = {
         "StoreState",
         "SubscriberLagging",
         "TextDelta",
+        "TooManySubscribers",
         "TooManyWorkers",
         "ToolCall",
         "ToolCallFinished",

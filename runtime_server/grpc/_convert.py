@@ -231,6 +231,7 @@ def limits(lim: m.Limits) -> mpb.Limits:
         max_bundle_profiles=lim.max_bundle_profiles,
         max_bundle_id_chars=lim.max_bundle_id_chars,
         store_write_backlog_events=lim.store_write_backlog_events,
+        max_subscribers=lim.max_subscribers,
     )
 
 

@@ -9,17 +9,17 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from runtime_client.errors import ERROR_DOMAIN as DOMAIN  # defined once, where clients read it
-from runtime_server import errors
+from runtime_server import errors, wire_errors
 
 # The codes come from the one table in runtime_server.errors (grpc-free: the embedded handle uses
 # it too), by name, so a code name that grpc does not know fails at import.
 STATUS: dict[type[errors.RuntimeServiceError], grpc.StatusCode] = {
-    cls: grpc.StatusCode[name] for cls, name in errors.STATUS_CODES.items()
+    cls: grpc.StatusCode[name] for cls, name in wire_errors.STATUS_CODES.items()
 }
 
 
 def status_code(exc: errors.RuntimeServiceError) -> grpc.StatusCode:
-    return grpc.StatusCode[errors.status_name(exc)]
+    return grpc.StatusCode[wire_errors.status_name(exc)]
 
 
 def status_details(
@@ -38,9 +38,9 @@ async def abort(
     context: grpc.aio.ServicerContext[object, object], exc: errors.RuntimeServiceError
 ) -> None:
     """Abort the call with ``exc``'s status and ErrorInfo: the one place errors leave the server.
-    Echoed values are cut by :func:`runtime_server.errors.wire_form` (ids are bounded before
+    Echoed values are cut by :func:`runtime_server.wire_errors.wire_form` (ids are bounded before
     lookup as well)."""
-    wire = errors.wire_form(exc)
+    wire = wire_errors.wire_form(exc)
     code = grpc.StatusCode[wire.code]
     await context.abort(
         code,

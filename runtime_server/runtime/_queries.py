@@ -280,6 +280,8 @@ class RuntimeQueries(RuntimeCore):
             raise errors.InvalidArgument("after_seq", "must be >= 0")
         if worker_id:
             self._slot_or_known(worker_id)
+        if log_.subscriber_count >= self._limits.max_subscribers:
+            raise errors.TooManySubscribers(self._limits.max_subscribers)
         return log_.subscribe(
             after_seq=after_seq, worker_id=worker_id, from_now=from_now, kinds=kinds
         )

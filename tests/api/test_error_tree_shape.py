@@ -19,6 +19,7 @@ import runtime_client.errors as client_errors
 from runtime_client.api import catalog_service_pb2 as cpb
 from runtime_client.api import catalog_service_pb2_grpc as cgrpc
 from runtime_server import errors as server_errors
+from runtime_server import wire_errors
 from runtime_server.grpc import ERROR_DOMAIN as SERVER_DOMAIN
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def test_runtime_draining_is_unavailable_not_failed_precondition() -> None:
     for side in (server_errors, client_errors):
         assert issubclass(side.RuntimeDraining, side.Unavailable)
         assert not issubclass(side.RuntimeDraining, side.FailedPrecondition)
-    assert server_errors.status_name(server_errors.RuntimeDraining(3)) == "UNAVAILABLE"
+    assert wire_errors.status_name(server_errors.RuntimeDraining(3)) == "UNAVAILABLE"
     with pytest.raises(client_errors.Unavailable):
         raise client_errors.RuntimeDraining(last_seq=3)
 

@@ -119,3 +119,30 @@ async def test_serve_stops_cleanly_on_sigterm_interrupting_the_active_run(
     out = server.stdout()
     assert "shutting down: draining" in out
     assert out.rstrip().endswith("stopped")
+
+
+ESCAPES = "\x1b]52;c;ZXZpbA==\x07 \x1b[2J\r\x9b31m"  # clipboard write, clear screen, CR, C1 CSI
+
+
+async def test_control_characters_from_the_server_never_reach_the_terminal(
+    served: Served,
+) -> None:
+    # The echo model answers with the input: a model (or a prompt injection steering it) can emit
+    # terminal commands, and a display name can carry them. Human output shows them escaped;
+    # --json keeps the exact text for programs.
+    created = await served.client.create_worker(display_name="name" + ESCAPES)
+    worker_id = created.worker.worker_id
+    rc, out, err = await cli(served.target, "send", worker_id, "say" + ESCAPES, "--follow")
+    assert rc == 0, err
+    rc2, shown, err2 = await cli(served.target, "workers", "get", worker_id)
+    assert rc2 == 0, err2
+    rc3, listed, err3 = await cli(served.target, "events", "--worker", worker_id)
+    assert rc3 == 0, err3
+    for text in (out, err, shown, listed):
+        assert not {"\x1b", "\x07", "\r", "\x9b"} & set(text), repr(text)
+    assert "say\\x1b]52;c;ZXZpbA==\\x07 \\x1b[2J\\r\\x9b31m" in out
+    assert "name\\x1b]52" in shown
+
+    rc, raw, err = await cli(served.target, "--json", "workers", "get", worker_id)
+    assert rc == 0, err
+    assert json.loads(raw)["display_name"] == "name" + ESCAPES

@@ -170,6 +170,10 @@ def test_the_containerfile_runs_serve_as_a_non_root_user_with_probe_and_metrics_
     assert parsed.health_listen == "0.0.0.0:50052"
     assert parsed.metrics_listen == "0.0.0.0:9464"
     assert str(parsed.data_dir) == "/var/lib/worker-runtime"
+    # all interfaces, so callers must authenticate (serve refuses otherwise)
+    assert parsed.listen.startswith("0.0.0.0:")
+    assert parsed.auth_token_env == "WORKER_RUNTIME_TOKEN"
+    assert not parsed.allow_unauthenticated
 
 
 async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: Path) -> None:

@@ -50,7 +50,13 @@ CONCURRENCY = 16
 STREAM_WAIT = 0.5  # seconds to wait for a stream's first message (then it is simply open)
 BOUND = 60.0  # seconds: a safety net per call, not a speed assertion
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
-TYPED_EXHAUSTED = {"QUEUE_FULL", "TOO_MANY_WORKERS", "SUBSCRIBER_LAGGING", "MEMORY_BUDGET_EXCEEDED"}
+TYPED_EXHAUSTED = {
+    "QUEUE_FULL",
+    "TOO_MANY_WORKERS",
+    "TOO_MANY_SUBSCRIBERS",
+    "SUBSCRIBER_LAGGING",
+    "MEMORY_BUDGET_EXCEEDED",
+}
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # serve's default receive limit
 
 

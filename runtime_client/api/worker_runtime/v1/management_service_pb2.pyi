@@ -115,6 +115,7 @@ class Limits(_message.Message):
     MAX_BUNDLE_PROFILES_FIELD_NUMBER: _builtins.int
     MAX_BUNDLE_ID_CHARS_FIELD_NUMBER: _builtins.int
     STORE_WRITE_BACKLOG_EVENTS_FIELD_NUMBER: _builtins.int
+    MAX_SUBSCRIBERS_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -174,6 +175,10 @@ class Limits(_message.Message):
     """The SQLite store's write backlog bound (events written, not yet committed): a run's event
     stream waits while the backlog is at it, so publish latency stays bounded (0 = not reported).
     """
+    max_subscribers: _builtins.int
+    """Event subscriptions (SubscribeEvents, SubscribeEventBatches) open at once over the whole
+    runtime; one more is RESOURCE_EXHAUSTED / TOO_MANY_SUBSCRIBERS.
+    """
     def __init__(
         self,
         *,
@@ -213,10 +218,11 @@ class Limits(_message.Message):
         max_bundle_profiles: _builtins.int = ...,
         max_bundle_id_chars: _builtins.int = ...,
         store_write_backlog_events: _builtins.int = ...,
+        max_subscribers: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_bundle_bytes", b"max_bundle_bytes", "max_bundle_id_chars", b"max_bundle_id_chars", "max_bundle_profiles", b"max_bundle_profiles", "max_bundles", b"max_bundles", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_workers", b"max_workers", "store_write_backlog_events", b"store_write_backlog_events", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_bundle_bytes", b"max_bundle_bytes", "max_bundle_id_chars", b"max_bundle_id_chars", "max_bundle_profiles", b"max_bundle_profiles", "max_bundles", b"max_bundles", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_subscribers", b"max_subscribers", "max_workers", b"max_workers", "store_write_backlog_events", b"store_write_backlog_events", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
