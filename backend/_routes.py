@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from backend._bundle_routes import bundle_ref, bundles_view, place_bundle
 from backend._security import COOKIE, session_value
 from backend.errors import ApiError, error_response, from_client_error
 from backend.service import Backend
@@ -164,6 +165,12 @@ async def workers(request: Request) -> Response:
 
 
 @api
+async def bundles(request: Request) -> Response:
+    """The Backend's config bundles and where each one is (``backend._bundle_routes``)."""
+    return JSONResponse(await bundles_view(backend_of(request)))
+
+
+@api
 async def create_worker(request: Request) -> Response:
     registry = backend_of(request).require_registry()
     data = await body_json(request)
@@ -173,12 +180,21 @@ async def create_worker(request: Request) -> Response:
         "display_name": _str(data, "display_name", limit=MAX_ID_CHARS),
         "request_id": _str(data, "request_id", limit=MAX_ID_CHARS),
     }
+    ref = bundle_ref(data.get("bundle"))
     try:
-        rid, created = await registry.create_worker(
-            profile=profile, runtime_id=runtime_id, timeout=CALL_BUDGET_S, **kwargs
-        )
+        if ref is None:
+            rid, created = await registry.create_worker(
+                profile=profile, runtime_id=runtime_id, timeout=CALL_BUDGET_S, **kwargs
+            )
+        else:  # a bundle's profile: the Backend's bundle sync places it and pushes on demand
+            backend = backend_of(request)
+            rid = runtime_id or await place_bundle(backend, ref)
+            rid, created = await backend.bundles.create_worker(
+                rid, ref, profile=profile, timeout=CALL_BUDGET_S, **kwargs
+            )
     except ProfileNotFound as exc:
-        raise ApiError.invalid("profile", f"no profile {profile!r} on that runtime") from exc
+        where = f"in bundle {ref.id}" if ref is not None else "on that runtime"
+        raise ApiError.invalid("profile", f"no profile {profile!r} {where}") from exc
     return JSONResponse(
         {"runtime_id": rid, "worker": to_json(created.worker), "seq": created.seq},
         status_code=201,

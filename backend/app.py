@@ -52,6 +52,7 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
         Route("/api/runtimes", r.runtimes),
         Route("/api/workers", r.workers),
         Route("/api/workers", r.create_worker, methods=["POST"]),
+        Route("/api/bundles", r.bundles),
         Route(W, r.worker_detail),
         Route(W + "/transcript", r.transcript),
         Route(W + "/input", r.send_input, methods=["POST"]),

@@ -1,4 +1,5 @@
-"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]``;
+"""``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]
+[--bundles-dir DIR]``;
 ``worker-backend cluster --runtimes N --base-dir DIR`` (runtimes and the Backend: backend.cluster).
 
 Prints ``worker-backend serving on http://HOST:PORT`` once the port is bound (tests and scripts
@@ -19,7 +20,7 @@ import uvicorn
 
 from backend import cluster
 from backend.app import create_app
-from backend.config import BackendConfigError, load_config
+from backend.config import BackendConfigError, check_bundles_dir, load_config
 
 __all__ = ["main"]
 
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, default=None, help="backend TOML file (optional)")
     s.add_argument("--listen", default=None, help="HOST:PORT (default from config: 127.0.0.1:8080)")
     s.add_argument("--data-dir", type=Path, default=None, help="the embedded runtime's data")
+    s.add_argument(
+        "--bundles-dir", type=Path, default=None, help="config bundles to push (one *.toml each)"
+    )
     s.add_argument("--log-level", default="warning")
     cluster.add_parser(sub)
     return p
@@ -46,6 +50,13 @@ async def _serve(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, listen=args.listen)
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
+    if args.bundles_dir:
+        config = dataclasses.replace(config, bundles_dir=args.bundles_dir)
+    try:
+        check_bundles_dir(config.bundles_dir)
+    except BackendConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     host, _, port = config.listen.rpartition(":")
     host = host.strip("[]")
     try:

@@ -81,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     c.add_argument("--runtime-config", type=Path, default=None, help="serve.toml of every runtime")
     c.add_argument("--listen", default="127.0.0.1:8080", help="the console's HOST:PORT")
     c.add_argument("--grace", type=float, default=5.0, help="seconds active runs get at stop")
+    c.add_argument(
+        "--bundles-dir", type=Path, default=None, help="config bundles the Backend pushes"
+    )
 
 
 def backend_config_text(runtimes: list[Child]) -> str:
@@ -200,6 +203,8 @@ def _start(args: argparse.Namespace, children: list[Child], stop: threading.Even
     config.write_text(backend_config_text(runtimes), encoding="utf-8")
     argv = [sys.executable, "-m", "backend.cli", "serve", "--config", str(config)]
     argv += ["--listen", args.listen]
+    if args.bundles_dir is not None:
+        argv += ["--bundles-dir", str(args.bundles_dir.resolve())]
     backend = _spawn("backend", argv, base / "backend.log", {**env, TOKEN_ENV: token})
     children.append(backend)
     url = _wait_for(backend, BACKEND_BANNER, stop).group(1)

@@ -9,6 +9,7 @@
     max_streams = 64                 # open console event streams (SSE), over all browsers
     heartbeat_s = 15.0               # SSE comment lines while a stream is quiet
     max_input_chars = 32000          # checked before a request reaches a runtime
+    bundles_dir = "bundles"          # config bundles pushed to every runtime (one *.toml each)
 
     [companion]
     profile = ""                     # default: smollm2-chat when the local model is installed
@@ -23,6 +24,9 @@
 Secrets are never written in the file: tokens come from environment variables it names, so the
 file can be committed and shown. Unknown keys are errors (a typo must not silently disable a
 setting).
+
+``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
+in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BackendConfig", "BackendConfigError", "RemoteRuntime", "load_config", "parse_config"]
+__all__ = [
+    "BackendConfig",
+    "BackendConfigError",
+    "RemoteRuntime",
+    "check_bundles_dir",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -64,6 +75,7 @@ class BackendConfig:
     companion_profile: str = ""  # "" = smollm2-chat where installed, else echo
     companion_name: str = "Companion"
     runtimes: tuple[RemoteRuntime, ...] = ()
+    bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
 
 
 _TOP = {
@@ -77,6 +89,7 @@ _TOP = {
     "max_input_chars",
     "companion",
     "runtimes",
+    "bundles_dir",
 }
 
 
@@ -170,6 +183,7 @@ def parse_config(
             )
         )
     runtime_config = typed(data, "runtime_config", str, "")
+    bundles_dir = typed(data, "bundles_dir", str, "")
     return BackendConfig(
         listen=listen,
         data_dir=path(typed(data, "data_dir", str, "backend-data")),
@@ -182,4 +196,14 @@ def parse_config(
         companion_profile=typed(companion, "profile", str, "", "companion."),
         companion_name=typed(companion, "display_name", str, "Companion", "companion."),
         runtimes=tuple(runtimes),
+        bundles_dir=path(bundles_dir) if bundles_dir else None,
     )
+
+
+def check_bundles_dir(path: Path | None) -> None:
+    """``bundles_dir`` names an existing directory (checked at start, not at parse time: the
+    file may be parsed on another host). A missing one is an error, not an empty set: a typo
+    must not silently leave every runtime without its bundles."""
+    if path is not None and not path.is_dir():
+        why = "does not exist" if not path.exists() else "is not a directory"
+        raise BackendConfigError(f"bundles_dir: {path} {why}")

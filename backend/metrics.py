@@ -12,6 +12,9 @@ On a registry of our own (never prometheus_client's global one). Families:
 - ``worker_backend_runtime_state{alias,state}``: 1 for each runtime's current registry state, 0
   for the others (so ``== 1`` selects it and a change is a flip, not a new series); labelled by
   the config's alias, never the runtime_id or address.
+- ``worker_backend_bundles{alias,state}`` (with ``bundles_dir``): how many of the directory's
+  bundles are ``present``, ``pushing``, ``failed`` or ``missing`` on each runtime (no bundle id
+  as a label), and ``worker_backend_bundle_puts_total{alias}``: puts sent to each runtime.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BackendMetrics", "MetricsMiddleware", "metrics_endpoint"]
 
+BUNDLE_STATES = ("present", "pushing", "failed", "missing")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 
 
@@ -58,6 +62,36 @@ class _StateCollector(Collector):
             for health in RuntimeHealth:
                 state.add_metric([status.alias, health.value], 1 if status.state is health else 0)
         yield state
+        yield from self._bundles()
+
+    def _bundles(self) -> Iterator[Metric]:
+        sync, registry = self._backend.bundles, self._backend.registry
+        if not sync.enabled or registry is None:
+            return
+        held = GaugeMetricFamily(
+            "worker_backend_bundles",
+            "Config bundles of bundles_dir on each runtime, by state.",
+            labels=["alias", "state"],
+        )
+        puts = CounterMetricFamily(
+            "worker_backend_bundle_puts",
+            "Config bundle puts sent to each runtime.",
+            labels=["alias"],
+        )
+        bundles = [b for b in sync.bundles().values() if b.ok]
+        for status in registry.runtimes():
+            rid = status.runtime_id
+            if not rid:
+                continue
+            counts = dict.fromkeys(BUNDLE_STATES, 0)
+            for b in bundles:
+                known = sync.availability(rid, b)
+                counts[known.state if known is not None else "missing"] += 1
+            for name, n in counts.items():
+                held.add_metric([status.alias, name], n)
+            puts.add_metric([status.alias], sync.puts.get(rid, 0))
+        yield held
+        yield puts
 
 
 class BackendMetrics:

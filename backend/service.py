@@ -3,9 +3,10 @@
 Start order: the embedded Runtime (SQLite under ``data_dir``, so the Companion and its history
 survive a restart), then the registry with it and every remote runtime of the config (the
 registry connects in the background: a remote runtime that is down never stops the Backend from
-starting), then the Companion. Everything is entered into one ``AsyncExitStack``, so ``close``
-unwinds in reverse order (registry first: its subscriptions end before the runtime they read
-from closes) and is safe to call twice.
+starting), with the bundle sync following it (``backend._bundle_sync``), then the Companion.
+Everything is entered into one ``AsyncExitStack``, so ``close`` unwinds in reverse order
+(registry first: its subscriptions end before the runtime they read from closes) and is safe to
+call twice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from backend._bundle_sync import BundleSync
 from backend._companion import ensure_companion
 from backend.config import BackendConfig
 from backend.sse import StreamSlots
@@ -74,6 +76,7 @@ class Backend:
         self.registry: RuntimeRegistry | None = None
         self.embedded_runtime_id = ""
         self.companion_id = ""
+        self.bundles = BundleSync(config.bundles_dir)
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
@@ -106,8 +109,11 @@ class Backend:
                 token=remote.token,
                 expected_runtime_id=remote.expected_runtime_id,
             )
+        # before the registry starts: the first READY of every runtime pushes the bundles
+        await self.bundles.start(registry)
         await registry.start()
         self._stack.push_async_callback(registry.close)
+        self._stack.push_async_callback(self.bundles.close)  # unwound first: no push mid-close
         self.registry = registry
         profiles = {p.name for p in await embedded.list_profiles()}
         worker = await ensure_companion(

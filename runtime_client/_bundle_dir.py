@@ -2,9 +2,10 @@
 Backend's bundle sync (issue 13 item 5), usable with any handle that has the client's
 ``put_bundle``/``create_worker`` (a ``RuntimeClient``, an ``EmbeddedRuntime``, a registry's handle).
 
-Each ``*.toml`` file of the directory is one bundle: its id is the file's stem, its digest the
-SHA-256 of its exact bytes (as the Runtime computes it), so a reference can be made without asking
-any runtime. Two ways to get a bundle onto a runtime:
+Each ``*.toml`` file of the directory is one bundle (names starting with ``.`` — editors' swap and
+backup files — are not; the same rule as the Backend's ``bundles_dir``): its id is the file's
+stem, its digest the SHA-256 of its exact bytes (as the Runtime computes it), so a reference can
+be made without asking any runtime. Two ways to get a bundle onto a runtime:
 
 - eagerly, :meth:`push_all` (e.g. when a runtime first becomes READY);
 - lazily, :meth:`create_worker`: a create that fails with ``CONFIG_BUNDLE_NOT_FOUND`` for a bundle
@@ -67,10 +68,10 @@ class BundleDirectory:
         self.path = Path(path)
 
     def scan(self) -> dict[str, BundleFile]:
-        """Every ``*.toml`` file, by bundle id (read now)."""
+        """Every ``*.toml`` file not starting with ``.``, by bundle id (read now)."""
         out: dict[str, BundleFile] = {}
         for p in sorted(self.path.glob("*.toml")):
-            if p.is_file():
+            if p.is_file() and not p.name.startswith("."):
                 content = p.read_bytes()
                 digest = "sha256:" + hashlib.sha256(content).hexdigest()
                 out[p.stem] = BundleFile(p.stem, digest, content, p)

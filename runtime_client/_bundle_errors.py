@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from runtime_client._error_tree import FailedPrecondition, InvalidArgument, Wire
+from runtime_client._error_tree import FailedPrecondition, InvalidArgument, ResourceExhausted, Wire
 
 __all__ = [
     "ConfigBundleInUse",
@@ -14,6 +14,7 @@ __all__ = [
     "ConfigBundleNotFound",
     "DigestMismatch",
     "ProviderNotAvailable",
+    "TooManyConfigBundles",
 ]
 
 
@@ -92,3 +93,15 @@ class ProviderNotAvailable(FailedPrecondition):
     ) -> None:
         text = message or f"profile {profile!r} needs provider {provider!r}, not defined here"
         self._typed(text, wire, provider=provider, profile=profile)
+
+
+class TooManyConfigBundles(ResourceExhausted):
+    """The runtime stores its maximum of ``limit`` config bundles (``max_bundles``): delete
+    unused ones (a bundle already stored can always be put again)."""
+
+    reason = "TOO_MANY_CONFIG_BUNDLES"
+    limit: int
+
+    def __init__(self, message: str = "", *, limit: int = 0, **wire: Unpack[Wire]) -> None:
+        text = message or f"the runtime holds its maximum of {limit} config bundles"
+        self._typed(text, wire, limit=limit)

@@ -47,6 +47,7 @@ from runtime_client._registry_types import (
     RegistryItem,
     RegistryOptions,
     RuntimeHealth,
+    RuntimeStateChanged,
     RuntimeStatus,
     WorkerView,
 )
@@ -246,6 +247,18 @@ class RuntimeRegistry:
         entry.runtime_id = runtime_id
         self._by_id[runtime_id] = entry
         return None
+
+    def listen(self, listener: Callable[[RuntimeStateChanged], None]) -> Callable[[], None]:
+        """Call ``listener(change)`` on every state change of every registered runtime (e.g. to
+        act when one becomes READY). It is called synchronously on the event loop, so it must
+        not block. Returns a function that stops it."""
+        stops = [e.listen(listener) for e in self._entries]
+
+        def stop() -> None:
+            for s in stops:
+                s()
+
+        return stop
 
     # --- the cached view ----------------------------------------------------------------------
 

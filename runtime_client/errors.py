@@ -35,7 +35,8 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── TooManyWorkers            TOO_MANY_WORKERS    (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (last_seq, buffer)
     │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
-    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   ├── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   └── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (after_seq, oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD        (after_seq, last_seq)
@@ -81,6 +82,7 @@ from runtime_client._bundle_errors import (
     ConfigBundleNotFound,
     DigestMismatch,
     ProviderNotAvailable,
+    TooManyConfigBundles,
 )
 from runtime_client._error_tree import (
     ERROR_DOMAIN,
@@ -160,6 +162,7 @@ __all__ = [
     "StatusCode",
     "StoreFailure",
     "SubscriberLagging",
+    "TooManyConfigBundles",
     "TooManySubscribers",
     "TooManyWorkers",
     "Unauthenticated",

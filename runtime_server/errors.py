@@ -34,7 +34,8 @@ metadata from them (the parenthesised names below):
     │   ├── TooManyWorkers            TOO_MANY_WORKERS   (limit)
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING (last_seq, buffer)
     │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
-    │   └── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   ├── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
+    │   └── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit) max_bundles are stored
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED     (after_seq, oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD       (after_seq, last_seq)
@@ -334,6 +335,15 @@ class MemoryBudgetExceeded(ResourceExhausted):
         self.limit = limit
         self.held = held
         self.needed = needed
+
+
+class TooManyConfigBundles(ResourceExhausted):
+    reason = "TOO_MANY_CONFIG_BUNDLES"  # max_bundles are stored (named like TOO_MANY_WORKERS)
+
+    def __init__(self, limit: int) -> None:
+        why = f"the runtime holds its maximum of {limit} config bundles (delete unused ones)"
+        super().__init__(why, limit=str(limit))
+        self.limit = limit
 
 
 class OutOfRange(RuntimeServiceError):

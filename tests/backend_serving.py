@@ -164,10 +164,17 @@ async def start_backend(
         await asyncio.sleep(0.05)
 
 
-def backend_config(remote_port: int, *, heartbeat_s: float = 1.0, token: bool = False) -> str:
+def backend_config(
+    remote_port: int,
+    *,
+    heartbeat_s: float = 1.0,
+    token: bool = False,
+    bundles_dir: Path | None = None,
+) -> str:
     return (
         f'runtime_config = "embedded.toml"\nheartbeat_s = {heartbeat_s}\nmax_input_chars = 2000\n'
         + ('token_env = "TEST_CONSOLE_TOKEN"\n' if token else "")
+        + (f'bundles_dir = "{bundles_dir}"\n' if bundles_dir is not None else "")
         + f'[companion]\nprofile = "echo"\n\n'
         f'[[runtimes]]\ntarget = "127.0.0.1:{remote_port}"\nalias = "remote"\n'
         f'token_env = "TEST_REMOTE_TOKEN"\n'
@@ -188,6 +195,8 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         provider_url: str = "",
         retention: int = 100_000,
         token: str = "",
+        bundles_dir: Path | None = None,
+        remote_extra: tuple[str, ...] = (),
     ) -> Console:
         token_file = tmp_path / "remote.token"
         token_file.write_text(REMOTE_TOKEN, encoding="utf-8")
@@ -198,7 +207,7 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
             encoding="utf-8",
         )
         remote_data = tmp_path / "remote-data"
-        auth = ("--auth-token-file", str(token_file))
+        auth = ("--auth-token-file", str(token_file), *remote_extra)
         remote = await serve_process(remote_data, config=remote_cfg, extra=auth)
 
         async def restart_remote() -> ServeProcess:
@@ -208,7 +217,7 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         (tmp_path / "embedded.toml").write_text(EMBEDDED_CONFIG, encoding="utf-8")
         backend = await start_backend(
             tmp_path,
-            backend_config(remote.port, token=bool(token)),
+            backend_config(remote.port, token=bool(token), bundles_dir=bundles_dir),
             {"TEST_REMOTE_TOKEN": REMOTE_TOKEN, "TEST_CONSOLE_TOKEN": token},
         )
         http = httpx.AsyncClient(base_url=backend.url, timeout=30)

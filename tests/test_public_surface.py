@@ -227,6 +227,7 @@ SURFACES: dict[str, set[str]] = {
         "StoreState",
         "SubscriberLagging",
         "TextDelta",
+        "TooManyConfigBundles",
         "TooManySubscribers",
         "TooManyWorkers",
         "ToolCall",

@@ -7,6 +7,7 @@
 // twice. Committed events are authoritative: MessageCommitted replaces the live text.
 
 import { acquire, giveBack, onSlotLost } from "./slots.js";
+import { bundleOptions, loadBundles, pickedProfile } from "./bundles.js";
 
 const $ = (id) => document.getElementById(id);
 const HEADERS = { "content-type": "application/json", "x-worker-console": "1" };
@@ -116,12 +117,13 @@ function renderProfiles() {
     o.value = n;
     sel.append(o);
   }
-  if (names.has(chosen)) sel.value = chosen;
+  sel.append(...bundleOptions(rid));
+  if ([...sel.options].some((o) => o.value === chosen)) sel.value = chosen;
 }
 
 async function refresh() {
   try {
-    const [rt, ws] = await Promise.all([api("/api/runtimes"), api("/api/workers")]);
+    const [rt, ws] = await Promise.all([api("/api/runtimes"), api("/api/workers"), loadBundles(api)]);
     state.runtimes = rt.runtimes;
     state.workers = ws.workers;
     renderHealth();
@@ -423,7 +425,7 @@ async function cancelRun() {
 async function createWorker(ev) {
   ev.preventDefault();
   $("create-error").textContent = "";
-  const body = { profile: $("create-profile").value, display_name: $("create-name").value };
+  const body = { ...pickedProfile($("create-profile")), display_name: $("create-name").value };
   if ($("create-runtime").value) body.runtime_id = $("create-runtime").value;
   try {
     const res = await api("/api/workers", { method: "POST", body: JSON.stringify(body) });

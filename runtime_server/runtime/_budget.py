@@ -7,7 +7,8 @@ What is counted (estimated bytes, see ``runtime_server.store._sizes``)::
          + histories read for active runs (a history larger than its window, while its run runs)
          + queued inputs                 text of runs waiting in a queue (dropped once started)
          + records                       workers, retained runs (metadata only) and create keys,
-                                         a fixed allowance each
+                                         a fixed allowance each; and bundle workers' profile
+                                         snapshots, by their size (``_bundles``)
 
 New work — an input (SendInput, CreateWorker's initial input) or a worker — is admitted only if
 ``held + its size <= max_memory_bytes``; otherwise the transcript windows are emptied (they can be

@@ -50,6 +50,7 @@ from runtime_server.store import (
     PutConfigBundle,
     PutWorkerProfile,
     StoredState,
+    text_bytes,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,11 @@ class Resolved:
     profile: Profile
     snapshot: str
 
+    @property
+    def memory_bytes(self) -> int:
+        """What the worker will hold for it while it lives (see :func:`snapshot_bytes`)."""
+        return snapshot_bytes(self.snapshot)
+
 
 @dataclass(frozen=True, slots=True)
 class BundleContent:
@@ -85,6 +91,8 @@ class ConfigBundles:
         self._refs: dict[_Key, set[str]] = {}  # bundle -> ids of workers referencing it
         self._snapshots: dict[str, str] = {}  # worker id -> its profile snapshot (JSON)
         self._profiles: dict[str, Profile] = {}  # worker id -> snapshot resolved (a cache)
+        # Estimated bytes of the snapshots held, counted in the memory budget (_core's records).
+        self.snapshot_bytes = 0
 
     # --- hooks of the Runtime ---
 
@@ -93,6 +101,7 @@ class ConfigBundles:
         self._index = {(b.id, b.digest): b for b in stored.config_bundles}
         self._snapshots = dict(stored.worker_profiles)
         self._profiles = {}
+        self.snapshot_bytes = sum(map(snapshot_bytes, self._snapshots.values()))
         self._refs = {}
         for w in stored.workers:
             if w.config_bundle is not None:
@@ -141,12 +150,15 @@ class ConfigBundles:
         key = (resolved.ref.id, resolved.ref.digest)
         self._refs.setdefault(key, set()).add(worker_id)
         self._snapshots[worker_id] = resolved.snapshot
+        self.snapshot_bytes += resolved.memory_bytes
         self._profiles[worker_id] = resolved.profile
         return [PutWorkerProfile(worker_id, resolved.snapshot)]
 
     def forget(self, worker: Worker) -> None:
         """The worker was deleted (its snapshot row goes with DeleteWorkerData)."""
-        self._snapshots.pop(worker.worker_id, None)
+        snapshot = self._snapshots.pop(worker.worker_id, None)
+        if snapshot is not None:
+            self.snapshot_bytes -= snapshot_bytes(snapshot)
         self._profiles.pop(worker.worker_id, None)
         if worker.config_bundle is not None:
             key = (worker.config_bundle.id, worker.config_bundle.digest)
@@ -222,11 +234,7 @@ class ConfigBundles:
             return self._with_refs(existing), False
         parsed = parse_bundle(content, policy=rt._workspaces.policy, limits=lim)
         if len(self._index) >= lim.max_bundles:
-            raise errors.ResourceExhausted(
-                f"the runtime holds its maximum of {lim.max_bundles} config bundles (delete "
-                "unused ones)",
-                limit=str(lim.max_bundles),
-            )
+            raise errors.TooManyConfigBundles(lim.max_bundles)
         rt._store_watch.check()
         rt._budget.admit(len(content))  # the memory store keeps the bytes
         bundle = ConfigBundle(
@@ -324,6 +332,12 @@ class ConfigBundles:
             referencing_workers=tuple(refs[:MAX_LISTED_REFERENCES]),
             referencing_worker_count=len(refs),
         )
+
+
+def snapshot_bytes(snapshot: str) -> int:
+    """A profile snapshot's estimated memory: its JSON text, and as much again for the profile
+    resolved from it (the Runtime keeps both while the worker lives: see :meth:`profile_of`)."""
+    return 2 * text_bytes(snapshot)
 
 
 def _named(profile: Profile, ref: ConfigBundleRef) -> Profile:

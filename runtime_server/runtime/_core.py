@@ -380,6 +380,7 @@ class RuntimeCore:
             len(self._hosts) * WORKER_RECORD_BYTES
             + len(self._book.runs) * RUN_RECORD_BYTES
             + len(self._create_keys) * KEY_RECORD_BYTES
+            + self._bundles.snapshot_bytes  # bundle workers' profile snapshots
         )
 
     def _page_size(self, page_size: int) -> int:

@@ -207,7 +207,9 @@ class Runtime(RuntimeQueries):
         if len(self._hosts) >= lim.max_workers:
             raise errors.TooManyWorkers(lim.max_workers)
         self._budget.admit(
-            WORKER_RECORD_BYTES + (text_bytes(initial_input) if initial_input else 0)
+            WORKER_RECORD_BYTES
+            + (bundled.memory_bytes if bundled is not None else 0)  # its profile snapshot
+            + (text_bytes(initial_input) if initial_input else 0)
         )
         worker = Worker(
             worker_id=worker_id or uuid7(),

@@ -47,6 +47,7 @@ def directory(tmp_path: Path) -> BundleDirectory:
     (d / "team.toml").write_bytes(TEAM)
     (d / "ops.toml").write_bytes(OPS)
     (d / "notes.txt").write_text("not a bundle")
+    (d / ".team.toml").write_bytes(b"an editor's swap file: not a bundle")
     return BundleDirectory(d)
 
 

@@ -23,6 +23,7 @@ from runtime_client import (
     ProviderNotAvailable,
     ResourceExhausted,
     RunState,
+    TooManyConfigBundles,
 )
 from runtime_server.model import Limits
 
@@ -137,8 +138,11 @@ async def test_bundle_count_and_profile_count_limits(serve: ServeFactory) -> Non
     client = (await serve(limits=Limits(max_bundles=2, max_bundle_profiles=2))).client
     await client.put_bundle("a", BUNDLE)
     await client.put_bundle("b", BUNDLE)
-    with pytest.raises(ResourceExhausted):
+    with pytest.raises(TooManyConfigBundles) as full:  # its own reason, like TOO_MANY_WORKERS
         await client.put_bundle("c", BUNDLE)
+    assert isinstance(full.value, ResourceExhausted)
+    assert full.value.reason == "TOO_MANY_CONFIG_BUNDLES"
+    assert full.value.limit == 2
     await client.put_bundle("a", BUNDLE)  # already stored: not a new one
     three = BUNDLE + b'\n[profiles.third]\nprovider = "builtin"\nmodel = "echo"\n'
     await client.delete_bundle("b", sha(BUNDLE))

@@ -43,6 +43,9 @@ options = { delay_ms = 10 }
 """
 
 
+BUNDLE = '[profiles.helper]\nprovider = "builtin"\nmodel = "echo"\n'
+
+
 def _cluster_argv(base: Path, *extra: str) -> list[str]:
     return [str(PYTHON), "-m", "backend.cli", "cluster", "--base-dir", str(base), *extra]
 
@@ -92,8 +95,11 @@ async def test_cluster_survives_a_killed_runtime_and_stops_without_orphans(
     config = tmp_path / "runtime.toml"
     config.write_text(RUNTIME_CONFIG, encoding="utf-8")
     out_path = tmp_path / "cluster.out"
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    (bundles / "team.toml").write_text(BUNDLE, encoding="utf-8")
     argv = _cluster_argv(base, "--runtimes", "3", "--runtime-config", str(config))
-    argv += ["--listen", "127.0.0.1:0", "--grace", "1"]
+    argv += ["--listen", "127.0.0.1:0", "--grace", "1", "--bundles-dir", str(bundles)]
     with out_path.open("wb") as out:
         proc = subprocess.Popen(  # noqa: ASYNC220 - only forks; the waits below poll
             argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env()
@@ -127,6 +133,13 @@ async def test_cluster_survives_a_killed_runtime_and_stops_without_orphans(
                 return len(rts) == 3 and all(r["state"] == "READY" for r in rts.values())
 
             await eventually(all_ready, timeout=START_TIMEOUT)
+
+            async def bundle_everywhere() -> bool:  # --bundles-dir: pushed to all 3 + embedded
+                (team,) = (await http.get("/api/bundles")).json()["bundles"]
+                places = [p["state"] for p in team["runtimes"]]
+                return places == ["present"] * 4
+
+            await eventually(bundle_everywhere, timeout=START_TIMEOUT)
             rts = await _runtimes(http)
             # the registry reached each runtime as the one the command started (its runtime_id)
             assert {a: r["runtime_id"] for a, r in rts.items()} == {
