@@ -175,18 +175,37 @@ async def test_meta_counters_follow_every_commit(tmp_path: Path) -> None:
     assert (int(meta["last_seq"]), int(meta["event_count"])) == (7, 7)
 
 
-async def test_a_burst_of_writes_over_loop_steps_is_one_transaction(store_path: Path) -> None:
+class _CountingQueue:
+    """The store's real queue, counting what the loop hands to the writer thread."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.puts: list[Any] = []
+
+    def put(self, item: Any) -> None:
+        self.puts.append(item)
+        self.inner.put(item)
+
+    def get(self, *args: Any, **kw: Any) -> Any:
+        return self.inner.get(*args, **kw)
+
+    def get_nowait(self) -> Any:
+        return self.inner.get_nowait()
+
+
+async def test_a_burst_of_writes_goes_to_the_writer_in_one_piece(store_path: Path) -> None:
     store = await _open(store_path)
+    counting = _CountingQueue(store._queue)
+    store._queue = counting  # type: ignore[assignment]
     committed: list[int] = []
     store.set_commit_listener(committed.append)
-    before = store.stats.transactions
-    for s in range(1, 11):  # one write per loop step, like a run's streamed chunks
+    for s in range(1, 11):  # one loop step's writes, like many runs' chunks at once
         store.write([event(s)])
-        await asyncio.sleep(0)
     await store.flush()
-    assert store.stats.transactions - before == 1
+    assert [len(item) for item in counting.puts] == [10]  # was 10 hand-offs, one per batch
+    assert store.stats.transactions == 1
     assert committed == [10]
-    store.write([event(11)])  # a lone write still goes (after a few idle loop steps)
+    store.write([event(11)])  # a lone write still goes, a loop step later
     await asyncio.wait_for(store.flush(), 10)
     assert committed == [10, 11]
     await store.close()
