@@ -1,9 +1,14 @@
 """``worker-backend serve --config backend.toml [--listen HOST:PORT] [--data-dir DIR]
-[--bundles-dir DIR]``;
+[--bundles-dir DIR] [--allow-unauthenticated]``;
 ``worker-backend cluster --runtimes N --base-dir DIR`` (runtimes and the Backend: backend.cluster).
 
 Prints ``worker-backend serving on http://HOST:PORT`` once the port is bound (tests and scripts
 wait for that line; with port 0 it names the port chosen). SIGINT/SIGTERM shut down gracefully.
+
+Before binding, ``serve`` refuses (exit 2, ``error: ...`` on stderr) a config the Backend cannot
+run with: an unreadable or mismatched TLS file of a remote runtime, and an open console on a
+non-loopback address (no ``token_env``, no ``allow_unauthenticated``; see
+``backend.config.exposure_error``).
 """
 
 from __future__ import annotations
@@ -20,9 +25,15 @@ import uvicorn
 
 from backend import cluster
 from backend.app import create_app
-from backend.config import BackendConfigError, check_bundles_dir, load_config
+from backend.config import (
+    BackendConfigError,
+    check_bundles_dir,
+    exposure_error,
+    load_config,
+)
+from backend.service import build_registry
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, default=None, help="the embedded runtime's data")
     s.add_argument(
         "--bundles-dir", type=Path, default=None, help="config bundles to push (one *.toml each)"
+    )
+    s.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve the console with no login token on a non-loopback address (config: "
+        "allow_unauthenticated = true); without it, set token_env or listen on loopback",
     )
     s.add_argument("--log-level", default="warning")
     cluster.add_parser(sub)
@@ -56,6 +73,17 @@ async def _serve(args: argparse.Namespace) -> int:
         check_bundles_dir(config.bundles_dir)
     except BackendConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.allow_unauthenticated:
+        config = dataclasses.replace(config, allow_unauthenticated=True)
+    refused = exposure_error(config)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    try:
+        build_registry(config)  # reads and checks each remote runtime's TLS files; no connection
+    except BackendConfigError as exc:
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 2
     host, _, port = config.listen.rpartition(":")
     host = host.strip("[]")
@@ -86,6 +114,11 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         watcher.cancel()
     return 0 if server.started else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (tests check the Kubernetes manifests' arguments against it)."""
+    return _parser()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,17 +16,35 @@
     display_name = "Companion"
 
     [[runtimes]]                     # remote runtimes (worker-runtime serve)
-    target = "127.0.0.1:50051"
+    target = "10.0.0.5:50051"
     alias = "lab"
     token_env = "LAB_RUNTIME_TOKEN"  # the runtime's bearer token, from the environment
     expected_runtime_id = ""
+    ca_file = "tls/ca.pem"           # TLS against this CA (tls = true: the system roots)
+    cert_file = "tls/client.pem"     # with key_file: mutual TLS
+    key_file = "tls/client.key"
 
 Secrets are never written in the file: tokens come from environment variables it names, so the
 file can be committed and shown. Unknown keys are errors (a typo must not silently disable a
 setting).
 
-``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
-in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
+Decisions:
+
+- The ``[[runtimes]]`` tables are parsed by runtime_client's
+  :meth:`~runtime_client.RegistryConfig.from_toml_dict` — the one parser of a registry's remote
+  runtimes (target, alias, token_env, expected_runtime_id, tls, ca_file, cert_file, key_file) —
+  and its errors come back as :class:`BackendConfigError` naming the key. The alias
+  ``embedded`` is the Backend's own runtime's and taken.
+- Relative TLS file paths (like ``data_dir`` and ``runtime_config``) are relative to the config
+  file's folder, so a config and its certificates can move together. The files are read and
+  checked when the Backend builds its registry (``backend.service.build_registry``, before the
+  port is bound), not here: a config can be checked where the files are not mounted.
+- Tokens are read from the environment at parse time (a missing variable names its key).
+- ``allow_unauthenticated``: the console refuses to listen on a non-loopback address without a
+  login token (``token_env``) — an open console drives agents and their tools — unless this is
+  true (or ``serve --allow-unauthenticated``). See :func:`exposure_error`.
+- ``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
+  in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
 """
 
 from __future__ import annotations
@@ -38,11 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime_client import ClientTLS, RegistryConfig, RegistryConfigError
+from runtime_server.cli import is_loopback
+
 __all__ = [
     "BackendConfig",
     "BackendConfigError",
     "RemoteRuntime",
     "check_bundles_dir",
+    "exposure_error",
     "load_config",
     "parse_config",
 ]
@@ -60,6 +82,7 @@ class RemoteRuntime:
     alias: str = ""
     token: str | None = field(default=None, repr=False)  # never printed
     expected_runtime_id: str | None = None
+    tls: ClientTLS | None = None  # None: plaintext; file paths already resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +99,11 @@ class BackendConfig:
     companion_name: str = "Companion"
     runtimes: tuple[RemoteRuntime, ...] = ()
     bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
+    allow_unauthenticated: bool = False  # an open console on a network address, on purpose
 
 
 _TOP = {
+    "allow_unauthenticated",
     "listen",
     "data_dir",
     "runtime_config",
@@ -163,25 +188,31 @@ def parse_config(
     extra = sorted(set(companion) - {"profile", "display_name"})
     if extra:
         raise fail(f"companion.{extra[0]}", "unknown key (known: display_name, profile)")
-    runtimes: list[RemoteRuntime] = []
-    for i, item in enumerate(typed(data, "runtimes", list, [])):
-        where = f"runtimes[{i}]."
-        if not isinstance(item, dict):
-            raise fail(f"runtimes[{i}]", "must be a table")
-        extra = sorted(set(item) - {"target", "alias", "token_env", "expected_runtime_id"})
-        if extra:
-            raise fail(where + extra[0], "unknown key")
-        target = typed(item, "target", str, "", where)
-        if not target:
-            raise fail(where + "target", "is required (HOST:PORT)")
-        runtimes.append(
-            RemoteRuntime(
-                target=target,
-                alias=typed(item, "alias", str, "", where),
-                token=secret(item, where),
-                expected_runtime_id=typed(item, "expected_runtime_id", str, "", where) or None,
-            )
+    try:
+        # the embedded table only reserves the alias of the Backend's own runtime
+        registry = RegistryConfig.from_toml_dict(
+            {"runtimes": data.get("runtimes", []), "embedded": {"alias": "embedded"}}
         )
+    except RegistryConfigError as exc:  # its message starts with the key ("runtimes[0].target")
+        raise BackendConfigError(f"{source}: {exc}") from None
+
+    def tls(value: ClientTLS | None) -> ClientTLS | None:
+        if value is None:
+            return None
+        files = (value.ca_file, value.cert_file, value.key_file)
+        ca, cert, key = (str(path(f)) if f is not None else None for f in files)
+        return ClientTLS(ca_file=ca, cert_file=cert, key_file=key)
+
+    runtimes = [
+        RemoteRuntime(
+            target=remote.target,
+            alias=remote.alias,
+            token=secret({"token_env": remote.token_env or ""}, f"runtimes[{i}]."),
+            expected_runtime_id=remote.expected_runtime_id,
+            tls=tls(remote.tls),
+        )
+        for i, remote in enumerate(registry.runtimes)
+    ]
     runtime_config = typed(data, "runtime_config", str, "")
     bundles_dir = typed(data, "bundles_dir", str, "")
     return BackendConfig(
@@ -197,6 +228,28 @@ def parse_config(
         companion_name=typed(companion, "display_name", str, "Companion", "companion."),
         runtimes=tuple(runtimes),
         bundles_dir=path(bundles_dir) if bundles_dir else None,
+        allow_unauthenticated=typed(data, "allow_unauthenticated", bool, False),
+    )
+
+
+def exposure_error(config: BackendConfig) -> str | None:
+    """Why the console must not serve on ``config.listen``, or None.
+
+    Without a login token, the console drives every agent it reaches, with their tools (files of
+    their workspaces, commands): open to anyone who can connect. That is fine on loopback
+    (127.0.0.0/8, ::1, a name such as ``localhost`` that resolves only to loopback: this
+    machine's users, the default), refused on any other address (``0.0.0.0``, a LAN address)
+    unless the operator says so with ``allow_unauthenticated = true`` or
+    ``--allow-unauthenticated``. Loopback is decided by ``worker-runtime serve``'s own rule
+    (``runtime_server.cli.is_loopback``), so both commands agree."""
+    host = config.listen.rpartition(":")[0]
+    if config.token is not None or config.allow_unauthenticated or is_loopback(host):
+        return None
+    return (
+        f"listen: {config.listen} is not a loopback address and the console has no login token: "
+        "anyone who can connect could drive the agents. Set token_env in the config (the name "
+        "of an environment variable holding the token), or listen on 127.0.0.1; to serve an "
+        "open console anyway, set allow_unauthenticated = true (or --allow-unauthenticated)"
     )
 
 

@@ -20,14 +20,14 @@ from typing import Any
 import engine
 from backend._bundle_sync import BundleSync
 from backend._companion import ensure_companion
-from backend.config import BackendConfig
+from backend.config import BackendConfig, BackendConfigError
 from backend.sse import StreamSlots
-from runtime_client import RuntimeRegistry
+from runtime_client import RuntimeHandle, RuntimeRegistry
 from runtime_server.embedded import EmbeddedRuntime
 from runtime_server.runtime import Config, limits_from, load_config, parse_config
 from runtime_server.store import MemoryStore, SqliteStore, Store
 
-__all__ = ["DEFAULT_RUNTIME_CONFIG", "Backend", "LOCAL_CHAT_PROFILE"]
+__all__ = ["DEFAULT_RUNTIME_CONFIG", "LOCAL_CHAT_PROFILE", "Backend", "build_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,29 @@ def companion_profile(config: BackendConfig, profiles: set[str]) -> str:
     return "echo"
 
 
+def build_registry(config: BackendConfig, embedded: RuntimeHandle | None = None) -> RuntimeRegistry:
+    """A registry of ``embedded`` (first, alias ``embedded``) and the config's remote runtimes,
+    not started (no connection yet). Each runtime's TLS files are read and checked here — a
+    missing file, a certificate without its key, a key that does not match — as a
+    BackendConfigError naming ``runtimes[i].<key>``; the CLI calls this before binding its port,
+    so such a mistake stops ``serve`` with that message."""
+    registry = RuntimeRegistry()
+    if embedded is not None:
+        registry.add_embedded(embedded, alias="embedded")
+    for i, remote in enumerate(config.runtimes):
+        try:
+            registry.add_remote(
+                remote.target,
+                alias=remote.alias or None,
+                token=remote.token,
+                tls=remote.tls,
+                expected_runtime_id=remote.expected_runtime_id,
+            )
+        except ValueError as exc:  # "ca_file: No such file or directory: /path", named
+            raise BackendConfigError(f"runtimes[{i}].{exc}") from None
+    return registry
+
+
 class Backend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -100,15 +123,7 @@ class Backend:
         self._stack.push_async_callback(embedded.close)
         info = await embedded.get_runtime()
         self.embedded_runtime_id = info.runtime_id
-        registry = RuntimeRegistry()
-        registry.add_embedded(embedded, alias="embedded")
-        for remote in cfg.runtimes:
-            registry.add_remote(
-                remote.target,
-                alias=remote.alias or None,
-                token=remote.token,
-                expected_runtime_id=remote.expected_runtime_id,
-            )
+        registry = build_registry(cfg, embedded)
         # before the registry starts: the first READY of every runtime pushes the bundles
         await self.bundles.start(registry)
         await registry.start()

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,6 +63,10 @@ def describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, RuntimeDraining):
         return "the runtime is shutting down (RUNTIME_DRAINING)"
     if isinstance(exc, Unavailable):
+        if "handshake failed" in exc.message.lower():  # TLS: say why (files are the usual fix)
+            cause = re.search(r"OPENSSL_internal:([^;]*)", exc.message)
+            why = cause[1].strip()[:200] if cause else "check ca_file, cert_file and key_file"
+            return f"TLS handshake failed: {why} (UNAVAILABLE)"
         return "cannot reach the runtime (UNAVAILABLE)"
     if isinstance(exc, RuntimeServiceError):
         return f"{exc.reason}: {exc.message}"[:300]

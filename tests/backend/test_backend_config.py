@@ -24,13 +24,22 @@ def readme_block() -> str:
 
 
 def test_the_readme_example_parses() -> None:
-    env = {"WORKER_BACKEND_TOKEN": "t0k", "LAB_RUNTIME_TOKEN": "lab-t0k"}
+    env = {"WORKER_BACKEND_TOKEN": "t0k", "LAB_RUNTIME_TOKEN": "lab-t0k", "GPU1_RUNTIME_TOKEN": "g"}
     cfg = parse_config(tomllib.loads(readme_block()), env=env, base=Path("/srv"))
     assert cfg.listen == "127.0.0.1:8080"
     assert cfg.token == "t0k"
     assert cfg.data_dir == Path("/srv/backend-data")
-    (lab,) = cfg.runtimes
-    assert (lab.alias, lab.target, lab.token) == ("lab", "127.0.0.1:50051", "lab-t0k")
+    lab, gpu = cfg.runtimes
+    assert (lab.alias, lab.target, lab.token, lab.tls) == (
+        "lab",
+        "127.0.0.1:50051",
+        "lab-t0k",
+        None,
+    )
+    assert gpu.tls is not None  # mutual TLS, files relative to the config's folder
+    assert (gpu.tls.ca_file, gpu.tls.cert_file, gpu.tls.key_file) == (
+        "/srv/tls/ca.pem", "/srv/tls/client.pem", "/srv/tls/client.key"
+    )  # fmt: skip
     assert "lab-t0k" not in repr(cfg)
     assert "t0k" not in repr(cfg)
 

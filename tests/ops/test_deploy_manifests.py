@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shlex
 import sys
 import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +179,23 @@ def test_the_containerfile_runs_serve_as_a_non_root_user_with_probe_and_metrics_
     assert not parsed.allow_unauthenticated
 
 
-async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: Path) -> None:
+@dataclass
+class Pod:
+    """A ``worker-runtime serve`` started with the StatefulSet's exact container arguments."""
+
+    proc: asyncio.subprocess.Process
+    args: list[str]
+    main: int  # the ports it chose
+    health: int
+    metrics: int
+    stderr: Path
+
+
+@contextlib.asynccontextmanager
+async def runtime_pod(tmp_path: Path) -> AsyncIterator[Pod]:
+    """The StatefulSet's container args, ports moved to free ones and paths to ``tmp_path``
+    (which gets ca.pem, server.pem/.key and client.pem/.key; the token is "deploy-test-token").
+    Stops it with SIGTERM, as the kubelet does, and checks that it exits 0."""
     make_mtls_files(tmp_path)
     (tmp_path / "serve.toml").write_text(
         one("ConfigMap", "worker-runtime-config")["data"]["serve.toml"]
@@ -209,26 +228,31 @@ async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: P
         main = int(re.search(r"serving on 127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
         health = int(re.search(r"health +127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
         metrics = int(re.search(r"metrics +http://127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
-        assert await check(health) == SERVING
+        yield Pod(proc, args, main, health, metrics, err)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()  # SIGTERM, as the kubelet sends it
+        assert await asyncio.wait_for(proc.wait(), BOUND) == 0
+
+
+async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: Path) -> None:
+    async with runtime_pod(tmp_path) as pod:
+        assert await check(pod.health) == SERVING
         mtls = grpc.ssl_channel_credentials(
             (tmp_path / "ca.pem").read_bytes(),
             (tmp_path / "client.key").read_bytes(),
             (tmp_path / "client.pem").read_bytes(),
         )
-        client = RuntimeClient(f"127.0.0.1:{main}", tls=mtls, token="deploy-test-token")
+        client = RuntimeClient(f"127.0.0.1:{pod.main}", tls=mtls, token="deploy-test-token")
         info = await client.get_runtime()
         assert "echo-slow" in {p.name for p in await client.list_profiles()}
         worker = (await client.create_worker(profile="echo")).worker
         accepted = await client.send_input(worker.worker_id, "hello from the pod")
         await client.wait_run(accepted.run.run_id, timeout=BOUND)
         await client.close()
-        samples = await scrape(metrics)
+        samples = await scrape(pod.metrics)
         assert value(samples, "worker_runtime_runs_finished_total", state="COMPLETED") == 1
         assert (tmp_path / "data" / "runtime.sqlite3").exists()
-    finally:
-        if proc.returncode is None:
-            proc.terminate()  # SIGTERM, as the kubelet sends it
-        assert await asyncio.wait_for(proc.wait(), BOUND) == 0
     # --log-format=json: every line is JSON naming the runtime
-    for line in err.read_text().splitlines():
+    for line in pod.stderr.read_text().splitlines():
         assert json.loads(line)["runtime_id"] == info.runtime_id
