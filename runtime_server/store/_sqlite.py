@@ -2,9 +2,10 @@
 
 Threads and who owns what::
 
-    event loop ── write() ──► SimpleQueue ──► writer thread (the only write connection)
-        ▲                                        │ BEGIN; every queued batch; COMMIT
-        └──── call_soon_threadsafe(_on_commit) ◄─┘ then retention, now and then
+    event loop ── write() ──► held ──► SimpleQueue ──► writer thread (the only write connection)
+        ▲      (until the loop's burst of            │ BEGIN; every queued batch; COMMIT
+        │       writes ends: _handover)               │
+        └──── call_soon_threadsafe(_on_written) ◄─────┘ then retention, now and then
     event loop ── read_events() ──► read pool (2 threads, one read-only connection each)
     checkpointer thread: PASSIVE WAL checkpoints after commits, off the writer's path
 
@@ -72,6 +73,7 @@ from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _sqlite_schema as schema
 from runtime_server.store._backlog import DEFAULT_MAX_WRITE_BACKLOG, BacklogBound, WriteBacklog
 from runtime_server.store._errors import StoreCorrupt, StoreFailure, StoreOpenError
+from runtime_server.store._handover import HandOver
 from runtime_server.store._integrity import SeqMark, is_corruption
 from runtime_server.store._protocol import (
     CommitListener,
@@ -104,7 +106,7 @@ log = logging.getLogger(__name__)
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-class SqliteStore(WriterThreads, BacklogBound):
+class SqliteStore(WriterThreads, BacklogBound, HandOver):
     """The Store protocol on one SQLite file (created with its parent directory if absent)."""
 
     kind = "sqlite"
@@ -145,7 +147,8 @@ class SqliteStore(WriterThreads, BacklogBound):
         self._closing = threading.Event()  # cuts the writer's retry backoff short
         self._corrupt = threading.Event()  # the file is damaged: never write to it again
         self._mark = SeqMark(self.path)
-        self._queue: queue.SimpleQueue[Batch | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Batch | list[Batch] | object] = queue.SimpleQueue()
+        self._init_hand_over()  # batches written, held until the loop's burst of writes ends
         self._closed = False
 
         # Loop-side bookkeeping (touched only on the event loop).
@@ -227,7 +230,7 @@ class SqliteStore(WriterThreads, BacklogBound):
         self._queued_seq = seq
         self._batches_written += 1
         # Events and mutations are frozen values: a tuple of them is a complete copy.
-        self._queue.put((self._batches_written, tuple(events), tuple(mutations)))
+        self._hold((self._batches_written, tuple(events), tuple(mutations)))  # see _handover
 
     async def flush(self) -> None:
         self._check_usable()
@@ -265,9 +268,7 @@ class SqliteStore(WriterThreads, BacklogBound):
         return await self._read(bundle_rows.read_content, bundle_id, digest)
 
     def memory_bytes(self) -> int:
-        """0: the data lives in the file. (SQLite's page cache is bounded per connection, about
-        2 MB by default, and batches queued for the writer are in flight, not kept.)"""
-        return 0
+        return 0  # the data lives in the file (page caches are bounded; batches are in flight)
 
     def _read_pool_or_raise(self) -> ThreadPoolExecutor:
         if self._read_pool is None or self._closed:
@@ -287,6 +288,7 @@ class SqliteStore(WriterThreads, BacklogBound):
             else None
         )
         if self._writer is not None:
+            self._release_held()
             self._queue.put(STOP)
             await asyncio.to_thread(self._writer.join)
         self._stopping.set()
@@ -314,9 +316,7 @@ class SqliteStore(WriterThreads, BacklogBound):
         if self._failure is not None:
             raise self._failure
 
-    # --- diagnostics ----------------------------------------------------------------------------
-
-    @property
+    @property  # --- diagnostics ---
     def stats(self) -> StoreStats:
         return self._stats
 
@@ -394,6 +394,7 @@ class SqliteStore(WriterThreads, BacklogBound):
         # Commit reports precede this one (same queue), so last_seq == the reported seq.
         self._reported_seq = max(self._reported_seq, last_seq)
         self._queued_seq = self._reported_seq
+        self._drop_held()
         err = _write_failure(self.path, exc, corrupt, self._reported_seq)
         if isinstance(self._failure, StoreCorrupt) and not isinstance(err, StoreCorrupt):
             err = self._failure  # damaged stays damaged

@@ -2,9 +2,10 @@
 handling) and the checkpointer thread, as a mixin of :class:`~._sqlite.SqliteStore`.
 
 Everything here runs on those two threads; it hands results to the event loop only through
-``_post`` (``call_soon_threadsafe``): commits (``_on_commit``), settled batches (``_on_settled``)
-and failures (``_on_failure``), which the loop side of the store defines. The state it owns —
-the write connection, the counters, the oldest seq — is written only here once the store is open
+``_post`` (``call_soon_threadsafe``): commits (``_on_commit``) and settled batches
+(``_on_settled``) — both in one call, ``_on_written``, once per pass of the writer — and failures
+(``_on_failure``), which the loop side of the store defines. The state it owns — the write
+connection, the counters, the oldest seq — is written only here once the store is open
 (plain int reads and writes are atomic under the GIL, so the loop may read them).
 """
 
@@ -24,23 +25,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from runtime_server.model import Event, Run, Worker, now
-from runtime_server.store import _codec as codec
-from runtime_server.store import _sqlite_bundles as bundle_rows
-from runtime_server.store import _sqlite_reads as reads
-from runtime_server.store import _transcript_seqs as transcript_seqs
+from runtime_server.model import Event, now
+from runtime_server.store import _sqlite_rows as row_rules
 from runtime_server.store._errors import StoreCorrupt
 from runtime_server.store._integrity import SeqMark, is_corruption
-from runtime_server.store._protocol import (
-    AppendTranscript,
-    DeleteWorkerData,
-    Mutation,
-    PutDiagnostic,
-    PutMeta,
-    PutRequestKey,
-    PutRun,
-    PutWorker,
-)
+from runtime_server.store._protocol import Mutation
 from runtime_server.store._sqlite_schema import transaction as _transaction
 
 log = logging.getLogger(__name__)
@@ -55,6 +44,12 @@ _MAX_EVENTS_PER_TRANSACTION = 20_000
 _CHECKPOINT_PAUSE = 0.25
 
 Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
+
+# Both counters in one statement: one step (and one GIL hand-off) less per transaction.
+_UPDATE_COUNTERS = (
+    "UPDATE meta SET value = CASE key WHEN 'last_seq' THEN ?1 ELSE ?2 END"
+    " WHERE key IN ('last_seq', 'event_count')"
+)
 STOP = object()  # queued by close(): commit what precedes it, then exit
 RESUME = object()  # queued by resume(): batches before it were discarded, commit those after it
 WAKE = object()  # queued by a reader that found the file damaged: the writer fails for good
@@ -91,7 +86,7 @@ class WriterThreads:
     _retention_interval: float
     _loop: asyncio.AbstractEventLoop | None
     _conn: sqlite3.Connection | None
-    _queue: queue.SimpleQueue[Batch | object]
+    _queue: queue.SimpleQueue[Batch | list[Batch] | object]
     _checkpoint_wanted: threading.Event
     _stopping: threading.Event
     _closing: threading.Event
@@ -107,6 +102,13 @@ class WriterThreads:
     def _on_commit(self, seq: int) -> None: ...
 
     def _on_settled(self, batch_no: int) -> None: ...
+
+    def _on_written(self, seq: int, batch_no: int) -> None:
+        """(On the loop.) A writer pass ended: ``seq`` committed (0: nothing new), ``batch_no``
+        settled — the pass's one report."""
+        if seq:
+            self._on_commit(seq)
+        self._on_settled(batch_no)
 
     def _on_failure(self, exc: BaseException, corrupt: bool, last_seq: int) -> None: ...
 
@@ -136,6 +138,9 @@ class WriterThreads:
                     stop = True  # still commit everything queued before it
                 elif item is RESUME:
                     discarding = False  # (a damaged file is caught just below)
+                elif item.__class__ is list:
+                    if not discarding:
+                        batches.extend(item)  # handed over at once
                 elif item is not WAKE and not discarding:
                     batches.append(item)  # type: ignore[arg-type]
                 try:
@@ -163,9 +168,20 @@ class WriterThreads:
                     discarding = True
                     continue
             try:
+                # One report to the loop per pass (commit and settle together), not one per
+                # chunk plus one for settling: each is a wake-up of the loop. Only a pass that
+                # spans several chunks reports the earlier ones as they commit, and one that runs
+                # retention reports its commit before it (flush() waits for retention, commit
+                # listeners do not).
+                seq = 0
                 for chunk in _chunks(batches):
-                    self._commit(chunk)
+                    if seq:
+                        self._post(self._on_commit, seq)
+                    seq = self._commit(chunk)
                 if time.monotonic() - last_retention >= self._retention_interval:
+                    if seq:
+                        self._post(self._on_commit, seq)
+                        seq = 0
                     last_retention = time.monotonic()
                     self._apply_retention()
             except Exception as exc:
@@ -181,26 +197,23 @@ class WriterThreads:
                     )
                     self._failures_in_row = 0
                 # flush() returns after retention, so a flushed store is a settled one.
-                self._post(self._on_settled, batches[-1][0])
+                self._post(self._on_written, seq, batches[-1][0])
 
-    def _commit(self, batches: list[Batch]) -> None:
+    def _commit(self, batches: list[Batch]) -> int:
+        """Commit ``batches`` in one transaction; the last seq it committed (0: no events)."""
         conn = self._conn
         assert conn is not None
-        rows: list[tuple[int, float, str, str, str, bytes]] = []
-        for _, events, _ in batches:
-            for e in events:
-                kind, body = codec.encode_payload(e.payload)
-                rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
+        memo: row_rules.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
+        rows = row_rules.event_rows((e for _, events, _ in batches for e in events), memo)
+        mutations = [m for _, _, ms in batches for m in ms]
         with _transaction(conn):
-            for _, _, mutations in batches:
-                for mutation in mutations:
-                    _apply(conn, mutation)
+            if mutations:
+                row_rules.apply_all(conn, mutations, memo)
             if rows:
-                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+                row_rules.insert_events(conn, rows)
                 last_seq = rows[-1][0]
                 count = self._event_count + len(rows)
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+                conn.execute(_UPDATE_COUNTERS, (last_seq, count))
         if rows:
             self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
             if not self._oldest:
@@ -218,9 +231,8 @@ class WriterThreads:
             batches=s.batches + len(batches),
             events=s.events + len(rows),
         )
-        if rows:
-            self._post(self._on_commit, rows[-1][0])
         self._checkpoint_wanted.set()
+        return rows[-1][0] if rows else 0
 
     def _apply_retention(self) -> None:
         conn = self._conn
@@ -320,66 +332,6 @@ class WriterThreads:
         # committed either way, there is just nobody left to tell.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(callback, *args)
-
-
-def _apply(conn: sqlite3.Connection, mutation: Mutation) -> None:
-    if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
-        return
-    if isinstance(mutation, PutWorker):
-        w: Worker = mutation.worker
-        conn.execute(
-            "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)",
-            (w.worker_id, codec.encode_worker(w)),
-        )
-    elif isinstance(mutation, PutRun):
-        r: Run = mutation.run
-        reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
-        body = codec.encode_run(replace(r, input_text="") if r.input_text else r)
-        conn.execute(
-            "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
-            (r.run_id, r.worker_id, body),
-        )
-    elif isinstance(mutation, AppendTranscript):
-        e = mutation.entry
-        # REPLACE, not INSERT: writing the entry at an index again states the same fact.
-        conn.execute(
-            "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
-        )
-        transcript_seqs.put(conn, e)
-    elif isinstance(mutation, DeleteWorkerData):
-        wid = mutation.worker_id
-        conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
-        conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
-        conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
-        transcript_seqs.delete(conn, wid)
-        reads.delete_run_inputs(conn, wid)
-        # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
-        conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))
-    elif isinstance(mutation, PutRequestKey):
-        k = mutation
-        conn.execute(
-            "INSERT OR REPLACE INTO request_keys (scope, request_id, fingerprint, result, seq)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
-        )
-    elif isinstance(mutation, PutMeta):
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (mutation.key, mutation.value)
-        )
-    elif isinstance(mutation, PutDiagnostic):
-        _, body = codec.encode_payload(mutation.diagnostic)
-        conn.execute(
-            "INSERT OR REPLACE INTO diagnostics (number, body) VALUES (?, ?)",
-            (mutation.number, body),
-        )
-        conn.execute(
-            "DELETE FROM diagnostics WHERE number <= ?",
-            (mutation.number - max(1, mutation.keep),),
-        )
-    else:  # pragma: no cover - the Mutation union is closed
-        raise TypeError(f"unknown mutation {mutation!r}")
 
 
 def _chunks(batches: list[Batch]) -> Iterator[list[Batch]]:
