@@ -18,6 +18,8 @@ Messages never contain secrets: providers pass the provider's own error text, ne
 
 from __future__ import annotations
 
+from engine._unicode import valid_text
+
 
 class EngineError(Exception):
     """Base of all engine errors. ``code`` is a stable machine-readable reason."""
@@ -25,6 +27,8 @@ class EngineError(Exception):
     code = "ENGINE_ERROR"
 
     def __init__(self, message: str) -> None:
+        # a provider's error text can hold a lone surrogate (JSON \uXXXX): never past here
+        message = valid_text(message)
         super().__init__(message)
         self.message = message
 

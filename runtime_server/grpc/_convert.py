@@ -4,13 +4,16 @@ dispatched by type."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import engine
+from engine.wire import valid_text
 from runtime_client.api import config_service_pb2 as cfpb
 from runtime_client.api import management_service_pb2 as mpb
 from runtime_client.api import types_pb2 as pb
@@ -19,6 +22,47 @@ from runtime_server import model as m
 from runtime_server.runtime import Claim, Profile, RuntimeInfo, RuntimeState, StoreState
 
 E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+# --- text protobuf can carry ------------------------------------------------------------------
+# A proto3 string must be valid UTF-8, so a Python str with a lone surrogate cannot be sent. The
+# engine repairs what providers send (engine._unicode) before it reaches the log, but a store
+# written by an earlier version can hold such text, and one event that cannot be converted made
+# every read after it fail (the whole log's ListEvents, every subscription's replay). So each
+# conversion of stored text retries once on a copy whose strings are made valid (U+FFFD for a
+# lone surrogate): the price is paid only by the rare object that needs it.
+
+
+def valid_strings(obj: T) -> T:
+    """``obj`` with every string in it (dataclass fields, tuples, dicts, nested) valid Unicode."""
+    if isinstance(obj, str):
+        return valid_text(obj) if type(obj) is str else obj  # type: ignore[return-value]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {
+            f.name: valid_strings(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init
+        }
+        return dataclasses.replace(obj, **changes)
+    if isinstance(obj, tuple):
+        return type(obj)(valid_strings(x) for x in obj) if not hasattr(obj, "_fields") else obj
+    if isinstance(obj, dict):
+        return {valid_strings(k): valid_strings(v) for k, v in obj.items()}  # type: ignore[return-value]
+    return obj
+
+
+def wire_safe(convert: Callable[[T], R]) -> Callable[[T], R]:
+    """``convert``, retried once on :func:`valid_strings` of its argument when a string in it
+    cannot be encoded as UTF-8."""
+
+    @functools.wraps(convert)
+    def safe(obj: T) -> R:
+        try:
+            return convert(obj)
+        except UnicodeEncodeError:
+            return convert(valid_strings(obj))
+
+    return safe
 
 
 def _to_wire(model: type[E], wrapper: Any, prefix: str) -> dict[E, Any]:
@@ -89,6 +133,7 @@ def worker(w: m.Worker) -> pb.Worker:
     return out
 
 
+@wire_safe
 def run(r: m.Run) -> pb.Run:
     return pb.Run(
         run_id=r.run_id,
@@ -120,6 +165,7 @@ def message(msg: engine.Message) -> pb.Message:
     )
 
 
+@wire_safe
 def entry(e: m.TranscriptEntry) -> pb.TranscriptEntry:
     return pb.TranscriptEntry(
         worker_id=e.worker_id,
@@ -131,6 +177,7 @@ def entry(e: m.TranscriptEntry) -> pb.TranscriptEntry:
     )
 
 
+@wire_safe
 def diagnostic(d: m.Diagnostic) -> pb.Diagnostic:
     return pb.Diagnostic(
         level=LEVEL[d.level],
@@ -174,6 +221,7 @@ _PAYLOAD: dict[type, Callable[[Any], dict[str, Any]]] = {
 }
 
 
+@wire_safe
 def event(e: m.Event) -> pb.Event:
     seconds = int(e.time)
     return pb.Event(

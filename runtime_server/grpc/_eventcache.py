@@ -29,7 +29,11 @@ from typing import Any
 
 from runtime_client.api import types_pb2 as pb
 from runtime_server import model as m
+from runtime_server.grpc._convert import wire_safe
 from runtime_server.grpc._wire import event_bytes
+
+# (a lone surrogate in text an earlier version stored: see _convert.valid_strings)
+_event_bytes = wire_safe(event_bytes)
 
 # Enough for every live subscriber's window of recent events (a replay of older events converts
 # afresh; it is read from the store anyway). ~1 KB per small event message.
@@ -59,7 +63,7 @@ class EventCache:
             self.hits += 1
             return entry
         self.misses += 1
-        entry = [event, event_bytes(event), None]
+        entry = [event, _event_bytes(event), None]
         entries = self._entries
         seq = event.seq
         if seq:  # (seq 0 is never a published event)

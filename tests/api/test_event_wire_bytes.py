@@ -40,13 +40,13 @@ def test_event_bytes_equal_protobufs_encoding_for_every_payload() -> None:
         for t in TIMES:
             for worker_id, run_id in IDS:
                 event = Event(seq * 1_000_003, t, worker_id, run_id, payload)
+                want = cv.event(event).SerializeToString(deterministic=True)
                 try:
-                    want = cv.event(event).SerializeToString(deterministic=True)
-                except UnicodeEncodeError:  # a sample with a lone surrogate: not wire-able
-                    with pytest.raises(UnicodeEncodeError):
-                        wire.event_bytes(event)
-                    continue
-                assert wire.event_bytes(event) == want, (type(payload).__name__, t, worker_id)
+                    got = wire.event_bytes(event)
+                except UnicodeEncodeError:  # a sample with a lone surrogate: not wire-able as
+                    # is; the converters retry with it replaced (test_text_the_wire_cannot_carry)
+                    got = wire.event_bytes(cv.valid_strings(event))
+                assert got == want, (type(payload).__name__, t, worker_id)
                 checked += 1
     assert checked >= 500
 

@@ -69,3 +69,11 @@ def test_clean_deltas_pass_through_as_the_same_objects() -> None:
     ):
         assert repair.repair(event) is event
     assert repair.flush() == []
+
+
+def test_engine_error_messages_are_valid_text() -> None:
+    # a provider's error body is JSON too: its message can hold a lone surrogate
+    from engine import ProviderHTTPError
+
+    assert ProviderHTTPError("upstream: \udc80!", status=500).message == "upstream: \ufffd!"
+    assert str(ProviderHTTPError("ok", status=500)) == "ok"
