@@ -305,13 +305,15 @@ async function loadTranscript(epoch) {
 }
 
 async function openStream(steal = false) {
-  if (state.es || state.opening || !state.current) return;
+  if (state.es || !state.current) return;
+  // A send (steal) during the 3-s retry's polite attempt must not be lost: it steals after it.
+  if (state.opening) return void (state.stealNext ||= steal);
   state.opening = true;
   let got = false;
   try {
-    got = await acquire(steal);
+    got = (await acquire(steal)) || (state.stealNext && (await acquire(true)));
   } finally {
-    state.opening = false;
+    state.opening = state.stealNext = false;
   }
   if (!got || state.es || !state.current) {
     if (!got) $("banner-paused").hidden = false;

@@ -6,6 +6,18 @@
 
 let bundles = []; // the last GET /api/bundles "bundles"
 let enabled = false;
+let loadedAt = -Infinity; // performance.now() of the last answer
+// The page refreshes every 5 s in every tab, and over HTTP/1.1 the tabs share the ~2 connections
+// the stream slots leave free: once every bundle is settled (present or failed everywhere) the
+// bundles view is asked for at most every 30 s, and never again when the Backend has no bundles
+// directory; while a push is under way it follows every refresh.
+const BUNDLES_EVERY_MS = 30000;
+
+function settled() {
+  return bundles.every(
+    (b) => b.error || b.runtimes.every((r) => r.state === "present" || r.state === "failed"),
+  );
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -15,10 +27,15 @@ function el(tag, cls, text) {
 }
 
 export async function loadBundles(api) {
+  const now = performance.now();
+  const due =
+    loadedAt === -Infinity || (enabled && (!settled() || now - loadedAt >= BUNDLES_EVERY_MS));
+  if (!due) return;
   try {
     const res = await api("/api/bundles");
     bundles = res.bundles;
     enabled = res.enabled;
+    loadedAt = now;
   } catch (err) {
     if (err.status === 401) throw err;
     // the panel keeps what it showed: bundles are an extra, never a reason to fail the page
