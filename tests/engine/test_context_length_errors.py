@@ -12,12 +12,12 @@ its window, also across a tool loop.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
+from provider_bodies import anthropic_text, sse
 
 from engine import (
     AnthropicProvider,
@@ -68,15 +68,6 @@ ANTHROPIC_TOO_LONG = {
 }
 
 
-def sse(*payloads: Any, event: bool = False) -> bytes:
-    out = b""
-    for payload in payloads:
-        data = payload if isinstance(payload, str) else json.dumps(payload)
-        prefix = f"event: {payload['type']}\n" if event else ""
-        out += f"{prefix}data: {data}\n\n".encode()
-    return out
-
-
 def openai_text(text: str) -> bytes:
     return sse(
         {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]},
@@ -93,19 +84,6 @@ def openai_call(cid: str) -> bytes:
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         "[DONE]",
     )
-
-
-def anthropic_text(text: str) -> bytes:
-    return sse(
-        {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-         "usage": {"output_tokens": 2}},
-        {"type": "message_stop"},
-        event=True,
-    )  # fmt: skip
 
 
 def long_history(turns: int = 40) -> tuple[Message, ...]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from provider_bodies import anthropic_text, delta, sse
 
 from engine import (
     AnthropicProvider,
@@ -37,34 +38,8 @@ FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01, max_stream_resta
 DEEP = "[" * 5000 + "]" * 5000  # 10 KB; json.loads alone raises RecursionError on it
 
 
-def sse(*payloads: Any, event: bool = False) -> bytes:
-    out = b""
-    for payload in payloads:
-        data = payload if isinstance(payload, str) else json.dumps(payload)
-        prefix = f"event: {payload['type']}\n" if event else ""
-        out += f"{prefix}data: {data}\n\n".encode()
-    return out
-
-
-def delta(finish: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {"choices": [{"index": 0, "delta": fields, "finish_reason": finish}]}
-
-
 USAGE = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
 TEXT_ANSWER = sse(delta(content="Done."), delta("stop"), USAGE, "[DONE]")
-
-
-def anthropic_text(text: str) -> bytes:
-    return sse(
-        {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-         "usage": {"output_tokens": 2}},
-        {"type": "message_stop"},
-        event=True,
-    )  # fmt: skip
 
 
 def registry(calls: list[Any]) -> ToolRegistry:

@@ -9,11 +9,11 @@ against :class:`engine.testing.LoopbackServer` and reads the request bodies the 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
 import pytest
+from provider_bodies import anthropic_text, delta, sse
 
 from engine import (
     AnthropicProvider,
@@ -35,19 +35,6 @@ from engine.testing import EventRecorder, LoopbackServer, Reply
 BOUND = 20  # seconds: a safety net only, never a speed assertion
 FAST = RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.01, max_stream_restarts=1)
 HISTORY = (Message(Role.USER, "weather in Paris, and the time?"),)
-
-
-def sse(*payloads: Any, event: bool = False) -> bytes:
-    out = b""
-    for payload in payloads:
-        data = payload if isinstance(payload, str) else json.dumps(payload)
-        prefix = f"event: {payload['type']}\n" if event else ""
-        out += f"{prefix}data: {data}\n\n".encode()
-    return out
-
-
-def delta(finish: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {"choices": [{"index": 0, "delta": fields, "finish_reason": finish}]}
 
 
 def usage(prompt: int = 5, completion: int = 3, **extra: Any) -> dict[str, Any]:
@@ -256,20 +243,6 @@ def anthropic_thinking_stream() -> bytes:
         {"type": "message_stop"},
     ]  # fmt: skip
     return sse(*events, event=True)
-
-
-def anthropic_text(text: str, stop: str = "end_turn", **delta_extra: Any) -> bytes:
-    return sse(
-        {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        *([{"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": text}}] if text else []),
-        {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": stop, **delta_extra},
-         "usage": {"output_tokens": 2}},
-        {"type": "message_stop"},
-        event=True,
-    )  # fmt: skip
 
 
 async def test_anthropic_thinking_blocks_go_back_block_by_block(
