@@ -78,6 +78,11 @@ class EchoProvider:
         # policy's window slides): only the change is counted. Recounting the whole prompt made
         # every run O(history), and runs/s decayed as a worker's history grew.
         self._counted: list[_Counted] = []
+        # id(a memo's last message) -> that memo: a prompt finds its conversation by looking up
+        # its own newest messages (a few dict lookups), instead of every memo scanning the prompt
+        # for its last message (16 conversations: up to 16 x 64 comparisons a request). A hit is
+        # confirmed by identity (the weak reference), so a reused id never matches.
+        self._by_last: dict[int, _Counted] = {}
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         text = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
@@ -103,16 +108,13 @@ class EchoProvider:
         n = len(messages)
         if not n:
             return 0
-        for i, memo in enumerate(self._counted):
-            last = memo.refs[-1]()
-            if last is None:  # its conversation is gone
-                continue
-            # Where the previous prompt's last message stands now (identity: a message object
-            # sits at one place of one conversation).
-            p = n - 1
-            while p >= 0 and p >= n - _MEMO_NEW and messages[p] is not last:
-                p -= 1
-            if p < 0 or p < n - _MEMO_NEW:
+        by_last = self._by_last
+        # Where the previous prompt's last message stands now (identity: a message object sits
+        # at one place of one conversation): among the prompt's newest messages.
+        for p in range(n - 1, max(-1, n - 1 - _MEMO_NEW), -1):
+            message = messages[p]
+            memo = by_last.get(id(message))
+            if memo is None or memo.refs[-1]() is not message:
                 continue
             # messages[0..p] are refs[j..]: their two ends are the same objects, and both are a
             # contiguous stretch of one append-only conversation (after, at most, the kept
@@ -120,17 +122,34 @@ class EchoProvider:
             j = len(memo.refs) - 1 - p
             if j < memo.start or memo.refs[j]() is not messages[0]:
                 continue
-            del self._counted[i]
+            self._counted.remove(memo)
+            del by_last[id(message)]
             memo.start = j
             memo.extend(messages[p + 1 :])
             memo.compact()
-            self._counted.insert(0, memo)
+            self._remember(memo, messages[-1])
             return memo.words()
         memo = _Counted()
         memo.extend(messages)
-        self._counted.insert(0, memo)
-        del self._counted[_MEMO_PROMPTS:]
+        self._remember(memo, messages[-1])
         return memo.words()
+
+    def _remember(self, memo: _Counted, last: Message) -> None:
+        """``memo`` becomes the most recent; the least recent beyond ``_MEMO_PROMPTS`` go."""
+        counted = self._counted
+        counted.insert(0, memo)
+        by_last = self._by_last
+        by_last[id(last)] = memo
+        for old in counted[_MEMO_PROMPTS:]:
+            old_last = old.refs[-1]()
+            if old_last is not None and by_last.get(id(old_last)) is old:
+                del by_last[id(old_last)]
+        del counted[_MEMO_PROMPTS:]
+        if len(by_last) > 2 * _MEMO_PROMPTS:
+            # entries of conversations that are gone (their message freed): keep the dict small
+            live = {id(m.refs[-1]()): m for m in reversed(counted) if m.refs[-1]() is not None}
+            by_last.clear()
+            by_last.update(live)
 
     async def aclose(self) -> None:
         return None
