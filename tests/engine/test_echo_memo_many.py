@@ -10,7 +10,8 @@ import gc
 import random
 
 from engine import EchoProvider, Message, ModelRequest, Role, UsageUpdate
-from engine._echo import _MEMO_PROMPTS
+
+_MEMO_PROMPTS = 16  # conversations the memo keeps (engine._echo)
 
 
 async def prompt_words(provider: EchoProvider, messages: list[Message]) -> int:
