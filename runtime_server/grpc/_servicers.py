@@ -263,13 +263,13 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
 
     async def _event_lists(
         self, request: opb.SubscribeEventsRequest, max_events: int
-    ) -> AsyncGenerator[list[m.Event] | int, None]:
+    ) -> AsyncGenerator[list[bytes] | int, None]:
         """The one subscription loop behind SubscribeEvents and SubscribeEventBatches: lists of
-        1..``max_events`` events in seq order (the first awaited, the rest whatever is already
-        buffered: no added delay), or an int — a heartbeat at that last seq. When the runtime
-        shuts down it aborts with UNAVAILABLE / RUNTIME_DRAINING (metadata ``last_seq``) after the
-        last event (raising it for the stream wrapper to map, like lagging, cursor errors and
-        bugs)."""
+        1..``max_events`` events in seq order, as their wire bytes (the first awaited, the rest
+        whatever is already buffered: no added delay), or an int — a heartbeat at that last seq.
+        When the runtime shuts down it aborts with UNAVAILABLE / RUNTIME_DRAINING (metadata
+        ``last_seq``) after the last event (raising it for the stream wrapper to map, like
+        lagging, cursor errors and bugs)."""
         runtime = self._runtime
         sub = runtime.subscribe(
             after_seq=request.after_seq,
@@ -280,9 +280,14 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         interval = runtime.limits.heartbeat_interval_seconds or None
         more = max_events - 1
         encode = self._events.encode
+        # Each event is encoded once per stream: weighing it for the batch's budget keeps its
+        # bytes, which are what the batch sends (the last one weighed may be left for the next).
+        encoded: list[bytes] = []
 
         def weigh(event: m.Event) -> int:  # its exact share of the batch (encoded once, kept)
-            return len(encode(event)) + FRAME_OVERHEAD
+            data = encode(event)
+            encoded.append(data)
+            return len(data) + FRAME_OVERHEAD
 
         # the batch's encoded size (the same budget as a ListEvents page)
         max_bytes = wire_size.page_budget(runtime.limits.max_message_bytes)
@@ -293,11 +298,13 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
                 if event is not None:
                     if more:
                         await gather_more(sub, more)  # fewer, fuller messages (_coalesce)
-                        batch = [event]
-                        batch += sub.drain(more, weigh=weigh, max_weight=max_bytes - weigh(event))
-                        yield batch
+                        encoded = []
+                        first = weigh(event)
+                        taken = sub.drain(more, weigh=weigh, max_weight=max_bytes - first)
+                        del encoded[1 + len(taken) :]  # weighed, not taken: the next batch's
+                        yield encoded
                     else:
-                        yield [event]
+                        yield [encode(event)]
                 elif sub.closed:
                     # The runtime is shutting down and everything committed was delivered: say
                     # so, with the resume point (a clean OK end would read as "all is well").
@@ -314,26 +321,24 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
     async def SubscribeEvents(  # type: ignore[override]  # (bytes: see above)
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncGenerator[pb.Event | bytes, None]:
-        encode = self._events.encode
         async with contextlib.aclosing(self._event_lists(request, 1)) as lists:
             async for item in lists:
                 if isinstance(item, int):
                     yield cv.heartbeat(item, now())
                 else:
-                    for event in item:
-                        yield encode(event)
+                    for data in item:
+                        yield data
 
     @stream
     async def SubscribeEventBatches(  # type: ignore[override]  # (bytes: see above)
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncGenerator[opb.EventBatch | bytes, None]:
-        encode = self._events.encode
         async with contextlib.aclosing(self._event_lists(request, MAX_BATCH_EVENTS)) as lists:
             async for item in lists:
                 if isinstance(item, int):
                     yield opb.EventBatch(events=[cv.heartbeat(item, now())])
                 else:
-                    yield batch_bytes([encode(e) for e in item])
+                    yield batch_bytes(item)
 
     @unary
     async def GetUsage(self, request: opb.GetUsageRequest, context: Ctx) -> opb.GetUsageResponse:
