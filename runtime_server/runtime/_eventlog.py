@@ -290,7 +290,7 @@ class Subscription:
         self._scanned = after_seq
         self._limit = limit
         self._buffer: deque[Event] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None  # True: woken, False: timed out
         self._live = False
         self._closed = False
         self._lagging = False
@@ -308,7 +308,7 @@ class Subscription:
             self._lagging = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(True)
         return kept
 
     def _go_live(self) -> None:
@@ -345,8 +345,8 @@ class Subscription:
             self._go_live()
 
     async def next(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
-        # (a timeout parameter, not asyncio.timeout(): on timeout the waiter is dropped cleanly
-        # and None is returned, which the gRPC layer turns into a heartbeat)
+        # (a timeout parameter, not asyncio.timeout() around the call: on timeout the waiter is
+        # dropped cleanly and None is returned, which the gRPC layer turns into a heartbeat)
         """The next event; ``None`` on timeout or when closed and drained."""
         while True:
             buffer = self._buffer
@@ -363,20 +363,20 @@ class Subscription:
             if not self._live:
                 await self._replay()
                 continue
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            # The timeout is a timer that resolves the waiter with False (an event or close
+            # resolves it with True): no cancellation is involved, so none can be swallowed or
+            # raced (wait_for on Python 3.11 could swallow one), and it costs one timer handle
+            # instead of asyncio.timeout's context manager around every wait.
+            timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
             try:
-                if timeout is None:
-                    await waiter
-                else:
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the waiter's
-                    # result when a cancellation races its wakeup, swallowing the cancellation
-                    try:
-                        async with asyncio.timeout(timeout):
-                            await waiter
-                    except TimeoutError:
-                        return None
+                if not await waiter:
+                    return None
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
 
     def drain(
         self,
@@ -423,7 +423,7 @@ class Subscription:
             self._log._open.discard(self)
             waiter = self._waiter
             if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -433,3 +433,9 @@ class Subscription:
         if event is None:
             raise StopAsyncIteration
         return event
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    """A :meth:`Subscription.next` wait timed out (unless it was woken first)."""
+    if not waiter.done():
+        waiter.set_result(False)
