@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import engine
 from runtime_server import errors, logcontext
@@ -42,6 +42,7 @@ from runtime_server.model import (
 from runtime_server.runtime._budget import InputQueue
 from runtime_server.runtime._context import run_history
 from runtime_server.runtime._eventlog import EventLog
+from runtime_server.runtime._evolve import evolve
 from runtime_server.runtime._profiles import Profile
 from runtime_server.runtime._providers import Providers, ToolsFactory
 from runtime_server.runtime._runbook import RunBook
@@ -115,7 +116,7 @@ class WorkerHost:
         """The worker as callers see it (with its queue length)."""
         w = self.worker
         if w.queued_runs != len(self.queue):
-            w = replace(w, queued_runs=len(self.queue))
+            w = evolve(w, queued_runs=len(self.queue))
         return w
 
     def usage_so_far(self) -> engine.Usage:
@@ -156,7 +157,7 @@ class WorkerHost:
         """Make ``run`` the active run: adds its start events/mutations to the batch."""
         # Its text goes into the transcript (and stays in the store's record of the run): the
         # run itself is kept as metadata only from now on.
-        started = replace(run, state=RunState.RUNNING, started_at=now(), input_text="")
+        started = evolve(run, state=RunState.RUNNING, started_at=now(), input_text="")
         self._ctx.runs.runs[run.run_id] = started
         entry = TranscriptEntry(
             worker_id=self.worker.worker_id,
@@ -171,7 +172,7 @@ class WorkerHost:
         self.cancel_state = None
         self.cancel_reason = ""
         previous = self.worker.state
-        self.worker = replace(self.worker, state=WorkerState.RUNNING, active_run_id=run.run_id)
+        self.worker = evolve(self.worker, state=WorkerState.RUNNING, active_run_id=run.run_id)
         payloads += [RunStarted(started), InputCommitted(entry)]
         mutations += [PutRun(started), AppendTranscript(entry), PutWorker(self.worker)]
         if previous is not WorkerState.RUNNING:
@@ -253,7 +254,7 @@ class WorkerHost:
             state = self.cancel_state or RunState.INTERRUPTED
         if error is None and state in (RunState.CANCELLED, RunState.INTERRUPTED):
             error = RunError(state.value, self.cancel_reason or reason or state.value.lower())
-        done = replace(
+        done = evolve(
             active,
             state=state,
             finished_at=now(),
@@ -266,7 +267,7 @@ class WorkerHost:
         ctx.transcripts.release(self.worker.worker_id)
         self.active = None
         self.task = None
-        worker = replace(self.worker, usage=self.worker.usage + self.run_usage, active_run_id="")
+        worker = evolve(self.worker, usage=self.worker.usage + self.run_usage, active_run_id="")
         self.worker = worker
         payloads: list[Payload] = [RunFinished(done)]
         mutations: list[Mutation] = [PutRun(done)]
@@ -279,7 +280,7 @@ class WorkerHost:
             nxt = self._begin(self.queue.popleft(), payloads, mutations)
             run_id = nxt.run_id
         elif not self.stopping:
-            self.worker = replace(worker, state=WorkerState.IDLE)
+            self.worker = evolve(worker, state=WorkerState.IDLE)
             payloads.append(WorkerStateChanged(WorkerState.RUNNING, WorkerState.IDLE))
             mutations.append(PutWorker(self.worker))
         else:
@@ -304,7 +305,7 @@ class WorkerHost:
         log_ = self._ctx.require_log()
         with contextlib.suppress(ValueError):
             self.queue.remove(run)
-        done = replace(
+        done = evolve(
             run,
             state=RunState.CANCELLED,
             finished_at=now(),
@@ -320,7 +321,7 @@ class WorkerHost:
         log_ = self._ctx.require_log()
         while self.queue:
             run = self.queue.popleft()
-            done = replace(
+            done = evolve(
                 run,
                 state=state,
                 finished_at=now(),
@@ -358,7 +359,7 @@ class WorkerHost:
         log_ = self._ctx.require_log()
         await self.wait_task()
         previous = self.worker.state
-        stopped = replace(self.worker, state=WorkerState.STOPPED, active_run_id="")
+        stopped = evolve(self.worker, state=WorkerState.STOPPED, active_run_id="")
         self.worker = stopped
         # The run is over (no tool can still write): the worker's paths are free again.
         self._ctx.release_claims(stopped.worker_id)

@@ -10,7 +10,6 @@ delta, nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import engine
@@ -19,13 +18,12 @@ from runtime_server.model import (
     MessageCommitted,
     PartialDiscarded,
     ReasoningDelta,
-    TextDelta,
     ToolCallFinished,
     ToolCallStarted,
     TranscriptEntry,
-    UsageReported,
     now,
 )
+from runtime_server.runtime._evolve import evolve
 from runtime_server.runtime._partial import incomplete_answer
 from runtime_server.runtime._profiles import Profile
 from runtime_server.store import AppendTranscript, PutRun
@@ -34,8 +32,26 @@ if TYPE_CHECKING:
     from runtime_server.runtime._host import HostContext, WorkerHost
 
 
+# id(profile) -> (that profile, its TurnConfig): a profile is a frozen value and a worker's is
+# the same object run after run, so its engine settings are built once, not per run (~6 µs).
+# The entry holds the profile itself, so its id cannot be reused while it is cached.
+_TURN_CONFIGS: dict[int, tuple[Profile, engine.TurnConfig]] = {}
+_TURN_CONFIGS_MAX = 256
+
+
 def turn_config(profile: Profile) -> engine.TurnConfig:
-    """The engine's settings for one turn of ``profile``."""
+    """The engine's settings for one turn of ``profile`` (built once per profile object)."""
+    hit = _TURN_CONFIGS.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    config = _build_turn_config(profile)
+    if len(_TURN_CONFIGS) >= _TURN_CONFIGS_MAX:
+        _TURN_CONFIGS.clear()
+    _TURN_CONFIGS[id(profile)] = (profile, config)
+    return config
+
+
+def _build_turn_config(profile: Profile) -> engine.TurnConfig:
     return engine.TurnConfig(
         model=profile.model,
         system=profile.system_prompt,
@@ -63,8 +79,10 @@ def event_mapper(
     diagnose = ctx.diagnose
     worker_id = host.worker.worker_id
 
+    # TextDelta and UsageReported payloads are the engine's own classes (runtime_server.model):
+    # the engine's frozen event is the payload as it is, not copied.
     def on_text(ev: Any) -> None:
-        append_one(worker_id, run_id, TextDelta(ev.text))
+        append_one(worker_id, run_id, ev)
 
     def on_reasoning(ev: Any) -> None:
         append_one(worker_id, run_id, ReasoningDelta(ev.text))
@@ -99,11 +117,11 @@ def event_mapper(
         host.run_usage = host.run_usage + ev.usage
         active = host.active
         if active is None or active.run_id != run_id:
-            append_one(worker_id, run_id, UsageReported(ev.usage))
+            append_one(worker_id, run_id, ev)
             return
-        active = host.active = replace(active, usage=host.run_usage)
+        active = host.active = evolve(active, usage=host.run_usage)
         ctx.runs.runs[run_id] = active
-        log_.append(worker_id, run_id, [UsageReported(ev.usage)], [PutRun(active)])
+        log_.append(worker_id, run_id, [ev], [PutRun(active)])
 
     def on_partial(ev: Any) -> None:
         # a cancel cut the stream: keep what the model said (see _partial)
