@@ -130,33 +130,52 @@ def _time(tag: bytes, t: float) -> bytes:
         return b""
     seconds = int(t)
     nanos = int((t - seconds) * 1e9)
-    return _sub(tag, _uint(b"\x08", seconds) + _uint(b"\x10", nanos))
+    if seconds != _last_second[0]:  # (shared with event_bytes: one second's field, kept)
+        _last_second[:] = (seconds, b"\x08" + varint(seconds) if seconds else b"")
+    body = _last_second[1] + (b"\x10" + varint(nanos) if nanos else b"")
+    return tag + _SMALL[len(body)] + body  # at most 2 + 10 + 1 + 10 bytes
 
 
 def _usage(u: Any) -> bytes:
+    i, o = u.input_tokens, u.output_tokens
+    cr, cw, r = u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens
+    if not (i or o or cr or cw or r):
+        return b""  # (a run's usage before its first request: every field at its default)
     return b"".join(
         (
-            _uint(b"\x08", u.input_tokens),
-            _uint(b"\x10", u.output_tokens),
-            _uint(b"\x18", u.cache_read_tokens),
-            _uint(b"\x20", u.cache_write_tokens),
-            _uint(b"\x28", u.reasoning_tokens),
+            _uint(b"\x08", i),
+            _uint(b"\x10", o),
+            _uint(b"\x18", cr),
+            _uint(b"\x20", cw),
+            _uint(b"\x28", r),
             _uint(b"\x30", u.total_tokens),
         )
     )
 
 
+# (run_id, worker_id) -> a Run's first two fields: a run's three Run events carry the same pair.
+# Bounded like _IDS.
+_RUN_IDS: dict[tuple[str, str], bytes] = {}
+_RUN_STATE_FIELD = {state: _uint(b"\x18", number) for state, number in cv.RUN_STATE.items()}
+
+
 def _run(r: m.Run) -> bytes:
+    key = (r.run_id, r.worker_id)
+    ids = _RUN_IDS.get(key)
+    if ids is None:
+        if len(_RUN_IDS) >= _IDS_MAX:
+            _RUN_IDS.clear()
+        ids = _RUN_IDS[key] = _str(b"\x0a", key[0]) + _str(b"\x12", key[1])
+    usage = _usage(r.usage)
     error = r.error
     return b"".join(
         (
-            _str(b"\x0a", r.run_id),
-            _str(b"\x12", r.worker_id),
-            _uint(b"\x18", cv.RUN_STATE[r.state]),
+            ids,
+            _RUN_STATE_FIELD[r.state],
             _time(b"\x22", r.created_at),
             _time(b"\x2a", r.started_at),
             _time(b"\x32", r.finished_at),
-            _sub(b"\x3a", _usage(r.usage)),
+            b"\x3a" + varint(len(usage)) + usage,
             b""
             if error is None
             else _sub(b"\x42", _str(b"\x0a", error.code) + _str(b"\x12", error.message)),
@@ -169,17 +188,24 @@ _INCOMPLETE = varint(70 << 3)  # Message.incomplete = 70 (varint)
 _ENTRY_SEQ = varint(140 << 3)  # TranscriptEntry.seq = 140 (varint)
 
 
+_ROLE_FIELD = {role: _uint(b"\x08", number) for role, number in cv.ROLE.items()}
+
+
 def _message(msg: Any) -> bytes:
-    calls = b"".join(
-        _sub(
-            b"\x22",
-            _str(b"\x0a", c.call_id) + _str(b"\x12", c.name) + _str(b"\x1a", c.arguments),
+    calls = (
+        b"".join(
+            _sub(
+                b"\x22",
+                _str(b"\x0a", c.call_id) + _str(b"\x12", c.name) + _str(b"\x1a", c.arguments),
+            )
+            for c in msg.tool_calls
         )
-        for c in msg.tool_calls
+        if msg.tool_calls
+        else b""
     )
     return b"".join(
         (
-            _uint(b"\x08", cv.ROLE[msg.role]),
+            _ROLE_FIELD[msg.role],
             _str(b"\x12", msg.text),
             _str(b"\x1a", msg.reasoning),
             calls,
