@@ -256,6 +256,9 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         access = self._access
         if access == "off" or (code == _OK and access == "errors"):
             return
+        quiet = code == _OK or code == "CANCELLED"
+        if quiet and not access_log.isEnabledFor(logging.INFO):
+            return  # no line to write (serve's --log-level WARNING): nothing to prepare for one
         if response is not None:  # ids the call created: CreateWorker's worker, SendInput's run
             for name, var in (("worker", logcontext.worker_id), ("run", logcontext.run_id)):
                 if not var.get():
@@ -265,9 +268,8 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
                         var.set(safe_id(made_id))
         duration_ms = round(seconds * 1000.0, 3)
         extra: dict[str, Any] = {"grpc_code": code, "duration_ms": duration_ms}
-        if code == _OK or code == "CANCELLED":
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info("%s %s %.1fms", method, code, duration_ms, extra=extra)
+        if quiet:
+            access_log.info("%s %s %.1fms", method, code, duration_ms, extra=extra)
             return
         if not access_log.isEnabledFor(logging.WARNING):
             return
