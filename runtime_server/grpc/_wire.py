@@ -132,7 +132,7 @@ def _time(tag: bytes, t: float) -> bytes:
     nanos = int((t - seconds) * 1e9)
     if seconds != _last_second[0]:  # (shared with event_bytes: one second's field, kept)
         _last_second[:] = (seconds, b"\x08" + varint(seconds) if seconds else b"")
-    body = _last_second[1] + (b"\x10" + varint(nanos) if nanos else b"")
+    body: bytes = _last_second[1] + (b"\x10" + varint(nanos) if nanos else b"")
     return tag + _SMALL[len(body)] + body  # at most 2 + 10 + 1 + 10 bytes
 
 
