@@ -104,6 +104,8 @@ class Workspaces:
         """The default tools factory: the worker's effective tools, nothing else."""
 
         def build(profile: Profile, worker: Worker) -> engine.ToolRegistry:
+            if not profile.tools:  # (the echo profile's runs): nothing to build or look up
+                return engine.ToolRegistry()
             allowed = worker.tools if worker.tools is not None else self.tools_of(profile, worker)
             return builtin_tools(
                 profile,
