@@ -64,7 +64,12 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.backend = service
-    app.add_middleware(SecurityMiddleware, token=config.token)
+    app.add_middleware(
+        SecurityMiddleware,
+        token=config.token,
+        # the name it listens on is its own (an address is allowed anyway)
+        allowed_hosts=(*config.allowed_hosts, config.listen.rpartition(":")[0].strip("[]")),
+    )
     # outermost: requests the security layer refuses (401, 403) are counted too
     app.state.metrics = BackendMetrics(service)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=routes)
