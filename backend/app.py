@@ -15,9 +15,9 @@ from starlette.staticfiles import StaticFiles
 
 from backend import _routes as r
 from backend._events import worker_events
-from backend._security import SecurityMiddleware
 from backend.config import BackendConfig
 from backend.metrics import BackendMetrics, MetricsMiddleware, metrics_endpoint
+from backend.security import SecurityMiddleware
 from backend.service import Backend
 
 __all__ = ["create_app"]

@@ -46,7 +46,7 @@ Decisions:
   true (or ``serve --allow-unauthenticated``). See :func:`exposure_error`.
 - ``allowed_hosts``: the host names a console without a token answers to, besides IP addresses
   and ``localhost``; any other ``Host`` header is refused (DNS rebinding: see
-  ``backend._security``). ``"*"`` allows any name.
+  ``backend.security``). ``"*"`` allows any name.
 - ``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
   in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
 """
@@ -106,7 +106,7 @@ class BackendConfig:
     runtimes: tuple[RemoteRuntime, ...] = ()
     bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
     allow_unauthenticated: bool = False  # an open console on a network address, on purpose
-    allowed_hosts: tuple[str, ...] = ()  # names an open console answers to (backend._security)
+    allowed_hosts: tuple[str, ...] = ()  # names an open console answers to (backend.security)
 
 
 _TOP = {

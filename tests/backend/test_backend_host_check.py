@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from backend_serving import CSRF, ConsoleFactory
 
-from backend._security import host_allowed
 from backend.config import BackendConfigError, parse_config
+from backend.security import host_allowed
 
 
 async def test_a_foreign_host_name_is_refused_everywhere_on_an_open_console(
