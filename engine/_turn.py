@@ -137,7 +137,7 @@ async def run_turn(
     it incrementally, as the Runtime does): it is sent as given on the first request, without
     walking it again.
     """
-    registry = tools or ToolRegistry()
+    registry = tools if tools is not None else ToolRegistry()
     policy = config.context
     # Only the window is copied, never the whole history: a turn's cost follows what it sends.
     window = Window(0) if windowed else select(history, policy)

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 from runtime_server.model import Event, InputCommitted, MessageCommitted
 
+_COMMITTING = (InputCommitted, MessageCommitted)  # (a tuple: isinstance on a union is slower)
+
 
 def stamp(events: Sequence[Event], newest: dict[str, int]) -> None:
     """Give each entry committed by ``events`` the seq of its committing event, and record it in
@@ -33,7 +35,7 @@ def stamp(events: Sequence[Event], newest: dict[str, int]) -> None:
     entry itself under memory pressure)."""
     for ev in events:
         payload = ev.payload
-        if isinstance(payload, InputCommitted | MessageCommitted) and payload.entry.seq == 0:
+        if isinstance(payload, _COMMITTING) and payload.entry.seq == 0:
             # Frozen dataclass: the one write of a field not known when the entry was built (see
             # the module docstring for why it is safe here and nowhere else).
             object.__setattr__(payload.entry, "seq", ev.seq)
