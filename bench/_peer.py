@@ -47,7 +47,7 @@ from pathlib import Path
 from bench import shape as shape_mod
 from bench._bare import BareClient
 from bench._common import Row, ServerProcess, running, runtime_argv, say, show
-from bench._grpc import _until_finished, words
+from bench._grpc import _until_finished, alternate_all, words
 from runtime_client import RuntimeClient
 
 SECTION = "peer"
@@ -66,21 +66,6 @@ class Sizes:
 FULL = Sizes(runs_c1=600, runs_c16=1600, saturation_events=100_000, reps=3)
 QUICK = Sizes(runs_c1=200, runs_c16=480, saturation_events=30_000, reps=3)
 COUNT_RUNS = {1: 60, 16: 320}  # runs whose SubscribeEventBatches messages are counted, per c
-
-
-async def alternate_all(
-    works: list[Callable[[int], Awaitable[int]]], n: int, slices: int = 4
-) -> list[float]:
-    """Rates (ops/s) of each ``work(n)``, run in ``slices`` alternating slices, so that a burst
-    of noise on the machine hits all of them."""
-    times = [0.0] * len(works)
-    counts = [0] * len(works)
-    for _ in range(slices):
-        for i, work in enumerate(works):
-            start = time.perf_counter()
-            counts[i] += await work(n // slices)
-            times[i] += time.perf_counter() - start
-    return [c / t for c, t in zip(counts, times, strict=True)]
 
 
 def cpu_ns(pid: int) -> int:
