@@ -20,8 +20,8 @@ Every figure is the median of >= 3 repetitions; baseline and product are measure
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
 are medians of the per-repetition ratios. Rows measured against the shape baseline too add three
 columns: ``shape`` (its figure), ``limit`` (shape / baseline: what a runtime with no cost of its
-own would reach) and ``of limit`` (product / shape). ``--quick`` shortens every measurement. Results go to
-stdout (a table at the end) and to ``bench/results.json`` (not committed).
+own would reach) and ``of limit`` (product / shape). ``--quick`` shortens every measurement.
+Results go to stdout (a table at the end) and to ``bench/results.json`` (not committed).
 """
 
 from __future__ import annotations

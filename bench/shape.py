@@ -154,8 +154,8 @@ def add_shape(server: grpc.aio.Server, shape: Shape) -> None:
 class ShapeRuns:
     """The client side: ``concurrency`` subscriptions opened once; ``__call__(n)``: n runs spread
     over them, each a SendInput call then its messages read. Decodes what it reads with
-    protobuf, as the bare client and the product's client do; ``raw`` keeps the bytes and adds
-    up ``messages``/``nbytes`` received (for the test)."""
+    protobuf, as the bare client and the product's client do; ``raw`` keeps the bytes: every
+    message each subscription received, in order, in ``received`` (for the test)."""
 
     def __init__(self, target: str, shape: Shape, concurrency: int, per_event: bool,
                  batches: int = 1, raw: bool = False) -> None:  # fmt: skip
@@ -163,8 +163,7 @@ class ShapeRuns:
         self.concurrency = concurrency
         self.per_run = len(shape.messages(per_event, batches))
         self.raw = raw
-        self.messages = 0
-        self.nbytes = 0
+        self.received: list[list[bytes]] = []
         self.replies: list[bytes] = []
         self._send = self.channel.unary_unary(
             SEND, response_deserializer=None if raw else interaction_pb.SendInputResponse.FromString
@@ -192,20 +191,22 @@ class ShapeRuns:
         per = max(1, n // self.concurrency)
         send, per_run, raw = self._send, self.per_run, self.raw
 
-        async def one(request: bytes, call: Any) -> int:
+        async def one(index: int, request: bytes, call: Any) -> int:
             read = call.read
             for _ in range(per):
                 reply = await send(request)
                 for _ in range(per_run):
                     msg = await read()
                     if raw:
-                        self.messages += 1
-                        self.nbytes += len(msg)
+                        self.received[index].append(msg)
                 if raw:
                     self.replies.append(reply)
             return per
 
-        return sum(await asyncio.gather(*(one(req, call) for req, call in self.loops)))
+        while len(self.received) < len(self.loops):
+            self.received.append([])
+        runs = (one(i, req, call) for i, (req, call) in enumerate(self.loops))
+        return sum(await asyncio.gather(*runs))
 
 
 async def capture(target: str, text: str) -> Shape:

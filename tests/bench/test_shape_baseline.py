@@ -9,6 +9,7 @@ a real grpc.aio server on 127.0.0.1 port 0. Counts and bytes only: never speed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from runtime_client.api import observation_service_pb2 as observation_pb
 from runtime_client.api import types_pb2 as pb
 
 TEN_WORDS = " ".join(["tok"] * 10)
+BOUND = 60.0  # a safety net on a loaded machine, not a speed assertion
 
 
 @pytest.fixture
@@ -65,18 +67,32 @@ async def test_the_capture_is_one_real_run_of_the_echo_agent(shape: Shape) -> No
 async def test_the_shape_server_sends_exactly_the_declared_messages_and_bytes(
     shape: Shape, shape_target: str, per_event: bool, k: int
 ) -> None:
+    """Each subscription receives, run after run, exactly the declared messages in order: the
+    byte counts follow. A missing message would leave a read waiting (caught by the generous
+    bound), an extra one would be read as the start of the next run (caught by its bytes: the
+    runs are checked one by one, and one more run follows the counted ones)."""
+    declared = shape.messages(per_event, k)
     runs = ShapeRuns(shape_target, shape, concurrency=3, per_event=per_event, batches=k, raw=True)
     await runs.open()
     try:
-        done = await runs(6)  # 2 runs on each of 3 subscriptions
+        done = await asyncio.wait_for(runs(6), BOUND)  # 2 runs on each of 3 subscriptions
+        assert done == 6
+        assert runs.per_run == len(declared) == (18 if per_event else k)
+        for received in runs.received:
+            assert received == declared * 2
+            assert sum(map(len, received)) == 2 * sum(map(len, declared))
+        assert runs.replies == [shape.reply] * 6
+        await asyncio.wait_for(runs(3), BOUND)  # one more run each: nothing was left over
+        assert runs.received == [declared * 3] * 3
     finally:
         await runs.close()
-    declared = shape.messages(per_event, k)
-    assert done == 6
-    assert runs.per_run == (18 if per_event else k)
-    assert runs.messages == done * len(declared)
-    assert runs.nbytes == done * sum(len(m) for m in declared)
-    assert runs.replies == [shape.reply] * done
+    if not per_event:
+        framed = sum(1 + _varint_len(len(e)) + len(e) for e in shape.events)  # tag, length, bytes
+        assert sum(map(len, declared)) == framed
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
 
 
 def test_the_batches_carry_the_same_events_byte_for_byte(shape: Shape) -> None:
