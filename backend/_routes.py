@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from backend._bundle_routes import bundle_ref, bundles_view, place_bundle
-from backend._security import COOKIE, session_value
 from backend.errors import ApiError, error_response, from_client_error
+from backend.security import COOKIE, session_value
 from backend.service import Backend
 from backend.views import runtime_view, to_json
 from runtime_client import BusyPolicy

@@ -15,9 +15,9 @@ from starlette.staticfiles import StaticFiles
 
 from backend import _routes as r
 from backend._events import worker_events
-from backend._security import SecurityMiddleware
 from backend.config import BackendConfig
 from backend.metrics import BackendMetrics, MetricsMiddleware, metrics_endpoint
+from backend.security import SecurityMiddleware
 from backend.service import Backend
 
 __all__ = ["create_app"]
@@ -64,7 +64,12 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.backend = service
-    app.add_middleware(SecurityMiddleware, token=config.token)
+    app.add_middleware(
+        SecurityMiddleware,
+        token=config.token,
+        # the name it listens on is its own (an address is allowed anyway)
+        allowed_hosts=(*config.allowed_hosts, config.listen.rpartition(":")[0].strip("[]")),
+    )
     # outermost: requests the security layer refuses (401, 403) are counted too
     app.state.metrics = BackendMetrics(service)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=routes)

@@ -10,6 +10,7 @@
     heartbeat_s = 15.0               # SSE comment lines while a stream is quiet
     max_input_chars = 32000          # checked before a request reaches a runtime
     bundles_dir = "bundles"          # config bundles pushed to every runtime (one *.toml each)
+    allowed_hosts = ["console.lan"]  # host names an open console answers to (besides addresses)
 
     [companion]
     profile = ""                     # default: smollm2-chat when the local model is installed
@@ -43,6 +44,9 @@ Decisions:
 - ``allow_unauthenticated``: the console refuses to listen on a non-loopback address without a
   login token (``token_env``) — an open console drives agents and their tools — unless this is
   true (or ``serve --allow-unauthenticated``). See :func:`exposure_error`.
+- ``allowed_hosts``: the host names a console without a token answers to, besides IP addresses
+  and ``localhost``; any other ``Host`` header is refused (DNS rebinding: see
+  ``backend.security``). ``"*"`` allows any name.
 - ``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
   in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
 """
@@ -50,6 +54,7 @@ Decisions:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+_HOST_NAME = re.compile(r"\*|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
 class BackendConfigError(ValueError):
@@ -100,10 +106,12 @@ class BackendConfig:
     runtimes: tuple[RemoteRuntime, ...] = ()
     bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
     allow_unauthenticated: bool = False  # an open console on a network address, on purpose
+    allowed_hosts: tuple[str, ...] = ()  # names an open console answers to (backend.security)
 
 
 _TOP = {
     "allow_unauthenticated",
+    "allowed_hosts",
     "listen",
     "data_dir",
     "runtime_config",
@@ -213,6 +221,10 @@ def parse_config(
         )
         for i, remote in enumerate(registry.runtimes)
     ]
+    allowed_hosts = typed(data, "allowed_hosts", list, [])
+    for i, name in enumerate(allowed_hosts):
+        if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
+            raise fail(f"allowed_hosts[{i}]", 'must be a host name (no port, no scheme) or "*"')
     runtime_config = typed(data, "runtime_config", str, "")
     bundles_dir = typed(data, "bundles_dir", str, "")
     return BackendConfig(
@@ -229,6 +241,7 @@ def parse_config(
         runtimes=tuple(runtimes),
         bundles_dir=path(bundles_dir) if bundles_dir else None,
         allow_unauthenticated=typed(data, "allow_unauthenticated", bool, False),
+        allowed_hosts=tuple(name.lower() for name in allowed_hosts),
     )
 
 

@@ -170,11 +170,13 @@ def backend_config(
     heartbeat_s: float = 1.0,
     token: bool = False,
     bundles_dir: Path | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> str:
     return (
         f'runtime_config = "embedded.toml"\nheartbeat_s = {heartbeat_s}\nmax_input_chars = 2000\n'
         + ('token_env = "TEST_CONSOLE_TOKEN"\n' if token else "")
         + (f'bundles_dir = "{bundles_dir}"\n' if bundles_dir is not None else "")
+        + (f"allowed_hosts = {list(allowed_hosts)!r}\n" if allowed_hosts else "")
         + f'[companion]\nprofile = "echo"\n\n'
         f'[[runtimes]]\ntarget = "127.0.0.1:{remote_port}"\nalias = "remote"\n'
         f'token_env = "TEST_REMOTE_TOKEN"\n'
@@ -197,6 +199,7 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         token: str = "",
         bundles_dir: Path | None = None,
         remote_extra: tuple[str, ...] = (),
+        allowed_hosts: tuple[str, ...] = (),
     ) -> Console:
         token_file = tmp_path / "remote.token"
         token_file.write_text(REMOTE_TOKEN, encoding="utf-8")
@@ -217,7 +220,9 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         (tmp_path / "embedded.toml").write_text(EMBEDDED_CONFIG, encoding="utf-8")
         backend = await start_backend(
             tmp_path,
-            backend_config(remote.port, token=bool(token), bundles_dir=bundles_dir),
+            backend_config(
+                remote.port, token=bool(token), bundles_dir=bundles_dir, allowed_hosts=allowed_hosts
+            ),
             {"TEST_REMOTE_TOKEN": REMOTE_TOKEN, "TEST_CONSOLE_TOKEN": token},
         )
         http = httpx.AsyncClient(base_url=backend.url, timeout=30)

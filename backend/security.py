@@ -14,19 +14,30 @@ buffer and break streaming responses and their disconnect detection).
   changes when the token does; the token itself is never sent back. Every ``/api/`` path except
   login and ``/api/session`` then needs the cookie (401 ``UNAUTHENTICATED`` otherwise). The page,
   its static files and ``/healthz`` need none.
+- Without a token (an open console: loopback by default), every request's ``Host`` must be one
+  the console answers to: an IP address, ``localhost`` (or a name under ``.localhost``), or a
+  name in ``allowed_hosts`` (``"*"``: any). Anything else is 403 ``HOST_NOT_ALLOWED``. This stops
+  DNS rebinding: a page of another site whose name is made to resolve to 127.0.0.1 is, to the
+  browser, same-origin with the console, so it could set the CSRF header and read every answer;
+  but its requests carry its own name as ``Host``. A rebinding page's name is never an IP
+  address, so allowing those keeps access by address working. With a token the check is not
+  needed: a rebinding origin has no session cookie (cookies belong to the name) and must log in
+  like any other client.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+from collections.abc import Iterable
 from http.cookies import SimpleCookie
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["COOKIE", "CSRF_HEADER", "SecurityMiddleware", "session_value"]
+__all__ = ["COOKIE", "CSRF_HEADER", "SecurityMiddleware", "host_allowed", "session_value"]
 
 COOKIE = "worker_console_session"
 CSRF_HEADER = "x-worker-console"
@@ -62,10 +73,39 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
     return ""
 
 
+def host_allowed(host_header: str, allowed: Iterable[str]) -> bool:
+    """Whether an open console answers a request whose ``Host`` header is ``host_header``:
+    an IP address, ``localhost`` or ``*.localhost``, or a name in ``allowed`` (``"*"``: any).
+    No header at all (HTTP/1.0, a script) is allowed: every browser sends one."""
+    names = set(allowed)
+    if not host_header or "*" in names:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        if "]" not in host:
+            return False  # malformed
+        host = host[1 : host.find("]")]
+    else:
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdigit():
+            host = name
+    host = host.rstrip(".")
+    if host == "localhost" or host.endswith(".localhost") or host in names:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, allowed_hosts: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self._session = session_value(token) if token else None
+        self._allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,6 +129,18 @@ class SecurityMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        if self._session is None:
+            host = _header(headers, b"host")
+            if not host_allowed(host, self._allowed_hosts):
+                await _deny(
+                    send_secured,
+                    403,
+                    "HOST_NOT_ALLOWED",
+                    f"this console does not answer to the host name {host[:200]!r}: add it to "
+                    "allowed_hosts in the Backend's config (a page of another site reaching "
+                    "the console through DNS rebinding is refused this way)",
+                )
+                return
         if method not in _SAFE_METHODS and _header(headers, CSRF_HEADER.encode()) != "1":
             await _deny(send_secured, 403, "CSRF_HEADER_MISSING", f"send the {CSRF_HEADER} header")
             return
