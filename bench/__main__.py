@@ -9,7 +9,8 @@ Sections (``--only NAME`` runs one):
 * ``engine`` (issue 3) parsing recorded provider streams vs the official SDKs; the engine's
   overhead on a llama.cpp turn;
 * ``peer``   (issue 15) the peer comparison's workload: 10-word echo runs streamed at c=1 and
-  c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run;
+  c=16, batched and per-event, memory and SQLite, vs bare grpc.aio; server CPU per run; the
+  shape baseline (``bench.shape``: the product's RPC shape with no logic) gives the limit;
 * ``registry`` (issue 11) RuntimeRegistry's overhead on a remote and an embedded run, and
   list_workers over 3 runtimes x 10,000 workers;
 * ``backend`` (issue 12) SSE events/s through the Backend vs subscribing to the runtime
@@ -17,8 +18,10 @@ Sections (``--only NAME`` runs one):
 
 Every figure is the median of >= 3 repetitions; baseline and product are measured back to back
 inside each repetition (interleaved), so noise on this shared machine hits both alike. Ratios
-are medians of the per-repetition ratios. ``--quick`` shortens every measurement. Results go to
-stdout (a table at the end) and to ``bench/results.json`` (not committed).
+are medians of the per-repetition ratios. Rows measured against the shape baseline too add three
+columns: ``shape`` (its figure), ``limit`` (shape / baseline: what a runtime with no cost of its
+own would reach) and ``of limit`` (product / shape). ``--quick`` shortens every measurement.
+Results go to stdout (a table at the end) and to ``bench/results.json`` (not committed).
 """
 
 from __future__ import annotations

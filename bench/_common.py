@@ -31,6 +31,11 @@ class Row:
     ``kind`` says what the target is about: ``"ratio"`` (product / baseline, e.g. >= 0.35x) or
     ``"abs"`` (the product figure itself, e.g. >= 20,000 events/s). ``direction`` says whether the
     target is a floor (``"min"``) or a ceiling (``"max"``).
+
+    ``shape`` (optional) holds the shape baseline's figures (``bench.shape``: the product's exact
+    RPC shape with no logic), measured in the same slices: ``limit`` is shape / baseline (what a
+    runtime with no cost of its own would reach against the target), ``of_limit`` product / shape
+    (how close the product is to that limit).
     """
 
     section: str
@@ -42,6 +47,7 @@ class Row:
     target: float | None = None
     direction: Direction = "min"
     note: str = ""
+    shape: list[float] = field(default_factory=list)
 
     @property
     def baseline_median(self) -> float | None:
@@ -61,6 +67,16 @@ class Row:
             return statistics.median(pairs) if pairs else None
         b, p = self.baseline_median, self.product_median
         return p / b if b and p is not None else None
+
+    @property
+    def limit(self) -> float | None:
+        """Median of the per-repetition shape / baseline ratios."""
+        return _paired(self.baseline, self.shape)
+
+    @property
+    def of_limit(self) -> float | None:
+        """Median of the per-repetition product / shape ratios."""
+        return _paired(self.shape, self.product)
 
     @property
     def achieved(self) -> float | None:
@@ -99,7 +115,18 @@ class Row:
             "direction": self.direction,
             "verdict": self.verdict,
             "note": self.note,
-        }
+            "shape": {"median": statistics.median(self.shape) if self.shape else None,
+                      "runs": self.shape},
+            "limit": self.limit,
+            "of_limit": self.of_limit,
+        }  # fmt: skip
+
+
+def _paired(below: list[float], above: list[float]) -> float | None:
+    if not below or len(below) != len(above):
+        return None
+    pairs = [a / b for b, a in zip(below, above, strict=True) if b]
+    return statistics.median(pairs) if pairs else None
 
 
 def fmt(value: float | None) -> str:
@@ -130,26 +157,33 @@ def show(row: Row, rep: int | None = None) -> None:
         parts.append(f"baseline {fmt(row.baseline[-1] if rep else row.baseline_median)}")
     if row.product:
         parts.append(f"product {fmt(row.product[-1] if rep else row.product_median)}")
+    if row.shape:
+        parts.append(f"shape {fmt(row.shape[-1] if rep else statistics.median(row.shape))}")
     say(f"{head}: {', '.join(parts)} {row.unit}")
 
 
+def _x(value: float | None) -> str:
+    return f"{value:.3f}x" if value is not None else "-"
+
+
 def table(rows: Sequence[Row]) -> str:
-    header = ("section", "metric", "unit", "baseline", "product", "ratio", "target", "result")
+    """The final table; with the shape baseline's columns when a row has them: ``shape`` (its
+    figure), ``limit`` (shape / baseline) and ``of limit`` (product / shape)."""
+    header: tuple[str, ...] = ("section", "metric", "unit", "baseline", "product", "ratio",
+                               "target", "result")  # fmt: skip
+    shaped = any(r.shape for r in rows)
+    if shaped:
+        header += ("shape", "limit", "of limit")
     lines = [header]
     for r in rows:
-        ratio = r.ratio
-        lines.append(
-            (
-                r.section,
-                r.name,
-                r.unit,
-                fmt(r.baseline_median),
-                fmt(r.product_median),
-                f"{ratio:.3f}x" if ratio is not None else "-",
-                r.target_text(),
-                r.verdict,
-            )
-        )
+        line: tuple[str, ...] = (
+            r.section, r.name, r.unit, fmt(r.baseline_median), fmt(r.product_median), _x(r.ratio),
+            r.target_text(), r.verdict,
+        )  # fmt: skip
+        if shaped:
+            shape = statistics.median(r.shape) if r.shape else None
+            line += (fmt(shape), _x(r.limit), _x(r.of_limit))
+        lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):

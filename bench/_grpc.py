@@ -6,7 +6,10 @@ Each repetition starts fresh servers and measures baseline and product back to b
 metric, so that noise on this shared machine hits both alike.
 
 * runs/s: ``send_input`` (echo profile, no delay, two words) then wait for that run's RunFinished
-  on a subscription opened once, sequentially, vs sequential unary echo calls/s;
+  on a subscription opened once, sequentially, vs sequential unary echo calls/s; the shape
+  baseline (``bench.shape``: a SendInput-sized unary call, then that run's events' bytes in one
+  message on a stream opened once, no logic) is measured in the same slices: shape / bare is
+  the limit gRPC's shape sets for this target;
 * one stream: one worker echoes an input of N words; TextDelta events received by one
   subscriber / wall time from SendInput to RunFinished received, vs one bare server stream of N
   events (msgs/s);
@@ -18,17 +21,20 @@ metric, so that noise on this shared machine hits both alike.
 from __future__ import annotations
 
 import asyncio
-import statistics
+import tempfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from bench._bare import BareClient
 from bench._common import Row, rss_bytes, running, runtime_argv, say, show, timed
+from bench.shape import ShapeRuns, capture
 from runtime_client import Event, RunFinished, RuntimeClient, TextDelta
 
 SECTION = "grpc"
+RUN_TEXT = "hello world"  # a run of the runs/s row: 2 words
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class RunLoop:
 
     async def runs(self, n: int) -> int:
         for _ in range(n):
-            accepted = await self.client.send_input(self.worker_id, "hello world")
+            accepted = await self.client.send_input(self.worker_id, RUN_TEXT)
             await _until_finished(self.events, accepted.run.run_id, self.seen)
         self.done += n
         return n
@@ -117,6 +123,21 @@ async def alternate(
             counts[i] += await work(n // slices)
             times[i] += time.perf_counter() - start
     return counts[0] / times[0], counts[1] / times[1]
+
+
+async def alternate_all(
+    works: list[Callable[[int], Awaitable[int]]], n: int, slices: int = 4
+) -> list[float]:
+    """Rates (ops/s) of each ``work(n)``, run in ``slices`` alternating slices, so that a burst
+    of noise on the machine hits all of them."""
+    times = [0.0] * len(works)
+    counts = [0] * len(works)
+    for _ in range(slices):
+        for i, work in enumerate(works):
+            start = time.perf_counter()
+            counts[i] += await work(n // slices)
+            times[i] += time.perf_counter() - start
+    return [c / t for c, t in zip(counts, times, strict=True)]
 
 
 class RuntimeDriver:
@@ -195,49 +216,62 @@ async def run(quick: bool) -> list[Row]:
         "many": Row(SECTION, f"{s.streams} streams x {s.per_stream:,} deltas, msgs/s",
                     "msgs/s", target=0.5),
     }  # fmt: skip
-    floors: list[float] = []
     events_per_run = 0.0
     bare_argv = ["-m", "bench._bare"]
     rt_argv = runtime_argv("--store", "memory")
-    for rep in range(1, s.reps + 1):
-        async with running(bare_argv) as bare_server, running(rt_argv) as rt_server:
-            bare = BareClient(bare_server.target)
-            rt = RuntimeDriver(rt_server.target)
-            try:
-                # warm up both: connections, code paths
-                await bare.unary_calls(200)
-                await bare.read_stream(2000)
-                await rt.runs(20)
-                await rt.one_stream(2000)
-
-                r = rows["runs"]
-                loop = await RunLoop.create(rt.client)
+    with tempfile.TemporaryDirectory(prefix="bench-grpc-shape-") as spec_dir:
+        # the shape baseline: this section's 2-word run, captured once from a real server
+        spec = Path(spec_dir) / "shape.json"
+        async with running(rt_argv) as rt_server:
+            shape = await capture(rt_server.target, RUN_TEXT)
+        shape.dump(spec)
+        for rep in range(1, s.reps + 1):
+            async with (
+                running(bare_argv) as bare_server,
+                running(rt_argv) as rt_server,
+                running(["-m", "bench.shape", "--spec", str(spec)]) as shape_server,
+            ):
+                bare = BareClient(bare_server.target)
+                rt = RuntimeDriver(rt_server.target)
                 try:
-                    # the same number of operations each: s.runs unary calls vs s.runs runs
-                    rate_a, rate_b = await alternate(bare.unary_calls, loop.runs, s.runs)
+                    # warm up both: connections, code paths
+                    await bare.unary_calls(200)
+                    await bare.read_stream(2000)
+                    await rt.runs(20)
+                    await rt.one_stream(2000)
+
+                    r = rows["runs"]
+                    loop = await RunLoop.create(rt.client)
+                    limit = ShapeRuns(shape_server.target, shape, 1, per_event=False)
+                    await limit.open()
+                    try:
+                        await limit(20)  # warm up
+                        # the same number of operations each: s.runs unary calls vs s.runs runs
+                        rate_a, rate_m, rate_b = await alternate_all(
+                            [bare.unary_calls, limit, loop.runs], s.runs
+                        )
+                    finally:
+                        await loop.close()
+                        await limit.close()
+                    r.baseline.append(rate_a)
+                    r.product.append(rate_b)
+                    r.shape.append(rate_m)
+                    events_per_run = loop.seen[0] / max(1, loop.done)
+                    show(r, rep)
+
+                    r = rows["one"]
+                    r.baseline.append(await timed(partial(bare.read_stream, s.stream_msgs)))
+                    r.product.append(await rt.one_stream(s.stream_msgs))
+                    show(r, rep)
+
+                    r = rows["many"]
+                    many = partial(bare.many_streams, s.streams, s.per_stream)
+                    r.baseline.append(await timed(many))
+                    r.product.append(await rt.many_streams(s.streams, s.per_stream))
+                    show(r, rep)
                 finally:
-                    await loop.close()
-                r.baseline.append(rate_a)
-                r.product.append(rate_b)
-                events_per_run = loop.seen[0] / max(1, loop.done)
-                show(r, rep)
-
-                r = rows["one"]
-                r.baseline.append(await timed(partial(bare.read_stream, s.stream_msgs)))
-                r.product.append(await rt.one_stream(s.stream_msgs))
-                show(r, rep)
-                # What gRPC alone allows for a run: one unary call plus its events, each a stream
-                # message, at the bare rates just measured (no pipelining credited).
-                unary, stream = rows["runs"].baseline[-1], r.baseline[-1]
-                floors.append(1 / (1 + events_per_run * unary / stream))
-
-                r = rows["many"]
-                r.baseline.append(await timed(partial(bare.many_streams, s.streams, s.per_stream)))
-                r.product.append(await rt.many_streams(s.streams, s.per_stream))
-                show(r, rep)
-            finally:
-                await bare.close()
-                await rt.close()
+                    await bare.close()
+                    await rt.close()
 
     idle = Row(SECTION, f"{s.idle_workers:,} idle workers: added server RSS", "MB", kind="abs",
                target=50.0, direction="max")  # fmt: skip
@@ -272,10 +306,10 @@ async def run(quick: bool) -> list[Row]:
     out = [*rows.values(), idle]
     rows["runs"].note = (
         f"echo profile, 2 words, sequential on one worker (history grows), alternated with the "
-        f"unary calls in 4 slices; memory store. A run is 1 unary call + {events_per_run:.0f} "
-        f"events; sent one per stream message (as the bare baseline does), at this run's bare "
-        f"unary and stream rates that alone would cap the ratio at "
-        f"~{statistics.median(floors):.2f}x. {BATCHED}"
+        f"unary calls and the shape baseline in 4 slices; memory store. A run is 1 unary call + "
+        f"{events_per_run:.0f} events; shape: a bare server doing that (SendInput-sized unary, "
+        f"then the run's {len(shape.events)} events' bytes in 1 message on a stream opened "
+        f"once). {BATCHED}"
     )
     rows["one"].note = f"TextDelta received / (SendInput .. RunFinished received). {BATCHED}"
     rows["many"].note = f"one worker-filtered subscriber per worker; all started at once. {BATCHED}"

@@ -12,7 +12,16 @@ The workload of the published side-by-side comparison: an echo agent answering a
   10 chunks and its terminal event, one message each, each built fresh — at the same
   concurrency. A bare streamed run is one server-streaming call.
 
-Baseline and product alternate in 4 slices inside every measurement (``_grpc.alternate``), and
+* shape (the limit, ``bench.shape``): a bare grpc.aio server with the product's exact RPC shape
+  and no logic: a unary call with SendInput's request and reply bytes, then the run's events'
+  bytes pushed on a stream the client opened once per worker — 18 messages on the per-event
+  shape, 1 ``EventBatch`` message on the batched one (the fewest any implementation can send;
+  the product's own count is reported in the ``messages per run`` rows). All bytes come from a
+  real run of the memory-store server, captured once per section and sent pre-encoded. Its
+  column ``limit`` (shape / bare) is what a runtime with no cost of its own would reach against
+  each target; ``of limit`` (product / shape) is how close the product is to that.
+
+Bare, shape and product alternate in 4 slices inside every measurement (``_grpc.alternate``), and
 every repetition starts fresh servers, so a burst of noise on this shared machine hits both.
 
 Server CPU per run: the server process's CPU time (user + system of every thread, from
@@ -35,9 +44,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import shape as shape_mod
 from bench._bare import BareClient
 from bench._common import Row, ServerProcess, running, runtime_argv, say, show
-from bench._grpc import _until_finished, alternate, words
+from bench._grpc import _until_finished, alternate_all, words
 from runtime_client import RuntimeClient
 
 SECTION = "peer"
@@ -55,6 +65,7 @@ class Sizes:
 
 FULL = Sizes(runs_c1=600, runs_c16=1600, saturation_events=100_000, reps=3)
 QUICK = Sizes(runs_c1=200, runs_c16=480, saturation_events=30_000, reps=3)
+COUNT_RUNS = {1: 60, 16: 320}  # runs whose SubscribeEventBatches messages are counted, per c
 
 
 def cpu_ns(pid: int) -> int:
@@ -194,7 +205,9 @@ async def run(quick: bool) -> list[Row]:
         target = 0.8 if batched else 0.6
         rows[(store, c, batched)] = Row(
             SECTION, _label(store, c, batched), "runs/s", target=target,
-            note=f"baseline: bare grpc.aio stream of {BARE_EVENTS} events per run, same c",
+            note=f"baseline: bare grpc.aio stream of {BARE_EVENTS} events per run, same c; shape: "
+            f"SendInput-sized unary + the run's 18 events as "
+            + ("1 batch message" if batched else "18 messages"),
         )  # fmt: skip
     cpu_rows: dict[tuple[str, int], Row] = {
         (store, c): Row(
@@ -203,50 +216,56 @@ async def run(quick: bool) -> list[Row]:
             "us",
             target=1.2,
             direction="max",
-            note="baseline: the bare server's CPU per 11-event stream",
+            note="baseline: the bare server's CPU per 11-event stream; shape: the shape "
+            "server's per run (unary + 1 batch message)",
+        )
+        for store in ("memory", "sqlite")
+        for c in (1, 16)
+    }
+    count_rows: dict[tuple[str, int], Row] = {
+        (store, c): Row(
+            SECTION,
+            f"messages per run, SubscribeEventBatches, {store}, c={c}",
+            "msgs",
+            kind="info",
+            note=f"counted on a raw subscription over {COUNT_RUNS[c]} runs (the bare stream "
+            f"sends {BARE_EVENTS}, the batched shape 1; 'of limit' = product / shape)",
         )
         for store in ("memory", "sqlite")
         for c in (1, 16)
     }
     ratios_seen: dict[str, list[float]] = {}
-    for rep in range(1, s.reps + 1):
-        with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
-            servers: dict[str, ServerProcess] = {}
-            async with (
-                running(["-m", "bench._bare"]) as bare_server,
-                running(runtime_argv("--store", "memory")) as mem_server,
-                running(runtime_argv("--store", "sqlite", "--data-dir", tmp)) as sql_server,
-            ):
-                servers = {"memory": mem_server, "sqlite": sql_server}
-                bare = BareClient(bare_server.target)
-                clients = {k: RuntimeClient(v.target, timeout=120.0) for k, v in servers.items()}
-                try:
-                    await bare.read_stream(2000)  # warm up
-                    for store, c, batched in CONFIGS:
-                        product = StreamedRuns(clients[store], c, batched)
-                        await product.open()
-                        try:
-                            await product(2 * c)  # warm up this path
-                            n = s.runs_c1 if c == 1 else s.runs_c16
-                            a = _Metered(bare_server.pid, bare_runs(bare, c))
-                            b = _Metered(servers[store].pid, product)
-                            rate_a, rate_b = await alternate(a, b, n)
-                        finally:
-                            await product.close()
-                        r = rows[(store, c, batched)]
-                        r.baseline.append(rate_a)
-                        r.product.append(rate_b)
-                        show(r, rep)
-                        ratios_seen.setdefault(r.name, []).append(rate_b / rate_a)
-                        if batched:
-                            cr = cpu_rows[(store, c)]
-                            cr.baseline.append(a.us_per_op)
-                            cr.product.append(b.us_per_op)
-                            show(cr, rep)
-                finally:
-                    await bare.close()
-                    for client in clients.values():
-                        await client.close()
+    text = words(WORDS)
+    with tempfile.TemporaryDirectory(prefix="bench-peer-shape-") as spec_dir:
+        spec = Path(spec_dir) / "shape.json"
+        shape: shape_mod.Shape | None = None
+        for rep in range(1, s.reps + 1):
+            with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
+                servers: dict[str, ServerProcess] = {}
+                async with (
+                    running(["-m", "bench._bare"]) as bare_server,
+                    running(runtime_argv("--store", "memory")) as mem_server,
+                    running(runtime_argv("--store", "sqlite", "--data-dir", tmp)) as sql_server,
+                ):
+                    if shape is None:  # one real run's bytes, reused by every repetition
+                        shape = await shape_mod.capture(mem_server.target, text)
+                        shape.dump(spec)
+                        say(f"  [{SECTION}] shape: SendInput {len(shape.request)} B -> "
+                            f"{len(shape.reply)} B; {len(shape.events)} events, "
+                            f"{sum(map(len, shape.events))} B")  # fmt: skip
+                    servers = {"memory": mem_server, "sqlite": sql_server}
+                    async with running(["-m", "bench.shape", "--spec", str(spec)]) as shape_server:
+                        await _measure(
+                            s, rep, shape, bare_server, shape_server, servers, rows, cpu_rows,
+                            ratios_seen,
+                        )  # fmt: skip
+                    for (store, c), cr in count_rows.items():
+                        target = servers[store].target
+                        cr.product.append(
+                            await shape_mod.count_batches(target, c, COUNT_RUNS[c], text)
+                        )
+                        cr.shape.append(1)
+                        show(cr, rep)
 
     sat = Row(SECTION, "publish latency p99 at saturation (SQLite, 64 producers)", "ms",
               kind="abs", target=250.0, direction="max")  # fmt: skip
@@ -267,4 +286,54 @@ async def run(quick: bool) -> list[Row]:
         say(f"  [{SECTION}] per-repetition ratio spread (noise): " + "; ".join(spread))
         median_spread = statistics.median(max(v) - min(v) for v in ratios_seen.values())
         say(f"  [{SECTION}] median spread of a ratio across repetitions: {median_spread:.2f}")
-    return [*rows.values(), *cpu_rows.values(), sat]
+    return [*rows.values(), *cpu_rows.values(), *count_rows.values(), sat]
+
+
+async def _measure(
+    s: Sizes,
+    rep: int,
+    shape: shape_mod.Shape,
+    bare_server: ServerProcess,
+    shape_server: ServerProcess,
+    servers: dict[str, ServerProcess],
+    rows: dict[tuple[str, int, bool], Row],
+    cpu_rows: dict[tuple[str, int], Row],
+    ratios_seen: dict[str, list[float]],
+) -> None:
+    """One repetition of every config: bare, shape and product in alternating slices."""
+    bare = BareClient(bare_server.target)
+    clients = {k: RuntimeClient(v.target, timeout=120.0) for k, v in servers.items()}
+    try:
+        await bare.read_stream(2000)  # warm up
+        for store, c, batched in CONFIGS:
+            product = StreamedRuns(clients[store], c, batched)
+            limit = shape_mod.ShapeRuns(shape_server.target, shape, c, per_event=not batched)
+            await product.open()
+            await limit.open()
+            try:
+                await product(2 * c)  # warm up this path
+                await limit(2 * c)
+                n = s.runs_c1 if c == 1 else s.runs_c16
+                a = _Metered(bare_server.pid, bare_runs(bare, c))
+                m = _Metered(shape_server.pid, limit)
+                b = _Metered(servers[store].pid, product)
+                rate_a, rate_m, rate_b = await alternate_all([a, m, b], n)
+            finally:
+                await product.close()
+                await limit.close()
+            r = rows[(store, c, batched)]
+            r.baseline.append(rate_a)
+            r.product.append(rate_b)
+            r.shape.append(rate_m)
+            show(r, rep)
+            ratios_seen.setdefault(r.name, []).append(rate_b / rate_a)
+            if batched:
+                cr = cpu_rows[(store, c)]
+                cr.baseline.append(a.us_per_op)
+                cr.product.append(b.us_per_op)
+                cr.shape.append(m.us_per_op)
+                show(cr, rep)
+    finally:
+        await bare.close()
+        for client in clients.values():
+            await client.close()
