@@ -40,15 +40,15 @@ Durability = Literal["process", "power"]
 # reported after one chunk rather than after the whole backlog.
 _MAX_EVENTS_PER_TRANSACTION = 20_000
 
-# Checkpoints are throttled: one per _CHECKPOINT_PAUSE seconds while commits continue. Each copies
+# Checkpoints are throttled: one per CHECKPOINT_PAUSE seconds while commits continue. Each copies
 # the newest version of every page in the WAL into the database file (and, with
 # synchronous=NORMAL, syncs both files); the pages a run touches are mostly the same few (the
 # tail pages of the events table and of the indexes, meta), so fewer checkpoints copy far fewer
 # pages. The WAL stays bounded: the writer estimates what its commits add to it and wakes the
-# checkpointer early once that passes _CHECKPOINT_BYTES (an over-estimate: every body's bytes, a
+# checkpointer early once that passes CHECKPOINT_BYTES (an over-estimate: every body's bytes, a
 # row's overhead, a few pages per transaction for meta and the tails of tables and indexes).
-_CHECKPOINT_PAUSE = 1.0
-_CHECKPOINT_BYTES = 16 * 1024 * 1024
+CHECKPOINT_PAUSE = 1.0
+CHECKPOINT_BYTES = 16 * 1024 * 1024
 _ROW_BYTES = 128
 _TRANSACTION_BYTES = 4 * 4096
 
@@ -100,6 +100,8 @@ class WriterThreads:
     _checkpoint_wanted: threading.Event  # set by every commit: there is something to copy
     _checkpoint_soon: threading.Event  # set when the WAL grew past the bound: ends the pause
     _wal_bytes: int  # the writer's estimate of what the WAL gained since the last checkpoint
+    _checkpoint_pause: float  # CHECKPOINT_PAUSE (an attribute: tests shorten or lengthen it)
+    _checkpoint_bytes: int  # CHECKPOINT_BYTES (likewise)
     _stopping: threading.Event
     _closing: threading.Event
     _corrupt: threading.Event
@@ -247,7 +249,7 @@ class WriterThreads:
             + _ROW_BYTES * (len(rows) + len(mutations))
             + _TRANSACTION_BYTES
         )
-        if self._wal_bytes >= _CHECKPOINT_BYTES and not self._checkpoint_soon.is_set():
+        if self._wal_bytes >= self._checkpoint_bytes and not self._checkpoint_soon.is_set():
             self._checkpoint_soon.set()
         return rows[-1][0] if rows else 0
 
@@ -288,7 +290,7 @@ class WriterThreads:
     def _checkpointer_main(self) -> None:
         """PASSIVE checkpoints beside the writer: they never block it (or readers); the WAL
         restarts from its beginning once a checkpoint has caught up. Throttled: after each it
-        pauses (see ``_CHECKPOINT_PAUSE``; the writer cuts the pause short when the WAL grew
+        pauses (see ``CHECKPOINT_PAUSE``; the writer cuts the pause short when the WAL grew
         past the bound), then runs again if anything was committed."""
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -312,7 +314,7 @@ class WriterThreads:
                     # writer, which is what callers see. One line: it repeats on a full disk.
                     log.warning("SQLite store %s: checkpoint failed: %s", self.path, exc)
                 self._counts[5] += 1
-                self._checkpoint_soon.wait(_CHECKPOINT_PAUSE)  # close() cuts it short too
+                self._checkpoint_soon.wait(self._checkpoint_pause)  # close() cuts it short too
         finally:
             conn.close()
 

@@ -1,9 +1,9 @@
 """The SQLite store's checkpoints are throttled yet keep the WAL bounded.
 
-Throttled: while commits continue, the checkpointer runs once per ``_CHECKPOINT_PAUSE`` (each
+Throttled: while commits continue, the checkpointer runs once per ``CHECKPOINT_PAUSE`` (each
 checkpoint copies every page the WAL holds and syncs both files, so fewer checkpoints copy the
 same hot pages fewer times). Bounded: once the writer's estimate of what it added to the WAL
-passes ``_CHECKPOINT_BYTES`` it ends the pause early, so a fast writer is still checkpointed and
+passes ``CHECKPOINT_BYTES`` it ends the pause early, so a fast writer is still checkpointed and
 the WAL restarts from its beginning.
 """
 
@@ -12,26 +12,23 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from serving import eventually
 from store_samples import event
 
 from runtime_server.model import TextDelta
 from runtime_server.store import SqliteStore
-from runtime_server.store import _sqlite_writer as writer
 
 
-async def opened(path: Path) -> SqliteStore:
+async def opened(path: Path, *, pause: float, wal_bytes: int = 16 << 20) -> SqliteStore:
     store = SqliteStore(path, retention_interval=3600.0)
+    store._checkpoint_pause = pause  # (the defaults: 1 s, 16 MB)
+    store._checkpoint_bytes = wal_bytes
     await store.open("rt-ckpt")
     return store
 
 
-async def test_commits_within_one_pause_take_one_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(writer, "_CHECKPOINT_PAUSE", 60.0)
-    store = await opened(tmp_path / "runtime.db")
+async def test_commits_within_one_pause_take_one_checkpoint(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "runtime.db", pause=60.0)
     try:
         for seq in range(1, 41):  # 40 transactions, each waited for
             store.write([event(seq)])
@@ -44,16 +41,12 @@ async def test_commits_within_one_pause_take_one_checkpoint(
         await store.close()
 
 
-async def test_a_fast_writer_is_checkpointed_before_the_pause_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_fast_writer_is_checkpointed_before_the_pause_ends(tmp_path: Path) -> None:
     # A pause far longer than the test, and a small bound: only the bound can bring the
     # checkpoints that keep the WAL from growing with every commit.
-    monkeypatch.setattr(writer, "_CHECKPOINT_PAUSE", 600.0)
-    monkeypatch.setattr(writer, "_CHECKPOINT_BYTES", 256 * 1024)
     path = tmp_path / "runtime.db"
     wal = path.with_name(path.name + "-wal")
-    store = await opened(path)
+    store = await opened(path, pause=600.0, wal_bytes=256 * 1024)
     text = TextDelta("x" * 2000)  # about two events to a page: many frames per transaction
     seq = 0
     largest = 0
