@@ -84,8 +84,6 @@ from runtime_server.store._protocol import (
 )
 from runtime_server.store._sqlite_schema import SCHEMA_VERSION
 from runtime_server.store._sqlite_writer import (
-    CHECKPOINT_BYTES,
-    CHECKPOINT_PAUSE,
     RESUME,
     STOP,
     WAKE,
@@ -145,11 +143,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._lock_fd: int | None = None
-        self._checkpoint_wanted = threading.Event()
-        self._checkpoint_soon = threading.Event()
-        self._wal_bytes = 0
-        self._checkpoint_pause = CHECKPOINT_PAUSE
-        self._checkpoint_bytes = CHECKPOINT_BYTES
+        self._init_checkpoints()  # (_sqlite_writer: the checkpointer's events and bounds)
         self._stopping = threading.Event()
         self._closing = threading.Event()  # cuts the writer's retry backoff short
         self._corrupt = threading.Event()  # the file is damaged: never write to it again

@@ -112,6 +112,13 @@ class WriterThreads:
     _counts: list[int]  # StoreStats' fields, in order (see ``stats``)
     _failures_in_row: int
 
+    def _init_checkpoints(self) -> None:
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_soon = threading.Event()
+        self._wal_bytes = 0
+        self._checkpoint_pause = CHECKPOINT_PAUSE
+        self._checkpoint_bytes = CHECKPOINT_BYTES
+
     # the loop side's callbacks (defined by SqliteStore)
     def _on_commit(self, seq: int) -> None: ...
 
