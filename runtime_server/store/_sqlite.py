@@ -7,7 +7,7 @@ Threads and who owns what::
         │       writes ends: _handover)               │
         └──── call_soon_threadsafe(_on_written) ◄─────┘ then retention, now and then
     event loop ── read_events() ──► read pool (2 threads, one read-only connection each)
-    checkpointer thread: PASSIVE WAL checkpoints after commits, off the writer's path
+    checkpointer thread: PASSIVE WAL checkpoints after commits (throttled), off the writer's path
 
 Modules: this one is the loop side (the Store protocol, flush waiters, failure reports, close);
 ``_sqlite_writer`` the writer and checkpointer threads; ``_sqlite_schema`` the file format (tables,
@@ -63,6 +63,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,7 +143,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         self._writer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._lock_fd: int | None = None
-        self._checkpoint_wanted = threading.Event()
+        self._init_checkpoints()  # (_sqlite_writer: the checkpointer's events and bounds)
         self._stopping = threading.Event()
         self._closing = threading.Event()  # cuts the writer's retry backoff short
         self._corrupt = threading.Event()  # the file is damaged: never write to it again
@@ -163,7 +164,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         self._last_seq = 0
         self._event_count = 0
         self._oldest = 0
-        self._stats = StoreStats()
+        self._counts = [0] * len(fields(StoreStats))  # the writer's counters (see stats)
         self._failures_in_row = 0  # writer: consecutive failed attempts (drives the backoff)
         # Loop side: set by the failure report, cleared by resume().
         self._failure: StoreFailure | None = None
@@ -293,6 +294,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
             await asyncio.to_thread(self._writer.join)
         self._stopping.set()
         self._checkpoint_wanted.set()
+        self._checkpoint_soon.set()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.join)
         if self._read_pool is not None:
@@ -318,7 +320,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
 
     @property  # --- diagnostics ---
     def stats(self) -> StoreStats:
-        return self._stats
+        return StoreStats(*self._counts)
 
     @property
     def failed(self) -> bool:

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,8 +40,17 @@ Durability = Literal["process", "power"]
 # reported after one chunk rather than after the whole backlog.
 _MAX_EVENTS_PER_TRANSACTION = 20_000
 
-# Checkpoint at most this often; the WAL meanwhile grows by one interval's worth of commits.
-_CHECKPOINT_PAUSE = 0.25
+# Checkpoints are throttled: one per CHECKPOINT_PAUSE seconds while commits continue. Each copies
+# the newest version of every page in the WAL into the database file (and, with
+# synchronous=NORMAL, syncs both files); the pages a run touches are mostly the same few (the
+# tail pages of the events table and of the indexes, meta), so fewer checkpoints copy far fewer
+# pages. The WAL stays bounded: the writer estimates what its commits add to it and wakes the
+# checkpointer early once that passes CHECKPOINT_BYTES (an over-estimate: every body's bytes, a
+# row's overhead, a few pages per transaction for meta and the tails of tables and indexes).
+CHECKPOINT_PAUSE = 1.0
+CHECKPOINT_BYTES = 16 * 1024 * 1024
+_ROW_BYTES = 128
+_TRANSACTION_BYTES = 4 * 4096
 
 Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
 
@@ -66,13 +75,14 @@ _MIN_FREE_BYTES = 1 << 20
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     """Counters of the writer, for diagnostics and tests (``batches / transactions`` is the
-    group-commit factor)."""
+    group-commit factor; ``checkpoints`` counts the checkpointer's passes)."""
 
     transactions: int = 0
     batches: int = 0
     events: int = 0
     retention_runs: int = 0
     events_deleted: int = 0
+    checkpoints: int = 0
 
 
 class WriterThreads:
@@ -87,7 +97,11 @@ class WriterThreads:
     _loop: asyncio.AbstractEventLoop | None
     _conn: sqlite3.Connection | None
     _queue: queue.SimpleQueue[Batch | list[Batch] | object]
-    _checkpoint_wanted: threading.Event
+    _checkpoint_wanted: threading.Event  # set by every commit: there is something to copy
+    _checkpoint_soon: threading.Event  # set when the WAL grew past the bound: ends the pause
+    _wal_bytes: int  # the writer's estimate of what the WAL gained since the last checkpoint
+    _checkpoint_pause: float  # CHECKPOINT_PAUSE (an attribute: tests shorten or lengthen it)
+    _checkpoint_bytes: int  # CHECKPOINT_BYTES (likewise)
     _stopping: threading.Event
     _closing: threading.Event
     _corrupt: threading.Event
@@ -95,8 +109,15 @@ class WriterThreads:
     _last_seq: int
     _event_count: int
     _oldest: int
-    _stats: StoreStats
+    _counts: list[int]  # StoreStats' fields, in order (see ``stats``)
     _failures_in_row: int
+
+    def _init_checkpoints(self) -> None:
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_soon = threading.Event()
+        self._wal_bytes = 0
+        self._checkpoint_pause = CHECKPOINT_PAUSE
+        self._checkpoint_bytes = CHECKPOINT_BYTES
 
     # the loop side's callbacks (defined by SqliteStore)
     def _on_commit(self, seq: int) -> None: ...
@@ -224,14 +245,19 @@ class WriterThreads:
                 log.error(
                     "SQLite store %s: cannot write the seq high-water mark: %s", self.path, error
                 )
-        s = self._stats
-        self._stats = replace(
-            s,
-            transactions=s.transactions + 1,
-            batches=s.batches + len(batches),
-            events=s.events + len(rows),
+        counts = self._counts  # plain ints: a StoreStats copy per commit cost ~10 µs
+        counts[0] += 1
+        counts[1] += len(batches)
+        counts[2] += len(rows)
+        if not self._checkpoint_wanted.is_set():  # (a plain read; set() takes a lock)
+            self._checkpoint_wanted.set()
+        self._wal_bytes += (
+            sum([len(row[5]) for row in rows])
+            + _ROW_BYTES * (len(rows) + len(mutations))
+            + _TRANSACTION_BYTES
         )
-        self._checkpoint_wanted.set()
+        if self._wal_bytes >= self._checkpoint_bytes and not self._checkpoint_soon.is_set():
+            self._checkpoint_soon.set()
         return rows[-1][0] if rows else 0
 
     def _apply_retention(self) -> None:
@@ -265,14 +291,14 @@ class WriterThreads:
             count = self._event_count - deleted
             conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
         self._event_count = count
-        s = self._stats
-        self._stats = replace(
-            s, retention_runs=s.retention_runs + 1, events_deleted=s.events_deleted + deleted
-        )
+        self._counts[3] += 1
+        self._counts[4] += deleted
 
     def _checkpointer_main(self) -> None:
         """PASSIVE checkpoints beside the writer: they never block it (or readers); the WAL
-        restarts from its beginning once a checkpoint has caught up."""
+        restarts from its beginning once a checkpoint has caught up. Throttled: after each it
+        pauses (see ``CHECKPOINT_PAUSE``; the writer cuts the pause short when the WAL grew
+        past the bound), then runs again if anything was committed."""
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._set_sync(conn)
@@ -285,13 +311,17 @@ class WriterThreads:
                 self._checkpoint_wanted.clear()
                 if self._stopping.is_set():
                     break
+                # (a benign race with the writer's addition: the bound is an estimate anyway)
+                self._wal_bytes = 0
+                self._checkpoint_soon.clear()
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:
                     # Not fatal by itself (the data is in the WAL); a full disk also fails the
                     # writer, which is what callers see. One line: it repeats on a full disk.
                     log.warning("SQLite store %s: checkpoint failed: %s", self.path, exc)
-                self._stopping.wait(_CHECKPOINT_PAUSE)  # batch the WAL into fewer checkpoints
+                self._counts[5] += 1
+                self._checkpoint_soon.wait(self._checkpoint_pause)  # close() cuts it short too
         finally:
             conn.close()
 
