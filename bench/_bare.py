@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -73,9 +73,11 @@ def add_echo(server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((handler,))
 
 
-async def serve() -> None:
+async def serve(add: Callable[[grpc.aio.Server], None] = add_echo) -> None:
+    """Serve what ``add`` registers on 127.0.0.1 (a free port, printed as ``PORT n``) until
+    SIGTERM/SIGINT: the bare baselines' servers (this one, ``bench.shape``) run alike."""
     server = grpc.aio.server()
-    add_echo(server)
+    add(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"PORT {port}", flush=True)

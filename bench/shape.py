@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import base64
 import json
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from bench._bare import serve
 from runtime_client.api import catalog_service_pb2 as catalog_pb
 from runtime_client.api import interaction_service_pb2 as interaction_pb
 from runtime_client.api import observation_service_pb2 as observation_pb
@@ -308,21 +308,8 @@ async def count_batches(target: str, concurrency: int, runs: int, text: str) -> 
         return total / (per * concurrency)
 
 
-async def serve(spec: Path) -> None:
-    server = grpc.aio.server()
-    add_shape(server, Shape.load(spec))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"PORT {port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(0)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.shape")
     parser.add_argument("--spec", type=Path, required=True, help="a Shape dumped as JSON")
-    asyncio.run(serve(parser.parse_args().spec))
+    shape = Shape.load(parser.parse_args().spec)
+    asyncio.run(serve(lambda server: add_shape(server, shape)))
