@@ -3,9 +3,13 @@ flags it runs with, and screenshots saved as test artifacts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -17,6 +21,26 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", Path(__file__).resolve().parents[1] / "artifacts"))
+
+
+@contextlib.asynccontextmanager
+async def chromium(*extra_args: str) -> AsyncIterator[Any]:
+    """Debian's chromium under Playwright, with ``CHROMIUM_ARGS`` and ``extra_args``. Without
+    it the test skips, except under CI=true, where it fails (.ci/run installs it)."""
+    if not CHROMIUM.exists():  # noqa: ASYNC240 - one stat, before the browser starts
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args], headless=True
+        )
+        try:
+            yield b
+        finally:
+            await b.close()
 
 
 async def screenshot(page: Any, name: str) -> Path:

@@ -8,32 +8,20 @@ same console opened at 127.0.0.1 works."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from backend_serving import ConsoleFactory
-from browser_support import CHROMIUM, CHROMIUM_ARGS
+from browser_support import chromium
 
 BOUND = 30.0
 
 
 @pytest.fixture
 async def rebound_browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    from playwright.async_api import async_playwright
-
-    args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"]
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium("--host-resolver-rules=MAP rebind.test 127.0.0.1") as b:
+        yield b
 
 
 async def test_a_rebinding_origin_gets_nothing_from_an_open_console(
