@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from runtime_client._convert import ts
 from runtime_client._models import ConfigBundleRef, Page
+from runtime_client._text import request
 from runtime_client.api import config_service_pb2 as config_pb
 from runtime_client.api import config_service_pb2_grpc as config_grpc
 
@@ -98,7 +99,8 @@ class BundleCalls:
         """Store a config bundle (TOML bytes, sent and digested exactly as given). Putting bytes
         already stored under ``id`` answers ``created=False`` (so a retry is harmless);
         ``expected_digest`` that differs from the content's raises DigestMismatch."""
-        req = config_pb.PutConfigBundleRequest(
+        req = request(
+            config_pb.PutConfigBundleRequest,
             id=id,
             content=content,
             media_type=media_type,
@@ -116,8 +118,8 @@ class BundleCalls:
         include_content: bool = False,
     ) -> ConfigBundleContent:
         """A bundle's metadata, and its bytes with ``include_content``."""
-        req = config_pb.GetConfigBundleRequest(
-            id=id, digest=digest, include_content=include_content
+        req = request(
+            config_pb.GetConfigBundleRequest, id=id, digest=digest, include_content=include_content
         )
         resp = await self._unary(self._config_stub.GetConfigBundle, req, safe=True)
         return ConfigBundleContent(config_bundle(resp.bundle), resp.content)
@@ -130,7 +132,9 @@ class BundleCalls:
         id: str = "",
     ) -> Page[ConfigBundle]:
         """One page by id, then digest; ``id`` lists that id's versions only."""
-        req = config_pb.ListConfigBundlesRequest(page_size=page_size, page_token=page_token, id=id)
+        req = request(
+            config_pb.ListConfigBundlesRequest, page_size=page_size, page_token=page_token, id=id
+        )
         resp = await self._unary(self._config_stub.ListConfigBundles, req, safe=True)
         return Page(
             tuple(config_bundle(b) for b in resp.bundles),
@@ -140,5 +144,5 @@ class BundleCalls:
 
     async def delete_bundle(self, id: str, digest: str) -> None:
         """Remove a bundle; ConfigBundleInUse while a worker (not yet deleted) references it."""
-        req = config_pb.DeleteConfigBundleRequest(id=id, digest=digest)
+        req = request(config_pb.DeleteConfigBundleRequest, id=id, digest=digest)
         await self._unary(self._config_stub.DeleteConfigBundle, req)

@@ -42,6 +42,7 @@ from runtime_client._models import (
 )
 from runtime_client._retry import DEFAULT_RETRY, RetryPolicy
 from runtime_client._streams import DEFAULT_BACKOFF, Backoff, StreamCalls
+from runtime_client._text import check_unicode, request
 from runtime_client._tls import PathLike, channel_credentials
 from runtime_client.api import (
     catalog_service_pb2 as catalog_pb,
@@ -257,6 +258,7 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
         self, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Diagnostic]:
         """Newest first."""
+        check_unicode(page_token=page_token)
         req = management_pb.ListDiagnosticsRequest(page_size=page_size, page_token=page_token)
         return _convert.diagnostics_page(
             await self._unary(self._management.ListDiagnostics, req, safe=True)
@@ -272,6 +274,7 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
         self, *, worker_id: str = "", page_size: int = 0, page_token: str = ""
     ) -> Page[WorkspaceClaim]:
         """The allocation manager's claims: paths live workers hold, read-only or read-write."""
+        check_unicode(worker_id=worker_id, page_token=page_token)
         req = management_pb.ListWorkspaceClaimsRequest(
             worker_id=worker_id, page_size=page_size, page_token=page_token
         )
@@ -316,7 +319,7 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
         return _convert.created(resp)
 
     async def get_worker(self, worker_id: str) -> Worker:
-        req = catalog_pb.GetWorkerRequest(worker_id=worker_id)
+        req = request(catalog_pb.GetWorkerRequest, worker_id=worker_id)
         return _convert.worker((await self._unary(self._catalog.GetWorker, req, safe=True)).worker)
 
     async def list_workers(
@@ -354,11 +357,11 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
 
     async def stop_worker(self, worker_id: str, *, reason: str = "") -> Worker:
         """Cancel the active run, drop queued inputs; idempotent."""
-        req = catalog_pb.StopWorkerRequest(worker_id=worker_id, reason=reason)
+        req = request(catalog_pb.StopWorkerRequest, worker_id=worker_id, reason=reason)
         return _convert.worker((await self._unary(self._catalog.StopWorker, req, safe=True)).worker)
 
     async def delete_worker(self, worker_id: str) -> None:
-        req = catalog_pb.DeleteWorkerRequest(worker_id=worker_id)
+        req = request(catalog_pb.DeleteWorkerRequest, worker_id=worker_id)
         await self._unary(self._catalog.DeleteWorker, req, safe=True, gone_is_done=True)
 
     # --- InteractionService -------------------------------------------------------------------
@@ -382,11 +385,11 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
 
     async def cancel_run(self, run_id: str) -> Run:
         """Idempotent; the run ends CANCELLED unless it already finished."""
-        req = interaction_pb.CancelRunRequest(run_id=run_id)
+        req = request(interaction_pb.CancelRunRequest, run_id=run_id)
         return _convert.run((await self._unary(self._interaction.CancelRun, req, safe=True)).run)
 
     async def get_run(self, run_id: str) -> Run:
-        req = interaction_pb.GetRunRequest(run_id=run_id)
+        req = request(interaction_pb.GetRunRequest, run_id=run_id)
         return _convert.run((await self._unary(self._interaction.GetRun, req, safe=True)).run)
 
     # --- ObservationService -------------------------------------------------------------------
@@ -394,6 +397,7 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
     async def get_transcript(
         self, worker_id: str, *, page_size: int = 0, page_token: str = ""
     ) -> TranscriptPage:
+        check_unicode(worker_id=worker_id, page_token=page_token)
         req = observation_pb.GetTranscriptRequest(
             worker_id=worker_id, page_size=page_size, page_token=page_token
         )
@@ -418,6 +422,7 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
         self, *, after_seq: int = 0, worker_id: str = "", page_size: int = 0
     ) -> EventsPage:
         """Poll the log: events with seq > ``after_seq`` (0 = from the oldest retained)."""
+        check_unicode(worker_id=worker_id)
         req = observation_pb.ListEventsRequest(
             worker_id=worker_id, after_seq=after_seq, page_size=page_size
         )
@@ -425,5 +430,5 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
 
     async def get_usage(self, worker_id: str = "") -> UsageSummary:
         """Usage of one worker, or of the whole Runtime when ``worker_id`` is empty."""
-        req = observation_pb.GetUsageRequest(worker_id=worker_id)
+        req = request(observation_pb.GetUsageRequest, worker_id=worker_id)
         return _convert.usage_summary(await self._unary(self._observation.GetUsage, req, safe=True))

@@ -68,6 +68,7 @@ from runtime_client._models import (
     Workspace,
     WorkspaceClaim,
 )
+from runtime_client._text import check_unicode
 from runtime_client.api import catalog_service_pb2 as catalog_pb
 from runtime_client.api import interaction_service_pb2 as interaction_pb
 from runtime_client.api import management_service_pb2 as management_pb
@@ -435,6 +436,11 @@ def create_worker_request(
     initial_input: str,
     capabilities: Sequence[str] = (),
 ) -> catalog_pb.CreateWorkerRequest:
+    check_unicode(
+        worker_id=worker_id, profile=profile, display_name=display_name, labels=labels,
+        request_id=request_id, workspace=workspace, config_bundle=config_bundle,
+        initial_input=initial_input, capabilities=capabilities,
+    )  # fmt: skip
     req = catalog_pb.CreateWorkerRequest(
         worker_id=worker_id,
         profile=profile,
@@ -462,6 +468,7 @@ def list_workers_request(
     state: WorkerState | None,
     labels: Mapping[str, str] | None,
 ) -> catalog_pb.ListWorkersRequest:
+    check_unicode(page_token=page_token, labels=labels)
     return catalog_pb.ListWorkersRequest(
         page_size=page_size,
         page_token=page_token,
@@ -473,6 +480,7 @@ def list_workers_request(
 def send_input_request(
     *, worker_id: str, text: str, request_id: str, busy_policy: BusyPolicy
 ) -> interaction_pb.SendInputRequest:
+    check_unicode(worker_id=worker_id, text=text, request_id=request_id)
     return interaction_pb.SendInputRequest(
         worker_id=worker_id,
         text=text,

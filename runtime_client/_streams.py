@@ -20,6 +20,7 @@ import grpc.aio
 
 from runtime_client import _convert
 from runtime_client._models import Event, Run, RunFinished, RuntimeInfo, WorkerDeleted
+from runtime_client._text import check_unicode
 from runtime_client.api import observation_service_pb2 as observation_pb
 from runtime_client.errors import (
     CursorExpired,
@@ -140,6 +141,7 @@ class StreamCalls:
         ``resume`` it raises that RuntimeDraining. ``on_retry(error, delay_s)`` is called before
         each wait to reconnect (e.g. to tell a user "waiting for server").
         """
+        check_unicode(worker_id=worker_id, payload_types=payload_types)
         obs = self._observation
         start: Any = obs.SubscribeEventBatches if batched else obs.SubscribeEvents
         metadata = self._metadata

@@ -43,7 +43,7 @@ from runtime_server.runtime._bundle_format import (
 )
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import ConfigError, Profile
-from runtime_server.runtime._validation import check_len
+from runtime_server.runtime._validation import check_len, check_unicode
 from runtime_server.store import (
     DeleteConfigBundle,
     Mutation,
@@ -205,6 +205,9 @@ class ConfigBundles:
         annotations: Mapping[str, str] | None = None,
     ) -> tuple[ConfigBundle, bool]:
         """Store a bundle; ``(bundle, created)`` (created False: these bytes were already here)."""
+        check_unicode(
+            id=id, media_type=media_type, expected_digest=expected_digest, annotations=annotations
+        )
         bundle_id = id
         rt = self._rt
         log_ = rt._check_serving()
@@ -259,6 +262,7 @@ class ConfigBundles:
         include_content: bool = False,
     ) -> BundleContent:
         """A bundle's metadata, and its bytes if asked for."""
+        check_unicode(id=id, digest=digest)
         bundle_id = id
         key = self._key(bundle_id, digest)
         bundle = self._index.get(key)
@@ -280,6 +284,7 @@ class ConfigBundles:
         id: str = "",
     ) -> Page[ConfigBundle]:
         """One page of bundles by id, then digest (optionally one id's versions)."""
+        check_unicode(page_token=page_token, id=id)
         bundle_id = id
         rt = self._rt
         size = rt._page_size(page_size)
@@ -299,6 +304,7 @@ class ConfigBundles:
 
     async def delete_bundle(self, id: str, digest: str) -> None:
         """Remove a bundle; refused while a worker references it."""
+        check_unicode(id=id, digest=digest)
         bundle_id = id
         rt = self._rt
         log_ = rt._check_serving()

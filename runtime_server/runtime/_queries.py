@@ -41,6 +41,7 @@ from runtime_server.runtime._request_limits import (
 from runtime_server.runtime._storewatch import StoreState, StoreStateListener
 from runtime_server.runtime._validation import (
     check_labels,
+    check_unicode,
 )
 from runtime_server.runtime._waiting import wait_for_run
 
@@ -117,6 +118,7 @@ class RuntimeQueries(RuntimeCore):
         self, *, worker_id: str = "", page_size: int = 0, page_token: str = ""
     ) -> Page[Claim]:
         """Claims of live workers (ordered by worker creation), optionally of one worker."""
+        check_unicode(worker_id=worker_id, page_token=page_token)
         if worker_id:
             worker_id = self._host(worker_id).worker.worker_id
         check_page_token(page_token, self._limits)
@@ -134,12 +136,14 @@ class RuntimeQueries(RuntimeCore):
     ) -> Page[Diagnostic]:
         """One page of the diagnostics ring, newest first (bounded by diagnostics_capacity; it
         survives restarts with a persistent store)."""
+        check_unicode(page_token=page_token)
         return self._diagnostics.page(self._page_size(page_size), page_token, self._page_bytes)
 
     # --- workers and runs ---
 
     async def get_worker(self, worker_id: str) -> Worker:
         """The worker as it is now."""
+        check_unicode(worker_id=worker_id)
         return self._host(worker_id).snapshot()
 
     async def list_workers(
@@ -152,6 +156,7 @@ class RuntimeQueries(RuntimeCore):
     ) -> Page[Worker]:
         """One page of workers by id; ``state``/``labels`` filter (a worker must carry all the
         labels)."""
+        check_unicode(page_token=page_token, labels=labels)
         size = self._page_size(page_size)
         check_page_token(page_token, self._limits)
         after = decode_token(page_token, "w") if page_token else ""
@@ -202,6 +207,7 @@ class RuntimeQueries(RuntimeCore):
             return await wait_for_run(self._require_log(), self._get_run, run_id)
 
     def _get_run(self, run_id: str) -> Run:
+        check_unicode(run_id=run_id)
         check_id("run_id", run_id, self._limits)
         return self._book.get(run_id)
 
@@ -212,6 +218,7 @@ class RuntimeQueries(RuntimeCore):
     ) -> TranscriptPage:
         """One page of the worker's committed history, oldest first (older entries are read
         from the store), with the cursor to subscribe after (runtime._transcript_seq)."""
+        check_unicode(worker_id=worker_id, page_token=page_token)
         log_ = self._require_log()
         host = self._host(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
@@ -251,6 +258,7 @@ class RuntimeQueries(RuntimeCore):
     ) -> EventsPage:
         """Poll the log: committed events with seq > ``after_seq`` (0 = from the oldest
         retained), optionally of one worker."""
+        check_unicode(worker_id=worker_id)
         log_ = self._require_log()
         if after_seq < 0:
             raise errors.InvalidArgument("after_seq", "must be >= 0")
@@ -274,6 +282,7 @@ class RuntimeQueries(RuntimeCore):
         ends when the Runtime closes and raises SubscriberLagging if it falls more than
         ``subscriber_buffer_events`` behind; ``close()`` it when leaving early. ``payload_types``
         keeps only those payload kinds (see runtime._payload_filter)."""
+        check_unicode(worker_id=worker_id, payload_types=payload_types)
         kinds = payload_kinds(payload_types)
         log_ = self._require_log()
         if after_seq < 0:
@@ -294,6 +303,7 @@ class RuntimeQueries(RuntimeCore):
     async def get_usage(self, worker_id: str = "") -> UsageSummary:
         """Usage of one worker (or of the whole runtime) and the number of runs it covers, with
         the runtime's lifetime totals (see :class:`UsageSummary`)."""
+        check_unicode(worker_id=worker_id)
         if worker_id:
             host = self._host(worker_id)
             usage = host.usage_so_far()

@@ -76,6 +76,7 @@ from runtime_server.runtime._validation import (
     check_labels,
     check_len,
     check_request_id,
+    check_unicode,
     check_workspace,
 )
 from runtime_server.store import (
@@ -154,6 +155,11 @@ class Runtime(RuntimeQueries):
     ) -> Created:
         """Create a worker (profile "" = the built-in ``echo``), optionally starting a run on
         ``initial_input``. Repeating a ``request_id`` returns the first result."""
+        check_unicode(
+            worker_id=worker_id, profile=profile, display_name=display_name, labels=labels,
+            request_id=request_id, workspace=workspace, config_bundle=config_bundle,
+            initial_input=initial_input, capabilities=capabilities,
+        )  # fmt: skip
         log_ = self._check_serving()
         lim = self._limits
         labels = dict(labels or {})
@@ -254,6 +260,7 @@ class Runtime(RuntimeQueries):
     async def stop_worker(self, worker_id: str, *, reason: str = "") -> Worker:
         """Cancel the active run (keeping its partial answer), drop queued inputs, stop the worker
         for good. Idempotent; concurrent calls all answer once the stop is committed."""
+        check_unicode(worker_id=worker_id, reason=reason)
         reason = reason or "stopped by request"
         self._require_log()
         host = self._host(worker_id)
@@ -265,6 +272,7 @@ class Runtime(RuntimeQueries):
     async def delete_worker(self, worker_id: str) -> None:
         """Stop the worker and remove it with its transcript, runs and keys (its events age out
         with the log; its usage stays in the lifetime totals)."""
+        check_unicode(worker_id=worker_id)
         log_ = self._require_log()
         host = self._host(worker_id)
         worker_id = host.worker.worker_id
@@ -300,6 +308,7 @@ class Runtime(RuntimeQueries):
     ) -> Accepted:
         """Start (or queue, or interrupt with) a run. ``Accepted.seq`` is the seq of its RunQueued
         event: subscribe with ``after_seq=accepted.seq`` to see everything the run does."""
+        check_unicode(worker_id=worker_id, text=text, request_id=request_id)
         check_request_id(request_id, self._limits)
         return await self._send_input(worker_id, text, request_id, busy_policy)
 
