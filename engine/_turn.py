@@ -305,6 +305,10 @@ async def _run_tools(
 def _commit_result(
     call: ToolCall, text: str, is_error: bool, commit: Callable[[Message], None], emit: Emit
 ) -> None:
+    # A tool's text can hold a lone surrogate (a file name that is not UTF-8, decoded with
+    # surrogateescape; a path the model sent as a "\udcff" escape, echoed back): made valid
+    # here, once, or the next request's JSON body cannot be encoded and the run fails.
+    text = valid_text(text)
     emit(ToolCallFinished(call.call_id, call.name, text, is_error))
     commit(
         Message(
