@@ -7,6 +7,12 @@ reasoning blocks), and timestamps are quantised exactly as a protobuf ``Timestam
 quantises them (whole seconds plus whole nanoseconds), so an embedded and a remote answer for the
 same state compare equal. Enum tables are built once, by member name, so an enum member added on
 one side and not the other fails at import.
+
+Free text is made valid Unicode (``_text``: a lone surrogate becomes U+FFFD, as the gRPC edge's
+``wire_safe`` sends it): the Runtime refuses such text in requests and the engine repairs what
+providers and tools produce, but a store written by an earlier version can hold some, and an
+embedded caller got it raw: a string its own JSON encoder (the Backend's console) could not
+write, where a remote caller got U+FFFD.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, TypeVar
 
 import engine
 import runtime_client as c
+from engine.wire import valid_text as _text
 from runtime_server import errors
 from runtime_server import model as m
 from runtime_server import runtime as rt
@@ -95,7 +102,7 @@ def worker(w: m.Worker) -> c.Worker:
         runtime_id=w.runtime_id,
         state=_WORKER_STATE[w.state],
         profile=w.profile,
-        display_name=w.display_name,
+        display_name=_text(w.display_name),
         labels=dict(w.labels),
         active_run_id=w.active_run_id,
         created_at=ts(w.created_at),
@@ -119,7 +126,7 @@ def run(r: m.Run) -> c.Run:
         started_at=ts(r.started_at),
         finished_at=ts(r.finished_at),
         usage=usage(r.usage),
-        error=c.RunError(code=r.error.code, message=r.error.message) if r.error else None,
+        error=c.RunError(code=r.error.code, message=_text(r.error.message)) if r.error else None,
         stop_reason=r.stop_reason,
     )
 
@@ -127,10 +134,10 @@ def run(r: m.Run) -> c.Run:
 def message(msg: engine.Message) -> c.Message:
     return c.Message(
         role=_ROLE[msg.role],
-        text=msg.text,
-        reasoning=msg.reasoning,
+        text=_text(msg.text),
+        reasoning=_text(msg.reasoning),
         tool_calls=tuple(
-            c.ToolCall(call_id=x.call_id, name=x.name, arguments=x.arguments)
+            c.ToolCall(call_id=x.call_id, name=x.name, arguments=_text(x.arguments))
             for x in msg.tool_calls
         ),
         tool_call_id=msg.tool_call_id,
@@ -156,7 +163,7 @@ def diagnostic(d: m.Diagnostic) -> c.Diagnostic:
     return c.Diagnostic(
         level=_LEVEL[d.level],
         code=d.code,
-        message=d.message,
+        message=_text(d.message),
         time=ts(d.time),
         worker_id=d.worker_id,
         run_id=d.run_id,
@@ -239,8 +246,8 @@ def runtime_info(info: rt.RuntimeInfo) -> c.RuntimeInfo:
 _WORKER_DELETED = c.WorkerDeleted()
 
 _PAYLOAD: dict[type, Callable[[Any], c.Payload]] = {
-    m.TextDelta: lambda p: c.TextDelta(text=p.text),
-    m.ReasoningDelta: lambda p: c.ReasoningDelta(text=p.text),
+    m.TextDelta: lambda p: c.TextDelta(text=_text(p.text)),
+    m.ReasoningDelta: lambda p: c.ReasoningDelta(text=_text(p.text)),
     m.WorkerCreated: lambda p: c.WorkerCreated(worker=worker(p.worker)),
     m.WorkerStateChanged: lambda p: c.WorkerStateChanged(
         previous=_WORKER_STATE[p.previous], state=_WORKER_STATE[p.state]
@@ -249,16 +256,16 @@ _PAYLOAD: dict[type, Callable[[Any], c.Payload]] = {
     m.RunStarted: lambda p: c.RunStarted(run=run(p.run)),
     m.InputCommitted: lambda p: c.InputCommitted(entry=entry(p.entry)),
     m.ToolCallStarted: lambda p: c.ToolCallStarted(
-        call_id=p.call_id, tool_name=p.tool_name, arguments=p.arguments
+        call_id=p.call_id, tool_name=p.tool_name, arguments=_text(p.arguments)
     ),
     m.ToolCallFinished: lambda p: c.ToolCallFinished(
-        call_id=p.call_id, tool_name=p.tool_name, result=p.result, is_error=p.is_error
+        call_id=p.call_id, tool_name=p.tool_name, result=_text(p.result), is_error=p.is_error
     ),
     m.MessageCommitted: lambda p: c.MessageCommitted(entry=entry(p.entry)),
     m.UsageReported: lambda p: c.UsageReported(usage=usage(p.usage)),
-    m.PartialDiscarded: lambda p: c.PartialDiscarded(reason=p.reason),
+    m.PartialDiscarded: lambda p: c.PartialDiscarded(reason=_text(p.reason)),
     m.RunFinished: lambda p: c.RunFinished(run=run(p.run)),
-    m.WorkerStopped: lambda p: c.WorkerStopped(reason=p.reason),
+    m.WorkerStopped: lambda p: c.WorkerStopped(reason=_text(p.reason)),
     m.WorkerDeleted: lambda p: _WORKER_DELETED,
     m.Diagnostic: diagnostic,
 }

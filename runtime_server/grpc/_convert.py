@@ -103,6 +103,7 @@ def usage(u: engine.Usage) -> pb.Usage:
     )
 
 
+@wire_safe  # a display name an earlier version stored with a lone surrogate
 def worker(w: m.Worker) -> pb.Worker:
     out = pb.Worker(
         worker_id=w.worker_id,

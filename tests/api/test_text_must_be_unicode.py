@@ -14,6 +14,7 @@ Every call runs through a real grpc.aio server with the real client and through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,9 @@ import pytest
 import runtime_client as rc
 from runtime_client.errors import InvalidArgument, RuntimeServiceError
 from runtime_server.embedded import EmbeddedRuntime
+from runtime_server.model import DiagnosticLevel, Event, Worker, WorkerCreated, WorkerState
 from runtime_server.runtime import StoreState, parse_config
-from runtime_server.store import SqliteStore
+from runtime_server.store import PutWorker, SqliteStore
 
 if TYPE_CHECKING:
     from serving import Served, ServeFactory
@@ -180,3 +182,54 @@ async def test_an_embedded_sqlite_runtime_stays_writable_and_other_runs_go_on(
         assert finished.state is rc.RunState.COMPLETED
         assert rt.runtime.info().store_state is StoreState.OK
         assert (await rt.send_input(victim, "still fine")).run.worker_id == victim
+
+
+async def test_text_an_earlier_version_stored_reads_alike_on_both_paths(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """A store written before the check can hold such text (here a display name; a diagnostic
+    can quote one): the gRPC edge sends U+FFFD for it, and the embedded handle now does too
+    (it returned the raw surrogate)."""
+    path = tmp_path / "runtime.sqlite3"
+    runtime_id, worker_id = "01a1fea1-0000-7000-8000-00000000abcd", W
+    store = SqliteStore(path)
+    await store.open(runtime_id)
+    legacy = Worker(
+        worker_id=worker_id,
+        runtime_id=runtime_id,
+        state=WorkerState.IDLE,
+        profile="echo",
+        display_name="legacy \udc80 name",
+        labels={},
+        created_at=1_700_000_000.0,
+    )
+    store.write(
+        [Event(1, 1_700_000_000.0, worker_id, "", WorkerCreated(legacy))], [PutWorker(legacy)]
+    )
+    await store.flush()
+    await store.close()
+
+    served = await serve(store=SqliteStore(path))
+    embedded = EmbeddedRuntime(served.runtime)
+    served.runtime.diagnose(DiagnosticLevel.WARNING, "LEGACY", "quoted \ud800 text", worker_id=worker_id)
+    for call in (
+        lambda h: h.get_worker(worker_id),
+        lambda h: h.list_workers(),
+        lambda h: h.list_events(after_seq=0),
+        lambda h: h.list_diagnostics(),
+    ):
+        remote, local = await outcome(call, served.client), await outcome(call, embedded)
+        assert remote[0] == "ok", remote
+        assert _without_raw(remote[1]) == _without_raw(local[1])
+    worker = await embedded.get_worker(worker_id)
+    assert worker.display_name == "legacy \ufffd name"
+    diagnostics = (await embedded.list_diagnostics()).items
+    assert any(d.message == "quoted \ufffd text" for d in diagnostics)
+    await embedded.close()
+
+
+def _without_raw(value: Any) -> Any:
+    """Events compare without ``raw`` (the wire message; None embedded)."""
+    if isinstance(value, rc.EventsPage):
+        return [dataclasses.replace(e, raw=None) for e in value.events]
+    return value
