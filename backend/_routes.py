@@ -9,19 +9,18 @@ Backend routes through the registry, so no runtime address reaches a page.
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from backend._bundle_routes import bundle_ref, bundles_view, place_bundle
 from backend.errors import ApiError, error_response, from_client_error
-from backend.security import COOKIE, session_value
+from backend.security import COOKIE, same_secret, session_value
 from backend.service import Backend
-from backend.views import runtime_view, to_json
+from backend.views import JSONResponse, runtime_view, to_json
 from runtime_client import BusyPolicy
 from runtime_client.errors import ProfileNotFound, RuntimeServiceError
 
@@ -100,7 +99,7 @@ def _str(data: Mapping[str, Any], key: str, *, required: bool = False, limit: in
 async def session(request: Request) -> Response:
     token = backend_of(request).config.token
     cookie = request.cookies.get(COOKIE, "")
-    authed = token is None or hmac.compare_digest(cookie, session_value(token))
+    authed = token is None or same_secret(cookie, session_value(token))
     return JSONResponse({"auth_required": token is not None, "authenticated": authed})
 
 
@@ -111,7 +110,7 @@ async def login(request: Request) -> Response:
     given = _str(data, "token", required=True, limit=1000)
     if token is None:
         return Response(status_code=204)
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not same_secret(given, token):
         raise ApiError(401, "UNAUTHENTICATED", "wrong token")
     resp = Response(status_code=204)
     resp.set_cookie(

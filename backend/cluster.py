@@ -176,10 +176,13 @@ def _stop(children: list[Child], grace: float) -> None:
 
 def _start(args: argparse.Namespace, children: list[Child], stop: threading.Event) -> str:
     base: Path = args.base_dir.resolve()
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)  # the token, logs and data: private
     token_file = base / "runtime.token"
     token = secrets.token_urlsafe(32)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # a new file each start: an older one (or a link put in its place) keeps its own mode
+    token_file.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(token_file, flags, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(token + "\n")
     env = _child_env()

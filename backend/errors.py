@@ -20,9 +20,11 @@ anything else          502     the runtime failed (never the caller's fault)
 =====================  ======  ==============================================================
 
 What a runtime said may name its address (a transport error text such as "failed to connect to
-127.0.0.1:50051"); the browser must never see a runtime address, token or provider URL, so for
-UNAVAILABLE / DEADLINE_EXCEEDED / internal failures the message is a fixed sentence, and any
-message kept is scrubbed of URLs and HOST:PORT pairs (``scrub``).
+127.0.0.1:50051") or a host path (STORE_FAILURE's metadata ``path`` is the SQLite file); the
+browser must never see a runtime address, token, provider URL or host path, so for UNAVAILABLE /
+DEADLINE_EXCEEDED / internal failures the message is a fixed sentence and internal failures carry
+no metadata, path-valued metadata (``path``, ``held_path``) is left out, and any message or value
+kept is scrubbed of URLs, HOST:PORT pairs and absolute paths (``scrub``).
 """
 
 from __future__ import annotations
@@ -65,9 +67,16 @@ _HOSTPORT = re.compile(
 )
 
 
+# an absolute path of two or more components (/srv/data/runtime.sqlite3), not "a/b" or "1/2"
+_PATH = re.compile(r"(?<![\w./<>-])(?:/[\w.@%+~-]+){2,}/?")
+# metadata whose value is a host path (STORE_FAILURE, WORKSPACE_CONFLICT): never shown
+_HOST_KEYS = frozenset({"path", "held_path"})
+
+
 def scrub(text: str) -> str:
-    """``text`` without URLs and HOST:PORT pairs (runtime targets, provider base URLs)."""
-    return _HOSTPORT.sub("<address>", _URL.sub("<url>", text))
+    """``text`` without URLs, HOST:PORT pairs (runtime targets, provider base URLs) and absolute
+    paths (the runtime's files)."""
+    return _PATH.sub("<path>", _HOSTPORT.sub("<address>", _URL.sub("<url>", text)))
 
 
 class ApiError(Exception):
@@ -98,7 +107,9 @@ class ApiError(Exception):
 def from_client_error(exc: RuntimeServiceError) -> ApiError:
     status = _HTTP.get(exc.code, 502)
     message = _FIXED.get(status) or scrub(exc.message)
-    metadata = {k: scrub(v) for k, v in exc.metadata.items()}
+    metadata = {k: scrub(v) for k, v in exc.metadata.items() if k not in _HOST_KEYS}
+    if status == 502:
+        metadata = {}  # the runtime's internals (a store state, a file): nothing for a browser
     reason = exc.reason
     if status == 502 and exc.code is StatusCode.UNAUTHENTICATED:
         reason = "RUNTIME_AUTH_FAILED"  # the Backend's credentials, not the browser's

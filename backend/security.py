@@ -37,13 +37,29 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["COOKIE", "CSRF_HEADER", "SecurityMiddleware", "host_allowed", "session_value"]
+__all__ = [
+    "COOKIE",
+    "CSRF_HEADER",
+    "SecurityMiddleware",
+    "host_allowed",
+    "same_secret",
+    "session_value",
+]
 
 COOKIE = "worker_console_session"
 CSRF_HEADER = "x-worker-console"
 CSP = "default-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _OPEN_API = {"/api/login", "/api/session"}
+
+
+def same_secret(given: str, secret: str) -> bool:
+    """``given == secret`` in constant time, for any text a client sends: compared as bytes
+    (``hmac.compare_digest`` raises TypeError for a ``str`` with non-ASCII characters, and
+    ``encode()`` for a lone surrogate a JSON body can carry — each was a 500 with a traceback)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass")
+    )
 
 
 def session_value(token: str) -> str:
@@ -148,7 +164,7 @@ class SecurityMiddleware:
             self._session is not None
             and is_api
             and path not in _OPEN_API
-            and not hmac.compare_digest(_cookie(headers), self._session)
+            and not same_secret(_cookie(headers), self._session)
         ):
             await _deny(send_secured, 401, "UNAUTHENTICATED", "log in first")
             return

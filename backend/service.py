@@ -108,7 +108,8 @@ class Backend:
         limits = limits_from(rconfig.limits)
         store: Store
         if cfg.store == "sqlite":
-            await asyncio.to_thread(Path(cfg.data_dir).mkdir, parents=True, exist_ok=True)
+            # private (0700): the embedded runtime's transcripts are the users' data
+            await asyncio.to_thread(Path(cfg.data_dir).mkdir, 0o700, parents=True, exist_ok=True)
             store = SqliteStore(
                 Path(cfg.data_dir) / "runtime.sqlite3",
                 retention_events=limits.event_retention_events,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.errors import ApiError
+from backend.views import utf8
 
 __all__ = ["Frame", "StreamSlots", "encode", "parse_cursor", "with_heartbeats"]
 
@@ -54,7 +55,7 @@ def encode(frame: Frame) -> bytes:
     if frame.id is not None:
         lines.append(f"id: {frame.id}")
     lines.append("data: " + json.dumps(frame.data, separators=(",", ":"), ensure_ascii=False))
-    return ("\n".join(lines) + "\n\n").encode()
+    return utf8("\n".join(lines) + "\n\n")
 
 
 HEARTBEAT = b": hb\n\n"

@@ -7,7 +7,10 @@ edits here), with two exceptions decided here, because the browser must never se
 - free text a runtime writes about failures (diagnostic messages, run error messages) is
   scrubbed of URLs and HOST:PORT pairs (a provider's base URL, a runtime's address).
 
-Model and user text are passed as they are: the page renders them as text, never as HTML.
+Model and user text are passed as they are: the page renders them as text, never as HTML. A
+string UTF-8 cannot encode (a lone surrogate, in text an earlier version stored) is written with
+U+FFFD in its place (:func:`utf8`), as the gRPC edge sends it: one such string made every answer
+that included it a 500, and broke a worker's event stream at that event on every reconnect.
 Runtime statuses are built field by field from what the page needs (never the target or token).
 """
 
@@ -21,11 +24,28 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from starlette import responses
+
 from backend.errors import scrub
 
-__all__ = ["event_frame_bytes", "event_view", "runtime_view", "to_json"]
+__all__ = ["JSONResponse", "event_frame_bytes", "event_view", "runtime_view", "to_json", "utf8"]
 
 _SKIP = frozenset({"raw", "workspace"})
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, any lone surrogate as U+FFFD (only text that needs it pays)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
+
+
+class JSONResponse(responses.JSONResponse):
+    """Starlette's JSON answer, written with :func:`utf8` (Starlette's raises on a surrogate)."""
+
+    def render(self, content: Any) -> bytes:
+        return utf8(json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
 
 
 def to_json(obj: Any) -> Any:
@@ -103,7 +123,7 @@ def event_frame_bytes(event: Any) -> bytes:
         )
     else:
         data = _dumps(event_view(event))
-    return f"id: {event.seq}\ndata: {data}\n\n".encode()
+    return utf8(f"id: {event.seq}\ndata: {data}\n\n")
 
 
 def runtime_view(status: Any) -> dict[str, Any]:

@@ -54,3 +54,22 @@ def test_scrub_removes_urls_and_host_ports_but_keeps_words() -> None:
     text = "provider http://127.0.0.1:8123/v1/chat failed; runtime lab.internal:50051 down at 12:30"
     out = scrub(text)
     assert out == "provider <url> failed; runtime <address> down at 12:30"
+
+
+def test_no_host_path_reaches_the_browser() -> None:
+    """STORE_FAILURE names the SQLite file in its metadata and message; WORKSPACE_CONFLICT names
+    the paths of both workers. Before, both went to the browser as they were."""
+    store = e.StoreFailure(
+        "SQLite store '/srv/wr/data/runtime.sqlite3' failed to write (disk full)",
+        metadata={"path": "/srv/wr/data/runtime.sqlite3"},
+    )
+    conflict = e.WorkspaceConflict(
+        "workspace.root: /srv/projects/app overlaps /srv/projects held by w2",
+        metadata={"field": "workspace.root", "path": "/srv/projects/app", "held_path": "/srv/x"},
+    )
+    for exc in (store, conflict):
+        body = bytes(error_response(from_client_error(exc)).body).decode()
+        assert "/srv" not in body, body
+    assert from_client_error(store).metadata == {}
+    assert from_client_error(conflict).metadata == {"field": "workspace.root"}
+    assert scrub("read /etc/passwd and a/b, 1/2") == "read <path> and a/b, 1/2"
