@@ -119,6 +119,16 @@ async def login(request: Request) -> Response:
     return resp
 
 
+@api
+async def logout(request: Request) -> Response:
+    """Ends this browser's session: the cookie is cleared (a POST, so it needs the CSRF header
+    like every change). The session value is derived from the token, so a copy of the cookie
+    kept elsewhere stays valid until the token changes: changing it logs every session out."""
+    resp = Response(status_code=204)
+    resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return resp
+
+
 # --- runtimes and workers ---------------------------------------------------------------------
 
 

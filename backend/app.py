@@ -49,6 +49,7 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
         Route("/metrics", metrics_endpoint),
         Route("/api/session", r.session),
         Route("/api/login", r.login, methods=["POST"]),
+        Route("/api/logout", r.logout, methods=["POST"]),
         Route("/api/runtimes", r.runtimes),
         Route("/api/workers", r.workers),
         Route("/api/workers", r.create_worker, methods=["POST"]),

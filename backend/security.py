@@ -50,7 +50,7 @@ COOKIE = "worker_console_session"
 CSRF_HEADER = "x-worker-console"
 CSP = "default-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-_OPEN_API = {"/api/login", "/api/session"}
+_OPEN_API = {"/api/login", "/api/logout", "/api/session"}
 
 
 def same_secret(given: str, secret: str) -> bool:
