@@ -306,7 +306,9 @@ def write_atomic(r: Resolved, data: bytes, *, check: Callable[[], None] | None =
     and fsynced, then ``renameat`` over the name and the directory fsynced. Readers see the old or
     the new content, never a mix. Returns whether the file existed before."""
     st = _stat_regular(r, missing_ok=True)
-    mode = stat.S_IMODE(st.st_mode) if st is not None else 0o644
+    # the permission bits only: set-user-ID, set-group-ID and sticky never survive a rewrite
+    # (as the kernel drops them on a write), or the model could write a new set-user-ID program
+    mode = stat.S_IMODE(st.st_mode) & 0o777 if st is not None else 0o644
     if check is not None:
         check()
     try:
