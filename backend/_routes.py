@@ -113,8 +113,11 @@ async def login(request: Request) -> Response:
     if not same_secret(given, token):
         raise ApiError(401, "UNAUTHENTICATED", "wrong token")
     resp = Response(status_code=204)
+    # Secure when the browser came over HTTPS (a TLS proxy in front, telling uvicorn with
+    # X-Forwarded-Proto from a trusted address): the cookie then never goes over plain HTTP
+    secure = request.url.scheme == "https"
     resp.set_cookie(
-        COOKIE, session_value(token), httponly=True, samesite="strict", path="/", secure=False
+        COOKIE, session_value(token), httponly=True, samesite="strict", path="/", secure=secure
     )
     return resp
 

@@ -25,3 +25,17 @@ async def test_logout_ends_the_session(console: ConsoleFactory) -> None:
     assert "max-age=0" in cleared
     assert (await c.call("GET", "/api/workers")).status_code == 401
     assert (await c.call("GET", "/api/session")).json()["authenticated"] is False
+
+
+async def test_the_cookie_is_secure_behind_an_https_proxy(console: ConsoleFactory) -> None:
+    """Behind a TLS-terminating proxy on this host (uvicorn trusts X-Forwarded-Proto from
+    127.0.0.1), the session cookie is marked Secure; over plain HTTP it cannot be."""
+    token = "console-tok-secure-2"
+    c = await console(token=token)
+    plain = await c.call("POST", "/api/login", json={"token": token})
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    proxied = await c.call(
+        "POST", "/api/login", json={"token": token}, headers={"x-forwarded-proto": "https"}
+    )
+    assert proxied.status_code == 204
+    assert "; secure" in proxied.headers["set-cookie"].lower()
