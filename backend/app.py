@@ -37,7 +37,8 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start()
+        if service.registry is None:  # `worker-backend serve` starts it before binding
+            await service.start()
         try:
             yield
         finally:

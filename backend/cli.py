@@ -8,7 +8,9 @@ wait for that line; with port 0 it names the port chosen). SIGINT/SIGTERM shut d
 Before binding, ``serve`` refuses (exit 2, ``error: ...`` on stderr) a config the Backend cannot
 run with: an unreadable or mismatched TLS file of a remote runtime, and an open console on a
 non-loopback address (no ``token_env``, no ``allow_unauthenticated``; see
-``backend.config.exposure_error``).
+``backend.config.exposure_error``). The Backend itself (its embedded runtime's store) is started
+before the banner too, so a data directory another process holds, or a store that is damaged or
+from a newer version, is one line naming the file and exit 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from backend.config import (
     exposure_error,
     load_config,
 )
-from backend.service import build_registry
+from backend.service import Backend, build_registry
+from runtime_server.store import StoreOpenError
 
 __all__ = ["main", "parser"]
 
@@ -95,7 +98,14 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"error: cannot listen on {config.listen}: {exc}", file=sys.stderr)
         return 2
     bound = sock.getsockname()[1]
-    app = create_app(config)
+    service = Backend(config)
+    try:
+        await service.start()
+    except (StoreOpenError, OSError) as exc:
+        sock.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config, backend=service)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="on")
     )

@@ -103,6 +103,15 @@ class Backend:
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
+        """Open the embedded runtime, start the registry, ensure the Companion. On a failure
+        everything acquired so far is released before the error is raised."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
         cfg = self.config
         rconfig = runtime_config(cfg)
         limits = limits_from(rconfig.limits)
