@@ -118,6 +118,11 @@ class BackendMetrics:
         return generate_latest(self.registry)
 
 
+# The methods counted by name; any other (HTTP lets a client send any token) is ``other``, so no
+# request, authenticated or not, can add label values (memory, and the scrape's size, unbounded).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _template(routes: Sequence[object], scope: Scope) -> str:
     """The matched route's template; a path matched only by another method's route (a 405)
     counts under that route too; no match is ``other``."""
@@ -159,6 +164,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_observed)
         finally:
             method = str(scope["method"])
+            if method not in _METHODS:
+                method = "other"  # a client names the method: any string would be a new series
             route = _template(self._routes, scope)
             self._metrics.requests.labels(method, route, str(status)).inc()
             self._metrics.latency.labels(method, route).observe(time.perf_counter() - started)
