@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from runtime_client.api import catalog_service_pb2 as cpb
 from runtime_client.api import catalog_service_pb2_grpc as cgrpc
@@ -22,6 +22,7 @@ from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_server.grpc import _config
 from runtime_server.grpc._auth import BearerAuthInterceptor
 from runtime_server.grpc._decoding import guard_decoding
+from runtime_server.grpc._health import BoundedHealthServicer
 from runtime_server.grpc._ops import Ops, OpsOptions
 from runtime_server.grpc._reflection import add_reflection
 from runtime_server.grpc._servicers import (
@@ -81,7 +82,7 @@ class RuntimeServer:
         self.runtime = runtime
         self._auth_token = auth_token
         self._tls = tls
-        self._health = health.aio.HealthServicer()
+        self._health = BoundedHealthServicer(runtime.limits.max_subscribers)
         max_bytes = runtime.limits.max_message_bytes
         # metrics, access log and the health port (_ops); its interceptor goes first, so it sees
         # denied calls too
