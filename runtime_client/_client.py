@@ -42,7 +42,7 @@ from runtime_client._models import (
 )
 from runtime_client._retry import DEFAULT_RETRY, RetryPolicy
 from runtime_client._streams import DEFAULT_BACKOFF, Backoff, StreamCalls
-from runtime_client._text import check_unicode, request
+from runtime_client._text import bearer_metadata, check_unicode, request
 from runtime_client._tls import PathLike, channel_credentials
 from runtime_client.api import (
     catalog_service_pb2 as catalog_pb,
@@ -163,9 +163,7 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
         self._owns_channel = owns_channel
         self._closed = False
         self._timeout = timeout
-        self._metadata: tuple[tuple[str, str], ...] | None = (
-            (("authorization", f"Bearer {token}"),) if token else None
-        )
+        self._metadata = bearer_metadata(token)
         # The runtime classes are the sync-typed *Stub; the .pyi's *AsyncStub describes what
         # they return on an aio channel.
         self._management = cast(

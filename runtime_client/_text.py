@@ -80,3 +80,22 @@ def request(message: Callable[..., M], **fields: Any) -> M:
     (given in the message's field order)."""
     check_unicode(**fields)
     return message(**fields)
+
+
+_BEARER = re.compile(r"[\x21-\x7e]+")
+
+
+def bearer_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    """The call metadata carrying ``token`` (None without one). Surrounding whitespace is
+    stripped (a token file, or a Kubernetes Secret made from one, often ends with a newline) as
+    ``serve`` strips it; anything else but visible ASCII is a ValueError naming ``token``, never
+    showing it: gRPC metadata cannot carry it (grpc failed every call with an internal error)."""
+    token = (token or "").strip()
+    if not token:
+        return None
+    if _BEARER.fullmatch(token) is None:
+        raise ValueError(
+            "token: a bearer token is visible ASCII characters only, no spaces or control "
+            "characters (the token is not shown)"
+        )
+    return (("authorization", f"Bearer {token}"),)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -119,9 +120,28 @@ def _ops_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# What a client can send in the authorization metadata: visible ASCII, no space.
+_BEARER = re.compile(r"[\x21-\x7e]+")
+
+
 def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token, stripped of surrounding whitespace from either source alike (a
+    Kubernetes Secret made from a file often ends with a newline: kept, no client could ever
+    send it, and every call was UNAUTHENTICATED). One no client can send is refused at start,
+    without showing it."""
+    token = _token_text(args)
+    if token is not None and _BEARER.fullmatch(token) is None:
+        where = f"${args.auth_token_env}" if args.auth_token_env else str(args.auth_token_file)
+        raise StartupError(
+            f"the token in {where} has a space, a control or a non-ASCII character, which a "
+            "client cannot send in gRPC metadata (the token is not shown)"
+        )
+    return token
+
+
+def _token_text(args: argparse.Namespace) -> str | None:
     if args.auth_token_env:
-        token: str = os.environ.get(args.auth_token_env, "")
+        token: str = os.environ.get(args.auth_token_env, "").strip()
         if not token:
             raise StartupError(f"--auth-token-env: ${args.auth_token_env} is empty or unset")
         return token
