@@ -167,14 +167,22 @@ def parse_config(
         p = Path(value)
         return p if p.is_absolute() or base is None else base / p
 
-    def secret(obj: Mapping[str, Any], where: str) -> str | None:
+    def secret(obj: Mapping[str, Any], where: str, *, bearer: bool = False) -> str | None:
+        # stripped: a Kubernetes Secret made from a file ends with a newline, which made the
+        # login token impossible to type (and a runtime's token impossible to send)
         name = typed(obj, "token_env", str, "", where)
         if not name:
             return None
-        value = environ.get(name, "")
+        value = str(environ.get(name, "")).strip()
         if not value:
             raise fail(where + "token_env", f"environment variable {name} is not set")
-        return str(value)
+        if bearer and not (value.isascii() and value.isprintable() and " " not in value):
+            raise fail(
+                where + "token_env",
+                f"${name} has a space, a control or a non-ASCII character, which gRPC metadata "
+                "cannot carry (the token is not shown)",
+            )
+        return value
 
     listen = typed(data, "listen", str, DEFAULT_LISTEN)
     host, _, port = listen.rpartition(":")
@@ -215,7 +223,7 @@ def parse_config(
         RemoteRuntime(
             target=remote.target,
             alias=remote.alias,
-            token=secret({"token_env": remote.token_env or ""}, f"runtimes[{i}]."),
+            token=secret({"token_env": remote.token_env or ""}, f"runtimes[{i}].", bearer=True),
             expected_runtime_id=remote.expected_runtime_id,
             tls=tls(remote.tls),
         )
