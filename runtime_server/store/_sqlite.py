@@ -341,8 +341,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
                 self.path, accept_seq_loss=self._accept_seq_loss
             )
         try:
-            # private: transcripts, inputs and tool output are the users' data (0700 / 0600)
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # users' data
         except OSError as exc:
             raise StoreOpenError(self.path, f"cannot create the directory: {exc}") from exc
         self._lock_fd = schema.lock(self.path)
@@ -352,8 +351,6 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
             self._unlock()
             raise StoreOpenError(self.path, f"cannot create or open the file: {exc}") from exc
         try:
-            if not exists:  # before WAL mode: SQLite gives -wal and -shm the file's own mode
-                os.chmod(self.path, 0o600)
             state = self._init_and_load(conn, new_runtime_id)
             self._mark.open(self.path, state.last_seq)
         except BaseException as exc:

@@ -165,6 +165,10 @@ def prepare(
     """The write connection's settings (WAL, no automatic checkpoints), the tables created or
     migrated, the versions checked, and a lost range of seqs skipped (``seq_floor``, accepted by
     the operator). Returns ``meta``."""
+    if path.stat().st_size == 0:
+        # a new file holds users' data: private (0600) before WAL mode, as SQLite gives its
+        # -wal and -shm files the database's own mode
+        os.chmod(path, 0o600)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreOpenError(path, f"cannot enable WAL (journal_mode is {mode})")
