@@ -211,7 +211,9 @@ async def test_text_an_earlier_version_stored_reads_alike_on_both_paths(
 
     served = await serve(store=SqliteStore(path))
     embedded = EmbeddedRuntime(served.runtime)
-    served.runtime.diagnose(DiagnosticLevel.WARNING, "LEGACY", "quoted \ud800 text", worker_id=worker_id)
+    served.runtime.diagnose(
+        DiagnosticLevel.WARNING, "LEGACY", "quoted \ud800 text", worker_id=worker_id
+    )
     for call in (
         lambda h: h.get_worker(worker_id),
         lambda h: h.list_workers(),
