@@ -8,6 +8,7 @@ Backend routes through the registry, so no runtime address reaches a page.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +30,7 @@ __all__ = ["api", "backend_of", "body_json", "path_id"]
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_BODY_BYTES = 1 << 20
 MAX_ID_CHARS = 200
+FAILED_LOGIN_DELAY_S = 0.5
 # How long a create or send may wait for an unreachable runtime to come back (the registry
 # retries within it, never running the input twice): a person is waiting, so 503 soon after.
 CALL_BUDGET_S = 4.0
@@ -105,12 +107,19 @@ async def session(request: Request) -> Response:
 
 @api
 async def login(request: Request) -> Response:
-    token = backend_of(request).config.token
+    """Sets the session cookie for the right token. Wrong guesses are answered one at a time,
+    each after ``FAILED_LOGIN_DELAY_S``, over all clients: guessing the token online goes at
+    two tries a second however many connections try at once, while the right token is never
+    kept waiting behind them (it is checked first)."""
+    backend = backend_of(request)
+    token = backend.config.token
     data = await body_json(request)
     given = _str(data, "token", required=True, limit=1000)
     if token is None:
         return Response(status_code=204)
     if not same_secret(given, token):
+        async with backend.failed_logins:
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
         raise ApiError(401, "UNAUTHENTICATED", "wrong token")
     resp = Response(status_code=204)
     # Secure when the browser came over HTTPS (a TLS proxy in front, telling uvicorn with

@@ -96,6 +96,7 @@ class Backend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.streams = StreamSlots(config.max_streams)
+        self.failed_logins = asyncio.Lock()  # wrong login tokens are answered one at a time
         self.registry: RuntimeRegistry | None = None
         self.embedded_runtime_id = ""
         self.companion_id = ""

@@ -1,0 +1,45 @@
+"""Guessing the console's token online is slow, and never slows the right token.
+
+``POST /api/login`` answered every wrong token at once, from any number of connections: a short
+token could be found online. Now wrong guesses are answered one at a time, each after half a
+second, over all clients, while a login with the right token is checked first and answered at
+once, whatever the flood. Real HTTP to a real Backend subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from backend_serving import ConsoleFactory
+
+from backend._routes import FAILED_LOGIN_DELAY_S
+
+GUESSES = 8
+
+
+async def test_wrong_guesses_are_serialised_and_the_right_token_is_not(
+    console: ConsoleFactory,
+) -> None:
+    token = "console-tok-guess-5"
+    c = await console(token=token)
+    started = time.monotonic()
+    finished: list[float] = []
+
+    async def guess(i: int) -> int:
+        resp = await c.call("POST", "/api/login", json={"token": f"guess-{i}"})
+        finished.append(time.monotonic())
+        return resp.status_code
+
+    flood = [asyncio.create_task(guess(i)) for i in range(GUESSES)]
+    await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # the flood is under way
+    right = await c.call("POST", "/api/login", json={"token": token})
+    answered = time.monotonic()
+    assert right.status_code == 204
+    statuses = await asyncio.gather(*flood)
+    assert statuses == [401] * GUESSES
+    # one at a time, each after the delay: the last wrong answer came no sooner than this
+    # (a lower bound the server enforces, not a speed measurement)
+    assert max(finished) - started >= GUESSES * FAILED_LOGIN_DELAY_S
+    # the right token did not queue behind the flood: it was answered before its end
+    assert answered < max(finished)
