@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from bench._common import Row, running, runtime_argv, say, show
+from bench._common import Row, before_slice, running, runtime_argv, say, show
 from runtime_client import (
     RegistryEvent,
     RegistryOptions,
@@ -115,6 +115,7 @@ async def alternate(loops: list[Loop], n: int, slices: int) -> list[float]:
     times = [0.0] * len(loops)
     for _ in range(slices):
         for i, loop in enumerate(loops):
+            before_slice()
             start = time.perf_counter()
             await loop.runs(n // slices)
             times[i] += time.perf_counter() - start
