@@ -42,8 +42,10 @@ Start-up checks (read-only, before anything is written): the SQLite header, ``PR
 quick_check``, the schema and codec versions, meta.last_seq against the newest event, and the seq
 high-water mark (see ``_integrity``), which catches a WAL that lost committed transactions.
 
-Retention runs on the writer every ``retention_interval`` seconds, in its own transaction; it trims
-by count (exact: the count is kept in ``meta``) and by age, and never deletes the newest event.
+Retention runs on the writer every ``retention_interval`` seconds, in transactions of its own of at
+most ``RETENTION_CHUNK`` deleted events (a larger excess continues at once, a chunk per writer pass,
+with the batches queued meanwhile committed in between); it trims by count (exact: the count is
+kept in ``meta``) and by age, and never deletes the newest event.
 
 One store per file: ``open()`` takes an exclusive ``flock`` on ``<file>.lock`` (released by
 ``close()`` or the death of the process).

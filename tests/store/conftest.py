@@ -1,5 +1,6 @@
 """Fixtures of the store tests: ``make_store`` is parametrized over every backend, so each test that
-takes it is a contract test both backends must pass."""
+takes it is a contract test both backends must pass — SQLite in both durabilities, as each commits
+in its own place (process: on the event loop; power: on the writer thread)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from store_samples import RUNTIME_ID, StoreFactory
 from runtime_server.store import MemoryStore, SqliteStore, Store
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-power"])
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     opened: list[Store] = []
 
@@ -32,6 +33,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
                 retention_events=retention_events,
                 retention_seconds=retention_seconds,
                 retention_interval=0.0,
+                durability="power" if request.param == "sqlite-power" else "process",
             )
         await store.open(RUNTIME_ID)
         opened.append(store)
