@@ -36,8 +36,6 @@ from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServi
 
 __all__ = ["worker_events"]
 
-_NO_DATA: dict[str, Any] = {}
-
 
 class EventStream(Response):
     media_type = "text/event-stream"
@@ -88,7 +86,7 @@ def _status_frame(registry: RuntimeRegistry, runtime_id: str) -> Frame | None:
 
 async def _frames(
     registry: RuntimeRegistry, runtime_id: str, worker_id: str, after_seq: int
-) -> AsyncIterator[Frame]:
+) -> AsyncIterator[Frame | bytes]:
     first = _status_frame(registry, runtime_id)
     if first is not None:
         yield first
@@ -100,7 +98,7 @@ async def _frames(
                 event = item.event
                 if event.seq == 0:
                     continue
-                yield Frame(_NO_DATA, id=event.seq, encoded=event_frame_bytes(event))
+                yield event_frame_bytes(event)  # an event's frame: bytes, no Frame object
                 if event.payload.KIND == "worker_deleted":
                     yield Frame({"reason": "WORKER_DELETED"}, "end", final=True)
                     return

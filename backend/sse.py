@@ -111,14 +111,16 @@ class StreamSlots:
 
 
 async def with_heartbeats(
-    frames: AsyncIterator[Frame], interval_s: float, *, buffer: int = 256
+    frames: AsyncIterator[Frame | bytes], interval_s: float, *, buffer: int = 256
 ) -> AsyncIterator[bytes]:
-    """The encoded frames with a heartbeat whenever ``interval_s`` passes without one. A pump task
+    """The encoded frames with a heartbeat whenever ``interval_s`` passes without one. An item
+    of ``frames`` that is ``bytes`` is a worker event's frame already encoded (never final): the
+    event hot path builds no :class:`Frame` per event. A pump task
     reads ``frames`` into a bounded queue (a slow browser holds the pump back, and behind it the
     upstream subscription, which the runtime cuts and the registry resumes: never unbounded
     memory). Closing this generator (the browser left) cancels the pump and so the upstream
     subscription."""
-    queue: asyncio.Queue[Frame | BaseException | None] = asyncio.Queue(buffer)
+    queue: asyncio.Queue[Frame | bytes | BaseException | None] = asyncio.Queue(buffer)
 
     async def pump() -> None:
         try:
@@ -152,10 +154,15 @@ async def with_heartbeats(
             await asyncio.sleep(0)
             chunks: list[bytes] = []
             while True:
-                if item is None or isinstance(item, BaseException):
+                if isinstance(item, bytes):  # an event's frame, encoded upstream (the hot path)
+                    chunks.append(item)
+                elif item is None or isinstance(item, BaseException):
                     break
-                chunks.append(encode(item))
-                if item.final or len(chunks) >= MAX_BATCH or queue.empty():
+                else:
+                    chunks.append(encode(item))
+                    if item.final:
+                        break
+                if len(chunks) >= MAX_BATCH or queue.empty():
                     break
                 item = queue.get_nowait()
             if chunks:
@@ -164,7 +171,7 @@ async def with_heartbeats(
                 return
             if isinstance(item, BaseException):
                 raise item
-            if item.final:
+            if not isinstance(item, bytes) and item.final:
                 return
     finally:
         task.cancel()

@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from bench._bare import BareClient
-from bench._common import Row, rss_bytes, running, runtime_argv, say, show, timed
+from bench._common import Row, before_slice, rss_bytes, running, runtime_argv, say, show, timed
 from bench.shape import ShapeRuns, capture
 from runtime_client import Event, RunFinished, RuntimeClient, TextDelta
 
@@ -119,6 +119,7 @@ async def alternate(
     counts = [0, 0]
     for _ in range(slices):
         for i, work in enumerate((a, b)):
+            before_slice()
             start = time.perf_counter()
             counts[i] += await work(n // slices)
             times[i] += time.perf_counter() - start
@@ -134,6 +135,7 @@ async def alternate_all(
     counts = [0] * len(works)
     for _ in range(slices):
         for i, work in enumerate(works):
+            before_slice()
             start = time.perf_counter()
             counts[i] += await work(n // slices)
             times[i] += time.perf_counter() - start

@@ -64,7 +64,8 @@ def describe(exc: BaseException, timeout: float) -> str:
         return "the runtime is shutting down (RUNTIME_DRAINING)"
     if isinstance(exc, Unavailable):
         if "handshake failed" in exc.message.lower():  # TLS: say why (files are the usual fix)
-            cause = re.search(r"OPENSSL_internal:([^;]*)", exc.message)
+            # (up to the client's closing parenthesis around grpc's words: runtime_client.errors)
+            cause = re.search(r"OPENSSL_internal:([^;)]*)", exc.message)
             why = cause[1].strip()[:200] if cause else "check ca_file, cert_file and key_file"
             return f"TLS handshake failed: {why} (UNAVAILABLE)"
         return "cannot reach the runtime (UNAVAILABLE)"

@@ -303,4 +303,16 @@ def from_rpc_error(exc: Any) -> RuntimeServiceError:
                     reason = info.reason
                     metadata = dict(info.metadata)
                     break
+    if code is StatusCode.UNAVAILABLE and status is None and _UNTRUSTED_MARK in message:
+        message = f"{_UNTRUSTED} (grpc: {message})"  # say first what grpc's words mean
     return from_status(code, message, reason, metadata)
+
+
+# A TLS handshake that failed because the server's certificate does not chain to a CA the
+# client trusts: grpc reports it as UNAVAILABLE "failed to connect to all addresses; last error:
+# ... Tls handshake failed ... CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate".
+_UNTRUSTED_MARK = "CERTIFICATE_VERIFY_FAILED"
+_UNTRUSTED = (
+    "the server's TLS certificate is not trusted: it is not signed by a CA in ca_file, or in "
+    "the system's trust roots when no ca_file is given"
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -224,6 +225,13 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"error: --listen: {exc}", file=sys.stderr)
         await runtime.close()
         return 2
+    # What is loaded by now (modules, config, what recovery read back) lives as long as the
+    # process: freeze it out of the garbage collector's generations, so that no full collection
+    # walks it again (~40,000 objects for a fresh server, far more after recovering many workers).
+    # Frozen objects are still freed when their last reference goes; only a reference cycle
+    # among them is never collected, which bounds any such leak by what was loaded at start.
+    gc.collect()
+    gc.freeze()
     host = args.listen.rsplit(":", 1)[0]
     print(
         f"worker-runtime serving on {host}:{server.port}\n"

@@ -22,6 +22,7 @@ through all of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import engine
@@ -56,8 +57,9 @@ async def run_history(
     if not policy.bounded:
         return await transcripts.history(window, wait_committed)
     fit = _advance(window, policy)
+    messages: Sequence[engine.Message]
     if fit is not None:
-        messages, base = window.messages, window.base
+        messages, base = window.live_messages(), window.base
     else:
         fit, messages, base = await _fit_from_store(transcripts, window, policy, wait_committed)
     return engine.settle(messages, policy, fit.first - base, fit.tokens).of(messages)
@@ -70,17 +72,17 @@ def _advance(window: TranscriptWindow, policy: engine.ContextPolicy) -> Fit | No
     fit = window.context
     if not isinstance(fit, Fit) or fit.policy != policy or fit.first < window.base:
         return None
-    base, messages = window.base, window.messages
+    origin, messages = window.origin, window.messages  # messages[i - origin]: absolute i
     max_tokens = policy.max_tokens or 1 << 62
     max_messages = policy.max_messages or 1 << 62
     estimate = engine.estimate_tokens
     for index in range(fit.upto, window.length):
-        fit.tokens += estimate(messages[index - base])
+        fit.tokens += estimate(messages[index - origin])
         fit.count += 1
     fit.upto = window.length
     # The newest message always counts, even alone over the budget (the engine sends it).
     while fit.count > 1 and (fit.tokens > max_tokens or fit.count > max_messages):
-        fit.tokens -= estimate(messages[fit.first - base])
+        fit.tokens -= estimate(messages[fit.first - origin])
         fit.first += 1
         fit.count -= 1
     return fit
@@ -96,8 +98,8 @@ async def _fit_from_store(
     chunks until the budget is filled (or the transcript's start is reached). Returns the fit,
     the messages it indexes and the absolute index of their first; the entries read are put
     back in front of the in-memory window when it did not change meanwhile."""
-    held, held_base = window.messages, window.base
-    messages, base, length = held, held_base, window.length
+    held, held_base, dead = window.messages, window.base, window.dead
+    messages, base, length = held[dead:] if dead else held, held_base, window.length
     read: list[TranscriptEntry] = []
     chunk = _FIRST_CHUNK
     while True:
@@ -125,9 +127,12 @@ def _prepend(
     usual trimming drops the oldest again and the next run reads them once more."""
     sizes = [entry_bytes(e) for e in older]
     loaded = sum(sizes)
-    window.entries = older + window.entries
-    window.messages = [e.message for e in older] + window.messages
-    window.sizes = sizes + window.sizes
-    window.base -= len(older)
+    dead = window.dead
+    window.replace(
+        older + window.entries[dead:],
+        [e.message for e in older] + window.messages[dead:],
+        sizes + window.sizes[dead:],
+        window.base - len(older),
+    )
     window.bytes += loaded
     transcripts._grew(window, loaded)

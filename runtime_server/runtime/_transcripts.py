@@ -21,6 +21,10 @@ sums it again.
 Reads from the store wait until everything appended so far is committed: an entry that left the
 window may still be on its way to the store, and must not be missed.
 
+Trimming a full window moves a start offset and compacts its lists only once in a while, so an
+append costs O(1) amortized whatever the window's size (see :class:`TranscriptWindow`); it used
+to copy the window's three lists on every append once the window was full.
+
 Interface kept list-like where the Runtime used a list: ``len(window)`` is the transcript's length
 and ``window.append(entry)`` adds the next entry.
 """
@@ -28,7 +32,8 @@ and ``window.append(entry)`` adds the next entry.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import overload
 
 import engine
 from runtime_server import errors
@@ -39,13 +44,26 @@ WaitCommitted = Callable[[], Awaitable[None]]
 
 
 class TranscriptWindow:
-    """One worker's transcript as the Runtime keeps it (see the module docstring)."""
+    """One worker's transcript as the Runtime keeps it (see the module docstring).
+
+    ``entries``, ``messages`` and ``sizes`` are parallel lists whose items from index ``dead``
+    on are the window: the entry at absolute index ``base`` is ``entries[dead]``
+    (:attr:`origin` is the absolute index of ``entries[0]``). Trimming only moves ``dead``
+    forward; the lists are compacted (replaced by copies of their live part) once the trimmed
+    prefix reaches a quarter of the window, by count or by bytes. So an append to a full window
+    costs O(1) amortized (at most 4 element copies per trimmed entry) instead of a copy of the
+    whole window, and the trimmed prefix holds at most a quarter more than the window's count
+    (plus the one entry that tipped it). The lists are never cut in place: a reader that holds
+    one across an await keeps what it saw (they only grow at the end).
+    """
 
     __slots__ = (
         "_cache",
         "base",
         "bytes",
         "context",
+        "dead",
+        "dead_bytes",
         "entries",
         "length",
         "messages",
@@ -58,12 +76,14 @@ class TranscriptWindow:
         self._cache = cache
         self.worker_id = worker_id
         self.length = length  # entries in the whole transcript (the next index)
-        self.base = length  # index of entries[0]; 0 = the window covers everything
+        self.base = length  # absolute index of the window's first entry; 0 = covers everything
         self.entries: list[TranscriptEntry] = []
         self.messages: list[engine.Message] = []  # parallel to entries: the engine's history
         # Parallel to entries: each one's size as counted when it came in. Never measured again:
         # a string grows when CPython caches its UTF-8 form, and accounting must not drift.
         self.sizes: list[int] = []
+        self.dead = 0  # items at the front of the lists that were trimmed (not in the window)
+        self.dead_bytes = 0  # their sizes (not counted in ``bytes``)
         self.bytes = 0  # of the entries in the window
         # Of the whole transcript, kept up to date once known (not after a restart until the
         # first full read): a history's size without summing it again at every run.
@@ -73,6 +93,15 @@ class TranscriptWindow:
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def origin(self) -> int:
+        """The absolute index of ``entries[0]`` (trimmed or not)."""
+        return self.base - self.dead
+
+    def live_messages(self) -> Sequence[engine.Message]:
+        """The window's messages (from ``base``), without copying them."""
+        return self.messages if not self.dead else _Tail(self.messages, self.dead)
 
     def append(self, entry: TranscriptEntry) -> None:
         self.length += 1
@@ -85,22 +114,69 @@ class TranscriptWindow:
             self.total_bytes += size
         self._cache._grew(self, size)
 
+    def replace(
+        self,
+        entries: list[TranscriptEntry],
+        messages: list[engine.Message],
+        sizes: list[int],
+        base: int,
+    ) -> None:
+        """Make the window these (new) lists, all live, ``entries[0]`` at absolute ``base``;
+        the caller accounts for the change in ``bytes``."""
+        self.entries, self.messages, self.sizes = entries, messages, sizes
+        self.base = base
+        self.dead = self.dead_bytes = 0
+
     def _trim(self, max_bytes: int) -> int:
         """Drop the oldest entries until the window holds at most ``max_bytes``; returns the
-        bytes dropped. Lists are replaced, never cut in place: a reader may hold the old ones."""
-        if self.bytes <= max_bytes:
+        bytes dropped (see the class docstring for how)."""
+        over = self.bytes - max_bytes
+        if over <= 0:
             return 0
-        sizes = self.sizes
-        drop, freed = 0, 0
-        while drop < len(sizes) and self.bytes - freed > max_bytes:
-            freed += sizes[drop]
-            drop += 1
-        self.entries = self.entries[drop:]
-        self.messages = self.messages[drop:]
-        self.sizes = sizes[drop:]
-        self.base += drop
+        sizes, dead = self.sizes, self.dead
+        end, freed = len(sizes), 0
+        while dead < end and freed < over:
+            freed += sizes[dead]
+            dead += 1
+        self.base += dead - self.dead
         self.bytes -= freed
+        self.dead_bytes += freed
+        self.dead = dead
+        if dead * 4 >= end - dead or self.dead_bytes * 4 >= self.bytes:
+            # Compact: new lists (a reader may hold the old ones), O(live) once per quarter.
+            self.replace(self.entries[dead:], self.messages[dead:], sizes[dead:], self.base)
         return freed
+
+
+class _Tail(Sequence[engine.Message]):
+    """``items[skip:]`` without the copy: a window's messages past its trimmed prefix, for a
+    reader that looks at a few of them (the context policy's settling) and copies what it
+    sends."""
+
+    __slots__ = ("_items", "_skip")
+
+    def __init__(self, items: list[engine.Message], skip: int) -> None:
+        self._items = items
+        self._skip = skip
+
+    def __len__(self) -> int:
+        return len(self._items) - self._skip
+
+    @overload
+    def __getitem__(self, index: int) -> engine.Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[engine.Message]: ...
+
+    def __getitem__(self, index: int | slice) -> engine.Message | list[engine.Message]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return self._items[start + self._skip : stop + self._skip : step]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("window index out of range")
+        return self._items[index + self._skip]
 
 
 class Transcripts:
@@ -167,8 +243,9 @@ class Transcripts:
         """The whole transcript's messages, for a run of this worker."""
         if window.base == 0:
             return window.messages  # the hot path: no await, no copy
-        base, tail, tail_entries = window.base, list(window.messages), list(window.entries)
-        tail_sizes, tail_bytes = list(window.sizes), window.bytes
+        base, dead, tail_bytes = window.base, window.dead, window.bytes
+        tail, tail_entries = window.messages[dead:], window.entries[dead:]
+        tail_sizes = window.sizes[dead:]
         older = await self._read(window.worker_id, 0, base, wait_committed)
         if window.length != base + len(tail):
             # Entries were appended meanwhile (a run of its own writes them: not expected);
@@ -184,10 +261,7 @@ class Transcripts:
             # It fits again (the window was emptied by pressure, or after a restart): adopt it.
             sizes = [entry_bytes(e) for e in older]
             loaded = sum(sizes)
-            window.entries = older + tail_entries
-            window.messages = list(history)
-            window.sizes = sizes + tail_sizes
-            window.base = 0
+            window.replace(older + tail_entries, list(history), sizes + tail_sizes, 0)
             window.bytes += loaded
             self._grew(window, loaded)
         else:
@@ -202,13 +276,16 @@ class Transcripts:
         self, window: TranscriptWindow, start: int, size: int, wait_committed: WaitCommitted
     ) -> list[TranscriptEntry]:
         """Up to ``size`` entries from index ``start``: from the window, else from the store."""
-        base, tail = window.base, window.entries
+        # The lists only grow at their end (see TranscriptWindow): what is held here stays
+        # what it was across the await.
+        base, dead, held = window.base, window.dead, window.entries
         if start >= base:
-            return tail[start - base : start - base + size]
+            first = start - base + dead
+            return held[first : first + size]
         n = min(size, base - start)
         older = await self._read(window.worker_id, start, n, wait_committed)
         if len(older) == n and n < size:
-            older += tail[: size - n]
+            older += held[dead : dead + size - n]
         return older
 
     async def _read(

@@ -13,8 +13,10 @@ the budget: what fills it is transcripts and inputs, which deleting workers free
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import deque
 from collections.abc import Sequence
+from typing import cast
 
 from runtime_server.errors import StoreFailure
 from runtime_server.model import Diagnostic, Event, TranscriptEntry, now
@@ -50,11 +52,15 @@ class MemoryStore:
         if retention_bytes < 0:
             raise ValueError("retention_bytes must be >= 0")
         # Lists with a moving head (not deques): bisect needs O(1) indexing.
-        self._events: list[Event] = []
-        self._seqs: list[int] = []  # parallel to _events, for bisect
+        # A trimmed event's slot is emptied at once (None), so the list's dead head (up to the
+        # retained count again, until the next compaction) holds no event.
+        self._events: list[Event | None] = []
+        # Parallel to _events, for bisect. The two int columns are arrays, not lists: a full
+        # collection of the garbage collector walks every item of a list, never an array's.
+        self._seqs = array("q")
         # Parallel to _events: each one's size as counted when written. Sizes are never measured
         # again (a string grows when CPython caches its UTF-8 form): accounting must not drift.
-        self._sizes: list[int] = []
+        self._sizes = array("q")
         self._head = 0
         self._retention_events = retention_events
         self._retention_seconds = retention_seconds
@@ -149,7 +155,8 @@ class MemoryStore:
                 self._state_bytes -= self._inputs.pop(run_id)[2]
 
     def _trim(self) -> None:
-        events = self._events
+        events = cast("list[Event]", self._events)  # from _head on, never an emptied slot
+        slots = self._events
         head = self._head
         if (
             len(events) - head <= self._retention_events
@@ -165,9 +172,11 @@ class MemoryStore:
             or (self._retention_bytes and self._event_bytes > self._retention_bytes)
         ):
             self._event_bytes -= self._sizes[head]
+            slots[head] = None
             head += 1
         if horizon is not None and head == last and events[head].time < horizon:
             self._event_bytes -= self._sizes[head]
+            slots[head] = None
             head += 1
         if head > 4096 and head * 2 > len(events):  # compact: amortised O(1) per event
             del events[:head]
@@ -185,7 +194,7 @@ class MemoryStore:
         if self._retention_seconds > 0:
             self._trim()
         start = bisect.bisect_right(self._seqs, after_seq, lo=self._head)
-        events = self._events
+        events = cast("list[Event]", self._events)  # from _head on, never an emptied slot
         if not worker_id:
             stop = min(len(events), start + limit)
             return [events[i] for i in range(start, stop)]

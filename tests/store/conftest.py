@@ -1,6 +1,6 @@
 """Fixtures of the store tests: ``make_store`` is parametrized over every backend, so each test that
-takes it is a contract test both backends must pass — SQLite in both durabilities, as each commits
-in its own place (process: on the event loop; power: on the writer thread)."""
+takes it is a contract test both backends must pass — SQLite in both durabilities (power's fsync per
+commit takes the writer's slower paths too)."""
 
 from __future__ import annotations
 
