@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from backend._bundle_routes import bundle_ref, bundles_view, place_bundle
 from backend.errors import ApiError, error_response, from_client_error
-from backend.security import COOKIE, same_secret, session_value
+from backend.security import COOKIE, same_secret
 from backend.service import Backend
 from backend.views import JSONResponse, runtime_view, to_json
 from runtime_client import BusyPolicy
@@ -31,6 +31,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 MAX_BODY_BYTES = 1 << 20
 MAX_ID_CHARS = 200
 FAILED_LOGIN_DELAY_S = 0.5
+# Wrong logins waiting their turn at once; more are refused at once (429): a flood of guesses
+# holds at most this many requests (and sockets), and still gets two answers a second.
+MAX_WAITING_LOGINS = 16
 # How long a create or send may wait for an unreachable runtime to come back (the registry
 # retries within it, never running the input twice): a person is waiting, so 503 soon after.
 CALL_BUDGET_S = 4.0
@@ -99,10 +102,9 @@ def _str(data: Mapping[str, Any], key: str, *, required: bool = False, limit: in
 
 @api
 async def session(request: Request) -> Response:
-    token = backend_of(request).config.token
-    cookie = request.cookies.get(COOKIE, "")
-    authed = token is None or same_secret(cookie, session_value(token))
-    return JSONResponse({"auth_required": token is not None, "authenticated": authed})
+    sessions = backend_of(request).sessions
+    authed = sessions is None or sessions.valid(request.cookies.get(COOKIE, ""))
+    return JSONResponse({"auth_required": sessions is not None, "authenticated": authed})
 
 
 @api
@@ -110,32 +112,45 @@ async def login(request: Request) -> Response:
     """Sets the session cookie for the right token. Wrong guesses are answered one at a time,
     each after ``FAILED_LOGIN_DELAY_S``, over all clients: guessing the token online goes at
     two tries a second however many connections try at once, while the right token is never
-    kept waiting behind them (it is checked first)."""
+    kept waiting behind them (it is checked first). At most ``MAX_WAITING_LOGINS`` wait at once;
+    past that a wrong guess is answered 429 at once. The cookie is a new random session id
+    (``security.Sessions``): it cannot be computed from a guessed token."""
     backend = backend_of(request)
     token = backend.config.token
     data = await body_json(request)
     given = _str(data, "token", required=True, limit=1000)
-    if token is None:
+    if token is None or backend.sessions is None:
         return Response(status_code=204)
     if not same_secret(given, token):
-        async with backend.failed_logins:
-            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+        if backend.logins_waiting >= MAX_WAITING_LOGINS:
+            raise ApiError(
+                429, "TOO_MANY_LOGIN_ATTEMPTS", "too many wrong logins at once: try again later"
+            )
+        backend.logins_waiting += 1
+        try:
+            async with backend.failed_logins:
+                await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+        finally:
+            backend.logins_waiting -= 1
         raise ApiError(401, "UNAUTHENTICATED", "wrong token")
     resp = Response(status_code=204)
     # Secure when the browser came over HTTPS (a TLS proxy in front, telling uvicorn with
     # X-Forwarded-Proto from a trusted address): the cookie then never goes over plain HTTP
     secure = request.url.scheme == "https"
     resp.set_cookie(
-        COOKIE, session_value(token), httponly=True, samesite="strict", path="/", secure=secure
+        COOKIE, backend.sessions.new(), httponly=True, samesite="strict", path="/", secure=secure
     )
     return resp
 
 
 @api
 async def logout(request: Request) -> Response:
-    """Ends this browser's session: the cookie is cleared (a POST, so it needs the CSRF header
-    like every change). The session value is derived from the token, so a copy of the cookie
-    kept elsewhere stays valid until the token changes: changing it logs every session out."""
+    """Ends this browser's session: the session id is forgotten (a copy of the cookie kept
+    elsewhere no longer works) and the cookie cleared. A POST, so it needs the CSRF header like
+    every change."""
+    sessions = backend_of(request).sessions
+    if sessions is not None:
+        sessions.end(request.cookies.get(COOKIE, ""))
     resp = Response(status_code=204)
     resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return resp

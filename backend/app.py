@@ -68,7 +68,7 @@ def create_app(config: BackendConfig, *, backend: Backend | None = None) -> Star
     app.state.backend = service
     app.add_middleware(
         SecurityMiddleware,
-        token=config.token,
+        sessions=service.sessions,
         # the name it listens on is its own (an address is allowed anyway)
         allowed_hosts=(*config.allowed_hosts, config.listen.rpartition(":")[0].strip("[]")),
     )

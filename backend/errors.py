@@ -13,7 +13,8 @@ NOT_FOUND              404     unknown runtime, worker, run or profile
 ALREADY_EXISTS         409     a request_id reused for a different request
 FAILED_PRECONDITION    409     WORKER_BUSY (metadata active_run_id), WORKER_STOPPED
 PERMISSION_DENIED      403     a workspace or capability the host refuses
-RESOURCE_EXHAUSTED     429     QUEUE_FULL, TOO_MANY_WORKERS, TOO_MANY_SUBSCRIBERS, too many streams
+RESOURCE_EXHAUSTED     429     QUEUE_FULL, TOO_MANY_WORKERS, TOO_MANY_SUBSCRIBERS
+(the console itself)   429     TOO_MANY_STREAMS, TOO_MANY_LOGIN_ATTEMPTS
 UNAVAILABLE            503     the runtime is unreachable or draining (``Retry-After``)
 DEADLINE_EXCEEDED      504
 anything else          502     the runtime failed (never the caller's fault)

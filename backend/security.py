@@ -10,8 +10,10 @@ buffer and break streaming responses and their disconnect detection).
   drive the console (CSRF), even with no token configured.
 - With a token configured, ``POST /api/login`` with ``{"token": ...}`` (compared in constant time)
   sets a session cookie: ``HttpOnly`` (no script reads it), ``SameSite=Strict`` (never sent by a
-  cross-site request), ``Path=/``. Its value is an HMAC of the token, so it survives a restart and
-  changes when the token does; the token itself is never sent back. Every ``/api/`` path except
+  cross-site request), ``Path=/``. Its value is a random id per login (:class:`Sessions`), kept in
+  memory only as its SHA-256: no one can compute it from a guessed token (so guessing goes
+  through the throttled login), ``POST /api/logout`` ends it, and a restart ends them all. Every
+  ``/api/`` path except
   login and ``/api/session`` then needs the cookie (401 ``UNAUTHENTICATED`` otherwise). The page,
   its static files and ``/healthz`` need none.
 - Without a token (an open console: loopback by default), every request's ``Host`` must be one
@@ -31,6 +33,8 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import secrets
+from collections import OrderedDict
 from collections.abc import Iterable
 from http.cookies import SimpleCookie
 from typing import Any
@@ -40,10 +44,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "COOKIE",
     "CSRF_HEADER",
+    "MAX_SESSIONS",
     "SecurityMiddleware",
+    "Sessions",
     "host_allowed",
     "same_secret",
-    "session_value",
 ]
 
 COOKIE = "worker_console_session"
@@ -64,10 +69,39 @@ def same_secret(given: str, secret: str) -> bool:
     )
 
 
-def session_value(token: str) -> str:
-    return hmac.new(
-        token.encode(), b"worker-backend console session v1", hashlib.sha256
-    ).hexdigest()
+# Sessions kept at once; a login past it ends the oldest (each costs ~100 bytes).
+MAX_SESSIONS = 1024
+
+
+class Sessions:
+    """The console's sessions: a random 256-bit id per login, remembered as its SHA-256 (a lookup
+    then says nothing, by its timing, about the ids). At most ``MAX_SESSIONS``, the oldest ended
+    first; in memory only, so a restart of the Backend ends every session."""
+
+    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+        self._limit = limit
+        self._digests: OrderedDict[bytes, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def new(self) -> str:
+        session = secrets.token_urlsafe(32)
+        self._digests[_digest(session)] = None
+        while len(self._digests) > self._limit:
+            self._digests.popitem(last=False)
+        return session
+
+    def valid(self, session: str) -> bool:
+        return bool(session) and _digest(session) in self._digests
+
+    def end(self, session: str) -> None:
+        if session:
+            self._digests.pop(_digest(session), None)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def _cookie(headers: list[tuple[bytes, bytes]]) -> str:
@@ -119,10 +153,14 @@ def host_allowed(host_header: str, allowed: Iterable[str]) -> bool:
 
 class SecurityMiddleware:
     def __init__(
-        self, app: ASGIApp, *, token: str | None, allowed_hosts: Iterable[str] = ()
+        self,
+        app: ASGIApp,
+        *,
+        sessions: Sessions | None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self._session = session_value(token) if token else None
+        self._sessions = sessions  # None: no token, an open console
         self._allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -147,7 +185,7 @@ class SecurityMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        if self._session is None:
+        if self._sessions is None:
             host = _header(headers, b"host")
             if not host_allowed(host, self._allowed_hosts):
                 await _deny(
@@ -163,10 +201,10 @@ class SecurityMiddleware:
             await _deny(send_secured, 403, "CSRF_HEADER_MISSING", f"send the {CSRF_HEADER} header")
             return
         if (
-            self._session is not None
+            self._sessions is not None
             and is_api
             and path not in _OPEN_API
-            and not same_secret(_cookie(headers), self._session)
+            and not self._sessions.valid(_cookie(headers))
         ):
             await _deny(send_secured, 401, "UNAUTHENTICATED", "log in first")
             return

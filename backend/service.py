@@ -21,6 +21,7 @@ import engine
 from backend._bundle_sync import BundleSync
 from backend._companion import ensure_companion
 from backend.config import BackendConfig, BackendConfigError
+from backend.security import Sessions
 from backend.sse import StreamSlots
 from runtime_client import RuntimeHandle, RuntimeRegistry
 from runtime_server.embedded import EmbeddedRuntime
@@ -96,7 +97,9 @@ class Backend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.streams = StreamSlots(config.max_streams)
+        self.sessions = Sessions() if config.token else None  # None: an open console
         self.failed_logins = asyncio.Lock()  # wrong login tokens are answered one at a time
+        self.logins_waiting = 0  # wrong logins queued on it (at most MAX_WAITING_LOGINS)
         self.registry: RuntimeRegistry | None = None
         self.embedded_runtime_id = ""
         self.companion_id = ""
