@@ -34,11 +34,22 @@ def create_tables(conn: sqlite3.Connection) -> None:
 
 
 def put_run_input(conn: sqlite3.Connection, run: Run) -> None:
-    if run.input_text:
-        conn.execute(
-            "INSERT OR REPLACE INTO run_inputs (run_id, worker_id, text) VALUES (?, ?, ?)",
-            (run.run_id, run.worker_id, run.input_text),
-        )
+    text = run.input_text
+    if not text:
+        return
+    value: str | bytes = text
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (the Runtime refuses them on input, but the store must not depend
+            # on it): sqlite3 cannot bind such a str, and a failed transaction fails the whole
+            # store. Kept as UTF-8 bytes with surrogatepass, as event bodies are.
+            value = text.encode("utf-8", "surrogatepass")
+    conn.execute(
+        "INSERT OR REPLACE INTO run_inputs (run_id, worker_id, text) VALUES (?, ?, ?)",
+        (run.run_id, run.worker_id, value),
+    )
 
 
 def delete_run_inputs(conn: sqlite3.Connection, worker_id: str) -> None:
@@ -98,7 +109,8 @@ def read_transcript(
 def read_run_input(conn: sqlite3.Connection, run_id: str) -> str | None:
     row = conn.execute("SELECT text FROM run_inputs WHERE run_id = ?", (run_id,)).fetchone()
     if row is not None:
-        return str(row[0])
+        value = row[0]
+        return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
     row = conn.execute("SELECT body FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return None if row is None else codec.decode_run(row[0]).input_text
 

@@ -56,6 +56,21 @@ async def test_read_run_input_survives_a_record_without_text(make_store: StoreFa
     assert await store.read_run_input("unknown") is None
 
 
+async def test_an_input_with_a_lone_surrogate_is_kept_and_fails_nothing(
+    make_store: StoreFactory,
+) -> None:
+    """The Runtime refuses such text on input, but the store must not rely on it: SQLite could not
+    bind it, and the failed transaction failed the whole store (every worker's writes)."""
+    store = await make_store()
+    odd = run("r1", "w1", state=RunState.QUEUED, input_text="half a pair \ud800 here")
+    store.write([event(1)], [PutWorker(worker("w1")), PutRun(odd)])
+    store.write([event(2)], [PutRun(run("r2", "w1", input_text="next"))])
+    await store.flush()
+    assert await store.read_run_input("r1") == "half a pair \ud800 here"
+    assert await store.read_run_input("r2") == "next"
+    assert [e.seq for e in await store.read_events(0, 10)] == [1, 2]
+
+
 async def test_delete_worker_data_drops_transcript_and_inputs(make_store: StoreFactory) -> None:
     store = await make_store()
     store.write(
