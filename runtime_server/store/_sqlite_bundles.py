@@ -2,7 +2,7 @@
 
 Both are created with ``CREATE TABLE IF NOT EXISTS`` on every open, so a file made before them
 gains them with no schema version change. ``_sqlite`` calls this module from one line at each of
-its seams (create, load, apply, read): the bundle rows never touch the other tables' code.
+its seams (create, load, statements, read): the bundle rows never touch the other tables' code.
 
 A bundle row holds the metadata and the exact bytes (a BLOB: the digest is over those bytes, so
 they are never re-encoded). Loading reads the metadata only; the bytes are read on demand.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from runtime_server.model import ConfigBundle
@@ -38,12 +39,17 @@ def create_tables(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def apply(conn: sqlite3.Connection, mutation: Mutation) -> bool:
-    """Apply ``mutation`` if it is one of ours (True: done); a DeleteWorkerData also drops the
-    worker's snapshot here and returns False so the store deletes the rest."""
+Add = Callable[[str, str, tuple[Any, ...]], None]
+"""``add(table, sql, params)``: one statement for the writer's transaction (``_sqlite_rows``)."""
+
+
+def statements(add: Add, mutation: Mutation) -> bool:
+    """Add ``mutation``'s statements if it is one of ours (True: done); a DeleteWorkerData also
+    drops the worker's snapshot here and returns False so the store deletes the rest."""
     if isinstance(mutation, PutConfigBundle):
         b = mutation.bundle
-        conn.execute(
+        add(
+            "config_bundles",
             "INSERT OR IGNORE INTO config_bundles (id, digest, media_type, size_bytes,"
             " created_at, profiles, annotations, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -59,19 +65,25 @@ def apply(conn: sqlite3.Connection, mutation: Mutation) -> bool:
         )
         return True
     if isinstance(mutation, DeleteConfigBundle):
-        conn.execute(
+        add(
+            "config_bundles",
             "DELETE FROM config_bundles WHERE id = ? AND digest = ?",
             (mutation.bundle_id, mutation.digest),
         )
         return True
     if isinstance(mutation, PutWorkerProfile):
-        conn.execute(
+        add(
+            "worker_profiles",
             "INSERT OR REPLACE INTO worker_profiles (worker_id, snapshot) VALUES (?, ?)",
             (mutation.worker_id, mutation.snapshot),
         )
         return True
     if isinstance(mutation, DeleteWorkerData):
-        conn.execute("DELETE FROM worker_profiles WHERE worker_id = ?", (mutation.worker_id,))
+        add(
+            "worker_profiles",
+            "DELETE FROM worker_profiles WHERE worker_id = ?",
+            (mutation.worker_id,),
+        )
     return False
 
 

@@ -33,10 +33,15 @@ def create_tables(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def put_run_input(conn: sqlite3.Connection, run: Run) -> None:
+PUT_RUN_INPUT = "INSERT OR REPLACE INTO run_inputs (run_id, worker_id, text) VALUES (?, ?, ?)"
+DELETE_RUN_INPUTS = "DELETE FROM run_inputs WHERE worker_id = ?"
+
+
+def run_input_row(run: Run) -> tuple[str, str, str | bytes] | None:
+    """:data:`PUT_RUN_INPUT`'s parameters for ``run`` (None: it has no input text)."""
     text = run.input_text
     if not text:
-        return
+        return None
     value: str | bytes = text
     if not text.isascii():
         try:
@@ -46,14 +51,7 @@ def put_run_input(conn: sqlite3.Connection, run: Run) -> None:
             # on it): sqlite3 cannot bind such a str, and a failed transaction fails the whole
             # store. Kept as UTF-8 bytes with surrogatepass, as event bodies are.
             value = text.encode("utf-8", "surrogatepass")
-    conn.execute(
-        "INSERT OR REPLACE INTO run_inputs (run_id, worker_id, text) VALUES (?, ?, ?)",
-        (run.run_id, run.worker_id, value),
-    )
-
-
-def delete_run_inputs(conn: sqlite3.Connection, worker_id: str) -> None:
-    conn.execute("DELETE FROM run_inputs WHERE worker_id = ?", (worker_id,))
+    return (run.run_id, run.worker_id, value)
 
 
 def _entry(worker_id: str, row: tuple[int, str, float, bytes, int | None]) -> TranscriptEntry:

@@ -7,7 +7,13 @@ so a transaction writes each fact once:
 * **Encoded once.** A run's record is in its event (``RunStarted``, ``RunFinished``) and in the
   ``PutRun`` written with it — the same object: its JSON is built once per transaction
   (``Memo``), and the runs table's form (without the input text) needs no copy of the run.
-* **Few statements.** Events are inserted many rows to a statement (:func:`insert_events`).
+* **Few statements.** Events are inserted many rows to a statement (:func:`event_statements`),
+  and the puts of many rows of one table go in one ``executemany`` (:class:`Statements`).
+* **Encoded before the transaction.** :func:`plan` encodes every value first, so the writer's
+  Python work is one stretch under the GIL rather than a slice between every two statements
+  (each statement's step releases the GIL, and retaking it can wait for the busy loop).
+* **Rows rewritten in place.** A run's second put updates its body only (``ON CONFLICT DO
+  UPDATE``): its ``runs_by_worker`` entry is not deleted and reinserted.
 * **Superseded puts skipped.** ``PutRun``/``PutWorker`` replace a whole row, so within one
   transaction only the last put of a run or worker is written (a run is put when queued and again
   when started, in the same batch; its usage and its end usually commit together): the rows read
@@ -24,6 +30,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from engine import Message
 from runtime_server.model import (
     Event,
     Payload,
@@ -33,12 +40,14 @@ from runtime_server.model import (
     RunQueued,
     RunStarted,
     TextDelta,
+    UsageReported,
     Worker,
     WorkerState,
     WorkerStateChanged,
 )
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_json as fast
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._protocol import (
@@ -52,14 +61,14 @@ from runtime_server.store._protocol import (
     PutWorker,
 )
 
-EventRow = tuple[int, float, str, str, str, bytes]
+EventRow = tuple[int, float, str, str, str, bytes | bytearray]
 
 Memo = dict[int, str]
 """Run bodies already encoded in this transaction, by ``id()`` of the run: valid only while every
 run it saw is alive (the batches being committed hold them)."""
 
-_STATE_CHANGES: dict[tuple[WorkerState, WorkerState], bytes] = {
-    (a, b): codec.encode_payload(WorkerStateChanged(a, b))[1]
+_STATE_CHANGES: dict[tuple[WorkerState, WorkerState], bytearray] = {
+    (a, b): bytearray(codec.encode_payload(WorkerStateChanged(a, b))[1])
     for a in WorkerState
     for b in WorkerState
 }
@@ -70,10 +79,10 @@ _RUN_KINDS: dict[type[Any], str] = {
 }
 
 
-def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes]:
-    """``codec.encode_payload``, with shortcuts for the common kinds that write the very bytes it
-    writes (tests pin that): text deltas and worker state changes without building a dict, and a
-    run's JSON once per transaction."""
+def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes | bytearray]:
+    """``codec.encode_payload``, with shortcuts that write the very bytes it writes (tests pin
+    that): text deltas, worker state changes and usage without building a dict, a run's JSON
+    once per transaction (``_sqlite_json``), and every body as a ``bytearray`` (see there)."""
     cls = payload.__class__
     if cls is TextDelta:
         return "text_delta", _text_body(payload.text)  # type: ignore[union-attr]
@@ -85,19 +94,25 @@ def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes]:
     kind = _RUN_KINDS.get(cls)
     if kind is not None:
         run_json = _run_json(payload.run, memo, True)  # type: ignore[union-attr]
-        return kind, ('{"run":' + run_json + "}").encode("utf-8", "surrogatepass")
-    return codec.encode_payload(payload)
+        return kind, fast.blob('{"run":' + run_json + "}")
+    if cls is UsageReported:
+        usage = fast.usage_json(payload.usage) or "{}"  # type: ignore[union-attr]
+        return "usage_reported", fast.blob('{"usage":' + usage + "}")
+    kind = codec._KIND_OF.get(cls)
+    if kind is None:
+        return codec.encode_payload(payload)  # (raises CodecError)
+    return kind, fast.blob(codec._dumps_text(codec._PAYLOADS[kind][1](payload)))
 
 
-def encode_run(run: Run, memo: Memo | None, *, with_input: bool = True) -> bytes:
+def encode_run(run: Run, memo: Memo | None, *, with_input: bool = True) -> bytearray:
     """``codec.encode_run``, once per ``memo``."""
     if memo is None:
-        return codec.encode_run(run, with_input=with_input)
-    return _run_json(run, memo, with_input).encode("utf-8", "surrogatepass")
+        return fast.blob(fast.run_json(run, with_input=with_input))
+    return fast.blob(_run_json(run, memo, with_input))
 
 
-def _text_body(text: str) -> bytes:
-    return ('{"text":' + codec._encode_str(text) + "}").encode("utf-8", "surrogatepass")
+def _text_body(text: str) -> bytearray:
+    return fast.blob('{"text":' + codec._encode_str(text) + "}")
 
 
 def _run_json(run: Run, memo: Memo, with_input: bool) -> str:
@@ -105,7 +120,7 @@ def _run_json(run: Run, memo: Memo, with_input: bool) -> str:
     key = id(run) * 2 + (not with_input and bool(run.input_text))
     text = memo.get(key)
     if text is None:
-        text = memo[key] = codec._dumps_text(codec.run_to_obj(run, with_input=with_input))
+        text = memo[key] = fast.run_json(run, with_input=with_input)
     return text
 
 
@@ -127,15 +142,16 @@ _INSERT_EVENTS = [
 ]
 
 
-def insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> None:
-    """``rows`` in seq order, in as few statements as the power-of-two groups allow."""
+def event_statements(rows: Sequence[EventRow]) -> list[tuple[str, list[Any]]]:
+    """``rows`` (in seq order) as the fewest INSERTs the power-of-two groups allow."""
+    out: list[tuple[str, list[Any]]] = []
     i, n = 0, len(rows)
     while i < n:
         k = min(_MAX_ROWS_LOG2, (n - i).bit_length() - 1)
         size = 1 << k
-        params = [value for row in rows[i : i + size] for value in row]
-        conn.execute(_INSERT_EVENTS[k], params)
+        out.append((_INSERT_EVENTS[k], [value for row in rows[i : i + size] for value in row]))
         i += size
+    return out
 
 
 def superseded(mutations: Sequence[Mutation]) -> set[int]:
@@ -160,68 +176,129 @@ def superseded(mutations: Sequence[Mutation]) -> set[int]:
     return skip
 
 
-def apply_all(conn: sqlite3.Connection, mutations: Sequence[Mutation], memo: Memo) -> None:
+# A run is rewritten in place: its worker never changes, so the runs_by_worker index entry stays
+# as it is (INSERT OR REPLACE deleted and reinserted it, one more page in the WAL per commit that
+# rewrites a run: a run is put in both of its transactions).
+_PUT_RUN = (
+    "INSERT INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)"
+    " ON CONFLICT (run_id) DO UPDATE SET body = excluded.body"
+)
+_PUT_WORKER = "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)"
+_PUT_TRANSCRIPT = (
+    # REPLACE, not INSERT: writing the entry at an index again states the same fact.
+    "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
+class Statements:
+    """One transaction's statements for its mutations, every value encoded before the transaction
+    begins (see :func:`plan`), grouped by table.
+
+    Why grouped: statements on different tables commute (no triggers, no foreign keys, and each
+    statement touches one table), so keeping each table's own order keeps the result exactly that
+    of applying the mutations in order, while the same statement for several rows (the puts of
+    many runs committed together) becomes one ``executemany``."""
+
+    __slots__ = ("_tables",)
+
+    def __init__(self) -> None:
+        self._tables: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+
+    def add(self, table: str, sql: str, params: tuple[Any, ...]) -> None:
+        group = self._tables.get(table)
+        if group is None:
+            self._tables[table] = [(sql, [params])]
+        elif group[-1][0] == sql:
+            group[-1][1].append(params)
+        else:
+            group.append((sql, [params]))
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        for group in self._tables.values():
+            for sql, rows in group:
+                if len(rows) == 1:
+                    conn.execute(sql, rows[0])
+                else:
+                    conn.executemany(sql, rows)
+
+
+def plan(mutations: Sequence[Mutation], memo: Memo) -> Statements:
+    """The statements that apply ``mutations`` (in order), superseded puts skipped."""
+    out = Statements()
     skip = superseded(mutations) if len(mutations) > 1 else ()
     for i, mutation in enumerate(mutations):
         if i in skip:
             if mutation.__class__ is PutRun:
-                reads.put_run_input(conn, mutation.run)
+                _put_run_input(out, mutation.run)
             continue
-        apply(conn, mutation, memo)
+        add(out, mutation, memo)
+    return out
 
 
-def apply(conn: sqlite3.Connection, mutation: Mutation, memo: Memo | None = None) -> None:
-    if bundle_rows.apply(conn, mutation):  # config bundles and profile snapshots
+def _message_body(message: Message) -> bytearray:
+    return fast.blob(codec._dumps_text(codec.message_to_obj(message)))
+
+
+def _put_run_input(out: Statements, run: Run) -> None:
+    row = reads.run_input_row(run)  # its own row: kept when the record is rewritten
+    if row is not None:
+        out.add("run_inputs", reads.PUT_RUN_INPUT, row)
+
+
+def add(out: Statements, mutation: Mutation, memo: Memo | None = None) -> None:
+    cls = mutation.__class__
+    if cls is PutRun:
+        r: Run = mutation.run  # type: ignore[union-attr]
+        _put_run_input(out, r)
+        out.add("runs", _PUT_RUN, (r.run_id, r.worker_id, encode_run(r, memo, with_input=False)))
+    elif cls is PutWorker:
+        w: Worker = mutation.worker  # type: ignore[union-attr]
+        out.add("workers", _PUT_WORKER, (w.worker_id, fast.blob(fast.worker_json(w))))
+    elif cls is AppendTranscript:
+        e = mutation.entry  # type: ignore[union-attr]
+        out.add(
+            "transcript",
+            _PUT_TRANSCRIPT,
+            (e.worker_id, e.index, e.run_id, e.created_at, _message_body(e.message)),
+        )
+        seq_row = transcript_seqs.row(e)
+        if seq_row is not None:
+            out.add("transcript_seq", transcript_seqs.PUT, seq_row)
+    elif bundle_rows.statements(out.add, mutation):  # config bundles and profile snapshots
         return
-    if isinstance(mutation, PutWorker):
-        w: Worker = mutation.worker
-        conn.execute(
-            "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)",
-            (w.worker_id, codec.encode_worker(w)),
-        )
-    elif isinstance(mutation, PutRun):
-        r: Run = mutation.run
-        reads.put_run_input(conn, r)  # its own row: kept when the record is rewritten
-        conn.execute(
-            "INSERT OR REPLACE INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)",
-            (r.run_id, r.worker_id, encode_run(r, memo, with_input=False)),
-        )
-    elif isinstance(mutation, AppendTranscript):
-        e = mutation.entry
-        # REPLACE, not INSERT: writing the entry at an index again states the same fact.
-        conn.execute(
-            "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (e.worker_id, e.index, e.run_id, e.created_at, codec.encode_message(e.message)),
-        )
-        transcript_seqs.put(conn, e)
     elif isinstance(mutation, DeleteWorkerData):
-        wid = mutation.worker_id
-        conn.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
-        conn.execute("DELETE FROM runs WHERE worker_id = ?", (wid,))
-        conn.execute("DELETE FROM transcript WHERE worker_id = ?", (wid,))
-        transcript_seqs.delete(conn, wid)
-        reads.delete_run_inputs(conn, wid)
+        wid = (mutation.worker_id,)
+        out.add("workers", "DELETE FROM workers WHERE worker_id = ?", wid)
+        out.add("runs", "DELETE FROM runs WHERE worker_id = ?", wid)
+        out.add("transcript", "DELETE FROM transcript WHERE worker_id = ?", wid)
+        out.add("transcript_seq", transcript_seqs.DELETE, wid)
+        out.add("run_inputs", reads.DELETE_RUN_INPUTS, wid)
         # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
-        conn.execute("DELETE FROM request_keys WHERE scope = ?", (wid,))
+        out.add("request_keys", "DELETE FROM request_keys WHERE scope = ?", wid)
     elif isinstance(mutation, PutRequestKey):
         k = mutation
-        conn.execute(
+        out.add(
+            "request_keys",
             "INSERT OR REPLACE INTO request_keys (scope, request_id, fingerprint, result, seq)"
             " VALUES (?, ?, ?, ?, ?)",
             (k.scope, k.request_id, k.fingerprint, k.result, k.seq),
         )
     elif isinstance(mutation, PutMeta):
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (mutation.key, mutation.value)
+        out.add(
+            "meta",
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (mutation.key, mutation.value),
         )
     elif isinstance(mutation, PutDiagnostic):
         _, body = codec.encode_payload(mutation.diagnostic)
-        conn.execute(
+        out.add(
+            "diagnostics",
             "INSERT OR REPLACE INTO diagnostics (number, body) VALUES (?, ?)",
             (mutation.number, body),
         )
-        conn.execute(
+        out.add(
+            "diagnostics",
             "DELETE FROM diagnostics WHERE number <= ?",
             (mutation.number - max(1, mutation.keep),),
         )

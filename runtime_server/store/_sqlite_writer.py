@@ -235,17 +235,27 @@ class WriterThreads:
         """Commit ``batches`` in one transaction; the last seq it committed (0: no events)."""
         conn = self._conn
         assert conn is not None
+        # Everything is encoded before BEGIN (see _sqlite_rows): the SQL below runs back to back.
         memo: row_rules.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
-        rows = row_rules.event_rows((e for _, events, _ in batches for e in events), memo)
+        rows = row_rules.event_rows([e for _, events, _ in batches for e in events], memo)
         mutations = [m for _, _, ms in batches for m in ms]
-        with _transaction(conn):
-            if mutations:
-                row_rules.apply_all(conn, mutations, memo)
+        statements = row_rules.plan(mutations, memo) if mutations else None
+        inserts = row_rules.event_statements(rows)
+        count = self._event_count + len(rows)
+        execute = conn.execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            if statements is not None:
+                statements.run(conn)
             if rows:
-                row_rules.insert_events(conn, rows)
-                last_seq = rows[-1][0]
-                count = self._event_count + len(rows)
-                conn.execute(_UPDATE_COUNTERS, (last_seq, count))
+                for sql, params in inserts:
+                    execute(sql, params)
+                execute(_UPDATE_COUNTERS, (rows[-1][0], count))
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                execute("ROLLBACK")
+            raise
+        execute("COMMIT")
         if rows:
             self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
             if not self._oldest:

@@ -11,8 +11,6 @@ deleted with the worker.
 
 from __future__ import annotations
 
-import sqlite3
-
 from runtime_server.model import TranscriptEntry
 
 SCHEMA = (
@@ -27,13 +25,10 @@ SELECT = (
 )
 
 
-def put(conn: sqlite3.Connection, entry: TranscriptEntry) -> None:
-    if entry.seq:
-        conn.execute(
-            "INSERT OR REPLACE INTO transcript_seq (worker_id, idx, seq) VALUES (?, ?, ?)",
-            (entry.worker_id, entry.index, entry.seq),
-        )
+PUT = "INSERT OR REPLACE INTO transcript_seq (worker_id, idx, seq) VALUES (?, ?, ?)"
+DELETE = "DELETE FROM transcript_seq WHERE worker_id = ?"
 
 
-def delete(conn: sqlite3.Connection, worker_id: str) -> None:
-    conn.execute("DELETE FROM transcript_seq WHERE worker_id = ?", (worker_id,))
+def row(entry: TranscriptEntry) -> tuple[str, int, int] | None:
+    """:data:`PUT`'s parameters for ``entry`` (None: its seq is not known)."""
+    return (entry.worker_id, entry.index, entry.seq) if entry.seq else None

@@ -85,7 +85,7 @@ async def test_superseded_puts_are_skipped_and_read_back_as_written(store_path: 
         [PutRun(queued), PutWorker(w_idle), PutRun(started), PutWorker(w_running)],
     )
     await store.flush()
-    assert trace.count("INSERT OR REPLACE INTO runs") == 1
+    assert trace.count("INSERT INTO runs") == 1
     assert trace.count("INSERT OR REPLACE INTO workers") == 1
     assert trace.count("INSERT OR REPLACE INTO run_inputs") == 1  # the input is kept
     await store.close()
@@ -116,7 +116,7 @@ async def test_puts_around_a_delete_are_all_written_in_order(store_path: Path) -
         ],
     )
     await store.flush()
-    assert trace.count("INSERT OR REPLACE INTO runs") == 3
+    assert trace.count("INSERT INTO runs") == 3
     await store.close()
     reopened = SqliteStore(store_path)
     state = await reopened.open("rt-new")
