@@ -1,4 +1,5 @@
-"""The SQLite writer's JSON for the records it writes on every run — runs, workers, usage — built
+"""The SQLite writer's JSON for the records it writes on every run — runs, workers, usage,
+transcript entries and their messages — built
 as text directly, byte for byte what ``_codec`` writes (tests pin it), for less CPU.
 
 Why: the writer thread's Python competes with the busy event loop for the GIL, and encoding was
@@ -21,8 +22,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from engine import Usage
-from runtime_server.model import Run, Worker
+from engine import Message, Usage
+from runtime_server.model import Run, TranscriptEntry, Worker
 from runtime_server.store import _codec as codec
 
 _dumps = codec._dumps_text
@@ -138,4 +139,49 @@ def worker_json(worker: Worker) -> str:
         text += ',"capabilities":' + _dumps(list(worker.capabilities))  # type: ignore[arg-type]
     if worker.tools is not None:
         text += ',"tools":' + _dumps(list(worker.tools))  # type: ignore[arg-type]
+    return text + "}"
+
+
+def message_json(message: Message) -> str:
+    """``codec.message_to_obj``'s JSON (tool calls and reasoning blocks: the codec's own)."""
+    if message.tool_calls or message.reasoning_blocks:
+        return _dumps(codec.message_to_obj(message))
+    text = '{"role":' + _enum(message.role)
+    if message.text:
+        text += ',"text":' + _str(message.text)
+    if message.reasoning:
+        text += ',"reasoning":' + _str(message.reasoning)
+    if message.reasoning_signature:
+        text += ',"reasoning_signature":' + _str(message.reasoning_signature)
+    if message.tool_call_id:
+        text += ',"tool_call_id":' + _str(message.tool_call_id)
+    if message.tool_name:
+        text += ',"tool_name":' + _str(message.tool_name)
+    if message.is_error:
+        text += ',"is_error":' + number(message.is_error)
+    if message.stop_reason is not None:
+        text += ',"stop_reason":' + _enum(message.stop_reason)
+    if message.incomplete:
+        text += ',"incomplete":' + number(message.incomplete)
+    if message.reasoning_field:
+        text += ',"reasoning_field":' + _str(message.reasoning_field)
+    return text + "}"
+
+
+def entry_json(entry: TranscriptEntry, message: str) -> str:
+    """``codec.entry_to_obj``'s JSON, around the entry's ``message_json``."""
+    text = (
+        '{"worker_id":'
+        + _str(entry.worker_id)
+        + ',"index":'
+        + number(entry.index)
+        + ',"run_id":'
+        + _str(entry.run_id)
+        + ',"message":'
+        + message
+        + ',"created_at":'
+        + number(entry.created_at)
+    )
+    if entry.seq:
+        text += ',"seq":' + number(entry.seq)
     return text + "}"

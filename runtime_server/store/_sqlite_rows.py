@@ -33,6 +33,8 @@ from typing import Any
 from engine import Message
 from runtime_server.model import (
     Event,
+    InputCommitted,
+    MessageCommitted,
     Payload,
     ReasoningDelta,
     Run,
@@ -40,6 +42,7 @@ from runtime_server.model import (
     RunQueued,
     RunStarted,
     TextDelta,
+    TranscriptEntry,
     UsageReported,
     Worker,
     WorkerState,
@@ -64,13 +67,18 @@ from runtime_server.store._protocol import (
 EventRow = tuple[int, float, str, str, str, bytes | bytearray]
 
 Memo = dict[int, str]
-"""Run bodies already encoded in this transaction, by ``id()`` of the run: valid only while every
-run it saw is alive (the batches being committed hold them)."""
+"""Run and message JSON already encoded in this transaction, by ``id()`` of the run (positive
+keys) or message (negative): valid only while every object it saw is alive (the batches being
+committed hold them)."""
 
 _STATE_CHANGES: dict[tuple[WorkerState, WorkerState], bytearray] = {
     (a, b): bytearray(codec.encode_payload(WorkerStateChanged(a, b))[1])
     for a in WorkerState
     for b in WorkerState
+}
+_ENTRY_KINDS: dict[type[Any], str] = {
+    InputCommitted: "input_committed",
+    MessageCommitted: "message_committed",
 }
 _RUN_KINDS: dict[type[Any], str] = {
     RunQueued: "run_queued",
@@ -95,6 +103,10 @@ def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes | bytearray
     if kind is not None:
         run_json = _run_json(payload.run, memo, True)  # type: ignore[union-attr]
         return kind, fast.blob('{"run":' + run_json + "}")
+    if cls is InputCommitted or cls is MessageCommitted:
+        e: TranscriptEntry = payload.entry  # type: ignore[union-attr]
+        body = '{"entry":' + fast.entry_json(e, _message_json(e.message, memo)) + "}"
+        return _ENTRY_KINDS[cls], fast.blob(body)
     if cls is UsageReported:
         usage = fast.usage_json(payload.usage) or "{}"  # type: ignore[union-attr]
         return "usage_reported", fast.blob('{"usage":' + usage + "}")
@@ -236,8 +248,15 @@ def plan(mutations: Sequence[Mutation], memo: Memo) -> Statements:
     return out
 
 
-def _message_body(message: Message) -> bytearray:
-    return fast.blob(codec._dumps_text(codec.message_to_obj(message)))
+def _message_json(message: Message, memo: Memo | None) -> str:
+    # the same message is in its event (InputCommitted, MessageCommitted) and its transcript row
+    if memo is None:
+        return fast.message_json(message)
+    key = -id(message)  # (runs' keys are positive)
+    text = memo.get(key)
+    if text is None:
+        text = memo[key] = fast.message_json(message)
+    return text
 
 
 def _put_run_input(out: Statements, run: Run) -> None:
@@ -257,11 +276,8 @@ def add(out: Statements, mutation: Mutation, memo: Memo | None = None) -> None:
         out.add("workers", _PUT_WORKER, (w.worker_id, fast.blob(fast.worker_json(w))))
     elif cls is AppendTranscript:
         e = mutation.entry  # type: ignore[union-attr]
-        out.add(
-            "transcript",
-            _PUT_TRANSCRIPT,
-            (e.worker_id, e.index, e.run_id, e.created_at, _message_body(e.message)),
-        )
+        body = fast.blob(_message_json(e.message, memo))
+        out.add("transcript", _PUT_TRANSCRIPT, (e.worker_id, e.index, e.run_id, e.created_at, body))
         seq_row = transcript_seqs.row(e)
         if seq_row is not None:
             out.add("transcript_seq", transcript_seqs.PUT, seq_row)
@@ -291,11 +307,11 @@ def add(out: Statements, mutation: Mutation, memo: Memo | None = None) -> None:
             (mutation.key, mutation.value),
         )
     elif isinstance(mutation, PutDiagnostic):
-        _, body = codec.encode_payload(mutation.diagnostic)
+        _, diag = codec.encode_payload(mutation.diagnostic)
         out.add(
             "diagnostics",
             "INSERT OR REPLACE INTO diagnostics (number, body) VALUES (?, ?)",
-            (mutation.number, body),
+            (mutation.number, diag),
         )
         out.add(
             "diagnostics",

@@ -1,8 +1,9 @@
 """The SQLite writer's hand-built JSON (``_sqlite_json``) writes exactly the codec's bytes for
-every run, worker and usage it meets — the stored format is the codec's, and a file written by
-the fast path must read back with any build — including the values that leave its fast path:
-ints where floats are declared, bools, non-finite and negative-zero floats, lone surrogates,
-nested fields, and a timestamp seen before (served from its cache) next to a new one."""
+every run, worker, usage, transcript entry and message it meets — the stored format is the
+codec's, and a file written by the fast path must read back with any build — including the
+values that leave its fast path: ints where floats are declared, bools, non-finite and
+negative-zero floats, lone surrogates, nested fields, and a timestamp seen before (served from
+its cache) next to a new one."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ import math
 from dataclasses import replace
 
 import pytest
-from store_samples import FULL_USAGE, run, worker
+from store_samples import FULL_MESSAGE, FULL_USAGE, entry, run, worker
 
-from engine import Usage
-from runtime_server.model import Run, RunError, RunState, Worker, WorkerState
+from engine import Message, ReasoningBlock, Role, StopReason, Usage
+from runtime_server.model import (
+    InputCommitted,
+    MessageCommitted,
+    Run,
+    RunError,
+    RunState,
+    Worker,
+    WorkerState,
+)
 from runtime_server.store import _sqlite_json as fast
 from runtime_server.store import _sqlite_rows as rows
 from runtime_server.store import codec
@@ -67,9 +76,6 @@ def test_worker_json_is_the_codecs() -> None:
         for w in _workers():
             want = codec.encode_worker(w)
             assert fast.blob(fast.worker_json(w)) == want
-            assert codec.decode_worker(bytes(fast.blob(fast.worker_json(w)))) == codec.decode_worker(
-                want
-            )
 
 
 def test_usage_and_numbers_are_the_codecs() -> None:
@@ -94,3 +100,34 @@ def test_a_changed_run_is_encoded_anew_in_a_new_transaction() -> None:
     done = replace(first, state=RunState.COMPLETED, finished_at=first.started_at + 1)
     for r in (first, done):
         assert rows.encode_run(r, {}, with_input=False) == codec.encode_run(r, with_input=False)
+
+
+def _messages() -> list[Message]:
+    return [
+        FULL_MESSAGE,  # tool calls: the codec's own
+        Message(Role.USER, "hi"),
+        Message(Role.TOOL),
+        Message(Role.ASSISTANT, "a\ud83d", stop_reason=StopReason.END_TURN, incomplete=True),
+        Message(
+            Role.ASSISTANT,
+            "t",
+            reasoning="r\n",
+            reasoning_signature="s",
+            tool_call_id="c",
+            tool_name="n",
+            is_error=True,
+            reasoning_field="reasoning_content",
+        ),
+        Message(Role.ASSISTANT, reasoning_blocks=(ReasoningBlock("thinking", "x", "", ""),)),
+    ]
+
+
+def test_entry_and_message_json_are_the_codecs() -> None:
+    for m in _messages():
+        assert fast.message_json(m) == codec._dumps_text(codec.message_to_obj(m))
+        for e in (entry(message=m), replace(entry(index=3, message=m), seq=42, created_at=0.0)):
+            want = codec.encode_payload(MessageCommitted(e))
+            assert rows.encode_payload(MessageCommitted(e), {}) == want
+            assert rows.encode_payload(InputCommitted(e), {}) == codec.encode_payload(
+                InputCommitted(e)
+            )
