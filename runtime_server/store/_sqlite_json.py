@@ -83,15 +83,10 @@ def usage_json(usage: Usage) -> str:
 
 def run_json(run: Run, *, with_input: bool = True) -> str:
     """``codec.run_to_obj``'s JSON (``with_input=False``: as if ``input_text`` were empty)."""
+    # (f-strings: one join, where a chain of + copies the growing text at every step)
     text = (
-        '{"run_id":'
-        + _str(run.run_id)
-        + ',"worker_id":'
-        + _str(run.worker_id)
-        + ',"state":'
-        + _enum(run.state)
-        + ',"created_at":'
-        + number(run.created_at)
+        f'{{"run_id":{_str(run.run_id)},"worker_id":{_str(run.worker_id)}'
+        f',"state":{_enum(run.state)},"created_at":{number(run.created_at)}'
     )
     if with_input and run.input_text:
         text += ',"input_text":' + _str(run.input_text)
@@ -112,14 +107,8 @@ def run_json(run: Run, *, with_input: bool = True) -> str:
 def worker_json(worker: Worker) -> str:
     """``codec.worker_to_obj``'s JSON."""
     text = (
-        '{"worker_id":'
-        + _str(worker.worker_id)
-        + ',"runtime_id":'
-        + _str(worker.runtime_id)
-        + ',"state":'
-        + _enum(worker.state)
-        + ',"profile":'
-        + _str(worker.profile)
+        f'{{"worker_id":{_str(worker.worker_id)},"runtime_id":{_str(worker.runtime_id)}'
+        f',"state":{_enum(worker.state)},"profile":{_str(worker.profile)}'
     )
     if worker.display_name:
         text += ',"display_name":' + _str(worker.display_name)
@@ -171,16 +160,9 @@ def message_json(message: Message) -> str:
 def entry_json(entry: TranscriptEntry, message: str) -> str:
     """``codec.entry_to_obj``'s JSON, around the entry's ``message_json``."""
     text = (
-        '{"worker_id":'
-        + _str(entry.worker_id)
-        + ',"index":'
-        + number(entry.index)
-        + ',"run_id":'
-        + _str(entry.run_id)
-        + ',"message":'
-        + message
-        + ',"created_at":'
-        + number(entry.created_at)
+        f'{{"worker_id":{_str(entry.worker_id)},"index":{number(entry.index)}'
+        f',"run_id":{_str(entry.run_id)},"message":{message}'
+        f',"created_at":{number(entry.created_at)}'
     )
     if entry.seq:
         text += ',"seq":' + number(entry.seq)

@@ -102,10 +102,10 @@ def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes | bytearray
     kind = _RUN_KINDS.get(cls)
     if kind is not None:
         run_json = _run_json(payload.run, memo, True)  # type: ignore[union-attr]
-        return kind, fast.blob('{"run":' + run_json + "}")
+        return kind, fast.blob(f'{{"run":{run_json}}}')
     if cls is InputCommitted or cls is MessageCommitted:
         e: TranscriptEntry = payload.entry  # type: ignore[union-attr]
-        body = '{"entry":' + fast.entry_json(e, _message_json(e.message, memo)) + "}"
+        body = f'{{"entry":{fast.entry_json(e, _message_json(e.message, memo))}}}'
         return _ENTRY_KINDS[cls], fast.blob(body)
     if cls is UsageReported:
         usage = fast.usage_json(payload.usage) or "{}"  # type: ignore[union-attr]
