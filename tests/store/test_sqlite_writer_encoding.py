@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_samples import entry, event, run, worker
+from store_samples import FULL_MESSAGE, entry, event, run, worker
 
 from engine import Message, Role
 from runtime_server.model import (
+    Diagnostic,
+    DiagnosticLevel,
     InputCommitted,
     MessageCommitted,
     RunFinished,
@@ -26,11 +28,12 @@ from runtime_server.model import (
 )
 from runtime_server.store import (
     AppendTranscript,
+    PutDiagnostic,
     PutRun,
     PutWorker,
     SqliteStore,
+    codec,
 )
-from runtime_server.store import _sqlite_json as fast
 
 
 def _a_run(seq: int, run_id: str) -> list[tuple[list[Any], list[Any]]]:
@@ -71,20 +74,31 @@ async def store(tmp_path: Path) -> Any:
 async def test_every_value_is_encoded_before_the_transaction_begins(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Watched through the codec functions the writer calls for a diagnostic and for a message
+    with tool calls (the rest of its encoding is its own), on a run's real batches."""
     conn = store._conn
     assert conn is not None
     inside: list[bool] = []
-    blob = fast.blob
+    encode_payload, message_to_obj = codec.encode_payload, codec.message_to_obj
 
-    def watching(text: str) -> bytearray:
+    def watched_payload(payload: Any) -> Any:
         inside.append(conn.in_transaction)  # (read on the writer thread, which owns conn)
-        return blob(text)
+        return encode_payload(payload)
 
-    monkeypatch.setattr(fast, "blob", watching)
-    for events, mutations in _a_run(1, "r1"):
+    def watched_message(message: Any) -> Any:
+        inside.append(conn.in_transaction)
+        return message_to_obj(message)
+
+    monkeypatch.setattr(codec, "encode_payload", watched_payload)
+    monkeypatch.setattr(codec, "message_to_obj", watched_message)
+    batches = _a_run(1, "r1")
+    tools = replace(entry(index=9, message=FULL_MESSAGE), seq=6)
+    diagnostic = Diagnostic(DiagnosticLevel.WARNING, "CODE", "msg", 1.5, "w1", "r1")
+    batches.append(([], [AppendTranscript(tools), PutDiagnostic(1, diagnostic, 10)]))
+    for events, mutations in batches:
         store.write(events, mutations)
     await store.flush()
-    assert inside  # the writer did encode through it
+    assert len(inside) >= 2  # the writer did encode through them
     assert not any(inside)  # ... and never between BEGIN and COMMIT
 
 
