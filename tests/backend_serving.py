@@ -25,7 +25,7 @@ from serving import (
     ServeFactory,
     ServeProcess,
     env,
-    restartable_port,
+    unassigned_port,
 )
 
 BACKEND_BANNER = re.compile(r"worker-backend serving on http://127\.0\.0\.1:(?P<port>\d+)")
@@ -220,7 +220,7 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         remote_data = tmp_path / "remote-data"
         auth = ("--auth-token-file", str(token_file), *remote_extra)
         # restart_remote() brings it back on the same port: one the kernel never hands out itself
-        listen = ("--listen", f"127.0.0.1:{restartable_port()}")
+        listen = ("--listen", f"127.0.0.1:{unassigned_port()}")
         remote = await serve_process(remote_data, config=remote_cfg, extra=(*auth, *listen))
 
         async def restart_remote() -> ServeProcess:

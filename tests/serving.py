@@ -168,15 +168,17 @@ def env() -> dict[str, str]:
     return env
 
 
-def restartable_port() -> int:
-    """A free loopback port BELOW the kernel's ephemeral range, for a server that must come back on
-    the same port after a restart (``--listen 127.0.0.1:PORT`` on both starts).
+def unassigned_port() -> int:
+    """A free loopback port BELOW the kernel's ephemeral range: for a server that must come back on
+    the same port after a restart (``--listen 127.0.0.1:PORT`` on both starts), and for a port
+    nothing may listen on.
 
-    A port-0 port is an ephemeral one: between the first server's exit and the second one's bind,
-    the kernel may hand it to any ``connect()`` on the machine (this box runs several test suites
-    at once), or to the test's own client reconnecting to it (a TCP self-connect), and the
-    restart fails. The kernel never hands out a port below the range by itself, so only an
-    explicit bind could take it: a random one, checked free, is as good as reserved."""
+    A port-0 port is an ephemeral one: once released (the first server's exit, a probe socket's
+    close), the kernel may hand it to any ``bind(0)`` or ``connect()`` on the machine (this box
+    runs several test suites at once), or to the test's own client reconnecting to it (a TCP
+    self-connect): the restart fails, or the "closed" port answers. The kernel never hands out a
+    port below the range by itself, so only an explicit bind could take it: a random one, checked
+    free, is as good as reserved."""
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from serving import ServeProcessFactory, eventually, restartable_port
+from serving import ServeProcessFactory, eventually, unassigned_port
 
 from runtime_client import BusyPolicy, RetryPolicy, RuntimeClient
 
@@ -21,7 +21,7 @@ PATIENT = RetryPolicy(budget_s=90.0, max_attempts=1_000)
 async def test_unary_calls_50ms_apart_all_succeed_across_a_restart(
     serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
-    port = restartable_port()  # not an ephemeral one: see its docstring
+    port = unassigned_port()  # not an ephemeral one: see its docstring
     listen = ["--listen", f"127.0.0.1:{port}"]
     data = tmp_path / "data"
     first = await serve_process(data, extra=listen)

@@ -26,7 +26,7 @@ from serving import (
     ServeProcessFactory,
     env,
     eventually,
-    restartable_port,
+    unassigned_port,
     write_config,
 )
 
@@ -217,7 +217,7 @@ async def test_typed_client_and_cli_follow_resume_when_the_runtime_is_back(
     config = write_config(tmp_path / "slow.toml", delay_ms=50)
     data = tmp_path / "data"
     # back on the same address: a port the kernel never hands out by itself (see its docstring)
-    listen = ["--listen", f"127.0.0.1:{restartable_port()}"]
+    listen = ["--listen", f"127.0.0.1:{unassigned_port()}"]
     first = await serve_process(data, config=config, extra=["--grace", "0.2", *listen])
     client = first.client()
     worker_id = (await client.create_worker(profile="slow")).worker.worker_id
