@@ -126,7 +126,8 @@ async def test_draining_is_retried_only_for_calls_safe_to_repeat(
 ) -> None:
     served = await serve()
     worker = (await served.client.create_worker(profile="very-slow")).worker.worker_id
-    await served.client.send_input(worker, "keeps it draining")  # 1.5 s on very-slow
+    # keeps it draining (30 s on very-slow; cancelled once the checks are done)
+    accepted = await served.client.send_input(worker, " ".join(["word"] * 60))
     closing = asyncio.create_task(served.runtime.close(grace_s=BOUND))
     try:
         await eventually(lambda: served.runtime.state is RuntimeState.DRAINING, what="draining")
@@ -141,4 +142,5 @@ async def test_draining_is_retried_only_for_calls_safe_to_repeat(
         await client.get_worker(worker)
         assert counter.attempts["GetWorker"] == 1
     finally:
-        await closing  # the run ends by itself (1.5 s), then the runtime stops
+        await served.runtime.cancel_run(accepted.run.run_id)  # (allowed while draining)
+        await closing  # the run ended, then the runtime stops
