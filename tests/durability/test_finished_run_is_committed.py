@@ -2,11 +2,11 @@
 
 The Runtime ends a run in memory and then hands its RunFinished to the store; on SQLite the commit
 comes a moment later, from the writer thread. GetRun (and wait_run, and the client's wait_run,
-which reads GetRun first) answered from memory at once: a client could be told COMPLETED while
-the RunFinished was not yet committed (and ``last_seq`` did not cover it yet) — and after a
-``kill -9`` in that moment the run comes back INTERRUPTED. The damaged-WAL test flaked on exactly
-this: 2 of 100 wait_run calls against a loaded ``serve`` returned before the RunFinished was in
-the log.
+which reads GetRun first, and CancelRun of a finished run) answered from memory at once: a
+client could be told COMPLETED while the RunFinished was not yet committed (and ``last_seq``
+did not cover it yet) — and after a ``kill -9`` in that moment the run comes back INTERRUPTED.
+The damaged-WAL test flaked on exactly this: 2 of 100 wait_run calls against a loaded ``serve``
+returned before the RunFinished was in the log.
 
 Here the commit reports of a real SQLite store are held back (the writer commits; the Runtime is
 told later, as a slow disk would make it), so the window stays open deterministically.
@@ -68,16 +68,20 @@ async def test_a_finished_run_is_answered_once_its_run_finished_is_committed(
 
         getting = asyncio.ensure_future(rt.get_run(accepted.run.run_id))
         waiting = asyncio.ensure_future(rt.wait_run(accepted.run.run_id, timeout=BOUND))
+        cancelling = asyncio.ensure_future(rt.cancel_run(accepted.run.run_id))  # idempotent
         await asyncio.sleep(0.2)
         # Not before the commit (before the fix: COMPLETED at once, its RunFinished uncommitted).
         assert not getting.done()
         assert not waiting.done()
+        assert not cancelling.done()
 
         store.release()
         run = await asyncio.wait_for(getting, BOUND)
         waited = await asyncio.wait_for(waiting, BOUND)
+        cancelled = await asyncio.wait_for(cancelling, BOUND)
         assert run.state is RunState.COMPLETED
         assert waited.state is RunState.COMPLETED
+        assert cancelled.state is RunState.COMPLETED  # it had finished: unchanged
         events = (await rt.list_events(after_seq=accepted.seq, worker_id=wid)).events
         finished = [e for e in events if isinstance(e.payload, RunFinished)]
         assert [e.payload.run.run_id for e in finished] == [accepted.run.run_id]  # type: ignore[union-attr]
