@@ -18,7 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import PYTHON, REPO_ROOT, START_TIMEOUT, ServeFactory, ServeProcess, env
+from serving import (
+    PYTHON,
+    REPO_ROOT,
+    START_TIMEOUT,
+    ServeFactory,
+    ServeProcess,
+    env,
+    unassigned_port,
+)
 
 BACKEND_BANNER = re.compile(r"worker-backend serving on http://127\.0\.0\.1:(?P<port>\d+)")
 REMOTE_TOKEN = "remote-tok-7d1e0c9a5b3f4e21"
@@ -211,10 +219,11 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         )
         remote_data = tmp_path / "remote-data"
         auth = ("--auth-token-file", str(token_file), *remote_extra)
-        remote = await serve_process(remote_data, config=remote_cfg, extra=auth)
+        # restart_remote() brings it back on the same port: one the kernel never hands out itself
+        listen = ("--listen", f"127.0.0.1:{unassigned_port()}")
+        remote = await serve_process(remote_data, config=remote_cfg, extra=(*auth, *listen))
 
         async def restart_remote() -> ServeProcess:
-            listen = ("--listen", f"127.0.0.1:{remote.port}")
             return await serve_process(remote_data, config=remote_cfg, extra=(*auth, *listen))
 
         (tmp_path / "embedded.toml").write_text(EMBEDDED_CONFIG, encoding="utf-8")

@@ -23,6 +23,19 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", Path(__file__).resolve().parents[1] / "artifacts"))
 
 
+# Playwright's default bound (30 s) for a launch, an action or a navigation, doubled: a safety
+# net for a browser on a loaded 2-core machine, never a speed assertion.
+PLAYWRIGHT_TIMEOUT_MS = 60_000
+
+
+async def new_context(browser: Any, **options: Any) -> Any:
+    """``browser.new_context(**options)`` with :data:`PLAYWRIGHT_TIMEOUT_MS` for its pages."""
+    context = await browser.new_context(**options)
+    context.set_default_timeout(PLAYWRIGHT_TIMEOUT_MS)
+    context.set_default_navigation_timeout(PLAYWRIGHT_TIMEOUT_MS)
+    return context
+
+
 @contextlib.asynccontextmanager
 async def chromium(*extra_args: str) -> AsyncIterator[Any]:
     """Debian's chromium under Playwright, with ``CHROMIUM_ARGS`` and ``extra_args``. Without
@@ -35,7 +48,10 @@ async def chromium(*extra_args: str) -> AsyncIterator[Any]:
 
     async with async_playwright() as pw:
         b = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args], headless=True
+            executable_path=str(CHROMIUM),
+            args=[*CHROMIUM_ARGS, *extra_args],
+            headless=True,
+            timeout=PLAYWRIGHT_TIMEOUT_MS,
         )
         try:
             yield b

@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,6 +166,32 @@ def env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def unassigned_port() -> int:
+    """A free loopback port BELOW the kernel's ephemeral range: for a server that must come back on
+    the same port after a restart (``--listen 127.0.0.1:PORT`` on both starts), and for a port
+    nothing may listen on.
+
+    A port-0 port is an ephemeral one: once released (the first server's exit, a probe socket's
+    close), the kernel may hand it to any ``bind(0)`` or ``connect()`` on the machine (this box
+    runs several test suites at once), or to the test's own client reconnecting to it (a TCP
+    self-connect): the restart fails, or the "closed" port answers. The kernel never hands out a
+    port below the range by itself, so only an explicit bind could take it: a random one, checked
+    free, is as good as reserved."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port below {low}")
 
 
 # ``await serve_process(data_dir, config=..., durability=...)`` (the ``serve_process`` fixture)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from source_files import python_files
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = "runtime_client.api"
@@ -85,7 +86,7 @@ def _imports_in(source: str, package: str, filename: str = "<source>") -> list[t
 
 
 def _sources(*packages: str) -> list[Path]:
-    files = [p for pkg in packages for p in sorted((ROOT / pkg).rglob("*.py"))]
+    files = [p for pkg in packages for p in python_files(ROOT / pkg)]
     return [
         p for p in files if not p.relative_to(ROOT).as_posix().startswith("runtime_client/api/")
     ]
@@ -136,7 +137,7 @@ def _top_level_packages() -> list[str]:
         and not d.name.startswith((".", "_"))
         and d.name not in skipped
         and not d.name.endswith(".egg-info")
-        and any(d.rglob("*.py"))
+        and python_files(d)
     )
 
 

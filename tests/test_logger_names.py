@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from source_files import python_files
+
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("engine", "runtime_server", "runtime_client")
 
@@ -37,7 +39,7 @@ def test_loggers_are_named_after_their_module() -> None:
     offenders = []
     seen = 0
     for package in PRODUCT:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        for path in python_files(ROOT / package):
             rel = path.relative_to(ROOT).as_posix()
             if rel.startswith("runtime_client/api/"):
                 continue

@@ -12,6 +12,8 @@ import ast
 import inspect
 from pathlib import Path
 
+from source_files import python_files
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("engine", "runtime_server", "runtime_client", "backend")
 GENERATED = (ROOT / "runtime_client" / "api",)
@@ -26,7 +28,7 @@ KNOWN_CLASSES: dict[str, int] = {}
 def _sources() -> list[Path]:
     files = []
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        for path in python_files(ROOT / package):
             if not any(path.is_relative_to(g) for g in GENERATED):
                 files.append(path)
     return files

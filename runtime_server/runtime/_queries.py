@@ -43,7 +43,7 @@ from runtime_server.runtime._validation import (
     check_labels,
     check_unicode,
 )
-from runtime_server.runtime._waiting import wait_for_run
+from runtime_server.runtime._waiting import committed_so_far, wait_for_run
 
 
 class RuntimeQueries(RuntimeCore):
@@ -197,14 +197,29 @@ class RuntimeQueries(RuntimeCore):
                 return
 
     async def get_run(self, run_id: str) -> Run:
-        """The run as it is now (finished runs beyond max_retained_runs are RUN_NOT_FOUND)."""
-        return self._get_run(run_id)
+        """The run as it is now (finished runs beyond max_retained_runs are RUN_NOT_FOUND).
+
+        A finished run is answered once what the log holds is committed (its RunFinished with
+        it): the run ends in memory a moment before the store commits its RunFinished, and a
+        caller told it finished must find that durable, and covered by ``last_seq``. (Not while
+        the store is failing: reads never wait for a store that may not come back; memory holds
+        what is committed then, see _storewatch.)"""
+        run = self._get_run(run_id)
+        if run.state.terminal and self._store_watch.state is StoreState.OK:
+            await committed_so_far(self._require_log())
+            run = self._get_run(run_id)
+        return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
     async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
         """Wait until the run is terminal and return it; ``TimeoutError`` after ``timeout``."""
         async with asyncio.timeout(timeout):
-            return await wait_for_run(self._require_log(), self._get_run, run_id)
+            return await wait_for_run(
+                self._require_log(),
+                self._get_run,
+                run_id,
+                lambda: self._store_watch.state is StoreState.OK,
+            )
 
     def _get_run(self, run_id: str) -> Run:
         check_unicode(run_id=run_id)

@@ -369,7 +369,7 @@ class Runtime(RuntimeQueries):
         log_ = self._require_log()
         run = self._get_run(run_id)
         if run.state.terminal:
-            return run
+            return await self.get_run(run_id)  # answered once committed, as GetRun does
         self._store_watch.check()
         host = self._host(run.worker_id)
         if run.state is RunState.QUEUED:

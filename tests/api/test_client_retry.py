@@ -5,7 +5,6 @@ within the RetryPolicy's bounds; CreateWorker/SendInput without a request_id are
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 import pytest
-from serving import eventually
+from serving import eventually, unassigned_port  # nothing listens there
 
 from runtime_client import (
     NO_RETRY,
@@ -45,13 +44,6 @@ class Counting(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         name = method.decode() if isinstance(method, bytes) else method
         self.attempts[name.rsplit("/", 1)[-1]] += 1
         return await continuation(details, request)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port  # nothing listens once the socket is closed
 
 
 @pytest.fixture
@@ -96,7 +88,7 @@ UNSAFE: dict[str, Callable[[RuntimeClient], Awaitable[Any]]] = {
 async def test_safe_calls_are_retried_within_the_policy(
     counted: Callable[..., tuple[RuntimeClient, Counting]], rpc: str
 ) -> None:
-    client, counter = counted(f"127.0.0.1:{closed_port()}")
+    client, counter = counted(f"127.0.0.1:{unassigned_port()}")
     with pytest.raises(Unavailable):
         await SAFE[rpc](client)
     assert counter.attempts[rpc] == QUICK.max_attempts
@@ -106,7 +98,7 @@ async def test_safe_calls_are_retried_within_the_policy(
 async def test_calls_without_a_request_id_are_sent_once(
     counted: Callable[..., tuple[RuntimeClient, Counting]], rpc: str
 ) -> None:
-    client, counter = counted(f"127.0.0.1:{closed_port()}")
+    client, counter = counted(f"127.0.0.1:{unassigned_port()}")
     with pytest.raises(Unavailable):
         await UNSAFE[rpc](client)
     assert counter.attempts[rpc] == 1
@@ -115,7 +107,7 @@ async def test_calls_without_a_request_id_are_sent_once(
 async def test_no_retry_and_the_budget_bound_the_attempts(
     counted: Callable[..., tuple[RuntimeClient, Counting]],
 ) -> None:
-    target = f"127.0.0.1:{closed_port()}"
+    target = f"127.0.0.1:{unassigned_port()}"
     client, counter = counted(target, NO_RETRY)
     with pytest.raises(Unavailable):
         await client.get_runtime()
@@ -134,7 +126,8 @@ async def test_draining_is_retried_only_for_calls_safe_to_repeat(
 ) -> None:
     served = await serve()
     worker = (await served.client.create_worker(profile="very-slow")).worker.worker_id
-    await served.client.send_input(worker, "keeps it draining")  # 1.5 s on very-slow
+    # keeps it draining (30 s on very-slow; cancelled once the checks are done)
+    accepted = await served.client.send_input(worker, " ".join(["word"] * 60))
     closing = asyncio.create_task(served.runtime.close(grace_s=BOUND))
     try:
         await eventually(lambda: served.runtime.state is RuntimeState.DRAINING, what="draining")
@@ -149,4 +142,5 @@ async def test_draining_is_retried_only_for_calls_safe_to_repeat(
         await client.get_worker(worker)
         assert counter.attempts["GetWorker"] == 1
     finally:
-        await closing  # the run ends by itself (1.5 s), then the runtime stops
+        await served.runtime.cancel_run(accepted.run.run_id)  # (allowed while draining)
+        await closing  # the run ended, then the runtime stops

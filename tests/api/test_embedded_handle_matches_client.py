@@ -94,7 +94,7 @@ async def build_state(served: Served, tmp_path: Path) -> dict[str, str]:
     done = await c.send_input(w1.worker_id, "one two three")
     await c.wait_run(done.run.run_id, timeout=BOUND)
     slow = (await c.create_worker(profile="very-slow", labels={"team": "b"})).worker
-    long = await c.send_input(slow.worker_id, "a b c d e f g h")
+    long = await c.send_input(slow.worker_id, " ".join(["word"] * 60))  # cancelled below
     queued = await c.send_input(slow.worker_id, "later", busy_policy=rc.BusyPolicy.ENQUEUE)
     await c.cancel_run(queued.run.run_id)
     await c.cancel_run(long.run.run_id)
@@ -195,7 +195,8 @@ async def test_every_refusal_answers_the_same(
     served, embedded = both
     c = served.client
     busy = (await c.create_worker(profile="very-slow")).worker
-    active = await c.send_input(busy.worker_id, "x y z w v u")
+    # busy for the whole list below, however loaded the machine (cancelled after it)
+    active = await c.send_input(busy.worker_id, " ".join(["word"] * 60))
     stopped = (await c.create_worker()).worker
     await c.stop_worker(stopped.worker_id)
     await c.create_worker(request_id="key-1", display_name="first")

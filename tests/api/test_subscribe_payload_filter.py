@@ -10,6 +10,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 import pytest
+from serving import eventually
 
 from runtime_client import Event, InvalidArgument, RunFinished, WorkerCreated
 from runtime_client.api import types_pb2
@@ -86,7 +87,9 @@ async def test_live_events_are_filtered_too(serve: ServeFactory) -> None:
     client = served.client
     stream = client.subscribe(payload_types=["run_finished"], from_now=True)
     task = asyncio.ensure_future(_take(stream, 1))
-    await asyncio.sleep(0.2)  # the subscription is live
+    # the subscription is live (from_now: a run started before it would be missed, not a failure
+    # but a hang)
+    await eventually(lambda: served.runtime.info().subscribers == 1, within=30)
     w = (await client.create_worker(profile="echo")).worker
     accepted = await client.send_input(w.worker_id, "a b c")
     [event] = await task

@@ -54,7 +54,9 @@ async def test_subscribing_after_the_cursor_mid_message_misses_and_repeats_nothi
 ) -> None:
     client = served.client
     wid = (await client.create_worker(profile="slow")).worker.worker_id
-    text = " ".join(f"w{i}" for i in range(40))
+    # 200 words, 20 ms each: the answer is still streaming when the page is read below, even
+    # on a loaded machine (40 words left under a second for that)
+    text = " ".join(f"w{i}" for i in range(200))
     accepted = await client.send_input(wid, text)
 
     async def some_deltas() -> bool:

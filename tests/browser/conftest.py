@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from backend_serving import console  # noqa: F401 - the fixture, shared with tests/backend
-from browser_support import chromium
+from browser_support import chromium, new_context
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def page(browser: Any) -> AsyncIterator[Any]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context = await new_context(browser, viewport={"width": 1280, "height": 800})
     p = await context.new_page()
     try:
         yield p

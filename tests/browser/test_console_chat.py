@@ -108,7 +108,9 @@ async def test_busy_under_reject_keeps_the_draft(console: ConsoleFactory, page: 
     _, remote_id = await c.runtime_ids()
     wid = await c.create_worker(remote_id, "slow")
     await open_worker(page, c, remote_id, wid)
-    await page.fill("#input", " ".join(f"w{i}" for i in range(30)))
+    # A run of a minute (200 words, 300 ms each): it is still answering when the draft is sent,
+    # however slowly the loaded browser gets there (30 words, 9 s, was not always enough).
+    await page.fill("#input", " ".join(f"w{i}" for i in range(200)))
     await page.press("#input", "Enter")
     await eventually(lambda: _is(page, "RUNNING"), timeout=BOUND)
     draft = "a second question while the first is answered"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from backend_serving import ConsoleFactory
-from browser_support import chromium
+from browser_support import chromium, new_context
 
 BOUND = 30.0
 
@@ -30,7 +30,7 @@ async def test_a_rebinding_origin_gets_nothing_from_an_open_console(
     c = await console()
     await c.runtime_ids()
     port = c.backend.port
-    context = await rebound_browser.new_context()
+    context = await new_context(rebound_browser)
     page = await context.new_page()
     try:
         # The console itself, at its address: the page loads and lists the workers.

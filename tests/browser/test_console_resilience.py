@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from backend_serving import ConsoleFactory, eventually
-from browser_support import screenshot
+from browser_support import new_context, screenshot
 
 from engine.testing import LoopbackServer, Reply
 
@@ -122,7 +122,7 @@ async def test_eight_console_tabs_leave_connections_for_requests(
     c = await console(delay_ms=100)
     _, rid = await c.runtime_ids()
     wids = [await c.create_worker(rid, "slow", f"tab {i}") for i in range(8)]
-    context = await browser.new_context(viewport={"width": 1100, "height": 700})
+    context = await new_context(browser, viewport={"width": 1100, "height": 700})
     try:
         tabs = []
         for wid in wids:

@@ -95,7 +95,9 @@ async def test_health_needs_no_token(serve: object) -> None:
 async def test_cancel_names_the_state_once(served: Served) -> None:
     client = served.client
     worker = (await client.create_worker(profile="very-slow")).worker
-    accepted = await client.send_input(worker.worker_id, "one two three four five six")
+    # a minute on very-slow: still active when the CLI, started in a fresh interpreter on a
+    # loaded machine, cancels it (six words, 3 s, were not always enough)
+    accepted = await client.send_input(worker.worker_id, " ".join(["word"] * 120))
     rc, out, err = await cli("--target", served.target, "cancel", accepted.run.run_id)
     assert rc == 0, err
     assert "CANCELLED: CANCELLED" not in out

@@ -13,13 +13,13 @@ import dataclasses
 import os
 import re
 import shlex
-import socket
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
+from serving import unassigned_port  # down pods: nothing listens there
 from test_deploy_manifests import BOUND, DEPLOY, REPO_ROOT, documents, one, runtime_pod
 
 from backend.cli import parser as backend_parser
@@ -113,13 +113,6 @@ def test_the_configmap_is_a_backend_config_and_the_deployment_holds_together(
             assert volume["secret"]["secretName"] in examples
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_the_backend_starts_with_the_deployments_exact_arguments_and_reaches_a_pod(
     tmp_path: Path,
 ) -> None:
@@ -132,8 +125,8 @@ async def test_the_backend_starts_with_the_deployments_exact_arguments_and_reach
         text = one("ConfigMap", "worker-backend-config")["data"]["backend.toml"]
         targets = {
             "worker-runtime-0.worker-runtime:50051": f"127.0.0.1:{pod.main}",
-            "worker-runtime-1.worker-runtime:50051": f"127.0.0.1:{_free_port()}",
-            "worker-runtime-2.worker-runtime:50051": f"127.0.0.1:{_free_port()}",
+            "worker-runtime-1.worker-runtime:50051": f"127.0.0.1:{unassigned_port()}",
+            "worker-runtime-2.worker-runtime:50051": f"127.0.0.1:{unassigned_port()}",
         }
         files = {  # the client certificate from tests/tlsfiles (signed by the runtimes' CA)
             f"{MOUNT}/tls/ca.crt": runtime_dir / "ca.pem",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving import ServeFactory, ServeProcess, eventually, write_config
+from serving import ServeFactory, ServeProcess, eventually, unassigned_port, write_config
 
 from runtime_client import (
     RegistryOptions,
@@ -84,7 +84,9 @@ async def remote(serve_process: ServeFactory, tmp_path: Path) -> RemoteFactory:
         data = tmp_path / name
         data.mkdir()
         config = write_config(tmp_path / f"{name}.toml", delay_ms=delay_ms)
-        proc = await serve_process(data, config=config, extra=extra or [])
+        # restart() brings it back on the same port: one the kernel never hands out by itself
+        listen = ["--listen", f"127.0.0.1:{unassigned_port()}"]
+        proc = await serve_process(data, config=config, extra=[*listen, *(extra or [])])
         return Remote(serve_process, data, config, proc, list(extra or []))
 
     return factory

@@ -82,7 +82,7 @@ async def test_kill9_restart_resumes_exactly_and_the_view_never_waits(
         t0 = time.perf_counter()
         views = registry.list_workers()
         elapsed = time.perf_counter() - t0
-        assert elapsed < 0.2  # from the cache: nothing waits on the dead runtime
+        assert elapsed < 0.5  # from the cache: nothing waits on the dead runtime (~ms)
         mine = [v for v in views if v.worker.worker_id == worker_id]
         assert mine
         assert mine[0].stale
@@ -289,7 +289,7 @@ async def test_blackhole_fails_within_its_deadline_and_never_delays_the_view(
             registry.list_workers()
             registry.runtimes()
             timings.append(time.perf_counter() - t)
-        assert max(timings) < 0.2
+        assert max(timings) < 0.5  # a wait on the network would take a 1-2 s deadline
         # the good runtime is unaffected: placement and calls work
         placed, _ = await registry.create_worker(profile="slow")
         assert placed == status_of(registry, "one").runtime_id
@@ -324,7 +324,7 @@ async def test_a_hung_runtime_is_unreachable_and_calls_end_by_their_deadline(
             registry.runtimes()
             timings.append(time.perf_counter() - t)
             await asyncio.sleep(0.05)
-        assert max(timings) < 0.2
+        assert max(timings) < 0.5  # a wait on the network would take a 1-2 s deadline
         assert any(v.runtime_id == rid1 for v in views)
         with pytest.raises((DeadlineExceeded, Unavailable)):
             await call

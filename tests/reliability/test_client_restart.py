@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
 
-from serving import ServeProcessFactory, eventually
+from serving import ServeProcessFactory, eventually, unassigned_port
 
 from runtime_client import BusyPolicy, RetryPolicy, RuntimeClient
 
@@ -19,17 +18,10 @@ BOUND = 120.0  # seconds: a safety net on a shared 2-core machine, not a speed a
 PATIENT = RetryPolicy(budget_s=90.0, max_attempts=1_000)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_unary_calls_50ms_apart_all_succeed_across_a_restart(
     serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = unassigned_port()  # not an ephemeral one: see its docstring
     listen = ["--listen", f"127.0.0.1:{port}"]
     data = tmp_path / "data"
     first = await serve_process(data, extra=listen)

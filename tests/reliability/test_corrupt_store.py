@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import sqlite3
@@ -34,7 +35,14 @@ from serving import (
     serve_argv,
 )
 
-from runtime_client import RuntimeClient, RuntimeServiceError, StoreFailure, StoreState
+from runtime_client import (
+    Accepted,
+    RunFinished,
+    RuntimeClient,
+    RuntimeServiceError,
+    StoreFailure,
+    StoreState,
+)
 from runtime_server.store import SqliteStore
 
 DB = "runtime.sqlite3"
@@ -190,6 +198,17 @@ async def test_last_page_overwritten(serve_process: ServeProcessFactory, tmp_pat
     assert snapshot(data) == before
 
 
+async def run_finished_in_the_log(client: RuntimeClient, worker: str, accepted: Accepted) -> None:
+    """Wait until the run's RunFinished is committed: a subscription delivers only committed
+    events, and the log's last_seq covers one by the time it is delivered."""
+    stream = client.subscribe(worker, after_seq=accepted.seq)
+    async with contextlib.aclosing(stream), asyncio.timeout(START_TIMEOUT):
+        async for event in stream:
+            payload = event.payload
+            if isinstance(payload, RunFinished) and payload.run.run_id == accepted.run.run_id:
+                return
+
+
 def truncate_half(wal: Path) -> None:
     size = wal.stat().st_size
     with wal.open("r+b") as f:
@@ -222,6 +241,10 @@ async def test_damaged_wal_after_kill_9_refuses_to_reuse_seqs(
         while (await client.get_runtime()).last_seq < 1500:
             accepted = await client.send_input(worker, " ".join(f"w{i}" for i in range(60)))
             await client.wait_run(accepted.run.run_id, timeout=30)
+        # wait_run returns once the run is terminal, which can be a moment before its last events
+        # (RunFinished, the worker's IDLE) commit and raise last_seq and the high-water mark: wait
+        # for the settled sign, the RunFinished itself, so that `seen` is every seq committed.
+        await run_finished_in_the_log(client, worker, accepted)
         seen = (await client.get_runtime()).last_seq  # published: clients may have seen these
         sp.kill9()
     finally:

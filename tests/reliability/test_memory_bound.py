@@ -131,11 +131,16 @@ async def test_large_transcripts_are_not_kept_in_memory_nor_reloaded(
 async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
     serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
-    """50 workers, each with a long run and inputs of 250,000 characters queued behind it: 200 MB
+    """50 workers, each with a long run and inputs of 250,000 characters queued behind it: 300 MB
     asked for. Queued text is held only while queued, within ``max_memory_bytes`` (80 MB here);
     the rest is refused with MEMORY_BUDGET_EXCEEDED. Stopping the workers cancels the queues, and
     finished runs keep no text, so the memory is given back. (Before the fix all of it was taken
-    and kept: 200 workers x 17 such inputs held 1.63 GB, and 1.11 GB after every worker stopped.)"""
+    and kept: 200 workers x 17 such inputs held 1.63 GB, and 1.11 GB after every worker stopped.)
+
+    The RSS bound leaves 100 MB over the budget: ~80 MB queued grew the resident set by 127 MB
+    on a loaded machine (109 MB with a single malloc arena: part of it is allocator slack) and by
+    149 MB once in CI, against a bound of budget + 60 MB that then failed. Asking for 300 MB
+    keeps the bound far below what holding everything asked for would take."""
     budget = 80 * MB
     cfg = config(tmp_path / "serve.toml", limits={"max_memory_bytes": budget}, delay_ms=200)
     sp = await serve_process(tmp_path / "data", config=cfg)
@@ -153,7 +158,7 @@ async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
 
     async def fill(wid: str) -> None:
         nonlocal accepted
-        for _ in range(16):
+        for _ in range(24):
             async with gate:
                 try:
                     await client.send_input(wid, big, busy_policy=BusyPolicy.ENQUEUE)
@@ -174,8 +179,9 @@ async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
     assert refused[0].limit == budget
     assert refused[0].held + refused[0].needed > budget
     assert accepted * 250_000 <= budget
-    # Held: the queued text (<= the budget) plus gRPC buffers and allocator slack.
-    assert full - before < budget + 60 * MB, f"RSS grew by {(full - before) / MB:.0f} MB"
+    # Held: the queued text (<= the budget) plus gRPC buffers and allocator slack; holding every
+    # input asked for would be over 300 MB.
+    assert full - before < budget + 100 * MB, f"RSS grew by {(full - before) / MB:.0f} MB"
 
     await asyncio.gather(*(client.stop_worker(w) for w in workers))
     stopped = await settled_rss(sp)
@@ -183,8 +189,9 @@ async def test_queued_inputs_are_bounded_and_freed_when_workers_stop(
     info = await client.get_runtime()
     assert info.queued_runs == 0
     assert info.memory_bytes < 10 * MB
-    # Most of it is given back (before the fix, 1.11 of 1.63 GB stayed): the queues held ~80 MB.
-    assert stopped - before < 80 * MB, f"RSS after stop {stopped / MB:.0f} MB"
+    # Most of it is given back (before the fix, 1.11 of 1.63 GB stayed): the queues held ~80 MB;
+    # 48-56 MB stay as allocator slack on a loaded machine.
+    assert stopped - before < 100 * MB, f"RSS after stop {stopped / MB:.0f} MB"
     assert full - stopped > 40 * MB, f"RSS fell by {(full - stopped) / MB:.0f} MB only"
     # ...and the room is there again: a stopped worker refuses input, a new one takes it.
     fresh = (await client.create_worker(profile="echo")).worker.worker_id

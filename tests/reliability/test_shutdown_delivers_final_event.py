@@ -20,7 +20,15 @@ import grpc
 import grpc.aio
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from serving import PYTHON, REPO_ROOT, ServeProcessFactory, env, eventually, write_config
+from serving import (
+    PYTHON,
+    REPO_ROOT,
+    ServeProcessFactory,
+    env,
+    eventually,
+    unassigned_port,
+    write_config,
+)
 
 from runtime_client import RunFinished as ClientRunFinished
 from runtime_client import RunState as ClientRunState
@@ -208,7 +216,9 @@ async def test_typed_client_and_cli_follow_resume_when_the_runtime_is_back(
     they delivered: nothing skipped, nothing repeated."""
     config = write_config(tmp_path / "slow.toml", delay_ms=50)
     data = tmp_path / "data"
-    first = await serve_process(data, config=config, extra=["--grace", "0.2"])
+    # back on the same address: a port the kernel never hands out by itself (see its docstring)
+    listen = ["--listen", f"127.0.0.1:{unassigned_port()}"]
+    first = await serve_process(data, config=config, extra=["--grace", "0.2", *listen])
     client = first.client()
     worker_id = (await client.create_worker(profile="slow")).worker.worker_id
     accepted = await client.send_input(worker_id, WORDS)
@@ -246,9 +256,7 @@ async def test_typed_client_and_cli_follow_resume_when_the_runtime_is_back(
         await eventually(lambda: "RUNTIME_DRAINING" in retries or "UNAVAILABLE" in retries)
         await eventually(lambda: "waiting for server" in err_path.read_text(), within=BOUND)
 
-        second = await serve_process(
-            data, config=config, extra=["--listen", first.target, "--grace", "0.2"]
-        )
+        second = await serve_process(data, config=config, extra=[*listen, "--grace", "0.2"])
         again = second.client()
         runs: list[str] = []
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import missing
+from serving import eventually, missing
 
 import engine
 import runtime_client
@@ -150,7 +150,9 @@ async def test_serve_starts_the_local_model_lazily_and_answers(tmp_path: Path) -
             while not (match := BANNER.search(out.read_text())):
                 assert proc.returncode is None, err.read_text()
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.1)  # the banner's last line follows the first
+        # the local-model line is printed after the banner, once the model file was checked: wait
+        # for it (a fixed 0.1 s pause may be too short on a loaded machine)
+        await eventually(lambda: "  local" in out.read_text(), within=30, what="the local line")
         assert "local      smollm2 (starts on first use)" in out.read_text()
         client = RuntimeClient(f"{match[1]}:{match[2]}")
         diagnostics = await client.list_diagnostics()

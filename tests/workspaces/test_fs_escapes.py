@@ -250,7 +250,7 @@ async def test_fifo_and_devices_are_refused_at_once(layout: Layout, tool: str) -
         elapsed = time.monotonic() - started
         print(f"\n{tool} {path}: refused in {elapsed * 1000:.1f} ms: {text}")
         assert is_error, (tool, path, text)
-        assert elapsed < 2.0  # "does not hang" (100 ms is the aim; the machine is shared)
+        assert elapsed < 5.0  # "does not hang" (100 ms is the aim; the machine is shared)
     assert stat.S_ISFIFO(os.stat(layout.root / "fifo").st_mode)  # never replaced by a write
 
 

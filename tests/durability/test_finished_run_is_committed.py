@@ -1,0 +1,96 @@
+"""A run is reported finished only once its RunFinished is committed (found by the flakes hunt).
+
+The Runtime ends a run in memory and then hands its RunFinished to the store; on SQLite the commit
+comes a moment later, from the writer thread. GetRun (and wait_run, and the client's wait_run,
+which reads GetRun first, and CancelRun of a finished run) answered from memory at once: a
+client could be told COMPLETED while the RunFinished was not yet committed (and ``last_seq``
+did not cover it yet) — and after a ``kill -9`` in that moment the run comes back INTERRUPTED.
+The damaged-WAL test flaked on exactly this: 2 of 100 wait_run calls against a loaded ``serve``
+returned before the RunFinished was in the log.
+
+Here the commit reports of a real SQLite store are held back (the writer commits; the Runtime is
+told later, as a slow disk would make it), so the window stays open deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from serving import eventually
+
+from runtime_server.model import RunFinished, RunState
+from runtime_server.runtime import Runtime, parse_config
+from runtime_server.store import SqliteStore
+
+BOUND = 30.0  # a safety net on a shared machine, not a speed assertion
+
+
+class HeldReports(SqliteStore):
+    """A real SQLite store whose commit reports can be held back and released."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, retention_interval=0.0)
+        self.holding = False
+        self.held: list[int] = []
+        self._report: object = None
+
+    def set_commit_listener(self, listener) -> None:  # type: ignore[no-untyped-def]
+        self._report = listener
+
+        def report(seq: int) -> None:
+            if self.holding:
+                self.held.append(seq)
+            else:
+                listener(seq)
+
+        super().set_commit_listener(report)
+
+    def release(self) -> None:
+        self.holding = False
+        for seq in self.held:
+            self._report(seq)  # type: ignore[operator]
+        self.held.clear()
+
+
+async def test_a_finished_run_is_answered_once_its_run_finished_is_committed(
+    tmp_path: Path,
+) -> None:
+    store = HeldReports(tmp_path / "runtime.sqlite3")
+    rt = Runtime(store=store, config=parse_config({}))
+    await rt.start()
+    try:
+        wid = (await rt.create_worker(profile="echo")).worker.worker_id
+        accepted = await rt.send_input(wid, "one two three")  # acknowledged: committed
+        store.holding = True  # from here on, the Runtime learns of no commit
+        await eventually(lambda: rt.info().active_runs == 0, within=BOUND, what="the run ended")
+        reported = rt.info().last_seq  # the last commit the Runtime was told of
+
+        getting = asyncio.ensure_future(rt.get_run(accepted.run.run_id))
+        waiting = asyncio.ensure_future(rt.wait_run(accepted.run.run_id, timeout=BOUND))
+        cancelling = asyncio.ensure_future(rt.cancel_run(accepted.run.run_id))  # idempotent
+        await asyncio.sleep(0.2)
+        # Not before the commit (before the fix: COMPLETED at once, its RunFinished uncommitted).
+        assert not getting.done()
+        assert not waiting.done()
+        assert not cancelling.done()
+
+        store.release()
+        run = await asyncio.wait_for(getting, BOUND)
+        waited = await asyncio.wait_for(waiting, BOUND)
+        cancelled = await asyncio.wait_for(cancelling, BOUND)
+        assert run.state is RunState.COMPLETED
+        assert waited.state is RunState.COMPLETED
+        assert cancelled.state is RunState.COMPLETED  # it had finished: unchanged
+        events = (await rt.list_events(after_seq=accepted.seq, worker_id=wid)).events
+        finished = [e for e in events if isinstance(e.payload, RunFinished)]
+        assert [e.payload.run.run_id for e in finished] == [accepted.run.run_id]  # type: ignore[union-attr]
+        assert finished[0].seq > reported  # it was not reported committed while held
+        assert rt.info().last_seq >= finished[0].seq
+        # and once committed, a finished run is answered at once
+        assert (await asyncio.wait_for(rt.get_run(accepted.run.run_id), BOUND)).state is (
+            RunState.COMPLETED
+        )
+    finally:
+        store.release()
+        await rt.close()
