@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from store_samples import FULL_MESSAGE, FULL_USAGE, entry, event, run, worker
@@ -25,6 +25,7 @@ from runtime_server.model import (
     RunFinished,
     RunStarted,
     RunState,
+    TranscriptEntry,
     UsageReported,
     Worker,
     WorkerState,
@@ -141,3 +142,22 @@ async def test_stored_json_is_the_codecs_bytes(tmp_path: Path) -> None:
     assert len(bodies) == len(many)
     for put in many[::97]:
         assert bodies[put.run.run_id] == codec.encode_run(put.run, with_input=False)
+
+
+def test_a_new_record_field_reaches_the_fast_json() -> None:
+    """The writer's JSON names each field of these records itself, where the codec walks the
+    dataclass: a field added to a record would be stored by one and silently dropped by the
+    other. So the fields are pinned here — a new one must be added to the writer's JSON
+    (``runtime_server/store/_sqlite_json.py``) and to the samples above, then listed here."""
+    known = {
+        Run: "run_id worker_id state created_at input_text started_at finished_at usage error"
+        " stop_reason",
+        Worker: "worker_id runtime_id state profile display_name labels active_run_id created_at"
+        " usage workspace config_bundle queued_runs capabilities tools",
+        Message: "role text reasoning reasoning_signature tool_calls tool_call_id tool_name"
+        " is_error stop_reason incomplete reasoning_blocks reasoning_field",
+        TranscriptEntry: "worker_id index run_id created_at message seq",
+        Usage: "input_tokens output_tokens cache_read_tokens cache_write_tokens reasoning_tokens",
+    }
+    for record, names in known.items():
+        assert tuple(f.name for f in fields(record)) == tuple(names.split()), record.__name__
