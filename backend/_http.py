@@ -24,6 +24,10 @@ timeout, only after a response. So, before this module:
   because the client reads nothing). Past it the connection is aborted; the application sees a
   disconnect.
 
+Also: uvicorn logs a WARNING line for every request it cannot parse ("Invalid HTTP request
+received."), so anyone who can connect could flood the Backend's log; such lines are kept to one
+per :data:`QUIET_WINDOW_S`, counting the ones left out (:class:`_QuietLog`).
+
 These are connection-level facts the ASGI application cannot see, hence a protocol subclass and
 not a middleware. It relies on uvicorn's h11 protocol's hooks (``connection_made``,
 ``handle_events``, ``on_response_complete``, ``pause_writing``/``resume_writing``), pinned by the
@@ -34,7 +38,10 @@ sockets.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -52,6 +59,37 @@ _TIMED_OUT = (
 )
 
 
+QUIET_WINDOW_S = 60.0
+_NOISY = frozenset({"Invalid HTTP request received.", "Unsupported upgrade request."})
+
+
+class _QuietLog:
+    """uvicorn's per-connection logger, with its lines about unparsable requests (which anyone
+    can cause) kept to one per window, the next one counting those left out."""
+
+    def __init__(self, logger: logging.Logger, window_s: float = QUIET_WINDOW_S) -> None:
+        self._logger = logger
+        self._window = window_s
+        self._next = 0.0
+        self._left_out = 0
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg not in _NOISY:
+            self._logger.warning(msg, *args, **kwargs)
+            return
+        now = time.monotonic()
+        if now < self._next:
+            self._left_out += 1
+            return
+        self._next = now + self._window
+        left_out, self._left_out = self._left_out, 0
+        more = f" ({left_out} more such requests since the last line)" if left_out else ""
+        self._logger.warning("%s%s; at most one such line per %.0f s", msg, more, self._window)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     max_connections: int = 256
@@ -62,10 +100,16 @@ class HttpLimits:
 def bounded_protocol(limits: HttpLimits) -> type[H11Protocol]:
     """uvicorn's h11 protocol class bounded by ``limits`` (pass it as ``uvicorn.Config(http=)``)."""
 
+    quiet = _QuietLog(logging.getLogger("uvicorn.error"))
+
     class BoundedH11Protocol(H11Protocol):
         _read_deadline: asyncio.TimerHandle | None = None
         _send_deadline: asyncio.TimerHandle | None = None
         _refused = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.logger = quiet  # type: ignore[assignment]
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             if len(self.connections) >= limits.max_connections:

@@ -213,3 +213,20 @@ async def test_sigterm_stops_a_backend_with_an_event_stream_open(tmp_path: Path)
     finally:
         if backend.proc.poll() is None:
             backend.proc.kill()
+
+
+async def test_unparsable_requests_do_not_flood_the_log(tmp_path: Path) -> None:
+    # uvicorn logged a WARNING per request it could not parse: anyone who can connect could
+    # fill the Backend's log. Now one line per minute, counting the rest.
+    backend = await start_backend(tmp_path, CONFIG)
+    try:
+        for _ in range(30):
+            reader, writer = await _open(backend)
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), BOUND)
+            assert answer.startswith(b"HTTP/1.1 400"), answer
+            writer.close()
+    finally:
+        backend.terminate()
+    lines = [ln for ln in backend.stderr().splitlines() if "Invalid HTTP request" in ln]
+    assert 1 <= len(lines) <= 2, lines
