@@ -235,9 +235,10 @@ async def create_worker(request: Request) -> Response:
         # 503 says "retry shortly", which is right while a runtime that may offer the profile is
         # down, and wrong when every runtime is READY and none has it: a typo never heals
         statuses = registry.runtimes()
-        if ref is None and all(s.state is RuntimeHealth.READY for s in statuses):
-            if not any(p.name == profile for s in statuses for p in s.profiles):
-                raise ApiError.invalid("profile", f"no runtime offers profile {profile!r}") from exc
+        all_ready = all(s.state is RuntimeHealth.READY for s in statuses)
+        offered = any(p.name == profile for s in statuses for p in s.profiles)
+        if ref is None and all_ready and not offered:
+            raise ApiError.invalid("profile", f"no runtime offers profile {profile!r}") from exc
         raise
     return JSONResponse(
         {"runtime_id": rid, "worker": to_json(created.worker), "seq": created.seq},
