@@ -19,13 +19,16 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from serving import ServeFactory, eventually
+from serving import BASE_CONFIG, ServeFactory, eventually
 
 from runtime_client.api import management_service_pb2 as mgmt_pb
 from runtime_client.api import management_service_pb2_grpc as mgmt_grpc
 from runtime_client.api import observation_service_pb2 as obs_pb
 from runtime_client.api import observation_service_pb2_grpc as obs_grpc
+from runtime_server import Runtime
+from runtime_server.grpc import OpsOptions, start_server
 from runtime_server.model import Limits
+from runtime_server.runtime import parse_config
 
 BOUND = 20.0  # seconds: a safety net only
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -249,3 +252,21 @@ def test_config_refuses_bad_values(bad: object) -> None:
 
     with pytest.raises(ValueError, match="max_concurrent_streams"):
         limits_from({"max_concurrent_streams": bad})
+
+
+async def test_the_plaintext_health_port_bounds_idle_connections_too() -> None:
+    # the health port needs no token: its connections must be bounded like the main port's
+    runtime = Runtime(
+        config=parse_config(BASE_CONFIG), limits=Limits(max_connection_idle_seconds=0.3)
+    )
+    server = await start_server(runtime, ops=OpsOptions(health_listen="127.0.0.1:0"))
+    try:
+        conn = await RawH2.open(f"127.0.0.1:{server.health_port}")
+        try:
+            goaway = await conn.goaway()
+            assert goaway is not None
+            assert b"idle" in goaway[1]
+        finally:
+            conn.close()
+    finally:
+        await server.stop(0)
