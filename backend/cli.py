@@ -26,7 +26,6 @@ from pathlib import Path
 import uvicorn
 
 from backend import cluster
-from backend._http import HttpLimits, bounded_protocol
 from backend.app import create_app
 from backend.config import (
     BackendConfigError,
@@ -34,6 +33,7 @@ from backend.config import (
     exposure_error,
     load_config,
 )
+from backend.http_limits import HttpLimits, bounded_protocol
 from backend.service import Backend, build_registry
 from runtime_server.store import StoreOpenError
 
@@ -122,7 +122,7 @@ async def _serve(args: argparse.Namespace) -> int:
             lifespan="on",
             http=bounded_protocol(limits),  # slowloris, connection count, stalled readers
             # requests still in flight when SIGTERM comes get this long, then are cancelled
-            # (event streams are cut at once: backend._http)
+            # (event streams are cut at once: backend.http_limits)
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
     )

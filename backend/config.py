@@ -51,7 +51,7 @@ Decisions:
   and ``localhost``; any other ``Host`` header is refused (DNS rebinding: see
   ``backend.security``). ``"*"`` allows any name.
 - ``max_connections``, ``request_timeout_s``, ``send_timeout_s``: the HTTP server's bounds on
-  connections, slow requests (slowloris) and clients that stop reading (``backend._http``).
+  connections, slow requests (slowloris) and clients that stop reading (``backend.http_limits``).
   Event streams are connections too, so ``max_connections`` must exceed ``max_streams``.
 - ``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
   in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
@@ -113,7 +113,7 @@ class BackendConfig:
     bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
     allow_unauthenticated: bool = False  # an open console on a network address, on purpose
     allowed_hosts: tuple[str, ...] = ()  # names an open console answers to (backend.security)
-    max_connections: int = 256  # the HTTP server's bounds (backend._http)
+    max_connections: int = 256  # the HTTP server's bounds (backend.http_limits)
     request_timeout_s: float = 30.0
     send_timeout_s: float = 60.0
 

@@ -18,7 +18,6 @@ from runtime_client.api import catalog_service_pb2 as cpb
 from runtime_client.api import interaction_service_pb2 as ipb
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import types_pb2 as tpb
-from runtime_server.grpc._wire_utf8 import invalid_utf8_field
 
 BOUND = 20.0
 MARK = "@@bad-bytes@@"  # serialized, then swapped for as many bytes that are not UTF-8
@@ -107,9 +106,29 @@ async def test_the_field_that_is_not_utf8_is_named(
         assert field in (refused.value.details() or "")
 
 
-def test_nesting_and_truncation_never_raise() -> None:
-    descriptor = cpb.CreateWorkerRequest.DESCRIPTOR
-    good = body(cpb.CreateWorkerRequest(display_name=MARK))
-    for cut in range(len(good)):  # every prefix: broken or not, an answer, never an exception
-        assert invalid_utf8_field(descriptor, good[:cut]) in (None, "display_name")
-    assert invalid_utf8_field(descriptor, b"\x32" + b"\xff" * 10) is None  # a cut length
+async def test_cut_bodies_are_answered_never_crash(serve: ServeFactory) -> None:
+    # every prefix of a body with a bad string: broken protobuf (request) or the field named,
+    # never UNKNOWN from the walk that looks for the field
+    served = await serve()
+    good = body(cpb.CreateWorkerRequest(profile="echo", display_name=MARK))
+    async with grpc.aio.insecure_channel(served.target) as channel:
+        unary = channel.unary_unary(
+            CATALOG + "CreateWorker", request_serializer=identity, response_deserializer=identity
+        )
+        for cut in range(1, len(good)):
+            failure = await _failure(unary, good[:cut])
+            if failure is None:
+                continue  # a prefix that decodes and is a valid request
+            code, reason, field = failure
+            assert code is not grpc.StatusCode.UNKNOWN
+            if reason == "MALFORMED_REQUEST":
+                assert field in ("request", "display_name")
+
+
+async def _failure(unary: Any, data: bytes) -> tuple[grpc.StatusCode, str, str] | None:
+    try:
+        await unary(data, timeout=BOUND)
+    except grpc.aio.AioRpcError as exc:
+        info = error_info(exc)
+        return exc.code(), info.reason, info.metadata.get("field", "")
+    return None

@@ -1,5 +1,5 @@
 """The Backend's HTTP server bounds slow and idle clients and its open connections
-(``backend._http``), over real sockets against a real ``worker-backend serve``.
+(``backend.http_limits``), over real sockets against a real ``worker-backend serve``.
 
 Before, uvicorn's h11 server armed no timer until a first response: a connection that sent
 nothing, or sent its headers one byte at a time (slowloris), or trickled a body, was held forever;
@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 from backend_serving import BackendProcess, eventually, start_backend
 
-from backend._http import HttpLimits, bounded_protocol
+from backend.http_limits import HttpLimits, bounded_protocol
 
 BOUND = 20.0  # seconds: safety nets only (every bound under test is 1 s or less)
 CONFIG = 'store = "memory"\n[companion]\nprofile = "echo"\n'
@@ -60,7 +60,9 @@ async def test_slow_and_idle_requests_are_cut_but_streams_are_not(tmp_path: Path
         # slowloris: headers one byte at a time
         reader, writer = await _open(backend)
         answer = await _trickle_until_closed(reader, writer, b"GET /healthz HTTP/1.1\r\nX-A: ")
-        assert answer.startswith(b"HTTP/1.1 408"), answer
+        # the 408, or nothing: a byte sent after the server closed resets the connection, and
+        # the reset may destroy the 408 unread (on a loaded machine it does). Either way: cut.
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
         writer.close()
 
         # a body that trickles (the headers came at once)
