@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench._common import Row, say, table
+from bench._common import Row, say, serve_event_loop, table
 
 SECTIONS = ("grpc", "store", "engine", "peer", "registry", "backend", "context")
 
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    loop = serve_event_loop()
+    say(f"event loop: {loop} (serve, and the bare and shape baseline servers)")
     rows = asyncio.run(main_async(args))
     say("")
     say(table(rows))
@@ -115,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
         "protobuf": protobuf_version,
+        "event_loop": loop,
         "wall_s": round(time.perf_counter() - started, 1),
         "rows": [r.as_json() for r in rows],
     }
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    say(f"\n(wall {result['wall_s']} s; results in {args.json})")
+    say(f"\n(event loop {loop}; wall {result['wall_s']} s; results in {args.json})")
     return 0
 
 

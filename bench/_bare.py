@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bench._common import run_on_serve_loop
 from runtime_client.api import types_pb2 as pb
 
 SERVICE = "bench.Echo"
@@ -137,4 +138,4 @@ class BareClient:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    run_on_serve_loop(serve())

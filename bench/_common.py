@@ -14,10 +14,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from runtime_server.event_loop import DEFAULT_EVENT_LOOP, loop_factory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -307,6 +309,27 @@ def runtime_argv(*extra: str) -> list[str]:
     more = shlex.split(os.environ.get("BENCH_SERVE_ARGS", ""))
     return ["-m", "runtime_server.cli", "serve", "--listen", "127.0.0.1:0", "--grace", "0",
             "--log-level", "WARNING", *extra, *more]  # fmt: skip
+
+
+def serve_event_loop() -> str:
+    """The event loop the bench's ``serve`` processes run on: serve's default, or the
+    ``--event-loop`` given in ``BENCH_SERVE_ARGS``."""
+    loop = DEFAULT_EVENT_LOOP
+    more = shlex.split(os.environ.get("BENCH_SERVE_ARGS", ""))
+    for i, arg in enumerate(more):
+        if arg == "--event-loop" and i + 1 < len(more):
+            loop = more[i + 1]
+        elif arg.startswith("--event-loop="):
+            loop = arg.split("=", 1)[1]
+    return loop
+
+
+def run_on_serve_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a baseline server (``bench._bare``, ``bench.shape``) on the event loop ``serve`` runs
+    on in this bench (:func:`serve_event_loop`), so that a ratio compares like with like: the
+    loop's own cost per message is part of both sides. (They inherit ``BENCH_SERVE_ARGS``.)"""
+    with asyncio.Runner(loop_factory=loop_factory(serve_event_loop())) as runner:
+        runner.run(main)
 
 
 def rss_bytes(pid: int) -> int:

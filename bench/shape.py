@@ -37,6 +37,7 @@ import grpc
 import grpc.aio
 
 from bench._bare import serve
+from bench._common import run_on_serve_loop
 from runtime_client.api import catalog_service_pb2 as catalog_pb
 from runtime_client.api import interaction_service_pb2 as interaction_pb
 from runtime_client.api import observation_service_pb2 as observation_pb
@@ -312,4 +313,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.shape")
     parser.add_argument("--spec", type=Path, required=True, help="a Shape dumped as JSON")
     shape = Shape.load(parser.parse_args().spec)
-    asyncio.run(serve(lambda server: add_shape(server, shape)))
+    run_on_serve_loop(serve(lambda server: add_shape(server, shape)))

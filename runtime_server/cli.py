@@ -29,6 +29,12 @@ from runtime_server._startup_checks import (
     log_level,
 )
 from runtime_server.errors import StoreFailure
+from runtime_server.event_loop import (
+    DEFAULT_EVENT_LOOP,
+    EVENT_LOOPS,
+    loop_factory,
+    running_loop_name,
+)
 from runtime_server.logformat import LOG_FORMATS, configure
 from runtime_server.runtime import (
     ConfigError,
@@ -96,6 +102,13 @@ def serve_options(p: argparse.ArgumentParser) -> None:
         "seqs are skipped, never reused",
     )
     p.add_argument("--log-level", default="INFO", type=log_level, help=", ".join(LOG_LEVELS))
+    p.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=DEFAULT_EVENT_LOOP,
+        help="uvloop (default: the loop's own work in C, ~15%% fewer instructions per run) or "
+        "asyncio (Python's own loop)",
+    )
     _ops_options(p)
 
 
@@ -241,7 +254,8 @@ async def serve(args: argparse.Namespace) -> int:
         f"  store      {where}\n"
         f"  profiles   {', '.join(sorted(config.profiles))}\n"
         f"  auth       {'bearer token' if token else 'none'}; "
-        f"tls {tls_paths.mode if tls_paths else 'off'}",
+        f"tls {tls_paths.mode if tls_paths else 'off'}\n"
+        f"  event loop {running_loop_name()}",
         flush=True,
     )
     _ops_banner(args, server.metrics_port, server.health_port)
@@ -286,8 +300,11 @@ def _serve_main(args: argparse.Namespace) -> int:
     # Every record any logger emits is redacted against the live provider credentials.
     engine.install_log_redaction(handlers=handlers)
     pin_mmap_threshold()  # freed large messages go back to the OS (see _malloc)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(args))
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner,
+    ):
+        return runner.run(serve(args))
     return 130
 
 
