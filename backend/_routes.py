@@ -22,7 +22,7 @@ from backend.errors import ApiError, error_response, from_client_error
 from backend.security import COOKIE, same_secret
 from backend.service import Backend
 from backend.views import JSONResponse, runtime_view, to_json
-from runtime_client import BusyPolicy
+from runtime_client import BusyPolicy, NoRuntimeAvailable, RuntimeHealth
 from runtime_client.errors import ProfileNotFound, RuntimeServiceError
 
 __all__ = ["api", "backend_of", "body_json", "path_id"]
@@ -231,6 +231,15 @@ async def create_worker(request: Request) -> Response:
     except ProfileNotFound as exc:
         where = f"in bundle {ref.id}" if ref is not None else "on that runtime"
         raise ApiError.invalid("profile", f"no profile {profile!r} {where}") from exc
+    except NoRuntimeAvailable as exc:
+        # 503 says "retry shortly", which is right while a runtime that may offer the profile is
+        # down, and wrong when every runtime is READY and none has it: a typo never heals
+        statuses = registry.runtimes()
+        all_ready = all(s.state is RuntimeHealth.READY for s in statuses)
+        offered = any(p.name == profile for s in statuses for p in s.profiles)
+        if ref is None and all_ready and not offered:
+            raise ApiError.invalid("profile", f"no runtime offers profile {profile!r}") from exc
+        raise
     return JSONResponse(
         {"runtime_id": rid, "worker": to_json(created.worker), "seq": created.seq},
         status_code=201,

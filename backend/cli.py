@@ -33,10 +33,13 @@ from backend.config import (
     exposure_error,
     load_config,
 )
+from backend.http_limits import HttpLimits, bounded_protocol
 from backend.service import Backend, build_registry
 from runtime_server.store import StoreOpenError
 
 __all__ = ["main", "parser"]
+
+SHUTDOWN_GRACE_S = 10
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,8 +109,22 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app = create_app(config, backend=service)
+    limits = HttpLimits(
+        max_connections=config.max_connections,
+        request_timeout_s=config.request_timeout_s,
+        send_timeout_s=config.send_timeout_s,
+    )
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="on")
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            access_log=False,
+            lifespan="on",
+            http=bounded_protocol(limits),  # slowloris, connection count, stalled readers
+            # requests still in flight when SIGTERM comes get this long, then are cancelled
+            # (event streams are cut at once: backend.http_limits)
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
     )
 
     async def announce() -> None:

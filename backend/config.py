@@ -7,6 +7,9 @@
     runtime_config = "config/serve.toml"   # profiles of the embedded runtime (default: built-ins)
     token_env = "WORKER_BACKEND_TOKEN"     # login token, read from this environment variable
     max_streams = 64                 # open console event streams (SSE), over all browsers
+    max_connections = 256            # open HTTP connections (default: max(256, max_streams + 64))
+    request_timeout_s = 30.0         # a request's headers and body must arrive within this
+    send_timeout_s = 60.0            # a client that reads nothing for this long is cut
     heartbeat_s = 15.0               # SSE comment lines while a stream is quiet
     max_input_chars = 32000          # checked before a request reaches a runtime
     bundles_dir = "bundles"          # config bundles pushed to every runtime (one *.toml each)
@@ -47,6 +50,9 @@ Decisions:
 - ``allowed_hosts``: the host names a console without a token answers to, besides IP addresses
   and ``localhost``; any other ``Host`` header is refused (DNS rebinding: see
   ``backend.security``). ``"*"`` allows any name.
+- ``max_connections``, ``request_timeout_s``, ``send_timeout_s``: the HTTP server's bounds on
+  connections, slow requests (slowloris) and clients that stop reading (``backend.http_limits``).
+  Event streams are connections too, so ``max_connections`` must exceed ``max_streams``.
 - ``bundles_dir`` (default: none) must be an existing directory when the Backend starts; what is
   in it is read by ``backend._bundle_sync`` (and re-read while the Backend runs).
 """
@@ -107,6 +113,9 @@ class BackendConfig:
     bundles_dir: Path | None = None  # config bundles to push (backend._bundle_sync)
     allow_unauthenticated: bool = False  # an open console on a network address, on purpose
     allowed_hosts: tuple[str, ...] = ()  # names an open console answers to (backend.security)
+    max_connections: int = 256  # the HTTP server's bounds (backend.http_limits)
+    request_timeout_s: float = 30.0
+    send_timeout_s: float = 60.0
 
 
 _TOP = {
@@ -118,6 +127,9 @@ _TOP = {
     "store",
     "token_env",
     "max_streams",
+    "max_connections",
+    "request_timeout_s",
+    "send_timeout_s",
     "heartbeat_s",
     "max_input_chars",
     "companion",
@@ -194,6 +206,17 @@ def parse_config(
     max_streams = typed(data, "max_streams", int, 64)
     if not 1 <= max_streams <= 10_000:
         raise fail("max_streams", "must be 1..10000")
+    max_connections = typed(data, "max_connections", int, max(256, max_streams + 64))
+    if not max_streams < max_connections <= 100_000:
+        raise fail(
+            "max_connections", f"must be more than max_streams ({max_streams}) and <= 100000"
+        )
+    request_timeout = typed(data, "request_timeout_s", float, 30.0)
+    if not 0.05 <= request_timeout <= 3600:
+        raise fail("request_timeout_s", "must be 0.05..3600")
+    send_timeout = typed(data, "send_timeout_s", float, 60.0)
+    if not 0.05 <= send_timeout <= 3600:
+        raise fail("send_timeout_s", "must be 0.05..3600")
     heartbeat = typed(data, "heartbeat_s", float, 15.0)
     if not 0.05 <= heartbeat <= 300:
         raise fail("heartbeat_s", "must be 0.05..300")
@@ -250,6 +273,9 @@ def parse_config(
         bundles_dir=path(bundles_dir) if bundles_dir else None,
         allow_unauthenticated=typed(data, "allow_unauthenticated", bool, False),
         allowed_hosts=tuple(name.lower() for name in allowed_hosts),
+        max_connections=max_connections,
+        request_timeout_s=request_timeout,
+        send_timeout_s=send_timeout,
     )
 
 

@@ -17,6 +17,7 @@ RESOURCE_EXHAUSTED     429     QUEUE_FULL, TOO_MANY_WORKERS, TOO_MANY_SUBSCRIBER
 (the console itself)   429     TOO_MANY_STREAMS, TOO_MANY_LOGIN_ATTEMPTS
 UNAVAILABLE            503     the runtime is unreachable or draining (``Retry-After``)
 DEADLINE_EXCEEDED      504
+UNIMPLEMENTED          501     the runtime is older than this Backend (lacks the method)
 anything else          502     the runtime failed (never the caller's fault)
 =====================  ======  ==============================================================
 
@@ -54,9 +55,11 @@ _HTTP = {
     StatusCode.RESOURCE_EXHAUSTED: 429,
     StatusCode.UNAVAILABLE: 503,
     StatusCode.DEADLINE_EXCEEDED: 504,
+    StatusCode.UNIMPLEMENTED: 501,  # a runtime older than this Backend
 }
 # Messages of these statuses come from the transport or the runtime's internals: replaced.
 _FIXED = {
+    501: "the runtime does not support this request: it is older than this Backend",
     503: "the runtime is unavailable; retry shortly",
     504: "the runtime did not answer in time",
     502: "the runtime failed to handle the request",

@@ -442,3 +442,13 @@ class InternalError(RuntimeServiceError):
 
     reason = "INTERNAL"
     code = StatusCode.INTERNAL
+
+
+class Unimplemented(RuntimeServiceError):
+    """The server does not have this method: an older Runtime than this client (compare
+    GetRuntime's ``version`` and ``capabilities.features``), or another gRPC service at that
+    address. The caller's request was not run; retrying will not help. grpc itself answers it
+    (no Runtime raises it, so the server has no counterpart, like DeadlineExceeded)."""
+
+    reason = "UNIMPLEMENTED"
+    code = StatusCode.UNIMPLEMENTED

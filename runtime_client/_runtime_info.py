@@ -99,6 +99,13 @@ class Limits:
     max_bundle_id_chars: int = 0
     store_write_backlog_events: int = 0
     max_subscribers: int = 0
+    # gRPC connections (0 = off): idle and age bounds, the age's grace for calls in flight, the
+    # shortest interval a client may ping at without data, calls at once per connection
+    max_connection_idle_seconds: float = 0.0
+    max_connection_age_seconds: float = 0.0
+    max_connection_age_grace_seconds: float = 0.0
+    min_client_ping_interval_seconds: float = 0.0
+    max_concurrent_streams: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,10 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── RuntimeUnavailable        RUNTIME_UNAVAILABLE (runtime_id, state) registry: unusable
     │   └── NoRuntimeAvailable        NO_RUNTIME_AVAILABLE (profile) registry: nowhere to place
     ├── DeadlineExceeded              DEADLINE_EXCEEDED   transport: the call's timeout passed
-    └── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS /
-                                                          UNIMPLEMENTED without a known reason
+    ├── InternalError                 INTERNAL            UNKNOWN / INTERNAL / DATA_LOSS without
+    │                                                     a known reason
+    └── Unimplemented                 UNIMPLEMENTED       transport: the server lacks the method
+                                                          (an older Runtime)
 
 The four registry classes are raised by ``RuntimeRegistry`` in the caller's own process (no
 Runtime sends them, so the server has no counterpart); their reasons are unique and known to
@@ -113,6 +115,7 @@ from runtime_client._error_tree import (
     TooManyWorkers,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
     Wire,
     WorkerAlreadyExists,
     WorkerBusy,
@@ -167,6 +170,7 @@ __all__ = [
     "TooManyWorkers",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "WorkerAlreadyExists",
     "WorkerBusy",
     "WorkerNotFound",
@@ -208,7 +212,7 @@ _BY_CODE: dict[StatusCode, type[RuntimeServiceError]] = {
     StatusCode.UNKNOWN: InternalError,
     StatusCode.INTERNAL: InternalError,
     StatusCode.DATA_LOSS: InternalError,
-    StatusCode.UNIMPLEMENTED: InternalError,
+    StatusCode.UNIMPLEMENTED: Unimplemented,
 }
 
 _WIRE_PARAMETERS = {"self", "message", *Wire.__annotations__}

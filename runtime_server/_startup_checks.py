@@ -20,6 +20,7 @@ __all__ = [
     "StartupError",
     "TLSPaths",
     "check_bindable",
+    "check_secret_mode",
     "check_exposure",
     "is_loopback",
     "check_tls",
@@ -152,6 +153,26 @@ def _pair_problem(exc: ssl.SSLError, key: Path) -> str:
     return f"not a usable PEM certificate and key ({exc.reason or exc})"
 
 
+def check_secret_mode(flag: str, path: Path) -> None:
+    """Refuse a secret file (the bearer token, the TLS private key) that every user of the host
+    may read or write: anyone logged in could take the token or the key. Its owner and group may
+    read it — Kubernetes mounts a Secret group-readable (``defaultMode: 0440`` with the pod's
+    ``fsGroup``, as deploy/kubernetes does). Kubernetes' own default mode, 0644, is refused:
+    the manifests set 0440, and a copy that does not is told how to fix it. The message names
+    the path and its mode, never the content. The mode is the file's (a symlink, as Kubernetes
+    mounts Secrets, is followed)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # reading it reports the error in words
+    if mode & 0o007:
+        raise StartupError(
+            f"{flag}: {path} is readable or writable by every user of this host (mode "
+            f"{mode:04o}): make it private (chmod 600, or 640 for a group that must read it; "
+            "in Kubernetes, the Secret volume's defaultMode: 0440 with the pod's fsGroup)"
+        )
+
+
 def check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TLSPaths | None:
     """None when no TLS option is given; else the checked paths.
 
@@ -179,6 +200,7 @@ def check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TL
                 f.read(1)
         except OSError as exc:
             raise StartupError(f"{flag}: {exc.strerror}: {path}") from None
+    check_secret_mode("--tls-key", key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         # a password callback, so an encrypted key fails here instead of prompting on a tty

@@ -22,6 +22,7 @@ from runtime_server._startup_checks import (
     StartupError,
     check_bindable,
     check_exposure,
+    check_secret_mode,
     check_tls,
     is_loopback,
     listen_address,
@@ -160,6 +161,7 @@ def _token_text(args: argparse.Namespace) -> str | None:
             raise StartupError(f"--auth-token-env: ${args.auth_token_env} is empty or unset")
         return token
     if args.auth_token_file:
+        check_secret_mode("--auth-token-file", args.auth_token_file)
         try:
             token = args.auth_token_file.read_text().strip()
         except OSError as exc:

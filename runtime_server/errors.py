@@ -81,12 +81,15 @@ class MalformedRequest(InvalidArgument):
 
     reason = "MALFORMED_REQUEST"
 
-    def __init__(self, method: str) -> None:
-        super().__init__(
-            "request",
-            f"the body is not a valid protobuf message for {method}",
-            method=method,
+    def __init__(self, method: str, field: str = "") -> None:
+        # field: the string field whose bytes are not UTF-8, when the body is otherwise sound
+        # (named on the error path only: runtime_server.grpc._wire_utf8); else the whole request
+        why = (
+            f"is not valid UTF-8 (a protobuf string must be), in a request to {method}"
+            if field
+            else f"the body is not a valid protobuf message for {method}"
         )
+        super().__init__(field or "request", why, method=method)
         self.method = method
 
 

@@ -327,6 +327,18 @@ class Limits:
     # Open event subscriptions over the whole runtime (each holds a buffer and a stream; ~25 KB
     # idle): without a bound, one client could open them until the process runs out of memory.
     max_subscribers: int = 10_000
+    # gRPC connections (HTTP/2), each 0 = off. An idle connection (no call in flight) is closed
+    # with GOAWAY after ``max_connection_idle_seconds`` (clients reconnect when they next call);
+    # any connection is closed after ``max_connection_age_seconds`` plus the grace its calls
+    # get to finish (a subscription cut this way resumes); a client pinging more often than
+    # ``min_client_ping_interval_seconds`` without data is sent GOAWAY (after 2 strikes, grpc's
+    # default); at most ``max_concurrent_streams`` calls run at once on one connection (more
+    # wait in the client). See runtime_server.grpc._server for why each default.
+    max_connection_idle_seconds: float = 300.0
+    max_connection_age_seconds: float = 0.0
+    max_connection_age_grace_seconds: float = 300.0
+    min_client_ping_interval_seconds: float = 10.0
+    max_concurrent_streams: int = 1000
 
 
 T = TypeVar("T")

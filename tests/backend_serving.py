@@ -211,6 +211,7 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
     ) -> Console:
         token_file = tmp_path / "remote.token"
         token_file.write_text(REMOTE_TOKEN, encoding="utf-8")
+        token_file.chmod(0o600)  # serve refuses a token file every user may read
         remote_cfg = tmp_path / "remote.toml"
         provider = SCRIPTED.format(url=provider_url) if provider_url else ""
         remote_cfg.write_text(

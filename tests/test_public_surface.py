@@ -237,6 +237,7 @@ SURFACES: dict[str, set[str]] = {
         "TranscriptEntry",
         "Unauthenticated",
         "Unavailable",
+        "Unimplemented",
         "UnknownPayload",
         "Usage",
         "UsageReported",

@@ -449,6 +449,29 @@ function route() {
 function showLogin() {
   $("login").hidden = false;
   $("app").hidden = true;
+  $("logout").hidden = true;
+}
+
+// Ends the session on the server (a copy of the cookie stops working too), stops the stream and
+// forgets what the page showed: the next person at this browser sees only the login form.
+async function logout() {
+  try {
+    await api("/api/logout", { method: "POST" });
+  } catch (err) {
+    // a session that had already ended: the login form is the right place anyway
+  }
+  closeStream();
+  state.current = null;
+  state.workers = [];
+  state.runtimes = [];
+  state.lastSeq = 0;
+  $("worker-list").replaceChildren();
+  $("transcript").replaceChildren();
+  $("event-log").replaceChildren();
+  $("health").replaceChildren();
+  $("console").hidden = true;
+  history.replaceState(null, "", location.pathname);
+  showLogin();
 }
 
 async function login(ev) {
@@ -467,6 +490,7 @@ async function start() {
   if (s.auth_required && !s.authenticated) return showLogin();
   $("login").hidden = true;
   $("app").hidden = false;
+  $("logout").hidden = !s.auth_required; // an open console has no session to end
   await refresh();
   if (!location.hash && state.workers.length) {
     const w = state.workers[0];
@@ -498,5 +522,6 @@ $("cancel").addEventListener("click", cancelRun);
 $("create-form").addEventListener("submit", createWorker);
 $("create-runtime").addEventListener("change", renderProfiles);
 $("login-form").addEventListener("submit", login);
+$("logout").addEventListener("click", logout);
 setInterval(() => { if (!document.hidden) refresh(); }, 5000);
 start();

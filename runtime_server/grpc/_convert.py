@@ -281,6 +281,11 @@ def limits(lim: m.Limits) -> mpb.Limits:
         max_bundle_id_chars=lim.max_bundle_id_chars,
         store_write_backlog_events=lim.store_write_backlog_events,
         max_subscribers=lim.max_subscribers,
+        max_connection_idle_seconds=lim.max_connection_idle_seconds,
+        max_connection_age_seconds=lim.max_connection_age_seconds,
+        max_connection_age_grace_seconds=lim.max_connection_age_grace_seconds,
+        min_client_ping_interval_seconds=lim.min_client_ping_interval_seconds,
+        max_concurrent_streams=lim.max_concurrent_streams,
     )
 
 

@@ -11,7 +11,10 @@ into, and rewrites each handler once, at registration:
 - its deserializer returns an :class:`Undecodable` marker instead of raising;
 - its behaviour checks for the marker first (one class comparison per call or per request
   message) and aborts INVALID_ARGUMENT with ErrorInfo ``MALFORMED_REQUEST`` (domain
-  ``worker-runtime``, metadata ``field=request`` and the ``method``).
+  ``worker-runtime``, metadata ``field`` and the ``method``). ``field`` is ``request``, or, when
+  the body is sound protobuf but a string field's bytes are not UTF-8 (what a client in another
+  language can send), that field's path (``workspace.mounts[0].path``): found by walking the
+  bytes again, on this error path only (``_wire_utf8``), so decoding costs nothing more.
 
 Auth still comes first: the auth interceptor picks the handler before a byte is decoded, and its
 deny handlers decode nothing (``runtime_server.grpc._auth``). The log gets one WARNING line per
@@ -30,6 +33,7 @@ import grpc
 
 from runtime_server import errors
 from runtime_server.grpc._errors import abort
+from runtime_server.grpc._wire_utf8 import invalid_utf8_field
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,12 @@ WARN_EVERY_S = 60.0
 class Undecodable:
     """Stands for a request body the method's deserializer refused."""
 
-    __slots__ = ("error",)
+    __slots__ = ("data", "descriptor", "error")
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, data: bytes, descriptor: Any) -> None:
         self.error = error
+        self.data = data  # kept to name the field on the error path (_wire_utf8)
+        self.descriptor = descriptor
 
 
 class _RateLimitedWarning:
@@ -72,18 +78,23 @@ _warn = _RateLimitedWarning()
 
 
 def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    # the message type, for naming a field that is not UTF-8 (a generated FromString is a
+    # classmethod of it); looked up once here, used only when decoding failed
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+
     def deserialize(data: bytes) -> Any:
         try:
             return deserializer(data)
         except Exception as exc:  # DecodeError, or anything a deserializer may raise on bytes
-            return Undecodable(exc)
+            return Undecodable(exc, data, descriptor)
 
     return deserialize
 
 
 async def _reject(context: Any, method: str, bad: Undecodable) -> None:
     _warn(method, bad.error)
-    await abort(context, errors.MalformedRequest(method))
+    field = "" if bad.descriptor is None else invalid_utf8_field(bad.descriptor, bad.data)
+    await abort(context, errors.MalformedRequest(method, field or ""))
 
 
 def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from runtime_server.grpc._connections import connection_options
 from runtime_server.grpc._observe import ObservingInterceptor, RpcStats
 from runtime_server.runtime import Runtime
 
@@ -90,7 +91,9 @@ class Ops:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._options.health_listen is None:
             return
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        # the same connection bounds as the main port: this one needs no token at all
+        limits = connection_options(self._runtime.limits)
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *limits])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         try:
             port = server.add_insecure_port(self._options.health_listen)

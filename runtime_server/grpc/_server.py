@@ -21,6 +21,7 @@ from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_server.grpc import _config
 from runtime_server.grpc._auth import BearerAuthInterceptor
+from runtime_server.grpc._connections import connection_options
 from runtime_server.grpc._decoding import guard_decoding
 from runtime_server.grpc._health import BoundedHealthServicer
 from runtime_server.grpc._ops import Ops, OpsOptions
@@ -97,7 +98,7 @@ class RuntimeServer:
                 ("grpc.max_send_message_length", max_bytes),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                *connection_options(runtime.limits),
                 # grpc sets SO_REUSEPORT by default: a second server on a taken port would start,
                 # and calls would go to either runtime at random. Runtimes are not
                 # interchangeable, so binding a taken port must fail.

@@ -24,6 +24,7 @@ from runtime_client import errors as e
         (e.Unavailable("failed to connect to all addresses; last error: 127.0.0.1:50051"), 503),
         (e.RuntimeDraining("draining"), 503),
         (e.DeadlineExceeded("deadline"), 504),
+        (e.Unimplemented("Method not found!"), 501),
         (e.InternalError("boom at http://10.0.0.5:8000/v1"), 502),
         (e.Unauthenticated("bad token"), 502),
     ],

@@ -65,6 +65,7 @@ async def test_the_backend_drives_a_runtime_over_mtls_and_reports_bad_tls_as_not
     make_certs(tmp_path / "tls")
     make_certs(tmp_path / "other")  # another CA
     (tmp_path / "runtime.token").write_text(TOKEN + "\n")
+    (tmp_path / "runtime.token").chmod(0o600)  # serve refuses a token file others may read
     good = await _runtime(serve_process, tmp_path, "good-data")
     bare = await _runtime(serve_process, tmp_path, "bare-data")
     backend: BackendProcess = await start_backend(

@@ -201,6 +201,12 @@ async def runtime_pod(tmp_path: Path) -> AsyncIterator[Pod]:
         one("ConfigMap", "worker-runtime-config")["data"]["serve.toml"]
     )
     (tmp_path / "token").write_text("deploy-test-token\n")
+    # the Secret files get the modes the StatefulSet mounts them with (serve refuses a token or
+    # key every user may read, so Kubernetes' default 0644 would not start)
+    volumes = one("StatefulSet", "worker-runtime")["spec"]["template"]["spec"]["volumes"]
+    modes = {v["name"]: v["secret"]["defaultMode"] for v in volumes if "secret" in v}
+    (tmp_path / "token").chmod(modes["auth"])
+    (tmp_path / "server.key").chmod(modes["tls"])
     paths = {
         "/etc/worker-runtime/serve.toml": tmp_path / "serve.toml",
         "/etc/worker-runtime/auth/token": tmp_path / "token",
@@ -256,3 +262,20 @@ async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: P
     # --log-format=json: every line is JSON naming the runtime
     for line in pod.stderr.read_text().splitlines():
         assert json.loads(line)["runtime_id"] == info.runtime_id
+
+
+def test_every_secret_volume_is_mounted_private() -> None:
+    # serve refuses a token file or TLS key that every user may read; Kubernetes mounts a Secret
+    # 0644 unless told otherwise, so every Secret volume must set a mode without "other" bits
+    secret_volumes = [
+        (doc["metadata"]["name"], volume)
+        for doc in documents()
+        if doc.get("kind") in ("StatefulSet", "Deployment")
+        for volume in doc["spec"]["template"]["spec"].get("volumes", [])
+        if "secret" in volume
+    ]
+    assert secret_volumes
+    for name, volume in secret_volumes:
+        mode = volume["secret"].get("defaultMode")
+        assert mode is not None, (name, volume["name"])
+        assert mode & 0o007 == 0, (name, volume["name"], oct(mode))

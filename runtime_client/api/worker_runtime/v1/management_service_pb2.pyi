@@ -116,6 +116,11 @@ class Limits(_message.Message):
     MAX_BUNDLE_ID_CHARS_FIELD_NUMBER: _builtins.int
     STORE_WRITE_BACKLOG_EVENTS_FIELD_NUMBER: _builtins.int
     MAX_SUBSCRIBERS_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTION_IDLE_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTION_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTION_AGE_GRACE_SECONDS_FIELD_NUMBER: _builtins.int
+    MIN_CLIENT_PING_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_STREAMS_FIELD_NUMBER: _builtins.int
     max_page_size: _builtins.int
     default_page_size: _builtins.int
     max_input_chars: _builtins.int
@@ -179,6 +184,17 @@ class Limits(_message.Message):
     """Event subscriptions (SubscribeEvents, SubscribeEventBatches) open at once over the whole
     runtime; one more is RESOURCE_EXHAUSTED / TOO_MANY_SUBSCRIBERS.
     """
+    max_connection_idle_seconds: _builtins.float
+    """gRPC connections (HTTP/2); each 0 = off. A connection with no call in flight is closed (GOAWAY)
+    after max_connection_idle_seconds; any connection after max_connection_age_seconds plus
+    max_connection_age_grace_seconds for its calls to finish; a client pinging more often than
+    min_client_ping_interval_seconds without data is sent GOAWAY (ENHANCE_YOUR_CALM); at most
+    max_concurrent_streams calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    """
+    max_connection_age_seconds: _builtins.float
+    max_connection_age_grace_seconds: _builtins.float
+    min_client_ping_interval_seconds: _builtins.float
+    max_concurrent_streams: _builtins.int
     def __init__(
         self,
         *,
@@ -219,10 +235,15 @@ class Limits(_message.Message):
         max_bundle_id_chars: _builtins.int = ...,
         store_write_backlog_events: _builtins.int = ...,
         max_subscribers: _builtins.int = ...,
+        max_connection_idle_seconds: _builtins.float = ...,
+        max_connection_age_seconds: _builtins.float = ...,
+        max_connection_age_grace_seconds: _builtins.float = ...,
+        min_client_ping_interval_seconds: _builtins.float = ...,
+        max_concurrent_streams: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_bundle_bytes", b"max_bundle_bytes", "max_bundle_id_chars", b"max_bundle_id_chars", "max_bundle_profiles", b"max_bundle_profiles", "max_bundles", b"max_bundles", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_subscribers", b"max_subscribers", "max_workers", b"max_workers", "store_write_backlog_events", b"store_write_backlog_events", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_page_size", b"default_page_size", "diagnostics_capacity", b"diagnostics_capacity", "event_batch_max", b"event_batch_max", "event_retention_events", b"event_retention_events", "event_retention_seconds", b"event_retention_seconds", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "idempotency_keys_create", b"idempotency_keys_create", "idempotency_keys_per_worker", b"idempotency_keys_per_worker", "max_bundle_bytes", b"max_bundle_bytes", "max_bundle_id_chars", b"max_bundle_id_chars", "max_bundle_profiles", b"max_bundle_profiles", "max_bundles", b"max_bundles", "max_concurrent_streams", b"max_concurrent_streams", "max_connection_age_grace_seconds", b"max_connection_age_grace_seconds", "max_connection_age_seconds", b"max_connection_age_seconds", "max_connection_idle_seconds", b"max_connection_idle_seconds", "max_display_name_chars", b"max_display_name_chars", "max_file_read_bytes", b"max_file_read_bytes", "max_file_scan_bytes", b"max_file_scan_bytes", "max_file_write_bytes", b"max_file_write_bytes", "max_id_chars", b"max_id_chars", "max_input_chars", b"max_input_chars", "max_label_chars", b"max_label_chars", "max_labels", b"max_labels", "max_memory_bytes", b"max_memory_bytes", "max_message_bytes", b"max_message_bytes", "max_mounts", b"max_mounts", "max_page_size", b"max_page_size", "max_path_chars", b"max_path_chars", "max_queue_per_worker", b"max_queue_per_worker", "max_reason_chars", b"max_reason_chars", "max_ref_chars", b"max_ref_chars", "max_request_id_chars", b"max_request_id_chars", "max_retained_runs", b"max_retained_runs", "max_subscribers", b"max_subscribers", "max_workers", b"max_workers", "min_client_ping_interval_seconds", b"min_client_ping_interval_seconds", "store_write_backlog_events", b"store_write_backlog_events", "subscriber_buffer_events", b"subscriber_buffer_events", "transcript_cache_bytes", b"transcript_cache_bytes", "transcript_page_max", b"transcript_page_max", "transcript_window_bytes", b"transcript_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
