@@ -56,7 +56,8 @@ from runtime_server.runtime._request_limits import (
     check_id,
 )
 from runtime_server.runtime._runbook import RunBook
-from runtime_server.runtime._storewatch import StoreWatch
+from runtime_server.runtime._settle import settle
+from runtime_server.runtime._storewatch import StoreState, StoreWatch
 from runtime_server.runtime._transcripts import Transcripts
 from runtime_server.runtime._workspaces import Workspaces
 from runtime_server.store import (
@@ -356,6 +357,18 @@ class RuntimeCore:
     def _on_local_model(self, code: str, message: str) -> None:
         level = DiagnosticLevel.INFO if code == "LOCAL_MODEL_STARTED" else DiagnosticLevel.WARNING
         self._diagnose(level, code, message)
+
+    def _unsettled(self, worker_id: str = "") -> int:
+        """The seq an answer about ``worker_id`` (about the whole Runtime with "") waits for to
+        be committed; 0 = nothing pending (always on the memory store)."""
+        log_ = self._log
+        if log_ is None:
+            return 0
+        return log_.unsettled(worker_id) if worker_id else log_.unsettled_any()
+
+    async def _settled(self, seq: int) -> None:
+        """Wait until ``seq`` is committed (skipped while the store fails; see _settle)."""
+        await settle(self._log, seq, self._store_watch.state is StoreState.OK)
 
     def _host(self, worker_id: str) -> WorkerHost:
         check_id("worker_id", worker_id, self._limits)

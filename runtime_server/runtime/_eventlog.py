@@ -4,6 +4,11 @@
 only then are events *published*: to subscribers, to ListEvents (which reads the store) and to
 acknowledgement waiters. With the memory store this all happens inside ``append``.
 
+Reads of the Runtime's memory answer only what is committed (runtime._settle): the log records,
+per worker, the seq of the last batch appended for it (``unsettled``), so a read of one worker
+waits for that seq only, and a read of the whole Runtime for the newest assigned seq
+(``unsettled_any``); with nothing pending both answer 0 at once.
+
 When the store reports a failure, every batch not yet committed was discarded: ``fail`` drops the
 pending events (never published), rewinds the next seq to the one after the committed seq (so no
 hole is left and no published seq is reused), and fails every commit waiter with the store's
@@ -68,6 +73,10 @@ class EventLog:
         # worker_id -> seq of its newest transcript entry committed by this process (one int per
         # worker that ran here): GetTranscript's resume cursor (runtime._transcript_seq)
         self.newest_entry_seq: dict[str, int] = {}
+        # worker_id -> seq of the last batch appended for it (its state changes travel in
+        # batches; the streamed deltas of ``append_one`` change no record): a read of that worker
+        # answers once it is committed (runtime._settle). One int per worker, dropped with it.
+        self._changed: dict[str, int] = {}
         self.cuts_lagging = 0
         self.cuts_shutdown = 0
         self.observer: RuntimeObserver | None = None  # told once per commit report
@@ -99,6 +108,8 @@ class EventLog:
         if self._failure is not None:
             return events  # not written, seqs not taken: waiting on them raises
         self._next_seq = seq + len(events)
+        if worker_id:
+            self._changed[worker_id] = seq + len(events) - 1
         _transcript_seq.stamp(events, self.newest_entry_seq)
         self._pending.extend(events)
         self._store.write(events, mutations)
@@ -113,6 +124,26 @@ class EventLog:
         self._pending.append(event)
         self._store.write((event,))
         return event
+
+    def unsettled(self, worker_id: str) -> int:
+        """The seq of the last batch appended for ``worker_id`` if it is not committed yet, else
+        0: what a read of that worker waits for (runtime._settle). Two lookups, no allocation."""
+        seq = self._changed.get(worker_id, 0)
+        return seq if seq > self._committed else 0
+
+    def unsettled_any(self) -> int:
+        """The newest assigned seq if it is not committed yet, else 0: what a read of the whole
+        Runtime waits for."""
+        seq = self._next_seq - 1
+        return seq if seq > self._committed else 0
+
+    def forget_worker(self, worker_id: str, seq: int) -> None:
+        """A deleted worker's bookkeeping goes once its delete (batch ``seq``) is committed,
+        unless a worker created again under its id has appended since."""
+        if self._changed.get(worker_id) == seq:
+            del self._changed[worker_id]
+        if self.newest_entry_seq.get(worker_id, seq + 1) <= seq:
+            del self.newest_entry_seq[worker_id]
 
     async def wait_committed(self, seq: int) -> None:
         if seq <= self._committed:
@@ -131,6 +162,8 @@ class EventLog:
         """The store discarded everything after the committed seq (see the module docstring)."""
         self._failure = error
         self._pending.clear()
+        # memory goes back to what is committed (see _storewatch): nothing is left to wait for
+        self._changed.clear()
         self._next_seq = self._committed + 1
         waiters, self._waiters = self._waiters, []
         for _, fut in waiters:

@@ -1,11 +1,17 @@
 """The Runtime's queries: snapshots and pages of what it holds (workers, runs, transcripts,
 events, diagnostics, claims, usage), each bounded by count and by encoded size so a page always
-fits one gRPC message. Nothing here changes state."""
+fits one gRPC message. Nothing here changes state.
+
+Every answer (NOT_FOUND included) shows only what is committed: it is taken from memory in one
+step and returned once what it covers is committed (see _settle). :meth:`info` is the exception:
+a synchronous snapshot for in-process callers that cannot wait (health, metrics, tests).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 
 import engine
 from runtime_server import errors, wire_size
@@ -43,11 +49,23 @@ from runtime_server.runtime._validation import (
     check_labels,
     check_unicode,
 )
-from runtime_server.runtime._waiting import committed_so_far, wait_for_run
+from runtime_server.runtime._waiting import wait_for_run
 
 
 class RuntimeQueries(RuntimeCore):
     """Reads and paging over the Runtime's state (see the module doc)."""
+
+    # --- committed answers (see _settle) ---
+
+    async def _held(self, worker_id: str) -> WorkerHost:
+        """The worker's host; its NOT_FOUND is answered once everything appended so far is
+        committed (so a delete is reported only once committed). (The hot reads inline this:
+        a coroutine per call costs about as much as the whole lookup.)"""
+        try:
+            return self._host(worker_id)
+        except errors.WorkerNotFound:
+            await self._settled(self._unsettled())
+            raise
 
     # --- management ---
 
@@ -111,8 +129,15 @@ class RuntimeQueries(RuntimeCore):
 
     async def get_runtime(self) -> RuntimeInfo:
         """Summary, state, version, store, worker counts, active runs, limits, capabilities and
-        usage (of the workers held now, and lifetime)."""
-        return self.info()
+        usage (of the workers held now, and lifetime) — answered once committed: then
+        ``last_seq`` is the seq the counts are as of (subscribe after it for what follows)."""
+        info = self.info()
+        seq = self._unsettled()
+        if seq:
+            await self._settled(seq)
+            if self._require_log().committed_seq >= seq:
+                info = replace(info, last_seq=seq)
+        return info
 
     async def list_workspace_claims(
         self, *, worker_id: str = "", page_size: int = 0, page_token: str = ""
@@ -120,12 +145,14 @@ class RuntimeQueries(RuntimeCore):
         """Claims of live workers (ordered by worker creation), optionally of one worker."""
         check_unicode(worker_id=worker_id, page_token=page_token)
         if worker_id:
-            worker_id = self._host(worker_id).worker.worker_id
+            worker_id = (await self._held(worker_id)).worker.worker_id
         check_page_token(page_token, self._limits)
         # claims are weighed in characters: a quarter of the byte budget keeps 4-byte ones sound
-        return self._workspaces.claims_page(
+        page = self._workspaces.claims_page(
             worker_id, self._page_size(page_size), page_token, self._page_bytes // 4
         )
+        await self._settled(self._unsettled())  # a claim is taken with its worker's create
+        return page
 
     async def list_profiles(self) -> tuple[Profile, ...]:
         """Every profile, by name."""
@@ -137,14 +164,27 @@ class RuntimeQueries(RuntimeCore):
         """One page of the diagnostics ring, newest first (bounded by diagnostics_capacity; it
         survives restarts with a persistent store)."""
         check_unicode(page_token=page_token)
-        return self._diagnostics.page(self._page_size(page_size), page_token, self._page_bytes)
+        page = self._diagnostics.page(self._page_size(page_size), page_token, self._page_bytes)
+        await self._settled(self._unsettled())  # the ring holds a diagnostic before its commit
+        return page
 
     # --- workers and runs ---
 
     async def get_worker(self, worker_id: str) -> Worker:
-        """The worker as it is now."""
+        """The worker as it is now, answered once committed (its state and usage change in
+        memory a moment before their commit; see _settle)."""
         check_unicode(worker_id=worker_id)
-        return self._host(worker_id).snapshot()
+        try:
+            host = self._host(worker_id)
+        except errors.WorkerNotFound:
+            await self._settled(self._unsettled())  # a delete is reported once committed
+            raise
+        worker = host.snapshot()
+        log_ = self._log  # (inlined _unsettled: this read is hot)
+        seq = log_.unsettled(worker_id) if log_ is not None else 0
+        if seq:
+            await self._settled(seq)
+        return worker
 
     async def list_workers(
         self,
@@ -174,6 +214,9 @@ class RuntimeQueries(RuntimeCore):
         chunk = [self._hosts[w].snapshot() for w in ids[:size]]
         chunk = chunk[: fitting(chunk, wire_size.worker_size, self._page_bytes)]
         token = encode_token("w", chunk[-1].worker_id) if len(ids) > len(chunk) else ""
+        # The page, its filter and its total cover every worker (created, changed or deleted):
+        # answered once everything appended so far is committed.
+        await self._settled(self._unsettled())
         # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
         return Page(tuple(chunk), token, len(matching))
 
@@ -199,27 +242,31 @@ class RuntimeQueries(RuntimeCore):
     async def get_run(self, run_id: str) -> Run:
         """The run as it is now (finished runs beyond max_retained_runs are RUN_NOT_FOUND).
 
-        A finished run is answered once what the log holds is committed (its RunFinished with
-        it): the run ends in memory a moment before the store commits its RunFinished, and a
-        caller told it finished must find that durable, and covered by ``last_seq``. (Not while
-        the store is failing: reads never wait for a store that may not come back; memory holds
-        what is committed then, see _storewatch.)"""
-        run = self._get_run(run_id)
-        if run.state.terminal and self._store_watch.state is StoreState.OK:
-            await committed_so_far(self._require_log())
+        Answered once its worker's changes so far are committed (see _settle): a run ends in
+        memory a moment before the store commits its RunFinished, and a caller told it finished
+        must find that durable, and covered by ``last_seq``. (Not while the store is failing:
+        reads never wait for a store that may not come back; see _storewatch.)"""
+        try:
             run = self._get_run(run_id)
+        except errors.RunNotFound:
+            await self._settled(self._unsettled())  # a delete is reported once committed
+            raise
+        log_ = self._log  # (inlined _unsettled: this read is hot)
+        seq = log_.unsettled(run.worker_id) if log_ is not None else 0
+        if seq:
+            await self._settled(seq)
         return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
     async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
-        """Wait until the run is terminal and return it; ``TimeoutError`` after ``timeout``."""
+        """Wait until the run is terminal and return it (once committed, as :meth:`get_run`);
+        ``TimeoutError`` after ``timeout``."""
         async with asyncio.timeout(timeout):
-            return await wait_for_run(
-                self._require_log(),
-                self._get_run,
-                run_id,
-                lambda: self._store_watch.state is StoreState.OK,
-            )
+            try:
+                return await wait_for_run(self._require_log(), self._get_run, run_id, self._settled)
+            except errors.RunNotFound:
+                await self._settled(self._unsettled())  # a delete is reported once committed
+                raise
 
     def _get_run(self, run_id: str) -> Run:
         check_unicode(run_id=run_id)
@@ -235,7 +282,7 @@ class RuntimeQueries(RuntimeCore):
         from the store), with the cursor to subscribe after (runtime._transcript_seq)."""
         check_unicode(worker_id=worker_id, page_token=page_token)
         log_ = self._require_log()
-        host = self._host(worker_id)
+        host = await self._held(worker_id)
         size = min(self._page_size(page_size), self._limits.transcript_page_max)
         check_page_token(page_token, self._limits)
         start = int(decode_token(page_token, "t")) if page_token else 0
@@ -251,6 +298,14 @@ class RuntimeQueries(RuntimeCore):
         resume = _transcript_seq.resume_cursor(  # no await since the page was read: one moment
             log_.newest_entry_seq.get(worker_id, 0), host.active is not None, log_.last_assigned_seq
         )
+        # The window holds an entry before its commit: answered once the worker's changes so far
+        # are; and the cursor never past the committed seq (a seq not committed may be reused
+        # after a crash). Idle, the worker's last event is its last batch, which is committed
+        # then; active, the cursor is its newest entry's seq, which is in that batch or before.
+        seq = log_.unsettled(worker_id)
+        if seq:
+            await self._settled(seq)
+        resume = min(resume, log_.committed_seq)
         return TranscriptPage(
             items=tuple(chunk), next_page_token=token, total_size=total, resume_after_seq=resume
         )
@@ -320,15 +375,19 @@ class RuntimeQueries(RuntimeCore):
         the runtime's lifetime totals (see :class:`UsageSummary`)."""
         check_unicode(worker_id=worker_id)
         if worker_id:
-            host = self._host(worker_id)
+            host = await self._held(worker_id)
             usage = host.usage_so_far()
-            return UsageSummary(usage, host.run_count, usage, host.run_count)
+            summary = UsageSummary(usage, host.run_count, usage, host.run_count)
+            await self._settled(self._unsettled(worker_id))
+            return summary
         book = self._book
         usage = book.usage
         for host in self._hosts.values():
             if host.active is not None:
                 usage = usage + host.run_usage
         deleted = book.deleted
-        return UsageSummary(
+        summary = UsageSummary(
             usage, book.run_count, usage + deleted.usage, book.run_count + deleted.runs
         )
+        await self._settled(self._unsettled())
+        return summary

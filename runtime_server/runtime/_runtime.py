@@ -195,12 +195,15 @@ class Runtime(RuntimeQueries):
                 await log_.wait_committed(prior.seq)
                 host = self._hosts.get(prior.result)
                 if host is None:
+                    await self._settled(self._unsettled())  # a delete is reported once committed
                     raise errors.WorkerNotFound(prior.result)
                 run = None
                 if initial_input:
                     key = host.request_keys.get(_initial_key(request_id))
                     run = self._book.runs.get(key.result) if key else None
-                return Created(host.snapshot(), prior.seq, run)
+                worker = host.snapshot()
+                await self._settled(self._unsettled(worker.worker_id))  # as GetWorker (_settle)
+                return Created(worker, prior.seq, run)
         # Host policy, paths and capabilities: after the idempotency lookup (a retry returns the
         # first result even if a directory has gone since), and synchronous up to the claim.
         prepared = self._workspaces.prepare(
@@ -255,7 +258,11 @@ class Runtime(RuntimeQueries):
                 BusyPolicy.REJECT,
             )
             run = accepted.run
-        return Created(host.snapshot(), seq, run)
+        # as GetWorker: the worker as it is now (its initial run may have ended in memory), once
+        # committed (see _settle)
+        snapshot = host.snapshot()
+        await self._settled(self._unsettled(worker.worker_id))
+        return Created(snapshot, seq, run)
 
     async def stop_worker(self, worker_id: str, *, reason: str = "") -> Worker:
         """Cancel the active run (keeping its partial answer), drop queued inputs, stop the worker
@@ -263,7 +270,7 @@ class Runtime(RuntimeQueries):
         check_unicode(worker_id=worker_id, reason=reason)
         reason = reason or "stopped by request"
         self._require_log()
-        host = self._host(worker_id)
+        host = await self._held(worker_id)
         check_reason("reason", reason, self._limits)
         self._store_watch.check()
         await host.stop(reason)
@@ -274,7 +281,7 @@ class Runtime(RuntimeQueries):
         with the log; its usage stays in the lifetime totals)."""
         check_unicode(worker_id=worker_id)
         log_ = self._require_log()
-        host = self._host(worker_id)
+        host = await self._held(worker_id)
         worker_id = host.worker.worker_id
         await self.stop_worker(worker_id, reason="deleted")
         self._store_watch.check()  # (a store failure since then replaced the hosts)
@@ -294,6 +301,9 @@ class Runtime(RuntimeQueries):
             [WorkerDeleted()],
             [DeleteWorkerData(worker_id), deleted_mutation(self._book.deleted)],
         )
+        # Its per-worker bookkeeping goes with it (a NOT_FOUND waits for every append; _settle):
+        # now, before any await, so a worker created again under its id keeps its own.
+        log_.forget_worker(worker_id, events[-1].seq)
         await log_.wait_committed(events[-1].seq)
 
     # --- interaction ---
@@ -317,7 +327,11 @@ class Runtime(RuntimeQueries):
     ) -> Accepted:
         log_ = self._check_serving()
         lim = self._limits
-        host = self._host(worker_id)
+        try:
+            host = self._host(worker_id)
+        except errors.WorkerNotFound:
+            await self._settled(self._unsettled())  # a delete is reported once committed
+            raise
         if not text.strip():
             raise errors.InvalidArgument("text", "must not be empty")
         check_len("text", text, lim.max_input_chars)
@@ -335,7 +349,9 @@ class Runtime(RuntimeQueries):
                 if prior.fingerprint != fp:
                     raise errors.IdempotencyConflict(request_id)
                 await log_.wait_committed(prior.seq)
-                return Accepted(self._book.runs.get(prior.result) or _gone(prior), prior.seq)
+                run = self._book.runs.get(prior.result) or _gone(prior)
+                await self._settled(self._unsettled(run.worker_id))  # as GetRun (see _settle)
+                return Accepted(run, prior.seq)
         host.check_accepting()
         worker_id = host.worker.worker_id
         run_id, created = uuid7(), now()
@@ -367,7 +383,11 @@ class Runtime(RuntimeQueries):
         """Cancel a queued or active run (its partial answer is kept) and return it once its
         RunFinished is committed. Idempotent: a finished run is returned unchanged."""
         log_ = self._require_log()
-        run = self._get_run(run_id)
+        try:
+            run = self._get_run(run_id)
+        except errors.RunNotFound:
+            await self._settled(self._unsettled())  # a delete is reported once committed
+            raise
         if run.state.terminal:
             return await self.get_run(run_id)  # answered once committed, as GetRun does
         self._store_watch.check()

@@ -17,40 +17,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from held_reports import HeldReports
 from serving import eventually
 
 from runtime_server.model import RunFinished, RunState
 from runtime_server.runtime import Runtime, parse_config
-from runtime_server.store import SqliteStore
 
 BOUND = 30.0  # a safety net on a shared machine, not a speed assertion
-
-
-class HeldReports(SqliteStore):
-    """A real SQLite store whose commit reports can be held back and released."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, retention_interval=0.0)
-        self.holding = False
-        self.held: list[int] = []
-        self._report: object = None
-
-    def set_commit_listener(self, listener) -> None:  # type: ignore[no-untyped-def]
-        self._report = listener
-
-        def report(seq: int) -> None:
-            if self.holding:
-                self.held.append(seq)
-            else:
-                listener(seq)
-
-        super().set_commit_listener(report)
-
-    def release(self) -> None:
-        self.holding = False
-        for seq in self.held:
-            self._report(seq)  # type: ignore[operator]
-        self.held.clear()
 
 
 async def test_a_finished_run_is_answered_once_its_run_finished_is_committed(
