@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from held_reports import HeldReports
 from serving import eventually
 
@@ -30,12 +31,21 @@ async def test_a_finished_run_is_answered_once_its_run_finished_is_committed(
     tmp_path: Path,
 ) -> None:
     store = HeldReports(tmp_path / "runtime.sqlite3")
-    rt = Runtime(store=store, config=parse_config({}))
+    # a slow echo (25 ms a word): the run is still active when its input is acknowledged
+    slow = {"profiles": {"slow": {"provider": "builtin", "options": {"delay_ms": 25}}}}
+    rt = Runtime(store=store, config=parse_config(slow))
     await rt.start()
     try:
-        wid = (await rt.create_worker(profile="echo")).worker.worker_id
-        accepted = await rt.send_input(wid, "one two three")  # acknowledged: committed
-        store.holding = True  # from here on, the Runtime learns of no commit
+        wid = (await rt.create_worker(profile="slow")).worker.worker_id
+        for _ in range(5):
+            accepted = await rt.send_input(wid, " ".join(["word"] * 12))  # acknowledged
+            store.holding = True  # from here on, the Runtime learns of no commit
+            if rt.info().active_runs == 1:
+                break  # its RunFinished is still to come: it cannot have been reported
+            store.release()  # (a stall let it end first: try again)
+            await rt.wait_run(accepted.run.run_id, timeout=BOUND)
+        else:
+            pytest.fail("the run ended before its input was acknowledged, every time")
         await eventually(lambda: rt.info().active_runs == 0, within=BOUND, what="the run ended")
         reported = rt.info().last_seq  # the last commit the Runtime was told of
 
