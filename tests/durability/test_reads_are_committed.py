@@ -203,3 +203,39 @@ async def test_a_transcript_cursor_is_never_past_the_committed_seq(tmp_path: Pat
     finally:
         store.release()
         await rt.close()
+
+
+async def test_idempotent_retries_answer_once_committed(tmp_path: Path) -> None:
+    """A retried CreateWorker returns the worker as it is now, a retried SendInput the run as it
+    is now: once committed, like GetWorker and GetRun."""
+    store = HeldReports(tmp_path / "runtime.sqlite3")
+    # a slow echo (25 ms a word): the run is still active when its input is acknowledged
+    slow = {"profiles": {"slow": {"provider": "builtin", "options": {"delay_ms": 25}}}}
+    rt = Runtime(store=store, config=parse_config(slow))
+    await rt.start()
+    try:
+        wid = (await rt.create_worker(profile="slow", request_id="create-1")).worker.worker_id
+        accepted = await rt.send_input(wid, " ".join(["word"] * 40), request_id="send-1")
+        store.holding = True
+        # its end is still to come, so it cannot have been reported (else a 1 s stall)
+        assert rt.info().active_runs == 1
+        await eventually(lambda: _ended(rt), within=BOUND, what="the run ended in memory")
+
+        creating = asyncio.ensure_future(rt.create_worker(profile="slow", request_id="create-1"))
+        sending = asyncio.ensure_future(
+            rt.send_input(wid, " ".join(["word"] * 40), request_id="send-1")
+        )
+        await asyncio.sleep(HELD)
+        assert not creating.done(), "a retried CreateWorker showed the worker's uncommitted state"
+        assert not sending.done(), "a retried SendInput showed the run's uncommitted end"
+
+        store.release()
+        created = await asyncio.wait_for(creating, BOUND)
+        assert created.worker.worker_id == wid
+        assert created.worker.state is WorkerState.IDLE
+        again = await asyncio.wait_for(sending, BOUND)
+        assert again.run.run_id == accepted.run.run_id
+        assert again.run.state.terminal
+    finally:
+        store.release()
+        await rt.close()
