@@ -54,7 +54,9 @@ class EventLog:
     def __init__(self, store: Store, *, last_seq: int, buffer_limit: int) -> None:
         self._store = store
         self._next_seq = last_seq + 1
-        self._committed = last_seq
+        # the newest seq the store has reported committed (a plain attribute, not a property:
+        # the hot reads compare against it, see runtime._settle)
+        self.committed_seq = last_seq
         self._pending: deque[Event] = deque()  # appended, not yet committed
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._buffer_limit = buffer_limit
@@ -76,15 +78,11 @@ class EventLog:
         # worker_id -> seq of the last batch appended for it (its state changes travel in
         # batches; the streamed deltas of ``append_one`` change no record): a read of that worker
         # answers once it is committed (runtime._settle). One int per worker, dropped with it.
-        self._changed: dict[str, int] = {}
+        self.changed_seq: dict[str, int] = {}
         self.cuts_lagging = 0
         self.cuts_shutdown = 0
         self.observer: RuntimeObserver | None = None  # told once per commit report
         store.set_commit_listener(self._on_commit)
-
-    @property
-    def committed_seq(self) -> int:
-        return self._committed
 
     @property
     def last_assigned_seq(self) -> int:
@@ -109,7 +107,7 @@ class EventLog:
             return events  # not written, seqs not taken: waiting on them raises
         self._next_seq = seq + len(events)
         if worker_id:
-            self._changed[worker_id] = seq + len(events) - 1
+            self.changed_seq[worker_id] = seq + len(events) - 1
         _transcript_seq.stamp(events, self.newest_entry_seq)
         self._pending.extend(events)
         self._store.write(events, mutations)
@@ -128,25 +126,25 @@ class EventLog:
     def unsettled(self, worker_id: str) -> int:
         """The seq of the last batch appended for ``worker_id`` if it is not committed yet, else
         0: what a read of that worker waits for (runtime._settle). Two lookups, no allocation."""
-        seq = self._changed.get(worker_id, 0)
-        return seq if seq > self._committed else 0
+        seq = self.changed_seq.get(worker_id, 0)
+        return seq if seq > self.committed_seq else 0
 
     def unsettled_any(self) -> int:
         """The newest assigned seq if it is not committed yet, else 0: what a read of the whole
         Runtime waits for."""
         seq = self._next_seq - 1
-        return seq if seq > self._committed else 0
+        return seq if seq > self.committed_seq else 0
 
     def forget_worker(self, worker_id: str, seq: int) -> None:
         """A deleted worker's bookkeeping goes once its delete (batch ``seq``) is committed,
         unless a worker created again under its id has appended since."""
-        if self._changed.get(worker_id) == seq:
-            del self._changed[worker_id]
+        if self.changed_seq.get(worker_id) == seq:
+            del self.changed_seq[worker_id]
         if self.newest_entry_seq.get(worker_id, seq + 1) <= seq:
             del self.newest_entry_seq[worker_id]
 
     async def wait_committed(self, seq: int) -> None:
-        if seq <= self._committed:
+        if seq <= self.committed_seq:
             return
         if self._failure is not None:
             raise self._failure.again()
@@ -163,8 +161,8 @@ class EventLog:
         self._failure = error
         self._pending.clear()
         # memory goes back to what is committed (see _storewatch): nothing is left to wait for
-        self._changed.clear()
-        self._next_seq = self._committed + 1
+        self.changed_seq.clear()
+        self._next_seq = self.committed_seq + 1
         waiters, self._waiters = self._waiters, []
         for _, fut in waiters:
             if not fut.done():
@@ -181,7 +179,7 @@ class EventLog:
             observer.commit(now() - head.time, min(seq, pending[-1].seq) - head.seq + 1)
         while pending and pending[0].seq <= seq:
             self._publish(pending.popleft())
-        self._committed = max(self._committed, seq)
+        self.committed_seq = max(self.committed_seq, seq)
         if self._waiters:
             keep: list[tuple[int, asyncio.Future[None]]] = []
             for want, fut in self._waiters:
@@ -210,14 +208,14 @@ class EventLog:
 
     def check_cursor(self, after_seq: int) -> None:
         """Raise if ``after_seq`` is ahead of the log or older than retention (0 is always ok)."""
-        if after_seq > self._committed:
-            raise CursorAhead(after_seq, self._committed)
+        if after_seq > self.committed_seq:
+            raise CursorAhead(after_seq, self.committed_seq)
         oldest = self._store.oldest_seq()
         if after_seq and oldest and after_seq < oldest - 1:
             raise CursorExpired(after_seq, oldest)
-        if after_seq and not oldest and after_seq < self._committed:
+        if after_seq and not oldest and after_seq < self.committed_seq:
             # everything up to committed_seq was trimmed
-            raise CursorExpired(after_seq, self._committed + 1)
+            raise CursorExpired(after_seq, self.committed_seq + 1)
 
     async def read(self, after_seq: int, limit: int, worker_id: str = "") -> list[Event]:
         if self._store_closed:
@@ -236,7 +234,7 @@ class EventLog:
         self.check_cursor(after_seq)
         # A durable store may already hold events whose commit report has not reached us yet;
         # never show those before they are published.
-        committed = self._committed
+        committed = self.committed_seq
         if events and events[-1].seq > committed:
             events = [e for e in events if e.seq <= committed]
         return events
@@ -254,10 +252,10 @@ class EventLog:
             raise RuntimeDraining(None if from_now else after_seq)
         if not from_now:
             self.check_cursor(after_seq)
-        start = self._committed if from_now else after_seq
+        start = self.committed_seq if from_now else after_seq
         sub = Subscription(self, start, worker_id, self._buffer_limit, kinds)
         self._open.add(sub)
-        if start >= self._committed:
+        if start >= self.committed_seq:
             sub._go_live()  # nothing to replay: join now, synchronously, so nothing is missed
         return sub
 

@@ -180,10 +180,9 @@ class RuntimeQueries(RuntimeCore):
             await self._settled(self._unsettled())  # a delete is reported once committed
             raise
         worker = host.snapshot()
-        log_ = self._log  # (inlined _unsettled: this read is hot)
-        seq = log_.unsettled(worker_id) if log_ is not None else 0
-        if seq:
-            await self._settled(seq)
+        log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
+        if log_ is not None and log_.changed_seq.get(worker_id, 0) > log_.committed_seq:
+            await self._settled(log_.changed_seq.get(worker_id, 0))
         return worker
 
     async def list_workers(
@@ -251,10 +250,9 @@ class RuntimeQueries(RuntimeCore):
         except errors.RunNotFound:
             await self._settled(self._unsettled())  # a delete is reported once committed
             raise
-        log_ = self._log  # (inlined _unsettled: this read is hot)
-        seq = log_.unsettled(run.worker_id) if log_ is not None else 0
-        if seq:
-            await self._settled(seq)
+        log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
+        if log_ is not None and log_.changed_seq.get(run.worker_id, 0) > log_.committed_seq:
+            await self._settled(log_.changed_seq.get(run.worker_id, 0))
         return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
