@@ -151,23 +151,33 @@ async def test_a_deleted_worker_is_not_found_once_its_delete_is_committed(
         deleting = asyncio.ensure_future(rt.delete_worker(wid))
         await eventually(lambda: sum(rt.info().workers_by_state.values()) == 0, within=BOUND)
 
-        getting = asyncio.ensure_future(rt.get_worker(wid))
         listing = asyncio.ensure_future(rt.list_workers())
-        running = asyncio.ensure_future(rt.get_run(run.run_id))
+        # every NOT_FOUND about it, of a read or a change
+        calls = {
+            "GetWorker": rt.get_worker(wid),
+            "GetRun": rt.get_run(run.run_id),
+            "WaitRun": rt.wait_run(run.run_id, timeout=BOUND),
+            "GetTranscript": rt.get_transcript(wid),
+            "GetUsage": rt.get_usage(wid),
+            "SendInput": rt.send_input(wid, "more"),
+            "StopWorker": rt.stop_worker(wid),
+            "CancelRun": rt.cancel_run(run.run_id),
+        }
+        pending = {name: asyncio.ensure_future(call) for name, call in calls.items()}
         await asyncio.sleep(HELD)
         # before the fix: NOT_FOUND (and an empty list) at once, the delete uncommitted — after a
         # kill -9 there the worker comes back
-        assert not getting.done(), "GetWorker said NOT_FOUND before the delete was committed"
         assert not listing.done(), "ListWorkers left out a worker whose delete is not committed"
-        assert not running.done(), "GetRun said NOT_FOUND before the delete was committed"
+        early = [name for name, task in pending.items() if task.done()]
+        assert not early, f"NOT_FOUND before the delete was committed: {early}"
         assert not deleting.done()
 
         store.release()
-        with pytest.raises(errors.WorkerNotFound):
-            await asyncio.wait_for(getting, BOUND)
         assert (await asyncio.wait_for(listing, BOUND)).items == ()
-        with pytest.raises(errors.RunNotFound):
-            await asyncio.wait_for(running, BOUND)
+        for name, task in pending.items():
+            with pytest.raises((errors.WorkerNotFound, errors.RunNotFound)):
+                await asyncio.wait_for(task, BOUND)
+            assert task.done(), name
         await asyncio.wait_for(deleting, BOUND)
         # once committed, NOT_FOUND at once
         with pytest.raises(errors.WorkerNotFound):
