@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from serving import ServeProcessFactory
 
-from runtime_client import RunState, RuntimeClient, WorkerState
+from runtime_client import RunState, RuntimeClient, WorkerNotFound, WorkerState
 
 WORKERS = 6
 ROUNDS = 4
@@ -65,3 +66,48 @@ async def test_a_worker_seen_idle_after_its_run_keeps_the_run_through_kill9(
         run = await client.get_run(run_id)
         assert run.state is RunState.COMPLETED, (run_id, run.state, run.error)
         assert run.worker_id == wid
+
+
+async def test_a_worker_seen_deleted_stays_deleted_through_kill9(
+    serve_process: ServeProcessFactory, tmp_path: Path
+) -> None:
+    """One client deletes a worker while another polls GetWorker; the server is killed the
+    moment the poller sees NOT_FOUND (maybe before the deleter's acknowledgement): after the
+    restart the worker must still be gone, and the workers kept must all be there."""
+    data = tmp_path / "data"
+    kept: list[str] = []
+    gone: list[str] = []
+    for _ in range(ROUNDS):
+        sp = await serve_process(data, durability="power")
+        deleter, poller = sp.client(), sp.client()
+        created = await asyncio.gather(
+            *(deleter.create_worker(profile="echo") for _ in range(WORKERS))
+        )
+        ids = [c.worker.worker_id for c in created]
+        victim, kept_now = ids[0], ids[1:]
+        await asyncio.gather(*(deleter.send_input(w, "keep this") for w in kept_now))
+
+        async def until_gone(poller: RuntimeClient, wid: str) -> None:
+            while True:
+                try:
+                    await poller.get_worker(wid)
+                except WorkerNotFound:
+                    return
+
+        deleting = asyncio.ensure_future(deleter.delete_worker(victim))
+        try:
+            await asyncio.wait_for(until_gone(poller, victim), BOUND)
+            sp.kill9()
+        finally:
+            deleting.cancel()
+            await asyncio.gather(deleting, return_exceptions=True)
+        gone.append(victim)
+        kept += kept_now
+
+    sp = await serve_process(data)
+    client = sp.client()
+    for wid in gone:
+        with pytest.raises(WorkerNotFound):
+            await client.get_worker(wid)
+    listed = {w.worker_id async for w in client.iter_workers()}
+    assert listed == set(kept)
