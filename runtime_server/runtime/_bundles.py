@@ -25,6 +25,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from runtime_server.runtime._bundle_format import (
 )
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import ConfigError, Profile
+from runtime_server.runtime._storewatch import StoreState
 from runtime_server.runtime._validation import check_len, check_unicode
 from runtime_server.store import (
     DeleteConfigBundle,
@@ -93,6 +95,11 @@ class ConfigBundles:
         self._profiles: dict[str, Profile] = {}  # worker id -> snapshot resolved (a cache)
         # Estimated bytes of the snapshots held, counted in the memory budget (_core's records).
         self.snapshot_bytes = 0
+        # Reads answer only what is committed (runtime._settle). A put or delete changes the
+        # index before its commit and writes no event (no seq to wait for): the number of the
+        # newest one not known committed, which a read waits for with the store's flush.
+        self._changes = 0
+        self._unflushed = 0
 
     # --- hooks of the Runtime ---
 
@@ -251,6 +258,7 @@ class ConfigBundles:
         )
         self._index[key] = bundle
         log_.append("", "", [], [PutConfigBundle(bundle, content)])
+        self._changes = self._unflushed = self._changes + 1
         await rt._store.flush()
         return self._with_refs(bundle), True
 
@@ -267,14 +275,17 @@ class ConfigBundles:
         key = self._key(bundle_id, digest)
         bundle = self._index.get(key)
         if bundle is None:
+            await self._committed()  # (NOT_FOUND too: a delete is reported once committed)
             raise errors.ConfigBundleNotFound(bundle_id, digest)
+        found = self._with_refs(bundle)
+        await self._committed()
         content = b""
         if include_content:
             read = await self._rt._store.read_config_bundle(bundle_id, digest)
             if read is None:
                 raise errors.ConfigBundleNotFound(bundle_id, digest)
             content = read
-        return BundleContent(self._with_refs(bundle), content)
+        return BundleContent(found, content)
 
     async def list_bundles(
         self,
@@ -300,6 +311,7 @@ class ConfigBundles:
         chunk = chunk[: fitting(chunk, _weight, rt._page_bytes)]
         more = len(rest) > len(chunk)
         token = encode_token("b", f"{chunk[-1].id} {chunk[-1].digest}") if more and chunk else ""
+        await self._committed()
         return Page(tuple(chunk), token, len(keys))
 
     async def delete_bundle(self, id: str, digest: str) -> None:
@@ -318,9 +330,22 @@ class ConfigBundles:
         rt._store_watch.check()
         del self._index[key]
         log_.append("", "", [], [DeleteConfigBundle(bundle_id, digest)])
+        self._changes = self._unflushed = self._changes + 1
         await rt._store.flush()
 
     # --- helpers ---
+
+    async def _committed(self) -> None:
+        """Before a read answers (see ``_unflushed``): the bundles' own changes by the store's
+        flush, the references (workers created and deleted) by their seq."""
+        rt = self._rt
+        changes = self._unflushed
+        if changes and rt._store_watch.state is StoreState.OK:
+            with contextlib.suppress(errors.StoreFailure):
+                await rt._store.flush()  # every batch written so far
+            if self._unflushed == changes:
+                self._unflushed = 0
+        await rt._settled(rt._unsettled())
 
     def _key(self, bundle_id: str, digest: str) -> _Key:
         check_bundle_id("id", bundle_id, self._rt.limits)
