@@ -55,12 +55,9 @@ from runtime_server.runtime._waiting import wait_for_run
 class RuntimeQueries(RuntimeCore):
     """Reads and paging over the Runtime's state (see the module doc)."""
 
-    # --- committed answers (see _settle) ---
-
     async def _held(self, worker_id: str) -> WorkerHost:
-        """The worker's host; its NOT_FOUND is answered once everything appended so far is
-        committed (so a delete is reported only once committed). (The hot reads inline this:
-        a coroutine per call costs about as much as the whole lookup.)"""
+        """The worker's host; NOT_FOUND once everything appended is committed (see _settle; hot
+        reads inline this: a coroutine per call costs about as much as the whole lookup)."""
         try:
             return self._host(worker_id)
         except errors.WorkerNotFound:
@@ -132,8 +129,7 @@ class RuntimeQueries(RuntimeCore):
         usage (of the workers held now, and lifetime) — answered once committed: then
         ``last_seq`` is the seq the counts are as of (subscribe after it for what follows)."""
         info = self.info()
-        seq = self._unsettled()
-        if seq:
+        if seq := self._unsettled():
             await self._settled(seq)
             if self._require_log().committed_seq >= seq:
                 info = replace(info, last_seq=seq)
@@ -215,7 +211,8 @@ class RuntimeQueries(RuntimeCore):
         token = encode_token("w", chunk[-1].worker_id) if len(ids) > len(chunk) else ""
         # The page, its filter and its total cover every worker (created, changed or deleted):
         # answered once everything appended so far is committed.
-        await self._settled(self._unsettled())
+        if seq := self._unsettled():
+            await self._settled(seq)
         # total is the whole filtered list (as in ListDiagnostics), not what is left after the token
         return Page(tuple(chunk), token, len(matching))
 
@@ -296,12 +293,10 @@ class RuntimeQueries(RuntimeCore):
         resume = _transcript_seq.resume_cursor(  # no await since the page was read: one moment
             log_.newest_entry_seq.get(worker_id, 0), host.active is not None, log_.last_assigned_seq
         )
-        # The window holds an entry before its commit: answered once the worker's changes so far
-        # are; and the cursor never past the committed seq (a seq not committed may be reused
-        # after a crash). Idle, the worker's last event is its last batch, which is committed
-        # then; active, the cursor is its newest entry's seq, which is in that batch or before.
-        seq = log_.unsettled(worker_id)
-        if seq:
+        # Answered once the worker's changes are committed, its cursor never past the committed
+        # seq (a crash reuses the others). Idle, its last event is its last batch, committed then;
+        # active, the cursor is its newest entry's seq, in that batch or before.
+        if seq := log_.unsettled(worker_id):
             await self._settled(seq)
         resume = min(resume, log_.committed_seq)
         return TranscriptPage(
@@ -373,10 +368,15 @@ class RuntimeQueries(RuntimeCore):
         the runtime's lifetime totals (see :class:`UsageSummary`)."""
         check_unicode(worker_id=worker_id)
         if worker_id:
-            host = await self._held(worker_id)
+            try:
+                host = self._host(worker_id)
+            except errors.WorkerNotFound:
+                await self._settled(self._unsettled())  # a delete is reported once committed
+                raise
             usage = host.usage_so_far()
             summary = UsageSummary(usage, host.run_count, usage, host.run_count)
-            await self._settled(self._unsettled(worker_id))
+            if seq := self._unsettled(worker_id):
+                await self._settled(seq)
             return summary
         book = self._book
         usage = book.usage
@@ -387,5 +387,6 @@ class RuntimeQueries(RuntimeCore):
         summary = UsageSummary(
             usage, book.run_count, usage + deleted.usage, book.run_count + deleted.runs
         )
-        await self._settled(self._unsettled())
+        if seq := self._unsettled():
+            await self._settled(seq)
         return summary
