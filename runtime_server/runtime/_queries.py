@@ -85,7 +85,8 @@ class RuntimeQueries(RuntimeCore):
         self._store_watch.add_listener(listener)
 
     def info(self) -> RuntimeInfo:
-        """A synchronous snapshot of :meth:`get_runtime` (for callers that cannot await)."""
+        """A synchronous snapshot, for callers that cannot await (health, metrics): unlike
+        :meth:`get_runtime` it does not wait, so it may count changes not yet committed."""
         log_ = self._require_log()
         by_state = dict.fromkeys(WorkerState, 0)
         active = queued = 0
