@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from backend._routes import api, backend_of, path_id
 from backend.errors import from_client_error, scrub
+from backend.security import COOKIE
 from backend.sse import Frame, parse_cursor, with_heartbeats
 from backend.views import event_frame_bytes
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
@@ -126,6 +128,19 @@ async def _frames(
             await aclose()
 
 
+def stream_client(request: Request) -> tuple[str, str]:
+    """Whom a stream counts against (``StreamSlots.per_client``): the login session when the
+    console has a token (the middleware has checked it), else the client's address. The key
+    holds a digest of the session id, never the id."""
+    sessions = backend_of(request).sessions
+    cookie = request.cookies.get(COOKIE, "")
+    if sessions is not None and cookie:
+        return "session:" + hashlib.sha256(cookie.encode("utf-8", "surrogatepass")).hexdigest(), (
+            "session"
+        )
+    return "address:" + (request.client.host if request.client else ""), "address"
+
+
 @api
 async def worker_events(request: Request) -> Response:
     backend = backend_of(request)
@@ -143,6 +158,6 @@ async def worker_events(request: Request) -> Response:
         raise
     except RuntimeServiceError:
         pass
-    release = backend.streams.acquire()  # 429 past the bound
+    release = backend.streams.acquire(*stream_client(request))  # 429 past a bound
     body = with_heartbeats(_frames(registry, rid, wid, after), backend.config.heartbeat_s)
     return EventStream(body, release)

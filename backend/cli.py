@@ -111,6 +111,7 @@ async def _serve(args: argparse.Namespace) -> int:
     app = create_app(config, backend=service)
     limits = HttpLimits(
         max_connections=config.max_connections,
+        max_connections_per_client=config.max_connections_per_client,
         request_timeout_s=config.request_timeout_s,
         send_timeout_s=config.send_timeout_s,
     )

@@ -80,16 +80,29 @@ def parse_cursor(last_event_id: str | None, after_seq: str | None) -> int:
 
 
 class StreamSlots:
-    """A bound on open console streams over all browsers: each holds an upstream subscription,
-    a task and a socket. Past it a new stream is refused with 429 (the page retries), never
-    queued."""
+    """Bounds on open console streams: each holds an upstream subscription, a task and a socket.
+    Past a bound a new stream is refused with 429 (the page retries), never queued.
 
-    def __init__(self, limit: int) -> None:
+    - ``limit``: over all browsers.
+    - ``per_client``: per client, so that one client cannot take every slot and starve the rest
+      (before, one logged-in session, or one address, could open all of them). The client is
+      the login session when the console has a token (people behind one address — a NAT, a
+      proxy — each have their own; more slots need more logins, which need the token), else
+      the client's address (``scope["client"]``: behind a proxy uvicorn trusts, the address it
+      forwards). A browser's console tabs share four streams (``static/slots.js``), so the
+      default, 16, leaves room for a few browsers behind one address and for the moments a
+      closed stream is not yet noticed.
+    """
+
+    def __init__(self, limit: int, per_client: int | None = None) -> None:
         self.limit = limit
+        self.per_client = limit if per_client is None else per_client
         self.open = 0
+        self._by_client: dict[str, int] = {}
 
-    def acquire(self) -> Callable[[], None]:
-        """Take a slot; returns its release (idempotent). Raises 429 when none is free."""
+    def acquire(self, client: str = "", kind: str = "address") -> Callable[[], None]:
+        """Take a slot for ``client`` (a key: ``kind`` says what it is, for the error); returns
+        its release (idempotent). Raises 429 when none is free."""
         if self.open >= self.limit:
             raise ApiError(
                 429,
@@ -98,7 +111,18 @@ class StreamSlots:
                 {"limit": str(self.limit)},
                 retry_after=2,
             )
+        held = self._by_client.get(client, 0)
+        if held >= self.per_client:
+            raise ApiError(
+                429,
+                "TOO_MANY_CLIENT_STREAMS",
+                f"at most {self.per_client} console streams may be open per {kind}: close a "
+                "console tab (or another browser) first",
+                {"limit": str(self.per_client), "per": kind},
+                retry_after=2,
+            )
         self.open += 1
+        self._by_client[client] = held + 1
         released = False
 
         def release() -> None:
@@ -106,8 +130,17 @@ class StreamSlots:
             if not released:
                 released = True
                 self.open -= 1
+                left = self._by_client[client] - 1
+                if left:
+                    self._by_client[client] = left
+                else:
+                    del self._by_client[client]  # no key is kept for a client with none open
 
         return release
+
+    def clients(self) -> int:
+        """Clients holding a stream now."""
+        return len(self._by_client)
 
 
 async def with_heartbeats(

@@ -51,7 +51,15 @@ ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imp
 
 
 # What ships with serve and is checked from outside (deploy/ manifests, the exposure rule's tests).
-__all__ = ["StartupError", "check_exposure", "is_loopback", "main", "serve", "serve_options"]
+__all__ = [
+    "StartupError",
+    "check_exposure",
+    "check_secret_mode",
+    "is_loopback",
+    "main",
+    "serve",
+    "serve_options",
+]
 
 
 def _add_serve(sub: Any) -> None:
