@@ -13,7 +13,7 @@ import contextlib
 from pathlib import Path
 
 import httpx
-from backend_serving import CSRF, start_backend
+from backend_serving import CSRF, eventually, start_backend
 
 BOUND = 20.0  # the end is due within one heartbeat (0.2 s)
 TOKEN = "console-tok-logout-streams"
@@ -69,8 +69,6 @@ async def test_logout_ends_the_sessions_open_streams(tmp_path: Path) -> None:
             async def no_streams() -> bool:
                 return bool((await other.get("/healthz")).json()["open_streams"] == 0)
 
-            async with asyncio.timeout(BOUND):
-                while not await no_streams():
-                    await asyncio.sleep(0.05)
+            await eventually(no_streams, timeout=BOUND)
     finally:
         backend.terminate()
