@@ -39,10 +39,8 @@ async def test_logout_ends_the_sessions_open_streams(tmp_path: Path) -> None:
             for http in (mine, other):
                 assert (await http.post("/api/login", json={"token": TOKEN})).status_code == 204
             first = (await mine.get("/api/workers")).json()["workers"][0]
-            path = (
-                f"/api/runtimes/{first['runtime_id']}/workers/{first['worker']['worker_id']}"
-                "/events"
-            )
+            rid, wid = first["runtime_id"], first["worker"]["worker_id"]
+            path = f"/api/runtimes/{rid}/workers/{wid}/events"
             async with contextlib.AsyncExitStack() as stack:
                 ended = await stack.enter_async_context(mine.stream("GET", path))
                 kept = await stack.enter_async_context(other.stream("GET", path))
