@@ -143,21 +143,46 @@ class StreamSlots:
         return len(self._by_client)
 
 
+# Bytes of encoded events a stream holds for a slow browser, and joins into one write, at most.
+# Counting items alone (``buffer``) let one stream hold 256 events of any size: a runtime's events
+# may each be megabytes (an InputCommitted of a long input sent to the runtime directly), so a
+# browser reading slowly made the Backend hold up to 256 of them and join them into one write.
+MAX_QUEUED_BYTES = 4 << 20
+MAX_WRITE_BYTES = 1 << 20
+
+
+def _size(item: object) -> int:
+    return len(item) if isinstance(item, bytes) else 0  # a Frame is small (status, end)
+
+
 async def with_heartbeats(
-    frames: AsyncIterator[Frame | bytes], interval_s: float, *, buffer: int = 256
+    frames: AsyncIterator[Frame | bytes],
+    interval_s: float,
+    *,
+    buffer: int = 256,
+    max_bytes: int = MAX_QUEUED_BYTES,
 ) -> AsyncIterator[bytes]:
     """The encoded frames with a heartbeat whenever ``interval_s`` passes without one. An item
     of ``frames`` that is ``bytes`` is a worker event's frame already encoded (never final): the
     event hot path builds no :class:`Frame` per event. A pump task
-    reads ``frames`` into a bounded queue (a slow browser holds the pump back, and behind it the
-    upstream subscription, which the runtime cuts and the registry resumes: never unbounded
-    memory). Closing this generator (the browser left) cancels the pump and so the upstream
-    subscription."""
+    reads ``frames`` into a queue bounded by ``buffer`` items and ``max_bytes`` of encoded
+    events (one event larger than that still goes, alone): a slow browser holds the pump back,
+    and behind it the upstream subscription, which the runtime cuts and the registry resumes:
+    never unbounded memory. One write joins at most ``MAX_WRITE_BYTES`` (or one larger event).
+    Closing this generator (the browser left) cancels the pump and so the upstream subscription."""
     queue: asyncio.Queue[Frame | bytes | BaseException | None] = asyncio.Queue(buffer)
+    queued = 0  # bytes of the events in the queue
+    drained = asyncio.Event()  # set whenever the consumer takes something
 
     async def pump() -> None:
+        nonlocal queued
         try:
             async for frame in frames:
+                size = _size(frame)
+                while queued and queued + size > max_bytes:
+                    drained.clear()
+                    await drained.wait()
+                queued += size
                 await queue.put(frame)
             await queue.put(None)
         except asyncio.CancelledError:
@@ -186,16 +211,20 @@ async def with_heartbeats(
             # added wait): a busy stream then goes out in fewer, larger writes.
             await asyncio.sleep(0)
             chunks: list[bytes] = []
+            written = 0
             while True:
                 if isinstance(item, bytes):  # an event's frame, encoded upstream (the hot path)
                     chunks.append(item)
+                    written += len(item)
+                    queued -= len(item)
+                    drained.set()
                 elif item is None or isinstance(item, BaseException):
                     break
                 else:
                     chunks.append(encode(item))
                     if item.final:
                         break
-                if len(chunks) >= MAX_BATCH or queue.empty():
+                if len(chunks) >= MAX_BATCH or written >= MAX_WRITE_BYTES or queue.empty():
                     break
                 item = queue.get_nowait()
             if chunks:
