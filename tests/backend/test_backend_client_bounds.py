@@ -132,7 +132,9 @@ async def _answer(backend: BackendProcess, source: str) -> bytes:
 
 
 async def test_one_address_cannot_take_every_connection(tmp_path: Path) -> None:
-    config = f"max_streams_per_client = 1\nmax_connections_per_client = 3\n{BASE}"
+    # the held half-requests must outlast the test, however loaded the machine
+    config = "max_streams_per_client = 1\nmax_connections_per_client = 3\n"
+    config += f"request_timeout_s = 600.0\n{BASE}"
     backend = await start_backend(tmp_path, config)
     held = []
     try:
