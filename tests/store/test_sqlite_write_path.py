@@ -162,7 +162,8 @@ async def test_one_report_to_the_loop_per_writer_pass(store_path: Path) -> None:
     assert len(writer_reports) == 5  # was two per pass: the commit, then the settled batch
 
 
-async def test_meta_counters_follow_every_commit(tmp_path: Path) -> None:
+async def test_meta_counters_are_exact_after_close(tmp_path: Path) -> None:
+    """(Written every COUNTERS_EVERY events and at close: test_sqlite_counters.)"""
     store = await _open(tmp_path / "runtime.db")
     for s in range(1, 8):
         store.write([event(s)])
