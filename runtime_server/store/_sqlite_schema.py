@@ -27,6 +27,7 @@ from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreOpenError
 from runtime_server.store._integrity import check_seq, quick_check
+from runtime_server.store._sqlite_counters import COUNTERS_EVERY as COUNTERS_EVERY  # (lag bound)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ SCHEMA_VERSION = 1
 """Bump on any change to the tables; add a migration from every older version (never a reset)."""
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
 
 SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",

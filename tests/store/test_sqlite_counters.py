@@ -14,8 +14,9 @@ from serving import eventually
 from store_samples import event, seqs
 from test_sqlite_store import run_child_until_killed
 
-from runtime_server.store import SqliteStore
-from runtime_server.store._sqlite_counters import COUNTERS_EVERY
+from runtime_server.store import SqliteStore, schema
+
+COUNTERS_EVERY = schema.COUNTERS_EVERY  # meta's counters are written every this many events
 
 
 async def opened(path: Path, **options: object) -> SqliteStore:
