@@ -167,7 +167,6 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         # writes are atomic under the GIL, so oldest_seq() can read without a lock).
         self._last_seq = 0
         self._event_count = 0
-        self._uncounted = 0
         self._oldest = 0
         self._counts = [0] * len(fields(StoreStats))  # the writer's counters (see stats)
         self._failures_in_row = 0  # writer: consecutive failed attempts (drives the backoff)

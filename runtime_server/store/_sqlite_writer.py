@@ -123,6 +123,7 @@ class WriterThreads:
         self._checkpoint_pause = CHECKPOINT_PAUSE
         self._checkpoint_bytes = CHECKPOINT_BYTES
         self._retention_chunk = RETENTION_CHUNK  # (an attribute: tests shorten it)
+        self._uncounted = 0  # (writer state: meta's counters, see _sqlite_counters)
 
     # the loop side's callbacks (defined by SqliteStore)
     def _on_commit(self, seq: int) -> None: ...
