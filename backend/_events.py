@@ -8,8 +8,10 @@ runtime's restarts). What comes out (framing in ``backend.sse``):
   Backend sends its own comment lines, timed for the browser connection);
 - ``event: runtime`` first with the runtime's current health, then at every change;
 - ``event: reset`` when the cursor aged out of the runtime's retention;
-- ``event: end`` when the worker was deleted, the runtime's identity changed, or the runtime
-  refused the stream (the error is in the data): the page stops instead of reconnecting.
+- ``event: end`` when the worker was deleted, the runtime's identity changed, the runtime
+  refused the stream (the error is in the data), or the login session the stream was opened
+  with ended (``SESSION_ENDED``: logout, or pushed out by newer logins; checked at every write,
+  so within a heartbeat): the page stops instead of reconnecting.
 
 The response is a small ASGI callable, not a ``StreamingResponse``: it watches for the browser's
 ``http.disconnect`` while it writes, so a closed tab cancels the upstream subscription at once
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,7 +32,8 @@ from starlette.types import Receive, Scope, Send
 
 from backend._routes import api, backend_of, path_id
 from backend.errors import from_client_error, scrub
-from backend.sse import Frame, parse_cursor, with_heartbeats
+from backend.security import COOKIE
+from backend.sse import Frame, encode, parse_cursor, with_heartbeats
 from backend.views import event_frame_bytes
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
 from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
@@ -40,12 +44,18 @@ __all__ = ["worker_events"]
 class EventStream(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        release: Callable[[], None],
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
         super().__init__(None, headers={"x-accel-buffering": "no"}, media_type=self.media_type)
         # a stream has no length: chunked transfer (Response would announce an empty body)
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._body = body
         self._release = release
+        self._alive = alive
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -53,6 +63,9 @@ class EventStream(Response):
 
             async def pump() -> None:
                 async for chunk in self._body:
+                    if not self._alive():  # checked per write: a quiet stream writes heartbeats
+                        await send({"type": "http.response.body", "body": SESSION_ENDED})
+                        return
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -75,6 +88,11 @@ class EventStream(Response):
                 with contextlib.suppress(Exception):
                     await aclose()
             self._release()
+
+
+# The login session a stream was opened with has ended (logout, or pushed out by newer logins):
+# the stream ends, and the page does not reconnect (it would get 401).
+SESSION_ENDED = encode(Frame({"reason": "SESSION_ENDED"}, "end", final=True))
 
 
 def _status_frame(registry: RuntimeRegistry, runtime_id: str) -> Frame | None:
@@ -126,6 +144,19 @@ async def _frames(
             await aclose()
 
 
+def stream_client(request: Request) -> tuple[str, str]:
+    """Whom a stream counts against (``StreamSlots.per_client``): the login session when the
+    console has a token (the middleware has checked it), else the client's address. The key
+    holds a digest of the session id, never the id."""
+    sessions = backend_of(request).sessions
+    cookie = request.cookies.get(COOKIE, "")
+    if sessions is not None and cookie:
+        return "session:" + hashlib.sha256(cookie.encode("utf-8", "surrogatepass")).hexdigest(), (
+            "session"
+        )
+    return "address:" + (request.client.host if request.client else ""), "address"
+
+
 @api
 async def worker_events(request: Request) -> Response:
     backend = backend_of(request)
@@ -143,6 +174,12 @@ async def worker_events(request: Request) -> Response:
         raise
     except RuntimeServiceError:
         pass
-    release = backend.streams.acquire()  # 429 past the bound
+    release = backend.streams.acquire(*stream_client(request))  # 429 past a bound
     body = with_heartbeats(_frames(registry, rid, wid, after), backend.config.heartbeat_s)
-    return EventStream(body, release)
+    sessions, cookie = backend.sessions, request.cookies.get(COOKIE, "")
+    if sessions is None:
+        return EventStream(body, release)
+    # A session that ends (logout; pushed out by newer logins) ends its open streams too: before,
+    # a stream opened with a copy of the cookie went on delivering every event after the logout
+    # that the README promises ends the copy.
+    return EventStream(body, release, lambda: sessions.valid(cookie))

@@ -167,8 +167,25 @@ async def healthz(request: Request) -> Response:
     if backend.registry is not None:
         for status in backend.registry.runtimes():
             states[str(status.state)] = states.get(str(status.state), 0) + 1
+    config = backend.config
+    limits = {  # the Backend's own bounds (each runtime reports its own: GetRuntime)
+        "max_streams": config.max_streams,
+        "max_streams_per_client": config.max_streams_per_client,
+        "max_connections": config.max_connections,
+        "max_connections_per_client": config.max_connections_per_client,
+        "request_timeout_s": config.request_timeout_s,
+        "send_timeout_s": config.send_timeout_s,
+        "max_input_chars": config.max_input_chars,
+        "max_body_bytes": MAX_BODY_BYTES,
+    }
     return JSONResponse(
-        {"status": "ok", "runtimes": states, "open_streams": backend.streams.open},
+        {
+            "status": "ok",
+            "runtimes": states,
+            "open_streams": backend.streams.open,
+            "stream_clients": backend.streams.clients(),
+            "limits": limits,
+        },
         headers={"cache-control": "no-store"},
     )
 

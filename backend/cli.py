@@ -35,6 +35,7 @@ from backend.config import (
 )
 from backend.http_limits import HttpLimits, bounded_protocol
 from backend.service import Backend, build_registry
+from runtime_server.logformat import TextFormatter
 from runtime_server.store import StoreOpenError
 
 __all__ = ["main", "parser"]
@@ -111,6 +112,7 @@ async def _serve(args: argparse.Namespace) -> int:
     app = create_app(config, backend=service)
     limits = HttpLimits(
         max_connections=config.max_connections,
+        max_connections_per_client=config.max_connections_per_client,
         request_timeout_s=config.request_timeout_s,
         send_timeout_s=config.send_timeout_s,
     )
@@ -152,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "cluster":
         return cluster.run_cluster(args)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        # one line per record: a remote runtime's text (its error messages, its runtime_id)
+        # cannot forge a line of the Backend's log
+        handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
     return asyncio.run(_serve(args))
 
 

@@ -7,7 +7,9 @@
     runtime_config = "config/serve.toml"   # profiles of the embedded runtime (default: built-ins)
     token_env = "WORKER_BACKEND_TOKEN"     # login token, read from this environment variable
     max_streams = 64                 # open console event streams (SSE), over all browsers
+    max_streams_per_client = 16      # ... per login session (with a token), else per address
     max_connections = 256            # open HTTP connections (default: max(256, max_streams + 64))
+    max_connections_per_client = 64  # ... per client address (default: a quarter of it)
     request_timeout_s = 30.0         # a request's headers and body must arrive within this
     send_timeout_s = 60.0            # a client that reads nothing for this long is cut
     heartbeat_s = 15.0               # SSE comment lines while a stream is quiet
@@ -105,6 +107,7 @@ class BackendConfig:
     store: str = "sqlite"  # "sqlite" (under data_dir) or "memory"
     token: str | None = field(default=None, repr=False)  # the console's login token
     max_streams: int = 64
+    max_streams_per_client: int = 16  # per session (token) or address (backend.sse.StreamSlots)
     heartbeat_s: float = 15.0
     max_input_chars: int = 32_000
     companion_profile: str = ""  # "" = smollm2-chat where installed, else echo
@@ -114,6 +117,7 @@ class BackendConfig:
     allow_unauthenticated: bool = False  # an open console on a network address, on purpose
     allowed_hosts: tuple[str, ...] = ()  # names an open console answers to (backend.security)
     max_connections: int = 256  # the HTTP server's bounds (backend.http_limits)
+    max_connections_per_client: int = 64
     request_timeout_s: float = 30.0
     send_timeout_s: float = 60.0
 
@@ -127,7 +131,9 @@ _TOP = {
     "store",
     "token_env",
     "max_streams",
+    "max_streams_per_client",
     "max_connections",
+    "max_connections_per_client",
     "request_timeout_s",
     "send_timeout_s",
     "heartbeat_s",
@@ -206,10 +212,25 @@ def parse_config(
     max_streams = typed(data, "max_streams", int, 64)
     if not 1 <= max_streams <= 10_000:
         raise fail("max_streams", "must be 1..10000")
+    per_client_streams = typed(data, "max_streams_per_client", int, min(16, max_streams))
+    if not 1 <= per_client_streams <= max_streams:
+        raise fail("max_streams_per_client", f"must be 1..max_streams ({max_streams})")
     max_connections = typed(data, "max_connections", int, max(256, max_streams + 64))
     if not max_streams < max_connections <= 100_000:
         raise fail(
             "max_connections", f"must be more than max_streams ({max_streams}) and <= 100000"
+        )
+    per_client_connections = typed(
+        data,
+        "max_connections_per_client",
+        int,
+        min(max_connections, max(per_client_streams + 16, max_connections // 4)),
+    )
+    if not per_client_streams < per_client_connections <= max_connections:
+        raise fail(
+            "max_connections_per_client",
+            f"must be more than max_streams_per_client ({per_client_streams}) and at most "
+            f"max_connections ({max_connections})",
         )
     request_timeout = typed(data, "request_timeout_s", float, 30.0)
     if not 0.05 <= request_timeout <= 3600:
@@ -265,6 +286,7 @@ def parse_config(
         store=store,
         token=secret(data, ""),
         max_streams=max_streams,
+        max_streams_per_client=per_client_streams,
         heartbeat_s=heartbeat,
         max_input_chars=max_input,
         companion_profile=typed(companion, "profile", str, "", "companion."),
@@ -274,6 +296,7 @@ def parse_config(
         allow_unauthenticated=typed(data, "allow_unauthenticated", bool, False),
         allowed_hosts=tuple(name.lower() for name in allowed_hosts),
         max_connections=max_connections,
+        max_connections_per_client=per_client_connections,
         request_timeout_s=request_timeout,
         send_timeout_s=send_timeout,
     )

@@ -14,7 +14,7 @@ ALREADY_EXISTS         409     a request_id reused for a different request
 FAILED_PRECONDITION    409     WORKER_BUSY (metadata active_run_id), WORKER_STOPPED
 PERMISSION_DENIED      403     a workspace or capability the host refuses
 RESOURCE_EXHAUSTED     429     QUEUE_FULL, TOO_MANY_WORKERS, TOO_MANY_SUBSCRIBERS
-(the console itself)   429     TOO_MANY_STREAMS, TOO_MANY_LOGIN_ATTEMPTS
+(the console itself)   429     TOO_MANY_STREAMS, TOO_MANY_CLIENT_STREAMS, TOO_MANY_LOGIN_ATTEMPTS
 UNAVAILABLE            503     the runtime is unreachable or draining (``Retry-After``)
 DEADLINE_EXCEEDED      504
 UNIMPLEMENTED          501     the runtime is older than this Backend (lacks the method)

@@ -20,6 +20,15 @@ timeout, only after a response. So, before this module:
   (an event stream for hours) no deadline runs.
 - ``max_connections``: open connections at once. One more is answered ``503`` and closed at once,
   before anything is read from it. Event streams count, so it must exceed ``max_streams``.
+- ``max_connections_per_client``: open connections from one peer address, answered the same way
+  past it: before, one client could hold every connection and starve everyone else. A peer
+  uvicorn trusts as a proxy (``forwarded_allow_ips``, from ``$FORWARDED_ALLOW_IPS``; default
+  ``127.0.0.1`` and ``::1``) is not counted per address: its connections carry many clients,
+  and a connection's real client is only known per request, from the proxy's header, after the
+  connection is accepted. So a same-host proxy (and local tools) are bounded by
+  ``max_connections`` alone; a proxy on another host must be named in ``FORWARDED_ALLOW_IPS``
+  (which it needs anyway for the console to see client addresses). People behind one NAT share
+  their address's count, hence a generous default (a quarter of ``max_connections``).
 - ``send_timeout_s``: how long the server's writes may stay blocked (the transport's buffer full
   because the client reads nothing). Past it the connection is aborted; the application sees a
   disconnect.
@@ -38,6 +47,8 @@ sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +62,10 @@ __all__ = ["HttpLimits", "bounded_protocol"]
 _REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 25\r\nconnection: close\r\n\r\ntoo many open connections"
+)
+_REFUSED_CLIENT = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 43\r\nconnection: close\r\n\r\ntoo many open connections from your address"
 )
 _LINGER_S = 1.0  # how long a refused connection's bytes are read and dropped
 _TIMED_OUT = (
@@ -90,9 +105,35 @@ class _QuietLog:
         return getattr(self._logger, name)
 
 
+class _Trust:
+    """Whether a peer address is one of uvicorn's trusted proxies (``forwarded_allow_ips``:
+    addresses, networks, ``*``). Entries that are neither (a Unix socket's name) never match an
+    IP peer."""
+
+    def __init__(self, spec: list[str] | str) -> None:
+        entries = [e.strip() for e in (spec.split(",") if isinstance(spec, str) else spec)]
+        self.everyone = "*" in entries
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in entries:
+            with contextlib.suppress(ValueError):
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+
+    def __contains__(self, address: str) -> bool:
+        if self.everyone:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket's IPv4 peer
+        return any(ip in net for net in self.networks)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     max_connections: int = 256
+    max_connections_per_client: int = 64  # per peer address; proxies uvicorn trusts: not counted
     request_timeout_s: float = 30.0
     send_timeout_s: float = 60.0
 
@@ -101,6 +142,8 @@ def bounded_protocol(limits: HttpLimits) -> type[H11Protocol]:
     """uvicorn's h11 protocol class bounded by ``limits`` (pass it as ``uvicorn.Config(http=)``)."""
 
     quiet = _QuietLog(logging.getLogger("uvicorn.error"))
+    per_address: dict[str, int] = {}  # open connections by peer address (none kept at 0)
+    trusted: list[_Trust] = []  # the proxies uvicorn trusts, parsed once from its config
 
     class BoundedH11Protocol(H11Protocol):
         _read_deadline: asyncio.TimerHandle | None = None
@@ -111,27 +154,57 @@ def bounded_protocol(limits: HttpLimits) -> type[H11Protocol]:
             super().__init__(*args, **kwargs)
             self.logger = quiet  # type: ignore[assignment]
 
+        _address: str | None = None  # counted in per_address
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             if len(self.connections) >= limits.max_connections:
-                # not counted, nothing parsed: answered, then closed. Not closed at once: the
-                # request the client is sending would reach a closed socket, and the kernel's
-                # reset would destroy the answer before the client reads it. So its bytes are
-                # read and dropped for a moment after the answer (its half-close) is sent.
-                self._refused = True
-                self.transport = transport
-                transport.write(_REFUSED)
-                if transport.can_write_eof():
-                    transport.write_eof()
-                self._read_deadline = self.loop.call_later(_LINGER_S, transport.close)
+                self._refuse(transport, _REFUSED)
                 return
+            address = self._peer_address(transport)
+            if address is not None:
+                if per_address.get(address, 0) >= limits.max_connections_per_client:
+                    self._refuse(transport, _REFUSED_CLIENT)
+                    return
+                per_address[address] = per_address.get(address, 0) + 1
+                self._address = address
             super().connection_made(transport)
             self._watch_request()
+
+        def _refuse(self, transport: asyncio.Transport, answer: bytes) -> None:
+            # not counted, nothing parsed: answered, then closed. Not closed at once: the
+            # request the client is sending would reach a closed socket, and the kernel's
+            # reset would destroy the answer before the client reads it. So its bytes are
+            # read and dropped for a moment after the answer (its half-close) is sent.
+            self._refused = True
+            self.transport = transport
+            transport.write(answer)
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._read_deadline = self.loop.call_later(_LINGER_S, transport.close)
+
+        def _peer_address(self, transport: asyncio.Transport) -> str | None:
+            """The peer's address when its connections are counted per address; None for a
+            proxy uvicorn trusts (or a socket with no address, e.g. a Unix socket)."""
+            peer = transport.get_extra_info("peername")
+            if not isinstance(peer, tuple) or not peer:
+                return None
+            address = str(peer[0])
+            if not trusted:
+                trusted.append(_Trust(self.config.forwarded_allow_ips))
+            return None if address in trusted[0] else address
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_read_deadline()
             self._cancel_send_deadline()
             if self._refused:
                 return
+            if self._address is not None:
+                left = per_address[self._address] - 1
+                if left:
+                    per_address[self._address] = left
+                else:
+                    del per_address[self._address]
+                self._address = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:

@@ -24,6 +24,7 @@ from backend.config import BackendConfig, BackendConfigError
 from backend.security import Sessions
 from backend.sse import StreamSlots
 from runtime_client import RuntimeHandle, RuntimeRegistry
+from runtime_server.cli import StartupError, check_secret_mode
 from runtime_server.embedded import EmbeddedRuntime
 from runtime_server.runtime import Config, limits_from, load_config, parse_config
 from runtime_server.store import MemoryStore, SqliteStore, Store
@@ -73,13 +74,21 @@ def companion_profile(config: BackendConfig, profiles: set[str]) -> str:
 def build_registry(config: BackendConfig, embedded: RuntimeHandle | None = None) -> RuntimeRegistry:
     """A registry of ``embedded`` (first, alias ``embedded``) and the config's remote runtimes,
     not started (no connection yet). Each runtime's TLS files are read and checked here — a
-    missing file, a certificate without its key, a key that does not match — as a
-    BackendConfigError naming ``runtimes[i].<key>``; the CLI calls this before binding its port,
-    so such a mistake stops ``serve`` with that message."""
+    missing file, a certificate without its key, a key that does not match, a private key that
+    every user of the host may read (``worker-runtime serve``'s own rule for its token and key
+    files, ``runtime_server.cli.check_secret_mode``: anyone logged in could take the Backend's
+    client identity and, with its token, drive the runtime) — as a BackendConfigError naming
+    ``runtimes[i].<key>``; the CLI calls this before binding its port, so such a mistake stops
+    ``serve`` with that message."""
     registry = RuntimeRegistry()
     if embedded is not None:
         registry.add_embedded(embedded, alias="embedded")
     for i, remote in enumerate(config.runtimes):
+        try:
+            if remote.tls is not None and remote.tls.key_file is not None:
+                check_secret_mode(f"runtimes[{i}].key_file", Path(remote.tls.key_file))
+        except StartupError as exc:  # its message names the key, the path and the mode
+            raise BackendConfigError(str(exc)) from None
         try:
             registry.add_remote(
                 remote.target,
@@ -96,7 +105,7 @@ def build_registry(config: BackendConfig, embedded: RuntimeHandle | None = None)
 class Backend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
-        self.streams = StreamSlots(config.max_streams)
+        self.streams = StreamSlots(config.max_streams, config.max_streams_per_client)
         self.sessions = Sessions() if config.token else None  # None: an open console
         self.failed_logins = asyncio.Lock()  # wrong login tokens are answered one at a time
         self.logins_waiting = 0  # wrong logins queued on it (at most MAX_WAITING_LOGINS)

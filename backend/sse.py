@@ -80,16 +80,29 @@ def parse_cursor(last_event_id: str | None, after_seq: str | None) -> int:
 
 
 class StreamSlots:
-    """A bound on open console streams over all browsers: each holds an upstream subscription,
-    a task and a socket. Past it a new stream is refused with 429 (the page retries), never
-    queued."""
+    """Bounds on open console streams: each holds an upstream subscription, a task and a socket.
+    Past a bound a new stream is refused with 429 (the page retries), never queued.
 
-    def __init__(self, limit: int) -> None:
+    - ``limit``: over all browsers.
+    - ``per_client``: per client, so that one client cannot take every slot and starve the rest
+      (before, one logged-in session, or one address, could open all of them). The client is
+      the login session when the console has a token (people behind one address — a NAT, a
+      proxy — each have their own; more slots need more logins, which need the token), else
+      the client's address (``scope["client"]``: behind a proxy uvicorn trusts, the address it
+      forwards). A browser's console tabs share four streams (``static/slots.js``), so the
+      default, 16, leaves room for a few browsers behind one address and for the moments a
+      closed stream is not yet noticed.
+    """
+
+    def __init__(self, limit: int, per_client: int | None = None) -> None:
         self.limit = limit
+        self.per_client = limit if per_client is None else per_client
         self.open = 0
+        self._by_client: dict[str, int] = {}
 
-    def acquire(self) -> Callable[[], None]:
-        """Take a slot; returns its release (idempotent). Raises 429 when none is free."""
+    def acquire(self, client: str = "", kind: str = "address") -> Callable[[], None]:
+        """Take a slot for ``client`` (a key: ``kind`` says what it is, for the error); returns
+        its release (idempotent). Raises 429 when none is free."""
         if self.open >= self.limit:
             raise ApiError(
                 429,
@@ -98,7 +111,18 @@ class StreamSlots:
                 {"limit": str(self.limit)},
                 retry_after=2,
             )
+        held = self._by_client.get(client, 0)
+        if held >= self.per_client:
+            raise ApiError(
+                429,
+                "TOO_MANY_CLIENT_STREAMS",
+                f"at most {self.per_client} console streams may be open per {kind}: close a "
+                "console tab (or another browser) first",
+                {"limit": str(self.per_client), "per": kind},
+                retry_after=2,
+            )
         self.open += 1
+        self._by_client[client] = held + 1
         released = False
 
         def release() -> None:
@@ -106,25 +130,59 @@ class StreamSlots:
             if not released:
                 released = True
                 self.open -= 1
+                left = self._by_client[client] - 1
+                if left:
+                    self._by_client[client] = left
+                else:
+                    del self._by_client[client]  # no key is kept for a client with none open
 
         return release
 
+    def clients(self) -> int:
+        """Clients holding a stream now."""
+        return len(self._by_client)
+
+
+# Bytes of encoded events a stream holds for a slow browser, and joins into one write, at most.
+# Counting items alone (``buffer``) let one stream hold 256 events of any size: a runtime's events
+# may each be megabytes (an InputCommitted of a long input sent to the runtime directly), so a
+# browser reading slowly made the Backend hold up to 256 of them and join them into one write.
+MAX_QUEUED_BYTES = 4 << 20
+MAX_WRITE_BYTES = 1 << 20
+
+
+def _size(item: object) -> int:
+    return len(item) if isinstance(item, bytes) else 0  # a Frame is small (status, end)
+
 
 async def with_heartbeats(
-    frames: AsyncIterator[Frame | bytes], interval_s: float, *, buffer: int = 256
+    frames: AsyncIterator[Frame | bytes],
+    interval_s: float,
+    *,
+    buffer: int = 256,
+    max_bytes: int = MAX_QUEUED_BYTES,
 ) -> AsyncIterator[bytes]:
     """The encoded frames with a heartbeat whenever ``interval_s`` passes without one. An item
     of ``frames`` that is ``bytes`` is a worker event's frame already encoded (never final): the
     event hot path builds no :class:`Frame` per event. A pump task
-    reads ``frames`` into a bounded queue (a slow browser holds the pump back, and behind it the
-    upstream subscription, which the runtime cuts and the registry resumes: never unbounded
-    memory). Closing this generator (the browser left) cancels the pump and so the upstream
-    subscription."""
+    reads ``frames`` into a queue bounded by ``buffer`` items and ``max_bytes`` of encoded
+    events (one event larger than that still goes, alone): a slow browser holds the pump back,
+    and behind it the upstream subscription, which the runtime cuts and the registry resumes:
+    never unbounded memory. One write joins at most ``MAX_WRITE_BYTES`` (or one larger event).
+    Closing this generator (the browser left) cancels the pump and so the upstream subscription."""
     queue: asyncio.Queue[Frame | bytes | BaseException | None] = asyncio.Queue(buffer)
+    queued = 0  # bytes of the events in the queue
+    drained = asyncio.Event()  # set whenever the consumer takes something
 
     async def pump() -> None:
+        nonlocal queued
         try:
             async for frame in frames:
+                size = _size(frame)
+                while queued and queued + size > max_bytes:
+                    drained.clear()
+                    await drained.wait()
+                queued += size
                 await queue.put(frame)
             await queue.put(None)
         except asyncio.CancelledError:
@@ -153,16 +211,20 @@ async def with_heartbeats(
             # added wait): a busy stream then goes out in fewer, larger writes.
             await asyncio.sleep(0)
             chunks: list[bytes] = []
+            written = 0
             while True:
                 if isinstance(item, bytes):  # an event's frame, encoded upstream (the hot path)
                     chunks.append(item)
+                    written += len(item)
+                    queued -= len(item)
+                    drained.set()
                 elif item is None or isinstance(item, BaseException):
                     break
                 else:
                     chunks.append(encode(item))
                     if item.final:
                         break
-                if len(chunks) >= MAX_BATCH or queue.empty():
+                if len(chunks) >= MAX_BATCH or written >= MAX_WRITE_BYTES or queue.empty():
                     break
                 item = queue.get_nowait()
             if chunks:

@@ -39,7 +39,7 @@ options = { delay_ms = 0 }
 
 def backend_config(target: str) -> str:
     return (
-        'store = "memory"\nmax_streams = 1000\nheartbeat_s = 15\n'
+        'store = "memory"\nmax_streams = 1000\nmax_streams_per_client = 1000\nheartbeat_s = 15\n'
         '[companion]\nprofile = "echo"\n'
         f'[[runtimes]]\ntarget = "{target}"\nalias = "bench"\n'
     )

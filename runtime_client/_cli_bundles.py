@@ -28,6 +28,11 @@ def bundle_ref(text: str) -> ConfigBundleRef:
     return ConfigBundleRef(bundle_id, digest)
 
 
+# What `bundles put` reads of a file at most: far above any bundle (max_bundle_bytes, 256 KiB by
+# default), the size of the largest gRPC message a runtime takes by default (4 MiB)
+MAX_BUNDLE_FILE_BYTES = 4 * 1024 * 1024
+
+
 def _annotation(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -60,9 +65,19 @@ def add_bundle_commands(sub: Any, command: Callable[..., argparse.ArgumentParser
 
 async def _cmd_put(client: RuntimeClient, args: argparse.Namespace) -> int:
     try:
-        content = args.file.read_bytes()
+        # bounded: a path given by mistake (/dev/zero, a huge log, a pipe that never ends) read
+        # whole took all the memory there was
+        with args.file.open("rb") as f:
+            content = f.read(MAX_BUNDLE_FILE_BYTES + 1)
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if len(content) > MAX_BUNDLE_FILE_BYTES:
+        print(
+            f"error: {args.file} is larger than {MAX_BUNDLE_FILE_BYTES} bytes: not a config "
+            "bundle (a runtime accepts at most its max_bundle_bytes, 256 KiB by default)",
+            file=sys.stderr,
+        )
         return 2
     put = await client.put_bundle(
         args.bundle_id or args.file.stem,

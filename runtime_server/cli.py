@@ -51,7 +51,15 @@ ACCESS_LOG_MODES = ("all", "errors", "off")  # runtime_server.grpc._observe (imp
 
 
 # What ships with serve and is checked from outside (deploy/ manifests, the exposure rule's tests).
-__all__ = ["StartupError", "check_exposure", "is_loopback", "main", "serve", "serve_options"]
+__all__ = [
+    "StartupError",
+    "check_exposure",
+    "check_secret_mode",
+    "is_loopback",
+    "main",
+    "serve",
+    "serve_options",
+]
 
 
 def _add_serve(sub: Any) -> None:
@@ -154,6 +162,11 @@ def _token(args: argparse.Namespace) -> str | None:
     return token
 
 
+# A bearer token travels in a gRPC header (8 KiB at most by default): a file larger than this
+# is not a token file.
+MAX_TOKEN_FILE_BYTES = 64 * 1024
+
+
 def _token_text(args: argparse.Namespace) -> str | None:
     if args.auth_token_env:
         token: str = os.environ.get(args.auth_token_env, "").strip()
@@ -163,10 +176,25 @@ def _token_text(args: argparse.Namespace) -> str | None:
     if args.auth_token_file:
         check_secret_mode("--auth-token-file", args.auth_token_file)
         try:
-            token = args.auth_token_file.read_text().strip()
+            with args.auth_token_file.open("rb") as f:
+                raw = f.read(MAX_TOKEN_FILE_BYTES + 1)
         except OSError as exc:
             raise StartupError(
                 f"--auth-token-file: {exc.strerror}: {args.auth_token_file}"
+            ) from None
+        # before: a file that was not UTF-8 stopped serve with a traceback (exit 1), and a huge
+        # one (a wrong path) was read whole; now each is one line and exit 2, as every mistake
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            raise StartupError(
+                f"--auth-token-file: {args.auth_token_file} is larger than "
+                f"{MAX_TOKEN_FILE_BYTES} bytes: not a token file"
+            )
+        try:
+            token = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise StartupError(
+                f"--auth-token-file: {args.auth_token_file} is not UTF-8 text "
+                "(the token is not shown)"
             ) from None
         if not token:
             raise StartupError(f"--auth-token-file: {args.auth_token_file} is empty")

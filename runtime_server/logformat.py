@@ -6,6 +6,14 @@ A JSON line carries ``time`` (UTC, ISO 8601, milliseconds), ``level``, ``logger`
 ``run_id``, ``request_id`` and ``rpc`` (from :mod:`runtime_server.logcontext`), and what the
 access log adds (``grpc_code``, ``duration_ms``, ``reason``), and ``exc`` (a traceback).
 
+A text line is one line: control characters in it (a newline, a carriage return, an escape
+sequence) are written escaped (``\\n``, ``\\x1b``) by :class:`TextFormatter`, so text a caller
+or a remote runtime chose (an error message naming a bundle's key, a runtime's error) cannot
+forge a log line of its own or drive the terminal. A traceback keeps its lines, each indented,
+so only a record's own line starts at the margin (an exception's message, the last line of a
+traceback, may hold a remote party's newline too). A JSON line is
+escaped by JSON itself. ``worker-backend serve`` logs through the same formatter.
+
 The message is ``record.getMessage()`` *after* the handler's filters ran: the redacting filter
 (``engine.install_log_redaction``) sits on the handler, so the message and traceback are already
 cleaned of live credentials when they are formatted — whatever the format.
@@ -20,10 +28,48 @@ from typing import Any
 
 from runtime_server import logcontext
 
+__all__ = [
+    "LOG_FORMATS",
+    "TEXT_FORMAT",
+    "HoldUntilIdentified",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure",
+    "one_line",
+]
+
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # attributes the access log passes with ``extra=``; copied when present
 EXTRA_FIELDS = ("grpc_code", "duration_ms", "reason")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (printable text: unchanged)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` with the line itself (not a traceback after it) kept to one line."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    """Every line of ``text`` indented (a control character other than a newline escaped)."""
+    return "\n".join("    " + one_line(line) for line in text.splitlines())
 
 
 class JsonFormatter(logging.Formatter):
@@ -109,6 +155,8 @@ def configure(level: str, fmt: str = "text") -> list[logging.Handler]:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, not {fmt!r}")
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
     root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(TextFormatter())
     if fmt == "json":
         for handler in list(root.handlers):
             handler.setFormatter(JsonFormatter())

@@ -334,12 +334,16 @@ class LineMap:
     def line_of(self, path: str) -> int:
         parts = path.split(".")
         while parts:
+            exact = self._where.get(".".join(parts))  # a quoted key may hold "[" itself
+            if exact:
+                return exact[0]
             plain, nth = [], 0
             for part in parts:
                 base, _, index = part.partition("[")
                 plain.append(base)
-                if index:
-                    nth = int(index.split("]")[0])
+                digits = index.split("]")[0]
+                if digits.isdigit():  # a list index; a "[" inside a quoted key is no index
+                    nth = int(digits)
             found = self._where.get(".".join(plain))
             if found:
                 return found[nth] if nth < len(found) else found[0]

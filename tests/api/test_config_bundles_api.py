@@ -191,6 +191,8 @@ REFUSED: list[tuple[str, str, str, int]] = [
         6,
     ),
     ("no profiles", '[prompts]\nx = "y"\n', "profiles", 0),
+    # a "[" in a quoted key read as a list index: int("2K") raised, answered INTERNAL
+    ("bracket in a key", '["x[2K]"]\nk = 1\n\n' + PROFILE, "x[2K]", 1),
 ]
 
 
