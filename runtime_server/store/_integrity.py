@@ -76,17 +76,15 @@ def read_mark(path: Path) -> int | None:
     return int(text)
 
 
-def check_seq(path: Path, last_seq: int, max_seq: int | None, *, accept_loss: bool = False) -> int:
-    """Refuse a log that is inconsistent with its own meta row or with the high-water mark.
-    Returns the seq the log must continue after: ``last_seq``, or with ``accept_loss`` the mark
-    when the log lost events below it (the lost seqs are skipped, never handed out again).
+def check_seq(path: Path, last_seq: int, *, accept_loss: bool = False) -> int:
+    """Refuse a log that ends below the high-water mark. ``last_seq`` is the recovered log's
+    (``_sqlite_counters.committed``: the newest event, or meta's above it after an accepted
+    loss). Returns the seq the log must continue after: ``last_seq``, or with ``accept_loss``
+    the mark when the log lost events below it (the lost seqs are skipped, never handed out
+    again).
 
-    (meta.last_seq above the newest event is consistent: an accepted loss leaves that gap.)"""
-    if max_seq is not None and max_seq > last_seq:
-        raise StoreOpenError(
-            path, f"inconsistent event log: meta.last_seq is {last_seq} but the newest event is "
-            f"seq {max_seq}",
-        )  # fmt: skip
+    (meta.last_seq below the newest event is no inconsistency: meta's counters are written now
+    and then, not in every commit; see ``_sqlite_counters``.)"""
     mark = read_mark(path)
     if mark is None or last_seq >= mark:
         return last_seq

@@ -39,8 +39,8 @@ different: the store fails for good (:class:`StoreCorrupt`), the writer never wr
 again, and ``resume()`` refuses; a restart runs the start-up checks, which refuse the file.
 
 Start-up checks (read-only, before anything is written): the SQLite header, ``PRAGMA
-quick_check``, the schema and codec versions, meta.last_seq against the newest event, and the seq
-high-water mark (see ``_integrity``), which catches a WAL that lost committed transactions.
+quick_check``, the schema and codec versions, and the seq high-water mark (see ``_integrity``),
+which catches a WAL that lost committed transactions.
 
 Retention runs on the writer every ``retention_interval`` seconds, in transactions of its own of at
 most ``RETENTION_CHUNK`` deleted events (a larger excess continues at once, a chunk per writer pass,
@@ -50,8 +50,10 @@ kept in ``meta``) and by age, and never deletes the newest event.
 One store per file: ``open()`` takes an exclusive ``flock`` on ``<file>.lock`` (released by
 ``close()`` or the death of the process).
 
-``open()`` never scans the events table: ``last_seq`` and the event count live in ``meta``, the
-oldest seq is one primary-key lookup; only workers, runs, transcripts and idempotency keys are read.
+``open()`` never scans the events table: ``last_seq`` and the event count live in ``meta`` (written
+every ``COUNTERS_EVERY`` events, completed at open from the events after them: see
+``_sqlite_counters``), the oldest seq is one primary-key lookup; only workers, runs, transcripts
+and idempotency keys are read.
 """
 
 from __future__ import annotations

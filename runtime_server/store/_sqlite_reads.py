@@ -18,6 +18,7 @@ from engine import Role
 from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_counters as counters
 from runtime_server.store import _transcript_seqs as seqs
 from runtime_server.store._protocol import PutRequestKey, StoredState
 
@@ -145,6 +146,7 @@ def reload_state(conn: sqlite3.Connection) -> StoredState:
     conn.execute("BEGIN")
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta["last_seq"], meta["event_count"] = counters.committed(conn, meta)  # (they may lag)
         return load_state(conn, meta)
     finally:
         conn.execute("COMMIT")

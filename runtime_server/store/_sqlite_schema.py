@@ -22,10 +22,12 @@ from typing import Any
 
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_counters as counters
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._errors import StoreOpenError
 from runtime_server.store._integrity import check_seq, quick_check
+from runtime_server.store._sqlite_counters import COUNTERS_EVERY as COUNTERS_EVERY  # (lag bound)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ SCHEMA_VERSION = 1
 """Bump on any change to the tables; add a migration from every older version (never a reset)."""
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
 
 SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
@@ -128,16 +131,16 @@ def check_existing(path: Path, *, accept_seq_loss: bool) -> int:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         check_versions(path, meta)
         quick_check(conn, path)
-        max_seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        try:
+            # (meta's counters may lag the log: _sqlite_counters)
+            last_seq, _ = counters.committed(conn, meta)
+        except (KeyError, TypeError, ValueError):
+            raise StoreOpenError(path, "meta's event counters are missing or invalid") from None
     except sqlite3.DatabaseError as exc:
         raise StoreOpenError(path, f"not a readable SQLite database: {exc}") from exc
     finally:
         conn.close()
-    try:
-        last_seq = int(meta.get("last_seq"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise StoreOpenError(path, "meta.last_seq is missing or invalid") from None
-    return check_seq(path, last_seq, max_seq, accept_loss=accept_seq_loss)
+    return check_seq(path, last_seq, accept_loss=accept_seq_loss)
 
 
 def lock(path: Path) -> int:
@@ -181,17 +184,20 @@ def prepare(
     create_or_migrate(conn, new_runtime_id)
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     check_versions(path, meta)
-    if seq_floor > int(meta["last_seq"]):
+    last_seq, count = counters.committed(conn, meta)  # meta's rows may lag (_sqlite_counters)
+    if seq_floor > last_seq:
         log.warning(
             "SQLite store %s: events %d..%d were lost; accepted: the log continues after %d",
             path,
-            int(meta["last_seq"]) + 1,
+            last_seq + 1,
             seq_floor,
             seq_floor,
         )
-        with transaction(conn):
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq_floor,))
-        meta["last_seq"] = seq_floor
+        last_seq = seq_floor
+    if (last_seq, count) != (int(meta["last_seq"]), int(meta["event_count"])):
+        with transaction(conn):  # exact again (every event is at or below last_seq)
+            counters.write(conn, last_seq, count)
+    meta["last_seq"], meta["event_count"] = last_seq, count
     return meta
 
 

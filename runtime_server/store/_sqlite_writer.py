@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runtime_server.model import Event, now
+from runtime_server.store import _sqlite_counters as counters
 from runtime_server.store import _sqlite_rows as row_rules
 from runtime_server.store._errors import StoreCorrupt
 from runtime_server.store._integrity import SeqMark, is_corruption
@@ -61,11 +62,6 @@ RETENTION_CHUNK = 1000
 
 Batch = tuple[int, tuple[Event, ...], tuple[Mutation, ...]]
 
-# Both counters in one statement: one step (and one GIL hand-off) less per transaction.
-_UPDATE_COUNTERS = (
-    "UPDATE meta SET value = CASE key WHEN 'last_seq' THEN ?1 ELSE ?2 END"
-    " WHERE key IN ('last_seq', 'event_count')"
-)
 STOP = object()  # queued by close(): commit what precedes it, then exit
 RESUME = object()  # queued by resume(): batches before it were discarded, commit those after it
 WAKE = object()  # queued by a reader that found the file damaged: the writer fails for good
@@ -115,6 +111,7 @@ class WriterThreads:
     _mark: SeqMark
     _last_seq: int
     _event_count: int
+    _uncounted: int  # events committed since meta's counters were last written (_sqlite_counters)
     _oldest: int
     _counts: list[int]  # StoreStats' fields, in order (see ``stats``)
     _failures_in_row: int
@@ -126,6 +123,7 @@ class WriterThreads:
         self._checkpoint_pause = CHECKPOINT_PAUSE
         self._checkpoint_bytes = CHECKPOINT_BYTES
         self._retention_chunk = RETENTION_CHUNK  # (an attribute: tests shorten it)
+        self._uncounted = 0  # (writer state: meta's counters, see _sqlite_counters)
 
     # the loop side's callbacks (defined by SqliteStore)
     def _on_commit(self, seq: int) -> None: ...
@@ -230,6 +228,21 @@ class WriterThreads:
                     self._failures_in_row = 0
                 # flush() returns after retention, so a flushed store is a settled one.
                 self._post(self._on_written, seq, batches[-1][0])
+        self._write_counters_at_close()
+
+    def _write_counters_at_close(self) -> None:
+        """A closed file's ``meta`` counters are exact (an older build reads them as they are);
+        never on a damaged file, and a failure here loses nothing (open() completes them)."""
+        conn = self._conn
+        if not self._uncounted or conn is None or self._corrupt.is_set():
+            return
+        try:
+            with _transaction(conn):
+                counters.write(conn, self._last_seq, self._event_count)
+        except sqlite3.Error as exc:
+            log.warning("SQLite store %s: cannot write the event counters: %s", self.path, exc)
+            return
+        self._uncounted = 0
 
     def _commit(self, batches: list[Batch]) -> int:
         """Commit ``batches`` in one transaction; the last seq it committed (0: no events)."""
@@ -242,6 +255,9 @@ class WriterThreads:
         statements = row_rules.plan(mutations, memo) if mutations else None
         inserts = row_rules.event_statements(rows)
         count = self._event_count + len(rows)
+        # meta's counters only every COUNTERS_EVERY events (one page less per commit; see
+        # _sqlite_counters for why the rows may lag and how open() completes them)
+        uncounted = self._uncounted + len(rows)
         execute = conn.execute
         execute("BEGIN IMMEDIATE")
         try:
@@ -250,14 +266,17 @@ class WriterThreads:
             if rows:
                 for sql, params in inserts:
                     execute(sql, params)
-                execute(_UPDATE_COUNTERS, (rows[-1][0], count))
+                if uncounted >= counters.COUNTERS_EVERY:
+                    execute(counters.UPDATE, (rows[-1][0], count))
+                    uncounted = 0
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 execute("ROLLBACK")
             raise
         execute("COMMIT")
         if rows:
-            self._last_seq, self._event_count = rows[-1][0], self._event_count + len(rows)
+            self._last_seq, self._event_count = rows[-1][0], count
+            self._uncounted = uncounted
             if not self._oldest:
                 self._oldest = rows[0][0]
             # The mark goes up before the seq is reported: every seq a client sees is below it.
@@ -324,8 +343,10 @@ class WriterThreads:
         with _transaction(conn):
             deleted = conn.execute("DELETE FROM events WHERE seq < ?", (cutoff,)).rowcount
             count = self._event_count - deleted
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'event_count'", (count,))
+            # both counters, exact: events are never deleted without them (_sqlite_counters)
+            counters.write(conn, self._last_seq, count)
         self._event_count = count
+        self._uncounted = 0
         self._counts[3] += 1
         self._counts[4] += deleted
         return cutoff == bound and bound < self._last_seq

@@ -127,15 +127,3 @@ async def test_log_below_its_high_water_mark_is_refused_untouched(tmp_path: Path
     store = await opened(path)
     await store.close()
     assert int(mark.read_text()) == 10
-
-
-async def test_meta_disagreeing_with_the_log_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "runtime.db"
-    store = await opened(path)
-    store.write([event(s) for s in range(1, 4)])
-    await store.close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = 1 WHERE key = 'last_seq'")
-    conn.close()
-    with pytest.raises(StoreOpenError, match=r"meta\.last_seq is 1 but the newest event is seq 3"):
-        await SqliteStore(path).open("rt-y")
