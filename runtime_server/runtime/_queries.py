@@ -162,7 +162,11 @@ class RuntimeQueries(RuntimeCore):
         survives restarts with a persistent store)."""
         check_unicode(page_token=page_token)
         page = self._diagnostics.page(self._page_size(page_size), page_token, self._page_bytes)
-        await self._settled(self._unsettled())  # the ring holds a diagnostic before its commit
+        # the ring holds a diagnostic before its commit; a failure's wait is STORE_FAILURE, but
+        # the ring is not rolled back (the failure's own ERROR is never written while writes
+        # fail, and operators read it here): not refused while memory is rolled back (_settle)
+        log_ = self._log
+        await self._settled(log_.unsettled_any() if log_ is not None else 0)
         return page
 
     # --- workers and runs ---
@@ -180,6 +184,8 @@ class RuntimeQueries(RuntimeCore):
         log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
         if log_ is not None and log_.changed_seq.get(worker_id, 0) > log_.committed_seq:
             await self._settled(log_.changed_seq.get(worker_id, 0))
+        elif lost := self._store_watch.lost(worker_id):
+            await self._settled(lost)
         return worker
 
     async def list_workers(
@@ -251,6 +257,8 @@ class RuntimeQueries(RuntimeCore):
         log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
         if log_ is not None and log_.changed_seq.get(run.worker_id, 0) > log_.committed_seq:
             await self._settled(log_.changed_seq.get(run.worker_id, 0))
+        elif lost := self._store_watch.lost(run.worker_id):
+            await self._settled(lost)
         return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
@@ -259,7 +267,9 @@ class RuntimeQueries(RuntimeCore):
         ``TimeoutError`` after ``timeout``."""
         async with asyncio.timeout(timeout):
             try:
-                return await wait_for_run(self._require_log(), self._get_run, run_id, self._settled)
+                return await wait_for_run(
+                    self._require_log(), self._get_run, run_id, self._unsettled, self._settled
+                )
             except errors.RunNotFound:
                 await self._settled(self._unsettled())  # a delete is reported once committed
                 raise
@@ -297,7 +307,7 @@ class RuntimeQueries(RuntimeCore):
         # Answered once the worker's changes are committed, its cursor never past the committed
         # seq (a crash reuses the others). Idle, its last event is its last batch, committed then;
         # active, the cursor is its newest entry's seq, in that batch or before.
-        if seq := log_.unsettled(worker_id):
+        if seq := self._unsettled(worker_id):
             await self._settled(seq)
         resume = min(resume, log_.committed_seq)
         return TranscriptPage(

@@ -13,6 +13,7 @@ async def wait_for_run(
     log: EventLog,
     get_run: Callable[[str], Run],
     run_id: str,
+    unsettled: Callable[[str], int],
     settled: Callable[[int], Awaitable[None]],
 ) -> Run:
     """The run once terminal. It reads the run and subscribes (worker-filtered) from the committed
@@ -22,11 +23,12 @@ async def wait_for_run(
     ends without the run's end (the worker was deleted, the Runtime closed), the run is read
     again (RUN_NOT_FOUND for a deleted worker's run). A run read from memory is returned once
     its worker's changes so far are committed (``settled``, see _settle): it ends in memory a
-    moment before its RunFinished is committed."""
+    moment before its RunFinished is committed; ``unsettled(worker_id)`` is the Runtime's
+    (it also knows what a store failure discarded)."""
     while True:
         run = get_run(run_id)
         if run.state.terminal:
-            await settled(log.unsettled(run.worker_id))
+            await settled(unsettled(run.worker_id))
             return run
         sub = log.subscribe(after_seq=log.committed_seq, worker_id=run.worker_id)
         try:
@@ -41,5 +43,5 @@ async def wait_for_run(
         finally:
             sub.close()
         run = get_run(run_id)
-        await settled(log.unsettled(run.worker_id))
+        await settled(unsettled(run.worker_id))
         return run
