@@ -176,7 +176,12 @@ class RuntimeRegistry:
             else:
                 entry.handle, entry.probe = conn.open()
                 monitor = Monitor(
-                    entry, opts, self._claim_id, watch=conn.watch, recreate=self._recreator(entry)
+                    entry,
+                    opts,
+                    self._claim_id,
+                    watch=conn.watch,
+                    check=conn.check,
+                    recreate=self._recreator(entry),
                 )
             self._monitors.append(asyncio.ensure_future(monitor.run()))
         with contextlib.suppress(TimeoutError):

@@ -64,6 +64,19 @@ class RemoteConnection:
         self.client, self.probe = client, probe
         return client, probe
 
+    async def check(self) -> bool:
+        """One health check with the probe's deadline (True = SERVING): liveness, answered by the
+        runtime's event loop without reading its store. Health needs no token."""
+        assert self.client is not None
+        stub = health_pb2_grpc.HealthStub(self.client.channel)
+        try:
+            reply = await cast(Any, stub).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=self._options.probe_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
     async def watch(self) -> AsyncIterator[bool]:
         """The overall health status, as it changes (True = SERVING). Health needs no token."""
         assert self.client is not None
