@@ -97,6 +97,7 @@ class RemoteRuntime:
     token: str | None = field(default=None, repr=False)  # never printed
     expected_runtime_id: str | None = None
     tls: ClientTLS | None = None  # None: plaintext; file paths already resolved
+    max_receive_message_bytes: int | None = None  # None: the registry's default (4 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +271,7 @@ def parse_config(
             token=secret({"token_env": remote.token_env or ""}, f"runtimes[{i}].", bearer=True),
             expected_runtime_id=remote.expected_runtime_id,
             tls=tls(remote.tls),
+            max_receive_message_bytes=remote.max_receive_message_bytes,
         )
         for i, remote in enumerate(registry.runtimes)
     ]

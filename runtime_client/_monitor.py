@@ -109,6 +109,7 @@ class Monitor:
         watch: Callable[[], Any] | None = None,
         check: Callable[[], Awaitable[bool]] | None = None,
         recreate: Callable[[], Awaitable[None]] | None = None,
+        max_receive: int | None = None,
     ) -> None:
         self.entry = entry
         self.options = options
@@ -117,6 +118,7 @@ class Monitor:
         self._check = check
         self._recreate = recreate
         self._slow = False  # the last GetRuntime probe missed its deadline (logged once)
+        self._max_receive = max_receive  # remote: the largest answer the channel takes
 
     async def run(self) -> None:
         entry, opts = self.entry, self.options
@@ -184,6 +186,17 @@ class Monitor:
             self._verify(info.runtime_id)
             entry.profiles = await entry.probe.list_profiles()
         entry.info = info
+        sends = info.limits.max_message_bytes
+        if self._max_receive is not None and sends > self._max_receive:
+            # its legitimate answers may be refused: the operator's choice, said once a contact
+            log.warning(
+                "runtime %r may answer up to %d bytes (its max_message_bytes), more than "
+                "max_receive_message_bytes (%d): such answers fail with MESSAGE_TOO_LARGE; "
+                "raise max_receive_message_bytes for it if that runtime is trusted",
+                entry.alias,
+                sends,
+                self._max_receive,
+            )
         if not entry.cache.loaded:
             await self._snapshot()
         self._apply_health()

@@ -31,9 +31,16 @@ _ROUTED_RETRY = RetryPolicy(max_attempts=3, budget_s=1.0)
 
 class RemoteConnection:
     def __init__(
-        self, target: str, *, token: str | None, tls: ClientTLS | None, options: RegistryOptions
+        self,
+        target: str,
+        *,
+        token: str | None,
+        tls: ClientTLS | None,
+        options: RegistryOptions,
+        max_receive_message_bytes: int | None = None,
     ) -> None:
         self.target = target
+        self.max_receive = max_receive_message_bytes or options.max_receive_message_bytes
         self._token = token
         self._tls = tls
         self._options = options
@@ -57,6 +64,7 @@ class RemoteConnection:
             },
             timeout=opts.call_timeout_s,
             retry=_ROUTED_RETRY,
+            max_receive_message_bytes=self.max_receive,
         )
         probe = RuntimeClient.from_channel(
             client.channel, token=self._token, timeout=opts.probe_timeout_s, retry=NO_RETRY

@@ -172,6 +172,7 @@ SURFACES: dict[str, set[str]] = {
         "InternalError",
         "InvalidArgument",
         "MemoryBudgetExceeded",
+        "MessageTooLarge",
         "Limits",
         "MalformedRequest",
         "Message",
