@@ -115,6 +115,7 @@ async def _serve(args: argparse.Namespace) -> int:
         max_connections_per_client=config.max_connections_per_client,
         request_timeout_s=config.request_timeout_s,
         send_timeout_s=config.send_timeout_s,
+        trusted_proxies=config.trusted_proxies,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -122,6 +123,11 @@ async def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=False,
             lifespan="on",
+            # X-Forwarded-For/-Proto only from the configured proxies; by default from nobody
+            # (uvicorn's default believed 127.0.0.1: any local process could pose as any number
+            # of clients and get around the per-address caps)
+            proxy_headers=bool(config.trusted_proxies),
+            forwarded_allow_ips=list(config.trusted_proxies) or None,
             http=bounded_protocol(limits),  # slowloris, connection count, stalled readers
             # requests still in flight when SIGTERM comes get this long, then are cancelled
             # (event streams are cut at once: backend.http_limits)
