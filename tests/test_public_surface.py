@@ -137,6 +137,7 @@ SURFACES: dict[str, set[str]] = {
         "AlreadyExists",
         "Backoff",
         "BundleDirectory",
+        "BundleDirectoryError",
         "BundleFile",
         "BusyPolicy",
         "Capabilities",
