@@ -367,7 +367,9 @@ class RuntimeCore:
             return 0
         seq = log_.unsettled(worker_id) if worker_id else log_.unsettled_any()
         # (a failure discarded what memory shows and it is not rolled back yet: LOST, see _settle)
-        return seq or self._store_watch.lost(worker_id)
+        if seq or self._store_watch.discarded is None:  # (the common case: one attribute read)
+            return seq
+        return self._store_watch.lost(worker_id)
 
     async def _settled(self, seq: int) -> None:
         """Wait until ``seq`` is committed (skipped while the store fails; see _settle)."""

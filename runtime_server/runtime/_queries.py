@@ -184,8 +184,8 @@ class RuntimeQueries(RuntimeCore):
         log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
         if log_ is not None and log_.changed_seq.get(worker_id, 0) > log_.committed_seq:
             await self._settled(log_.changed_seq.get(worker_id, 0))
-        elif lost := self._store_watch.lost(worker_id):
-            await self._settled(lost)
+        elif self._store_watch.discarded is not None:  # (a failure not rolled back yet)
+            await self._settled(self._store_watch.lost(worker_id))
         return worker
 
     async def list_workers(
@@ -257,8 +257,8 @@ class RuntimeQueries(RuntimeCore):
         log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
         if log_ is not None and log_.changed_seq.get(run.worker_id, 0) > log_.committed_seq:
             await self._settled(log_.changed_seq.get(run.worker_id, 0))
-        elif lost := self._store_watch.lost(run.worker_id):
-            await self._settled(lost)
+        elif self._store_watch.discarded is not None:  # (a failure not rolled back yet)
+            await self._settled(self._store_watch.lost(run.worker_id))
         return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape

@@ -72,12 +72,12 @@ class StoreWatch:
         # Until memory is rolled back to what is committed (step 3 of the module doc): the
         # workers whose changes in flight the failure discarded, None when memory is committed.
         # Reads of them (of the whole Runtime: any) answer STORE_FAILURE meanwhile (_settle).
-        self._discarded: set[str] | None = None
+        self.discarded: set[str] | None = None
 
     def lost(self, worker_id: str) -> int:
         """``_settle.LOST`` if a read of ``worker_id`` (of the whole Runtime with "") could show
         a change the store discarded and memory is not rolled back yet; else 0."""
-        discarded = self._discarded
+        discarded = self.discarded
         if discarded is None or (worker_id and worker_id not in discarded):
             return 0
         return LOST
@@ -101,11 +101,11 @@ class StoreWatch:
         if log_ is not None:
             # what memory shows beyond the committed seq is discarded: remember whose it is
             # before the log forgets (the whole Runtime's reads are refused whenever this is set)
-            discarded = self._discarded if self._discarded is not None else set()
+            discarded = self.discarded if self.discarded is not None else set()
             committed = log_.committed_seq
             discarded.update(w for w, seq in log_.changed_seq.items() if seq > committed)
             if log_.unsettled_any() or discarded:
-                self._discarded = discarded
+                self.discarded = discarded
             log_.fail(error)
         was = self.state
         self.state = StoreState.DAMAGED if isinstance(error, StoreCorrupt) else StoreState.FAILING
@@ -173,7 +173,7 @@ class StoreWatch:
                     continue
                 rt._reset_state()
                 tails = rt._load(stored)
-                self._discarded = None  # memory is what is committed: reads answer again
+                self.discarded = None  # memory is what is committed: reads answer again
                 if self.state is StoreState.DAMAGED:
                     return  # memory is what the file has; it is not written to again
                 try:
