@@ -29,6 +29,8 @@ starts after the failure but before the Runtime has rolled its memory back to wh
 in flight (of the whole Runtime: any change in flight) answers STORE_FAILURE until the roll-back
 is done (``StoreWatch.lost``; such a read passes a negative seq here). A caller retries once the
 store has recovered (GetRuntime's ``store_state``); nothing is lost by answering nothing.
+(ListDiagnostics only for its own wait: the diagnostics ring is not rolled back, and the
+failure's own ERROR diagnostic, never written while writes fail, is what an operator reads.)
 
 While the store is failing *and* memory is back to what is committed, reads answer at once
 without waiting: reads never wait for a store that may not come back (GetRuntime reports the
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 from runtime_server import errors
 from runtime_server.runtime._eventlog import EventLog
+from runtime_server.store import StoreCorrupt
 
 LOST = -1  # the seq a read "waits for" when what it would show was discarded (see the doc)
 
@@ -53,7 +56,8 @@ def read_failure(cause: errors.StoreFailure | None) -> errors.StoreFailure:
         "the store failed before this answer was committed: it could show changes the store "
         f"discarded{why}; read again once the store has recovered (GetRuntime's store_state)",
         path=cause.path if cause is not None else "",
-        state=(cause.state if cause is not None else "") or "FAILING",
+        state=(cause.state if cause is not None else "")
+        or ("DAMAGED" if isinstance(cause, StoreCorrupt) else "FAILING"),
     )
     err.__cause__ = cause
     return err
