@@ -1,4 +1,4 @@
-"""The Backend's bundle directory is read within bounds (backend._bundle_files): at most
+"""The Backend's bundle directory is read within bounds (backend.bundle_files): at most
 MAX_FILES bundle files (more: refused whole, no file read), and a file is read only if it is a
 regular file, opened without blocking — a FIFO swapped in for a bundle between the directory's
 listing and the read made the Backend's scan wait forever for a writer. Real files and a real
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend._bundle_files import MAX_FILES, BundleFiles, LocalBundle, read_bundle
+from backend.bundle_files import MAX_FILES, BundleFiles, LocalBundle, read_bundle
 
 TEAM = b'[profiles.helper]\nprovider = "builtin"\nmodel = "echo"\n'
 
