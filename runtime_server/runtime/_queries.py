@@ -162,11 +162,7 @@ class RuntimeQueries(RuntimeCore):
         survives restarts with a persistent store)."""
         check_unicode(page_token=page_token)
         page = self._diagnostics.page(self._page_size(page_size), page_token, self._page_bytes)
-        # the ring holds a diagnostic before its commit; a failure's wait is STORE_FAILURE, but
-        # the ring is not rolled back (the failure's own ERROR is never written while writes
-        # fail, and operators read it here): not refused while memory is rolled back (_settle)
-        log_ = self._log
-        await self._settled(log_.unsettled_any() if log_ is not None else 0)
+        await self._settled(self._log.unsettled_any() if self._log else 0)  # the ring: _settle
         return page
 
     # --- workers and runs ---
@@ -181,11 +177,8 @@ class RuntimeQueries(RuntimeCore):
             await self._settled(self._unsettled())  # a delete is reported once committed
             raise
         worker = host.snapshot()
-        log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
-        if log_ is not None and log_.changed_seq.get(worker_id, 0) > log_.committed_seq:
-            await self._settled(log_.changed_seq.get(worker_id, 0))
-        elif self._store_watch.discarded is not None:  # (a failure not rolled back yet)
-            await self._settled(self._store_watch.lost(worker_id))
+        if seq := self._unsettled(worker_id):  # (what a store failure discarded too: _settle)
+            await self._settled(seq)
         return worker
 
     async def list_workers(
@@ -254,11 +247,8 @@ class RuntimeQueries(RuntimeCore):
         except errors.RunNotFound:
             await self._settled(self._unsettled())  # a delete is reported once committed
             raise
-        log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
-        if log_ is not None and log_.changed_seq.get(run.worker_id, 0) > log_.committed_seq:
-            await self._settled(log_.changed_seq.get(run.worker_id, 0))
-        elif self._store_watch.discarded is not None:  # (a failure not rolled back yet)
-            await self._settled(self._store_watch.lost(run.worker_id))
+        if seq := self._unsettled(run.worker_id):  # (what a store failure discarded too: _settle)
+            await self._settled(seq)
         return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
@@ -267,9 +257,7 @@ class RuntimeQueries(RuntimeCore):
         ``TimeoutError`` after ``timeout``."""
         async with asyncio.timeout(timeout):
             try:
-                return await wait_for_run(
-                    self._require_log(), self._get_run, run_id, self._unsettled, self._settled
-                )
+                return await wait_for_run(self, run_id)
             except errors.RunNotFound:
                 await self._settled(self._unsettled())  # a delete is reported once committed
                 raise
