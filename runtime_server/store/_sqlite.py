@@ -74,6 +74,7 @@ from typing import Any, TypeVar
 from runtime_server.model import Diagnostic, Event, TranscriptEntry
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_chunks as chunks
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _sqlite_schema as schema
 from runtime_server.store._backlog import DEFAULT_MAX_WRITE_BACKLOG, BacklogBound, WriteBacklog
@@ -251,7 +252,8 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         self._read_pool_or_raise()
         if limit <= 0:
             return []
-        return await self._read(reads.read_events, after_seq, limit, worker_id)
+        # (the floor as of now: never an event below oldest_seq(), see _sqlite_chunks)
+        return await self._read(chunks.read_events, after_seq, limit, worker_id, self._oldest)
 
     def oldest_seq(self) -> int:
         return self._oldest
@@ -376,7 +378,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         meta = schema.prepare(conn, self.path, new_runtime_id, self._seq_floor, _WAL_SIZE_LIMIT)
         self._last_seq = int(meta["last_seq"])
         self._event_count = int(meta["event_count"])
-        self._oldest = int(conn.execute("SELECT min(seq) FROM events").fetchone()[0] or 0)
+        self._oldest = chunks.oldest(conn, chunks.floor_of(meta))
         return reads.load_state(conn, meta)
 
     # --- loop-side callbacks --------------------------------------------------------------------
