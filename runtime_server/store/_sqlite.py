@@ -252,10 +252,9 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         self._read_pool_or_raise()
         if limit <= 0:
             return []
-        # (the floor as of now: never an event below oldest_seq(), see _sqlite_chunks)
         return await self._read(chunks.read_events, after_seq, limit, worker_id, self._oldest)
 
-    def oldest_seq(self) -> int:
+    def oldest_seq(self) -> int:  # (reads filter below it: _sqlite_chunks)
         return self._oldest
 
     async def read_diagnostics(self) -> list[tuple[int, Diagnostic]]:
