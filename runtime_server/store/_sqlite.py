@@ -11,7 +11,8 @@ Threads and who owns what::
 
 Modules: this one is the loop side (the Store protocol, flush waiters, failure reports, close);
 ``_sqlite_writer`` the writer and checkpointer threads; ``_sqlite_schema`` the file format (tables,
-versions, start-up checks, the lock, migrations); ``_sqlite_reads`` the reads.
+versions, start-up checks, the lock, migrations); ``_sqlite_reads`` the reads; ``_sqlite_chunks``
+the event log's rows and their reads.
 
 ``write()`` only validates and enqueues, so the loop never waits for the disk. The writer takes
 everything queued meanwhile and commits it in one transaction (group commit: one WAL sync serves
@@ -43,17 +44,18 @@ quick_check``, the schema and codec versions, and the seq high-water mark (see `
 which catches a WAL that lost committed transactions.
 
 Retention runs on the writer every ``retention_interval`` seconds, in transactions of its own of at
-most ``RETENTION_CHUNK`` deleted events (a larger excess continues at once, a chunk per writer pass,
+most ``RETENTION_CHUNK`` trimmed events (a larger excess continues at once, a chunk per writer pass,
 with the batches queued meanwhile committed in between); it trims by count (exact: the count is
-kept in ``meta``) and by age, and never deletes the newest event.
+kept in ``meta``) and by age, and never deletes the newest event. It moves the log's floor (the
+oldest readable seq) and deletes the event chunks wholly below it (``_sqlite_chunks``).
 
 One store per file: ``open()`` takes an exclusive ``flock`` on ``<file>.lock`` (released by
 ``close()`` or the death of the process).
 
-``open()`` never scans the events table: ``last_seq`` and the event count live in ``meta`` (written
+``open()`` never scans the event log: ``last_seq`` and the event count live in ``meta`` (written
 every ``COUNTERS_EVERY`` events, completed at open from the events after them: see
-``_sqlite_counters``), the oldest seq is one primary-key lookup; only workers, runs, transcripts
-and idempotency keys are read.
+``_sqlite_counters``), the oldest seq is read from the first rows above the floor; only workers,
+runs, transcripts and idempotency keys are read.
 """
 
 from __future__ import annotations

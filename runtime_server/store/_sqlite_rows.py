@@ -7,8 +7,10 @@ so a transaction writes each fact once:
 * **Encoded once.** A run's record is in its event (``RunStarted``, ``RunFinished``) and in the
   ``PutRun`` written with it — the same object: its JSON is built once per transaction
   (``Memo``), and the runs table's form (without the input text) needs no copy of the run.
-* **Few statements.** Events are inserted many rows to a statement (:func:`event_statements`),
-  and the puts of many rows of one table go in one ``executemany`` (:class:`Statements`).
+* **Events as chunks.** A transaction's events become one row per worker (:func:`chunk_rows`,
+  the format in ``_sqlite_chunks``), each body built as one text and encoded once, inserted in
+  one statement (:func:`chunk_statements`); the puts of many rows of one table go in one
+  ``executemany`` (:class:`Statements`).
 * **Encoded before the transaction.** :func:`plan` encodes every value first, so the writer's
   Python work is one stretch under the GIL rather than a slice between every two statements
   (each statement's step releases the GIL, and retaking it can wait for the busy loop).
