@@ -79,7 +79,9 @@ _MIN_FREE_BYTES = 1 << 20
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     """Counters of the writer, for diagnostics and tests (``batches / transactions`` is the
-    group-commit factor; ``checkpoints`` counts the checkpointer's passes)."""
+    group-commit factor; ``checkpoints`` counts the checkpointer's passes; ``events_deleted``
+    the events retention took out of the readable log, some of which may stay in the file,
+    hidden below the floor, until their chunk goes: ``_sqlite_chunks``)."""
 
     transactions: int = 0
     batches: int = 0
