@@ -28,6 +28,11 @@ Server CPU per run: the server process's CPU time (user + system of every thread
 ``/proc/<pid>/task/*/schedstat``, nanoseconds) over the slices it was measured in, divided by the
 runs; the baseline is the bare server's CPU per 11-event stream in the same slices.
 
+The per-event stream's server CPU per run, and the client's CPU per run on both streams (the
+bench process's CPU — the typed client's loop and grpc's poller thread — over the same slices,
+bare and shape clients alike) are reported without targets: they show where the per-event
+stream's runs/s go on each end.
+
 Publish latency at saturation: 64 producers (as the ``store`` section's throughput run) write
 TextDelta events to a SQLite store as fast as its bounded write queue admits them; p99 of
 write() -> commit reported. The baseline column is the same producers ignoring the bound (the
@@ -81,24 +86,32 @@ def cpu_ns(pid: int) -> int:
 
 
 class _Metered:
-    """Wraps ``work(n) -> count`` so the CPU the server spends during each call is added up."""
+    """Wraps ``work(n) -> count`` so the CPU the server spends during each call is added up, and
+    the bench process's own (its client: the loop and grpc's poller thread; the slices alternate,
+    so only this client runs meanwhile)."""
 
     def __init__(self, pid: int, work: Callable[[int], Awaitable[int]]) -> None:
         self.pid = pid
         self.work = work
         self.cpu = 0
+        self.client_cpu = 0
         self.count = 0
 
     async def __call__(self, n: int) -> int:
-        before = cpu_ns(self.pid)
+        before, client_before = cpu_ns(self.pid), time.process_time_ns()
         done = await self.work(n)
         self.cpu += cpu_ns(self.pid) - before
+        self.client_cpu += time.process_time_ns() - client_before
         self.count += done
         return done
 
     @property
     def us_per_op(self) -> float:
         return self.cpu / 1000 / max(1, self.count)
+
+    @property
+    def client_us_per_op(self) -> float:
+        return self.client_cpu / 1000 / max(1, self.count)
 
 
 class StreamedRuns:
@@ -222,6 +235,32 @@ async def run(quick: bool) -> list[Row]:
         for store in ("memory", "sqlite")
         for c in (1, 16)
     }
+    # The per-event stream's CPU, both ends (no target: they show where its runs/s go), and the
+    # client's CPU on the batched stream: the bench process's CPU per run in the same slices.
+    pe_cpu_rows: dict[tuple[str, int], Row] = {
+        (store, c): Row(
+            SECTION,
+            f"server CPU per run, {store}, c={c}, per-event",
+            "us",
+            kind="info",
+            note="baseline: the bare server's CPU per 11-event stream; shape: the shape "
+            "server's per run (unary + 18 messages)",
+        )
+        for store in ("memory", "sqlite")
+        for c in (1, 16)
+    }
+    client_rows: dict[tuple[str, int, bool], Row] = {
+        (store, c, batched): Row(
+            SECTION,
+            f"client CPU per run, {store}, c={c}, {'batched' if batched else 'per-event'}",
+            "us",
+            kind="info",
+            note="the bench process's CPU (the typed RuntimeClient, its loop and grpc's poller) "
+            "per run; baseline: the bare client's per 11-event stream; shape: the shape "
+            "client's (raw stub, protobuf decoding only)",
+        )
+        for store, c, batched in CONFIGS
+    }
     count_rows: dict[tuple[str, int], Row] = {
         (store, c): Row(
             SECTION,
@@ -257,7 +296,7 @@ async def run(quick: bool) -> list[Row]:
                     async with running(["-m", "bench.shape", "--spec", str(spec)]) as shape_server:
                         await _measure(
                             s, rep, shape, bare_server, shape_server, servers, rows, cpu_rows,
-                            ratios_seen,
+                            pe_cpu_rows, client_rows, ratios_seen,
                         )  # fmt: skip
                     for (store, c), cr in count_rows.items():
                         target = servers[store].target
@@ -286,7 +325,10 @@ async def run(quick: bool) -> list[Row]:
         say(f"  [{SECTION}] per-repetition ratio spread (noise): " + "; ".join(spread))
         median_spread = statistics.median(max(v) - min(v) for v in ratios_seen.values())
         say(f"  [{SECTION}] median spread of a ratio across repetitions: {median_spread:.2f}")
-    return [*rows.values(), *cpu_rows.values(), *count_rows.values(), sat]
+    return [
+        *rows.values(), *cpu_rows.values(), *pe_cpu_rows.values(), *client_rows.values(),
+        *count_rows.values(), sat,
+    ]  # fmt: skip
 
 
 async def _measure(
@@ -298,6 +340,8 @@ async def _measure(
     servers: dict[str, ServerProcess],
     rows: dict[tuple[str, int, bool], Row],
     cpu_rows: dict[tuple[str, int], Row],
+    pe_cpu_rows: dict[tuple[str, int], Row],
+    client_rows: dict[tuple[str, int, bool], Row],
     ratios_seen: dict[str, list[float]],
 ) -> None:
     """One repetition of every config: bare, shape and product in alternating slices."""
@@ -327,12 +371,16 @@ async def _measure(
             r.shape.append(rate_m)
             show(r, rep)
             ratios_seen.setdefault(r.name, []).append(rate_b / rate_a)
-            if batched:
-                cr = cpu_rows[(store, c)]
-                cr.baseline.append(a.us_per_op)
-                cr.product.append(b.us_per_op)
-                cr.shape.append(m.us_per_op)
-                show(cr, rep)
+            cr = cpu_rows[(store, c)] if batched else pe_cpu_rows[(store, c)]
+            cr.baseline.append(a.us_per_op)
+            cr.product.append(b.us_per_op)
+            cr.shape.append(m.us_per_op)
+            show(cr, rep)
+            cl = client_rows[(store, c, batched)]
+            cl.baseline.append(a.client_us_per_op)
+            cl.product.append(b.client_us_per_op)
+            cl.shape.append(m.client_us_per_op)
+            show(cl, rep)
     finally:
         await bare.close()
         for client in clients.values():

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.frozen import slot_init_all
+
 
 class Role(enum.Enum):
     USER = "user"
@@ -305,3 +307,6 @@ TurnEvent = (
     | PartialMessage
     | Notice
 )
+
+# every record above: built without an object.__setattr__ per field (engine.frozen)
+slot_init_all(globals())

@@ -5,6 +5,14 @@ reflection: one ``WhichOneof`` call picks a small function from a dict, each fun
 few fields it needs by attribute, and timestamps are read as ``seconds + nanos`` rather than
 through ``ToDatetime``. Enum tables are built once, at import, from the model enums' names, so a
 new enum value only needs a model member.
+
+The models an event carries (``Run``, ``Usage``, ``TranscriptEntry``, ``Message`` and the
+payloads holding them) are built by keyword through :func:`_maker`, not through their frozen
+dataclass ``__init__``: that one assigns each field with ``object.__setattr__`` (a global lookup,
+an attribute lookup and a generic call per field), which made a ``RunFinished`` event cost
+~15 µs to convert. A maker writes each slot through its descriptor instead: the same object
+(same fields, same equality; a test compares them with the constructor's) at less than half the
+cost (measured: a ``Run`` 4.4 -> 1.9 µs, a ``Usage`` 3.3 -> 1.3 µs).
 """
 
 from __future__ import annotations
@@ -97,6 +105,36 @@ _MOUNT_MODE_TO_WIRE = {m: pb.MountMode.Value("MOUNT_MODE_" + m.name) for m in Mo
 _BUSY_POLICY_TO_WIRE = {m: pb.BusyPolicy.Value("BUSY_POLICY_" + m.name) for m in BusyPolicy}
 
 
+# --- building the hot models -------------------------------------------------------------------
+
+M = TypeVar("M")
+
+
+def _maker(cls: type[M]) -> Callable[..., M]:
+    """A function building ``cls`` (a frozen, slotted dataclass) from keyword arguments, one per
+    field, all required: ``object.__new__`` and each slot written through its descriptor —
+    what the generated ``__init__`` does, without its ``object.__setattr__`` per field (see the
+    module docstring). Generated like dataclasses' own ``__init__``, from ``fields(cls)``, so a
+    new field is a required keyword at once (a missing one raises ``TypeError``)."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    namespace: dict[str, object] = {"_new": object.__new__, "_cls": cls}
+    for name in names:
+        namespace[f"_set_{name}"] = getattr(cls, name).__set__  # the slot's member descriptor
+    body = "".join(f"    _set_{name}(_o, {name})\n" for name in names)
+    source = f"def make(*, {', '.join(names)}):\n    _o = _new(_cls)\n{body}    return _o\n"
+    exec(source, namespace)  # (generated from the dataclass's own field names)
+    make: Callable[..., M] = namespace["make"]  # type: ignore[assignment]
+    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
+    return make
+
+
+_make_usage = _maker(Usage)
+_make_run = _maker(Run)
+_make_message = _maker(Message)
+_make_entry = _maker(TranscriptEntry)
+_ZERO_USAGE = Usage()  # (immutable: shared by every message whose usage is all zeros)
+
+
 # --- scalars ----------------------------------------------------------------------------------
 
 
@@ -106,13 +144,16 @@ def ts(t: Timestamp) -> float:
 
 
 def usage(m: pb.Usage) -> Usage:
-    return Usage(
+    total = m.total_tokens
+    if not total and m.ByteSize() == 0:
+        return _ZERO_USAGE  # a run's usage before its first request
+    return _make_usage(
         input_tokens=m.input_tokens,
         output_tokens=m.output_tokens,
         cache_read_tokens=m.cache_read_tokens,
         cache_write_tokens=m.cache_write_tokens,
         reasoning_tokens=m.reasoning_tokens,
-        total_tokens=m.total_tokens,
+        total_tokens=total,
     )
 
 
@@ -162,13 +203,14 @@ def worker(m: pb.Worker) -> Worker:
 
 
 def run(m: pb.Run) -> Run:
-    return Run(
+    created, started, finished = m.created_at, m.started_at, m.finished_at
+    return _make_run(
         run_id=m.run_id,
         worker_id=m.worker_id,
         state=_RUN_STATE.get(m.state, RunState.UNSPECIFIED),
-        created_at=ts(m.created_at),
-        started_at=ts(m.started_at),
-        finished_at=ts(m.finished_at),
+        created_at=created.seconds + created.nanos * 1e-9,
+        started_at=started.seconds + started.nanos * 1e-9,
+        finished_at=finished.seconds + finished.nanos * 1e-9,
         usage=usage(m.usage),
         error=RunError(code=m.error.code, message=m.error.message) if m.HasField("error") else None,
         stop_reason=m.stop_reason,
@@ -176,13 +218,16 @@ def run(m: pb.Run) -> Run:
 
 
 def message(m: pb.Message) -> Message:
-    return Message(
+    calls = m.tool_calls
+    return _make_message(
         role=_ROLE.get(m.role, Role.UNSPECIFIED),
         text=m.text,
         reasoning=m.reasoning,
         tool_calls=tuple(
-            ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments) for c in m.tool_calls
-        ),
+            ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments) for c in calls
+        )
+        if calls
+        else (),
         tool_call_id=m.tool_call_id,
         tool_name=m.tool_name,
         is_error=m.is_error,
@@ -192,11 +237,12 @@ def message(m: pb.Message) -> Message:
 
 
 def transcript_entry(m: pb.TranscriptEntry) -> TranscriptEntry:
-    return TranscriptEntry(
+    created = m.created_at
+    return _make_entry(
         worker_id=m.worker_id,
         index=m.index,
         run_id=m.run_id,
-        created_at=ts(m.created_at),
+        created_at=created.seconds + created.nanos * 1e-9,
         message=message(m.message),
         seq=m.seq,
     )
@@ -278,6 +324,12 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
 
 _WORKER_DELETED = WorkerDeleted()
 _UNKNOWN = UnknownPayload()
+_make_usage_reported = _maker(UsageReported)
+_make_input_committed = _maker(InputCommitted)
+_make_message_committed = _maker(MessageCommitted)
+_make_run_queued = _maker(RunQueued)
+_make_run_started = _maker(RunStarted)
+_make_run_finished = _maker(RunFinished)
 
 # The two streaming payloads (most events of a run) are built like events below: their one slot
 # written by name through its descriptor, which is keyword construction without __init__'s cost.
@@ -314,14 +366,16 @@ _PAYLOAD: dict[str | None, Callable[[pb.Event], Payload]] = {
         is_error=e.tool_call_finished.is_error,
     ),
     "heartbeat": lambda e: Heartbeat(last_seq=e.heartbeat.last_seq),
-    "usage_reported": lambda e: UsageReported(usage=usage(e.usage_reported.usage)),
-    "input_committed": lambda e: InputCommitted(entry=transcript_entry(e.input_committed.entry)),
-    "message_committed": lambda e: MessageCommitted(
+    "usage_reported": lambda e: _make_usage_reported(usage=usage(e.usage_reported.usage)),
+    "input_committed": lambda e: _make_input_committed(
+        entry=transcript_entry(e.input_committed.entry)
+    ),
+    "message_committed": lambda e: _make_message_committed(
         entry=transcript_entry(e.message_committed.entry)
     ),
-    "run_queued": lambda e: RunQueued(run=run(e.run_queued.run)),
-    "run_started": lambda e: RunStarted(run=run(e.run_started.run)),
-    "run_finished": lambda e: RunFinished(run=run(e.run_finished.run)),
+    "run_queued": lambda e: _make_run_queued(run=run(e.run_queued.run)),
+    "run_started": lambda e: _make_run_started(run=run(e.run_started.run)),
+    "run_finished": lambda e: _make_run_finished(run=run(e.run_finished.run)),
     "worker_state_changed": lambda e: WorkerStateChanged(
         previous=_WORKER_STATE.get(e.worker_state_changed.previous, WorkerState.UNSPECIFIED),
         state=_WORKER_STATE.get(e.worker_state_changed.state, WorkerState.UNSPECIFIED),

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from engine import Message, Usage
 from engine import TextDelta as TextDelta  # an event payload: the engine's delta, not a copy
 from engine import UsageReported as UsageReported  # likewise
+from engine.frozen import slot_init_all
 
 
 def now() -> float:
@@ -414,3 +415,7 @@ class TranscriptPage(Page[TranscriptEntry]):
     including the text of a message still being generated."""
 
     resume_after_seq: int = 0
+
+
+# every record above: built without an object.__setattr__ per field (engine.frozen)
+slot_init_all(globals())

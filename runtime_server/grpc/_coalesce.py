@@ -23,7 +23,9 @@ CPU was scarcest; 10 ms keeps it at 1.1-1.6 (measured: 5 ms gave 2.4). It only m
 producer that brings an event every loop step — a real model's tokens arrive milliseconds apart,
 with quiet steps between them that end the wait first — and it stays below one display frame.
 
-Only for SubscribeEventBatches: the per-event stream sends one message per event anyway.
+Both streams wait: SubscribeEventBatches sends what it gathered as one message, SubscribeEvents
+as one message per event, written back to back (a message written while the run is still
+producing cost the stream and its client a wake-up each; see _servicers).
 """
 
 from __future__ import annotations

@@ -265,8 +265,9 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
         self, request: opb.SubscribeEventsRequest, max_events: int
     ) -> AsyncGenerator[list[bytes] | int, None]:
         """The one subscription loop behind SubscribeEvents and SubscribeEventBatches: lists of
-        1..``max_events`` events in seq order, as their wire bytes (the first awaited, the rest
-        whatever is already buffered: no added delay), or an int — a heartbeat at that last seq.
+        1..``max_events`` events in seq order, as their wire bytes (the first awaited, then, for
+        ``max_events`` > 1, what the run keeps producing: _coalesce), or an int — a heartbeat at
+        that last seq.
         When the runtime shuts down it aborts with UNAVAILABLE / RUNTIME_DRAINING (metadata
         ``last_seq``) after the last event (raising it for the stream wrapper to map, like
         lagging, cursor errors and bugs)."""
@@ -316,12 +317,18 @@ class ObservationServicer(_Base, ogrpc.ObservationServiceServicer):
 
     # The two streams send an event as its wire bytes, encoded once (_wire, _eventcache); they
     # are registered to send bytes as they are (_server: send_encoded).
+    #
+    # Both take what a run is producing in one piece (_coalesce: until two loop steps bring
+    # nothing new, at most MAX_WAIT). The per-event stream still sends one message per event,
+    # but back to back: each message written while the run is still producing cost the stream a
+    # wake-up of its own, and the client a read of its own (measured at c=16, 10-word echo: the
+    # server's CPU per run -13 to -20%, the client's -14 to -19%).
 
     @stream
     async def SubscribeEvents(  # type: ignore[override]  # (bytes: see above)
         self, request: opb.SubscribeEventsRequest, context: Ctx
     ) -> AsyncGenerator[pb.Event | bytes, None]:
-        async with contextlib.aclosing(self._event_lists(request, 1)) as lists:
+        async with contextlib.aclosing(self._event_lists(request, MAX_BATCH_EVENTS)) as lists:
             async for item in lists:
                 if isinstance(item, int):
                     yield cv.heartbeat(item, now())

@@ -7,6 +7,8 @@ messages than events, all of them, in order."""
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import TYPE_CHECKING
 
 import grpc.aio
 import pytest
@@ -17,6 +19,9 @@ from runtime_server.grpc import coalesce as _coalesce
 from runtime_server.model import TextDelta
 from runtime_server.runtime import EventLog
 from runtime_server.store import MemoryStore
+
+if TYPE_CHECKING:
+    from serving import ServeFactory
 
 
 async def opened_log() -> EventLog:
@@ -88,3 +93,39 @@ async def test_a_runs_events_arrive_in_fewer_messages_all_in_order(serve) -> Non
         call.cancel()
     assert seqs == list(range(created.seq + 1, seqs[-1] + 1))  # every event, in order
     assert messages < len(seqs) / 2  # a 50-word run was one message per event, nearly
+
+
+async def test_the_per_event_stream_sends_a_runs_burst_back_to_back(
+    serve: ServeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SubscribeEvents waits like the batches do, then sends each event as its own message: the
+    run's first delta reaches the client only once the run produced its last event (the
+    RunFinished's own time is before the delta's arrival), and the stream still carries one
+    message per event, every one, in order."""
+    monkeypatch.setattr(_coalesce, "MAX_WAIT", 30.0)  # only "two quiet loop steps" ends the wait
+    served = await serve()
+    created = await served.client.create_worker(profile="echo")
+    wid = created.worker.worker_id
+    async with grpc.aio.insecure_channel(served.target) as channel:
+        stub = ogrpc.ObservationServiceStub(channel)
+        call = stub.SubscribeEvents(
+            opb.SubscribeEventsRequest(worker_id=wid, after_seq=created.seq)
+        )
+        await asyncio.sleep(0)
+        accepted = await served.client.send_input(wid, " ".join(["tok"] * 50))
+        seqs: list[int] = []
+        first_delta_at = 0.0
+        async for event in call:
+            if event.HasField("text_delta") and not first_delta_at:
+                first_delta_at = time.time()
+            seqs.append(event.seq)
+            if (
+                event.HasField("run_finished")
+                and event.run_finished.run.run_id == accepted.run.run_id
+            ):
+                finished_at = event.time.seconds + event.time.nanos * 1e-9
+                break
+        call.cancel()
+    assert seqs == list(range(created.seq + 1, seqs[-1] + 1))  # every event, one message each
+    assert [s for s in seqs if s] == seqs
+    assert first_delta_at >= finished_at  # the burst went out after the run produced it all
