@@ -1,4 +1,4 @@
-"""Bundle sync: the Backend's config bundles (``bundles_dir``, see ``backend._bundle_files``) onto
+"""Bundle sync: the Backend's config bundles (``bundles_dir``, see ``backend.bundle_files``) onto
 every runtime it drives, embedded or remote (issue 13 item 5).
 
 - **Eager**: whenever a runtime becomes READY — first contact, and again after it was
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend._bundle_files import BundleFiles, LocalBundle
+from backend.bundle_files import BundleFiles, LocalBundle
 from backend.config import BackendConfigError
 from backend.errors import scrub
 from runtime_client import (

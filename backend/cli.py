@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import socket
 import sys
 from pathlib import Path
@@ -34,8 +33,9 @@ from backend.config import (
     load_config,
 )
 from backend.http_limits import HttpLimits, bounded_protocol
+from backend.logsetup import BackendRedactor, access_log, configure_logging
 from backend.service import Backend, build_registry
-from runtime_server.logformat import TextFormatter
+from runtime_server.logformat import LOG_FORMATS
 from runtime_server.store import StoreOpenError
 
 __all__ = ["main", "parser"]
@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         "allow_unauthenticated = true); without it, set token_env or listen on loopback",
     )
     s.add_argument("--log-level", default="warning")
+    s.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (one escaped line per record) or json (one object per line); uvicorn's "
+        "lines too (backend.logsetup)",
+    )
     cluster.add_parser(sub)
     return p
 
@@ -70,6 +77,9 @@ async def _serve(args: argparse.Namespace) -> int:
     except BackendConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    redactor = getattr(args, "redactor", None)
+    if isinstance(redactor, BackendRedactor):  # the tokens the config names never reach a line
+        redactor.add(t for t in (config.token, *(r.token for r in config.runtimes)) if t)
     if args.listen:
         config = dataclasses.replace(config, listen=args.listen)
     if args.data_dir:
@@ -115,13 +125,21 @@ async def _serve(args: argparse.Namespace) -> int:
         max_connections_per_client=config.max_connections_per_client,
         request_timeout_s=config.request_timeout_s,
         send_timeout_s=config.send_timeout_s,
+        trusted_proxies=config.trusted_proxies,
     )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             log_level=args.log_level,
-            access_log=False,
+            # no handlers of uvicorn's own: its lines go through the Backend's (backend.logsetup)
+            log_config=None,
+            access_log=access_log(args.log_level),
             lifespan="on",
+            # X-Forwarded-For/-Proto only from the configured proxies; by default from nobody
+            # (uvicorn's default believed 127.0.0.1: any local process could pose as any number
+            # of clients and get around the per-address caps)
+            proxy_headers=bool(config.trusted_proxies),
+            forwarded_allow_ips=list(config.trusted_proxies) or None,
             http=bounded_protocol(limits),  # slowloris, connection count, stalled readers
             # requests still in flight when SIGTERM comes get this long, then are cancelled
             # (event streams are cut at once: backend.http_limits)
@@ -154,11 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "cluster":
         return cluster.run_cluster(args)
-    logging.basicConfig(level=logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        # one line per record: a remote runtime's text (its error messages, its runtime_id)
-        # cannot forge a line of the Backend's log
-        handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
+    # one line per record (text) or one object (json), uvicorn's included: a remote runtime's
+    # text or a request's path cannot forge a line of the Backend's log; secrets redacted
+    args.redactor = configure_logging(args.log_level, args.log_format)
     return asyncio.run(_serve(args))
 
 

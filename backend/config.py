@@ -61,6 +61,7 @@ Decisions:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -97,6 +98,7 @@ class RemoteRuntime:
     token: str | None = field(default=None, repr=False)  # never printed
     expected_runtime_id: str | None = None
     tls: ClientTLS | None = None  # None: plaintext; file paths already resolved
+    max_receive_message_bytes: int | None = None  # None: the registry's default (4 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,9 @@ class BackendConfig:
     max_connections_per_client: int = 64
     request_timeout_s: float = 30.0
     send_timeout_s: float = 60.0
+    # addresses/networks of the reverse proxies whose X-Forwarded-For / -Proto are believed; none
+    # by default: a header from anyone else (a local process included) is ignored
+    trusted_proxies: tuple[str, ...] = ()
 
 
 _TOP = {
@@ -141,6 +146,7 @@ _TOP = {
     "companion",
     "runtimes",
     "bundles_dir",
+    "trusted_proxies",
 }
 
 
@@ -270,6 +276,7 @@ def parse_config(
             token=secret({"token_env": remote.token_env or ""}, f"runtimes[{i}].", bearer=True),
             expected_runtime_id=remote.expected_runtime_id,
             tls=tls(remote.tls),
+            max_receive_message_bytes=remote.max_receive_message_bytes,
         )
         for i, remote in enumerate(registry.runtimes)
     ]
@@ -277,6 +284,15 @@ def parse_config(
     for i, name in enumerate(allowed_hosts):
         if not isinstance(name, str) or not _HOST_NAME.fullmatch(name):
             raise fail(f"allowed_hosts[{i}]", 'must be a host name (no port, no scheme) or "*"')
+    trusted_proxies = typed(data, "trusted_proxies", list, [])
+    for i, entry in enumerate(trusted_proxies):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            raise fail(
+                f"trusted_proxies[{i}]",
+                'must be an IP address or network ("10.0.0.7", "10.0.0.0/8")',
+            ) from None
     runtime_config = typed(data, "runtime_config", str, "")
     bundles_dir = typed(data, "bundles_dir", str, "")
     return BackendConfig(
@@ -297,6 +313,7 @@ def parse_config(
         allowed_hosts=tuple(name.lower() for name in allowed_hosts),
         max_connections=max_connections,
         max_connections_per_client=per_client_connections,
+        trusted_proxies=tuple(str(ipaddress.ip_network(e, strict=False)) for e in trusted_proxies),
         request_timeout_s=request_timeout,
         send_timeout_s=send_timeout,
     )

@@ -21,14 +21,15 @@ timeout, only after a response. So, before this module:
 - ``max_connections``: open connections at once. One more is answered ``503`` and closed at once,
   before anything is read from it. Event streams count, so it must exceed ``max_streams``.
 - ``max_connections_per_client``: open connections from one peer address, answered the same way
-  past it: before, one client could hold every connection and starve everyone else. A peer
-  uvicorn trusts as a proxy (``forwarded_allow_ips``, from ``$FORWARDED_ALLOW_IPS``; default
-  ``127.0.0.1`` and ``::1``) is not counted per address: its connections carry many clients,
-  and a connection's real client is only known per request, from the proxy's header, after the
-  connection is accepted. So a same-host proxy (and local tools) are bounded by
-  ``max_connections`` alone; a proxy on another host must be named in ``FORWARDED_ALLOW_IPS``
-  (which it needs anyway for the console to see client addresses). People behind one NAT share
-  their address's count, hence a generous default (a quarter of ``max_connections``).
+  past it: before, one client could hold every connection and starve everyone else. A trusted
+  proxy (``trusted_proxies``: the Backend's explicit list, none by default — the same list
+  uvicorn believes X-Forwarded-For from) is not counted per address: its connections carry many
+  clients, and a connection's real client is only known per request, from the proxy's header,
+  after the connection is accepted. So a trusted proxy is bounded by ``max_connections`` alone.
+  Nothing is trusted by default: uvicorn's own default (127.0.0.1, or ``$FORWARDED_ALLOW_IPS``)
+  let any local process forge X-Forwarded-For and count as any number of clients. People behind
+  one NAT share their address's count, hence a generous default (a quarter of
+  ``max_connections``).
 - ``send_timeout_s``: how long the server's writes may stay blocked (the transport's buffer full
   because the client reads nothing). Past it the connection is aborted; the application sees a
   disconnect.
@@ -106,9 +107,8 @@ class _QuietLog:
 
 
 class _Trust:
-    """Whether a peer address is one of uvicorn's trusted proxies (``forwarded_allow_ips``:
-    addresses, networks, ``*``). Entries that are neither (a Unix socket's name) never match an
-    IP peer."""
+    """Whether a peer address is one of the trusted proxies (addresses, networks, ``*``).
+    Entries that are neither (a Unix socket's name) never match an IP peer."""
 
     def __init__(self, spec: list[str] | str) -> None:
         entries = [e.strip() for e in (spec.split(",") if isinstance(spec, str) else spec)]
@@ -133,9 +133,10 @@ class _Trust:
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     max_connections: int = 256
-    max_connections_per_client: int = 64  # per peer address; proxies uvicorn trusts: not counted
+    max_connections_per_client: int = 64  # per peer address; trusted proxies: not counted
     request_timeout_s: float = 30.0
     send_timeout_s: float = 60.0
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks; none by default
 
 
 def bounded_protocol(limits: HttpLimits) -> type[H11Protocol]:
@@ -143,7 +144,7 @@ def bounded_protocol(limits: HttpLimits) -> type[H11Protocol]:
 
     quiet = _QuietLog(logging.getLogger("uvicorn.error"))
     per_address: dict[str, int] = {}  # open connections by peer address (none kept at 0)
-    trusted: list[_Trust] = []  # the proxies uvicorn trusts, parsed once from its config
+    trusted = _Trust(list(limits.trusted_proxies))  # the proxies whose headers are believed
 
     class BoundedH11Protocol(H11Protocol):
         _read_deadline: asyncio.TimerHandle | None = None
@@ -184,14 +185,12 @@ def bounded_protocol(limits: HttpLimits) -> type[H11Protocol]:
 
         def _peer_address(self, transport: asyncio.Transport) -> str | None:
             """The peer's address when its connections are counted per address; None for a
-            proxy uvicorn trusts (or a socket with no address, e.g. a Unix socket)."""
+            trusted proxy (or a socket with no address, e.g. a Unix socket)."""
             peer = transport.get_extra_info("peername")
             if not isinstance(peer, tuple) or not peer:
                 return None
             address = str(peer[0])
-            if not trusted:
-                trusted.append(_Trust(self.config.forwarded_allow_ips))
-            return None if address in trusted[0] else address
+            return None if address in trusted else address
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_read_deadline()

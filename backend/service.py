@@ -96,6 +96,7 @@ def build_registry(config: BackendConfig, embedded: RuntimeHandle | None = None)
                 token=remote.token,
                 tls=remote.tls,
                 expected_runtime_id=remote.expected_runtime_id,
+                max_receive_message_bytes=remote.max_receive_message_bytes,
             )
         except ValueError as exc:  # "ca_file: No such file or directory: /path", named
             raise BackendConfigError(f"runtimes[{i}].{exc}") from None

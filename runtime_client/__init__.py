@@ -12,7 +12,7 @@ Here it is the payload; the error is exported as ``WorkerStoppedError`` and is t
 
 from __future__ import annotations
 
-from runtime_client._bundle_dir import BundleDirectory, BundleFile
+from runtime_client._bundle_dir import BundleDirectory, BundleDirectoryError, BundleFile
 from runtime_client._bundles import ConfigBundle, ConfigBundleContent, ConfigBundlePut
 from runtime_client._client import DEFAULT_BACKOFF, Backoff, RuntimeClient
 from runtime_client._handle import RuntimeHandle
@@ -104,6 +104,7 @@ from runtime_client.errors import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
+    MessageTooLarge,
     NoRuntimeAvailable,
     NotFound,
     OutOfRange,
@@ -145,6 +146,7 @@ __all__ = [
     "AlreadyExists",
     "Backoff",
     "BundleDirectory",
+    "BundleDirectoryError",
     "BundleFile",
     "BusyPolicy",
     "Capabilities",
@@ -172,6 +174,7 @@ __all__ = [
     "InternalError",
     "InvalidArgument",
     "MemoryBudgetExceeded",
+    "MessageTooLarge",
     "Limits",
     "MalformedRequest",
     "Message",

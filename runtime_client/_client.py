@@ -78,12 +78,35 @@ from runtime_client.errors import (
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["DEFAULT_BACKOFF", "Backoff", "RuntimeClient"]
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DEFAULT_MAX_RECEIVE_MESSAGE_BYTES",
+    "Backoff",
+    "RuntimeClient",
+    "check_receive_limit",
+]
 
-# A transcript page can carry big tool results; grpc's 4 MiB default would fail such reads
-# client-side even though the server sent them legitimately.
+
+def check_receive_limit(value: int, name: str = "max_receive_message_bytes") -> int:
+    """``value`` if it is a sound receive limit, else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: must be an integer (bytes)")
+    if not _MIN_RECEIVE_MESSAGE_BYTES <= value <= 2**31 - 1:
+        raise ValueError(f"{name}: must be {_MIN_RECEIVE_MESSAGE_BYTES}..{2**31 - 1} bytes")
+    return value
+
+
+# The largest answer the client takes: an explicit bound (``max_receive_message_bytes``), so
+# that a hostile or broken runtime cannot make the client (the Backend, on every poll) hold a
+# huge answer. A runtime never sends a message past its own ``max_message_bytes`` (reported in
+# GetRuntime's limits; 4 MiB by default): pages, transcript windows and event batches are all
+# cut to fit it. So the default is that default; a runtime configured with more needs the same
+# here. Past it, grpc refuses the message as its length arrives (it is never held), and the
+# call raises MessageTooLarge.
+DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024
+_MIN_RECEIVE_MESSAGE_BYTES = 64 * 1024  # below this, ordinary answers would not fit
+
 _DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
     # Reconnect to a restarted Runtime within ~2 s of its return: grpc's own backoff grows to
     # 120 s, and while it waits every call fails UNAVAILABLE at once (retries included).
     "grpc.initial_reconnect_backoff_ms": 200,
@@ -103,7 +126,9 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
     client certificate (mutual TLS). Any file implies TLS; the files are read and checked here
     (``ValueError`` naming the argument). ``tls`` may also be ready-made
     ``grpc.ChannelCredentials``. ``timeout`` is the deadline of every unary call; subscriptions
-    have none. ``channel_options`` are grpc channel arguments, merged over the client's defaults.
+    have none. ``max_receive_message_bytes`` bounds every answer (default 4 MiB, a runtime's
+    default ``max_message_bytes``; past it a call raises MessageTooLarge and the message is never
+    held). ``channel_options`` are grpc channel arguments, merged over the client's defaults.
     ``retry`` says how unary calls that are safe to repeat (reads, Stop/Delete/Cancel, and
     CreateWorker/SendInput with a ``request_id``) are retried after UNAVAILABLE or
     RUNTIME_DRAINING, e.g. while the Runtime restarts (``NO_RETRY`` turns it off; see
@@ -122,9 +147,11 @@ class RuntimeClient(_bundles.BundleCalls, StreamCalls):
         channel_options: Mapping[str, Any] | Sequence[tuple[str, Any]] = (),
         timeout: float | None = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY,
+        max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
     ) -> None:
         creds = channel_credentials(tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
         options = dict(_DEFAULT_CHANNEL_OPTIONS)
+        options["grpc.max_receive_message_length"] = check_receive_limit(max_receive_message_bytes)
         options.update(channel_options)
         opts = list(options.items())
         if creds is None:

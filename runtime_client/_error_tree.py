@@ -329,6 +329,23 @@ class MemoryBudgetExceeded(ResourceExhausted):
         self._typed(text, wire, limit=limit, held=held, needed=needed)
 
 
+class MessageTooLarge(ResourceExhausted):
+    """A gRPC message of ``size`` bytes was larger than the receiver's ``limit``: for an answer,
+    the client's ``max_receive_message_bytes`` (the message was refused as its length arrived,
+    never held); for a request, the runtime's ``max_message_bytes``. Raised in the caller's
+    process from grpc's own RESOURCE_EXHAUSTED (no runtime sends this reason)."""
+
+    reason = "MESSAGE_TOO_LARGE"
+    size: int
+    limit: int
+
+    def __init__(
+        self, message: str = "", *, size: int = 0, limit: int = 0, **wire: Unpack[Wire]
+    ) -> None:
+        text = message or f"a message of {size} bytes is larger than the limit of {limit} bytes"
+        self._typed(text, wire, size=size, limit=limit)
+
+
 class OutOfRange(RuntimeServiceError):
     reason = "OUT_OF_RANGE"
     code = StatusCode.OUT_OF_RANGE

@@ -11,6 +11,15 @@ One task per runtime, never blocking anything else: every probe has a deadline
    once, e.g. a ``kill -9``), GetRuntime every ``refresh_interval_s`` (load, identity, and a
    half-open connection that never answers), and the worker cache's event stream (lifecycle
    kinds only, from the cache's cursor; CURSOR_EXPIRED / CURSOR_AHEAD → a fresh snapshot).
+   A GetRuntime that misses its deadline or answers STORE_FAILURE is not taken as a lost
+   runtime by itself: GetRuntime is a read of committed state (it waits for the commits in
+   flight, and answers STORE_FAILURE while a failed write is rolled back), so a store whose
+   writer stalls for a few seconds — a slow disk, a long checkpoint — would make a live runtime
+   UNREACHABLE, and every routed call fail fast, for no reason. Health is liveness: the probe
+   then asks ``grpc.health.v1`` Check (answered without touching the store; the store's
+   failure shows there as NOT_SERVING → DRAINING). SERVING keeps the runtime as it is, with
+   its last known load; a check that fails too is a lost connection. An embedded runtime is in
+   this process: a slow GetRuntime is only slow.
 3. a failure → UNREACHABLE (or AUTH_FAILED for a rejected token), then a jittered exponential
    wait (never a fixed delay) and back to 1. After ``recreate_channel_after`` failures in a row
    the remote channel is closed and made anew (a channel wedged on a dead connection is not
@@ -28,7 +37,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runtime_client._models import RuntimeState
+from runtime_client._models import RuntimeInfo, RuntimeState
 from runtime_client._registry_types import RegistryOptions, RuntimeHealth
 from runtime_client._runtime_entry import RuntimeEntry
 from runtime_client._worker_cache import LIFECYCLE_TYPES
@@ -38,6 +47,7 @@ from runtime_client.errors import (
     DeadlineExceeded,
     RuntimeDraining,
     RuntimeServiceError,
+    StoreFailure,
     Unauthenticated,
     Unavailable,
 )
@@ -86,8 +96,9 @@ ClaimId = Callable[[RuntimeEntry, str], str | None]
 class Monitor:
     """Runs one entry's health loop (``run``). ``claim_id(entry, runtime_id)`` asks the registry
     to pin an id on first contact; it returns an error text when another entry holds it.
-    ``watch`` (remote only) opens the health Watch stream and yields SERVING flags; ``recreate``
-    (remote only) closes the channel and makes a new one."""
+    ``watch`` (remote only) opens the health Watch stream and yields SERVING flags; ``check``
+    (remote only) is one health Check (True = SERVING); ``recreate`` (remote only) closes the
+    channel and makes a new one."""
 
     def __init__(
         self,
@@ -96,13 +107,18 @@ class Monitor:
         claim_id: ClaimId,
         *,
         watch: Callable[[], Any] | None = None,
+        check: Callable[[], Awaitable[bool]] | None = None,
         recreate: Callable[[], Awaitable[None]] | None = None,
+        max_receive: int | None = None,
     ) -> None:
         self.entry = entry
         self.options = options
         self._claim_id = claim_id
         self._watch = watch
+        self._check = check
         self._recreate = recreate
+        self._slow = False  # the last GetRuntime probe missed its deadline (logged once)
+        self._max_receive = max_receive  # remote: the largest answer the channel takes
 
     async def run(self) -> None:
         entry, opts = self.entry, self.options
@@ -170,6 +186,17 @@ class Monitor:
             self._verify(info.runtime_id)
             entry.profiles = await entry.probe.list_profiles()
         entry.info = info
+        sends = info.limits.max_message_bytes
+        if self._max_receive is not None and sends > self._max_receive:
+            # its legitimate answers may be refused: the operator's choice, said once a contact
+            log.warning(
+                "runtime %r may answer up to %d bytes (its max_message_bytes), more than "
+                "max_receive_message_bytes (%d): such answers fail with MESSAGE_TOO_LARGE; "
+                "raise max_receive_message_bytes for it if that runtime is trusted",
+                entry.alias,
+                sends,
+                self._max_receive,
+            )
         if not entry.cache.loaded:
             await self._snapshot()
         self._apply_health()
@@ -222,14 +249,40 @@ class Monitor:
                     await entry.poked.wait()
             entry.poked.clear()
             rounds += 1
-            async with asyncio.timeout(opts.probe_timeout_s):
-                info = await entry.probe.get_runtime()
+            info = await self._probe_info()
+            if info is None:
+                continue  # alive, its store slow or failing: keep the last known facts
             self._verify(info.runtime_id)
             entry.info = info
             if rounds % _PROFILES_EVERY == 0:
                 async with asyncio.timeout(opts.probe_timeout_s):
                     entry.profiles = await entry.probe.list_profiles()
             self._apply_health()
+
+    async def _probe_info(self) -> RuntimeInfo | None:
+        """GetRuntime with the probe's deadline; None when it missed it (or answered
+        STORE_FAILURE) while the runtime is alive (see the module doc); raises when it is not."""
+        entry, opts = self.entry, self.options
+        try:
+            async with asyncio.timeout(opts.probe_timeout_s):
+                info = await entry.probe.get_runtime()
+        except (TimeoutError, DeadlineExceeded, StoreFailure) as exc:
+            if self._check is not None:
+                entry.health_serving = await self._check()  # raises when the connection is lost
+                self._apply_health()
+            if not self._slow:
+                self._slow = True
+                log.info(
+                    "runtime %r: GetRuntime %s, but the runtime is alive (health %s): its "
+                    "store is slow or failing; keeping it %s",
+                    entry.alias,
+                    describe(exc, opts.probe_timeout_s),
+                    "SERVING" if entry.health_serving else "NOT_SERVING",
+                    entry.state.value,
+                )
+            return None
+        self._slow = False
+        return info
 
     async def _follow_cache(self) -> None:
         entry = self.entry
@@ -242,8 +295,11 @@ class Monitor:
                 # after_seq=0 means "from the oldest retained", not "after seq 0": if retention
                 # already trimmed events since the (empty) snapshot, they would be skipped
                 # silently — take the snapshot again instead
-                async with asyncio.timeout(self.options.probe_timeout_s):
-                    oldest = (await entry.probe.get_runtime()).oldest_seq
+                info = await self._probe_info()
+                if info is None:
+                    await self._pause(self.options.refresh_interval_s)
+                    continue
+                oldest = info.oldest_seq
                 if oldest > 1:
                     await self._snapshot()
                     continue

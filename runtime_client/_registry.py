@@ -35,7 +35,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from runtime_client._client import RuntimeClient
+from runtime_client._client import RuntimeClient, check_receive_limit
 from runtime_client._handle import RuntimeHandle
 from runtime_client._merged import merged
 from runtime_client._models import Accepted, BusyPolicy, Created, WorkerState
@@ -108,9 +108,11 @@ class RuntimeRegistry:
         token: str | None = None,
         tls: ClientTLS | None = None,
         expected_runtime_id: str | None = None,
+        max_receive_message_bytes: int | None = None,
     ) -> None:
         """A runtime over gRPC at ``target`` (host:port). ``alias`` is a display name (default
-        ``remote-N``); ``expected_runtime_id`` refuses any other runtime at that address."""
+        ``remote-N``); ``expected_runtime_id`` refuses any other runtime at that address;
+        ``max_receive_message_bytes`` bounds its answers (default: the options')."""
         if not target or ":" not in target:
             raise ValueError(f"target: expected host:port, got {target!r}")
         if any(c.target == target for c in self._remotes.values()):
@@ -119,8 +121,16 @@ class RuntimeRegistry:
             channel_credentials(
                 True, ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file
             )
+        if max_receive_message_bytes is not None:
+            check_receive_limit(max_receive_message_bytes)
         n = len(self._remotes) + 1
-        conn = RemoteConnection(target, token=token, tls=tls, options=self._options)
+        conn = RemoteConnection(
+            target,
+            token=token,
+            tls=tls,
+            options=self._options,
+            max_receive_message_bytes=max_receive_message_bytes,
+        )
         # the clients are built in start(), inside the event loop; until then a placeholder
         entry = RuntimeEntry(
             alias=alias or f"remote-{n}",
@@ -153,6 +163,7 @@ class RuntimeRegistry:
                     token=remote.token(f"runtimes[{i}].token_env"),
                     tls=remote.tls,
                     expected_runtime_id=remote.expected_runtime_id,
+                    max_receive_message_bytes=remote.max_receive_message_bytes,
                 )
             except RegistryConfigError:
                 raise
@@ -176,7 +187,13 @@ class RuntimeRegistry:
             else:
                 entry.handle, entry.probe = conn.open()
                 monitor = Monitor(
-                    entry, opts, self._claim_id, watch=conn.watch, recreate=self._recreator(entry)
+                    entry,
+                    opts,
+                    self._claim_id,
+                    watch=conn.watch,
+                    check=conn.check,
+                    recreate=self._recreator(entry),
+                    max_receive=conn.max_receive,
                 )
             self._monitors.append(asyncio.ensure_future(monitor.run()))
         with contextlib.suppress(TimeoutError):

@@ -12,6 +12,7 @@ A Backend keeps it in its own TOML file and hands the parsed tables to
     ca_file = "ca.pem"
     cert_file = "client.pem"           # with key_file: mutual TLS
     key_file = "client.key"
+    max_receive_message_bytes = 4194304  # the largest answer taken from it (default 4 MiB)
 
     [embedded]                         # optional; the Backend builds the embedded runtime from it
     alias = "embedded"
@@ -36,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from runtime_client._client import check_receive_limit
 
 __all__ = [
     "ClientTLS",
@@ -67,6 +70,7 @@ class RemoteRuntimeConfig:
     token_env: str | None = None
     tls: ClientTLS | None = None
     expected_runtime_id: str | None = None
+    max_receive_message_bytes: int | None = None  # None: the registry's default
 
     def token(self, key: str = "token_env") -> str | None:
         """The bearer token from the environment (RegistryConfigError naming ``key`` when the
@@ -96,6 +100,7 @@ _REMOTE_KEYS = frozenset(
         "ca_file",
         "cert_file",
         "key_file",
+        "max_receive_message_bytes",
     }
 )
 _EMBEDDED_KEYS = frozenset({"alias", "config", "data_dir"})
@@ -139,7 +144,14 @@ def _remote(table: Any, where: str, index: int) -> RemoteRuntimeConfig:
     token_env = _str(table, "token_env", where)
     if token_env is not None and not token_env.replace("_", "").isalnum():
         raise RegistryConfigError(f"{where}.token_env: not an environment variable name")
+    max_receive = table.get("max_receive_message_bytes")
+    if max_receive is not None:
+        try:
+            check_receive_limit(max_receive)
+        except ValueError as exc:
+            raise RegistryConfigError(f"{where}.{exc}") from None
     return RemoteRuntimeConfig(
+        max_receive_message_bytes=max_receive,
         target=target,
         alias=_str(table, "alias", where) or f"remote-{index + 1}",
         token_env=token_env,

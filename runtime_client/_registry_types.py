@@ -121,6 +121,9 @@ class RegistryOptions:
     ``auth_probe_max_s``. ``retry_budget_s`` bounds ``create_worker`` / ``send_input`` retries
     (waiting for the runtime to be READY again) when the caller gives no ``timeout``.
     ``subscription_buffer`` items per merged subscription are held before its feeds wait.
+    ``max_receive_message_bytes`` bounds every answer from a remote runtime (unless its config
+    says otherwise; see ``RuntimeClient``): a runtime answering more is UNREACHABLE with
+    MESSAGE_TOO_LARGE, and the answer is never held.
     """
 
     probe_timeout_s: float = 2.0
@@ -135,6 +138,7 @@ class RegistryOptions:
     subscription_buffer: int = 1024
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
+    max_receive_message_bytes: int = 4 * 1024 * 1024  # RuntimeClient's default
 
     def __post_init__(self) -> None:
         for name in (
@@ -154,5 +158,8 @@ class RegistryOptions:
             raise ValueError("RegistryOptions.retry_budget_s must be >= 0")
         if self.recreate_channel_after < 1:
             raise ValueError("RegistryOptions.recreate_channel_after must be >= 1")
+        limit = self.max_receive_message_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 65536 <= limit < 2**31:
+            raise ValueError("RegistryOptions.max_receive_message_bytes must be 65536..2**31-1")
         if self.subscription_buffer < 1:
             raise ValueError("RegistryOptions.subscription_buffer must be >= 1")

@@ -31,9 +31,16 @@ _ROUTED_RETRY = RetryPolicy(max_attempts=3, budget_s=1.0)
 
 class RemoteConnection:
     def __init__(
-        self, target: str, *, token: str | None, tls: ClientTLS | None, options: RegistryOptions
+        self,
+        target: str,
+        *,
+        token: str | None,
+        tls: ClientTLS | None,
+        options: RegistryOptions,
+        max_receive_message_bytes: int | None = None,
     ) -> None:
         self.target = target
+        self.max_receive = max_receive_message_bytes or options.max_receive_message_bytes
         self._token = token
         self._tls = tls
         self._options = options
@@ -57,12 +64,26 @@ class RemoteConnection:
             },
             timeout=opts.call_timeout_s,
             retry=_ROUTED_RETRY,
+            max_receive_message_bytes=self.max_receive,
         )
         probe = RuntimeClient.from_channel(
             client.channel, token=self._token, timeout=opts.probe_timeout_s, retry=NO_RETRY
         )
         self.client, self.probe = client, probe
         return client, probe
+
+    async def check(self) -> bool:
+        """One health check with the probe's deadline (True = SERVING): liveness, answered by the
+        runtime's event loop without reading its store. Health needs no token."""
+        assert self.client is not None
+        stub = health_pb2_grpc.HealthStub(self.client.channel)
+        try:
+            reply = await cast(Any, stub).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=self._options.probe_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def watch(self) -> AsyncIterator[bool]:
         """The overall health status, as it changes (True = SERVING). Health needs no token."""

@@ -36,7 +36,9 @@ its metadata is derived from them; received, they are read from the metadata it 
     │   ├── SubscriberLagging         SUBSCRIBER_LAGGING  (last_seq, buffer)
     │   ├── TooManySubscribers        TOO_MANY_SUBSCRIBERS (limit)
     │   ├── MemoryBudgetExceeded      MEMORY_BUDGET_EXCEEDED (limit, held, needed)
-    │   └── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit)
+    │   ├── TooManyConfigBundles      TOO_MANY_CONFIG_BUNDLES (limit)
+    │   └── MessageTooLarge           MESSAGE_TOO_LARGE   (size, limit) transport: a message past
+    │                                                     the receiver's limit (client-side)
     ├── OutOfRange                    OUT_OF_RANGE
     │   ├── CursorExpired             CURSOR_EXPIRED      (after_seq, oldest_seq)
     │   └── CursorAhead               CURSOR_AHEAD        (after_seq, last_seq)
@@ -72,6 +74,7 @@ client always raises the result ``from`` the grpc error.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -99,6 +102,7 @@ from runtime_client._error_tree import (
     InvalidArgument,
     MalformedRequest,
     MemoryBudgetExceeded,
+    MessageTooLarge,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -148,6 +152,7 @@ __all__ = [
     "InvalidArgument",
     "MalformedRequest",
     "MemoryBudgetExceeded",
+    "MessageTooLarge",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
@@ -309,8 +314,21 @@ def from_rpc_error(exc: Any) -> RuntimeServiceError:
                     break
     if code is StatusCode.UNAVAILABLE and status is None and _UNTRUSTED_MARK in message:
         message = f"{_UNTRUSTED} (grpc: {message})"  # say first what grpc's words mean
+    if code is StatusCode.RESOURCE_EXHAUSTED and status is None:
+        too_large = _TOO_LARGE.search(message)
+        if too_large is not None:  # grpc's own limit, on either side: a typed error
+            size, limit = too_large[1], too_large[2]
+            message = (
+                f"a message of {size} bytes is larger than the limit of {limit} bytes (an "
+                "answer: the client's max_receive_message_bytes; a request: the runtime's "
+                "max_message_bytes)"
+            )
+            reason, metadata = MessageTooLarge.reason, {"size": size, "limit": limit}
     return from_status(code, message, reason, metadata)
 
+
+# grpc's words when a message passes the receiver's max_receive_message_length (either side)
+_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. (\d+)\)")
 
 # A TLS handshake that failed because the server's certificate does not chain to a CA the
 # client trusts: grpc reports it as UNAVAILABLE "failed to connect to all addresses; last error:

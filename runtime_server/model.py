@@ -148,7 +148,7 @@ class TranscriptEntry:
     message: Message
     # The seq of the event that committed it (InputCommitted / MessageCommitted), stamped by the
     # event log when that event is assigned its seq (runtime._transcript_seq); SQLite keeps it
-    # (store._transcript_seqs). 0 = not known: written by a version that did not record it.
+    # (a column of the transcript row). 0 = not known: written by a version that did not record it.
     seq: int = 0
 
 

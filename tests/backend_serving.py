@@ -150,13 +150,17 @@ async def eventually(
 
 
 async def start_backend(
-    tmp_path: Path, config_text: str, extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    config_text: str,
+    extra_env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> BackendProcess:
     config = tmp_path / "backend.toml"
     config.write_text(config_text, encoding="utf-8")
     err_path, out_path = tmp_path / "backend.err", tmp_path / "backend.out"
     argv = [str(PYTHON), "-m", "backend.cli", "serve", "--config", str(config)]
     argv += ["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "backend-data")]
+    argv += extra_args or []
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(  # noqa: ASYNC220 - only forks; the banner wait below polls
             argv, stdout=out, stderr=err, cwd=REPO_ROOT, env={**env(), **(extra_env or {})}
@@ -179,9 +183,11 @@ def backend_config(
     token: bool = False,
     bundles_dir: Path | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    trusted_proxies: tuple[str, ...] = (),
 ) -> str:
     return (
         f'runtime_config = "embedded.toml"\nheartbeat_s = {heartbeat_s}\nmax_input_chars = 2000\n'
+        + (f"trusted_proxies = {list(trusted_proxies)!r}\n" if trusted_proxies else "")
         + ('token_env = "TEST_CONSOLE_TOKEN"\n' if token else "")
         + (f'bundles_dir = "{bundles_dir}"\n' if bundles_dir is not None else "")
         + (f"allowed_hosts = {list(allowed_hosts)!r}\n" if allowed_hosts else "")
@@ -208,6 +214,7 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         bundles_dir: Path | None = None,
         remote_extra: tuple[str, ...] = (),
         allowed_hosts: tuple[str, ...] = (),
+        trusted_proxies: tuple[str, ...] = (),
     ) -> Console:
         token_file = tmp_path / "remote.token"
         token_file.write_text(REMOTE_TOKEN, encoding="utf-8")
@@ -231,7 +238,11 @@ async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[
         backend = await start_backend(
             tmp_path,
             backend_config(
-                remote.port, token=bool(token), bundles_dir=bundles_dir, allowed_hosts=allowed_hosts
+                remote.port,
+                token=bool(token),
+                bundles_dir=bundles_dir,
+                allowed_hosts=allowed_hosts,
+                trusted_proxies=trusted_proxies,
             ),
             {"TEST_REMOTE_TOKEN": REMOTE_TOKEN, "TEST_CONSOLE_TOKEN": token},
         )

@@ -23,6 +23,7 @@ const state = {
   tools: new Map(), // call_id -> row
   run: null, // the run the badge shows
   epoch: 0, // bumped on every attach: late answers of an older attach are ignored
+  sends: 0, // bumped on every send: only the latest one writes the composer's status
 };
 
 function el(tag, cls, text) {
@@ -398,17 +399,22 @@ async function send(ev) {
   if (!state.es) openStream(true); // the tab in use streams, taking a slot if it must
   const { rid, wid } = state.current;
   const status = $("composer-status");
+  const mine = ++state.sends;
   status.textContent = "sending…";
   try {
     const body = JSON.stringify({ text, busy_policy: "REJECT", request_id: crypto.randomUUID() });
     const res = await api(`/api/runtimes/${encodeURIComponent(rid)}/workers/${encodeURIComponent(wid)}/input`,
       { method: "POST", body });
-    input.value = ""; // sent: the draft is done
-    status.textContent = "";
+    // sent: the draft is done — unless another was typed while this answer was on its way
+    // (the run's events can arrive before it), which must not be wiped out
+    if (input.value === text) input.value = "";
+    if (mine === state.sends) status.textContent = "";
     setBadge(res.run);
   } catch (err) {
     // The draft stays in the box: the person can send it again when the worker is free.
-    status.textContent = err.reason === "WORKER_BUSY" ? "busy — the worker is still answering" : err.message;
+    if (mine === state.sends) {
+      status.textContent = err.reason === "WORKER_BUSY" ? "busy — the worker is still answering" : err.message;
+    }
   }
 }
 

@@ -25,7 +25,6 @@ Decisions:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -44,6 +43,7 @@ from runtime_server.runtime._bundle_format import (
 )
 from runtime_server.runtime._paging import decode_token, encode_token, fitting
 from runtime_server.runtime._profiles import ConfigError, Profile
+from runtime_server.runtime._settle import read_failure
 from runtime_server.runtime._storewatch import StoreState
 from runtime_server.runtime._validation import check_len, check_unicode
 from runtime_server.store import (
@@ -106,6 +106,7 @@ class ConfigBundles:
     def load(self, stored: StoredState) -> None:
         """The committed bundles, references and snapshots (at start, and after a store failure)."""
         self._index = {(b.id, b.digest): b for b in stored.config_bundles}
+        self._unflushed = 0  # what is loaded is committed
         self._snapshots = dict(stored.worker_profiles)
         self._profiles = {}
         self.snapshot_bytes = sum(map(snapshot_bytes, self._snapshots.values()))
@@ -340,9 +341,15 @@ class ConfigBundles:
         flush, the references (workers created and deleted) by their seq."""
         rt = self._rt
         changes = self._unflushed
-        if changes and rt._store_watch.state is StoreState.OK:
-            with contextlib.suppress(errors.StoreFailure):
+        if changes:
+            # A failure discards the change this read would show (memory is rolled back by
+            # load(), which clears _unflushed): STORE_FAILURE, never the discarded index (_settle).
+            if rt._store_watch.state is not StoreState.OK:
+                raise read_failure(rt._log.failure if rt._log is not None else None)
+            try:
                 await rt._store.flush()  # every batch written so far
+            except errors.StoreFailure as exc:
+                raise read_failure(exc) from exc
             if self._unflushed == changes:
                 self._unflushed = 0
         await rt._settled(rt._unsettled())

@@ -360,11 +360,16 @@ class RuntimeCore:
 
     def _unsettled(self, worker_id: str = "") -> int:
         """The seq an answer about ``worker_id`` (about the whole Runtime with "") waits for to
-        be committed; 0 = nothing pending (always on the memory store)."""
+        be committed; 0 = nothing pending (always on the memory store); ``_settle.LOST`` = it
+        could show a change a store failure discarded (it answers STORE_FAILURE)."""
         log_ = self._log
         if log_ is None:
             return 0
-        return log_.unsettled(worker_id) if worker_id else log_.unsettled_any()
+        seq = log_.unsettled(worker_id) if worker_id else log_.unsettled_any()
+        # (a failure discarded what memory shows and it is not rolled back yet: LOST, see _settle)
+        if seq or self._store_watch.discarded is None:  # (the common case: one attribute read)
+            return seq
+        return self._store_watch.lost(worker_id)
 
     async def _settled(self, seq: int) -> None:
         """Wait until ``seq`` is committed (skipped while the store fails; see _settle)."""

@@ -162,7 +162,7 @@ class RuntimeQueries(RuntimeCore):
         survives restarts with a persistent store)."""
         check_unicode(page_token=page_token)
         page = self._diagnostics.page(self._page_size(page_size), page_token, self._page_bytes)
-        await self._settled(self._unsettled())  # the ring holds a diagnostic before its commit
+        await self._settled(self._log.unsettled_any() if self._log else 0)  # the ring: _settle
         return page
 
     # --- workers and runs ---
@@ -177,9 +177,8 @@ class RuntimeQueries(RuntimeCore):
             await self._settled(self._unsettled())  # a delete is reported once committed
             raise
         worker = host.snapshot()
-        log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
-        if log_ is not None and log_.changed_seq.get(worker_id, 0) > log_.committed_seq:
-            await self._settled(log_.changed_seq.get(worker_id, 0))
+        if seq := self._unsettled(worker_id):  # (what a store failure discarded too: _settle)
+            await self._settled(seq)
         return worker
 
     async def list_workers(
@@ -248,9 +247,8 @@ class RuntimeQueries(RuntimeCore):
         except errors.RunNotFound:
             await self._settled(self._unsettled())  # a delete is reported once committed
             raise
-        log_ = self._log  # (EventLog.unsettled inlined: this read is hot)
-        if log_ is not None and log_.changed_seq.get(run.worker_id, 0) > log_.committed_seq:
-            await self._settled(log_.changed_seq.get(run.worker_id, 0))
+        if seq := self._unsettled(run.worker_id):  # (what a store failure discarded too: _settle)
+            await self._settled(seq)
         return run
 
     # a timeout parameter (not only asyncio.timeout around the call): RuntimeClient's shape
@@ -259,7 +257,7 @@ class RuntimeQueries(RuntimeCore):
         ``TimeoutError`` after ``timeout``."""
         async with asyncio.timeout(timeout):
             try:
-                return await wait_for_run(self._require_log(), self._get_run, run_id, self._settled)
+                return await wait_for_run(self, run_id)
             except errors.RunNotFound:
                 await self._settled(self._unsettled())  # a delete is reported once committed
                 raise
@@ -297,7 +295,7 @@ class RuntimeQueries(RuntimeCore):
         # Answered once the worker's changes are committed, its cursor never past the committed
         # seq (a crash reuses the others). Idle, its last event is its last batch, committed then;
         # active, the cursor is its newest entry's seq, in that batch or before.
-        if seq := log_.unsettled(worker_id):
+        if seq := self._unsettled(worker_id):
             await self._settled(seq)
         resume = min(resume, log_.committed_seq)
         return TranscriptPage(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from runtime_server import errors
 from runtime_server.model import DiagnosticLevel, RunState, now
+from runtime_server.runtime._settle import LOST
 from runtime_server.store import PutMeta, StoreCorrupt
 
 if TYPE_CHECKING:
@@ -68,6 +69,18 @@ class StoreWatch:
         self._reports = 0  # failure reports since start: an attempt that saw one more failed
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[StoreStateListener] = []
+        # Until memory is rolled back to what is committed (step 3 of the module doc): the
+        # workers whose changes in flight the failure discarded, None when memory is committed.
+        # Reads of them (of the whole Runtime: any) answer STORE_FAILURE meanwhile (_settle).
+        self.discarded: set[str] | None = None
+
+    def lost(self, worker_id: str) -> int:
+        """``_settle.LOST`` if a read of ``worker_id`` (of the whole Runtime with "") could show
+        a change the store discarded and memory is not rolled back yet; else 0."""
+        discarded = self.discarded
+        if discarded is None or (worker_id and worker_id not in discarded):
+            return 0
+        return LOST
 
     def add_listener(self, listener: StoreStateListener) -> None:
         self._listeners.append(listener)
@@ -84,8 +97,16 @@ class StoreWatch:
         """The store's failure listener (on the loop)."""
         rt = self._rt
         self._reports += 1
-        if rt._log is not None:
-            rt._log.fail(error)
+        log_ = rt._log
+        if log_ is not None:
+            # what memory shows beyond the committed seq is discarded: remember whose it is
+            # before the log forgets (the whole Runtime's reads are refused whenever this is set)
+            discarded = self.discarded if self.discarded is not None else set()
+            committed = log_.committed_seq
+            discarded.update(w for w, seq in log_.changed_seq.items() if seq > committed)
+            if log_.unsettled_any() or discarded:
+                self.discarded = discarded
+            log_.fail(error)
         was = self.state
         self.state = StoreState.DAMAGED if isinstance(error, StoreCorrupt) else StoreState.FAILING
         self.error = error.message
@@ -152,6 +173,7 @@ class StoreWatch:
                     continue
                 rt._reset_state()
                 tails = rt._load(stored)
+                self.discarded = None  # memory is what is committed: reads answer again
                 if self.state is StoreState.DAMAGED:
                     return  # memory is what the file has; it is not written to again
                 try:

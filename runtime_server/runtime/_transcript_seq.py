@@ -10,7 +10,7 @@ close that gap:
   object is shared by the worker's transcript window, the event payload and the store mutation;
   ``stamp`` sets the seq once, in ``EventLog.append``, while the entry is still private to that
   synchronous call chain (before the store write and before any subscriber or reader can see it).
-  SQLite keeps it beside the entry (``store._transcript_seqs``), so it survives a restart; an
+  SQLite keeps it in the entry's row (a column of ``transcript``), so it survives a restart; an
   entry written by a version that did not record it reads back with 0.
 - ``resume_after_seq`` (``resume_cursor``): when the worker has an active run, the seq of its
   newest transcript entry (the run's input or its last committed message), so a subscriber gets

@@ -11,7 +11,8 @@ Threads and who owns what::
 
 Modules: this one is the loop side (the Store protocol, flush waiters, failure reports, close);
 ``_sqlite_writer`` the writer and checkpointer threads; ``_sqlite_schema`` the file format (tables,
-versions, start-up checks, the lock, migrations); ``_sqlite_reads`` the reads.
+versions, start-up checks, the lock, migrations); ``_sqlite_reads`` the reads; ``_sqlite_chunks``
+the event log's rows and their reads.
 
 ``write()`` only validates and enqueues, so the loop never waits for the disk. The writer takes
 everything queued meanwhile and commits it in one transaction (group commit: one WAL sync serves
@@ -43,17 +44,18 @@ quick_check``, the schema and codec versions, and the seq high-water mark (see `
 which catches a WAL that lost committed transactions.
 
 Retention runs on the writer every ``retention_interval`` seconds, in transactions of its own of at
-most ``RETENTION_CHUNK`` deleted events (a larger excess continues at once, a chunk per writer pass,
+most ``RETENTION_CHUNK`` trimmed events (a larger excess continues at once, a chunk per writer pass,
 with the batches queued meanwhile committed in between); it trims by count (exact: the count is
-kept in ``meta``) and by age, and never deletes the newest event.
+kept in ``meta``) and by age, and never deletes the newest event. It moves the log's floor (the
+oldest readable seq) and deletes the event chunks wholly below it (``_sqlite_chunks``).
 
 One store per file: ``open()`` takes an exclusive ``flock`` on ``<file>.lock`` (released by
 ``close()`` or the death of the process).
 
-``open()`` never scans the events table: ``last_seq`` and the event count live in ``meta`` (written
+``open()`` never scans the event log: ``last_seq`` and the event count live in ``meta`` (written
 every ``COUNTERS_EVERY`` events, completed at open from the events after them: see
-``_sqlite_counters``), the oldest seq is one primary-key lookup; only workers, runs, transcripts
-and idempotency keys are read.
+``_sqlite_counters``), the oldest seq is read from the first rows above the floor; only workers,
+runs, transcripts and idempotency keys are read.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ from typing import Any, TypeVar
 from runtime_server.model import Diagnostic, Event, TranscriptEntry
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_chunks as chunks
 from runtime_server.store import _sqlite_reads as reads
 from runtime_server.store import _sqlite_schema as schema
 from runtime_server.store._backlog import DEFAULT_MAX_WRITE_BACKLOG, BacklogBound, WriteBacklog
@@ -251,9 +254,9 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         self._read_pool_or_raise()
         if limit <= 0:
             return []
-        return await self._read(reads.read_events, after_seq, limit, worker_id)
+        return await self._read(chunks.read_events, after_seq, limit, worker_id, self._oldest)
 
-    def oldest_seq(self) -> int:
+    def oldest_seq(self) -> int:  # (reads filter below it: _sqlite_chunks)
         return self._oldest
 
     async def read_diagnostics(self) -> list[tuple[int, Diagnostic]]:
@@ -376,7 +379,7 @@ class SqliteStore(WriterThreads, BacklogBound, HandOver):
         meta = schema.prepare(conn, self.path, new_runtime_id, self._seq_floor, _WAL_SIZE_LIMIT)
         self._last_seq = int(meta["last_seq"])
         self._event_count = int(meta["event_count"])
-        self._oldest = int(conn.execute("SELECT min(seq) FROM events").fetchone()[0] or 0)
+        self._oldest = chunks.oldest(conn, chunks.floor_of(meta))
         return reads.load_state(conn, meta)
 
     # --- loop-side callbacks --------------------------------------------------------------------

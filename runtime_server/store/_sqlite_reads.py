@@ -2,11 +2,11 @@
 summary: the Runtime never has to hold a whole transcript in memory), events, diagnostics, and
 the on-demand reads of transcripts and run inputs.
 
-Run inputs live in their own table, ``run_inputs``, created with ``CREATE TABLE IF NOT EXISTS`` on
-every open (so a v1 file made before it gains it; no schema version change): a run's record is
-rewritten without its text once the run has started (the Runtime keeps runs as metadata only),
-and the text must survive that. For runs written before the table existed, the text is read from
-the run record's body.
+A run's input text has its own row in ``run_inputs`` (keyed by worker and run since schema
+version 2; version 1 keyed it by run, with an index by worker): a run's record is rewritten
+without its text once the run has started (the Runtime keeps runs as metadata only), and the text
+must survive that. For runs written before the table existed, the text is read from the run
+record's body. Events: ``_sqlite_chunks``.
 """
 
 from __future__ import annotations
@@ -15,44 +15,14 @@ import sqlite3
 from typing import Any
 
 from engine import Role
-from runtime_server.model import Diagnostic, Event, Run, TranscriptEntry
+from runtime_server.model import Diagnostic, TranscriptEntry
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
 from runtime_server.store import _sqlite_counters as counters
-from runtime_server.store import _transcript_seqs as seqs
 from runtime_server.store._protocol import PutRequestKey, StoredState
 
-RUN_INPUTS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL,"
-    " text TEXT NOT NULL) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS run_inputs_by_worker ON run_inputs (worker_id)",
-)
-
-
-def create_tables(conn: sqlite3.Connection) -> None:
-    for statement in RUN_INPUTS_SCHEMA:
-        conn.execute(statement)
-
-
-PUT_RUN_INPUT = "INSERT OR REPLACE INTO run_inputs (run_id, worker_id, text) VALUES (?, ?, ?)"
-DELETE_RUN_INPUTS = "DELETE FROM run_inputs WHERE worker_id = ?"
-
-
-def run_input_row(run: Run) -> tuple[str, str, str | bytes] | None:
-    """:data:`PUT_RUN_INPUT`'s parameters for ``run`` (None: it has no input text)."""
-    text = run.input_text
-    if not text:
-        return None
-    value: str | bytes = text
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            # A lone surrogate (the Runtime refuses them on input, but the store must not depend
-            # on it): sqlite3 cannot bind such a str, and a failed transaction fails the whole
-            # store. Kept as UTF-8 bytes with surrogatepass, as event bodies are.
-            value = text.encode("utf-8", "surrogatepass")
-    return (run.run_id, run.worker_id, value)
+# The transcript columns _entry decodes (seq NULL: not known).
+_TRANSCRIPT = "SELECT idx, run_id, created_at, body, seq FROM transcript"
 
 
 def _entry(worker_id: str, row: tuple[int, str, float, bytes, int | None]) -> TranscriptEntry:
@@ -83,7 +53,7 @@ def load_transcript_summary(
     for wid in lengths:
         tail: list[TranscriptEntry] = []
         for row in conn.execute(
-            seqs.SELECT + " WHERE t.worker_id = ? ORDER BY t.idx DESC",
+            _TRANSCRIPT + " WHERE worker_id = ? ORDER BY idx DESC",
             (wid,),
         ):
             entry = _entry(wid, row)
@@ -99,19 +69,24 @@ def read_transcript(
     conn: sqlite3.Connection, worker_id: str, start: int, limit: int
 ) -> list[TranscriptEntry]:
     rows = conn.execute(
-        seqs.SELECT + " WHERE t.worker_id = ? AND t.idx >= ? ORDER BY t.idx LIMIT ?",
+        _TRANSCRIPT + " WHERE worker_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
         (worker_id, start, limit),
     )
     return [_entry(worker_id, row) for row in rows]
 
 
 def read_run_input(conn: sqlite3.Connection, run_id: str) -> str | None:
-    row = conn.execute("SELECT text FROM run_inputs WHERE run_id = ?", (run_id,)).fetchone()
-    if row is not None:
-        value = row[0]
-        return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
-    row = conn.execute("SELECT body FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else codec.decode_run(row[0]).input_text
+    row = conn.execute(
+        "SELECT r.body, i.text FROM runs AS r LEFT JOIN run_inputs AS i"
+        " ON i.worker_id = r.worker_id AND i.run_id = r.run_id WHERE r.run_id = ?",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    body, value = row
+    if value is None:
+        return codec.decode_run(body).input_text  # (written before run_inputs existed)
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
 
 
 def load_state(conn: sqlite3.Connection, meta: dict[str, Any]) -> StoredState:
@@ -160,24 +135,3 @@ def read_diagnostics(conn: sqlite3.Connection) -> list[tuple[int, Diagnostic]]:
         assert isinstance(diag, Diagnostic)
         out.append((number, diag))
     return out
-
-
-def read_events(
-    conn: sqlite3.Connection, after_seq: int, limit: int, worker_id: str
-) -> list[Event]:
-    if worker_id:
-        cursor = conn.execute(
-            "SELECT seq, time, worker_id, run_id, kind, body FROM events"
-            " WHERE worker_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (worker_id, after_seq, limit),
-        )
-    else:
-        cursor = conn.execute(
-            "SELECT seq, time, worker_id, run_id, kind, body FROM events"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        )
-    return [
-        Event(seq, t, wid, rid, codec.decode_payload(kind, body))
-        for seq, t, wid, rid, kind, body in cursor
-    ]

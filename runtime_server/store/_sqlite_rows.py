@@ -7,8 +7,10 @@ so a transaction writes each fact once:
 * **Encoded once.** A run's record is in its event (``RunStarted``, ``RunFinished``) and in the
   ``PutRun`` written with it — the same object: its JSON is built once per transaction
   (``Memo``), and the runs table's form (without the input text) needs no copy of the run.
-* **Few statements.** Events are inserted many rows to a statement (:func:`event_statements`),
-  and the puts of many rows of one table go in one ``executemany`` (:class:`Statements`).
+* **Events as chunks.** A transaction's events become one row per worker (:func:`chunk_rows`,
+  the format in ``_sqlite_chunks``), each body built as one text and encoded once, inserted in
+  one statement (:func:`chunk_statements`); the puts of many rows of one table go in one
+  ``executemany`` (:class:`Statements`).
 * **Encoded before the transaction.** :func:`plan` encodes every value first, so the writer's
   Python work is one stretch under the GIL rather than a slice between every two statements
   (each statement's step releases the GIL, and retaking it can wait for the busy loop).
@@ -27,7 +29,7 @@ Atomicity is the transaction's: nothing here changes what a committed transactio
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from engine import Message
@@ -50,9 +52,8 @@ from runtime_server.model import (
 )
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_chunks as chunks
 from runtime_server.store import _sqlite_json as fast
-from runtime_server.store import _sqlite_reads as reads
-from runtime_server.store import _transcript_seqs as transcript_seqs
 from runtime_server.store._protocol import (
     AppendTranscript,
     DeleteWorkerData,
@@ -64,15 +65,15 @@ from runtime_server.store._protocol import (
     PutWorker,
 )
 
-EventRow = tuple[int, float, str, str, str, bytes | bytearray]
+ChunkRow = tuple[int, int, str, int, bytearray]
 
 Memo = dict[int, str]
 """Run and message JSON already encoded in this transaction, by ``id()`` of the run (positive
 keys) or message (negative): valid only while every object it saw is alive (the batches being
 committed hold them)."""
 
-_STATE_CHANGES: dict[tuple[WorkerState, WorkerState], bytearray] = {
-    (a, b): bytearray(codec.encode_payload(WorkerStateChanged(a, b))[1])
+_STATE_CHANGES: dict[tuple[WorkerState, WorkerState], str] = {
+    (a, b): codec._dumps_text(codec._PAYLOADS["worker_state_changed"][1](WorkerStateChanged(a, b)))
     for a in WorkerState
     for b in WorkerState
 }
@@ -87,33 +88,32 @@ _RUN_KINDS: dict[type[Any], str] = {
 }
 
 
-def encode_payload(payload: Payload, memo: Memo) -> tuple[str, bytes | bytearray]:
-    """``codec.encode_payload``, with shortcuts that write the very bytes it writes (tests pin
-    that): text deltas, worker state changes and usage without building a dict, a run's JSON
-    once per transaction (``_sqlite_json``), and every body as a ``bytearray`` (see there)."""
+def payload_json(payload: Payload, memo: Memo) -> tuple[str, str]:
+    """``codec.encode_payload`` as text, with shortcuts that write the very text it writes
+    (tests pin that): text deltas, worker state changes and usage without building a dict, and a
+    run's JSON once per transaction (``_sqlite_json``)."""
     cls = payload.__class__
-    if cls is TextDelta:
-        return "text_delta", _text_body(payload.text)  # type: ignore[union-attr]
-    if cls is ReasoningDelta:
-        return "reasoning_delta", _text_body(payload.text)  # type: ignore[union-attr]
+    if cls is TextDelta or cls is ReasoningDelta:
+        text = codec._encode_str(payload.text)  # type: ignore[union-attr]
+        return ("text_delta" if cls is TextDelta else "reasoning_delta"), '{"text":' + text + "}"
     if cls is WorkerStateChanged:
         p: WorkerStateChanged = payload  # type: ignore[assignment]
         return "worker_state_changed", _STATE_CHANGES[p.previous, p.state]
     kind = _RUN_KINDS.get(cls)
     if kind is not None:
-        run_json = _run_json(payload.run, memo, True)  # type: ignore[union-attr]
-        return kind, fast.blob(f'{{"run":{run_json}}}')
+        return kind, '{"run":' + _run_json(payload.run, memo, True) + "}"  # type: ignore[union-attr]
     if cls is InputCommitted or cls is MessageCommitted:
         e: TranscriptEntry = payload.entry  # type: ignore[union-attr]
-        body = f'{{"entry":{fast.entry_json(e, _message_json(e.message, memo))}}}'
-        return _ENTRY_KINDS[cls], fast.blob(body)
+        entry = fast.entry_json(e, _message_json(e.message, memo))
+        return _ENTRY_KINDS[cls], '{"entry":' + entry + "}"
     if cls is UsageReported:
         usage = fast.usage_json(payload.usage) or "{}"  # type: ignore[union-attr]
-        return "usage_reported", fast.blob('{"usage":' + usage + "}")
+        return "usage_reported", '{"usage":' + usage + "}"
     kind = codec._KIND_OF.get(cls)
     if kind is None:
-        return codec.encode_payload(payload)  # (raises CodecError)
-    return kind, fast.blob(codec._dumps_text(codec._PAYLOADS[kind][1](payload)))
+        kind, body = codec.encode_payload(payload)  # (raises CodecError)
+        return kind, body.decode("utf-8", "surrogatepass")
+    return kind, codec._dumps_text(codec._PAYLOADS[kind][1](payload))
 
 
 def encode_run(run: Run, memo: Memo | None, *, with_input: bool = True) -> bytearray:
@@ -121,10 +121,6 @@ def encode_run(run: Run, memo: Memo | None, *, with_input: bool = True) -> bytea
     if memo is None:
         return fast.blob(fast.run_json(run, with_input=with_input))
     return fast.blob(_run_json(run, memo, with_input))
-
-
-def _text_body(text: str) -> bytearray:
-    return fast.blob('{"text":' + codec._encode_str(text) + "}")
 
 
 def _run_json(run: Run, memo: Memo, with_input: bool) -> str:
@@ -136,35 +132,64 @@ def _run_json(run: Run, memo: Memo, with_input: bool) -> str:
     return text
 
 
-def event_rows(events: Iterable[Event], memo: Memo) -> list[EventRow]:
-    rows: list[EventRow] = []
+def chunk_rows(events: Sequence[Event], memo: Memo) -> list[ChunkRow]:
+    """One transaction's events (in seq order) as ``event_chunks`` rows (``_sqlite_chunks``): one
+    per worker (a worker's stretch longer than ``CHUNK_MAX_EVENTS`` split), in ``last_seq``
+    order, each body encoded once."""
+    if not events:
+        return []
+    tx_first = events[0].seq
+    groups: dict[str, list[Event]] = {}
     for e in events:
-        kind, body = encode_payload(e.payload, memo)
-        rows.append((e.seq, e.time, e.worker_id, e.run_id, kind, body))
+        group = groups.get(e.worker_id)
+        if group is None:
+            groups[e.worker_id] = [e]
+        else:
+            group.append(e)
+    rows: list[ChunkRow] = []
+    limit = chunks.CHUNK_MAX_EVENTS
+    for worker_id, group in groups.items():
+        for i in range(0, len(group), limit):
+            part = group[i : i + limit] if len(group) > limit else group
+            items: list[str] = []
+            run_id = ""
+            for e in part:
+                kind, body = payload_json(e.payload, memo)
+                if e.run_id == run_id:
+                    items.append(f'["{kind}",{body}]')
+                else:
+                    run_id = e.run_id
+                    items.append(f'["{kind}",{body},{codec._encode_str(run_id)}]')
+            packed = chunks.pack([e.seq for e in part], [e.time for e in part], items)
+            rows.append((part[-1].seq, tx_first, worker_id, len(part), packed))
+    if len(rows) > 1:
+        rows.sort(key=_last_seq)
     return rows
 
 
-# Events go in with multi-row INSERTs of exactly the rows at hand, up to _MAX_ROWS a statement:
+def _last_seq(row: ChunkRow) -> int:
+    return row[0]
+
+
+# Chunks go in with multi-row INSERTs of exactly the rows at hand, up to _MAX_ROWS a statement:
 # one statement step per transaction for a typical one (each execute releases and retakes the GIL
 # around its reset and step, which the busy event loop holds, and costs its own binding work). A
-# statement per row count up to _MAX_ROWS: 65 in the connection's statement cache (128 by
-# default; the writer's other statements are ~25). Power-of-two groups (at most 7 statements)
-# took 2-3 statements for a 10-word run's 13 events: 2.4% more of the writer's instructions per
-# sequential run (callgrind, a replay of recorded transactions).
-_MAX_ROWS = 64
-_INSERT_EVENTS = [
-    "INSERT INTO events VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * n)
+# statement per row count up to _MAX_ROWS (in the connection's statement cache, 128 by default;
+# the writer's other statements are ~25).
+_MAX_ROWS = 32
+_INSERT_CHUNKS = [
+    "INSERT INTO event_chunks VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * n)
     for n in range(_MAX_ROWS + 1)
 ]
 
 
-def event_statements(rows: Sequence[EventRow]) -> list[tuple[str, list[Any]]]:
+def chunk_statements(rows: Sequence[ChunkRow]) -> list[tuple[str, list[Any]]]:
     """``rows`` (in seq order) as INSERTs of ``_MAX_ROWS`` rows and one of the rest."""
     out: list[tuple[str, list[Any]]] = []
     i, n = 0, len(rows)
     while i < n:
         size = min(_MAX_ROWS, n - i)
-        out.append((_INSERT_EVENTS[size], [value for row in rows[i : i + size] for value in row]))
+        out.append((_INSERT_CHUNKS[size], [value for row in rows[i : i + size] for value in row]))
         i += size
     return out
 
@@ -198,11 +223,16 @@ _PUT_RUN = (
     "INSERT INTO runs (run_id, worker_id, body) VALUES (?, ?, ?)"
     " ON CONFLICT (run_id) DO UPDATE SET body = excluded.body"
 )
+# A run's input text has a row of its own, written only by the puts that carry it: a text in the
+# run's record would be rewritten with it at every put (a long input: its whole overflow chain).
+# Keyed by worker first, so deleting a worker's is a range of the primary key (no index).
+_PUT_RUN_INPUT = "INSERT OR REPLACE INTO run_inputs (worker_id, run_id, text) VALUES (?, ?, ?)"
 _PUT_WORKER = "INSERT OR REPLACE INTO workers (worker_id, body) VALUES (?, ?)"
 _PUT_TRANSCRIPT = (
-    # REPLACE, not INSERT: writing the entry at an index again states the same fact.
-    "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body)"
-    " VALUES (?, ?, ?, ?, ?)"
+    # REPLACE, not INSERT: writing the entry at an index again states the same fact. ``seq``:
+    # the seq of the event that committed the entry (NULL: not known).
+    "INSERT OR REPLACE INTO transcript (worker_id, idx, run_id, created_at, body, seq)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -263,9 +293,19 @@ def _message_json(message: Message, memo: Memo | None) -> str:
 
 
 def _put_run_input(out: Statements, run: Run) -> None:
-    row = reads.run_input_row(run)  # its own row: kept when the record is rewritten
-    if row is not None:
-        out.add("run_inputs", reads.PUT_RUN_INPUT, row)
+    text = run.input_text
+    if not text:
+        return
+    value: str | bytes = text
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (the Runtime refuses them on input, but the store must not depend
+            # on it): sqlite3 cannot bind such a str, and a failed transaction fails the whole
+            # store. Kept as UTF-8 bytes with surrogatepass, as event bodies are.
+            value = text.encode("utf-8", "surrogatepass")
+    out.add("run_inputs", _PUT_RUN_INPUT, (run.worker_id, run.run_id, value))
 
 
 def add(out: Statements, mutation: Mutation, memo: Memo | None = None) -> None:
@@ -280,10 +320,11 @@ def add(out: Statements, mutation: Mutation, memo: Memo | None = None) -> None:
     elif cls is AppendTranscript:
         e = mutation.entry  # type: ignore[union-attr]
         body = fast.blob(_message_json(e.message, memo))
-        out.add("transcript", _PUT_TRANSCRIPT, (e.worker_id, e.index, e.run_id, e.created_at, body))
-        seq_row = transcript_seqs.row(e)
-        if seq_row is not None:
-            out.add("transcript_seq", transcript_seqs.PUT, seq_row)
+        out.add(
+            "transcript",
+            _PUT_TRANSCRIPT,
+            (e.worker_id, e.index, e.run_id, e.created_at, body, e.seq or None),
+        )
     elif bundle_rows.statements(out.add, mutation):  # config bundles and profile snapshots
         return
     elif isinstance(mutation, DeleteWorkerData):
@@ -291,8 +332,7 @@ def add(out: Statements, mutation: Mutation, memo: Memo | None = None) -> None:
         out.add("workers", "DELETE FROM workers WHERE worker_id = ?", wid)
         out.add("runs", "DELETE FROM runs WHERE worker_id = ?", wid)
         out.add("transcript", "DELETE FROM transcript WHERE worker_id = ?", wid)
-        out.add("transcript_seq", transcript_seqs.DELETE, wid)
-        out.add("run_inputs", reads.DELETE_RUN_INPUTS, wid)
+        out.add("run_inputs", "DELETE FROM run_inputs WHERE worker_id = ?", wid)
         # Only the worker's own keys: "create" keys stay, as they do in the Runtime's memory.
         out.add("request_keys", "DELETE FROM request_keys WHERE scope = ?", wid)
     elif isinstance(mutation, PutRequestKey):

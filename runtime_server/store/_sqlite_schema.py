@@ -5,8 +5,12 @@ Versioning: ``meta.schema_version`` is the version of the tables (:data:`SCHEMA_
 ``meta.codec_version`` that of the encoded rows (``_codec``). A file newer than this build is
 refused, never opened. A file older than this build is migrated, step by step, by
 :data:`MIGRATIONS` inside the opening transaction — never reset. Tables added without a version
-bump (``CREATE TABLE IF NOT EXISTS``, :data:`ADDED_TABLES` and ``_sqlite_reads``) are created on
+bump (``CREATE TABLE IF NOT EXISTS``, :data:`ADDED_TABLES` and ``_sqlite_bundles``) are created on
 every open, so a file made before them gains them.
+
+A file of this version is refused by a build that supports only an older one (version 1: the
+builds before ``event_chunks``): opening it there names the newer version, and nothing is
+written to it.
 """
 
 from __future__ import annotations
@@ -22,50 +26,50 @@ from typing import Any
 
 from runtime_server.store import _codec as codec
 from runtime_server.store import _sqlite_bundles as bundle_rows
+from runtime_server.store import _sqlite_chunks as chunks
 from runtime_server.store import _sqlite_counters as counters
-from runtime_server.store import _sqlite_reads as reads
-from runtime_server.store import _transcript_seqs as transcript_seqs
+from runtime_server.store import _sqlite_migrate as migrate
 from runtime_server.store._errors import StoreOpenError
 from runtime_server.store._integrity import check_seq, quick_check
 from runtime_server.store._sqlite_counters import COUNTERS_EVERY as COUNTERS_EVERY  # (lag bound)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""Bump on any change to the tables; add a migration from every older version (never a reset)."""
+SCHEMA_VERSION = 2
+"""Bump on any change to the tables; add a migration from every older version (never a reset).
+Version 2: events as chunks (``_sqlite_chunks``), each transcript entry's seq a column of
+``transcript``, ``run_inputs`` keyed by worker (no index of its own; ``_sqlite_migrate``)."""
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-    "CREATE TABLE events (seq INTEGER PRIMARY KEY, time REAL NOT NULL, worker_id TEXT NOT NULL,"
-    " run_id TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL)",
-    "CREATE INDEX events_by_worker ON events (worker_id, seq)",
+    *chunks.SCHEMA,
     "CREATE TABLE workers (worker_id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID",
     "CREATE TABLE runs (run_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL, body BLOB NOT NULL)"
     " WITHOUT ROWID",
     "CREATE INDEX runs_by_worker ON runs (worker_id)",
     "CREATE TABLE transcript (worker_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL,"
-    " created_at REAL NOT NULL, body BLOB NOT NULL, PRIMARY KEY (worker_id, idx)) WITHOUT ROWID",
+    " created_at REAL NOT NULL, body BLOB NOT NULL, seq INTEGER, PRIMARY KEY (worker_id, idx))"
+    " WITHOUT ROWID",
+    migrate.RUN_INPUTS,
     "CREATE TABLE request_keys (scope TEXT NOT NULL, request_id TEXT NOT NULL,"
     " fingerprint TEXT NOT NULL, result TEXT NOT NULL, seq INTEGER NOT NULL,"
     " PRIMARY KEY (scope, request_id)) WITHOUT ROWID",
 )
 
-# Tables added after schema version 1, created on every open (so a v1 file gains them): the
-# diagnostics ring (PutDiagnostic; bounded by each write's ``keep``).
+# Tables added without a version bump, created on every open (so a file made before them gains
+# them): the diagnostics ring (PutDiagnostic; bounded by each write's ``keep``).
 ADDED_TABLES = (
     "CREATE TABLE IF NOT EXISTS diagnostics (number INTEGER PRIMARY KEY, body BLOB NOT NULL)",
-    transcript_seqs.SCHEMA,  # each transcript entry's committing seq
 )
 
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: migrate.v1_to_v2}
 """``MIGRATIONS[n]`` turns a version-``n`` file into version ``n + 1`` (inside the opening
-transaction; :func:`create_or_migrate` then records the new version). Empty while
-:data:`SCHEMA_VERSION` is 1; a bump without its migration fails the store's tests."""
+transaction; :func:`create_or_migrate` then records the new version)."""
 
 
 @contextlib.contextmanager
@@ -222,7 +226,6 @@ def create_or_migrate(conn: sqlite3.Connection, new_runtime_id: str) -> None:
             _migrate(conn)
         for statement in ADDED_TABLES:
             conn.execute(statement)
-        reads.create_tables(conn)  # on every open: a file made before them gains them
         bundle_rows.create_tables(conn)  # config bundles and profile snapshots, likewise
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runtime_server.model import Event, now
+from runtime_server.store import _sqlite_chunks as chunks
 from runtime_server.store import _sqlite_counters as counters
 from runtime_server.store import _sqlite_rows as row_rules
 from runtime_server.store._errors import StoreCorrupt
@@ -78,7 +79,9 @@ _MIN_FREE_BYTES = 1 << 20
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     """Counters of the writer, for diagnostics and tests (``batches / transactions`` is the
-    group-commit factor; ``checkpoints`` counts the checkpointer's passes)."""
+    group-commit factor; ``checkpoints`` counts the checkpointer's passes; ``events_deleted``
+    the events retention took out of the readable log, some of which may stay in the file,
+    hidden below the floor, until their chunk goes: ``_sqlite_chunks``)."""
 
     transactions: int = 0
     batches: int = 0
@@ -250,14 +253,15 @@ class WriterThreads:
         assert conn is not None
         # Everything is encoded before BEGIN (see _sqlite_rows): the SQL below runs back to back.
         memo: row_rules.Memo = {}  # runs encoded once per transaction (see _sqlite_rows)
-        rows = row_rules.event_rows([e for _, events, _ in batches for e in events], memo)
+        events = [e for _, evs, _ in batches for e in evs]
+        rows = row_rules.chunk_rows(events, memo)  # one row per worker (_sqlite_chunks)
         mutations = [m for _, _, ms in batches for m in ms]
         statements = row_rules.plan(mutations, memo) if mutations else None
-        inserts = row_rules.event_statements(rows)
-        count = self._event_count + len(rows)
+        inserts = row_rules.chunk_statements(rows)
+        count = self._event_count + len(events)
         # meta's counters only every COUNTERS_EVERY events (one page less per commit; see
         # _sqlite_counters for why the rows may lag and how open() completes them)
-        uncounted = self._uncounted + len(rows)
+        uncounted = self._uncounted + len(events)
         execute = conn.execute
         execute("BEGIN IMMEDIATE")
         try:
@@ -278,7 +282,7 @@ class WriterThreads:
             self._last_seq, self._event_count = rows[-1][0], count
             self._uncounted = uncounted
             if not self._oldest:
-                self._oldest = rows[0][0]
+                self._oldest = rows[0][1]  # (the transaction's first seq)
             # The mark goes up before the seq is reported: every seq a client sees is below it.
             error = self._mark.write(self._last_seq)
             if error is not None:
@@ -288,11 +292,11 @@ class WriterThreads:
         counts = self._counts  # plain ints: a StoreStats copy per commit cost ~10 µs
         counts[0] += 1
         counts[1] += len(batches)
-        counts[2] += len(rows)
+        counts[2] += len(events)
         if not self._checkpoint_wanted.is_set():  # (a plain read; set() takes a lock)
             self._checkpoint_wanted.set()
         self._wal_bytes += (
-            sum([len(row[5]) for row in rows])
+            sum([len(row[4]) for row in rows])
             + _ROW_BYTES * (len(rows) + len(mutations))
             + _TRANSACTION_BYTES
         )
@@ -303,7 +307,11 @@ class WriterThreads:
     def _apply_retention(self) -> bool:
         """Trim by count and age, at most ``_retention_chunk`` events per call, in a transaction
         of its own (see ``RETENTION_CHUNK``). True when the chunk's bound stopped it: more may be
-        due, and the writer's next pass continues at once."""
+        due, and the writer's next pass continues at once.
+
+        Exact in events, as in version 1: the cut is an event's seq found from the chunks'
+        headers, and it becomes the floor (``_sqlite_chunks``); rows wholly below it are deleted,
+        the events below it in a row that straddles it are hidden by every read."""
         conn = self._conn
         assert conn is not None
         excess = self._event_count - self._retention_events
@@ -311,44 +319,41 @@ class WriterThreads:
             return False
         oldest = self._oldest
         chunk = self._retention_chunk
+        # The next chunk + 1 readable events, in seq order (headers only).
+        ahead = chunks.scan(conn, oldest - 1, chunk + 1)
         # The furthest this call may cut: ``chunk`` events past the oldest, and never the newest.
-        row = conn.execute(
-            "SELECT seq FROM events WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?", (oldest, chunk)
-        ).fetchone()
-        bound = row[0] if row else self._last_seq
+        bound = ahead[chunk][0] if len(ahead) > chunk else self._last_seq
         cutoff = oldest  # the new oldest seq; everything below it goes
         if excess >= chunk:
             cutoff = bound
         elif excess > 0:
-            row = conn.execute(
-                "SELECT seq FROM events WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
-                (oldest, excess),
-            ).fetchone()
-            cutoff = max(cutoff, row[0] if row else self._last_seq)
+            cutoff = max(cutoff, ahead[excess][0] if len(ahead) > excess else self._last_seq)
         if self._retention_seconds > 0 and cutoff < bound:
-            # seq order is time order (give or take clock steps), so the scan stops at the first
-            # young event: its cost is the number of expired events (at most a chunk).
-            row = conn.execute(
-                "SELECT seq FROM events WHERE seq >= ? AND seq < ? AND time >= ? ORDER BY seq"
-                " LIMIT 1",
-                (cutoff, bound, now() - self._retention_seconds),
-            ).fetchone()
-            cutoff = row[0] if row else bound
+            # seq order is time order (give or take clock steps): the first young event at or
+            # after the cut ends the expired ones.
+            horizon = now() - self._retention_seconds
+            cutoff = next(
+                (seq for seq, t in ahead if cutoff <= seq < bound and t >= horizon), bound
+            )
         cutoff = min(cutoff, bound)
         if cutoff <= oldest:
             return False
+        removed = sum(1 for seq, _ in ahead if seq < cutoff)  # (every readable event below it)
         # Raise the visible bound first: a reader that checked oldest_seq() may then find a few
         # more events than promised, never fewer.
         self._oldest = cutoff
         with _transaction(conn):
-            deleted = conn.execute("DELETE FROM events WHERE seq < ?", (cutoff,)).rowcount
-            count = self._event_count - deleted
-            # both counters, exact: events are never deleted without them (_sqlite_counters)
+            conn.execute("DELETE FROM event_chunks WHERE last_seq < ?", (cutoff,))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (chunks.FLOOR_KEY, cutoff)
+            )
+            count = self._event_count - removed
+            # both counters, exact: the floor never moves without them (_sqlite_counters)
             counters.write(conn, self._last_seq, count)
         self._event_count = count
         self._uncounted = 0
         self._counts[3] += 1
-        self._counts[4] += deleted
+        self._counts[4] += removed
         return cutoff == bound and bound < self._last_seq
 
     def _checkpointer_main(self) -> None:

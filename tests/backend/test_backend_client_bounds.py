@@ -5,7 +5,7 @@ Before, the 64 stream slots and the connection bound were shared by everyone: on
 session (or, on an open console, one address) could open all of them, and every other browser
 got 429 (or 503) until it let go. Now each stream also counts against its client — the login
 session when the console has a token, else the address — and each connection against its peer
-address (proxies uvicorn trusts, 127.0.0.1 by default, are not counted per address).
+address (the proxies listed in trusted_proxies, none by default, are not counted per address).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ async def test_one_address_cannot_take_every_connection(tmp_path: Path) -> None:
         answer = await _answer(backend, "127.0.0.2")
         assert answer.startswith(b"HTTP/1.1 503"), answer
         assert answer.endswith(b"too many open connections from your address")
-        # another address, and the trusted local proxy address, are served
+        # other addresses are served
         assert (await _answer(backend, "127.0.0.3")).startswith(b"HTTP/1.1 200")
         assert (await _answer(backend, "127.0.0.1")).startswith(b"HTTP/1.1 200")
         # a closed connection gives its place back

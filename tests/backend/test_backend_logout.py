@@ -33,10 +33,10 @@ async def test_logout_ends_the_session(console: ConsoleFactory) -> None:
 
 
 async def test_the_cookie_is_secure_behind_an_https_proxy(console: ConsoleFactory) -> None:
-    """Behind a TLS-terminating proxy on this host (uvicorn trusts X-Forwarded-Proto from
-    127.0.0.1), the session cookie is marked Secure; over plain HTTP it cannot be."""
+    """Behind a TLS-terminating proxy on this host (named in trusted_proxies: X-Forwarded-Proto
+    is believed from it), the session cookie is marked Secure; over plain HTTP it cannot be."""
     token = "console-tok-secure-2"
-    c = await console(token=token)
+    c = await console(token=token, trusted_proxies=("127.0.0.1",))
     plain = await c.call("POST", "/api/login", json={"token": token})
     assert "secure" not in plain.headers["set-cookie"].lower()
     proxied = await c.call(

@@ -113,11 +113,21 @@ async def test_busy_under_reject_keeps_the_draft(console: ConsoleFactory, page: 
     await page.fill("#input", " ".join(f"w{i}" for i in range(200)))
     await page.press("#input", "Enter")
     await eventually(lambda: _is(page, "RUNNING"), timeout=BOUND)
+    # The badge can turn RUNNING (from the run's events) before the first send's own answer is
+    # in: wait for that answer (it empties the box and the status), or a draft typed now would
+    # race it (under full load, that answer came after the draft was typed and cleared it).
+    await eventually(lambda: _composer_idle(page), timeout=BOUND)
     draft = "a second question while the first is answered"
     await page.fill("#input", draft)
     await page.press("#input", "Enter")
     await eventually(lambda: _status_has(page, "busy"), timeout=BOUND)
     assert await page.input_value("#input") == draft
+
+
+async def _composer_idle(page: Any) -> bool:
+    """The last send's answer is in: the box emptied, no "sending…" status."""
+    status = (await page.locator("#composer-status").text_content()) or ""
+    return await page.input_value("#input") == "" and "sending" not in status
 
 
 async def _status_has(page: Any, text: str) -> bool:

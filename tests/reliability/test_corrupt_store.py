@@ -236,7 +236,7 @@ async def test_damaged_wal_after_kill_9_refuses_to_reuse_seqs(
     # never checkpoints, not even when it closes last.)
     reader = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM events").fetchone()
+    reader.execute("SELECT count(*) FROM event_chunks").fetchone()
     try:
         while (await client.get_runtime()).last_seq < 1500:
             accepted = await client.send_input(worker, " ".join(f"w{i}" for i in range(60)))
@@ -256,7 +256,7 @@ async def test_damaged_wal_after_kill_9_refuses_to_reuse_seqs(
     main_only.mkdir()
     shutil.copy2(db, main_only / DB)
     probe = sqlite3.connect(f"{(main_only / DB).resolve().as_uri()}?immutable=1", uri=True)
-    in_main = probe.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+    in_main = probe.execute("SELECT max(last_seq) FROM event_chunks").fetchone()[0] or 0
     probe.close()
     assert in_main < seen // 2, (in_main, seen)
 
@@ -297,10 +297,15 @@ async def test_damage_the_check_cannot_see(
     checkpoint at shutdown."""
     data = tmp_path / "data"
     last = await populated(data, serve_process)
-    victim = last // 2
     conn = sqlite3.connect(data / DB)
+    # the newest seq of a row of the log (an event chunk) halfway through it
+    (victim,) = conn.execute(
+        "SELECT min(last_seq) FROM event_chunks WHERE last_seq >= ?", (last // 2,)
+    ).fetchone()
     with conn:
-        conn.execute("UPDATE events SET body = ? WHERE seq = ?", (b"\x00\xffnot json", victim))
+        conn.execute(
+            "UPDATE event_chunks SET body = ? WHERE last_seq = ?", (b"\x00\xffnot json", victim)
+        )
     conn.close()
     (data / f"{DB}.lock").unlink(missing_ok=True)
 

@@ -27,9 +27,10 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -50,6 +51,7 @@ CLIENTS = 40
 FS_SIZE = "64m"
 CALL_BOUND = 15.0  # seconds: a generous ceiling for any single answer (a hang meets the deadline)
 PHASE_BOUND = 60.0
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -85,6 +87,20 @@ def fill(directory: Path) -> Path:
                     raise
                 chunk //= 2
     return filler
+
+
+async def settled_read(read: Callable[[], Awaitable[T]]) -> T:
+    """A whole-runtime read (GetRuntime, ListDiagnostics), read again while it answers
+    STORE_FAILURE: right after a failed write, until the Runtime has rolled its memory back to
+    what is committed, a read that could show a discarded change answers that (runtime._settle)."""
+    deadline = time.monotonic() + PHASE_BOUND
+    while True:
+        try:
+            return await read()
+        except StoreFailure:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -159,21 +175,21 @@ async def test_full_disk_under_load(
         filler = await asyncio.to_thread(fill, small_fs)
 
         async def failing() -> bool:
-            return (await admin.get_runtime()).store_state is StoreState.FAILING
+            return (await settled_read(admin.get_runtime)).store_state is StoreState.FAILING
 
         await eventually(failing, within=PHASE_BOUND, what="store state FAILING")
         failures_at = tally.outcomes.get("STORE_FAILURE", 0)
-        info = await admin.get_runtime()
+        info = await settled_read(admin.get_runtime)
         assert "full" in info.store_error or "disk" in info.store_error, info.store_error
         assert await health_status() == health_pb2.HealthCheckResponse.NOT_SERVING
-        diags = (await admin.list_diagnostics(page_size=100)).items
+        diags = (await settled_read(lambda: admin.list_diagnostics(page_size=100))).items
         assert any(d.level is DiagnosticLevel.ERROR and d.code == "STORE_FAILURE" for d in diags)
         # Still failing: calls keep answering STORE_FAILURE, promptly.
         await eventually(
             lambda: tally.outcomes.get("STORE_FAILURE", 0) >= failures_at + CLIENTS,
             within=PHASE_BOUND,
         )
-        assert (await admin.get_runtime()).store_state is StoreState.FAILING
+        assert (await settled_read(admin.get_runtime)).store_state is StoreState.FAILING
         with pytest.raises(StoreFailure):  # refused before anything changes: ...
             await admin.stop_worker(workers[0])
 
@@ -181,7 +197,7 @@ async def test_full_disk_under_load(
         filler.unlink()
 
         async def ok() -> bool:
-            return (await admin.get_runtime()).store_state is StoreState.OK
+            return (await settled_read(admin.get_runtime)).store_state is StoreState.OK
 
         await eventually(ok, within=PHASE_BOUND, what="store state OK again")
         recovered.set()
@@ -268,7 +284,7 @@ async def test_sigterm_while_the_disk_is_full(
             refused.append(f"after the fill {i} ")
             break
     assert refused
-    assert (await client.get_runtime()).store_state is StoreState.FAILING
+    assert (await settled_read(client.get_runtime)).store_state is StoreState.FAILING
 
     assert sp.terminate() == 0
     assert "Traceback" not in sp.stderr(), sp.stderr()[-3000:]

@@ -74,12 +74,13 @@ async def test_disk_full_discards_fails_fast_and_resumes(tmp_path: Path) -> None
 async def test_damaged_row_fails_the_store_for_good(tmp_path: Path) -> None:
     path = tmp_path / "runtime.db"
     store = await opened(path)
-    store.write([event(1), event(2), event(3)])
-    await store.flush()
+    for s in (1, 2, 3):  # three transactions: three rows of the log (event chunks)
+        store.write([event(s)])
+        await store.flush()
     failures: list[StoreFailure] = []
     store.set_failure_listener(failures.append)
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE events SET body = ? WHERE seq = 2", (b"\xffnot json",))
+        conn.execute("UPDATE event_chunks SET body = ? WHERE last_seq = 2", (b"\xffnot json",))
     conn.close()
     with pytest.raises(StoreCorrupt, match="damaged"):
         await store.read_events(0, 10)

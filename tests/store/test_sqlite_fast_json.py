@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import fields, replace
 from pathlib import Path
 
+from chunk_rows import kinds_and_bodies
 from store_samples import FULL_MESSAGE, FULL_USAGE, entry, event, run, worker
 
 from engine import Message, ReasoningBlock, Role, StopReason, Usage
@@ -103,7 +104,7 @@ def _batch() -> tuple[list[Payload], list[Mutation]]:
 
 def _check_file(path: Path, payloads: list[Payload]) -> None:
     with sqlite3.connect(path) as conn:
-        events = conn.execute("SELECT kind, body FROM events ORDER BY seq").fetchall()
+        events = kinds_and_bodies(conn)
         runs = dict(conn.execute("SELECT run_id, body FROM runs"))
         workers = dict(conn.execute("SELECT worker_id, body FROM workers"))
         transcript = dict(conn.execute("SELECT idx, body FROM transcript WHERE worker_id = 'wt'"))

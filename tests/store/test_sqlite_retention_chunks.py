@@ -47,8 +47,8 @@ async def test_an_excess_is_trimmed_in_chunks_with_commits_in_between(tmp_path: 
         await store.close()
     assert stats.events_deleted == newest - keep
     assert stats.retention_runs >= (newest - keep) / chunk  # at most a chunk per transaction
-    deletes = [i for i, s in enumerate(statements) if s.startswith("DELETE FROM events")]
-    inserts = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO events")]
+    deletes = [i for i, s in enumerate(statements) if s.startswith("DELETE FROM event_chunks")]
+    inserts = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO event_chunks")]
     assert len(inserts) == 2
     assert deletes[0] < inserts[1] < deletes[-1]  # committed between two chunks
 

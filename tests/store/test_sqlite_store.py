@@ -161,7 +161,7 @@ async def test_listener_reports_only_committed_seqs(tmp_path: Path) -> None:
     checked: list[tuple[int, int]] = []
 
     def listener(seq: int) -> None:
-        (max_seq,) = spy.execute("SELECT max(seq) FROM events").fetchone()
+        (max_seq,) = spy.execute("SELECT max(last_seq) FROM event_chunks").fetchone()
         checked.append((seq, max_seq))
 
     store.set_commit_listener(listener)

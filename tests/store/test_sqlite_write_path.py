@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chunk_rows import kinds_and_bodies
 from store_samples import all_payloads, event, run, worker
 
 from runtime_server import model
@@ -41,7 +42,7 @@ async def test_stored_bodies_are_the_codecs_bytes(tmp_path: Path) -> None:
     await store.flush()
     await store.close()
     with sqlite3.connect(tmp_path / "runtime.db") as conn:
-        rows = conn.execute("SELECT kind, body FROM events ORDER BY seq").fetchall()
+        rows = kinds_and_bodies(conn)
         (stored_run,) = conn.execute("SELECT body FROM runs").fetchone()
     conn.close()
     assert rows == [codec.encode_payload(p) for p in payloads]
@@ -125,18 +126,28 @@ async def test_puts_around_a_delete_are_all_written_in_order(store_path: Path) -
     assert state.runs == [replace(second, state=RunState.RUNNING, input_text="")]
 
 
-async def test_events_go_in_many_rows_to_a_statement(store_path: Path) -> None:
+async def test_events_go_in_one_row_per_worker_per_transaction(store_path: Path) -> None:
     store = await _open(store_path)
     trace = _Trace(store)
-    store.write([event(s) for s in range(1, 14)])  # a 10-word echo run's 13 events: one
+    store.write([event(s) for s in range(1, 14)])  # a 10-word echo run's 13 events: one row
     await store.flush()
-    assert trace.count("INSERT INTO events") == 1
-    store.write([event(s) for s in range(14, 114)])  # 100 = 64 + 36
+    store.write([event(s, worker_id=f"w{s % 3}") for s in range(14, 114)])  # 3 workers: 3 rows
     await store.flush()
-    assert trace.count("INSERT INTO events") == 3
+    assert trace.count("INSERT INTO event_chunks") == 2  # one statement per transaction
     got = await store.read_events(0, 1000)
     await store.close()
-    assert got == [event(s) for s in range(1, 114)]
+    assert got == [event(s) for s in range(1, 14)] + [
+        event(s, worker_id=f"w{s % 3}") for s in range(14, 114)
+    ]
+    with sqlite3.connect(store_path) as conn:
+        rows = conn.execute("SELECT last_seq, tx_first, worker_id, events FROM event_chunks")
+        assert sorted(rows) == [
+            (13, 1, "w1", 13),
+            (111, 14, "w0", 33),
+            (112, 14, "w1", 33),
+            (113, 14, "w2", 34),
+        ]
+    conn.close()
 
 
 async def test_one_report_to_the_loop_per_writer_pass(store_path: Path) -> None:

@@ -14,19 +14,28 @@ at most 128 characters), the size (at most :data:`MAX_FILE_BYTES`; each runtime 
 (forbidden keys, host policy) is each runtime's judgement, made on put and reported per runtime.
 
 Re-reading is cheap: a file whose (size, mtime, inode) has not changed is not read again.
+
+Bounded: at most :data:`MAX_FILES` bundle files (a runtime's default ``max_bundles``); a
+directory with more is refused whole (an OSError naming the bound: at start, a config error;
+later, a warning and the last good read kept), its names listed without reading any file. A
+file is opened without blocking and read only if it is a regular file, so a FIFO swapped in
+for a bundle never makes the Backend wait for a writer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MAX_FILE_BYTES", "BundleFiles", "LocalBundle"]
+__all__ = ["MAX_FILES", "MAX_FILE_BYTES", "BundleFiles", "LocalBundle"]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILES = 1000
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -53,7 +62,10 @@ def read_bundle(path: Path) -> LocalBundle:
         why = "is not a bundle id (letters, digits, '.', '_', '-'; at most 128 characters)"
         return LocalBundle(bundle_id, name, error=f"file name: {bundle_id!r} {why}")
     try:
-        with path.open("rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return LocalBundle(bundle_id, name, error="not a regular file")
             content = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return LocalBundle(bundle_id, name, error=f"cannot read: {exc.strerror or exc}")
@@ -82,12 +94,19 @@ class BundleFiles:
         self._seen: dict[str, tuple[tuple[int, int, int], LocalBundle]] = {}
 
     def scan(self) -> dict[str, LocalBundle]:
-        """Every bundle file now, by id (OSError if the directory itself cannot be listed)."""
+        """Every bundle file now, by id (OSError if the directory itself cannot be listed, or
+        holds more than MAX_FILES bundle files)."""
         found: dict[str, LocalBundle] = {}
         seen: dict[str, tuple[tuple[int, int, int], LocalBundle]] = {}
-        for path in sorted(self.directory.iterdir()):
-            if path.suffix != ".toml" or path.name.startswith("."):
-                continue
+        names: list[str] = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".toml") or entry.name.startswith("."):
+                    continue
+                names.append(entry.name)
+                if len(names) > MAX_FILES:
+                    raise OSError(f"more than {MAX_FILES} bundle files (*.toml): none is read")
+        for path in (self.directory / n for n in sorted(names)):
             try:
                 st = path.stat()
             except OSError:
