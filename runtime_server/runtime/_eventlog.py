@@ -82,6 +82,10 @@ class EventLog:
         self.cuts_lagging = 0
         self.cuts_shutdown = 0
         self.observer: RuntimeObserver | None = None  # told once per commit report
+        # While a run's task step runs (runtime._steps), its batches collect here and go to the
+        # store as one when the step ends (None: not holding, every append writes at once).
+        self._held: list[Event] | None = None
+        self._held_mutations: list[Mutation] = []
         store.set_commit_listener(self._on_commit)
 
     @property
@@ -110,7 +114,12 @@ class EventLog:
             self.changed_seq[worker_id] = seq + len(events) - 1
         _transcript_seq.stamp(events, self.newest_entry_seq)
         self._pending.extend(events)
-        self._store.write(events, mutations)
+        held = self._held
+        if held is None:
+            self._store.write(events, mutations)
+        else:
+            held.extend(events)
+            self._held_mutations.extend(mutations)
         return events
 
     def append_one(self, worker_id: str, run_id: str, payload: Payload) -> Event:
@@ -120,8 +129,27 @@ class EventLog:
             return event
         self._next_seq += 1
         self._pending.append(event)
-        self._store.write((event,))
+        held = self._held
+        if held is None:
+            self._store.write((event,))
+        else:
+            held.append(event)
         return event
+
+    def hold(self) -> None:
+        """Collect the batches appended from now on, until :meth:`release` writes them to the
+        store as one batch (one step of a run's task: runtime._steps)."""
+        self._held = []
+
+    def release(self) -> None:
+        """Write what was held since :meth:`hold` as one batch (in seq order), stop holding."""
+        held = self._held
+        self._held = None
+        mutations = self._held_mutations
+        if held is not None and (held or mutations):
+            self._held_mutations = []
+            if self._failure is None:
+                self._store.write(held, mutations)
 
     def unsettled(self, worker_id: str) -> int:
         """The seq of the last batch appended for ``worker_id`` if it is not committed yet, else
@@ -160,6 +188,9 @@ class EventLog:
         """The store discarded everything after the committed seq (see the module docstring)."""
         self._failure = error
         self._pending.clear()
+        if self._held is not None:  # never written: dropped with the rest
+            self._held = []
+            self._held_mutations = []
         # memory goes back to what is committed (see _storewatch): nothing is left to wait for
         self.changed_seq.clear()
         self._next_seq = self.committed_seq + 1

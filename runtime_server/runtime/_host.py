@@ -46,6 +46,7 @@ from runtime_server.runtime._evolve import evolve
 from runtime_server.runtime._profiles import Profile
 from runtime_server.runtime._providers import Providers, ToolsFactory
 from runtime_server.runtime._runbook import RunBook
+from runtime_server.runtime._steps import held_steps
 from runtime_server.runtime._transcripts import Transcripts, TranscriptWindow
 from runtime_server.runtime._turns import event_mapper, turn_config
 from runtime_server.store import AppendTranscript, Mutation, PutRequestKey, PutRun, PutWorker
@@ -180,7 +181,9 @@ class WorkerHost:
         return started
 
     def _spawn(self, run: Run) -> None:
-        task = asyncio.create_task(self._execute(run), name=f"run-{run.run_id}")
+        # each step's events go to the store as one batch (_steps)
+        coro = held_steps(self._execute(run), self._ctx.require_log())
+        task = asyncio.create_task(coro, name=f"run-{run.run_id}")
         self.task = task
         # If the task is cancelled before it ever runs, its body (and its finally) never executes:
         # the done-callback still finishes the run, exactly once.
