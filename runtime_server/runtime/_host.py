@@ -158,14 +158,15 @@ class WorkerHost:
         """Make ``run`` the active run: adds its start events/mutations to the batch."""
         # Its text goes into the transcript (and stays in the store's record of the run): the
         # run itself is kept as metadata only from now on.
-        started = evolve(run, state=RunState.RUNNING, started_at=now(), input_text="")
+        t = now()
+        started = evolve(run, state=RunState.RUNNING, started_at=t, input_text="")
         self._ctx.runs.runs[run.run_id] = started
         entry = TranscriptEntry(
             worker_id=self.worker.worker_id,
             index=len(self.transcript),
             run_id=run.run_id,
             message=engine.Message(engine.Role.USER, text=run.input_text),
-            created_at=now(),
+            created_at=t,
         )
         self.transcript.append(entry)
         self.active = started
@@ -270,12 +271,17 @@ class WorkerHost:
         ctx.transcripts.release(self.worker.worker_id)
         self.active = None
         self.task = None
-        worker = evolve(self.worker, usage=self.worker.usage + self.run_usage, active_run_id="")
-        self.worker = worker
+        usage = self.worker.usage + self.run_usage
         payloads: list[Payload] = [RunFinished(done)]
         mutations: list[Mutation] = [PutRun(done)]
         nxt = None
-        if self.queue and not self.stopping and ctx.serving():
+        going_on = bool(self.queue) and not self.stopping and ctx.serving()
+        if going_on or self.stopping:
+            worker = evolve(self.worker, usage=usage, active_run_id="")
+        else:  # idle now: one copy of the record, not two
+            worker = evolve(self.worker, usage=usage, active_run_id="", state=WorkerState.IDLE)
+        self.worker = worker
+        if going_on:
             # The next run's start events carry its own run_id, so they are a batch of their own
             # (the first one also records the worker's new usage with the run that produced it).
             log_.append(worker.worker_id, run_id, payloads, [*mutations, PutWorker(worker)])
@@ -283,9 +289,8 @@ class WorkerHost:
             nxt = self._begin(self.queue.popleft(), payloads, mutations)
             run_id = nxt.run_id
         elif not self.stopping:
-            self.worker = evolve(worker, state=WorkerState.IDLE)
             payloads.append(WorkerStateChanged(WorkerState.RUNNING, WorkerState.IDLE))
-            mutations.append(PutWorker(self.worker))
+            mutations.append(PutWorker(worker))
         else:
             mutations.append(PutWorker(worker))
         log_.append(worker.worker_id, run_id, payloads, mutations)
