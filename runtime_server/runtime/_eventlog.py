@@ -137,12 +137,12 @@ class EventLog:
         return event
 
     def hold(self) -> None:
-        """Collect the batches appended from now on, until :meth:`release` writes them to the
-        store as one batch (one step of a run's task: runtime._steps)."""
+        """Collect what is appended until :meth:`release` (one step of a run: runtime._steps)."""
         self._held = []
 
     def release(self) -> None:
-        """Write what was held since :meth:`hold` as one batch (in seq order), stop holding."""
+        """Write what was held since :meth:`hold` as one batch (in seq order), stop holding;
+        after a store failure it is dropped with the rest (see :meth:`fail`), never written."""
         held = self._held
         self._held = None
         mutations = self._held_mutations
@@ -188,9 +188,6 @@ class EventLog:
         """The store discarded everything after the committed seq (see the module docstring)."""
         self._failure = error
         self._pending.clear()
-        if self._held is not None:  # never written: dropped with the rest
-            self._held = []
-            self._held_mutations = []
         # memory goes back to what is committed (see _storewatch): nothing is left to wait for
         self.changed_seq.clear()
         self._next_seq = self.committed_seq + 1
