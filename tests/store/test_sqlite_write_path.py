@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,19 @@ async def test_close_commits_what_is_still_held(store_path: Path) -> None:
     got = await reopened.read_events(0, 10)
     await reopened.close()
     assert (state.last_seq, state.workers, got) == (1, [worker("w1")], [event(1)])
+
+
+async def test_the_writer_never_grows_a_callers_string(store_path: Path) -> None:
+    """A non-ASCII str bound as text gets its UTF-8 form cached inside it by the sqlite3 module,
+    doubling the string's memory for its lifetime (and the Runtime's transcript window measures
+    its strings). The input text is bound as UTF-8 bytes instead; it reads back the same, lone
+    surrogates included."""
+    texts = ["\U0001f600 input " * 1000, "lone \ud83d surrogate é", "plain ascii input"]
+    sizes = [sys.getsizeof(t) for t in texts]
+    runs = [run(run_id=f"r{i}", input_text=t) for i, t in enumerate(texts)]
+    store = await _open(store_path)
+    store.write([event(1)], [PutRun(r) for r in runs])
+    await store.flush()
+    assert [sys.getsizeof(t) for t in texts] == sizes
+    assert [await store.read_run_input(r.run_id) for r in runs] == texts
+    await store.close()
