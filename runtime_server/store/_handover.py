@@ -56,6 +56,7 @@ class HandOver:
         self._held_since = 0.0  # loop time of the first batch held
         self._held_seen = 0  # _batches_written at the last check
         self._held_idle = 0  # checks in a row that saw no new write
+        self._max_hold = MAX_HOLD  # (an attribute: tests lift it)
 
     def _hold(self, batch: Any) -> None:
         held = self._held
@@ -78,7 +79,7 @@ class HandOver:
             self._held_idle = 0
         else:
             self._held_idle += 1
-        if self._held_idle < IDLE_STEPS and loop.time() - self._held_since < MAX_HOLD:
+        if self._held_idle < IDLE_STEPS and loop.time() - self._held_since < self._max_hold:
             loop.call_soon(self._check_held)  # look again next step
             return
         self._release_held()

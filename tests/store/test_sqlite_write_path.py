@@ -26,7 +26,6 @@ from runtime_server.store import (
     SqliteStore,
     codec,
 )
-from runtime_server.store import _handover as handover
 
 
 async def test_stored_bodies_are_the_codecs_bytes(tmp_path: Path) -> None:
@@ -227,14 +226,12 @@ async def test_a_burst_of_writes_goes_to_the_writer_in_one_piece(store_path: Pat
     await store.close()
 
 
-async def test_a_runs_start_and_its_stream_go_in_one_piece(
-    store_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_runs_start_and_its_stream_go_in_one_piece(store_path: Path) -> None:
     """A run's start and its first chunk are a step or two apart (the run task starts, then the
     provider): writes up to two quiet loop steps apart are one burst, one transaction. (The time
     bound is lifted here: the test is about steps, not the clock of a loaded machine.)"""
-    monkeypatch.setattr(handover, "MAX_HOLD", 60.0)
     store = await _open(store_path)
+    store._max_hold = 60.0
     counting = _CountingQueue(store._queue)
     store._queue = counting  # type: ignore[assignment]
     store.write([event(1)])  # the start (and the acknowledgement's batch)
