@@ -12,8 +12,8 @@ How: ``write()`` holds the batch and, for the first one held, schedules a check 
 step. The check hands everything held over as *one* queue item once ``IDLE_STEPS`` loop steps in
 a row went by without a new write, or once the first held batch has waited ``MAX_HOLD`` (a loop
 that writes on every step — many concurrent runs — still hands over at least that often). So a
-lone write waits one loop step (microseconds when the loop has nothing else to do), a burst
-waits until it ends, and nothing waits longer than ``MAX_HOLD`` plus one step.
+lone write waits ``IDLE_STEPS`` loop steps (microseconds when the loop has nothing else to do), a
+burst waits until it ends, and nothing waits longer than ``MAX_HOLD`` plus one step.
 
 Nothing about durability changes: a batch is reported committed (and its events published, its
 acknowledgement sent) only after the writer committed it, as before — holding it only moves when
@@ -30,13 +30,18 @@ from typing import Any
 
 # The longest a written batch is held before it goes to the writer (seconds).
 MAX_HOLD = 0.002
-# Loop steps in a row without a new write that end the burst. One: more would let the start of a
-# CPU-bound run (the echo provider's, which writes a chunk every step) join the run's chunks in
-# one transaction (measured: 1.0 instead of ~1.5 transactions a sequential echo run), but then
-# SendInput's acknowledgement waits for the run's burst — and with it when anything first encodes
-# the input text (CPython caches its UTF-8 form in the string then, which the transcript window's
-# accounting sees: tests/api/test_transcript_window.py). An acknowledgement waits one step.
-IDLE_STEPS = 1
+# Loop steps in a row without a new write that end the burst. Three: a run's start (its
+# acknowledgement's batch) and its first streamed chunk are one or two steps apart (the run task
+# starts, then the provider), so with one step a sequential echo run took two transactions — two
+# hand-offs and wake-ups of the writer, two reports to the loop, and the pages both rewrite
+# (run, worker, transcript, the event chunks' tails) twice. With three the start joins the
+# run's burst: one transaction a run (in-process: 439 → 402 transactions for 400 runs; served,
+# the writer's context switches per run 8-10 → 2). What it costs: SendInput's acknowledgement
+# waits for that burst when the provider produces without waiting (the echo provider; at most
+# MAX_HOLD) — measured, its median moved within the noise (1.71-1.82 → 1.82-1.90 ms served at
+# c=1, load 3-4) while the run's end arrived sooner (2.77-2.89 → 2.35 ms); a provider that waits
+# on the network ends the burst at its first wait, as before.
+IDLE_STEPS = 3
 
 
 class HandOver:
@@ -51,6 +56,7 @@ class HandOver:
         self._held_since = 0.0  # loop time of the first batch held
         self._held_seen = 0  # _batches_written at the last check
         self._held_idle = 0  # checks in a row that saw no new write
+        self._max_hold = MAX_HOLD  # (an attribute: tests lift it)
 
     def _hold(self, batch: Any) -> None:
         held = self._held
@@ -73,7 +79,7 @@ class HandOver:
             self._held_idle = 0
         else:
             self._held_idle += 1
-        if self._held_idle < IDLE_STEPS and loop.time() - self._held_since < MAX_HOLD:
+        if self._held_idle < IDLE_STEPS and loop.time() - self._held_since < self._max_hold:
             loop.call_soon(self._check_held)  # look again next step
             return
         self._release_held()

@@ -298,13 +298,13 @@ def _put_run_input(out: Statements, run: Run) -> None:
         return
     value: str | bytes = text
     if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            # A lone surrogate (the Runtime refuses them on input, but the store must not depend
-            # on it): sqlite3 cannot bind such a str, and a failed transaction fails the whole
-            # store. Kept as UTF-8 bytes with surrogatepass, as event bodies are.
-            value = text.encode("utf-8", "surrogatepass")
+        # Bound as UTF-8 bytes (surrogatepass, as event bodies are; the reads decode them): a
+        # non-ASCII str bound as text gets its UTF-8 form cached inside it by the sqlite3 module,
+        # which doubled the memory of the Runtime's own string for its lifetime, at a moment set
+        # by the writer thread (the transcript window measures its entries' strings), and a lone
+        # surrogate (the Runtime refuses them on input, but the store must not depend on it)
+        # cannot be bound as text at all.
+        value = text.encode("utf-8", "surrogatepass")
     out.add("run_inputs", _PUT_RUN_INPUT, (run.worker_id, run.run_id, value))
 
 

@@ -89,13 +89,15 @@ class _CountingStore(SqliteStore):
 
 
 async def test_window_accounting_does_not_drift(serve: ServeFactory, tmp_path: Path) -> None:
-    """CPython caches a text's UTF-8 form inside the string once something encodes it (SQLite
-    binding it, protobuf), so a non-ASCII text measures larger later than when it came in. A
-    window must subtract what it added: otherwise its count drifts low and it keeps more than its
-    bound. Here a window of 2.5 MB takes one 1.2-2.4 MB entry at a time, so after two runs only
-    the last answer is in memory and the input before it is read from the store."""
-    # pages are cut at a quarter of max_message_bytes of encoded size: 16 MiB lets the first
-    # page carry both 1.2 MB entries
+    """CPython caches a text's UTF-8 form inside the string once something encodes it (here
+    GetTranscript, converting the window's entries to protobuf), so a non-ASCII text measures
+    larger later than when it came in. A window must subtract what it added: otherwise its count
+    drifts low and it keeps more than its bound. Here a window of 2.5 MB holds two 1.2 MB entries
+    as they measured when they came in; each run's entries are read (and so grow to 2.4 MB) before
+    the next run, so after two runs the window holds entries 2 and 3 only, and entry 1 is read
+    from the store. (The store itself never grows a caller's string: test_sqlite_store.)"""
+    # pages are cut at a quarter of max_message_bytes of encoded size: 16 MiB lets a page carry
+    # both 1.2 MB entries
     limits = replace(Limits(), transcript_window_bytes=2_500_000, max_message_bytes=16 * 2**20)
     store = _CountingStore(tmp_path / "rt.sqlite3")
     served = await serve(limits=limits, store=store)
@@ -104,8 +106,9 @@ async def test_window_accounting_does_not_drift(serve: ServeFactory, tmp_path: P
     for _ in range(2):
         accepted = await client.send_input(wid, "\U0001f600" * 300_000)  # 1.2 MB in CPython
         await client.wait_run(accepted.run.run_id, timeout=30)
-    first = await client.get_transcript(wid, page_size=2)
+        await client.get_transcript(wid, page_size=4)  # encodes the window's entries
+    first = await client.get_transcript(wid, page_size=1)
     reads = store.transcript_reads
     second = await client.get_transcript(wid, page_size=1, page_token=first.next_page_token)
-    assert [e.index for e in second.items] == [2]
+    assert [e.index for e in second.items] == [1]
     assert store.transcript_reads == reads + 1, "the window kept more than its bound"

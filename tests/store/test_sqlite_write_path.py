@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,26 @@ async def test_a_burst_of_writes_goes_to_the_writer_in_one_piece(store_path: Pat
     await store.close()
 
 
+async def test_a_runs_start_and_its_stream_go_in_one_piece(store_path: Path) -> None:
+    """A run's start and its first chunk are a step or two apart (the run task starts, then the
+    provider): writes up to two quiet loop steps apart are one burst, one transaction. (The time
+    bound is lifted here: the test is about steps, not the clock of a loaded machine.)"""
+    store = await _open(store_path)
+    store._max_hold = 60.0
+    counting = _CountingQueue(store._queue)
+    store._queue = counting  # type: ignore[assignment]
+    store.write([event(1)])  # the start (and the acknowledgement's batch)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # two quiet steps
+    for s in range(2, 12):  # the stream
+        store.write([event(s)])
+        await asyncio.sleep(0)
+    await store.flush()
+    assert [len(item) for item in counting.puts] == [11]  # was two hand-offs: 1, then 10
+    assert store.stats.transactions == 1
+    await store.close()
+
+
 async def test_close_commits_what_is_still_held(store_path: Path) -> None:
     store = await _open(store_path)
     store.write([event(1)], [PutWorker(worker("w1"))])
@@ -234,3 +255,19 @@ async def test_close_commits_what_is_still_held(store_path: Path) -> None:
     got = await reopened.read_events(0, 10)
     await reopened.close()
     assert (state.last_seq, state.workers, got) == (1, [worker("w1")], [event(1)])
+
+
+async def test_the_writer_never_grows_a_callers_string(store_path: Path) -> None:
+    """A non-ASCII str bound as text gets its UTF-8 form cached inside it by the sqlite3 module,
+    doubling the string's memory for its lifetime (and the Runtime's transcript window measures
+    its strings). The input text is bound as UTF-8 bytes instead; it reads back the same, lone
+    surrogates included."""
+    texts = ["\U0001f600 input " * 1000, "lone \ud83d surrogate é", "plain ascii input"]
+    sizes = [sys.getsizeof(t) for t in texts]
+    runs = [run(run_id=f"r{i}", input_text=t) for i, t in enumerate(texts)]
+    store = await _open(store_path)
+    store.write([event(1)], [PutRun(r) for r in runs])
+    await store.flush()
+    assert [sys.getsizeof(t) for t in texts] == sizes
+    assert [await store.read_run_input(r.run_id) for r in runs] == texts
+    await store.close()
