@@ -6,8 +6,10 @@ few fields it needs by attribute, and timestamps are read as ``seconds + nanos``
 through ``ToDatetime``. Enum tables are built once, at import, from the model enums' names, so a
 new enum value only needs a model member.
 
-The models an event carries are built by keyword through :mod:`._makers` (a slot write per
-field instead of the frozen dataclass ``__init__``).
+The models an event carries are built by keyword through :mod:`._makers` (a draft of the
+model's slots filled by attribute stores, then made the model by one ``__class__`` assignment,
+instead of the frozen dataclass ``__init__``). Each field is read from protobuf once: a read is
+most of what converting an event costs now (~300-1,000 instructions each).
 """
 
 from __future__ import annotations
