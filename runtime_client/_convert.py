@@ -38,6 +38,8 @@ from runtime_client._makers import (
     make_tool_call_finished,
     make_tool_call_started,
     make_usage_reported,
+    reasoning_delta,
+    text_delta,
     usage,
 )
 from runtime_client._models import (
@@ -58,14 +60,12 @@ from runtime_client._models import (
     PartialDiscarded,
     Payload,
     Profile,
-    ReasoningDelta,
     Role,
     Run,
     RunState,
     RuntimeInfo,
     RuntimeState,
     StoreState,
-    TextDelta,
     TranscriptEntry,
     TranscriptPage,
     UnknownPayload,
@@ -287,29 +287,11 @@ def runtime_info(m: management_pb.RuntimeInfo) -> RuntimeInfo:
 _WORKER_DELETED = WorkerDeleted()
 _UNKNOWN = UnknownPayload()
 
-# The two streaming payloads (most events of a run) and the events themselves are built like the
-# makers build (see _makers): a draft with the class's slots, filled by attribute stores, then
-# made the class by assigning __class__: keyword construction without __init__'s cost.
-_TextDeltaDraft = draft(TextDelta)
-_ReasoningDeltaDraft = draft(ReasoningDelta)
+# Events are built like the makers build (see _makers): a draft with the class's slots, filled
+# by attribute stores, then made the class by assigning __class__ (so are the delta payloads).
 _EventDraft = draft(Event)
-assert [f.name for f in fields(TextDelta)] == [f.name for f in fields(ReasoningDelta)] == ["text"]
 _EVENT_FIELDS = ("seq", "worker_id", "run_id", "time", "payload", "raw")
 assert tuple(f.name for f in fields(Event)) == _EVENT_FIELDS, "update event() with Event"
-
-
-def _text_delta(e: pb.Event) -> TextDelta:
-    p: Any = _TextDeltaDraft()
-    p.text = e.text_delta.text
-    p.__class__ = TextDelta
-    return p  # type: ignore[no-any-return]
-
-
-def _reasoning_delta(e: pb.Event) -> ReasoningDelta:
-    p: Any = _ReasoningDeltaDraft()
-    p.text = e.reasoning_delta.text
-    p.__class__ = ReasoningDelta
-    return p  # type: ignore[no-any-return]
 
 
 # A WorkerStateChanged is two enum values: every pair the wire can name is built once and shared
@@ -335,8 +317,8 @@ def _worker_state_changed(e: pb.Event) -> WorkerStateChanged:
 
 # Each function takes the whole Event message: one attribute read beats getattr(msg, kind).
 _PAYLOAD: dict[str | None, Callable[[pb.Event], Payload]] = {
-    "text_delta": _text_delta,
-    "reasoning_delta": _reasoning_delta,
+    "text_delta": text_delta,
+    "reasoning_delta": reasoning_delta,
     "tool_call_started": lambda e: make_tool_call_started(
         call_id=e.tool_call_started.call_id,
         tool_name=e.tool_call_started.tool_name,

@@ -23,11 +23,13 @@ from runtime_client._models import (
     InputCommitted,
     Message,
     MessageCommitted,
+    ReasoningDelta,
     Run,
     RunError,
     RunFinished,
     RunQueued,
     RunStarted,
+    TextDelta,
     ToolCall,
     ToolCallFinished,
     ToolCallStarted,
@@ -102,3 +104,24 @@ def usage(m: pb.Usage) -> Usage:
         reasoning_tokens=m.reasoning_tokens,
         total_tokens=total,
     )
+
+
+# The two streaming payloads (most events of a run): a one-field draft each, inline.
+_TextDeltaDraft = draft(TextDelta)
+_ReasoningDeltaDraft = draft(ReasoningDelta)
+if any([f.name for f in fields(cls)] != ["text"] for cls in (TextDelta, ReasoningDelta)):
+    raise TypeError("update text_delta() and reasoning_delta() with the payloads' fields")
+
+
+def text_delta(e: pb.Event) -> TextDelta:
+    p: Any = _TextDeltaDraft()
+    p.text = e.text_delta.text
+    p.__class__ = TextDelta
+    return p  # type: ignore[no-any-return]
+
+
+def reasoning_delta(e: pb.Event) -> ReasoningDelta:
+    p: Any = _ReasoningDeltaDraft()
+    p.text = e.reasoning_delta.text
+    p.__class__ = ReasoningDelta
+    return p  # type: ignore[no-any-return]
