@@ -165,7 +165,9 @@ class StreamCalls:
                         break
                     failures = 0
                     for m in msg.events if batched else (msg,):
-                        seq = m.seq
+                        # converted first: the seq is then a slot read, not a second wire read
+                        event = convert(m)
+                        seq = event.seq
                         if not seq:  # heartbeat
                             if live_only:
                                 # everything up to last_seq was committed before now and none of
@@ -173,11 +175,10 @@ class StreamCalls:
                                 cursor = max(cursor, m.heartbeat.last_seq)
                                 live_only = False
                             if include_heartbeats:
-                                yield convert(m)
+                                yield event
                             continue
                         if seq <= cursor and not live_only:
                             continue  # already delivered (defensive: the server never resends)
-                        event = convert(m)
                         cursor = seq
                         live_only = False
                         yield event
