@@ -9,12 +9,11 @@ field and type for type, with the same hash and repr, and are frozen like them."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from model_trees import assert_same_events, take
 
 import runtime_client as rc
 from runtime_server.embedded import EmbeddedRuntime
@@ -23,31 +22,6 @@ if TYPE_CHECKING:
     from serving import ServeFactory
 
 BOUND = 30.0  # a safety net, never a speed assertion
-
-
-def _walk(a: Any, b: Any, where: str) -> None:
-    """``a`` and ``b`` are equal trees of the same types, field by field."""
-    assert type(a) is type(b), where
-    if dataclasses.is_dataclass(a):
-        for f in dataclasses.fields(a):
-            if f.compare:
-                _walk(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
-    elif isinstance(a, tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _walk(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
-async def _take(events: AsyncGenerator[rc.Event, None], n: int) -> list[rc.Event]:
-    out: list[rc.Event] = []
-    async with contextlib.aclosing(events):
-        async for event in events:
-            out.append(event)
-            if len(out) == n:
-                return out
-    return out
 
 
 async def test_events_read_remotely_are_the_constructors_objects(serve: ServeFactory) -> None:
@@ -60,20 +34,14 @@ async def test_events_read_remotely_are_the_constructors_objects(serve: ServeFac
     remote = (await client.list_events(worker_id=worker.worker_id)).events
     local = (await embedded.list_events(worker_id=worker.worker_id)).events
     streams = await asyncio.gather(
-        _take(client.subscribe(worker.worker_id), len(local)),
-        _take(client.subscribe(worker.worker_id, batched=False), len(local)),
+        take(client.subscribe(worker.worker_id), len(local)),
+        take(client.subscribe(worker.worker_id, batched=False), len(local)),
     )
     kinds = {e.kind for e in local}
     assert {"run_queued", "run_started", "input_committed", "message_committed"} <= kinds
     assert {"run_finished", "usage_reported", "text_delta", "worker_state_changed"} <= kinds
     for got in (remote, *streams):
-        assert len(got) == len(local)
-        for a, b in zip(got, local, strict=True):
-            _walk(a, b, a.kind)
-            assert a == b
-            assert repr(a) == repr(b)
-            if a.kind != "worker_created":  # (a Worker holds its labels' dict: not hashable)
-                assert hash(a.payload) == hash(b.payload)
+        assert_same_events(got, local)
     finished = [e.payload for e in remote if isinstance(e.payload, rc.RunFinished)]
     assert finished
     assert all(p.run.usage.total_tokens > 0 for p in finished)
