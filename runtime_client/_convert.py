@@ -290,8 +290,8 @@ _UNKNOWN = UnknownPayload()
 # Events are built like the makers build (see _makers): a draft with the class's slots, filled
 # by attribute stores, then made the class by assigning __class__ (so are the delta payloads).
 _EventDraft = draft(Event)
-_EVENT_FIELDS = ("seq", "worker_id", "run_id", "time", "payload", "raw")
-assert tuple(f.name for f in fields(Event)) == _EVENT_FIELDS, "update event() with Event"
+if tuple(f.name for f in fields(Event)) != ("seq", "worker_id", "run_id", "time", "payload", "raw"):
+    raise TypeError("update event() with the fields of Event")  # (at import, as _makers does)
 
 
 # A WorkerStateChanged is two enum values: every pair the wire can name is built once and shared
