@@ -66,6 +66,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@# Without __init__.py in tests/, pytest imports every conftest.py as the top-level module
+	@# "conftest"; one mypy run cannot hold two modules of one name, so [tool.mypy] checks
+	@# tests/conftest.py with everything else and each folder's conftest.py gets a run of its own.
+	for f in $$(find tests -mindepth 2 -name conftest.py | sort); do $(BIN)/mypy $$f || exit 1; done
 	cd proto && ../$(BIN)/buf lint
 
 proto: $(STAMP)
