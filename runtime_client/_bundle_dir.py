@@ -80,7 +80,9 @@ class _BundleHandle(Protocol):
         self, id: str, digest: str, *, include_content: bool = False
     ) -> ConfigBundleContent: ...
 
-    async def create_worker(self, **kwargs: Any) -> Created: ...
+    # (*args: Any, **kwargs: Any) matches any signature, so RuntimeClient's and the embedded
+    # handle's keyword-only create_worker satisfy it (**kwargs alone matches neither)
+    async def create_worker(self, *args: Any, **kwargs: Any) -> Created: ...
 
 
 @dataclass(frozen=True, slots=True)
