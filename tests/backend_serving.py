@@ -22,8 +22,8 @@ from serving import (
     PYTHON,
     REPO_ROOT,
     START_TIMEOUT,
-    ServeFactory,
     ServeProcess,
+    ServeProcessFactory,
     env,
     unassigned_port,
 )
@@ -201,7 +201,9 @@ ConsoleFactory = Callable[..., Awaitable[Console]]
 
 
 @pytest.fixture
-async def console(tmp_path: Path, serve_process: ServeFactory) -> AsyncIterator[ConsoleFactory]:
+async def console(
+    tmp_path: Path, serve_process: ServeProcessFactory
+) -> AsyncIterator[ConsoleFactory]:
     """``await console(delay_ms=..., provider_url=..., retention=...)`` → a running Console."""
     made: list[Console] = []
 

@@ -27,7 +27,7 @@ from runtime_server.runtime import ConfigError, parse_config
 from runtime_server.store import SqliteStore
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 BOUND = 30.0  # seconds: a safety net only
 

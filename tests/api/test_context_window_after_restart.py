@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from engine import Message, Role
 from runtime_client import RunState
+from runtime_server import model
 from runtime_server.model import Run, TranscriptEntry, Worker, WorkerState
 from runtime_server.store import AppendTranscript, PutRun, PutWorker, SqliteStore
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 ENTRIES = 2_000
 WORDS = 200  # per entry: "word " * 200 = 1,000 characters
@@ -37,7 +38,7 @@ async def write_history(path: Path, profile: str) -> str:
     )  # fmt: skip
     mutations: list[PutWorker | PutRun | AppendTranscript] = [
         PutWorker(worker),
-        PutRun(Run(run_id=rid, worker_id=wid, state=RunState.COMPLETED, created_at=now)),
+        PutRun(Run(run_id=rid, worker_id=wid, state=model.RunState.COMPLETED, created_at=now)),
     ]
     for i in range(ENTRIES):
         role = Role.USER if i % 2 == 0 else Role.ASSISTANT

@@ -18,7 +18,7 @@ from runtime_server import errors as server_errors
 from runtime_server.model import Limits
 
 if TYPE_CHECKING:
-    from conftest import ServeFactory
+    from serving import ServeFactory
 
 LIFECYCLE = ("worker_created", "run_finished")
 

@@ -12,7 +12,7 @@ import contextlib
 from collections import Counter
 from pathlib import Path
 
-from serving import ServeFactory, all_events, eventually, write_config
+from serving import ServeProcessFactory, all_events, eventually, write_config
 
 from runtime_client import Event, RunFinished, RunState, RuntimeServiceError, TextDelta
 
@@ -26,7 +26,7 @@ def key(e: Event) -> tuple[int, str, str, str]:
 
 
 async def test_kill9_while_runs_wait_for_the_writer_loses_nothing(
-    serve_process: ServeFactory, tmp_path: Path
+    serve_process: ServeProcessFactory, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     config = write_config(tmp_path / "tight.toml", delay_ms=0, store_write_backlog_events=BOUND)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving import ServeFactory, ServeProcess, eventually, unassigned_port, write_config
+from serving import ServeProcess, ServeProcessFactory, eventually, unassigned_port, write_config
 
 from runtime_client import (
     RegistryOptions,
@@ -38,7 +38,7 @@ FAST = RegistryOptions(
 class Remote:
     """One serve subprocess: its data dir and config, so it can be restarted on the same port."""
 
-    serve: ServeFactory
+    serve: ServeProcessFactory
     data_dir: Path
     config: Path
     proc: ServeProcess
@@ -77,7 +77,7 @@ RemoteFactory = Callable[..., Awaitable[Remote]]
 
 
 @pytest.fixture
-async def remote(serve_process: ServeFactory, tmp_path: Path) -> RemoteFactory:
+async def remote(serve_process: ServeProcessFactory, tmp_path: Path) -> RemoteFactory:
     """``await remote(name, delay_ms=..., extra=[...])`` → a serve subprocess on SQLite."""
 
     async def factory(name: str, *, delay_ms: int = 20, extra: list[str] | None = None) -> Remote:
