@@ -45,12 +45,13 @@ async def test_bundle_calls_answer_alike(served: Served) -> None:
     w = (await embedded.create_worker(profile="p", config_bundle=ref)).worker
     assert w == await client.get_worker(w.worker_id)
 
-    for call in (
+    calls: tuple[Call, ...] = (
         lambda h: h.get_bundle("team", ref.digest),
         lambda h: h.get_bundle("team", ref.digest, include_content=True),
         lambda h: h.list_bundles(),
         lambda h: h.list_bundles(id="team", page_size=1),
-    ):
+    )
+    for call in calls:
         assert await call(embedded) == await call(client)
     assert (await embedded.get_bundle("team", ref.digest)).bundle.referencing_workers == (
         w.worker_id,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from serving import Served
 
 
-def _tree(cls: type) -> Iterator[type]:
+def _tree(cls: type[Exception]) -> Iterator[type[Exception]]:
     yield cls
     for sub in cls.__subclasses__():
         yield from _tree(sub)

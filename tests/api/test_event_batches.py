@@ -41,7 +41,9 @@ async def logged(client: RuntimeClient, worker_id: str = "", page_size: int = 0)
         page = await client.list_events(after_seq=cursor, worker_id=worker_id, page_size=page_size)
         if not page.events:
             return out
-        out.extend(e.raw for e in page.events)
+        for e in page.events:
+            assert e.raw is not None  # an event read from the wire keeps its message
+            out.append(e.raw)
         cursor = page.next_after_seq
 
 

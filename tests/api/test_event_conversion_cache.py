@@ -23,7 +23,7 @@ from store_samples import all_payloads
 
 def wire_payloads() -> list[object]:
     """The store's samples that protobuf can carry (some hold lone surrogates on purpose)."""
-    out = []
+    out: list[object] = []
     for payload in all_payloads():
         try:
             cv.event(Event(1, 1.0, "w1", "r1", payload))

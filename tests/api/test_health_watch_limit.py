@@ -59,7 +59,7 @@ async def test_watches_past_the_bound_are_refused_and_check_still_answers(
         async def again() -> bool:
             call = stub.Watch(request)
             try:
-                return (await call.read()).status == SERVING
+                return bool((await call.read()).status == SERVING)
             except grpc.aio.AioRpcError:
                 return False
             finally:

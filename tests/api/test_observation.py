@@ -260,8 +260,10 @@ async def test_subscribe_from_zero_mid_run_replays_then_tails_without_gap(obs: S
     assert seqs == logged
     # the worker-filtered stream is exactly that worker's slice of the log
     assert [e.seq for e in per_worker] == [e.seq for e in received if e.worker_id == w]
-    deltas = [e for e in received if isinstance(e.payload, TextDelta) and e.run_id == run_id]
-    assert "".join(e.payload.text for e in deltas) == words(40)
+    deltas = [
+        e.payload for e in received if isinstance(e.payload, TextDelta) and e.run_id == run_id
+    ]
+    assert "".join(d.text for d in deltas) == words(40)
 
 
 async def test_from_now_only_gets_new_events(obs: Served) -> None:
@@ -388,7 +390,9 @@ async def test_client_subscribe_resumes_by_itself_after_being_cut(
     seqs = [e.seq for e in got]
     assert_gap_free(seqs)
     assert seqs == [e.seq for e in await all_events(client)][: len(seqs)]
-    assert got[-1].payload.run.run_id == accepted.run.run_id
+    last = got[-1].payload
+    assert isinstance(last, RunFinished)
+    assert last.run.run_id == accepted.run.run_id
 
 
 # --- cursor errors ----------------------------------------------------------------------------
@@ -467,7 +471,7 @@ async def test_quiet_subscription_gets_heartbeats_the_client_hides_by_default(
     raw = ogrpc.ObservationServiceStub(client.channel).SubscribeEvents(
         opb.SubscribeEventsRequest(from_now=True)
     )
-    beats = []
+    beats: list[pb.Event] = []
     async with asyncio.timeout(BOUND):
         while len(beats) < 3:
             msg = await raw.read()

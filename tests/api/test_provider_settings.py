@@ -21,14 +21,16 @@ BOUND = 30.0  # seconds: a safety net only
 
 
 def chat(*deltas: dict[str, Any], finish: str = "stop") -> bytes:
-    chunks = [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
+    ]
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     chunks.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
     return b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
 
 
 def responses_text(text: str) -> bytes:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {"status": "in_progress", "output": []}},
         {"type": "response.output_item.added", "output_index": 0,
          "item": {"type": "message", "id": "m1", "role": "assistant", "content": []}},

@@ -80,8 +80,10 @@ async def test_subscribing_after_the_cursor_mid_message_misses_and_repeats_nothi
     assert not held & {e.seq for e in received}, "an entry the page holds came again"
     streamed = "".join(e.payload.text for e in received if isinstance(e.payload, TextDelta))
     committed = [e for e in received if isinstance(e.payload, MessageCommitted)]
-    assert streamed == text == committed[-1].payload.entry.message.text
-    assert committed[-1].payload.entry.seq == committed[-1].seq
+    last = committed[-1].payload
+    assert isinstance(last, MessageCommitted)
+    assert streamed == text == last.entry.message.text
+    assert last.entry.seq == committed[-1].seq
     await client.wait_run(accepted.run.run_id, timeout=30)
     # Loaded again now: the page holds the answer and nothing new is to come for it.
     after = await client.get_transcript(wid)
