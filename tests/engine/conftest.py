@@ -12,11 +12,11 @@ A missing fixture directory or model is a skip locally and a failure when ``CI``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from recorded_streams import StreamFixture
 from serving import missing
 
 # tests/engine/conftest.py -> repository root -> its sibling "shared"
@@ -28,23 +28,6 @@ STREAMS = SHARED / "fixtures" / "provider-streams"
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient() as c:
         yield c
-
-
-@dataclass(frozen=True)
-class StreamFixture:
-    path: Path
-
-    @property
-    def wire(self) -> str:
-        return "anthropic" if self.path.suffix == ".txt" else "openai"
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def data(self) -> bytes:
-        return self.path.read_bytes()
 
 
 def _recorded(wire: str | None) -> list[StreamFixture]:

@@ -29,6 +29,7 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+from recorded_streams import StreamFixture
 
 from engine import (
     Accumulator,
@@ -85,7 +86,7 @@ async def sdk_openai(data: bytes) -> Any:
     return completion
 
 
-async def test_openai_stream_matches_the_sdk(openai_fixture) -> None:
+async def test_openai_stream_matches_the_sdk(openai_fixture: StreamFixture) -> None:
     message, usage, notices = await engine_message("openai", openai_fixture.data)
     try:
         completion = await sdk_openai(openai_fixture.data)
@@ -162,7 +163,7 @@ def known_content(blocks: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-async def test_anthropic_stream_matches_the_sdk(anthropic_fixture) -> None:
+async def test_anthropic_stream_matches_the_sdk(anthropic_fixture: StreamFixture) -> None:
     message, usage, notices = await engine_message("anthropic", anthropic_fixture.data)
     sdk = await sdk_anthropic(anthropic_fixture.data)  # accepts all of them, even out_of_order
     blocks = list(sdk.content)

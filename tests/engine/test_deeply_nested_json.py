@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -43,7 +44,7 @@ TEXT_ANSWER = sse(delta(content="Done."), delta("stop"), USAGE, "[DONE]")
 
 
 def registry(calls: list[Any]) -> ToolRegistry:
-    async def lookup(args: dict[str, Any]) -> str:
+    async def lookup(args: Mapping[str, Any]) -> str:
         calls.append(args)
         return "found"
 

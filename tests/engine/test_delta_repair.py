@@ -14,7 +14,8 @@ HIGH, LOW = "\ud83d", "\ude00"  # EMOJI's UTF-16 pair
 def run(*events: object) -> list[object]:
     repair = DeltaRepair()
     out = [repair.repair(e) for e in events]  # type: ignore[arg-type]
-    return [e for e in out if e is not None] + list(repair.flush())
+    kept: list[object] = [e for e in out if e is not None]
+    return kept + list(repair.flush())
 
 
 def test_valid_text_joins_pairs_and_replaces_lone_halves() -> None:

@@ -43,7 +43,7 @@ from engine.testing import LlamaServer
 pytestmark = pytest.mark.live
 
 KINDS = ["openai_chat", "anthropic"]
-WEATHER_SCHEMA = {
+WEATHER_SCHEMA: dict[str, object] = {
     "type": "object",
     "properties": {"city": {"type": "string"}},
     "required": ["city"],
@@ -108,7 +108,9 @@ async def turn(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_text_turn_stops_by_itself(kind: str, llama: LlamaServer, client) -> None:
+async def test_text_turn_stops_by_itself(
+    kind: str, llama: LlamaServer, client: httpx.AsyncClient
+) -> None:
     history = (Message(Role.USER, "What is the capital of France? Answer in one word."),)
     result, events = await turn(provider_for(kind, llama, client), history)
     assert result.stop_reason is StopReason.END_TURN
@@ -121,7 +123,7 @@ async def test_text_turn_stops_by_itself(kind: str, llama: LlamaServer, client) 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_length_stop(kind: str, llama: LlamaServer, client) -> None:
+async def test_length_stop(kind: str, llama: LlamaServer, client: httpx.AsyncClient) -> None:
     history = (Message(Role.USER, "Write a long story about a cat."),)
     result, _ = await turn(provider_for(kind, llama, client), history, max_tokens=5)
     assert result.stop_reason is StopReason.LENGTH
@@ -130,7 +132,9 @@ async def test_length_stop(kind: str, llama: LlamaServer, client) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_reasoning_is_separated_from_text(kind: str, llama: LlamaServer, client) -> None:
+async def test_reasoning_is_separated_from_text(
+    kind: str, llama: LlamaServer, client: httpx.AsyncClient
+) -> None:
     result, events = await turn(provider_for(kind, llama, client), REASONING_HISTORY)
     [message] = result.messages
     assert message.reasoning.strip()
@@ -140,7 +144,7 @@ async def test_reasoning_is_separated_from_text(kind: str, llama: LlamaServer, c
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_full_tool_loop(kind: str, llama: LlamaServer, client) -> None:
+async def test_full_tool_loop(kind: str, llama: LlamaServer, client: httpx.AsyncClient) -> None:
     calls: list[Mapping[str, Any]] = []
 
     async def get_weather(args: Mapping[str, Any]) -> str:
@@ -176,7 +180,9 @@ async def test_full_tool_loop(kind: str, llama: LlamaServer, client) -> None:
     assert committed == list(result.messages)
 
 
-async def test_openai_sdk_agrees_on_a_live_answer(llama: LlamaServer, client) -> None:
+async def test_openai_sdk_agrees_on_a_live_answer(
+    llama: LlamaServer, client: httpx.AsyncClient
+) -> None:
     result, _ = await turn(provider_for("openai_chat", llama, client), REASONING_HISTORY)
     sdk = openai.AsyncOpenAI(base_url=llama.openai_base_url, api_key="unused", max_retries=2)
     messages: list[Any] = []
@@ -201,7 +207,9 @@ async def test_openai_sdk_agrees_on_a_live_answer(llama: LlamaServer, client) ->
     assert result.usage.output_tokens == completion.usage.completion_tokens
 
 
-async def test_anthropic_sdk_agrees_on_a_live_tool_call(llama: LlamaServer, client) -> None:
+async def test_anthropic_sdk_agrees_on_a_live_tool_call(
+    llama: LlamaServer, client: httpx.AsyncClient
+) -> None:
     provider = provider_for("anthropic", llama, client)
     result, _ = await turn(provider, EXAMPLE_ROUND + TOOL_QUESTION, tools=weather_registry())
     sdk = anthropic.AsyncAnthropic(base_url=llama.base_url, api_key="unused", max_retries=2)

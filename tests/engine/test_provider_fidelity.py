@@ -9,6 +9,7 @@ against :class:`engine.testing.LoopbackServer` and reads the request bodies the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -46,10 +47,10 @@ TEXT_ANSWER = sse(delta(content="Sunny."), delta("stop"), usage(), "[DONE]")
 
 
 def tools() -> ToolRegistry:
-    async def weather(args: dict[str, Any]) -> str:
+    async def weather(args: Mapping[str, Any]) -> str:
         return f"sunny in {args['city']}"
 
-    async def clock(args: dict[str, Any]) -> str:
+    async def clock(args: Mapping[str, Any]) -> str:
         return f"12:00 {args['tz']}"
 
     registry = ToolRegistry()

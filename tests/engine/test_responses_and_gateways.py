@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -288,10 +289,10 @@ async def sdk_read_partial(data: bytes) -> tuple[None, list[Any]]:
 
 
 def tools() -> ToolRegistry:
-    async def weather(args: dict[str, Any]) -> str:
+    async def weather(args: Mapping[str, Any]) -> str:
         return f"sunny in {args['city']}"
 
-    async def clock(args: dict[str, Any]) -> str:
+    async def clock(args: Mapping[str, Any]) -> str:
         return f"12:00 {args['tz']}"
 
     return ToolRegistry([Tool("weather", "weather", weather), Tool("clock", "time", clock)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from recorded_streams import StreamFixture
 
 from engine import SSEDecoder, SSEEvent
 from engine.testing import chunked
@@ -24,7 +25,7 @@ def decode(*chunks: bytes) -> list[SSEEvent]:
     return events + decoder.flush()
 
 
-def test_recorded_stream_decodes_to_events(stream_fixture) -> None:
+def test_recorded_stream_decodes_to_events(stream_fixture: StreamFixture) -> None:
     events = decode(stream_fixture.data)
     assert events, "a recorded stream has events"
     if stream_fixture.wire == "openai":
@@ -35,7 +36,7 @@ def test_recorded_stream_decodes_to_events(stream_fixture) -> None:
         assert events[-1].event == "message_stop"
 
 
-def test_every_two_chunk_split_gives_the_same_events(stream_fixture) -> None:
+def test_every_two_chunk_split_gives_the_same_events(stream_fixture: StreamFixture) -> None:
     data = stream_fixture.data
     if len(data) > TWO_CHUNK_MAX:
         data = data[: data.rindex(b"\n\n", 0, TWO_CHUNK_MAX) + 2]
@@ -45,7 +46,7 @@ def test_every_two_chunk_split_gives_the_same_events(stream_fixture) -> None:
         assert decode(data[:offset], data[offset:]) == expected, f"split at byte {offset}"
 
 
-def test_a_boundary_at_every_offset_gives_the_same_events(stream_fixture) -> None:
+def test_a_boundary_at_every_offset_gives_the_same_events(stream_fixture: StreamFixture) -> None:
     data = stream_fixture.data
     expected = decode(data)
     for start in range(STRIDE):
@@ -55,7 +56,9 @@ def test_a_boundary_at_every_offset_gives_the_same_events(stream_fixture) -> Non
 
 
 @pytest.mark.parametrize("sizes", [(1,), (2,), (3, 5, 7), (13, 1, 64), (4096,)])
-def test_odd_sized_chunks_give_the_same_events(stream_fixture, sizes) -> None:
+def test_odd_sized_chunks_give_the_same_events(
+    stream_fixture: StreamFixture, sizes: tuple[int, ...]
+) -> None:
     data = stream_fixture.data
     assert decode(*chunked(data, sizes)) == decode(data)
 

@@ -21,7 +21,7 @@ def _anthropic(*events: tuple[str, dict[str, object]]) -> bytes:
     return b"".join(f"event: {k}\ndata: {json.dumps(d)}\n\n".encode() for k, d in events)
 
 
-MESSAGE_START = (
+MESSAGE_START: tuple[str, dict[str, object]] = (
     "message_start",
     {
         "type": "message_start",
