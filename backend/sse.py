@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,7 +161,7 @@ async def with_heartbeats(
     *,
     buffer: int = 256,
     max_bytes: int = MAX_QUEUED_BYTES,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The encoded frames with a heartbeat whenever ``interval_s`` passes without one. An item
     of ``frames`` that is ``bytes`` is a worker event's frame already encoded (never final): the
     event hot path builds no :class:`Frame` per event. A pump task
