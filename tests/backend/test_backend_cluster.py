@@ -165,7 +165,7 @@ async def test_cluster_survives_a_killed_runtime_and_stops_without_orphans(
             os.kill(killed_pid, signal.SIGKILL)
 
             async def shown_unreachable() -> bool:
-                return (await _runtimes(http))["runtime-2"]["state"] == "UNREACHABLE"
+                return bool((await _runtimes(http))["runtime-2"]["state"] == "UNREACHABLE")
 
             await eventually(shown_unreachable, timeout=START_TIMEOUT)
             workers = (await http.get("/api/workers")).json()["workers"]

@@ -89,7 +89,7 @@ async def test_odd_login_tokens_and_cookies_are_refused_not_crashed(
     login = await _post_raw(c, "/api/login", b'{"token": "\\ud800"}')
     assert login.status_code == 401
     assert "set-cookie" not in login.headers
-    odd = {"cookie": b"worker_console_session=\xe9\xe9"}  # latin-1 bytes, as a client may send
+    odd = {b"cookie": b"worker_console_session=\xe9\xe9"}  # latin-1 bytes, as a client may send
     session = await c.http.get("/api/session", headers=odd)
     assert session.status_code == 200
     assert session.json() == {"auth_required": True, "authenticated": False}

@@ -48,7 +48,7 @@ ca_file = "tls/ca.pem"
 
 async def _runtime(serve_process: ServeProcessFactory, tmp_path: Path, name: str) -> int:
     tls = tmp_path / "tls"
-    args = ("--auth-token-file", str(tmp_path / "runtime.token"))
+    args: tuple[str, ...] = ("--auth-token-file", str(tmp_path / "runtime.token"))
     args += ("--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server.key"))
     args += ("--tls-client-ca", str(tls / "ca.pem"))
     return (await serve_process(tmp_path / name, extra=args)).port

@@ -31,7 +31,9 @@ async def test_a_bundle_profile_is_offered_in_the_picker_and_creates_a_working_w
     team = page.locator('#bundle-list li[data-bundle-id="team"]')
 
     async def present_on_both() -> bool:
-        states = await team.locator(".chip").evaluate_all("cs => cs.map(c => c.dataset.state)")
+        states: list[str] = await team.locator(".chip").evaluate_all(
+            "cs => cs.map(c => c.dataset.state)"
+        )
         return states == ["present", "present"]
 
     await eventually(present_on_both, timeout=BOUND, interval=0.25)

@@ -153,9 +153,9 @@ async def test_reload_mid_stream_shows_the_answer_exactly_once(
             await page.reload()
             await page.wait_for_selector("#console:not([hidden])", timeout=BOUND * 1000)
             reloads += 1
-        await eventually(lambda t=text: _has_assistant(page, t), timeout=BOUND)  # type: ignore[misc]
+        await eventually(lambda t=text: _has_assistant(page, t), timeout=BOUND)
     for text in texts:
-        await eventually(lambda t=text: _has_assistant(page, t), timeout=BOUND)  # type: ignore[misc]
+        await eventually(lambda t=text: _has_assistant(page, t), timeout=BOUND)
     shown = await assistant_texts(page)
     transcript = (
         await c.call("GET", f"/api/runtimes/{remote_id}/workers/{wid}/transcript?page_size=1000")

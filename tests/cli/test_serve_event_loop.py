@@ -52,7 +52,7 @@ async def test_serve_runs_on_the_chosen_event_loop(
                 if isinstance(event.payload, RunFinished):
                     assert event.payload.run.run_id == accepted.run.run_id
                     break
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
         assert seqs[0] == after + 1
         assert_gap_free(seqs)
         after = seqs[-1]  # the next run's subscription starts after this one
