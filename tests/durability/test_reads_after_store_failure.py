@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def reads(rt: Runtime, wid: str, gone: str, run_id: str) -> dict[str, Read]:
     }
 
 
-async def outcomes(pending: dict[str, asyncio.Future[Any]]) -> dict[str, str]:
+async def outcomes(pending: Mapping[str, asyncio.Future[Any]]) -> dict[str, str]:
     """What each read answered: the error's class name, or the value's type when it answered."""
     out = {}
     for name, task in pending.items():
@@ -170,7 +170,12 @@ async def test_a_store_failure_during_a_reads_wait_is_store_failure(tmp_path: Pa
         # 3. the roll-back: what those reads would have shown never happened
         blocker.execute("ROLLBACK")
         store.reload_gate.set()
-        await eventually(lambda: rt.store_state is StoreState.OK, within=BOUND)
+
+        # a def, not a lambda: in the lambda mypy kept rt.store_state narrowed to FAILING (above)
+        def recovered() -> bool:
+            return rt.store_state is StoreState.OK
+
+        await eventually(recovered, within=BOUND)
         run = await rt.get_run(run_id)
         assert run.state is RunState.INTERRUPTED  # the pre-wait snapshot said COMPLETED
         assert (await rt.get_worker(gone)).state is WorkerState.STOPPED  # the delete was discarded

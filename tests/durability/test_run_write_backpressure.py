@@ -12,7 +12,7 @@ from pathlib import Path
 
 from serving import eventually
 
-from runtime_server.model import Limits, RunState, TextDelta
+from runtime_server.model import Event, Limits, RunState, TextDelta
 from runtime_server.runtime import Runtime, parse_config
 from runtime_server.store import SqliteStore
 
@@ -52,7 +52,7 @@ async def test_a_run_waits_for_the_writer_at_the_bound(tmp_path: Path) -> None:
         accepted = await asyncio.wait_for(send, 20)
         run = await rt.wait_run(accepted.run.run_id, timeout=20.0)
         assert run.state is RunState.COMPLETED
-        events = []
+        events: list[Event] = []
         after = created.seq
         while True:
             page = await rt.list_events(after_seq=after, worker_id=wid)

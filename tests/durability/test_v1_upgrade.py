@@ -18,6 +18,7 @@ from runtime_server.model import (
     Event,
     InputCommitted,
     MessageCommitted,
+    Payload,
     Run,
     RunFinished,
     RunQueued,
@@ -47,7 +48,7 @@ def _v1_state() -> V1Content:
     done = Run(R, W, RunState.COMPLETED, T0 + 1, started_at=T0 + 2, finished_at=T0 + 3)
     asked = TranscriptEntry(W, 0, R, T0 + 2, Message(Role.USER, "hello world"), seq=4)
     answer = TranscriptEntry(W, 1, R, T0 + 3, Message(Role.ASSISTANT, "hello world"), seq=8)
-    payloads = [
+    payloads: list[tuple[Payload, str]] = [
         (WorkerCreated(Worker(W, "rt-v1", WorkerState.IDLE, "echo", created_at=T0)), ""),
         (RunQueued(queued), R),
         (RunStarted(started), R),
