@@ -88,6 +88,7 @@ def test_a_broken_manifest_is_caught() -> None:
 
 
 def _container() -> dict[str, Any]:
+    container: dict[str, Any]
     (container,) = one("StatefulSet", "worker-runtime")["spec"]["template"]["spec"]["containers"]
     return container
 
