@@ -58,7 +58,9 @@ def payloads(events: list[Event], kind: type) -> list[Any]:
     return [e.payload for e in events if isinstance(e.payload, kind)]
 
 
-async def test_text_run_streams_deltas_and_completes_with_usage(serve: ServeFactory, live_config):
+async def test_text_run_streams_deltas_and_completes_with_usage(
+    serve: ServeFactory, live_config: dict[str, Any]
+) -> None:
     served = await serve(config=live_config)
     client = served.client
     created = await client.create_worker(profile="smollm2-chat")
@@ -80,7 +82,9 @@ async def test_text_run_streams_deltas_and_completes_with_usage(serve: ServeFact
     assert transcript[1].message.text.strip()
 
 
-async def test_tool_round_on_the_shipped_smollm2_profile(serve: ServeFactory, live_config):
+async def test_tool_round_on_the_shipped_smollm2_profile(
+    serve: ServeFactory, live_config: dict[str, Any]
+) -> None:
     served = await serve(config=live_config)
     client = served.client
     created = await client.create_worker(profile="smollm2")
@@ -160,7 +164,9 @@ async def test_cancel_a_live_run_mid_stream(
     of_run = [e for e in page.events if e.run_id == run_id]
     finished = [e for e in of_run if isinstance(e.payload, RunFinished)]
     assert len(finished) == 1
-    assert finished[0].payload.run.state is RunState.CANCELLED
+    end = finished[0].payload
+    assert isinstance(end, RunFinished)
+    assert end.run.state is RunState.CANCELLED
     after = of_run[of_run.index(finished[0]) + 1 :]
     assert all(isinstance(e.payload, WorkerStateChanged) for e in after), after
 

@@ -31,6 +31,7 @@ from runtime_client import (
     RegistryItem,
     RegistryOptions,
     RunFinished,
+    RunQueued,
     RunState,
     RuntimeHealth,
     RuntimeIdentityChanged,
@@ -206,8 +207,8 @@ async def test_fixed_request_id_in_flight_across_a_crash_makes_one_run(
     again = await registry.send_input(rid1, worker_id, "one run only", request_id="key-1")
     assert again.run.run_id == accepted.run.run_id
     log = await all_events(r1.proc.client())
-    queued = [e for e in log if type(e.payload).__name__ == "RunQueued"]
-    assert [e.payload.run.run_id for e in queued] == [accepted.run.run_id]  # type: ignore[attr-defined]
+    queued = [e.payload for e in log if isinstance(e.payload, RunQueued)]
+    assert [p.run.run_id for p in queued] == [accepted.run.run_id]
 
 
 async def test_sigterm_is_draining_and_placement_goes_elsewhere(

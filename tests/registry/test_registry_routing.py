@@ -151,6 +151,8 @@ async def test_a_subscription_over_all_runtimes_merges_them_from_now(
         await registry.start()
         rid1 = (await wait_state(registry, "one", RuntimeHealth.READY)).runtime_id
         rid2 = (await wait_state(registry, "here", RuntimeHealth.READY)).runtime_id
+        assert rid1, "a READY runtime has its id"
+        assert rid2, "a READY runtime has its id"
         items: list[object] = []
         stream = registry.subscribe(payload_types=["worker_created"])
 

@@ -19,8 +19,10 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -50,6 +52,7 @@ PAGE = 4096
 TRIALS = 8
 SEED = 20261127
 OK_REASONS = {"STORE_FAILURE"}
+T = TypeVar("T")
 
 
 async def populated(data: Path, serve_process: ServeProcessFactory) -> int:
@@ -116,10 +119,10 @@ async def reads_answer_cleanly(port: int) -> int:
     failures = 0
     async with RuntimeClient(f"127.0.0.1:{port}") as client:
 
-        async def attempt(call: Callable[[], object]) -> object:
+        async def attempt(call: Callable[[], Awaitable[T]]) -> T | None:
             nonlocal failures
             try:
-                return await call()  # type: ignore[misc]
+                return await call()
             except StoreFailure:
                 failures += 1
             except RuntimeServiceError as exc:
@@ -128,14 +131,14 @@ async def reads_answer_cleanly(port: int) -> int:
 
         cursor = 0
         while True:
-            page = await attempt(lambda c=cursor: client.list_events(after_seq=c))
-            if page is None or not page.events:  # type: ignore[attr-defined]
+            page = await attempt(partial(client.list_events, after_seq=cursor))
+            if page is None or not page.events:
                 break
-            cursor = page.events[-1].seq  # type: ignore[attr-defined]
+            cursor = page.events[-1].seq
         workers = await client.list_workers(page_size=100)
         for w in workers.items:
-            await attempt(lambda w=w: client.get_transcript(w.worker_id))
-            await attempt(lambda w=w: client.list_events(worker_id=w.worker_id))
+            await attempt(partial(client.get_transcript, w.worker_id))
+            await attempt(partial(client.list_events, worker_id=w.worker_id))
     return failures
 
 

@@ -205,7 +205,7 @@ def reason_of(exc: grpc.aio.AioRpcError) -> str:
             for detail in status_pb2.Status.FromString(value).details:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info):
-                    return info.reason
+                    return str(info.reason)
     return ""
 
 
