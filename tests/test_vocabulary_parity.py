@@ -14,6 +14,7 @@ The walk covers:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import re
 import typing
@@ -274,7 +275,7 @@ def _enum(desc: EnumDescriptor) -> set[str]:
     return {v.name.removeprefix(prefix) for v in desc.values} - {"UNSPECIFIED"}
 
 
-ENUMS: dict[str, tuple[type, type]] = {
+ENUMS: dict[str, tuple[type[enum.Enum], type[enum.Enum]]] = {
     "WorkerState": (m.WorkerState, c.WorkerState),
     "RunState": (m.RunState, c.RunState),
     "BusyPolicy": (m.BusyPolicy, c.BusyPolicy),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ def test_every_older_version_has_a_migration() -> None:
     assert set(schema.MIGRATIONS) == set(range(1, SCHEMA_VERSION))
 
 
-def _meta(path: Path) -> dict[str, object]:
+def _meta(path: Path) -> dict[str, Any]:
     conn = sqlite3.connect(path)
     try:
         return dict(conn.execute("SELECT key, value FROM meta").fetchall())

@@ -163,7 +163,7 @@ async def test_one_report_to_the_loop_per_writer_pass(store_path: Path) -> None:
 
     committed: list[int] = []
     store.set_commit_listener(committed.append)
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
     try:
         for s in range(1, 6):
             store.write([event(s)])

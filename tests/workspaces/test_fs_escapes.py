@@ -156,7 +156,7 @@ async def test_in_root_symlinks_and_a_symlinked_root_work(layout: Layout, tool: 
     alias = layout.base / "alias"
     alias.symlink_to(layout.root)  # the root itself is a symlink
     reg = registry(alias)
-    cases = {
+    cases: dict[str, list[tuple[str, str | None]]] = {
         "read_file": [("in_link", "inside text"), ("a/b/up_link", "inside secret"),
                       ("real_dir/secret.txt", "inside secret"), (f"{alias}/in.txt", "inside text")],
         "list_files": [("real_dir", "secret.txt"), (".", "in_link@"), ("a/b", "up_link@"),
