@@ -299,9 +299,9 @@ async def run(quick: bool) -> list[Row]:
                             pe_cpu_rows, client_rows, ratios_seen,
                         )  # fmt: skip
                     for (store, c), cr in count_rows.items():
-                        target = servers[store].target
+                        address = servers[store].target
                         cr.product.append(
-                            await shape_mod.count_batches(target, c, COUNT_RUNS[c], text)
+                            await shape_mod.count_batches(address, c, COUNT_RUNS[c], text)
                         )
                         cr.shape.append(1)
                         show(cr, rep)

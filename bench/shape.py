@@ -28,7 +28,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ class Shape:
         return self.request[:2] + wid + self.request[2 + n :]
 
     def dump(self, path: Path) -> None:
-        enc = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        enc: Callable[[bytes], str] = lambda b: base64.b64encode(b).decode()  # noqa: E731
         data = {"request": enc(self.request), "reply": enc(self.reply),
                 "events": [enc(e) for e in self.events]}  # fmt: skip
         path.write_text(json.dumps(data))
