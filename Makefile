@@ -62,14 +62,17 @@ $(NODE_DIR)/.installed:
 test: $(STAMP) $(NODE_DIR)/.installed
 	NODE_PATH=$(abspath $(NODE_DIR))/node_modules $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# pytest imports every conftest.py as the top-level module "conftest" (tests/ has no __init__.py)
+# and one mypy run cannot hold two modules of one name: [tool.mypy] checks tests/conftest.py with
+# everything else, and a second run the folders' ones by dotted name (tests.store.conftest, ...),
+# each folder on the search path as pytest puts it on sys.path.
+CONFTESTS = $(sort $(shell find tests -mindepth 2 -name conftest.py))
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	@# Without __init__.py in tests/, pytest imports every conftest.py as the top-level module
-	@# "conftest"; one mypy run cannot hold two modules of one name, so [tool.mypy] checks
-	@# tests/conftest.py with everything else and each folder's conftest.py gets a run of its own.
-	for f in $$(find tests -mindepth 2 -name conftest.py | sort); do $(BIN)/mypy $$f || exit 1; done
+	MYPYPATH=$$(dirname $(CONFTESTS) | paste -sd:) $(BIN)/mypy $(addprefix -m ,$(subst /,.,$(CONFTESTS:.py=)))
 	cd proto && ../$(BIN)/buf lint
 
 proto: $(STAMP)
