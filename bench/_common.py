@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -277,9 +277,9 @@ async def start_server(argv: Sequence[str], *, timeout_s: float = 60.0) -> Serve
     return ServerProcess(proc, port, started, time.perf_counter())
 
 
-def _drain(stream: object) -> None:
+def _drain(stream: Iterable[str]) -> None:
     with contextlib.suppress(Exception):
-        for _ in stream:  # type: ignore[attr-defined]
+        for _ in stream:
             pass
 
 

@@ -45,7 +45,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +53,7 @@ from bench import shape as shape_mod
 from bench._bare import BareClient
 from bench._common import Row, ServerProcess, running, runtime_argv, say, show
 from bench._grpc import _until_finished, alternate_all, words
-from runtime_client import RuntimeClient
+from runtime_client import Event, RuntimeClient
 
 SECTION = "peer"
 WORDS = 10  # the peer comparison's echo: 10 chunks + the terminal event
@@ -122,7 +122,7 @@ class StreamedRuns:
         self.client = client
         self.concurrency = concurrency
         self.batched = batched
-        self.loops: list[tuple[str, object]] = []
+        self.loops: list[tuple[str, AsyncGenerator[Event, None]]] = []
         self.text = words(WORDS)
 
     async def open(self) -> None:
@@ -134,7 +134,7 @@ class StreamedRuns:
 
     async def close(self) -> None:
         for _, events in self.loops:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def __call__(self, n: int) -> int:
         per = max(1, n // self.concurrency)

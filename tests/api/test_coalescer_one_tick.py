@@ -6,6 +6,7 @@ deltas, one step apart, travel in one message — and a lone event is still let 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import grpc.aio
 import pytest
@@ -16,6 +17,9 @@ from runtime_server.grpc import coalesce as _coalesce
 from runtime_server.model import TextDelta
 from runtime_server.runtime import EventLog
 from runtime_server.store import MemoryStore
+
+if TYPE_CHECKING:
+    from serving import ServeFactory
 
 
 async def opened_log() -> EventLog:
@@ -94,7 +98,7 @@ async def test_a_cancelled_wait_leaves_the_others_served(monkeypatch: pytest.Mon
     b.close()
 
 
-async def test_a_short_runs_events_travel_in_one_message(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_a_short_runs_events_travel_in_one_message(serve: ServeFactory) -> None:
     # SendInput's events (RunQueued .. WorkerStateChanged) are published one loop step before the
     # run's task brings its first delta; with one quiet step ending the wait they went alone.
     served = await serve()

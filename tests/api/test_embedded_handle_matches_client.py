@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -266,8 +266,8 @@ async def _refused_before_sending(h: Any, worker_id: str) -> None:
     await h.cancel_run(slow.run.run_id)
 
 
-async def _first(events: AsyncIterator[rc.Event]) -> rc.Event:
-    async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
+async def _first(events: AsyncGenerator[rc.Event, None]) -> rc.Event:
+    async with contextlib.aclosing(events) as stream:
         async for event in stream:
             return event
     raise AssertionError("the stream ended")
@@ -343,9 +343,9 @@ async def test_an_unexpected_exception_is_a_generic_internal_error_alike(
 # --- subscriptions ----------------------------------------------------------------------------
 
 
-async def _until_finished(events: AsyncIterator[rc.Event], run_id: str) -> list[rc.Event]:
+async def _until_finished(events: AsyncGenerator[rc.Event, None], run_id: str) -> list[rc.Event]:
     seen: list[rc.Event] = []
-    async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
+    async with contextlib.aclosing(events) as stream:
         async for event in stream:
             seen.append(event)
             if isinstance(event.payload, rc.RunFinished) and event.payload.run.run_id == run_id:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ from runtime_client import RunFinished
 from runtime_server.grpc import EventCache
 from runtime_server.grpc import convert as cv
 from runtime_server.model import Event, TextDelta
+
+if TYPE_CHECKING:
+    from serving import ServeFactory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 from store_samples import all_payloads
@@ -66,7 +70,7 @@ def test_the_cache_is_bounded() -> None:
         EventCache(capacity=0)
 
 
-async def test_every_stream_and_list_events_see_the_same_events(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_every_stream_and_list_events_see_the_same_events(serve: ServeFactory) -> None:
     served = await serve()
     client = served.client
     created = await client.create_worker(profile="echo")

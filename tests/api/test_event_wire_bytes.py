@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc.aio
 import pytest
@@ -20,6 +21,9 @@ from runtime_client.api import types_pb2 as pb
 from runtime_server.grpc import EventCache, wire
 from runtime_server.grpc import convert as cv
 from runtime_server.model import Event, Limits, TextDelta
+
+if TYPE_CHECKING:
+    from serving import ServeFactory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 from store_samples import all_payloads
@@ -79,17 +83,17 @@ def test_the_cache_keeps_the_bytes_and_parses_the_message_once() -> None:
     assert message.SerializeToString() == encoded
 
 
-async def read_until(call: object, n: int, batched: bool) -> list[pb.Event]:
+async def read_until(call: grpc.aio.UnaryStreamCall, n: int, batched: bool) -> list[pb.Event]:
     got: list[pb.Event] = []
-    async for msg in call:  # type: ignore[attr-defined]
+    async for msg in call:
         got += list(msg.events) if batched else [msg]
         if sum(1 for e in got if e.seq) >= n:
             break
-    call.cancel()  # type: ignore[attr-defined]
+    call.cancel()
     return got
 
 
-async def test_both_streams_deliver_what_list_events_returns(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_both_streams_deliver_what_list_events_returns(serve: ServeFactory) -> None:
     served = await serve(limits=Limits(heartbeat_interval_seconds=0.05))
     client = served.client
     created = await client.create_worker(profile="echo")
@@ -112,14 +116,14 @@ async def test_both_streams_deliver_what_list_events_returns(serve) -> None:  # 
             start = stub.SubscribeEventBatches if batched else stub.SubscribeEvents
             live = opb.SubscribeEventsRequest(worker_id=wid, from_now=True)
             beat = await asyncio.wait_for(read_heartbeat(start(live), batched), 30)
-            assert beat.heartbeat.last_seq >= want[-1].seq
+            assert beat.heartbeat.last_seq >= page.events[-1].seq
 
 
-async def read_heartbeat(call: object, batched: bool) -> pb.Event:
-    async for msg in call:  # type: ignore[attr-defined]
+async def read_heartbeat(call: grpc.aio.UnaryStreamCall, batched: bool) -> pb.Event:
+    async for msg in call:
         for e in list(msg.events) if batched else [msg]:
             if e.HasField("heartbeat"):
-                call.cancel()  # type: ignore[attr-defined]
+                call.cancel()
                 beat: pb.Event = e
                 return beat
     raise AssertionError("the stream ended without a heartbeat")

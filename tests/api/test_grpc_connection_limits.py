@@ -235,9 +235,9 @@ async def test_one_connection_runs_at_most_max_concurrent_streams_calls(
             c.cancel()
 
 
-async def _drain(call: object) -> None:
+async def _drain(call: grpc.aio.UnaryStreamCall) -> None:
     while True:
-        await asyncio.wait_for(call.read(), BOUND)  # type: ignore[attr-defined]
+        await asyncio.wait_for(call.read(), BOUND)
 
 
 async def _closed(conn: RawH2) -> bool:

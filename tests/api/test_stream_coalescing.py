@@ -70,7 +70,7 @@ async def test_a_full_batch_or_max_wait_ends_the_wait(monkeypatch: pytest.Monkey
         sub.close()
 
 
-async def test_a_runs_events_arrive_in_fewer_messages_all_in_order(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_a_runs_events_arrive_in_fewer_messages_all_in_order(serve: ServeFactory) -> None:
     served = await serve()
     created = await served.client.create_worker(profile="echo")
     wid = created.worker.worker_id

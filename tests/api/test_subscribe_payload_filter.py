@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
 LIFECYCLE = ("worker_created", "run_finished")
 
 
-async def _take(stream: object, n: int) -> list[Event]:
+async def _take(stream: AsyncGenerator[Event, None], n: int) -> list[Event]:
     out: list[Event] = []
-    async with contextlib.aclosing(stream) as events:  # type: ignore[type-var]
+    async with contextlib.aclosing(stream) as events:
         async with asyncio.timeout(20):
-            async for event in events:  # type: ignore[attr-defined]
+            async for event in events:
                 out.append(event)
                 if len(out) >= n:
                     break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -21,10 +22,10 @@ CONFIG = 'token_env = "CONSOLE_TOKEN"\nstore = "memory"\nheartbeat_s = 0.2\n'
 CONFIG += '[companion]\nprofile = "echo"\n'
 
 
-async def _until_closed(reader: object) -> bytes:
+async def _until_closed(reader: AsyncIterator[bytes]) -> bytes:
     """Everything the stream sends until the server closes it."""
     seen = b""
-    async for chunk in reader:  # type: ignore[attr-defined]
+    async for chunk in reader:
         seen += chunk
     return seen
 

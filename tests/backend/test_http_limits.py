@@ -157,7 +157,7 @@ async def test_a_client_that_stops_reading_is_cut() -> None:
     # writes have been blocked for send_timeout_s, and the app sees the disconnect
     disconnected = asyncio.Event()
 
-    async def app(scope: dict, receive: Any, send: Any) -> None:  # type: ignore[type-arg]
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
 

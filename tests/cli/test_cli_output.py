@@ -22,7 +22,7 @@ from runtime_server.runtime import Runtime
 from runtime_server.store import SqliteStore
 
 if TYPE_CHECKING:
-    from serving import Served
+    from serving import Served, ServeFactory
 
 BOUND = 30.0
 UNKNOWN = "0190a0a0-0000-7000-8000-000000000000"
@@ -86,8 +86,8 @@ async def test_health_command(served: Served) -> None:
     assert "UNAVAILABLE" in err
 
 
-async def test_health_needs_no_token(serve: object) -> None:
-    served = await serve(auth_token="tok-health-1")  # type: ignore[operator]
+async def test_health_needs_no_token(serve: ServeFactory) -> None:
+    served = await serve(auth_token="tok-health-1")
     rc, out, err = await cli("--target", served.target, "health")
     assert (rc, out) == (0, "SERVING\n"), err
 

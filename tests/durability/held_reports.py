@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime_server.store import SqliteStore
+from runtime_server.store import CommitListener, SqliteStore
 
 
 class HeldReports(SqliteStore):
@@ -16,9 +16,9 @@ class HeldReports(SqliteStore):
         super().__init__(path, retention_interval=0.0)
         self.holding = False
         self.held: list[int] = []
-        self._report: object = None
+        self._report: CommitListener | None = None
 
-    def set_commit_listener(self, listener) -> None:  # type: ignore[no-untyped-def]
+    def set_commit_listener(self, listener: CommitListener) -> None:
         self._report = listener
 
         def report(seq: int) -> None:
@@ -32,5 +32,6 @@ class HeldReports(SqliteStore):
     def release(self) -> None:
         self.holding = False
         for seq in self.held:
-            self._report(seq)  # type: ignore[operator]
+            assert self._report is not None  # a report is held only once a listener is set
+            self._report(seq)
         self.held.clear()

@@ -67,7 +67,9 @@ async def test_a_finished_run_is_answered_once_its_run_finished_is_committed(
         assert cancelled.state is RunState.COMPLETED  # it had finished: unchanged
         events = (await rt.list_events(after_seq=accepted.seq, worker_id=wid)).events
         finished = [e for e in events if isinstance(e.payload, RunFinished)]
-        assert [e.payload.run.run_id for e in finished] == [accepted.run.run_id]  # type: ignore[union-attr]
+        assert [e.payload.run.run_id for e in finished if isinstance(e.payload, RunFinished)] == [
+            accepted.run.run_id
+        ]
         assert finished[0].seq > reported  # it was not reported committed while held
         assert rt.info().last_seq >= finished[0].seq
         # and once committed, a finished run is answered at once

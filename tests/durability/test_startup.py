@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,11 @@ def newer_schema(path: Path) -> None:
     ids=["garbage", "corrupt-pages", "newer-schema"],
 )
 async def test_bad_store_file_fails_startup_and_is_left_untouched(
-    tmp_path: Path, damage: object, expected: str
+    tmp_path: Path, damage: Callable[[Path], None], expected: str
 ) -> None:
     data = tmp_path / "data"
     path = await make_store(data)
-    damage(path)  # type: ignore[operator]
+    damage(path)
     (data / f"{DB_NAME}.lock").unlink(missing_ok=True)
     before = dict(files_of(data))
 

@@ -192,6 +192,12 @@ class Pod:
     stderr: Path
 
 
+def _port(pattern: str, text: str) -> int:
+    match = re.search(pattern, text)
+    assert match, f"{pattern} not in the banner"
+    return int(match[1])
+
+
 @contextlib.asynccontextmanager
 async def runtime_pod(tmp_path: Path) -> AsyncIterator[Pod]:
     """The StatefulSet's container args, ports moved to free ones and paths to ``tmp_path``
@@ -232,9 +238,9 @@ async def runtime_pod(tmp_path: Path) -> AsyncIterator[Pod]:
             while not re.search(r"health +127\.0\.0\.1:(\d+)", text := out.read_text()):
                 assert proc.returncode is None, f"{shlex.join(args)}\n{err.read_text()}"
                 await asyncio.sleep(0.02)
-        main = int(re.search(r"serving on 127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
-        health = int(re.search(r"health +127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
-        metrics = int(re.search(r"metrics +http://127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
+        main = _port(r"serving on 127\.0\.0\.1:(\d+)", text)
+        health = _port(r"health +127\.0\.0\.1:(\d+)", text)
+        metrics = _port(r"metrics +http://127\.0\.0\.1:(\d+)", text)
         yield Pod(proc, args, main, health, metrics, err)
     finally:
         if proc.returncode is None:

@@ -65,7 +65,9 @@ async def test_health_port_answers_serving_while_the_main_port_requires_mtls(
                 assert proc.returncode is None, err.read_text()
                 await asyncio.sleep(0.02)
         health_port = int(m[1])
-        main_port = int(re.search(r"serving on 127\.0\.0\.1:(\d+)", out.read_text())[1])  # type: ignore[index]
+        main = re.search(r"serving on 127\.0\.0\.1:(\d+)", out.read_text())
+        assert main, "the banner names the main port"
+        main_port = int(main[1])
         assert await check(health_port) == SERVING
         assert await check(health_port, "worker_runtime.v1.CatalogService") == SERVING
         # the main port: plaintext is refused, a client certificate is required

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from registry_support import (
@@ -44,8 +45,8 @@ from runtime_client import (
 WORDS = " ".join(f"w{i}" for i in range(200))  # 200 words at 50 ms: a 10 s run
 
 
-async def collect(stream: object, into: list[RegistryItem]) -> None:
-    async for item in stream:  # type: ignore[attr-defined]
+async def collect(stream: AsyncIterator[RegistryItem], into: list[RegistryItem]) -> None:
+    async for item in stream:
         into.append(item)
 
 

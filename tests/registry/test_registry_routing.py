@@ -20,6 +20,7 @@ from runtime_client import (
     RuntimeHealth,
     RuntimeNotFound,
     RuntimeRegistry,
+    WorkerCreated,
     WorkerNotFound,
 )
 from runtime_server.embedded import EmbeddedRuntime
@@ -172,9 +173,9 @@ async def test_a_subscription_over_all_runtimes_merges_them_from_now(
 
             def seen() -> dict[str, str]:
                 return {
-                    i.event.payload.worker.worker_id: i.runtime_id  # type: ignore[union-attr]
+                    i.event.payload.worker.worker_id: i.runtime_id
                     for i in items
-                    if isinstance(i, RegistryEvent)
+                    if isinstance(i, RegistryEvent) and isinstance(i.event.payload, WorkerCreated)
                 }
 
             async def both() -> bool:

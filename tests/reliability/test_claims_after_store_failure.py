@@ -36,8 +36,11 @@ async def test_claims_are_rebuilt_from_the_committed_state(tmp_path: Path) -> No
         active = await rt.send_input(w1, " ".join(f"word{i} " * 30 for i in range(400)))
         sub = rt.subscribe(worker_id=w1, after_seq=active.seq)
         async with asyncio.timeout(BOUND):
-            while not isinstance((await sub.next()).payload, TextDelta):  # type: ignore[union-attr]
-                pass
+            while True:
+                event = await sub.next()
+                assert event is not None, "the subscription closed before a TextDelta"
+                if isinstance(event.payload, TextDelta):
+                    break
         sub.close()
 
         cap(store, 0)  # the disk is full

@@ -60,8 +60,11 @@ async def test_runs_reloaded_after_a_store_failure_are_not_counted_again(tmp_pat
         active = await rt.send_input(w, " ".join(f"word{i} " * 30 for i in range(400)))
         sub = rt.subscribe(worker_id=w, after_seq=active.seq)
         async with asyncio.timeout(BOUND):
-            while not isinstance((await sub.next()).payload, TextDelta):  # type: ignore[union-attr]
-                pass
+            while True:
+                event = await sub.next()
+                assert event is not None, "the subscription closed before a TextDelta"
+                if isinstance(event.payload, TextDelta):
+                    break
         sub.close()
 
         cap(store, 0)  # the disk is full: the streaming run's next commit fails

@@ -40,7 +40,7 @@ from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_client.api import types_pb2 as pb
 from runtime_server import errors
 from runtime_server.model import Event, RunFinished, RunState
-from runtime_server.runtime import Runtime, parse_config
+from runtime_server.runtime import Runtime, Subscription, parse_config
 from runtime_server.store import SqliteStore
 
 BOUND = 60.0  # a safety net on a loaded machine, not a speed assertion
@@ -60,8 +60,8 @@ async def test_runtime_close_hands_run_finished_to_subscribers_before_they_end(
     replaying = rt.subscribe(after_seq=0)
     seen: dict[str, list[Event]] = {"live": [], "replaying": []}
 
-    async def consume(name: str, sub: object) -> None:
-        async for event in sub:  # type: ignore[attr-defined]
+    async def consume(name: str, sub: Subscription) -> None:
+        async for event in sub:
             seen[name].append(event)
 
     consumers = [

@@ -60,8 +60,11 @@ async def test_failed_stop_rolls_back_and_writes_resume(tmp_path: Path) -> None:
         active = await rt.send_input(w, long_text)
         sub = rt.subscribe(worker_id=w, after_seq=active.seq)
         async with asyncio.timeout(BOUND):
-            while not isinstance((await sub.next()).payload, TextDelta):  # type: ignore[union-attr]
-                pass
+            while True:
+                event = await sub.next()
+                assert event is not None, "the subscription closed before a TextDelta"
+                if isinstance(event.payload, TextDelta):
+                    break
         sub.close()
 
         cap(store, 0)  # the disk is full: the next commit that needs a page fails

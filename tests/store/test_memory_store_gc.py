@@ -15,7 +15,7 @@ import weakref
 
 from store_samples import all_payloads, event, seqs
 
-from runtime_server.model import TextDelta
+from runtime_server.model import InputCommitted, TextDelta
 from runtime_server.store import MemoryStore
 
 
@@ -44,7 +44,8 @@ async def test_a_trimmed_event_is_let_go_at_once() -> None:
     for s in range(1, 41):
         store.write([event(s)])
     kept = event(41, payload=all_payloads()[4])  # InputCommitted: its message takes a weakref
-    ref = weakref.ref(kept.payload.entry.message)  # type: ignore[union-attr]
+    assert isinstance(kept.payload, InputCommitted)
+    ref = weakref.ref(kept.payload.entry.message)
     store.write([kept])
     del kept
     for s in range(42, 60):
