@@ -5,19 +5,22 @@ body that is not valid protobuf for the method raised there: grpc answered UNKNO
 DecodeError") without an ErrorInfo and logged an ERROR traceback for every such call — anyone
 could flood the log, token or not.
 
-:func:`guard_decoding` wraps the server that the generated ``add_*_to_server`` functions register
-into, and rewrites each handler once, at registration:
+The edge (:mod:`._edge`) rewrites each method's handler once, when it is registered:
 
-- its deserializer returns an :class:`Undecodable` marker instead of raising;
+- its deserializer returns an :class:`Undecodable` marker instead of raising
+  (:func:`safe_deserializer`);
 - its behaviour checks for the marker first (one class comparison per call or per request
-  message) and aborts INVALID_ARGUMENT with ErrorInfo ``MALFORMED_REQUEST`` (domain
-  ``worker-runtime``, metadata ``field`` and the ``method``). ``field`` is ``request``, or, when
-  the body is sound protobuf but a string field's bytes are not UTF-8 (what a client in another
-  language can send), that field's path (``workspace.mounts[0].path``): found by walking the
-  bytes again, on this error path only (``_wire_utf8``), so decoding costs nothing more.
+  message) and aborts INVALID_ARGUMENT with ErrorInfo ``MALFORMED_REQUEST`` (:func:`reject`:
+  domain ``worker-runtime``, metadata ``field`` and the ``method``). ``field`` is ``request``, or,
+  when the body is sound protobuf but a string field's bytes are not UTF-8 (what a client in
+  another language can send), that field's path (``workspace.mounts[0].path``): found by walking
+  the bytes again, on this error path only (``_wire_utf8``), so decoding costs nothing more.
 
-Auth still comes first: the auth interceptor picks the handler before a byte is decoded, and its
-deny handlers decode nothing (``runtime_server.grpc._auth``). The log gets one WARNING line per
+:func:`guard` is that rewrite alone; with metrics or the access log on, the observing wrapper
+(:mod:`._observe`) does the same check inside its own, one wrapper per method either way.
+
+Auth still comes first: the router picks a deny handler before a byte is decoded, and deny
+handlers decode nothing (``runtime_server.grpc._auth``). The log gets one WARNING line per
 :data:`WARN_EVERY_S` at most, counting the calls it stands for; never a traceback.
 """
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -77,7 +80,7 @@ class _RateLimitedWarning:
 _warn = _RateLimitedWarning()
 
 
-def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def safe_deserializer(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     # the message type, for naming a field that is not UTF-8 (a generated FromString is a
     # classmethod of it); looked up once here, used only when decoding failed
     descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
@@ -91,18 +94,18 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-async def _reject(context: Any, method: str, bad: Undecodable) -> None:
+async def reject(context: Any, method: str, bad: Undecodable) -> None:
     _warn(method, bad.error)
     field = "" if bad.descriptor is None else invalid_utf8_field(bad.descriptor, bad.data)
     await abort(context, errors.MalformedRequest(method, field or ""))
 
 
-def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     deserializer = handler.request_deserializer
     if deserializer is None:
         return handler
     kw = {
-        "request_deserializer": _safe(deserializer),
+        "request_deserializer": safe_deserializer(deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
@@ -112,7 +115,7 @@ def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
 
         async def unary(request: Any, context: Any) -> Any:
             if request.__class__ is Undecodable:
-                await _reject(context, method, request)
+                await reject(context, method, request)
             return await unary_unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary, **kw)
@@ -123,7 +126,7 @@ def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
 
         async def server_stream(request: Any, context: Any) -> AsyncIterator[Any]:
             if request.__class__ is Undecodable:
-                await _reject(context, method, request)
+                await reject(context, method, request)
             async for response in unary_stream(request, context):
                 yield response
 
@@ -132,7 +135,7 @@ def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
     async def checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         async for request in requests:
             if request.__class__ is Undecodable:
-                await _reject(context, method, request)
+                await reject(context, method, request)
             yield request
 
     if handler.stream_unary is not None:
@@ -153,43 +156,3 @@ def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
             yield response
 
     return grpc.stream_stream_rpc_method_handler(bidi, **kw)
-
-
-class _GuardedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped
-    """A generic handler whose method handlers are guarded (each rewritten once, then cached)."""
-
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
-        self._inner = inner
-        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method = details.method
-        try:
-            return self._cache[method]
-        except KeyError:
-            pass
-        handler = self._inner.service(details)
-        guarded = None if handler is None else _guard(method, handler)
-        if len(self._cache) < 1024:  # unknown method names must not grow it without bound
-            self._cache[method] = guarded
-        return guarded
-
-
-class DecodeGuard:
-    """What ``add_*_to_server`` registers into: handlers are guarded, then handed to ``server``."""
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self.server = server
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self.server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h) for h in handlers))
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
-    ) -> None:
-        guarded = {name: _guard(f"/{service}/{name}", h) for name, h in handlers.items()}
-        self.server.add_registered_method_handlers(service, guarded)
-
-
-def guard_decoding(server: grpc.aio.Server) -> DecodeGuard:
-    return DecodeGuard(server)

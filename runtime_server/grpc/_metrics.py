@@ -2,7 +2,7 @@
 our own (never prometheus_client's global one, so an embedding application's metrics and ours
 never mix).
 
-Nothing here sits on the event path. The gRPC interceptor (:mod:`._observe`) and the Runtime
+Nothing here sits on the event path. The gRPC edge's observer (:mod:`._observe`) and the Runtime
 (:class:`runtime_server.runtime.RuntimeObserver`) count into plain integers and the small
 :class:`Histogram` below (one ``bisect`` and two additions per observation, on the event loop);
 :class:`RuntimeCollector` and :class:`GrpcCollector` turn them, and the Runtime's gauges
@@ -221,7 +221,7 @@ class RuntimeCollector(Collector):
 
 
 class GrpcCollector(Collector):
-    """go-grpc-prometheus' server metrics from the interceptor's :class:`RpcStats`."""
+    """go-grpc-prometheus' server metrics from the observer's :class:`RpcStats`."""
 
     def __init__(self, stats: RpcStats) -> None:
         self._stats = stats
@@ -257,6 +257,8 @@ class GrpcCollector(Collector):
             labels=labels,
         )
         for m in methods:
+            if not m.started:
+                continue  # a method no call reached yet (the router builds each one's at start)
             key = [m.type, m.service, m.method]
             started.add_metric(key, m.started)
             for code, n in sorted(m.handled.items()):

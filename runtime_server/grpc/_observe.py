@@ -1,27 +1,30 @@
-"""One grpc.aio server interceptor for what operators see of each call: go-grpc-prometheus'
-counters (kept as plain integers here, exported by :mod:`._metrics` at scrape time) and the
-access log (one line per RPC: INFO when it succeeded, WARNING with the error's reason when not;
-calls refused before they were authenticated or decoded are only counted — see
-:class:`RefusedCalls` — because an anonymous caller must not be able to flood the log).
+"""What operators see of each call: go-grpc-prometheus' counters (kept as plain integers here,
+exported by :mod:`._metrics` at scrape time) and the access log (one line per RPC: INFO when it
+succeeded, WARNING with the error's reason when not; calls refused before they were
+authenticated or decoded are only counted — see :class:`RefusedCalls` — because an anonymous
+caller must not be able to flood the log).
 
-It is the outermost interceptor, so it sees every call the server routes to a handler — calls the
-auth interceptor denies and requests the decode guard rejects included — and it runs the handler
-inside the call's log context (:mod:`runtime_server.logcontext`: the request's ``worker_id``,
-``run_id`` and ``request_id``, and the method), so every line logged during the call names them.
-A method the server does not have is counted under ``unknown`` (callers choose method names: they
-must not choose label values).
+:class:`Observer` builds one wrapper per method, once, when the edge's router (:mod:`._edge`)
+registers the method — and one per deny handler of auth — so it sees every call the server
+routes to a handler: calls auth denies and requests the decode guard rejects included (the
+guard's check is done inside the same wrapper). It runs the handler inside the call's log context
+(:mod:`runtime_server.logcontext`: the request's ``worker_id``, ``run_id`` and ``request_id``,
+and the method), so every line logged during the call names them. A method of a service the
+server does not have is counted under ``unknown`` (callers choose method names: they must not
+choose label values).
 
-Cost: installed only when metrics or the access log are on; per call a few attribute updates and
-one ``perf_counter`` pair, per streamed message one generator hop and one addition.
+Cost: built only when metrics or the access log are on; per call one coroutine (no interceptor,
+no closure built), four context variables, a few attribute updates and one ``perf_counter``
+pair; per streamed message one generator hop and one addition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
-import re
 import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -31,6 +34,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from runtime_server import logcontext
+from runtime_server.grpc._decoding import Undecodable, reject, safe_deserializer
+from runtime_server.grpc._ids import id_reader, safe_id
 
 access_log = logging.getLogger("runtime_server.access")
 
@@ -38,9 +43,6 @@ access_log = logging.getLogger("runtime_server.access")
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ACCESS_LOG_MODES = ("all", "errors", "off")
 MAX_METHODS = 256  # distinct (service, method) series; beyond it calls count as "unknown"
-# Ids from a request are logged only when they look like ids: a caller must not be able to write
-# arbitrary text (newlines, escapes, megabytes) into the log through a field we echo.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _OK = "OK"
 # Calls refused before they were authenticated or decoded cost an anonymous caller nothing: they
 # get no line each (anyone could flood the log), only counts — in the metrics, and in at most one
@@ -132,10 +134,6 @@ class RpcStats:
         return stats
 
 
-def safe_id(value: object) -> str:
-    return value if isinstance(value, str) and _SAFE_ID.fullmatch(value) else ""
-
-
 def _code_name(context: Any, exc: BaseException | None) -> str:
     if exc is None or isinstance(exc, grpc.aio.AbortError):
         code = context.code()
@@ -162,7 +160,11 @@ def _reason(context: Any) -> str:
     return ""
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class Observer:
+    """Builds the one wrapper of each method (:meth:`wrap`, called once per method by the edge's
+    router, :mod:`._edge`): the decode guard's check, the call's log context, the counters and
+    the access line, in one coroutine or async generator around the servicer's own wrapper."""
+
     def __init__(
         self,
         known_services: Iterable[str],
@@ -176,68 +178,44 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         self.stats = stats
         self._access = access
         self._refused = RefusedCalls()
-        # method -> (the handler it routed to, our wrapper of it): a method's handler is the same
-        # object call after call, so its wrapper is built once, not per call (a deny handler of
-        # the auth interceptor differs: it is wrapped afresh). At most one entry per method the
-        # server has (calls to others have no handler).
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        if len(self._wrapped) < MAX_METHODS:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` observed and, when it decodes its requests, guarded (:mod:`._decoding`);
+        one that is not a coroutine or an async generator is returned as it is."""
         known = method.lstrip("/").partition("/")[0] in self._known
+        deserializer = handler.request_deserializer
+        check = deserializer is not None
         kw = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": safe_deserializer(deserializer) if check else None,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
             if not inspect.iscoroutinefunction(handler.unary_unary):
                 return handler
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, known, handler.unary_unary), **kw
+                self._unary(method, known, handler.unary_unary, check, id_reader(deserializer)),
+                **kw,
             )
         if handler.unary_stream is not None:
             if not inspect.isasyncgenfunction(handler.unary_stream):
                 return handler
+            ids = id_reader(deserializer)
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, known, "server_stream", handler.unary_stream, False), **kw
+                self._streaming(method, known, handler.unary_stream, check, ids), **kw
             )
         if handler.stream_unary is not None:
             if not inspect.iscoroutinefunction(handler.stream_unary):
                 return handler
             return grpc.stream_unary_rpc_method_handler(
-                self._client_stream(method, known, handler.stream_unary), **kw
+                self._client_stream(method, known, handler.stream_unary, check), **kw
             )
         if handler.stream_stream is None or not inspect.isasyncgenfunction(handler.stream_stream):
             return handler
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, known, "bidi_stream", handler.stream_stream, True), **kw
+            self._streaming(method, known, handler.stream_stream, check, None), **kw
         )
 
     # --- per call ---
-
-    def _begin(self, method: str, request: Any) -> tuple[float, list[Any]]:
-        tokens = [logcontext.rpc.set(method)]
-        if request is not None:
-            tokens.append(logcontext.worker_id.set(safe_id(getattr(request, "worker_id", ""))))
-            tokens.append(logcontext.run_id.set(safe_id(getattr(request, "run_id", ""))))
-            tokens.append(logcontext.request_id.set(safe_id(getattr(request, "request_id", ""))))
-        return time.perf_counter(), tokens
 
     def _end(
         self,
@@ -292,66 +270,94 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         )
 
     def _unary(
-        self, method: str, known: bool, behaviour: Callable[[Any, Any], Awaitable[Any]]
+        self,
+        method: str,
+        known: bool,
+        behaviour: Callable[[Any, Any], Awaitable[Any]],
+        check: bool,
+        ids: Callable[[Any], tuple[str, ...]],
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         stats = self.stats.method(method, "unary", known) if self.stats is not None else None
+        end = self._end
 
         async def unary(request: Any, context: Any) -> Any:
-            start, tokens = self._begin(method, request)
+            worker_id, run_id, request_id = ids(request)
+            t_rpc = _rpc.set(method)
+            t_worker = _worker.set(worker_id)
+            t_run = _run.set(run_id)
+            t_request = _request.set(request_id)
+            start = _clock()
             if stats is not None:
                 stats.started += 1
                 stats.received += 1
             try:
+                if check and request.__class__ is Undecodable:
+                    await reject(context, method, request)
                 response = await behaviour(request, context)
             except BaseException as exc:
-                self._end(stats, method, start, context, exc)
+                end(stats, method, start, context, exc)
                 raise
             else:
                 if stats is not None:
                     stats.sent += 1
-                self._end(stats, method, start, context, None, response)
+                end(stats, method, start, context, None, response)
                 return response
             finally:
-                for token in reversed(tokens):
-                    token.var.reset(token)
+                _request.reset(t_request)
+                _run.reset(t_run)
+                _worker.reset(t_worker)
+                _rpc.reset(t_rpc)
 
         return unary
 
-    def _counted(
-        self, stats: MethodStats | None, requests: AsyncIterator[Any]
-    ) -> AsyncIterator[Any]:
-        if stats is None:
-            return requests
+    def _requests(
+        self, method: str, stats: MethodStats | None, check: bool
+    ) -> Callable[[AsyncIterator[Any], Any], AsyncIterator[Any]] | None:
+        """The request stream of a client- or bidi-streaming call: each message counted, then
+        checked (None: neither is needed)."""
+        if stats is None and not check:
+            return None
 
-        async def counted() -> AsyncIterator[Any]:
+        async def requests_of(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
             async for request in requests:
-                stats.received += 1
+                if stats is not None:
+                    stats.received += 1
+                if check and request.__class__ is Undecodable:
+                    await reject(context, method, request)
                 yield request
 
-        return counted()
+        return requests_of
 
     def _client_stream(
-        self, method: str, known: bool, behaviour: Callable[[Any, Any], Awaitable[Any]]
+        self,
+        method: str,
+        known: bool,
+        behaviour: Callable[[Any, Any], Awaitable[Any]],
+        check: bool,
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         stats = self.stats.method(method, "client_stream", known) if self.stats else None
+        end = self._end
+        requests_of = self._requests(method, stats, check)
 
         async def client_stream(requests: Any, context: Any) -> Any:
-            start, tokens = self._begin(method, None)
+            t_rpc = _rpc.set(method)
+            start = _clock()
             if stats is not None:
                 stats.started += 1
+            if requests_of is not None:
+                requests = requests_of(requests, context)
             try:
-                response = await behaviour(self._counted(stats, requests), context)
+                response = await behaviour(requests, context)
             except BaseException as exc:
-                self._end(stats, method, start, context, exc)
+                end(stats, method, start, context, exc)
                 raise
             else:
                 if stats is not None:
                     stats.sent += 1
-                self._end(stats, method, start, context, None)
+                end(stats, method, start, context, None)
                 return response
             finally:
-                for token in reversed(tokens):
-                    token.var.reset(token)
+                _rpc.reset(t_rpc)
 
         return client_stream
 
@@ -359,21 +365,39 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
         self,
         method: str,
         known: bool,
-        type_: str,
         behaviour: Callable[[Any, Any], AsyncIterator[Any]],
-        client_streams: bool,
+        check: bool,
+        ids: Callable[[Any], tuple[str, ...]] | None,
     ) -> Callable[[Any, Any], AsyncIterator[Any]]:
-        stats = self.stats.method(method, type_, known) if self.stats is not None else None
+        """A server stream (``ids``: its one request's reader) or a bidi one (None: its requests
+        are counted and checked one by one)."""
+        type_ = "bidi_stream" if ids is None else "server_stream"
+        stats = self.stats.method(method, type_, known) if self.stats else None
+        end = self._end
+        requests_of = self._requests(method, stats, check) if ids is None else None
+        check_one = check and ids is not None
 
         async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
-            start, tokens = self._begin(method, None if client_streams else request)
+            if ids is None:
+                tokens: tuple[contextvars.Token[str], ...] = (_rpc.set(method),)
+                if requests_of is not None:
+                    request = requests_of(request, context)
+            else:
+                worker_id, run_id, request_id = ids(request)
+                tokens = (
+                    _rpc.set(method),
+                    _worker.set(worker_id),
+                    _run.set(run_id),
+                    _request.set(request_id),
+                )
+            start = _clock()
             if stats is not None:
                 stats.started += 1
-                if client_streams:
-                    request = self._counted(stats, request)
-                else:
+                if ids is not None:
                     stats.received += 1
             try:
+                if check_one and request.__class__ is Undecodable:
+                    await reject(context, method, request)
                 if stats is None:
                     async for response in behaviour(request, context):
                         yield response
@@ -382,14 +406,25 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  #
                         stats.sent += 1
                         yield response
             except BaseException as exc:
-                self._end(stats, method, start, context, exc)
+                end(stats, method, start, context, exc)
                 raise
             else:
-                self._end(stats, method, start, context, None)
+                end(stats, method, start, context, None)
             finally:
-                for token in reversed(tokens):
-                    # a generator closed from another context cannot reset: nothing to undo there
-                    with contextlib.suppress(ValueError):
-                        token.var.reset(token)
+                _reset(tokens)
 
         return streaming
+
+
+_rpc = logcontext.rpc
+_worker = logcontext.worker_id
+_run = logcontext.run_id
+_request = logcontext.request_id
+_clock = time.perf_counter
+
+
+def _reset(tokens: tuple[contextvars.Token[str], ...]) -> None:
+    for token in reversed(tokens):
+        # a generator closed from another context cannot reset: nothing to undo there
+        with contextlib.suppress(ValueError):
+            token.var.reset(token)

@@ -1,5 +1,5 @@
 """The operator's side ports of a served Runtime: the plaintext health port and the metrics
-endpoint, and the interceptor that feeds metrics and the access log.
+endpoint, and the observer that feeds metrics and the access log (its wrappers: :mod:`._observe`).
 
 - **Health** (``health_listen``): a second grpc.aio server, always plaintext and without auth,
   serving only ``grpc.health.v1.Health`` from the *same* health servicer as the main port, so the
@@ -25,7 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from runtime_server.grpc._connections import connection_options
-from runtime_server.grpc._observe import ObservingInterceptor, RpcStats
+from runtime_server.grpc._observe import Observer, RpcStats
 from runtime_server.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ class Ops:
         self.health_port = 0
         self._stats: RpcStats | None = None
         self._registry: CollectorRegistry | None = None
-        self.interceptors: list[grpc.aio.ServerInterceptor] = []
+        # builds each method's observing wrapper (the edge's router, _edge, asks it once a method)
+        self.observer: Observer | None = None
         if options.metrics_listen is not None:
             from runtime_server.grpc._metrics import registry_for  # prometheus only when asked
 
@@ -79,9 +80,7 @@ class Ops:
                 "grpc.reflection.v1.ServerReflection",
                 "grpc.reflection.v1alpha.ServerReflection",
             )
-            self.interceptors.append(
-                ObservingInterceptor(known, stats=self._stats, access=options.access_log)
-            )
+            self.observer = Observer(known, stats=self._stats, access=options.access_log)
         self._health_server: grpc.aio.Server | None = None
         self._http: asyncio.Server | None = None
 

@@ -20,9 +20,9 @@ from runtime_client.api import management_service_pb2_grpc as mgrpc
 from runtime_client.api import observation_service_pb2 as opb
 from runtime_client.api import observation_service_pb2_grpc as ogrpc
 from runtime_server.grpc import _config
-from runtime_server.grpc._auth import BearerAuthInterceptor
+from runtime_server.grpc._auth import BearerAuth
 from runtime_server.grpc._connections import connection_options
-from runtime_server.grpc._decoding import guard_decoding
+from runtime_server.grpc._edge import Edge
 from runtime_server.grpc._health import BoundedHealthServicer
 from runtime_server.grpc._ops import Ops, OpsOptions
 from runtime_server.grpc._reflection import add_reflection
@@ -85,14 +85,16 @@ class RuntimeServer:
         self._tls = tls
         self._health = BoundedHealthServicer(runtime.limits.max_subscribers)
         max_bytes = runtime.limits.max_message_bytes
-        # metrics, access log and the health port (_ops); its interceptor goes first, so it sees
-        # denied calls too
+        # metrics, access log and the health port (_ops)
         self._ops = Ops(runtime, ops or OpsOptions(), self._health, SERVICE_NAMES)
-        interceptors = [*self._ops.interceptors]
-        if auth_token:
-            interceptors.append(BearerAuthInterceptor(auth_token))
+        # The server's one generic handler: each method is routed to a handler built once, at
+        # registration (auth's deny handler when the token is missing; the observing wrapper
+        # when metrics or the access log are on; the decode guard always): no interceptors.
+        self._edge = Edge(
+            observer=self._ops.observer,
+            auth=BearerAuth(auth_token) if auth_token else None,
+        )
         self._server = grpc.aio.server(
-            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -106,9 +108,10 @@ class RuntimeServer:
             ],
         )
         auth = auth_token is not None
-        # Handlers are registered through the decode guard: a body that does not decode answers
+        # Handlers are registered through the edge: a body that does not decode answers
         # INVALID_ARGUMENT (MALFORMED_REQUEST), never UNKNOWN with a traceback (_decoding).
-        target = guard_decoding(self._server)
+        target = self._edge
+        self._server.add_generic_rpc_handlers((self._edge,))
         # The subscription streams send events as wire bytes encoded once per event (_wire).
         observation = send_encoded(target, ENCODED_METHODS)
         mgrpc.add_ManagementServiceServicer_to_server(
