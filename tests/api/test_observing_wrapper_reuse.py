@@ -44,6 +44,7 @@ async def test_each_methods_handlers_are_built_once_and_reused(
         assert served.unary_unary.__name__ == "unary"
         assert router.service(Details(GET_RUNTIME, authed)) is served
         denied = router.service(Details(GET_RUNTIME))
+        assert denied is not None
         assert denied is not served
         assert denied.request_deserializer is None
         assert router.service(Details(GET_RUNTIME, (("authorization", "Bearer no"),))) is denied
