@@ -34,7 +34,7 @@ from backend._routes import api, backend_of, path_id
 from backend.errors import from_client_error, scrub
 from backend.security import COOKIE
 from backend.sse import Frame, encode, parse_cursor, with_heartbeats
-from backend.views import event_frame_bytes
+from backend.views import EventFrames
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
 from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
 
@@ -109,6 +109,7 @@ async def _frames(
     if first is not None:
         yield first
     stream: AsyncIterator[Any] | None = None
+    encode_event = EventFrames().encode
     try:
         stream = registry.subscribe(runtime_id=runtime_id, worker_id=worker_id, after_seq=after_seq)
         async for item in stream:
@@ -116,7 +117,7 @@ async def _frames(
                 event = item.event
                 if event.seq == 0:
                     continue
-                yield event_frame_bytes(event)  # an event's frame: bytes, no Frame object
+                yield encode_event(event)  # an event's frame: bytes, no Frame object
                 if event.payload.KIND == "worker_deleted":
                     yield Frame({"reason": "WORKER_DELETED"}, "end", final=True)
                     return

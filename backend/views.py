@@ -20,15 +20,23 @@ import dataclasses
 import enum
 import json
 import json.encoder
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from starlette import responses
 
 from backend.errors import scrub
+from runtime_client import ReasoningDelta, TextDelta
 
-__all__ = ["JSONResponse", "event_frame_bytes", "event_view", "runtime_view", "to_json", "utf8"]
+__all__ = [
+    "EventFrames",
+    "JSONResponse",
+    "event_frame_bytes",
+    "event_view",
+    "runtime_view",
+    "to_json",
+    "utf8",
+]
 
 _SKIP = frozenset({"raw", "workspace"})
 
@@ -102,28 +110,55 @@ def event_view(event: Any) -> dict[str, Any]:
     }
 
 
-_DELTAS = {"text_delta", "reasoning_delta"}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_string = json.encoder.encode_basestring
+_string = json.encoder.encode_basestring  # json's own C escaper (what dumps uses here)
+# What follows a delta's time in its frame, by payload class: text and reasoning deltas are most
+# of a run's events, and are written directly, without building the generic view.
+_DELTA_TAILS: dict[type, str] = {
+    cls: f',"kind":"{cls.KIND}","payload":{{"text":' for cls in (TextDelta, ReasoningDelta)
+}
+
+
+class EventFrames:
+    """One stream's encoder of events to their SSE frames (``id:`` + ``data:``), each equal to
+    encoding :func:`event_view`. A text or reasoning delta is written as one string, its
+    ``worker_id`` and ``run_id`` escaped once per run of the stream rather than per event (a
+    stream is one worker's, and a run's deltas share its id); a finite float's JSON is its
+    ``repr``. Every other event goes through the generic view."""
+
+    __slots__ = ("_head", "_run_id", "_worker_id")
+
+    def __init__(self) -> None:
+        self._worker_id: str | None = None
+        self._run_id: str | None = None
+        self._head = ""  # ',"worker_id":...,"run_id":...,"time":' of those two
+
+    def encode(self, event: Any) -> bytes:
+        payload = event.payload
+        tail = _DELTA_TAILS.get(payload.__class__)
+        t = event.time
+        # (t - t is nan for inf and nan, which JSON writes otherwise than repr)
+        if tail is not None and type(t) is float and t - t == 0.0:
+            worker_id, run_id = event.worker_id, event.run_id
+            if worker_id != self._worker_id or run_id != self._run_id:
+                self._head = f',"worker_id":{_string(worker_id)},"run_id":{_string(run_id)},"time":'
+                self._worker_id, self._run_id = worker_id, run_id
+            seq = event.seq
+            frame = (
+                f'id: {seq}\ndata: {{"seq":{seq}{self._head}{t!r}{tail}'
+                f"{_string(payload.text)}}}}}\n\n"
+            )
+        else:
+            frame = f"id: {event.seq}\ndata: {_dumps(event_view(event))}\n\n"
+        try:
+            return frame.encode()
+        except UnicodeEncodeError:
+            return utf8(frame)
 
 
 def event_frame_bytes(event: Any) -> bytes:
-    """The SSE frame of an event (``id:`` + ``data:``), equal to encoding :func:`event_view`.
-    Text and reasoning deltas — most of a run's events — are written directly (a string per
-    event, json-escaped), without building the generic view: the Backend's per-event cost."""
-    payload = event.payload
-    kind = getattr(payload, "KIND", "unknown")
-    if kind in _DELTAS and type(event.time) is float and math.isfinite(event.time):
-        # encode_basestring is json's own C string escaper (what dumps uses with
-        # ensure_ascii=False); a finite float's JSON is its repr
-        data = (
-            f'{{"seq":{event.seq:d},"worker_id":{_string(event.worker_id)},'
-            f'"run_id":{_string(event.run_id)},"time":{event.time!r},'
-            f'"kind":"{kind}","payload":{{"text":{_string(payload.text)}}}}}'
-        )
-    else:
-        data = _dumps(event_view(event))
-    return utf8(f"id: {event.seq}\ndata: {data}\n\n")
+    """The SSE frame of one event (a stream encodes with its own :class:`EventFrames`)."""
+    return EventFrames().encode(event)
 
 
 def runtime_view(status: Any) -> dict[str, Any]:
