@@ -128,7 +128,7 @@ async def test_every_event_kind_reaches_the_browser_as_the_generic_encoding(
             ]
 
             async def both_open() -> bool:  # (a deleted worker's stream would be a 404)
-                return (await http.get("/healthz")).json()["open_streams"] == 2
+                return bool((await http.get("/healthz")).json()["open_streams"] == 2)
 
             await eventually(both_open, timeout=BOUND)
             await client.stop_worker(wid, reason="enough")
