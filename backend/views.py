@@ -31,7 +31,6 @@ from runtime_client import ReasoningDelta, TextDelta
 __all__ = [
     "EventFrames",
     "JSONResponse",
-    "event_frame_bytes",
     "event_view",
     "runtime_view",
     "to_json",
@@ -154,11 +153,6 @@ class EventFrames:
             return frame.encode()
         except UnicodeEncodeError:
             return utf8(frame)
-
-
-def event_frame_bytes(event: Any) -> bytes:
-    """The SSE frame of one event (a stream encodes with its own :class:`EventFrames`)."""
-    return EventFrames().encode(event)
 
 
 def runtime_view(status: Any) -> dict[str, Any]:

@@ -127,7 +127,7 @@ async def test_a_final_frame_ends_the_stream_and_an_upstream_error_is_raised() -
 
 
 def test_the_delta_fast_path_writes_the_same_frame_as_the_generic_view() -> None:
-    from backend.views import event_frame_bytes, event_view
+    from backend.views import EventFrames, event_view
     from runtime_client import (
         Event,
         ReasoningDelta,
@@ -138,6 +138,7 @@ def test_the_delta_fast_path_writes_the_same_frame_as_the_generic_view() -> None
         TextDelta,
     )
 
+    frames = EventFrames()  # one stream's encoder, across events
     run = Run("r1", "w1", RunState.FAILED, error=RunError("X", "at http://10.1.2.3:99/v1"))
     for payload in (
         TextDelta('say "hi"\n\\ <b>é</b> \u2028 \x00'),
@@ -145,7 +146,7 @@ def test_the_delta_fast_path_writes_the_same_frame_as_the_generic_view() -> None
         RunFinished(run),
     ):
         event = Event(seq=7, worker_id="w1", run_id="r1", time=1.25, payload=payload)
-        fast = event_frame_bytes(event)
+        fast = frames.encode(event)
         assert fast == encode(Frame(event_view(event), id=7))
         assert json.loads(fast.decode().split("data: ", 1)[1]) == event_view(event)
     assert b"10.1.2.3" not in fast
