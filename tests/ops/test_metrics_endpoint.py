@@ -253,3 +253,35 @@ async def test_subscribers_cut_for_lagging_and_at_shutdown_are_counted_by_reason
     finally:
         await client.close()
         await server.stop(0)
+
+
+async def test_a_bidi_stream_counts_each_message_it_received_and_sent(
+    metered: tuple[RuntimeServer, RuntimeClient],
+) -> None:
+    """Server reflection is the one bidirectional method: every request read and every response
+    written counts, under its grpc_type, as for the go-grpc-prometheus dashboards."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    server, client = metered
+    stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+    requests = [reflection_pb2.ServerReflectionRequest(list_services="") for _ in range(3)]
+    call = stub.ServerReflectionInfo(iter(requests), timeout=BOUND)
+    answers = [answer async for answer in call]
+    assert len(answers) == 3
+    assert await call.code() == grpc.StatusCode.OK
+
+    bidi = {
+        "grpc_type": "bidi_stream",
+        "grpc_service": "grpc.reflection.v1alpha.ServerReflection",
+        "grpc_method": "ServerReflectionInfo",
+    }
+
+    async def counted() -> bool:  # the handled count lands as the call ends on the server
+        samples = await scrape(server.metrics_port)
+        return value(samples, "grpc_server_handled_total", **bidi, grpc_code="OK") == 1
+
+    await eventually(counted, within=BOUND, what="the bidi call counted")
+    samples = await scrape(server.metrics_port)
+    assert value(samples, "grpc_server_started_total", **bidi) == 1
+    assert value(samples, "grpc_server_msg_received_total", **bidi) == 3
+    assert value(samples, "grpc_server_msg_sent_total", **bidi) == 3
