@@ -391,6 +391,19 @@ async function attach(rid, wid) {
   }
 }
 
+// A send's idempotency key (a v4 UUID). crypto.randomUUID exists only in a secure context
+// (HTTPS, localhost): a console opened over plain HTTP under another name or address (an
+// allowed_hosts name, a LAN address with a token) has only getRandomValues, and calling
+// randomUUID there failed every send.
+function requestId() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 async function send(ev) {
   ev.preventDefault();
   const input = $("input");
@@ -402,7 +415,7 @@ async function send(ev) {
   const mine = ++state.sends;
   status.textContent = "sending…";
   try {
-    const body = JSON.stringify({ text, busy_policy: "REJECT", request_id: crypto.randomUUID() });
+    const body = JSON.stringify({ text, busy_policy: "REJECT", request_id: requestId() });
     const res = await api(`/api/runtimes/${encodeURIComponent(rid)}/workers/${encodeURIComponent(wid)}/input`,
       { method: "POST", body });
     // sent: the draft is done — unless another was typed while this answer was on its way
