@@ -16,6 +16,7 @@ const LOG_MAX = 500;
 const state = {
   runtimes: [],
   workers: [],
+  workersTotal: 0, // GET /api/workers answers a page: the Companion, then the newest
   current: null, // {rid, wid}
   es: null,
   lastSeq: 0,
@@ -83,6 +84,9 @@ function renderWorkers() {
     li.append(el("div", "meta", `${w.worker.usage.total_tokens} tokens${w.stale ? " · stale" : ""}`));
     list.append(li);
   }
+  const more = $("worker-list-more");
+  more.hidden = state.workersTotal <= state.workers.length;
+  more.textContent = `the newest ${state.workers.length} of ${state.workersTotal} workers`;
 }
 
 function runtimeAlias(rid) {
@@ -127,6 +131,7 @@ async function refresh() {
     const [rt, ws] = await Promise.all([api("/api/runtimes"), api("/api/workers"), loadBundles(api)]);
     state.runtimes = rt.runtimes;
     state.workers = ws.workers;
+    state.workersTotal = ws.total ?? ws.workers.length;
     renderHealth();
     renderWorkers();
     renderCreateForm();
@@ -482,9 +487,11 @@ async function logout() {
   closeStream();
   state.current = null;
   state.workers = [];
+  state.workersTotal = 0;
   state.runtimes = [];
   state.lastSeq = 0;
   $("worker-list").replaceChildren();
+  $("worker-list-more").hidden = true;
   $("transcript").replaceChildren();
   $("event-log").replaceChildren();
   $("health").replaceChildren();
