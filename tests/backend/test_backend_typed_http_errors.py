@@ -72,3 +72,29 @@ async def test_a_malformed_worker_id_is_a_400_not_a_stream(tmp_path: Path) -> No
     finally:
         backend.terminate()
     assert "Traceback" not in backend.stderr()
+
+
+async def test_a_malformed_bundle_ref_is_a_400_naming_bundle(tmp_path: Path) -> None:
+    """A ``bundle`` that cannot be a ref (an id the runtimes refuse, a digest that is not
+    ``sha256:`` + 64 hex digits) went to a runtime, which answered 409 CONFIG_BUNDLE_NOT_FOUND
+    with the digest shown as ``<address>`` (``sha256:00`` looked like a HOST:PORT to the
+    scrubber). Now it is a 400 naming ``bundle``, and no runtime is asked."""
+    backend = await start_backend(tmp_path, CONFIG)
+    try:
+        async with httpx.AsyncClient(base_url=backend.url, timeout=30) as http:
+            good = "a" * 64
+            for ref in (
+                f"../../etc@sha256:{good}",
+                f"team/x@sha256:{good}",
+                "team@sha256:00",
+                f"team@sha256:{good.upper()}",
+                f"team@sha512:{good}",
+            ):
+                body = {"profile": "helper", "bundle": ref}
+                resp = await http.post("/api/workers", json=body, headers=CSRF)
+                error = _typed(resp, 400, "INVALID_ARGUMENT")
+                assert error["metadata"] == {"field": "bundle"}, ref
+                assert "<address>" not in str(error["message"])
+    finally:
+        backend.terminate()
+    assert "Traceback" not in backend.stderr()
