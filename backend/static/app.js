@@ -463,9 +463,21 @@ async function createWorker(ev) {
   }
 }
 
-function route() {
+// The worker a link names ([rid, wid]), or null: no link, or one whose parts are not valid
+// percent-encoding (a link cut off when pasted), where decodeURIComponent throws.
+function linked() {
   const m = location.hash.match(/^#\/w\/([^/]+)\/([^/]+)$/);
-  if (m) attach(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  if (!m) return null;
+  try {
+    return [decodeURIComponent(m[1]), decodeURIComponent(m[2])];
+  } catch (err) {
+    return null;
+  }
+}
+
+function route() {
+  const link = linked();
+  if (link) attach(...link);
 }
 
 // --- login ----------------------------------------------------------------------------------
@@ -518,7 +530,7 @@ async function start() {
   $("app").hidden = false;
   $("logout").hidden = !s.auth_required; // an open console has no session to end
   await refresh();
-  if (!location.hash && state.workers.length) {
+  if (!linked() && state.workers.length) {
     const w = state.workers[0];
     location.hash = `#/w/${encodeURIComponent(w.runtime_id)}/${encodeURIComponent(w.worker.worker_id)}`;
   } else {
