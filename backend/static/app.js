@@ -24,6 +24,7 @@ const state = {
   tools: new Map(), // call_id -> row
   run: null, // the run the badge shows
   epoch: 0, // bumped on every attach: late answers of an older attach are ignored
+  ended: false, // the stream ended for good (event: end): no stream until the next attach
   sends: 0, // bumped on every send: only the latest one writes the composer's status
 };
 
@@ -311,7 +312,7 @@ async function loadTranscript(epoch) {
 }
 
 async function openStream(steal = false) {
-  if (state.es || !state.current) return;
+  if (state.es || !state.current || state.ended) return;
   // A send (steal) during the 3-s retry's polite attempt must not be lost: it steals after it.
   if (state.opening) return void (state.stealNext ||= steal);
   state.opening = true;
@@ -346,7 +347,7 @@ async function openStream(steal = false) {
     await loadTranscript(epoch);
     state.lastSeq = Math.max(state.lastSeq, d.last_seq);
   });
-  es.addEventListener("end", () => closeStream());
+  es.addEventListener("end", (m) => streamEnded(m.data));
   es.onerror = () => {
     // CLOSED: the server refused (e.g. too many streams); retry ourselves from the last seq.
     if (es.readyState === EventSource.CLOSED && state.es === es) {
@@ -354,6 +355,33 @@ async function openStream(steal = false) {
       setTimeout(() => { if (!state.es && !document.hidden && state.current) openStream(); }, 2000);
     }
   };
+}
+
+// Why a stream ended for good, for the person (the Backend's reasons: backend/_events.py).
+const ENDED = {
+  WORKER_DELETED: "This worker was deleted.",
+  RUNTIME_IDENTITY_CHANGED:
+    "Its runtime now answers as another runtime (a new data directory, or another server at " +
+    "its address): this worker cannot be reached through it until the Backend's config is fixed.",
+  STREAM_ENDED: "The event stream ended: open the worker again to follow it.",
+};
+
+// event: end. The stream is over: say why, and open none for this worker (the timers and focus
+// would reopen it every few seconds, each ending at once) until it is opened again.
+function streamEnded(data) {
+  let d = {};
+  try {
+    d = JSON.parse(data);
+  } catch (err) {
+    // no reason given: the generic sentence
+  }
+  closeStream();
+  if (d.reason === "SESSION_ENDED") return void showLogin();
+  state.ended = true;
+  $("banner-runtime").hidden = true;
+  const banner = $("banner-ended");
+  banner.textContent = ENDED[d.reason] || d.message || "The event stream ended.";
+  banner.hidden = false;
 }
 
 function closeStream() {
@@ -374,6 +402,8 @@ async function attach(rid, wid) {
   const epoch = ++state.epoch;
   state.lastSeq = 0;
   state.run = null;
+  state.ended = false;
+  $("banner-ended").hidden = true;
   $("console").hidden = false;
   $("empty").hidden = true;
   $("banner-reset").hidden = true;
