@@ -273,12 +273,25 @@ async def create_worker(request: Request) -> Response:
         raise ApiError.invalid("profile", f"no profile {profile!r} {where}") from exc
     except NoRuntimeAvailable as exc:
         # 503 says "retry shortly", which is right while a runtime that may offer the profile is
-        # down, and wrong when every runtime is READY and none has it: a typo never heals
+        # away, and wrong when none can come back with it: a typo never heals, and neither does
+        # a runtime whose address answers as another one (IDENTITY_CHANGED is final)
         statuses = registry.runtimes()
-        all_ready = all(s.state is RuntimeHealth.READY for s in statuses)
-        offered = any(p.name == profile for s in statuses for p in s.profiles)
-        if ref is None and all_ready and not offered:
-            raise ApiError.invalid("profile", f"no runtime offers profile {profile!r}") from exc
+        replaced = [s.alias for s in statuses if s.state is RuntimeHealth.IDENTITY_CHANGED]
+        away = any(
+            s.state not in (RuntimeHealth.READY, RuntimeHealth.IDENTITY_CHANGED) for s in statuses
+        )
+        offered = any(
+            p.name == profile
+            for s in statuses
+            if s.state is RuntimeHealth.READY
+            for p in s.profiles
+        )
+        if ref is None and not away and not offered:
+            why = f"no runtime offers profile {profile!r}"
+            if replaced:
+                names = ", ".join(repr(a) for a in replaced)
+                why += f" (runtime {names} changed identity and is not used: see its last_error)"
+            raise ApiError.invalid("profile", why) from exc
         raise
     return JSONResponse(
         {"runtime_id": rid, "worker": to_json(created.worker), "seq": created.seq},
