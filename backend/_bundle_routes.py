@@ -9,8 +9,10 @@ profiles, where a bundle's profile never is); a runtime already holding the bund
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from backend.bundle_files import ID_PATTERN
 from backend.errors import ApiError
 from backend.service import Backend
 from runtime_client import ConfigBundleRef, RuntimeHealth
@@ -19,6 +21,7 @@ from runtime_client.errors import NoRuntimeAvailable
 __all__ = ["bundle_ref", "bundles_view", "place_bundle"]
 
 MAX_REF_CHARS = 400
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def bundle_ref(value: Any) -> ConfigBundleRef | None:
@@ -28,8 +31,12 @@ def bundle_ref(value: Any) -> ConfigBundleRef | None:
     if not isinstance(value, str) or len(value) > MAX_REF_CHARS:
         raise ApiError.invalid("bundle", f"must be a string ID@DIGEST of at most {MAX_REF_CHARS}")
     bundle_id, sep, digest = value.partition("@")
-    if not sep or not bundle_id or not digest.startswith("sha256:"):
-        raise ApiError.invalid("bundle", "must be ID@sha256:HEX (a ref from GET /api/bundles)")
+    # checked here, not left to a runtime: an id no runtime accepts, or a digest no bytes have,
+    # came back as CONFIG_BUNDLE_NOT_FOUND (and "sha256:00" was scrubbed as a HOST:PORT)
+    if not sep or not ID_PATTERN.fullmatch(bundle_id) or not _DIGEST.fullmatch(digest):
+        raise ApiError.invalid(
+            "bundle", "must be ID@sha256:<64 lower-case hex digits> (a ref from GET /api/bundles)"
+        )
     return ConfigBundleRef(bundle_id, digest)
 
 

@@ -36,7 +36,7 @@ from backend.security import COOKIE
 from backend.sse import Frame, encode, parse_cursor, with_heartbeats
 from backend.views import EventFrames
 from runtime_client import CursorReset, RegistryEvent, RuntimeRegistry, RuntimeStateChanged
-from runtime_client.errors import NotFound, RuntimeIdentityChanged, RuntimeServiceError
+from runtime_client.errors import RuntimeIdentityChanged, RuntimeServiceError, StatusCode
 
 __all__ = ["worker_events"]
 
@@ -88,6 +88,14 @@ class EventStream(Response):
                 with contextlib.suppress(Exception):
                     await aclose()
             self._release()
+
+
+# What the runtime answers about the request itself, so a stream would only end at once with it:
+# answered as the error (400, 403, 404). Anything else (unavailable, draining, too slow) opens
+# the stream, which waits for the runtime.
+_REFUSALS = frozenset(
+    {StatusCode.INVALID_ARGUMENT, StatusCode.NOT_FOUND, StatusCode.PERMISSION_DENIED}
+)
 
 
 # The login session a stream was opened with has ended (logout, or pushed out by newer logins):
@@ -167,14 +175,14 @@ async def worker_events(request: Request) -> Response:
         request.headers.get("last-event-id"), request.query_params.get("after_seq")
     )
     try:
-        # Unknown runtime or worker: a plain 404 now, not a stream that ends at once. A runtime
-        # that is down still gets its stream (the page shows "reconnecting").
+        # Unknown runtime or worker: a plain 404 now, not a stream that ends at once; a malformed
+        # id likewise a 400 (it was a 200 stream ending with the 400 inside). Only a runtime that
+        # cannot answer now still gets its stream (the page shows "reconnecting").
         handle = registry.handle(rid)
         await handle.get_worker(wid)
-    except NotFound:
-        raise
-    except RuntimeServiceError:
-        pass
+    except RuntimeServiceError as exc:
+        if exc.code in _REFUSALS:
+            raise
     release = backend.streams.acquire(*stream_client(request))  # 429 past a bound
     body = with_heartbeats(_frames(registry, rid, wid, after), backend.config.heartbeat_s)
     sessions, cookie = backend.sessions, request.cookies.get(COOKIE, "")

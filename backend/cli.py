@@ -30,6 +30,7 @@ from backend.config import (
     BackendConfigError,
     check_bundles_dir,
     exposure_error,
+    listen_error,
     load_config,
 )
 from backend.http_limits import HttpLimits, bounded_protocol
@@ -81,6 +82,10 @@ async def _serve(args: argparse.Namespace) -> int:
     if isinstance(redactor, BackendRedactor):  # the tokens the config names never reach a line
         redactor.add(t for t in (config.token, *(r.token for r in config.runtimes)) if t)
     if args.listen:
+        bad_listen = listen_error(args.listen)
+        if bad_listen is not None:  # before the exposure check: "nohost" is no address at all
+            print(f"error: --listen: {bad_listen}", file=sys.stderr)
+            return 2
         config = dataclasses.replace(config, listen=args.listen)
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
@@ -115,7 +120,7 @@ async def _serve(args: argparse.Namespace) -> int:
     service = Backend(config)
     try:
         await service.start()
-    except (StoreOpenError, OSError) as exc:
+    except (StoreOpenError, OSError, BackendConfigError) as exc:
         sock.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -46,6 +46,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.config import listen_error
+from runtime_server.cli import is_loopback
+
 __all__ = ["ClusterError", "add_parser", "backend_config_text", "run_cluster"]
 
 START_TIMEOUT_S = 60.0  # a safety net for a slow machine, not an expectation
@@ -256,6 +259,18 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 2
     if args.grace < 0:
         print("error: --grace: must be >= 0", file=sys.stderr)
+        return 2
+    bad_listen = listen_error(args.listen)
+    if bad_listen is None and not is_loopback(args.listen.rpartition(":")[0]):
+        # checked before anything starts: the Backend would refuse it only after the runtimes
+        # are up, naming a token_env of the generated config (which this command overwrites)
+        bad_listen = (
+            "the cluster's console has no login token, so it listens on loopback only "
+            "(127.0.0.1:PORT); for a console on a network, run worker-backend serve with "
+            "token_env in its config"
+        )
+    if bad_listen is not None:
+        print(f"error: --listen: {bad_listen}", file=sys.stderr)
         return 2
     stop = threading.Event()
 

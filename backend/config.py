@@ -79,6 +79,7 @@ __all__ = [
     "RemoteRuntime",
     "check_bundles_dir",
     "exposure_error",
+    "listen_error",
     "load_config",
     "parse_config",
 ]
@@ -209,9 +210,9 @@ def parse_config(
         return value
 
     listen = typed(data, "listen", str, DEFAULT_LISTEN)
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise fail("listen", "must be HOST:PORT")
+    bad_listen = listen_error(listen)
+    if bad_listen is not None:
+        raise fail("listen", bad_listen)
     store = typed(data, "store", str, "sqlite")
     if store not in ("sqlite", "memory"):
         raise fail("store", "must be sqlite or memory")
@@ -317,6 +318,16 @@ def parse_config(
         request_timeout_s=request_timeout,
         send_timeout_s=send_timeout,
     )
+
+
+def listen_error(listen: str) -> str | None:
+    """Why ``listen`` is not a HOST:PORT the Backend can bind (port 0..65535), or None. One rule
+    for the config's ``listen`` and the ``--listen`` flag (which once reached ``bind`` unchecked:
+    a port past 65535 was an OverflowError traceback)."""
+    host, _, port = listen.rpartition(":")
+    if not host.strip("[]") or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        return "must be HOST:PORT (a port 0..65535; 0: any free port)"
+    return None
 
 
 def exposure_error(config: BackendConfig) -> str | None:

@@ -24,9 +24,11 @@ from backend.config import BackendConfig, BackendConfigError
 from backend.security import Sessions
 from backend.sse import StreamSlots
 from runtime_client import RuntimeHandle, RuntimeRegistry
+from runtime_client.errors import RuntimeServiceError
 from runtime_server.cli import StartupError, check_secret_mode
 from runtime_server.embedded import EmbeddedRuntime
-from runtime_server.runtime import Config, limits_from, load_config, parse_config
+from runtime_server.model import Limits
+from runtime_server.runtime import Config, ConfigError, limits_from, load_config, parse_config
 from runtime_server.store import MemoryStore, SqliteStore, Store
 
 __all__ = ["DEFAULT_RUNTIME_CONFIG", "LOCAL_CHAT_PROFILE", "Backend", "build_registry"]
@@ -56,10 +58,22 @@ DEFAULT_RUNTIME_CONFIG: dict[str, Any] = {
 }
 
 
-def runtime_config(config: BackendConfig) -> Config:
-    if config.runtime_config is not None:
-        return load_config(config.runtime_config)
-    return parse_config(DEFAULT_RUNTIME_CONFIG, source="<backend default>")
+def runtime_config(config: BackendConfig) -> tuple[Config, Limits]:
+    """The embedded runtime's config and limits. A mistake in ``runtime_config`` (a missing file,
+    bad TOML, an unknown provider or limit) is a BackendConfigError naming the key and the
+    file's own key (``runtime_config: serve.toml: limits.x: unknown limit``): ``serve`` prints
+    it as one line, where it once raised a traceback from the embedded runtime's start."""
+    try:
+        if config.runtime_config is not None:
+            rconfig = load_config(config.runtime_config)
+        else:
+            rconfig = parse_config(DEFAULT_RUNTIME_CONFIG, source="<backend default>")
+        return rconfig, limits_from(rconfig.limits)
+    except (ConfigError, ValueError) as exc:
+        where = config.runtime_config or "<backend default>"
+        message = str(exc)
+        prefix = "" if message.startswith(str(where)) else f"{where}: "
+        raise BackendConfigError(f"runtime_config: {prefix}{message}") from None
 
 
 def companion_profile(config: BackendConfig, profiles: set[str]) -> str:
@@ -127,8 +141,7 @@ class Backend:
 
     async def _start(self) -> None:
         cfg = self.config
-        rconfig = runtime_config(cfg)
-        limits = limits_from(rconfig.limits)
+        rconfig, limits = runtime_config(cfg)
         store: Store
         if cfg.store == "sqlite":
             # private (0700): the embedded runtime's transcripts are the users' data
@@ -155,11 +168,21 @@ class Backend:
         self._stack.push_async_callback(self.bundles.close)  # unwound first: no push mid-close
         self.registry = registry
         profiles = {p.name for p in await embedded.list_profiles()}
-        worker = await ensure_companion(
-            embedded,
-            profile=companion_profile(cfg, profiles),
-            display_name=cfg.companion_name,
-        )
+        if cfg.companion_profile and cfg.companion_profile not in profiles:
+            raise BackendConfigError(
+                f"companion.profile: no profile {cfg.companion_profile!r} on the embedded runtime "
+                f"(its profiles: {', '.join(sorted(profiles))})"
+            )
+        try:
+            worker = await ensure_companion(
+                embedded,
+                profile=companion_profile(cfg, profiles),
+                display_name=cfg.companion_name,
+            )
+        except RuntimeServiceError as exc:  # e.g. a display_name past the runtime's limit
+            field = str(exc.metadata.get("field", ""))
+            key = "companion.display_name" if field == "display_name" else "companion"
+            raise BackendConfigError(f"{key}: {exc.message}") from None
         self.companion_id = worker.worker_id
         log.info("companion %s on profile %s", worker.worker_id, worker.profile)
 

@@ -121,8 +121,13 @@ def _str(table: Mapping[str, Any], key: str, where: str, *, required: bool = Fal
 
 def _target(value: str, where: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise RegistryConfigError(f"{where}.target: expected host:port, got {value!r}")
+    # no "/" or space in the host: a URL ("http://h:50051") was taken for host "http://h", and
+    # the runtime was then only ever UNREACHABLE with no word of why
+    bad_host = not host or "/" in host or any(c.isspace() for c in host)
+    if not sep or bad_host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RegistryConfigError(
+            f"{where}.target: expected host:port (no scheme such as http://), got {value!r}"
+        )
     return value
 
 

@@ -16,6 +16,7 @@ const LOG_MAX = 500;
 const state = {
   runtimes: [],
   workers: [],
+  workersTotal: 0, // GET /api/workers answers a page: the Companion, then the newest
   current: null, // {rid, wid}
   es: null,
   lastSeq: 0,
@@ -23,6 +24,7 @@ const state = {
   tools: new Map(), // call_id -> row
   run: null, // the run the badge shows
   epoch: 0, // bumped on every attach: late answers of an older attach are ignored
+  ended: false, // the stream ended for good (event: end): no stream until the next attach
   sends: 0, // bumped on every send: only the latest one writes the composer's status
 };
 
@@ -83,6 +85,9 @@ function renderWorkers() {
     li.append(el("div", "meta", `${w.worker.usage.total_tokens} tokens${w.stale ? " · stale" : ""}`));
     list.append(li);
   }
+  const more = $("worker-list-more");
+  more.hidden = state.workersTotal <= state.workers.length;
+  more.textContent = `the newest ${state.workers.length} of ${state.workersTotal} workers`;
 }
 
 function runtimeAlias(rid) {
@@ -127,6 +132,7 @@ async function refresh() {
     const [rt, ws] = await Promise.all([api("/api/runtimes"), api("/api/workers"), loadBundles(api)]);
     state.runtimes = rt.runtimes;
     state.workers = ws.workers;
+    state.workersTotal = ws.total ?? ws.workers.length;
     renderHealth();
     renderWorkers();
     renderCreateForm();
@@ -306,7 +312,7 @@ async function loadTranscript(epoch) {
 }
 
 async function openStream(steal = false) {
-  if (state.es || !state.current) return;
+  if (state.es || !state.current || state.ended) return;
   // A send (steal) during the 3-s retry's polite attempt must not be lost: it steals after it.
   if (state.opening) return void (state.stealNext ||= steal);
   state.opening = true;
@@ -341,7 +347,7 @@ async function openStream(steal = false) {
     await loadTranscript(epoch);
     state.lastSeq = Math.max(state.lastSeq, d.last_seq);
   });
-  es.addEventListener("end", () => closeStream());
+  es.addEventListener("end", (m) => streamEnded(m.data));
   es.onerror = () => {
     // CLOSED: the server refused (e.g. too many streams); retry ourselves from the last seq.
     if (es.readyState === EventSource.CLOSED && state.es === es) {
@@ -349,6 +355,33 @@ async function openStream(steal = false) {
       setTimeout(() => { if (!state.es && !document.hidden && state.current) openStream(); }, 2000);
     }
   };
+}
+
+// Why a stream ended for good, for the person (the Backend's reasons: backend/_events.py).
+const ENDED = {
+  WORKER_DELETED: "This worker was deleted.",
+  RUNTIME_IDENTITY_CHANGED:
+    "Its runtime now answers as another runtime (a new data directory, or another server at " +
+    "its address): this worker cannot be reached through it until the Backend's config is fixed.",
+  STREAM_ENDED: "The event stream ended: open the worker again to follow it.",
+};
+
+// event: end. The stream is over: say why, and open none for this worker (the timers and focus
+// would reopen it every few seconds, each ending at once) until it is opened again.
+function streamEnded(data) {
+  let d = {};
+  try {
+    d = JSON.parse(data);
+  } catch (err) {
+    // no reason given: the generic sentence
+  }
+  closeStream();
+  if (d.reason === "SESSION_ENDED") return void showLogin();
+  state.ended = true;
+  $("banner-runtime").hidden = true;
+  const banner = $("banner-ended");
+  banner.textContent = ENDED[d.reason] || d.message || "The event stream ended.";
+  banner.hidden = false;
 }
 
 function closeStream() {
@@ -369,6 +402,8 @@ async function attach(rid, wid) {
   const epoch = ++state.epoch;
   state.lastSeq = 0;
   state.run = null;
+  state.ended = false;
+  $("banner-ended").hidden = true;
   $("console").hidden = false;
   $("empty").hidden = true;
   $("banner-reset").hidden = true;
@@ -391,6 +426,19 @@ async function attach(rid, wid) {
   }
 }
 
+// A send's idempotency key (a v4 UUID). crypto.randomUUID exists only in a secure context
+// (HTTPS, localhost): a console opened over plain HTTP under another name or address (an
+// allowed_hosts name, a LAN address with a token) has only getRandomValues, and calling
+// randomUUID there failed every send.
+function requestId() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 async function send(ev) {
   ev.preventDefault();
   const input = $("input");
@@ -402,7 +450,7 @@ async function send(ev) {
   const mine = ++state.sends;
   status.textContent = "sending…";
   try {
-    const body = JSON.stringify({ text, busy_policy: "REJECT", request_id: crypto.randomUUID() });
+    const body = JSON.stringify({ text, busy_policy: "REJECT", request_id: requestId() });
     const res = await api(`/api/runtimes/${encodeURIComponent(rid)}/workers/${encodeURIComponent(wid)}/input`,
       { method: "POST", body });
     // sent: the draft is done — unless another was typed while this answer was on its way
@@ -445,9 +493,21 @@ async function createWorker(ev) {
   }
 }
 
-function route() {
+// The worker a link names ([rid, wid]), or null: no link, or one whose parts are not valid
+// percent-encoding (a link cut off when pasted), where decodeURIComponent throws.
+function linked() {
   const m = location.hash.match(/^#\/w\/([^/]+)\/([^/]+)$/);
-  if (m) attach(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  if (!m) return null;
+  try {
+    return [decodeURIComponent(m[1]), decodeURIComponent(m[2])];
+  } catch (err) {
+    return null;
+  }
+}
+
+function route() {
+  const link = linked();
+  if (link) attach(...link);
 }
 
 // --- login ----------------------------------------------------------------------------------
@@ -469,9 +529,11 @@ async function logout() {
   closeStream();
   state.current = null;
   state.workers = [];
+  state.workersTotal = 0;
   state.runtimes = [];
   state.lastSeq = 0;
   $("worker-list").replaceChildren();
+  $("worker-list-more").hidden = true;
   $("transcript").replaceChildren();
   $("event-log").replaceChildren();
   $("health").replaceChildren();
@@ -498,7 +560,7 @@ async function start() {
   $("app").hidden = false;
   $("logout").hidden = !s.auth_required; // an open console has no session to end
   await refresh();
-  if (!location.hash && state.workers.length) {
+  if (!linked() && state.workers.length) {
     const w = state.workers[0];
     location.hash = `#/w/${encodeURIComponent(w.runtime_id)}/${encodeURIComponent(w.worker.worker_id)}`;
   } else {

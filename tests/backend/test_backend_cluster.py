@@ -233,6 +233,11 @@ def test_cluster_rejects_bad_arguments(tmp_path: Path) -> None:
         (("--runtimes", "0"), "--runtimes: must be 1..64"),
         (("--base-port", "80"), "--base-port: must leave room"),
         (("--grace", "-1"), "--grace: must be >= 0"),
+        # checked before any runtime starts (they were started, then the Backend refused, with
+        # a message pointing at the generated config's token_env, which the command overwrites)
+        (("--listen", "0.0.0.0:8080"), "--listen: the cluster's console has no login token"),
+        (("--listen", "nohost"), "--listen: must be HOST:PORT"),
+        (("--listen", "127.0.0.1:70000"), "--listen: must be HOST:PORT"),
     ):
         done = subprocess.run(
             _cluster_argv(tmp_path / "c", *extra),

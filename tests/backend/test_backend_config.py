@@ -86,4 +86,4 @@ def test_the_companion_profile_is_configured_else_the_local_model_else_echo(
     chosen = parse_config({"companion": {"profile": "echo-slow"}}, env={})
     assert service.companion_profile(chosen, profiles) == "echo-slow"
     # the default embedded config offers the local chat profile
-    assert service.LOCAL_CHAT_PROFILE in service.runtime_config(cfg).profiles
+    assert service.LOCAL_CHAT_PROFILE in service.runtime_config(cfg)[0].profiles

@@ -72,6 +72,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"runtimes": [{}]}, "runtimes[0].target: required"),
     ({"runtimes": [{"target": "nohost"}]}, "runtimes[0].target: expected host:port"),
     ({"runtimes": [{"target": "h:99999"}]}, "runtimes[0].target: expected host:port"),
+    # a URL was accepted (host "http://h"), then only ever UNREACHABLE with no word of why
+    ({"runtimes": [{"target": "http://h:50051"}]}, "runtimes[0].target: expected host:port"),
+    ({"runtimes": [{"target": "dns:///h:50051"}]}, "runtimes[0].target: expected host:port"),
+    ({"runtimes": [{"target": "h :50051"}]}, "runtimes[0].target: expected host:port"),
     ({"runtimes": [{"target": "h:1", "tokn_env": "X"}]}, "runtimes[0].tokn_env: unknown key"),
     ({"runtimes": [{"target": "h:1", "tls": "yes"}]}, "runtimes[0].tls: must be true or false"),
     ({"runtimes": [{"target": "h:1", "cert_file": "c"}]}, "runtimes[0].key_file:"),
