@@ -24,6 +24,7 @@ from runtime_server._startup_checks import (
     check_exposure,
     check_secret_mode,
     check_tls,
+    grace_seconds,
     is_loopback,
     listen_address,
     log_level,
@@ -102,7 +103,12 @@ def serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle: require client certs (mTLS)")
-    p.add_argument("--grace", type=float, default=5.0, help="seconds active runs get at shutdown")
+    p.add_argument(
+        "--grace",
+        type=grace_seconds,
+        default=5.0,
+        help="seconds active runs get at shutdown (0 to 86400)",
+    )
     p.add_argument(
         "--accept-lost-seqs",
         action="store_true",

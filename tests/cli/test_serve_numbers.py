@@ -1,0 +1,50 @@
+"""Numbers an operator gives ``serve`` (``--grace``, ``[limits]`` in the config file) are checked
+at start: NaN, infinity, a negative or an out-of-range value is one line and exit code 2.
+
+Before, ``[limits] max_page_size = inf`` or a huge ``max_concurrent_streams`` stopped serve with
+an OverflowError traceback (exit 1); ``max_workers = 5000000000`` started a server whose every
+``GetRuntime`` answered INTERNAL (the value does not fit the reply's uint32); ``--grace nan``
+started, and its shutdown ended in a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from serving import Finished, run_serve, serve_argv
+
+
+def assert_one_line_usage_error(done: Finished, *needles: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert "serving on" not in done.stdout
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "max_page_size = inf",
+        "max_page_size = 1e400",
+        "heartbeat_interval_seconds = nan",
+        "max_connection_idle_seconds = 1e300",
+        "max_concurrent_streams = 99999999999",
+        "max_message_bytes = 99999999999",
+        "max_workers = 5000000000",
+    ],
+)
+def test_a_limit_out_of_range_is_refused_at_start(tmp_path: Path, line: str) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(f"[limits]\n{line}\n")
+    done = run_serve([*serve_argv(None, store="memory"), "--config", str(config)], timeout=30)
+    assert_one_line_usage_error(done, f"limits.{line.split()[0]}")
+
+
+@pytest.mark.parametrize("grace", ["nan", "inf", "-1", "1e300"])
+def test_grace_out_of_range_is_refused_at_start(grace: str) -> None:
+    # a --grace that start-up accepted would leave this server running until the timeout
+    done = run_serve([*serve_argv(None, store="memory"), f"--grace={grace}"], timeout=30)
+    assert_one_line_usage_error(done, "--grace")
