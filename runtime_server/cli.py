@@ -230,6 +230,8 @@ async def serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if token:
+        _redact_in_logs(token)
     tls = TLSFiles(tls_paths.cert, tls_paths.key, tls_paths.client_ca) if tls_paths else None
     store: Store
     where = "memory (nothing persists)"
@@ -318,6 +320,18 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     print("stopped", flush=True)
     return 0
+
+
+def _redact_in_logs(token: str) -> None:
+    """Keep the runtime's own bearer token out of every log line, as the provider keys are: a
+    caller that pastes it into a request field (a profile name, a request id) would otherwise
+    see it written to the access log, echoed in the error's message. Its own registry, so it
+    never ages out behind the provider keys' least-recently-used bound."""
+    registry = engine.SecretRegistry(max_secrets=1)
+    registry.remember([token])
+    guard = engine.RedactingFilter(registry)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(guard)
 
 
 def _ops_banner(args: argparse.Namespace, metrics_port: int, health_port: int) -> None:
