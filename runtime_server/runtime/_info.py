@@ -123,6 +123,13 @@ _MILLISECOND_LIMITS = frozenset(
 )
 
 
+# Page and batch sizes: 0 would not mean "off" but pages that are always empty, which a client
+# paging through events, a transcript or diagnostics cannot tell from the end of the data.
+_AT_LEAST_ONE = frozenset(
+    {"max_page_size", "default_page_size", "event_batch_max", "transcript_page_max"}
+)
+
+
 def limit_max(key: str) -> float:
     """The largest value ``[limits] key`` accepts (see above)."""
     if key in _WIDE_LIMITS:
@@ -143,6 +150,8 @@ def limits_from(overrides: Mapping[str, Any]) -> Limits:
         want = type(getattr(defaults, key))
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"limits.{key}: must be a non-negative number")  # nan included
+        if value < 1 and key in _AT_LEAST_ONE:
+            raise ValueError(f"limits.{key}: must be at least 1")
         if value > limit_max(key):  # inf included
             raise ValueError(f"limits.{key}: must be at most {limit_max(key):,}")
         values[key] = want(value)

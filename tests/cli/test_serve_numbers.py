@@ -34,6 +34,9 @@ def assert_one_line_usage_error(done: Finished, *needles: str) -> None:
         "max_concurrent_streams = 99999999999",
         "max_message_bytes = 99999999999",
         "max_workers = 5000000000",
+        "max_page_size = 0",  # before: every ListEvents / GetTranscript page came back empty
+        "event_batch_max = 0",
+        "transcript_page_max = 0",
     ],
 )
 def test_a_limit_out_of_range_is_refused_at_start(tmp_path: Path, line: str) -> None:
