@@ -51,3 +51,39 @@ def test_grace_out_of_range_is_refused_at_start(grace: str) -> None:
     # a --grace that start-up accepted would leave this server running until the timeout
     done = run_serve([*serve_argv(None, store="memory"), f"--grace={grace}"], timeout=30)
     assert_one_line_usage_error(done, "--grace")
+
+
+OPENAI = '[providers.o]\nkind = "openai_chat"\nbase_url = "http://127.0.0.1:9/v1"\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        # before: each of these started, and every run of the profile failed INTERNAL
+        ('[profiles.p]\nprovider = "builtin"\ntemperature = nan\n', "profiles.p.temperature"),
+        ('[profiles.p]\nprovider = "builtin"\noptions = { delay_ms = nan }\n', "delay_ms"),
+        ('[profiles.p]\nprovider = "builtin"\noptions = { delay_ms = "x" }\n', "delay_ms"),
+        (
+            OPENAI + '[profiles.p]\nprovider = "o"\nmodel = "m"\n'
+            "options = { a = { b = [1, inf] } }\n",
+            "profiles.p.options.a.b[1]",
+        ),
+        # before: a run that never ended, or retries that were no bound
+        ('[profiles.p]\nprovider = "builtin"\noptions = { delay_ms = 1e300 }\n', "delay_ms"),
+        (OPENAI + "max_retries = 99999999999\n", "providers.o.max_retries"),
+        (OPENAI + "timeout_s = nan\n", "providers.o.timeout_s"),
+        (OPENAI + "timeout_s = inf\n", "providers.o.timeout_s"),
+        ('[profiles.p]\nprovider = "builtin"\ntool_timeout_s = nan\n', "tool_timeout_s"),
+    ],
+    ids=[
+        "temperature-nan", "delay-nan", "delay-text", "options-inf", "delay-huge",
+        "retries-huge", "timeout-nan", "timeout-inf", "tool-timeout-nan",
+    ],
+)  # fmt: skip
+def test_a_profile_or_provider_number_out_of_range_is_refused_at_start(
+    tmp_path: Path, body: str, needle: str
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(body)
+    done = run_serve([*serve_argv(None, store="memory"), "--config", str(config)], timeout=30)
+    assert_one_line_usage_error(done, needle)
