@@ -68,6 +68,8 @@ class ConfigError(Exception):
 MAX_CONFIG_NUMBER = 1e9
 MAX_ECHO_DELAY_MS = 60_000
 MAX_RETRIES = 100  # a provider's max_retries: retries stay a bound, not a loop
+# The tools a profile may name (runtime_server.runtime._tools builds them).
+BUILTIN_TOOLS = ("clock", "read_file", "list_files", "write_file", "edit_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         tools = _get(raw, "tools", list, key, fail) or []
         if not all(isinstance(t, str) for t in tools):
             raise fail(f"{key}.tools", "must be a list of tool names")
+        bad_tools = [t for t in tools if t not in BUILTIN_TOOLS]
+        if bad_tools:  # before: silently left out, so a typo ("read_files") just lost the tool
+            raise fail(
+                f"{key}.tools",
+                f"no built-in tool named {bad_tools[0]!r} (there are {', '.join(BUILTIN_TOOLS)})",
+            )
         max_tokens = _get(raw, "max_tokens", int, key, fail)
         if max_tokens is not None and max_tokens < 1:
             raise fail(f"{key}.max_tokens", "must be >= 1")

@@ -1,5 +1,6 @@
-"""Numbers an operator gives ``serve`` (``--grace``, ``[limits]`` in the config file) are checked
-at start: NaN, infinity, a negative or an out-of-range value is one line and exit code 2.
+"""Numbers and names an operator gives ``serve`` (``--grace``, ``[limits]``, provider and profile
+settings in the config file) are checked at start: NaN, infinity, a negative or an out-of-range
+value, a tool no tool has, is one line and exit code 2.
 
 Before, ``[limits] max_page_size = inf`` or a huge ``max_concurrent_streams`` stopped serve with
 an OverflowError traceback (exit 1); ``max_workers = 5000000000`` started a server whose every
@@ -87,3 +88,11 @@ def test_a_profile_or_provider_number_out_of_range_is_refused_at_start(
     config.write_text(body)
     done = run_serve([*serve_argv(None, store="memory"), "--config", str(config)], timeout=30)
     assert_one_line_usage_error(done, needle)
+
+
+def test_a_tool_name_no_tool_has_is_refused_at_start(tmp_path: Path) -> None:
+    # before: a typo was left out silently, and the model simply never had the tool
+    config = tmp_path / "serve.toml"
+    config.write_text('[profiles.p]\nprovider = "builtin"\ntools = ["clock", "read_files"]\n')
+    done = run_serve([*serve_argv(None, store="memory"), "--config", str(config)], timeout=30)
+    assert_one_line_usage_error(done, "profiles.p.tools", "'read_files'", "read_file")
