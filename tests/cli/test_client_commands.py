@@ -173,3 +173,10 @@ async def test_a_huge_diagnostics_limit_lists_what_there_is(served: Served) -> N
     rc, out, err = await cli(served.target, "--json", "diagnostics", "--limit", str(10**14))
     assert rc == 0, err
     assert isinstance(json.loads(out), list)
+
+
+async def test_a_token_variable_named_but_unset_is_a_usage_error(served: Served) -> None:
+    # before: the calls went out without a token, and the typo read as the server refusing it
+    rc, out, err = await cli(served.target, "--token-env", "WR_SURELY_UNSET_TOKEN", "runtime")
+    assert (rc, out) == (2, ""), (rc, out, err)
+    assert err.strip() == "error: --token-env WR_SURELY_UNSET_TOKEN: the variable is not set"
