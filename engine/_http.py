@@ -260,6 +260,14 @@ async def post_sse(
                 raise ProviderProtocolError(
                     f"{provider}: expected an event stream, got JSON: {message}"
                 )
+            if "html" in content_type:
+                # A web page (a proxy's sign-in page, a captive portal, a base_url naming a site
+                # rather than its API): before, it read as a stream that "ended before the model
+                # finished", a connection error, and was retried. The page itself is not read.
+                raise ProviderProtocolError(
+                    f"{provider}: expected an event stream, got a web page "
+                    f"({content_type[:80]}): is base_url the API's address?"
+                )
             decoder = SSEDecoder()
             chunks = response.aiter_bytes()
             while True:

@@ -112,7 +112,9 @@ async def _cmd_diagnostics(client: RuntimeClient, args: argparse.Namespace) -> i
     items: list[Diagnostic] = []
     token = ""
     while len(items) < args.limit:
-        page = await client.list_diagnostics(page_size=args.limit - len(items), page_token=token)
+        # (the server clamps a page to its max_page_size; the request's field is a uint32)
+        size = min(args.limit - len(items), 2**31 - 1)
+        page = await client.list_diagnostics(page_size=size, page_token=token)
         items.extend(page.items)
         token = page.next_page_token
         if not token:

@@ -47,6 +47,28 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _count(text: str) -> int:
+    """``--limit``: a whole number >= 0 (before, ``-1`` printed nothing and exited 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _seq(text: str) -> int:
+    """``--after``: a seq, 0 to 2**64-1 (before, ``-5`` ended in a protobuf traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seq (a whole number), got {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected a seq from 0 to 2**64-1, got {text!r}")
+    return value
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The global options, accepted before or after the command. On subcommands their defaults
     are SUPPRESS, so a value given before the command is not reset by the subparser."""
@@ -120,7 +142,7 @@ def _parser(
     p = command(sub, "claims", _cmd_claims, "workspace claims of live workers")
     p.add_argument("--worker", default="", help="only this worker's claims")
     p = command(sub, "diagnostics", _cmd_diagnostics, "recent diagnostics, newest first")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--limit", type=_count, default=50, help="at most this many (default 50)")
 
     workers = sub.add_parser("workers", help="list, create, get, stop, delete workers")
     wsub = workers.add_subparsers(title="workers commands", metavar="COMMAND")
@@ -172,11 +194,11 @@ def _parser(
     p.add_argument("run_id", metavar="RUN")
     p = command(sub, "events", _cmd_events, "list or follow events, one line each")
     p.add_argument("--worker", default="", help="only this worker's events")
-    p.add_argument("--after", type=int, default=None, metavar="SEQ", help="events after SEQ")
+    p.add_argument("--after", type=_seq, default=None, metavar="SEQ", help="events after SEQ")
     p.add_argument(
         "--follow", "-f", action="store_true", help="keep streaming (from now unless --after)"
     )
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N events")
+    p.add_argument("--limit", type=_count, default=None, metavar="N", help="stop after N events")
     p = command(sub, "transcript", _cmd_transcript, "a worker's committed history")
     p.add_argument("worker_id", metavar="WORKER")
     p = command(sub, "usage", _cmd_usage, "token usage of a worker or the whole runtime")

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runtime_client._cli_parser import Command, _parser
+from runtime_client._cli_parser import TOKEN_ENV, Command, _parser
 from runtime_client._cli_terminal import TerminalText, visible_controls
 from runtime_client._client import RuntimeClient
 from runtime_client._retry import RetryPolicy
@@ -63,6 +63,12 @@ CLI_RETRY = RetryPolicy(max_attempts=4, budget_s=2.0)
 
 async def _run(command: Command, args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env) or None
+    if token is None and args.token_env != TOKEN_ENV:
+        # a variable named on purpose and unset (a typo, a shell that did not export it): before,
+        # every call went out without a token and the mistake read as a server refusing it
+        text = f"--token-env {args.token_env}: the variable is not set"
+        _error(args, "USAGE", text, code="", metadata={})
+        return 2
     try:
         # TLS files are read and checked here: a bad one is a usage error, never a grpc abort
         client = RuntimeClient(

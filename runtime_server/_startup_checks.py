@@ -127,6 +127,23 @@ def log_level(text: str) -> str:
     return level
 
 
+MAX_GRACE_SECONDS = 86_400.0
+
+
+def grace_seconds(text: str) -> float:
+    """argparse type of ``--grace``: seconds, 0 to a day. Before, ``nan`` was accepted and made
+    the shutdown end in a traceback (asyncio's timer cannot take NaN) and ``-1`` was taken."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value <= MAX_GRACE_SECONDS:  # nan and inf fail this too
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 0 to {MAX_GRACE_SECONDS:,.0f}, got {text!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class TLSPaths:
     cert: Path

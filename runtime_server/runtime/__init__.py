@@ -16,6 +16,7 @@ from runtime_server.runtime._policy import (
 )
 from runtime_server.runtime._profiles import (
     BUILTIN_PROVIDER,
+    BUILTIN_TOOLS,
     PROVIDER_KINDS,
     Config,
     ConfigError,
@@ -40,7 +41,7 @@ from runtime_server.runtime._runtime import (
     limits_from,
 )
 from runtime_server.runtime._storewatch import StoreState
-from runtime_server.runtime._tools import BUILTIN_TOOLS, MAX_SCANNED_ENTRIES, builtin_tools
+from runtime_server.runtime._tools import MAX_SCANNED_ENTRIES, builtin_tools
 
 __all__ = [
     "FEATURES",

@@ -98,6 +98,47 @@ class EventsPage:
     oldest_seq: int
 
 
+# The largest value of each limit. Most are counts GetRuntime reports as uint32 and grpc takes
+# as a C int (max_message_bytes, max_concurrent_streams): up to 2**31 - 1. Byte sizes and counts
+# reported as uint64 go further. Seconds grpc takes in milliseconds (a C int) stop at ~24.8 days;
+# other seconds at 2**31 - 1. Before these bounds, `inf`, `nan` or a huge number in [limits]
+# stopped serve with a traceback (OverflowError) or made every GetRuntime answer INTERNAL.
+_INT32_MAX = 2**31 - 1
+_WIDE_LIMITS = frozenset(
+    {
+        "event_retention_events",
+        "max_memory_bytes",
+        "transcript_window_bytes",
+        "transcript_cache_bytes",
+        "max_file_scan_bytes",
+    }
+)
+_MILLISECOND_LIMITS = frozenset(
+    {
+        "max_connection_idle_seconds",
+        "max_connection_age_seconds",
+        "max_connection_age_grace_seconds",
+        "min_client_ping_interval_seconds",
+    }
+)
+
+
+# Page and batch sizes: 0 would not mean "off" but pages that are always empty, which a client
+# paging through events, a transcript or diagnostics cannot tell from the end of the data.
+_AT_LEAST_ONE = frozenset(
+    {"max_page_size", "default_page_size", "event_batch_max", "transcript_page_max"}
+)
+
+
+def limit_max(key: str) -> float:
+    """The largest value ``[limits] key`` accepts (see above)."""
+    if key in _WIDE_LIMITS:
+        return 2**63 - 1
+    if key in _MILLISECOND_LIMITS:
+        return _INT32_MAX // 1000
+    return _INT32_MAX
+
+
 def limits_from(overrides: Mapping[str, Any]) -> Limits:
     """Build :class:`Limits` from config overrides, rejecting unknown keys and bad values."""
     known = {f.name: f for f in fields(Limits)}
@@ -107,7 +148,11 @@ def limits_from(overrides: Mapping[str, Any]) -> Limits:
         if key not in known:
             raise ValueError(f"limits.{key}: unknown limit")
         want = type(getattr(defaults, key))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"limits.{key}: must be a non-negative number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"limits.{key}: must be a non-negative number")  # nan included
+        if value < 1 and key in _AT_LEAST_ONE:
+            raise ValueError(f"limits.{key}: must be at least 1")
+        if value > limit_max(key):  # inf included
+            raise ValueError(f"limits.{key}: must be at most {limit_max(key):,}")
         values[key] = want(value)
     return replace(defaults, **values)

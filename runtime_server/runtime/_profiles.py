@@ -44,6 +44,7 @@ holds exactly what the model saw apart from this preamble (system prompt, exampl
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,15 @@ DEFAULT_REQUEST_DEADLINE_S = 600.0
 
 class ConfigError(Exception):
     """The config file is invalid; the message names the file and the key."""
+
+
+# The largest number a [providers.*] / [profiles.*] setting takes (seconds, counts): beyond
+# it, inf or 1e300 seconds overflow asyncio's timers and a retry count is no bound at all.
+MAX_CONFIG_NUMBER = 1e9
+MAX_ECHO_DELAY_MS = 60_000
+MAX_RETRIES = 100  # a provider's max_retries: retries stay a bound, not a loop
+# The tools a profile may name (runtime_server.runtime._tools builds them).
+BUILTIN_TOOLS = ("clock", "read_file", "list_files", "write_file", "edit_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +204,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             api_key_env=_get(raw, "api_key_env", str, key, fail) or "",
             headers=headers,
             timeout_s=_number(raw, "timeout_s", key, fail, default=120.0, minimum=0.001),
-            max_retries=int(_number(raw, "max_retries", key, fail, default=3, integer=True)),
+            max_retries=int(
+                _number(raw, "max_retries", key, fail, default=3, maximum=MAX_RETRIES, integer=True)
+            ),
             local_model=local_model,
             reasoning_field=reasoning_field,
         )
@@ -222,10 +234,24 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         tools = _get(raw, "tools", list, key, fail) or []
         if not all(isinstance(t, str) for t in tools):
             raise fail(f"{key}.tools", "must be a list of tool names")
+        bad_tools = [t for t in tools if t not in BUILTIN_TOOLS]
+        if bad_tools:  # before: silently left out, so a typo ("read_files") just lost the tool
+            raise fail(
+                f"{key}.tools",
+                f"no built-in tool named {bad_tools[0]!r} (there are {', '.join(BUILTIN_TOOLS)})",
+            )
         max_tokens = _get(raw, "max_tokens", int, key, fail)
         if max_tokens is not None and max_tokens < 1:
             raise fail(f"{key}.max_tokens", "must be >= 1")
         temperature = _get(raw, "temperature", (int, float), key, fail)
+        if temperature is not None and not math.isfinite(temperature):
+            raise fail(f"{key}.temperature", "must be a finite number")
+        options = _get(raw, "options", dict, key, fail) or {}
+        _finite_json(options, f"{key}.options", fail)
+        if provider.kind == "echo":
+            _echo_delay(options, key, fail)
+        prefill_options = _get(raw, "prefill_options", dict, key, fail) or {}
+        _finite_json(prefill_options, f"{key}.prefill_options", fail)
         default_model = "echo" if provider.kind == "echo" else provider.local_model
         profiles[name] = Profile(
             name=name,
@@ -235,7 +261,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             description=_get(raw, "description", str, key, fail) or "",
             max_tokens=max_tokens,
             temperature=None if temperature is None else float(temperature),
-            options=_get(raw, "options", dict, key, fail) or {},
+            options=options,
             tools=tuple(tools),
             max_tool_rounds=int(
                 _number(raw, "max_tool_rounds", key, fail, default=8, integer=True)
@@ -248,7 +274,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
                 _get(raw, "examples", list, key, fail) or [], f"{key}.examples", fail
             ),
             prefill=_get(raw, "prefill", str, key, fail) or "",
-            prefill_options=_get(raw, "prefill_options", dict, key, fail) or {},
+            prefill_options=prefill_options,
             request_deadline_s=_number(
                 raw,
                 "request_deadline_s",
@@ -381,15 +407,43 @@ def _number(
     *,
     default: float,
     minimum: float = 0,
+    maximum: float = MAX_CONFIG_NUMBER,
     integer: bool = False,
 ) -> float:
     """A number that may legitimately be 0 (so never ``value or default``), checked for range."""
     value = _get(raw, name, int if integer else (int, float), key, fail)
     if value is None:
         return default
-    if value < minimum:
+    if not value >= minimum:  # NaN too
         raise fail(f"{key}.{name}", f"must be >= {minimum:g}")
+    if not math.isfinite(value) or value > maximum:
+        raise fail(f"{key}.{name}", f"must be at most {maximum:g}")
     return float(value)
+
+
+def _finite_json(value: Any, path: str, fail: Any) -> None:
+    """Request-body values (``options``, ``prefill_options``) are sent as JSON, which has no NaN
+    or infinity: before, such a value failed every run of the profile with INTERNAL."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail(path, "must be a finite number (JSON has no NaN or infinity)")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _finite_json(v, f"{path}.{k}", fail)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _finite_json(v, f"{path}[{i}]", fail)
+
+
+def _echo_delay(options: Mapping[str, Any], key: str, fail: Any) -> None:
+    """The builtin echo's ``options.delay_ms``: a number of milliseconds, 0 to a minute. Before,
+    ``"x"`` or NaN failed every run with INTERNAL and 1e300 made runs that never ended."""
+    if "delay_ms" not in options:
+        return
+    delay = options["delay_ms"]
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        raise fail(f"{key}.options.delay_ms", "must be a number of milliseconds")
+    if not 0 <= delay <= MAX_ECHO_DELAY_MS:
+        raise fail(f"{key}.options.delay_ms", f"must be from 0 to {MAX_ECHO_DELAY_MS}")
 
 
 def _get(

@@ -245,9 +245,6 @@ class FileTools:
         ]
 
 
-BUILTIN_TOOLS = ("clock", "read_file", "list_files", "write_file", "edit_file")
-
-
 def builtin_tools(
     profile: Profile,
     worker: Worker,

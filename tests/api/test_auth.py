@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from serving import error_info
 
 from engine.testing import LoopbackServer, Reply
-from runtime_client import RunState, RuntimeClient, Unauthenticated
+from runtime_client import ProfileNotFound, RunState, RuntimeClient, Unauthenticated
 from runtime_client.api import catalog_service_pb2 as cpb
 from runtime_client.api import config_service_pb2 as cfpb
 from runtime_client.api import interaction_service_pb2 as ipb
@@ -248,3 +248,26 @@ async def test_serve_never_prints_its_auth_token(spawn_server: SpawnServer) -> N
     assert token not in out
     assert token not in err
     assert token[:-1] not in out + err
+
+
+async def test_a_token_pasted_into_a_request_field_stays_out_of_the_log(
+    spawn_server: SpawnServer,
+) -> None:
+    # Before: PROFILE_NOT_FOUND's message echoes the profile, and the access log wrote it whole
+    # (text and JSON formats alike), so a caller pasting the token into the wrong argument put
+    # the runtime's secret into the logs.
+    token = "srv-token-5c1e0a9b8d7f6e"
+    for fmt in ("text", "json"):
+        server = await spawn_server(
+            "--auth-token-env", "WR_SERVE_TOKEN", "--log-level", "DEBUG", "--log-format", fmt,
+            env={"WR_SERVE_TOKEN": token},
+        )  # fmt: skip
+        async with RuntimeClient(server.target, token=token) as client:
+            with pytest.raises(ProfileNotFound):
+                await client.create_worker(profile=token)
+            with pytest.raises(ProfileNotFound):  # as JSON would escape it, too
+                await client.create_worker(profile=f'x"{token}"')
+        assert await server.terminate() == 0
+        err = server.stderr()
+        assert "PROFILE_NOT_FOUND" in err  # the access log did write the failures
+        assert token not in err, err

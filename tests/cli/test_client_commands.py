@@ -146,3 +146,37 @@ async def test_control_characters_from_the_server_never_reach_the_terminal(
     rc, raw, err = await cli(served.target, "--json", "workers", "get", worker_id)
     assert rc == 0, err
     assert json.loads(raw)["display_name"] == "name" + ESCAPES
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("events", "--after", "-5"),
+        ("events", "--after", str(2**64)),
+        ("events", "--limit", "-1"),
+        ("diagnostics", "--limit", "-3"),
+        ("events", "--after", "ten"),
+    ],
+)
+async def test_out_of_range_numbers_are_usage_errors(served: Served, args: tuple[str, ...]) -> None:
+    # before: --after -5 ended in protobuf's "Value out of range" traceback (exit 1), and
+    # --limit -1 printed nothing and exited 0
+    rc, out, err = await cli(served.target, *args)
+    assert rc == 2, (rc, out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert args[1] in err
+
+
+async def test_a_huge_diagnostics_limit_lists_what_there_is(served: Served) -> None:
+    # before: a page size past the request's 32-bit field ended in a traceback
+    rc, out, err = await cli(served.target, "--json", "diagnostics", "--limit", str(10**14))
+    assert rc == 0, err
+    assert isinstance(json.loads(out), list)
+
+
+async def test_a_token_variable_named_but_unset_is_a_usage_error(served: Served) -> None:
+    # before: the calls went out without a token, and the typo read as the server refusing it
+    rc, out, err = await cli(served.target, "--token-env", "WR_SURELY_UNSET_TOKEN", "runtime")
+    assert (rc, out) == (2, ""), (rc, out, err)
+    assert err.strip() == "error: --token-env WR_SURELY_UNSET_TOKEN: the variable is not set"

@@ -199,6 +199,16 @@ async def test_malformed_json_chunk_fails_without_retry(client: httpx.AsyncClien
     assert len(server.requests) == 1
 
 
+async def test_a_web_page_is_named_as_such_and_not_retried(client: httpx.AsyncClient) -> None:
+    # a 200 text/html answer (a proxy's sign-in page, a wrong base_url) used to fail as a
+    # connection error, "the stream ended before the model finished", after every retry
+    page = Reply(headers={"content-type": "text/html; charset=utf-8"}, body=b"<html>sign in</html>")
+    async with LoopbackServer([page], default=Reply(body=OPENAI_OK)) as server:
+        with pytest.raises(ProviderProtocolError, match=r"web page \(text/html.*base_url"):
+            await turn(OpenAIChatProvider(client, server.url + "/v1"))
+    assert len(server.requests) == 1
+
+
 async def test_mid_stream_overloaded_error_event_is_retried(client: httpx.AsyncClient) -> None:
     overloaded = (
         ANTHROPIC_START
