@@ -251,6 +251,22 @@ def test_redactor_encodings_and_fragments() -> None:
     assert redact("Bearer token x") == "Bearer token x"  # fragments are of the key, not "Bearer "
 
 
+PARTIAL_MIN = 10  # the documented fragment length (engine._redact.PARTIAL_MIN)
+
+
+def test_every_fragment_is_redacted_wherever_it_starts_and_ends() -> None:
+    # Texts are first checked for the key's aligned chunks (cheap) before the window scan: a
+    # chunking that missed some fragment would let it through here.
+    secret = "sk-" + uuid.uuid4().hex + uuid.uuid4().hex[:7]  # an odd length: a short last chunk
+    redact = Redactor([secret])
+    for start in range(len(secret) - PARTIAL_MIN + 1):
+        for end in range(start + PARTIAL_MIN, min(len(secret), start + PARTIAL_MIN + 6) + 1):
+            text = f"error: key {secret[start:end]} refused"
+            assert secret[start : start + PARTIAL_MIN] not in redact(text), (start, end)
+    shorter = secret[5 : 5 + PARTIAL_MIN - 1]  # below the fragment length: left alone
+    assert redact(f"x {shorter} y") == f"x {shorter} y"
+
+
 def test_registry_is_bounded_and_forgets() -> None:
     registry = SecretRegistry(max_secrets=8)
     secrets = [uuid.uuid4().hex for _ in range(50)]
