@@ -27,6 +27,7 @@ from test_metrics_endpoint import scrape, value
 
 from runtime_client import RuntimeClient
 from runtime_server.cli import serve_options
+from runtime_server.grpc._ops import LIVENESS_SERVICE
 from runtime_server.runtime import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,11 @@ def test_the_statefulset_holds_together() -> None:
     assert parsed.tls_client_ca is not None
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == ports["health"], probe
+    # startup and readiness ask for the overall status; liveness for the service that stays
+    # SERVING while the disk is full (a restart would not free it)
+    assert "service" not in container["startupProbe"]["grpc"]
+    assert "service" not in container["readinessProbe"]["grpc"]
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
     # SIGTERM: the kubelet waits longer than --grace plus a flush
     assert pod["terminationGracePeriodSeconds"] >= parsed.grace + 15
     # non-root, read-only root filesystem, no privilege escalation
@@ -251,6 +257,7 @@ async def runtime_pod(tmp_path: Path) -> AsyncIterator[Pod]:
 async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: Path) -> None:
     async with runtime_pod(tmp_path) as pod:
         assert await check(pod.health) == SERVING
+        assert await check(pod.health, _container()["livenessProbe"]["grpc"]["service"]) == SERVING
         mtls = grpc.ssl_channel_credentials(
             (tmp_path / "ca.pem").read_bytes(),
             (tmp_path / "client.key").read_bytes(),
