@@ -27,7 +27,6 @@ from test_metrics_endpoint import scrape, value
 
 from runtime_client import RuntimeClient
 from runtime_server.cli import serve_options
-from runtime_server.grpc._ops import LIVENESS_SERVICE
 from runtime_server.runtime import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +34,8 @@ DEPLOY = REPO_ROOT / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 K8S_VERSION = "1.31.0"  # the oldest release we support: ReadWriteOncePod and gRPC probes are GA
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
+
+LIVENESS_SERVICE = "liveness"  # the health port's liveness service (README "Health for probes")
 
 
 def _serve_parser() -> argparse.ArgumentParser:

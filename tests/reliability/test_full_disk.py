@@ -46,7 +46,9 @@ from runtime_client import (
     StoreState,
     WorkerBusy,
 )
-from runtime_server.grpc._ops import LIVENESS_SERVICE
+
+LIVENESS_SERVICE = "liveness"  # the health port's liveness service (README "Health for probes")
+
 
 CLIENTS = 40
 # Room for the run before the disk fills and, once the filler goes, plenty for the WAL to grow
