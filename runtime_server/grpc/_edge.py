@@ -69,7 +69,7 @@ class Edge(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped
         deny = auth.deny_handler(handler)
         if observer is None or handler is None:  # (an unknown method's: observed per call)
             return served, deny
-        return served, observer.wrap(method, deny)
+        return served, observer.wrap(method, deny, refused=True)
 
     # --- per call ---
 
@@ -85,7 +85,7 @@ class Edge(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped
         if served is None and self._observer is not None:
             # a method no one has: its series (under "unknown", see _observe) exists only once
             # such a call was made, so its deny handler is observed per call, as calls come
-            return self._observer.wrap(method, deny)
+            return self._observer.wrap(method, deny, refused=True)
         return deny
 
     def _route_other(self, details: grpc.HandlerCallDetails) -> Route:

@@ -37,6 +37,12 @@ FIRST_BYTE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+# A model name is a label value a caller can choose (a config bundle's profile names any model
+# string): before, each new one added ~20 series for good (the bundle deleted or not), so a
+# caller could grow the scrape and the process without bound. Past these, it counts as "other".
+MAX_MODEL_SERIES = 64  # distinct (provider, model) pairs
+MAX_MODEL_LABEL_CHARS = 128
+OTHER_MODEL = "other"
 
 
 class PrometheusObserver:
@@ -51,6 +57,16 @@ class PrometheusObserver:
         self.tokens_by: dict[tuple[str, str, str], int] = {}
         self.commit_seconds = Histogram(COMMIT_BUCKETS)
         self.commit_events = Histogram(BATCH_BUCKETS)
+        self._models: set[tuple[str, str]] = set()
+
+    def _model(self, provider: str, model: str) -> str:
+        """``model`` as a label value: itself while few enough are in use, else ``other``."""
+        if (provider, model) in self._models:
+            return model
+        if len(model) > MAX_MODEL_LABEL_CHARS or len(self._models) >= MAX_MODEL_SERIES:
+            return OTHER_MODEL
+        self._models.add((provider, model))
+        return model
 
     def run_finished(self, state: str, duration_s: float | None) -> None:
         self.runs[state] = self.runs.get(state, 0) + 1
@@ -64,6 +80,7 @@ class PrometheusObserver:
     def provider_request(
         self, provider: str, model: str, outcome: str, duration_s: float, first_byte_s: float | None
     ) -> None:
+        model = self._model(provider, model)
         key = (provider, model, outcome)
         self.provider_requests[key] = self.provider_requests.get(key, 0) + 1
         if first_byte_s is not None:
@@ -73,6 +90,7 @@ class PrometheusObserver:
             hist.observe(first_byte_s)
 
     def tokens(self, provider: str, model: str, usage: engine.Usage) -> None:
+        model = self._model(provider, model)
         for kind in TOKEN_KINDS:
             n = getattr(usage, f"{kind}_tokens", 0)
             if n:

@@ -28,7 +28,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -49,6 +49,7 @@ _OK = "OK"
 # WARNING line per window here (undecodable ones: the decode guard's own line, runtime_server.grpc.
 # _decoding).
 REFUSED_WINDOW_S = 60.0
+MAX_LOGGED_METHOD = 200  # characters of a method name in that line (an unknown one: the caller's)
 
 
 class RefusedCalls:
@@ -66,6 +67,8 @@ class RefusedCalls:
             return
         self._next = now + self._window
         count, self._count = self._count, 0
+        if len(method) > MAX_LOGGED_METHOD:
+            method = method[:MAX_LOGGED_METHOD] + "..."
         access_log.warning(
             "%d call(s) refused UNAUTHENTICATED (missing or invalid bearer token), the latest to "
             "%s; at most one such line per %.0f s",
@@ -134,6 +137,20 @@ class RpcStats:
         return stats
 
 
+class _End(Protocol):
+    """How a call's wrapper reports its end (:meth:`Observer._end` or ``_end_refused``)."""
+
+    def __call__(
+        self,
+        stats: MethodStats | None,
+        method: str,
+        start: float,
+        context: Any,
+        exc: BaseException | None,
+        response: Any = None,
+    ) -> None: ...
+
+
 def _code_name(context: Any, exc: BaseException | None) -> str:
     if exc is None or isinstance(exc, grpc.aio.AbortError):
         code = context.code()
@@ -179,10 +196,14 @@ class Observer:
         self._access = access
         self._refused = RefusedCalls()
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler, *, refused: bool = False
+    ) -> grpc.RpcMethodHandler:
         """``handler`` observed and, when it decodes its requests, guarded (:mod:`._decoding`);
-        one that is not a coroutine or an async generator is returned as it is."""
+        one that is not a coroutine or an async generator is returned as it is. ``refused``:
+        auth's deny handler, whose calls are counted but get no access line of their own."""
         known = method.lstrip("/").partition("/")[0] in self._known
+        end = self._end_refused if refused else self._end
         deserializer = handler.request_deserializer
         check = deserializer is not None
         kw = {
@@ -192,27 +213,27 @@ class Observer:
         if handler.unary_unary is not None:
             if not inspect.iscoroutinefunction(handler.unary_unary):
                 return handler
+            ids = id_reader(deserializer)
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, known, handler.unary_unary, check, id_reader(deserializer)),
-                **kw,
+                self._unary(method, known, end, handler.unary_unary, check, ids), **kw
             )
         if handler.unary_stream is not None:
             if not inspect.isasyncgenfunction(handler.unary_stream):
                 return handler
             ids = id_reader(deserializer)
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, known, handler.unary_stream, check, ids), **kw
+                self._streaming(method, known, end, handler.unary_stream, check, ids), **kw
             )
         if handler.stream_unary is not None:
             if not inspect.iscoroutinefunction(handler.stream_unary):
                 return handler
             return grpc.stream_unary_rpc_method_handler(
-                self._client_stream(method, known, handler.stream_unary, check), **kw
+                self._client_stream(method, known, end, handler.stream_unary, check), **kw
             )
         if handler.stream_stream is None or not inspect.isasyncgenfunction(handler.stream_stream):
             return handler
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, known, handler.stream_stream, check, None), **kw
+            self._streaming(method, known, end, handler.stream_stream, check, None), **kw
         )
 
     # --- per call ---
@@ -269,16 +290,35 @@ class Observer:
             extra=extra,
         )
 
+    def _end_refused(
+        self,
+        stats: MethodStats | None,
+        method: str,
+        start: float,
+        context: Any,
+        exc: BaseException | None,
+        response: Any = None,
+    ) -> None:
+        """A call auth refused: counted, but never a line of its own, whatever status it ended
+        with (an anonymous caller chooses the method name: before, one whose call did not end
+        UNAUTHENTICATED — a 15 KB method name ends UNKNOWN — got a WARNING line per call)."""
+        if stats is not None:
+            code = _code_name(context, exc)
+            stats.handled[code] = stats.handled.get(code, 0) + 1
+            stats.seconds.observe(time.perf_counter() - start)
+        if self._access != "off" and access_log.isEnabledFor(logging.WARNING):
+            self._refused(method)
+
     def _unary(
         self,
         method: str,
         known: bool,
+        end: _End,
         behaviour: Callable[[Any, Any], Awaitable[Any]],
         check: bool,
         ids: Callable[[Any], tuple[str, ...]],
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         stats = self.stats.method(method, "unary", known) if self.stats is not None else None
-        end = self._end
 
         async def unary(request: Any, context: Any) -> Any:
             worker_id, run_id, request_id = ids(request)
@@ -332,11 +372,11 @@ class Observer:
         self,
         method: str,
         known: bool,
+        end: _End,
         behaviour: Callable[[Any, Any], Awaitable[Any]],
         check: bool,
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         stats = self.stats.method(method, "client_stream", known) if self.stats else None
-        end = self._end
         requests_of = self._requests(method, stats, check)
 
         async def client_stream(requests: Any, context: Any) -> Any:
@@ -365,6 +405,7 @@ class Observer:
         self,
         method: str,
         known: bool,
+        end: _End,
         behaviour: Callable[[Any, Any], AsyncIterator[Any]],
         check: bool,
         ids: Callable[[Any], tuple[str, ...]] | None,
@@ -373,7 +414,6 @@ class Observer:
         are counted and checked one by one)."""
         type_ = "bidi_stream" if ids is None else "server_stream"
         stats = self.stats.method(method, type_, known) if self.stats else None
-        end = self._end
         requests_of = self._requests(method, stats, check) if ids is None else None
         check_one = check and ids is not None
 

@@ -6,7 +6,11 @@ endpoint, and the observer that feeds metrics and the access log (its wrappers: 
   two never disagree. Kubernetes' native gRPC probes cannot speak TLS; this port lets them check a
   TLS or mTLS server. It listens before the store opens and answers NOT_SERVING until the store
   is open and recovery committed, SERVING while serving, NOT_SERVING again while draining; it
-  closes last.
+  closes last. Its ``liveness`` service (:data:`LIVENESS_SERVICE`) answers SERVING from the moment
+  the port is open until the drain starts, whatever the store does: a liveness probe must ask for
+  it, not for ``""`` — a full disk makes ``""`` NOT_SERVING (the runtime still answers reads and
+  recovers by itself once space returns), and a liveness probe on ``""`` restarted the container
+  over it, into a crash loop while the disk stayed full.
 - **Metrics** (``metrics_listen``): ``GET /metrics`` in Prometheus' text format, from a registry
   of our own (:mod:`._metrics`). Served by a minimal HTTP/1.0 responder on the event loop — not
   prometheus_client's threaded server — so a scrape reads the Runtime's state on the loop that
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LIVENESS_SERVICE = "liveness"  # SERVING while the process runs (until the drain): see above
 MAX_REQUEST_HEAD = 8192  # bytes of an HTTP request head we read before giving up
 HTTP_TIMEOUT_S = 10.0
 
@@ -88,6 +93,7 @@ class Ops:
         """Before the Runtime starts: the health port answers NOT_SERVING until it serves."""
         for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         if self._options.health_listen is None:
             return
         # the same connection bounds as the main port: this one needs no token at all

@@ -35,6 +35,8 @@ MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 K8S_VERSION = "1.31.0"  # the oldest release we support: ReadWriteOncePod and gRPC probes are GA
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
 
+LIVENESS_SERVICE = "liveness"  # the health port's liveness service (README "Health for probes")
+
 
 def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worker-runtime serve")
@@ -113,6 +115,11 @@ def test_the_statefulset_holds_together() -> None:
     assert parsed.tls_client_ca is not None
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == ports["health"], probe
+    # startup and readiness ask for the overall status; liveness for the service that stays
+    # SERVING while the disk is full (a restart would not free it)
+    assert "service" not in container["startupProbe"]["grpc"]
+    assert "service" not in container["readinessProbe"]["grpc"]
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
     # SIGTERM: the kubelet waits longer than --grace plus a flush
     assert pod["terminationGracePeriodSeconds"] >= parsed.grace + 15
     # non-root, read-only root filesystem, no privilege escalation
@@ -251,6 +258,7 @@ async def runtime_pod(tmp_path: Path) -> AsyncIterator[Pod]:
 async def test_a_server_starts_with_the_statefulsets_exact_arguments(tmp_path: Path) -> None:
     async with runtime_pod(tmp_path) as pod:
         assert await check(pod.health) == SERVING
+        assert await check(pod.health, _container()["livenessProbe"]["grpc"]["service"]) == SERVING
         mtls = grpc.ssl_channel_credentials(
             (tmp_path / "ca.pem").read_bytes(),
             (tmp_path / "client.key").read_bytes(),

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serving import ServeProcessFactory, all_events, eventually, run_serve, serve_argv, write_config
@@ -44,6 +46,9 @@ from runtime_client import (
     StoreState,
     WorkerBusy,
 )
+
+LIVENESS_SERVICE = "liveness"  # the health port's liveness service (README "Health for probes")
+
 
 CLIENTS = 40
 # Room for the run before the disk fills and, once the filler goes, plenty for the WAL to grow
@@ -322,3 +327,43 @@ async def test_full_disk_at_start(
     sp2 = await serve_process(data)
     assert (await sp2.client().get_worker(worker)).display_name == "before"
     assert sp2.terminate() == 0
+
+
+async def test_a_full_disk_fails_readiness_but_not_liveness(
+    serve_process: ServeProcessFactory, small_fs: Path
+) -> None:
+    """On the health port a full disk makes the overall status NOT_SERVING (out of the load
+    balancer) while ``liveness`` stays SERVING: a liveness probe on it (the StatefulSet's) does
+    not restart a runtime that still answers reads and recovers by itself once space returns."""
+    data = small_fs / "data"
+    sp = await serve_process(data, extra=["--health-listen", "127.0.0.1:0"])
+    match = re.search(r"health +127\.0\.0\.1:(\d+)", sp.banner)
+    assert match, sp.banner
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{match[1]}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def status(service: str) -> int:
+            request = health_pb2.HealthCheckRequest(service=service)
+            return int((await health.Check(request, timeout=CALL_BOUND)).status)
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert await status("") == serving
+        assert await status(LIVENESS_SERVICE) == serving
+        client = sp.client(timeout=CALL_BOUND * 2)
+        filler = await asyncio.to_thread(fill, small_fs)
+        for i in range(10_000):  # until a write needs space the disk no longer has
+            try:
+                await client.create_worker(display_name=f"after the fill {i} " + "x" * 150)
+            except StoreFailure:
+                break
+
+        async def overall_is(want: int) -> bool:
+            return await status("") == want
+
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await eventually(lambda: overall_is(not_serving), within=PHASE_BOUND, what="NOT_SERVING")
+        assert await status(LIVENESS_SERVICE) == serving
+        filler.unlink()
+        await eventually(lambda: overall_is(serving), within=PHASE_BOUND, what="SERVING again")
+        assert await status(LIVENESS_SERVICE) == serving
+    assert sp.terminate() == 0
