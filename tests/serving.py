@@ -319,3 +319,13 @@ def sse(*payloads: Any) -> bytes:
     return b"".join(
         f"data: {p if isinstance(p, str) else json.dumps(p)}\n\n".encode() for p in payloads
     )
+
+
+def assert_one_line_usage_error(done: Finished, *needles: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert "serving on" not in done.stdout
+    for needle in needles:
+        assert needle in err, err

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from serving import Finished, env, run_serve, serve_argv
+from serving import assert_one_line_usage_error, env, run_serve, serve_argv
 from tlsfiles import Certs, make_certs
 
 from runtime_client import RuntimeClient, Unavailable
@@ -31,16 +31,6 @@ def certs(tmp_path: Path) -> Certs:
 def memory_serve(*args: str) -> list[str]:
     argv = serve_argv(None, store="memory")
     return [*argv, *args]  # later flags win: --listen given here replaces 127.0.0.1:0
-
-
-def assert_one_line_usage_error(done: Finished, *needles: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    err = done.stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    assert "serving on" not in done.stdout
-    for needle in needles:
-        assert needle in err, err
 
 
 # --- item 2: one port, one runtime ------------------------------------------------------------

@@ -12,17 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serving import Finished, run_serve, serve_argv
-
-
-def assert_one_line_usage_error(done: Finished, *needles: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    err = done.stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    assert "serving on" not in done.stdout
-    for needle in needles:
-        assert needle in err, err
+from serving import assert_one_line_usage_error, run_serve, serve_argv
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,7 @@ with the metrics endpoint on port 0, driven by the real client, scraped over HTT
 
 from __future__ import annotations
 
-import asyncio
-
-from prometheus_client.parser import text_string_to_metric_families
+from test_metrics_endpoint import Samples, scrape
 
 from runtime_client import ConfigBundleRef, RunState, RuntimeClient
 from runtime_server import Runtime
@@ -18,22 +16,6 @@ OTHER_MODEL = "other"
 
 BOUND = 30.0  # seconds: a safety net on a shared machine, never a speed assertion
 PER_BUNDLE = 40
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-async def scrape(port: int) -> Samples:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
-    raw = await asyncio.wait_for(reader.read(), BOUND)
-    writer.close()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.0 200"), head
-    out: Samples = {}
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
 
 
 def total(samples: Samples, name: str, **labels: str) -> float:
